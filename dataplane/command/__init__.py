@@ -1,0 +1,4 @@
+"""The control-plane vocabulary shared by the CLI, main, the workers and the operator.
+
+Imports nothing else from `dataplane`.
+"""

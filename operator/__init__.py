@@ -1,0 +1,1 @@
+"""pysozu's Kubernetes ingress controller, imported as `ingress_operator`."""
