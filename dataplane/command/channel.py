@@ -188,5 +188,5 @@ class Channel(Generic[Rx]):
     def has_buffered_frame(self) -> bool:
         if len(self._inbox) < PREFIX_SIZE:
             return False
-        (length,) = PREFIX.unpack_from(self._inbox)
+        length: int = PREFIX.unpack_from(self._inbox)[0]
         return length < PREFIX_SIZE or len(self._inbox) >= length

@@ -367,7 +367,7 @@ class Cluster(Message, kw_only=True):
     udp: UdpClusterConfig | None = None
 
 
-class PathRule(Message, kw_only=True, frozen=True):
+class PathRule(Message, kw_only=True):
     kind: PathRuleKind = PathRuleKind.PREFIX
     value: str = ""
 
@@ -384,7 +384,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     cluster_id: str | None = None
     address: SocketAddress
     hostname: str
-    path: PathRule = PathRule()
+    path: PathRule = msgspec.field(default_factory=PathRule)
     method: str | None = None
     position: RulePosition = RulePosition.TREE
     tags: dict[str, str] = {}
@@ -641,7 +641,7 @@ VERB_TYPES: dict[str, Any] = {
 }
 
 
-class Request(Message, kw_only=True, frozen=True):
+class Request(Message, kw_only=True):
     request_type: RequestType
 
     @classmethod
@@ -664,7 +664,7 @@ class Request(Message, kw_only=True, frozen=True):
         return f"Request({self.verb}={self.body!r})"
 
 
-class WorkerRequest(Message, kw_only=True, frozen=True):
+class WorkerRequest(Message, kw_only=True):
     id: str
     content: Request
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-import msgspec
-
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
     AddBackend,
