@@ -1,0 +1,384 @@
+"""`[clusters.<id>]` tables of sozu's TOML: the cluster, its frontends and its backends.
+
+Frontends are resolved against the listeners as sozu does: on an HTTP listener a frontend is an
+HTTP route (a certificate there is an error); on an HTTPS listener it is an HTTPS route with its
+own certificate or the listener's default one (neither is an error); an address no listener
+declares gets one (HTTPS when the frontend has a certificate, else HTTP; TCP for a TCP cluster).
+A TCP cluster's frontend on a UDP listener is a UDP frontend.
+
+pysozu difference: frontends from TOML default to `position = "TREE"` (sozu: PRE), so
+overlapping rules match most-specific-first, as CLI-created ones do (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.config_listeners import (
+    AnyListenerConfig,
+    Defaults,
+    answer_map,
+    auto_listener,
+    hsts,
+    read_certificate,
+    tls_versions,
+)
+from dataplane.command.config_reader import Table
+from dataplane.command.messages import (
+    AddBackend,
+    AddCertificate,
+    CertificateAndKey,
+    Cluster,
+    Header,
+    HeaderPosition,
+    HealthCheckConfig,
+    HttpsListenerConfig,
+    LoadBalancingAlgorithms,
+    LoadBalancingParams,
+    LoadMetric,
+    PathRule,
+    PathRuleKind,
+    ProxyProtocolConfig,
+    RedirectPolicy,
+    RedirectScheme,
+    RequestHttpFrontend,
+    RequestTcpFrontend,
+    RequestUdpFrontend,
+    RulePosition,
+    TcpListenerConfig,
+    UdpAffinityKey,
+    UdpClusterConfig,
+    UdpHealthConfig,
+    UdpHealthMode,
+    UdpListenerConfig,
+)
+from dataplane.command.state_rules import StateError, check_http_frontend, check_id, check_port
+
+U32 = 2**32 - 1
+HTTP_ONLY_FRONTEND_KEYS = (
+    "method",
+    "position",
+    "redirect",
+    "redirect_scheme",
+    "redirect_template",
+    "rewrite_host",
+    "rewrite_path",
+    "rewrite_port",
+    "required_auth",
+    "headers",
+    "hsts",
+    "tls_versions",
+    "key",
+    "path_type",
+)
+
+
+@dataclass
+class ClusterConfig:
+    """One `[clusters.<id>]`, resolved into the requests that create it."""
+
+    cluster: Cluster
+    protocol: str  # "http" (HTTP and HTTPS) or "tcp" (TCP and UDP), as in sozu
+    http_frontends: list[RequestHttpFrontend] = field(default_factory=list)
+    https_frontends: list[RequestHttpFrontend] = field(default_factory=list)
+    tcp_frontends: list[RequestTcpFrontend] = field(default_factory=list)
+    udp_frontends: list[RequestUdpFrontend] = field(default_factory=list)
+    certificates: list[AddCertificate] = field(default_factory=list)
+    backends: list[AddBackend] = field(default_factory=list)
+    # where each frontend and backend came from, for error messages: table name per object
+    origins: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+def parse_cluster(
+    table: Table,
+    cluster_id: str,
+    listeners: dict[SocketAddress, AnyListenerConfig],
+    defaults: Defaults,
+) -> ClusterConfig | None:
+    protocol = table.text("protocol", required=True)
+    if protocol is not None and protocol.lower() not in ("http", "tcp"):
+        table.error("protocol", f"unknown protocol {protocol!r}: expected http or tcp")
+        protocol = None
+    frontends = table.tables("frontends", required=True)
+    backends = table.tables("backends", required=True)
+    cluster = _cluster(table, cluster_id)
+    try:
+        check_id("cluster id", cluster_id)
+    except StateError as error:
+        table.error(None, str(error))
+    if protocol is None:
+        table.used.add("send_proxy")  # known; meaningless without a protocol
+        table.finish(strict=True)
+        return None
+    config = ClusterConfig(cluster=cluster, protocol=protocol.lower())
+    if config.protocol == "http":
+        for front in frontends:
+            _http_frontend(front, config, listeners, defaults)
+        if table.has("send_proxy"):
+            table.used.add("send_proxy")
+            table.warn("send_proxy", "does not apply to an http cluster, ignored")
+    else:
+        _tcp_frontends(table, frontends, config, listeners, defaults)
+        for key in ("sticky_session", "https_redirect", "http2", "answer_503"):
+            if table.has(key):
+                table.warn(key, "does not apply to a tcp cluster, ignored")
+        cluster.sticky_session = cluster.https_redirect = False  # as sozu's TCP clusters
+        cluster.http2 = cluster.answer_503 = None
+    for index, backend_table in enumerate(backends):
+        backend = _backend(backend_table, cluster_id, index)
+        if backend is not None:
+            config.backends.append(backend)
+            config.origins[id(backend)] = backend_table.name
+    table.finish(strict=True)
+    return config
+
+
+def _cluster(table: Table, cluster_id: str) -> Cluster:
+    answer_503_path = table.text("answer_503")
+    answer_503 = (
+        table.report.read_file(table.name, "answer_503", answer_503_path)
+        if answer_503_path
+        else None
+    )
+    health = table.table("health_check")
+    return Cluster(
+        cluster_id=cluster_id,
+        sticky_session=table.flag("sticky_session", False),
+        https_redirect=table.flag("https_redirect", False),
+        load_balancing=table.choice(
+            "load_balancing", LoadBalancingAlgorithms, LoadBalancingAlgorithms.ROUND_ROBIN
+        ),
+        load_metric=table.choice("load_metric", LoadMetric),
+        answer_503=answer_503,
+        http2=table.flag("http2"),
+        answers=answer_map(table, "answers"),
+        https_redirect_port=table.integer("https_redirect_port", low=1, high=65535),
+        authorized_hashes=table.str_list("authorized_hashes", []),
+        www_authenticate=table.text("www_authenticate"),
+        max_connections_per_ip=table.integer("max_connections_per_ip"),
+        retry_after=table.integer("retry_after", high=U32),
+        health_check=_health_check(health) if health is not None else None,
+        udp=_udp(table),
+    )
+
+
+def _health_check(table: Table) -> HealthCheckConfig:
+    uri = table.text("uri", "/", required=True)
+    if not uri.startswith("/"):
+        table.error("uri", f"{uri!r} must start with /")
+    config = HealthCheckConfig(
+        uri=uri,
+        interval=table.integer("interval", 10, low=1, high=U32),
+        timeout=table.integer("timeout", 5, low=1, high=U32),
+        healthy_threshold=table.integer("healthy_threshold", 3, low=1, high=U32),
+        unhealthy_threshold=table.integer("unhealthy_threshold", 3, low=1, high=U32),
+        expected_status=table.integer("expected_status", 0, high=599),
+    )
+    table.finish(strict=True)
+    return config
+
+
+def _udp(table: Table) -> UdpClusterConfig | None:
+    udp = table.table("udp")
+    if udp is None:
+        return None
+    health_table = udp.table("health")
+    health = None
+    if health_table is not None:
+        seconds = health_table.integer
+        payload = health_table.text("udp_probe_payload")
+        health = UdpHealthConfig(
+            mode=health_table.choice("mode", UdpHealthMode, UdpHealthMode.TCP_PROBE),
+            tcp_port=health_table.integer("tcp_port", low=1, high=65535),
+            rise=health_table.integer("rise", 2, low=1, high=U32),
+            fall=health_table.integer("fall", 3, low=1, high=U32),
+            fail_open=health_table.flag("fail_open", True),
+            udp_probe_payload=payload.encode() if payload is not None else None,
+            probe_interval_seconds=seconds("probe_interval_seconds", 5, low=1, high=U32),
+            probe_timeout_seconds=seconds("probe_timeout_seconds", 2, low=1, high=U32),
+        )
+        health_table.finish(strict=True)
+    config = UdpClusterConfig(
+        affinity_key=udp.choice("affinity_key", UdpAffinityKey),
+        responses=udp.integer("responses", high=U32),
+        requests=udp.integer("requests", high=U32),
+        send_proxy_protocol=udp.flag("send_proxy_protocol"),
+        proxy_protocol_every_datagram=udp.flag("proxy_protocol_every_datagram"),
+        health=health,
+    )
+    udp.finish(strict=True)
+    return config
+
+
+def _http_frontend(
+    table: Table,
+    config: ClusterConfig,
+    listeners: dict[SocketAddress, AnyListenerConfig],
+    defaults: Defaults,
+) -> None:
+    address = table.address("address", required=True)
+    hostname = table.text("hostname", required=True)
+    path = table.text("path", "")
+    kind = table.choice("path_type", PathRuleKind, PathRuleKind.PREFIX)
+    certificate, chain, key = read_certificate(table)
+    versions = tls_versions(table, "tls_versions") or []
+    headers = []
+    for header in table.tables("headers"):
+        position = header.choice("position", HeaderPosition)
+        header_key = header.text("key", required=True)
+        value = header.text("value", required=True)
+        if not header.has("position"):
+            header.error("position", "missing required key")
+        if position is not None and header_key is not None and value is not None:
+            headers.append(Header(position=position, key=header_key, val=value))
+        header.finish(strict=True)
+    front_hsts = hsts(table, "https")
+    redirect = table.choice("redirect", RedirectPolicy)
+    front = dict(
+        cluster_id=config.cluster.cluster_id,
+        hostname=hostname or "",
+        path=PathRule(kind=kind, value=path),
+        method=table.text("method"),
+        position=table.choice("position", RulePosition, RulePosition.TREE),
+        tags=table.str_map("tags") or {},
+        redirect=redirect,
+        required_auth=table.flag("required_auth"),
+        redirect_scheme=table.choice("redirect_scheme", RedirectScheme),
+        redirect_template=table.text("redirect_template"),
+        rewrite_host=table.text("rewrite_host"),
+        rewrite_path=table.text("rewrite_path"),
+        rewrite_port=table.integer("rewrite_port", low=1, high=65535),
+        headers=headers,
+        hsts=front_hsts,
+    )
+    table.finish(strict=True)
+    if address is None or hostname is None:
+        return
+    listener = listeners.get(address)
+    if listener is None:
+        listener = auto_listener(
+            table.report, "https" if certificate else "http", address, defaults
+        )
+        listeners[address] = listener
+    if isinstance(listener, TcpListenerConfig | UdpListenerConfig):
+        kind_name = "tcp" if isinstance(listener, TcpListenerConfig) else "udp"
+        table.error(
+            "address", f"{address} is a {kind_name} listener; an http cluster needs http(s)"
+        )
+        return
+    route = RequestHttpFrontend(address=address, **front)
+    try:
+        check_http_frontend(route)
+    except StateError as error:
+        table.error(None, str(error))
+        return
+    if not isinstance(listener, HttpsListenerConfig):
+        if certificate is not None:
+            table.error("certificate", f"{address} is a plain HTTP listener: no certificate there")
+        if front_hsts is not None:
+            table.error("hsts", "HSTS is only valid on HTTPS (RFC 6797 7.2)")
+        config.http_frontends.append(route)
+        config.origins[id(route)] = table.name
+        return
+    if certificate is None or key is None:
+        if listener.certificate is None or listener.key is None:
+            table.error(
+                "certificate",
+                f"HTTPS frontend needs a certificate: neither it nor listener {address} has one",
+            )
+            return
+        certificate, chain, key = listener.certificate, listener.certificate_chain, listener.key
+    add = AddCertificate(
+        address=address,
+        certificate=CertificateAndKey(
+            certificate=certificate, certificate_chain=chain, key=key, versions=versions
+        ),
+    )
+    config.certificates.append(add)
+    config.https_frontends.append(route)
+    config.origins[id(add)] = config.origins[id(route)] = table.name
+
+
+def _tcp_frontends(
+    cluster_table: Table,
+    tables: list[Table],
+    config: ClusterConfig,
+    listeners: dict[SocketAddress, AnyListenerConfig],
+    defaults: Defaults,
+) -> None:
+    expects: set[bool] = set()
+    for table in tables:
+        address = table.address("address", required=True)
+        tags = table.str_map("tags") or {}
+        for forbidden in ("hostname", "path", "certificate", "certificate_chain"):
+            if table.has(forbidden):
+                table.used.add(forbidden)
+                table.error(forbidden, "not allowed on a tcp cluster's frontend")
+        for key in HTTP_ONLY_FRONTEND_KEYS:
+            if table.has(key):
+                table.used.add(key)
+                table.warn(key, "does not apply to a tcp cluster's frontend, ignored")
+        table.finish(strict=True)
+        if address is None:
+            continue
+        listener = listeners.get(address)
+        if listener is None:
+            listener = listeners[address] = auto_listener(table.report, "tcp", address, defaults)
+        front: Any
+        if isinstance(listener, UdpListenerConfig):
+            front = RequestUdpFrontend(
+                cluster_id=config.cluster.cluster_id, address=address, tags=tags
+            )
+            config.udp_frontends.append(front)
+        elif isinstance(listener, TcpListenerConfig):
+            expects.add(listener.expect_proxy)
+            front = RequestTcpFrontend(
+                cluster_id=config.cluster.cluster_id, address=address, tags=tags
+            )
+            config.tcp_frontends.append(front)
+        else:
+            table.error(
+                "address", f"{address} is an http(s) listener; a tcp cluster needs tcp or udp"
+            )
+            continue
+        config.origins[id(front)] = table.name
+    if len(expects) > 1:
+        cluster_table.error(
+            "frontends", "frontends mix listeners with and without expect_proxy (PROXY protocol)"
+        )
+    send = bool(cluster_table.flag("send_proxy", False))
+    expect = expects == {True}
+    modes = {
+        (True, True): ProxyProtocolConfig.RELAY_HEADER,
+        (True, False): ProxyProtocolConfig.SEND_HEADER,
+        (False, True): ProxyProtocolConfig.EXPECT_HEADER,
+    }
+    config.cluster.proxy_protocol = modes.get((send, expect))
+
+
+def _backend(table: Table, cluster_id: str, index: int) -> AddBackend | None:
+    address = table.address("address", required=True)
+    weight = table.integer("weight", 100, high=255)
+    backend_id = table.text("backend_id")
+    sticky_id = table.text("sticky_id")
+    backup = table.flag("backup")
+    table.finish(strict=True)
+    if address is None:
+        return None
+    backend_id = backend_id or f"{cluster_id}-{index}-{address}"
+    try:
+        check_id("backend_id", backend_id)
+        check_port("backend", address)
+    except StateError as error:
+        table.error("backend_id" if table.has("backend_id") else "address", str(error))
+        return None
+    return AddBackend(
+        cluster_id=cluster_id,
+        backend_id=backend_id,
+        address=address,
+        sticky_id=sticky_id,
+        load_balancing_parameters=LoadBalancingParams(weight=weight),
+        backup=backup,
+    )

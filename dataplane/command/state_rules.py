@@ -1,0 +1,252 @@
+"""Value checks for routing-state requests, and the certificate facts the state needs.
+
+`ConfigState.dispatch` runs these before touching anything, so a request that would be silently
+misread later (an empty id, a hostname with a space, a regex that does not compile, port 0, a
+key that does not match its certificate) fails with a message saying what and why.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    CertificateAndKey,
+    Cluster,
+    HealthCheckConfig,
+    HttpListenerConfig,
+    HttpsListenerConfig,
+    PathRuleKind,
+    RequestHttpFrontend,
+    TcpListenerConfig,
+    UdpListenerConfig,
+    UpdateHttpListenerConfig,
+    UpdateHttpsListenerConfig,
+)
+
+
+class StateError(Exception):
+    """A routing-state request that cannot be applied; the message says what and why."""
+
+
+MAX_ID_LENGTH = 256
+ALPN_VALUES = ("h2", "http/1.1")
+# RFC 9110 token characters: header names, methods, cookie names.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Characters that never belong in an id, a hostname or a path: whitespace and C0/DEL.
+_BLANK_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_HOSTNAME_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f/?#@\\]")
+
+
+def check_id(kind: str, value: str) -> None:
+    if not value:
+        raise StateError(f"{kind} must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise StateError(f"{kind} {value[:40]!r}... is longer than {MAX_ID_LENGTH} characters")
+    if _BLANK_OR_CONTROL.search(value):
+        raise StateError(f"{kind} {value!r} must not contain spaces or control characters")
+
+
+def check_port(what: str, address: SocketAddress) -> None:
+    if address.port == 0:
+        raise StateError(f"{what} {address}: port 0 is not a usable port")
+
+
+def check_hostname(hostname: str) -> None:
+    if not hostname:
+        raise StateError("hostname must not be empty")
+    if _HOSTNAME_FORBIDDEN.search(hostname):
+        raise StateError(
+            f"hostname {hostname!r} must not contain spaces, control characters or / ? # @ \\"
+        )
+
+
+def check_token(what: str, value: str) -> None:
+    if not _TOKEN.match(value):
+        raise StateError(f"{what} {value!r} is not a valid HTTP token")
+
+
+def check_non_negative(owner: str, message: Any) -> None:
+    """Every integer field of a message is a count, a size or a duration: never negative."""
+    for name in message.__struct_fields__:
+        value = getattr(message, name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise StateError(f"{owner}: {name} must not be negative (got {value})")
+
+
+def check_http_frontend(front: RequestHttpFrontend) -> None:
+    if front.cluster_id is not None:
+        check_id("cluster_id", front.cluster_id)
+    check_port("frontend address", front.address)
+    check_hostname(front.hostname)
+    value = front.path.value
+    if front.path.kind == PathRuleKind.REGEX:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise StateError(f"path regex {value!r} does not compile: {error}") from None
+    elif _BLANK_OR_CONTROL.search(value) or (value and not value.startswith("/")):
+        raise StateError(f"path {value!r} must start with / and contain no spaces")
+    if front.method is not None:
+        check_token("method", front.method)
+    for header in front.headers:
+        check_token("header name", header.key)
+        if "\r" in header.val or "\n" in header.val:
+            raise StateError(f"header {header.key} value must not contain CR or LF")
+    if front.rewrite_port is not None and not 0 < front.rewrite_port < 65536:
+        raise StateError(f"rewrite_port {front.rewrite_port} is not in 1..65535")
+    check_non_negative(f"frontend {front.hostname}", front)
+
+
+def check_health_check(cluster_id: str, config: HealthCheckConfig) -> None:
+    where = f"health check of cluster {cluster_id}"
+    if not config.uri.startswith("/"):
+        raise StateError(f"{where}: uri {config.uri!r} must start with /")
+    if _BLANK_OR_CONTROL.search(config.uri):
+        raise StateError(f"{where}: uri must not contain spaces or control characters")
+    for name in ("interval", "timeout", "healthy_threshold", "unhealthy_threshold"):
+        if getattr(config, name) <= 0:
+            raise StateError(f"{where}: {name} must be at least 1")
+    check_non_negative(where, config)
+
+
+def check_cluster(cluster: Cluster) -> None:
+    check_id("cluster_id", cluster.cluster_id)
+    check_non_negative(f"cluster {cluster.cluster_id}", cluster)
+    if cluster.health_check is not None:
+        check_health_check(cluster.cluster_id, cluster.health_check)
+    if cluster.https_redirect_port is not None and not 0 < cluster.https_redirect_port < 65536:
+        raise StateError(
+            f"cluster {cluster.cluster_id}: https_redirect_port "
+            f"{cluster.https_redirect_port} is not in 1..65535"
+        )
+
+
+AnyListener = HttpListenerConfig | HttpsListenerConfig | TcpListenerConfig | UdpListenerConfig
+
+
+def check_listener(kind: str, listener: AnyListener) -> None:
+    where = f"{kind} listener {listener.address}"
+    check_port(f"{kind} listener", listener.address)
+    check_non_negative(where, listener)
+    if isinstance(listener, HttpListenerConfig):
+        check_h2_knobs(where, listener)
+        check_token(f"{where}: sticky_name", listener.sticky_name)
+        if listener.sozu_id_header is not None:
+            check_token(f"{where}: sozu_id_header", listener.sozu_id_header)
+    if isinstance(listener, HttpsListenerConfig):
+        check_alpn(where, listener.alpn_protocols)
+        if listener.certificate is not None or listener.key is not None:
+            if listener.certificate is None or listener.key is None:
+                raise StateError(f"{where}: a default certificate needs both certificate and key")
+            check_certificate(
+                CertificateAndKey(
+                    certificate=listener.certificate,
+                    key=listener.key,
+                    certificate_chain=listener.certificate_chain,
+                )
+            )
+
+
+def check_h2_knobs(
+    where: str,
+    config: HttpListenerConfig | UpdateHttpListenerConfig | UpdateHttpsListenerConfig,
+) -> None:
+    for name in config.__struct_fields__:
+        value = getattr(config, name)
+        zero_allowed = name == "h2_graceful_shutdown_deadline_seconds"  # 0 = wait for streams
+        if name.startswith("h2_") and value is not None and value < (0 if zero_allowed else 1):
+            raise StateError(f"{where}: {name} must be at least {0 if zero_allowed else 1}")
+
+
+def check_alpn(where: str, values: list[str]) -> None:
+    for value in values:
+        if value not in ALPN_VALUES:
+            raise StateError(f"{where}: ALPN protocol {value!r} is not one of h2, http/1.1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificates
+
+
+def _leaf(pem: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as error:
+        raise StateError(f"certificate is not a parsable PEM certificate ({error})") from None
+
+
+def certificate_fingerprint(pem: str) -> str:
+    """Hex SHA-256 of the leaf certificate's DER, as sozu prints fingerprints."""
+    return _leaf(pem).fingerprint(hashes.SHA256()).hex()
+
+
+def _names_of(certificate: x509.Certificate) -> list[str]:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = san.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    if not names:
+        names = [
+            str(attribute.value)
+            for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ]
+    return names
+
+
+def certificate_names(pem: str) -> list[str]:
+    """The DNS names a certificate serves: its SAN dNSNames, or its CN when it has no SAN."""
+    return _names_of(_leaf(pem))
+
+
+def _spki(public_key: Any) -> bytes:
+    result: bytes = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return result
+
+
+def check_certificate(certificate: CertificateAndKey) -> str:
+    """Validate a certificate, its chain and its key; return the leaf's fingerprint."""
+    leaf = _leaf(certificate.certificate)
+    for index, pem in enumerate(certificate.certificate_chain):
+        try:
+            x509.load_pem_x509_certificates(pem.encode())
+        except ValueError as error:
+            raise StateError(f"certificate_chain[{index}] is not parsable PEM ({error})") from None
+    try:
+        key = serialization.load_pem_private_key(certificate.key.encode(), password=None)
+    except (ValueError, TypeError) as error:
+        raise StateError(f"key is not a parsable unencrypted PEM private key ({error})") from None
+    if _spki(key.public_key()) != _spki(leaf.public_key()):
+        raise StateError("key does not match the certificate's public key")
+    for name in certificate.names:
+        check_hostname(name)
+    return leaf.fingerprint(hashes.SHA256()).hex()
+
+
+def with_names(certificate: CertificateAndKey) -> CertificateAndKey:
+    """The certificate with `names` filled from the certificate when the request left it empty."""
+    if certificate.names:
+        return certificate
+    names = certificate_names(certificate.certificate)
+    return CertificateAndKey(
+        certificate=certificate.certificate,
+        certificate_chain=list(certificate.certificate_chain),
+        key=certificate.key,
+        versions=list(certificate.versions),
+        names=names,
+    )
+
+
+def check_fingerprint(fingerprint: str) -> str:
+    normalized = fingerprint.strip().lower()
+    if len(normalized) != 64 or any(c not in "0123456789abcdef" for c in normalized):
+        raise StateError(f"fingerprint {fingerprint!r} is not a hex SHA-256 (64 hex digits)")
+    return normalized
