@@ -1,0 +1,92 @@
+{{/*
+Names, labels and the fixed facts shared by every template.
+*/}}
+
+{{- define "pysozu.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pysozu.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pysozu.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride }}
+{{- end }}
+
+{{- define "pysozu.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pysozu.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pysozu.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pysozu.labels" -}}
+helm.sh/chart: {{ include "pysozu.chart" . }}
+{{ include "pysozu.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: pysozu
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "pysozu.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "pysozu.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "pysozu.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Where the proxy's command socket lives: an emptyDir shared by both containers. */}}
+{{- define "pysozu.runDir" -}}/run/pysozu{{- end }}
+{{- define "pysozu.commandSocket" -}}{{ include "pysozu.runDir" . }}/pysozu.sock{{- end }}
+{{- define "pysozu.configDir" -}}/etc/pysozu{{- end }}
+{{- define "pysozu.configFile" -}}{{ include "pysozu.configDir" . }}/config.toml{{- end }}
+
+{{/* The Lease pysozu-ingress elects its status writer with (ingress_operator.settings). */}}
+{{- define "pysozu.leaseName" -}}pysozu-ingress-leader{{- end }}
+
+{{/* The Service whose address goes into Ingress status, as namespace/name. */}}
+{{- define "pysozu.publishService" -}}
+{{- default (printf "%s/%s" (include "pysozu.namespace" .) (include "pysozu.fullname" .)) .Values.publishService.pathOverride }}
+{{- end }}
+
+{{/* Render-time checks of rules the schema cannot express across keys. */}}
+{{- define "pysozu.validate" -}}
+{{- $drain := add .Values.drain.lbDeregistrationSeconds .Values.drain.timeoutSeconds }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int $drain) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed drain.lbDeregistrationSeconds + drain.timeoutSeconds (%v)" .Values.terminationGracePeriodSeconds $drain) }}
+{{- end }}
+{{- if and .Values.hostNetwork .Values.hostPort.enabled }}
+{{- fail "hostNetwork and hostPort.enabled are exclusive: with hostNetwork the listeners already bind the node's ports" }}
+{{- end }}
+{{- if and (eq .Values.kind "DaemonSet") .Values.autoscaling.enabled }}
+{{- fail "autoscaling applies to kind Deployment only" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled (the ServiceMonitor scrapes the metrics Service)" }}
+{{- end }}
+{{- end }}

@@ -1,1 +1,0 @@
-"""pysozu's Kubernetes ingress controller, imported as `ingress_operator`."""
