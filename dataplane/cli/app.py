@@ -1,0 +1,164 @@
+"""`pysozu`: run the proxy (`start`), or send one command to a running one.
+
+Exit status: 0 when main answered OK, 1 when it answered FAILURE (the message is on stderr) or
+the configuration is invalid, 2 for a usage error, 3 when main could not be reached or did not
+answer in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from dataplane.cli import output
+from dataplane.cli.client import CommandClient, CommandError
+from dataplane.cli.tree import build_parser
+from dataplane.command.config import ConfigError, default_config, load_config
+from dataplane.command.messages import Request
+from dataplane.command.responses import Response, ResponseStatus
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+NO_DEFAULT_TIMEOUT = {"shutdown", "events", "upgrade"}
+
+
+def config_path(args: argparse.Namespace) -> str | None:
+    return args.config or os.environ.get("SOZU_CONFIG") or None
+
+
+def _error(message: str) -> None:
+    print(f"pysozu: {message}", file=sys.stderr)
+
+
+def _config_problems(error: ConfigError) -> None:
+    for line in [str(p) for p in error.problems] or [str(error)]:
+        _error(line)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "run", None)
+    try:
+        if run == "start":
+            from dataplane.main.run import run_main
+
+            return run_main(config_path(args))
+        if run == "worker":
+            return _worker(args)
+        if run == "config_check":
+            return _config_check(args)
+        return _command(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `pysozu events | head`
+        return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from dataplane.proxy.boot import begin_worker_process
+
+    max_buffer = args.max_command_buffer_size or 2 * args.command_buffer_size
+    return begin_worker_process(
+        args.fd,
+        args.scm,
+        args.configuration_state_fd,
+        args.id,
+        args.command_buffer_size,
+        max_buffer,
+    )
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    path = config_path(args)
+    if path is None:
+        _error("config check needs a configuration file: pysozu config check -c FILE")
+        return EXIT_USAGE
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        _config_problems(error)
+        return EXIT_FAILURE
+    for warning in config.warnings:
+        _error(f"warning: {warning}")
+    print(f"{path}: configuration is valid")
+    return 0
+
+
+def _command(args: argparse.Namespace) -> int:
+    path = config_path(args)
+    try:
+        config = load_config(path) if path else default_config()
+    except ConfigError as error:
+        _config_problems(error)
+        return EXIT_FAILURE
+    try:
+        request: Request = args.build(args)
+    except argparse.ArgumentTypeError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    if args.timeout is not None:
+        timeout = args.timeout / 1000 if args.timeout > 0 else None
+    elif args.command in NO_DEFAULT_TIMEOUT:
+        timeout = None
+    else:
+        timeout = config.ctl_command_timeout / 1000
+    try:
+        with CommandClient(
+            config.command_socket, timeout, config.max_command_buffer_size
+        ) as client:
+            if args.show == "events":
+                return _stream_events(client, request, args.json)
+            response = client.request(request)
+            refresh = getattr(args, "refresh", None)
+            while refresh and response.status == ResponseStatus.OK:  # `metrics get -r N`
+                _print_final(response, args)
+                time.sleep(refresh)
+                response = client.request(request)
+            if getattr(args, "h2_enabled", None) is not None and response.status == 0:
+                response = _toggle_h2(client, response, args)
+    except CommandError as error:
+        _error(str(error))
+        return EXIT_UNREACHABLE
+    return _print_final(response, args)
+
+
+def _print_final(response: Response, args: argparse.Namespace) -> int:
+    if args.json:
+        output.print_json(response)
+    elif response.status == ResponseStatus.OK:
+        output.SHOW[args.show](response, sys.stdout)
+    if response.status != ResponseStatus.OK:
+        _error(response.message or "main answered FAILURE")
+        return EXIT_FAILURE
+    return 0
+
+
+def _stream_events(client: CommandClient, request: Request, as_json: bool) -> int:
+    for response in client.responses(request):
+        if response.status == ResponseStatus.FAILURE:
+            _error(response.message)
+            return EXIT_FAILURE
+        if as_json:
+            output.print_json(response)
+        else:
+            output.show_event(response, sys.stdout)
+    return 0
+
+
+def _toggle_h2(client: CommandClient, found: Response, args: argparse.Namespace) -> Response:
+    """`cluster h2 enable|disable`: re-submit the cluster with `http2` changed (as sozu)."""
+    answers: Any = found.content.value if found.content else None
+    main = answers.map.get("main") if answers is not None else None
+    infos = main.value.vec if main is not None and main.kind == "clusters" else []
+    if not infos or infos[0].configuration is None:
+        return Response.failure(f"cluster {args.id} not found")
+    cluster = msgspec.structs.replace(infos[0].configuration, http2=args.h2_enabled)
+    return client.request(Request.of(add_cluster=cluster))

@@ -1,0 +1,208 @@
+"""Printing main's answers: tables for people, the final Response as JSON with `-j`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from dataplane.command import codec
+from dataplane.command.responses import Response, ResponseContent, RunState
+
+
+def print_json(response: Response, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(codec.to_builtins(response), sort_keys=True) + "\n")
+    out.flush()
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO = sys.stdout) -> None:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        out.write("\n")
+
+
+def uptime(started_at: float | None, now: float | None = None) -> str:
+    if started_at is None:
+        return "-"
+    seconds = max(0, int((time.time() if now is None else now) - started_at))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _content(response: Response, kind: str) -> Any:
+    content = response.content
+    if content is None or content.kind != kind:
+        return None
+    return content.value
+
+
+def show_workers(response: Response, out: TextIO) -> None:
+    infos = _content(response, "workers")
+    rows = [
+        (i.id, i.pid, RunState(i.run_state).name, i.version or "-", uptime(i.started_at))
+        for i in (infos.vec if infos else [])
+    ]
+    table(("WORKER", "PID", "STATE", "VERSION", "UPTIME"), rows, out)
+
+
+def show_listeners(response: Response, out: TextIO) -> None:
+    listeners = _content(response, "listeners_list")
+    rows = []
+    if listeners is not None:
+        for protocol in ("http", "https", "tcp", "udp"):
+            for address, config in getattr(listeners, f"{protocol}_listeners").items():
+                public = config.public_address
+                rows.append(
+                    (
+                        protocol.upper(),
+                        address,
+                        "yes" if config.active else "no",
+                        str(public) if public else "-",
+                    )
+                )
+    table(("PROTOCOL", "ADDRESS", "ACTIVE", "PUBLIC ADDRESS"), rows, out)
+
+
+def _route(front: Any) -> tuple[str, str, str, str]:
+    path = front.path
+    rule = {0: "prefix", 1: "regex", 2: "equals"}[int(path.kind)]
+    return (
+        front.hostname,
+        f"{rule} {path.value or '/'}" if path.value else "*",
+        front.method or "*",
+        front.cluster_id if front.cluster_id is not None else "(deny)",
+    )
+
+
+def show_frontends(response: Response, out: TextIO) -> None:
+    fronts = _content(response, "frontend_list")
+    rows: list[tuple[Any, ...]] = []
+    if fronts is not None:
+        for protocol in ("http", "https"):
+            for front in getattr(fronts, f"{protocol}_frontends"):
+                rows.append((protocol.upper(), str(front.address), *_route(front)))
+        for protocol in ("tcp", "udp"):
+            for front in getattr(fronts, f"{protocol}_frontends"):
+                rows.append((protocol.upper(), str(front.address), "-", "-", "-", front.cluster_id))
+    table(("PROTOCOL", "ADDRESS", "HOSTNAME", "PATH", "METHOD", "CLUSTER"), rows, out)
+
+
+def show_clusters(response: Response, out: TextIO) -> None:
+    answers = _content(response, "worker_responses")
+    if answers is None:
+        show_message(response, out)
+        return
+    main = answers.map.get("main")
+    workers = {k: v for k, v in answers.map.items() if k != "main"}
+    if main is not None and main.kind == "cluster_hashes":
+        rows = []
+        for cluster_id, digest in sorted(main.value.map.items()):
+            agree = sum(
+                1
+                for w in workers.values()
+                if w.kind == "cluster_hashes" and w.value.map.get(cluster_id) == digest
+            )
+            rows.append((cluster_id, f"{digest:016x}", f"{agree}/{len(workers)}"))
+        table(("CLUSTER", "HASH", "WORKERS IN SYNC"), rows, out)
+    elif main is not None and main.kind == "clusters":
+        _show_cluster_informations(main, out)
+    if response.message:
+        out.write(response.message + "\n")
+
+
+def _show_cluster_informations(content: ResponseContent, out: TextIO) -> None:
+    infos = content.value.vec
+    if not infos:
+        out.write("no cluster found\n")
+    for info in infos:
+        config = info.configuration
+        out.write(f"cluster {config.cluster_id if config else '?'}\n")
+        fronts = [("HTTP", f) for f in info.http_frontends] + [
+            ("HTTPS", f) for f in info.https_frontends
+        ]
+        table(
+            ("PROTOCOL", "ADDRESS", "HOSTNAME", "PATH", "METHOD", "CLUSTER"),
+            [(p, str(f.address), *_route(f)) for p, f in fronts],
+            out,
+        )
+        table(("BACKEND", "ADDRESS"), [(b.backend_id, str(b.address)) for b in info.backends], out)
+
+
+def show_certificates(response: Response, out: TextIO) -> None:
+    certs = _content(response, "certificates_with_fingerprints")
+    if certs is None:
+        print_json(response, out)
+        return
+    table(
+        ("FINGERPRINT", "NAMES"),
+        [(fp, ", ".join(c.names)) for fp, c in sorted(certs.certs.items())],
+        out,
+    )
+
+
+def show_request_counts(response: Response, out: TextIO) -> None:
+    counts = _content(response, "request_counts")
+    rows = sorted((counts.map if counts else {}).items())
+    table(("REQUEST", "COUNT"), rows, out)
+
+
+def _figure(metric: Any) -> str:
+    inner = metric.inner
+    for kind in ("count", "gauge", "time"):
+        if getattr(inner, kind) is not None:
+            return str(getattr(inner, kind))
+    if inner.percentiles is not None:
+        p = inner.percentiles
+        return f"p50={p.p_50} p99={p.p_99} max={p.p_100} n={p.samples}"
+    return "-"
+
+
+def show_metrics(response: Response, out: TextIO) -> None:
+    available = _content(response, "available_metrics")
+    if available is not None:
+        table(("PROXY METRICS",), [(name,) for name in available.proxy_metrics], out)
+        table(("CLUSTER METRICS",), [(name,) for name in available.cluster_metrics], out)
+        return
+    metrics = _content(response, "metrics")
+    if metrics is None:
+        show_message(response, out)
+        return
+    rows = [("all", name, _figure(m)) for name, m in sorted(metrics.proxying.items())]
+    for worker_id, figures in sorted(metrics.workers.items()):
+        rows += [(worker_id, name, _figure(m)) for name, m in sorted(figures.proxy.items())]
+    table(("WORKER", "METRIC", "VALUE"), rows, out)
+
+
+def show_message(response: Response, out: TextIO) -> None:
+    out.write((response.message or "OK") + "\n")
+
+
+def show_event(response: Response, out: TextIO) -> None:
+    event = _content(response, "event")
+    if event is None:
+        return
+    details = " ".join(
+        f"{name}={value}"
+        for name in ("cluster_id", "backend_id", "address")
+        if (value := getattr(event, name)) is not None
+    )
+    out.write(f"{response.message} {event.kind.name} {details}".rstrip() + "\n")
+    out.flush()
+
+
+SHOW = {
+    "message": show_message,
+    "workers": show_workers,
+    "listeners": show_listeners,
+    "frontends": show_frontends,
+    "clusters": show_clusters,
+    "certificates": show_certificates,
+    "request_counts": show_request_counts,
+    "metrics": show_metrics,
+    "json": print_json,
+}

@@ -1,0 +1,309 @@
+"""`pysozu cluster ...`, `pysozu backend ...` and `pysozu certificate ...`."""
+
+from __future__ import annotations
+
+import argparse
+
+from dataplane.cli import args as value
+from dataplane.cli.tree_base import GLOBAL_SHORT_TIMEOUT, Build, Subparsers, group, leaf
+from dataplane.command.messages import (
+    AddBackend,
+    AddCertificate,
+    CertificateAndKey,
+    Cluster,
+    Empty,
+    HealthCheckConfig,
+    ProxyProtocolConfig,
+    QueryCertificatesFilters,
+    QueryClusterByDomain,
+    QueryHealthChecks,
+    RemoveBackend,
+    RemoveCertificate,
+    ReplaceCertificate,
+    Request,
+    SetHealthCheck,
+)
+
+
+def _cluster_list(a: argparse.Namespace) -> Request:
+    if a.id is not None:
+        return Request.of(query_cluster_by_id=a.id)
+    if a.domain is not None:
+        host, _, path = a.domain.partition("/")
+        query = QueryClusterByDomain(hostname=host, path=f"/{path}" if path else None)
+        return Request.of(query_clusters_by_domain=query)
+    return Request.of(query_clusters_hashes=Empty())
+
+
+def _cluster_add(a: argparse.Namespace) -> Request:
+    proxy_protocol = {
+        (True, True): ProxyProtocolConfig.RELAY_HEADER,
+        (True, False): ProxyProtocolConfig.SEND_HEADER,
+        (False, True): ProxyProtocolConfig.EXPECT_HEADER,
+    }.get((a.send_proxy, a.expect_proxy))
+    return Request.of(
+        add_cluster=Cluster(
+            cluster_id=a.id,
+            sticky_session=a.sticky_session,
+            https_redirect=a.https_redirect,
+            proxy_protocol=proxy_protocol,
+            load_balancing=a.load_balancing_policy,
+            http2=True if a.http2 else None,
+            answers=dict(a.answer),
+            https_redirect_port=a.https_redirect_port,
+            www_authenticate=a.www_authenticate,
+            authorized_hashes=a.authorized_hash,
+        )
+    )
+
+
+def add_cluster_tree(top: Subparsers) -> None:
+    cluster = group(top, "cluster", "cluster management")
+    listing = leaf(
+        cluster,
+        "list",
+        "query clusters: all of them, or by id or domain",
+        _cluster_list,
+        show="clusters",
+    )
+    listing.add_argument("-i", "--id", help="cluster identifier")
+    listing.add_argument("-d", "--domain", help="cluster domain name (host or host/path)")
+    remove = leaf(cluster, "remove", "remove a cluster", lambda a: Request.of(remove_cluster=a.id))
+    remove.add_argument("-i", "--id", required=True, help="cluster id")
+    add = leaf(cluster, "add", "add (or update) a cluster", _cluster_add)
+    add.add_argument("-i", "--id", required=True, help="cluster id")
+    add.add_argument("-s", "--sticky-session", action="store_true")
+    add.add_argument("-r", "--https-redirect", action="store_true")
+    add.add_argument(
+        "--send-proxy", action="store_true", help="send a PROXY protocol v2 header to backends"
+    )
+    add.add_argument(
+        "--expect-proxy", action="store_true", help="expect a PROXY protocol v2 header from clients"
+    )
+    add.add_argument(
+        "--load-balancing-policy",
+        type=value.load_balancing,
+        default=value.load_balancing("round_robin"),
+        metavar="POLICY",
+        help="round_robin (default), random, least_loaded, power_of_two, hrw, maglev",
+    )
+    add.add_argument("--http2", action="store_true", help="HTTP/2 to the backends")
+    add.add_argument("--https-redirect-port", type=int)
+    add.add_argument("--www-authenticate", help="realm of the WWW-Authenticate header")
+    add.add_argument(
+        "--authorized-hash",
+        action="append",
+        default=[],
+        help="user:hex(sha256(password)), repeatable",
+    )
+    add.add_argument(
+        "--answer",
+        type=value.answer,
+        action="append",
+        default=[],
+        help="<code>=<body> or <code>=file://<path>, repeatable",
+    )
+    h2 = group(cluster, "h2", "enable or disable HTTP/2 to a cluster's backends")
+    for name, enabled in (("enable", True), ("disable", False)):
+        toggle = leaf(
+            h2, name, f"{name} HTTP/2 for backend connections", _h2_toggle(enabled), show="message"
+        )
+        toggle.add_argument("-i", "--id", required=True, help="cluster id")
+    checks = group(cluster, "health-check", "backend health checks")
+    check = leaf(
+        checks,
+        "set",
+        "set or update a cluster's health check",
+        _health_check_set,
+        parent=GLOBAL_SHORT_TIMEOUT,
+    )
+    check.add_argument("-i", "--id", required=True, help="cluster id")
+    check.add_argument("-u", "--uri", required=True, help="path to probe, e.g. /health")
+    check.add_argument("--interval", type=int, default=10, help="seconds between checks")
+    check.add_argument(
+        "--timeout", dest="check_timeout", type=int, default=5, help="check timeout in seconds"
+    )
+    check.add_argument("--healthy-threshold", type=int, default=3)
+    check.add_argument("--unhealthy-threshold", type=int, default=3)
+    check.add_argument("--expected-status", type=int, default=0, help="0: any 2xx")
+    remove_check = leaf(
+        checks,
+        "remove",
+        "remove a cluster's health check",
+        lambda a: Request.of(remove_health_check=a.id),
+    )
+    remove_check.add_argument("-i", "--id", required=True, help="cluster id")
+    list_checks = leaf(
+        checks,
+        "list",
+        "list health checks",
+        lambda a: Request.of(query_health_checks=QueryHealthChecks(cluster_id=a.id)),
+    )
+    list_checks.add_argument("-i", "--id", help="only this cluster")
+
+
+def _h2_toggle(enabled: bool) -> Build:
+    def build(a: argparse.Namespace) -> Request:
+        # sozu queries the cluster and re-submits it: the CLI app does that round trip.
+        a.h2_enabled = enabled
+        return Request.of(query_cluster_by_id=a.id)
+
+    return build
+
+
+def _health_check_set(a: argparse.Namespace) -> Request:
+    config = HealthCheckConfig(
+        uri=a.uri,
+        interval=a.interval,
+        timeout=a.check_timeout,
+        healthy_threshold=a.healthy_threshold,
+        unhealthy_threshold=a.unhealthy_threshold,
+        expected_status=a.expected_status,
+    )
+    return Request.of(set_health_check=SetHealthCheck(cluster_id=a.id, config=config))
+
+
+def add_backend_tree(top: Subparsers) -> None:
+    backend = group(top, "backend", "backend management")
+    remove = leaf(
+        backend,
+        "remove",
+        "remove a backend",
+        lambda a: Request.of(
+            remove_backend=RemoveBackend(
+                cluster_id=a.id, backend_id=a.backend_id, address=a.address
+            )
+        ),
+    )
+    add = leaf(
+        backend,
+        "add",
+        "add a backend",
+        lambda a: Request.of(
+            add_backend=AddBackend(
+                cluster_id=a.id,
+                backend_id=a.backend_id,
+                address=a.address,
+                sticky_id=a.sticky_id,
+                backup=a.backup,
+            )
+        ),
+    )
+    for parser in (remove, add):
+        parser.add_argument("-i", "--id", required=True, help="cluster id")
+        parser.add_argument("--backend-id", required=True)
+        parser.add_argument(
+            "-a", "--address", type=value.address, required=True, help="server address, IP:port"
+        )
+    add.add_argument("-s", "--sticky-id", help="value for the sticky session cookie")
+    add.add_argument("-b", "--backup", type=_boolean, metavar="BOOL", help="true: a backup backend")
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _certificate_and_key(a: argparse.Namespace, prefix: str = "") -> CertificateAndKey:
+    chain = value.read_file(getattr(a, f"{prefix}chain"))
+    return CertificateAndKey(
+        certificate=value.read_file(getattr(a, f"{prefix}certificate")),
+        certificate_chain=_split_pem(chain),
+        key=value.read_file(getattr(a, f"{prefix}key")),
+        versions=a.tls_versions,
+    )
+
+
+def _split_pem(text: str) -> list[str]:
+    marker = "-----END CERTIFICATE-----"
+    return [part.strip() + "\n" + marker for part in text.split(marker)[:-1]]
+
+
+def _fingerprint(a: argparse.Namespace, certificate: str | None, fingerprint: str | None) -> str:
+    if fingerprint:
+        return fingerprint
+    if not certificate:
+        raise argparse.ArgumentTypeError("give the certificate (--certificate) or -f FINGERPRINT")
+    from dataplane.command.state import certificate_fingerprint
+
+    return certificate_fingerprint(value.read_file(certificate))
+
+
+def add_certificate_tree(top: Subparsers) -> None:
+    certificate = group(top, "certificate", "list, add and remove certificates")
+    listing = leaf(
+        certificate,
+        "list",
+        "list certificates",
+        lambda a: Request.of(
+            **{
+                "query_certificates_from_workers"
+                if a.query_workers
+                else "query_certificates_from_the_state": QueryCertificatesFilters(
+                    domain=a.domain, fingerprint=a.fingerprint
+                )
+            }
+        ),
+        show="certificates",
+    )
+    listing.add_argument("-f", "--fingerprint")
+    listing.add_argument("-d", "--domain")
+    listing.add_argument(
+        "-w",
+        "--workers",
+        dest="query_workers",
+        action="store_true",
+        help="ask the workers instead of main's state",
+    )
+    add = leaf(
+        certificate,
+        "add",
+        "add a certificate",
+        lambda a: Request.of(
+            add_certificate=AddCertificate(address=a.address, certificate=_certificate_and_key(a))
+        ),
+    )
+    add.add_argument("--certificate", required=True, help="path to the certificate")
+    add.add_argument(
+        "--certificate-chain", dest="chain", required=True, help="path to the certificate chain"
+    )
+    add.add_argument("--key", required=True, help="path to the key")
+    remove = leaf(
+        certificate,
+        "remove",
+        "remove a certificate",
+        lambda a: Request.of(
+            remove_certificate=RemoveCertificate(
+                address=a.address, fingerprint=_fingerprint(a, a.certificate, a.fingerprint)
+            )
+        ),
+    )
+    remove.add_argument("--certificate", "--cert", help="path to the certificate")
+    remove.add_argument("-f", "--fingerprint")
+    replace = leaf(
+        certificate,
+        "replace",
+        "replace a certificate",
+        lambda a: Request.of(
+            replace_certificate=ReplaceCertificate(
+                address=a.address,
+                new_certificate=_certificate_and_key(a, "new_"),
+                old_fingerprint=_fingerprint(a, a.old_certificate, a.fingerprint),
+            )
+        ),
+    )
+    replace.add_argument("--new-certificate", required=True)
+    replace.add_argument("--new-certificate-chain", dest="new_chain", required=True)
+    replace.add_argument("--new-key", required=True)
+    replace.add_argument("--old-certificate")
+    replace.add_argument("-f", "--fingerprint", help="fingerprint of the old certificate")
+    for parser in (add, remove, replace):
+        parser.add_argument(
+            "-a", "--address", type=value.address, required=True, help="HTTPS listener address"
+        )
+    for parser in (add, replace):
+        parser.add_argument("--tls-versions", type=value.tls_version, nargs="*", default=[])

@@ -1,0 +1,380 @@
+"""`pysozu frontend ...` and `pysozu listener ...`: routes and listening addresses.
+
+HTTP(S) routes end with their target as in sozu: `... id <cluster>` or `... deny`, e.g.
+`pysozu frontend http add --address 0.0.0.0:8080 --hostname example.com id app`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dataplane.cli import args as value
+from dataplane.cli.tree_base import group, leaf
+from dataplane.command.messages import (
+    ActivateListener,
+    AlpnProtocols,
+    CustomHttpAnswers,
+    DeactivateListener,
+    Empty,
+    FrontendFilters,
+    HttpListenerConfig,
+    HttpsListenerConfig,
+    ListenerType,
+    PathRule,
+    PathRuleKind,
+    RemoveListener,
+    Request,
+    RequestHttpFrontend,
+    RequestTcpFrontend,
+    RequestUdpFrontend,
+    RulePosition,
+    TcpListenerConfig,
+    UdpListenerConfig,
+    UpdateHttpListenerConfig,
+    UpdateHttpsListenerConfig,
+    UpdateTcpListenerConfig,
+    UpdateUdpListenerConfig,
+    _H2Knobs,
+)
+
+ANSWER_CODES = ("301", "400", "401", "404", "408", "413", "421", "429", "502", "503", "504", "507")
+
+
+# -- frontends -------------------------------------------------------------------------------
+
+
+def _path(a: argparse.Namespace) -> PathRule:
+    if a.path_regex is not None:
+        return PathRule(kind=PathRuleKind.REGEX, value=a.path_regex)
+    if a.path_equals is not None:
+        return PathRule(kind=PathRuleKind.EQUALS, value=a.path_equals)
+    return PathRule(kind=PathRuleKind.PREFIX, value=a.path_prefix or "")
+
+
+def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
+    front = RequestHttpFrontend(
+        cluster_id=a.cluster_id if a.route == "id" else None,
+        address=a.address,
+        hostname=a.hostname,
+        path=_path(a),
+        method=a.method,
+        position=RulePosition.TREE,
+    )
+    if not adding:
+        return front
+    front.tags = a.tags or {}
+    front.redirect = a.redirect
+    front.redirect_scheme = a.redirect_scheme
+    front.redirect_template = a.redirect_template
+    front.rewrite_host = a.rewrite_host
+    front.rewrite_path = a.rewrite_path
+    front.rewrite_port = a.rewrite_port
+    front.required_auth = True if a.required_auth else None
+    front.headers = a.header
+    front.hsts = value.hsts(a)
+    return front
+
+
+def _http_route_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-a", "--address", type=value.address, required=True, help="frontend address, IP:port"
+    )
+    parser.add_argument("--hostname", "--host", required=True)
+    paths = parser.add_mutually_exclusive_group()
+    paths.add_argument("-p", "--path-prefix", help="URL path prefix")
+    paths.add_argument("--path-regex", help="URL path regex")
+    paths.add_argument("--path-equals", help="exact URL path")
+    parser.add_argument("-m", "--method", help="HTTP method")
+
+
+def _route_target(parser: argparse.ArgumentParser) -> None:
+    """`id <cluster>` or `deny`, after the flags (a subcommand, as in sozu)."""
+    targets = parser.add_subparsers(dest="route", required=True, metavar="{id <CLUSTER>,deny}")
+    target = targets.add_parser("id", help="route to this cluster")
+    target.add_argument("cluster_id", metavar="CLUSTER")
+    targets.add_parser("deny", help="answer 401 to what this route matches")
+
+
+def _add_http_frontends(sub: Any, kind: str) -> None:
+    verb = f"{kind}_frontend"
+    add = leaf(
+        sub,
+        "add",
+        f"add an {kind.upper()} route",
+        lambda a: Request.of(**{f"add_{verb}": _http_frontend(a, True)}),
+    )
+    _http_route_flags(add)
+    add.add_argument("--tags", type=value.tags, help="key=value, other-key=other-value")
+    add.add_argument(
+        "--redirect",
+        type=value.redirect_policy,
+        help="forward (default), permanent or unauthorized",
+    )
+    add.add_argument(
+        "--redirect-scheme",
+        type=value.redirect_scheme,
+        help="use-same (default), use-http or use-https",
+    )
+    add.add_argument("--redirect-template")
+    add.add_argument("--rewrite-host")
+    add.add_argument("--rewrite-path")
+    add.add_argument("--rewrite-port", type=int)
+    add.add_argument(
+        "--required-auth", action="store_true", help="require a valid Basic Authorization header"
+    )
+    add.add_argument(
+        "--header",
+        type=value.header,
+        action="append",
+        default=[],
+        help="<request|response|both>=<name>=<value>, repeatable",
+    )
+    value.add_hsts_flags(add)
+    _route_target(add)
+    remove = leaf(
+        sub,
+        "remove",
+        f"remove an {kind.upper()} route",
+        lambda a: Request.of(**{f"remove_{verb}": _http_frontend(a, False)}),
+    )
+    _http_route_flags(remove)
+    _route_target(remove)
+
+
+def _add_l4_frontends(sub: Any, kind: str, message: type) -> None:
+    verb = f"{kind}_frontend"
+    add = leaf(
+        sub,
+        "add",
+        f"add a {kind.upper()} frontend",
+        lambda a: Request.of(
+            **{f"add_{verb}": message(cluster_id=a.id, address=a.address, tags=a.tags or {})}
+        ),
+    )
+    add.add_argument("--tags", type=value.tags, help="key=value, other-key=other-value")
+    remove = leaf(
+        sub,
+        "remove",
+        f"remove a {kind.upper()} frontend",
+        lambda a: Request.of(**{f"remove_{verb}": message(cluster_id=a.id, address=a.address)}),
+    )
+    for parser in (add, remove):
+        parser.add_argument("-i", "--id", required=True, help="cluster id")
+        parser.add_argument(
+            "-a", "--address", type=value.address, required=True, help="frontend address, IP:port"
+        )
+
+
+def add_frontend_tree(top: Any) -> None:
+    frontend = group(top, "frontend", "frontend management")
+    for kind in ("http", "https"):
+        _add_http_frontends(group(frontend, kind, f"{kind.upper()} routes"), kind)
+    _add_l4_frontends(group(frontend, "tcp", "TCP frontends"), "tcp", RequestTcpFrontend)
+    _add_l4_frontends(group(frontend, "udp", "UDP frontends"), "udp", RequestUdpFrontend)
+    listing = leaf(
+        frontend,
+        "list",
+        "list frontends",
+        lambda a: Request.of(
+            list_frontends=FrontendFilters(http=a.http, https=a.https, tcp=a.tcp, domain=a.domain)
+        ),
+        show="frontends",
+    )
+    listing.add_argument("--http", action="store_true", help="HTTP frontends")
+    listing.add_argument("--https", action="store_true", help="HTTPS frontends")
+    listing.add_argument("--tcp", action="store_true", help="TCP frontends")
+    listing.add_argument("-d", "--domain", help="hostname contains this")
+
+
+# -- listeners -------------------------------------------------------------------------------
+
+
+def _set(message: Any, a: argparse.Namespace, names: tuple[str, ...]) -> Any:
+    for name in names:
+        given = getattr(a, name, None)
+        if given is not None:
+            setattr(message, name, given)
+    return message
+
+
+TIMEOUTS = ("front_timeout", "back_timeout", "request_timeout", "connect_timeout")
+H2_KNOBS = _H2Knobs.__struct_fields__
+
+
+def _answers(a: argparse.Namespace) -> CustomHttpAnswers | None:
+    given = {
+        f"answer_{code}": value.read_file(path)
+        for code in ANSWER_CODES
+        if (path := getattr(a, f"answer_{code}", None)) is not None
+    }
+    return CustomHttpAnswers(**given) if given else None
+
+
+def _http_listener(a: argparse.Namespace, tls: bool) -> Request:
+    listener: HttpListenerConfig
+    if tls:
+        listener = HttpsListenerConfig(
+            address=a.address, versions=a.tls_versions, cipher_list=a.cipher_list or []
+        )
+    else:
+        listener = HttpListenerConfig(address=a.address)
+    _set(listener, a, ("public_address", "sticky_name", *TIMEOUTS))
+    listener.expect_proxy = a.expect_proxy
+    listener.http_answers = _answers(a)
+    verb = "add_https_listener" if tls else "add_http_listener"
+    return Request.of(**{verb: listener})
+
+
+def _flag_pair(a: argparse.Namespace, on: str, off: str) -> bool | None:
+    return True if getattr(a, on) else False if getattr(a, off) else None
+
+
+def _http_update(a: argparse.Namespace, tls: bool) -> Request:
+    patch = (
+        UpdateHttpsListenerConfig(address=a.address)
+        if tls
+        else UpdateHttpListenerConfig(address=a.address)
+    )
+    _set(patch, a, ("public_address", "sticky_name", "sozu_id_header", *TIMEOUTS, *H2_KNOBS))
+    patch.expect_proxy = _flag_pair(a, "expect_proxy", "no_expect_proxy")
+    patch.http_answers = _answers(a)
+    if isinstance(patch, UpdateHttpsListenerConfig):
+        patch.strict_sni_binding = _flag_pair(a, "strict_sni_binding", "no_strict_sni_binding")
+        patch.disable_http11 = _flag_pair(a, "disable_http11", "enable_http11")
+        if a.reset_alpn:
+            patch.alpn_protocols = AlpnProtocols(values=[])
+        elif a.alpn_protocols:
+            patch.alpn_protocols = AlpnProtocols(values=a.alpn_protocols)
+        patch.hsts = value.hsts(a)
+    verb = "update_https_listener" if tls else "update_http_listener"
+    return Request.of(**{verb: patch})
+
+
+def _address_verbs(sub: Any, proxy: ListenerType) -> None:
+    label = proxy.name
+    builders = {
+        "remove": lambda a: Request.of(
+            remove_listener=RemoveListener(address=a.address, proxy=proxy)
+        ),
+        "activate": lambda a: Request.of(
+            activate_listener=ActivateListener(address=a.address, proxy=proxy)
+        ),
+        "deactivate": lambda a: Request.of(
+            deactivate_listener=DeactivateListener(address=a.address, proxy=proxy)
+        ),
+    }
+    for name, build in builders.items():
+        parser = leaf(sub, name, f"{name} a {label} listener", build)
+        parser.add_argument(
+            "-a", "--address", type=value.address, required=True, help="listener address, IP:port"
+        )
+
+
+def _timeouts(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    for name in names:
+        unit = "SECONDS" if name.endswith("timeout") else "N"
+        parser.add_argument("--" + name.replace("_", "-"), type=int, metavar=unit)
+
+
+def _answer_files(parser: argparse.ArgumentParser, codes: tuple[str, ...]) -> None:
+    for code in codes:
+        parser.add_argument(
+            f"--answer-{code}", metavar="FILE", help=f"file holding the {code} answer"
+        )
+
+
+def _http_listener_tree(sub: Any, tls: bool) -> None:
+    proxy = ListenerType.HTTPS if tls else ListenerType.HTTP
+    add = leaf(sub, "add", f"add a {proxy.name} listener", lambda a: _http_listener(a, tls))
+    add.add_argument("-a", "--address", type=value.address, required=True)
+    add.add_argument("--public-address", type=value.address)
+    _answer_files(add, ("404", "503"))
+    add.add_argument(
+        "--expect-proxy", action="store_true", help="expect a PROXY protocol header from clients"
+    )
+    add.add_argument("--sticky-name", help="sticky session cookie name")
+    _timeouts(add, TIMEOUTS)
+    if tls:
+        add.add_argument("--tls-versions", type=value.tls_version, nargs="*", default=[])
+        add.add_argument("--tls-cipher-list", dest="cipher_list", nargs="*")
+    _address_verbs(sub, proxy)
+    update = leaf(
+        sub, "update", f"patch a running {proxy.name} listener", lambda a: _http_update(a, tls)
+    )
+    update.add_argument("-a", "--address", type=value.address, required=True)
+    update.add_argument("--public-address", type=value.address)
+    update.add_argument("--sticky-name")
+    _timeouts(update, TIMEOUTS)
+    update.add_argument("--expect-proxy", action="store_true")
+    update.add_argument("--no-expect-proxy", action="store_true")
+    for knob in H2_KNOBS:
+        update.add_argument("--" + knob.replace("_", "-"), type=int)
+    update.add_argument("--sozu-id-header")
+    _answer_files(update, tuple(c for c in ANSWER_CODES if c != "400"))
+    if tls:
+        for on, off in (
+            ("strict-sni-binding", "no-strict-sni-binding"),
+            ("disable-http11", "enable-http11"),
+        ):
+            update.add_argument(f"--{on}", action="store_true")
+            update.add_argument(f"--{off}", action="store_true")
+        update.add_argument("--alpn-protocols", nargs="*")
+        update.add_argument("--reset-alpn", action="store_true")
+        value.add_hsts_flags(update)
+
+
+def _l4_listener_tree(sub: Any, proxy: ListenerType) -> None:
+    udp = proxy == ListenerType.UDP
+    settings = ("front_timeout", "back_timeout") + (
+        ("max_rx_datagram_size", "max_flows") if udp else ("connect_timeout",)
+    )
+
+    def add_request(a: argparse.Namespace) -> Request:
+        if udp:
+            return Request.of(
+                add_udp_listener=_set(
+                    UdpListenerConfig(address=a.address), a, ("public_address", *settings)
+                )
+            )
+        listener = _set(TcpListenerConfig(address=a.address), a, ("public_address", *settings))
+        listener.expect_proxy = a.expect_proxy
+        return Request.of(add_tcp_listener=listener)
+
+    def update_request(a: argparse.Namespace) -> Request:
+        if udp:
+            return Request.of(
+                update_udp_listener=_set(
+                    UpdateUdpListenerConfig(address=a.address), a, ("public_address", *settings)
+                )
+            )
+        patch = _set(UpdateTcpListenerConfig(address=a.address), a, ("public_address", *settings))
+        patch.expect_proxy = _flag_pair(a, "expect_proxy", "no_expect_proxy")
+        return Request.of(update_tcp_listener=patch)
+
+    add = leaf(sub, "add", f"add a {proxy.name} listener", add_request)
+    update = leaf(sub, "update", f"patch a running {proxy.name} listener", update_request)
+    for parser in (add, update):
+        parser.add_argument("-a", "--address", type=value.address, required=True)
+        parser.add_argument("--public-address", type=value.address)
+        _timeouts(parser, settings)
+    if not udp:
+        add.add_argument("--expect-proxy", action="store_true")
+        update.add_argument("--expect-proxy", action="store_true")
+        update.add_argument("--no-expect-proxy", action="store_true")
+    _address_verbs(sub, proxy)
+
+
+def add_listener_tree(top: Any) -> None:
+    listener = group(top, "listener", "listener management")
+    _http_listener_tree(group(listener, "http", "HTTP listeners"), tls=False)
+    _http_listener_tree(group(listener, "https", "HTTPS listeners"), tls=True)
+    _l4_listener_tree(group(listener, "tcp", "TCP listeners"), ListenerType.TCP)
+    _l4_listener_tree(group(listener, "udp", "UDP listeners"), ListenerType.UDP)
+    leaf(
+        listener,
+        "list",
+        "list all listeners",
+        lambda a: Request.of(list_listeners=Empty()),
+        show="listeners",
+    )

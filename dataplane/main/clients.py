@@ -1,0 +1,155 @@
+"""One CLI (or operator) connection on the command socket.
+
+Requests are answered one at a time, in order: frames that arrive while a request is being
+handled wait in a short queue. A client that floods the queue, sends a frame above the size
+limit, or stops reading its answers is disconnected; nobody else notices.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import selectors
+import socket
+from collections import deque
+from collections.abc import Callable
+
+from dataplane.command.channel import Channel, ChannelError, FrameError, FrameTooLarge
+from dataplane.command.messages import Request
+from dataplane.command.responses import Response, ResponseContent
+from dataplane.main.loop import EventLoop
+
+log = logging.getLogger("pysozu.main.clients")
+
+CLIENT_BUFFER_SIZE = 4096
+MAX_QUEUED_REQUESTS = 16
+# Frames queued while the client reads nothing (bounds memory for a stalled subscriber).
+MAX_STALLED_FRAMES = 256
+
+Incoming = Request | FrameError
+_UNKNOWN_VERB = re.compile(r"unknown field `([^`]*)` - at `\$\.request_type`")
+
+
+def describe(reason: str) -> str:
+    """A frame error in the words of the command protocol."""
+    unknown = _UNKNOWN_VERB.search(reason)
+    if unknown:
+        return f"unknown verb {unknown.group(1)}"
+    return reason
+
+
+class Client:
+    def __init__(
+        self,
+        client_id: int,
+        sock: socket.socket,
+        loop: EventLoop,
+        max_buffer_size: int,
+        on_request: Callable[[Client, Request], None],
+        on_close: Callable[[Client], None],
+    ) -> None:
+        sock.setblocking(False)
+        self.id = client_id
+        self.loop = loop
+        self.channel: Channel[Request] = Channel(sock, Request, CLIENT_BUFFER_SIZE, max_buffer_size)
+        self.queue: deque[Incoming] = deque()
+        self.busy = False
+        self.closed = False
+        self._stalled_frames = 0
+        self._on_request = on_request
+        self._on_close = on_close
+        loop.add(self.channel, selectors.EVENT_READ, self._on_ready)
+
+    # -- answers (the `Reply` protocol) -------------------------------------------------------
+
+    def processing(self, message: str, content: ResponseContent | None = None) -> None:
+        self.send(Response.processing(message, content))
+
+    def send(self, response: Response) -> None:
+        if self.closed:
+            return
+        try:
+            self.channel.send(response)
+        except FrameTooLarge as error:
+            self.channel.send(Response.failure(f"the answer is too large to send: {error}"))
+        self._stalled_frames += 1
+        self._flush()
+
+    def finish(self, response: Response | None) -> None:
+        """The current request ended with `response` (None: it streams forever)."""
+        if response is None:
+            return
+        self.send(response)
+        self.busy = False
+        self.pump()
+
+    def pump(self) -> None:
+        while not self.busy and self.queue and not self.closed:
+            item = self.queue.popleft()
+            if isinstance(item, FrameError):
+                self.send(Response.failure(f"bad request: {describe(item.reason)}"))
+                continue
+            self.busy = True
+            self._on_request(self, item)
+
+    # -- I/O ----------------------------------------------------------------------------------
+
+    def _on_ready(self, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush()
+        if mask & selectors.EVENT_READ and not self.closed:
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            incoming = self.channel.receive()
+        except FrameTooLarge as error:
+            log.warning("client %d: %s; closing the connection", self.id, error)
+            self.close()
+            return
+        except ChannelError:
+            self.close()
+            return
+        self.queue.extend(incoming)
+        if len(self.queue) > MAX_QUEUED_REQUESTS:
+            log.warning("client %d sent too many requests without reading answers", self.id)
+            self.close()
+            return
+        self.pump()
+
+    def _flush(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.channel.flush()
+        except ChannelError:
+            self.close()
+            return
+        if not self.channel.wants_write:
+            self._stalled_frames = 0
+        elif self._stalled_frames > MAX_STALLED_FRAMES:
+            log.warning("client %d does not read its answers; closing the connection", self.id)
+            self.close()
+            return
+        events = selectors.EVENT_READ
+        if self.channel.wants_write:
+            events |= selectors.EVENT_WRITE
+        self.loop.modify(self.channel, events, self._on_ready)
+
+    def flush_blocking(self, timeout: float) -> None:
+        """Best effort before main exits: push out what is left."""
+        if self.closed or not self.channel.wants_write:
+            return
+        try:
+            self.channel.sock.settimeout(timeout)
+            self.channel.flush()
+        except (ChannelError, OSError):
+            pass
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove(self.channel)
+        self.channel.close()
+        self._on_close(self)

@@ -1,0 +1,59 @@
+"""Human output of the CLI: aligned tables, uptimes, events."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from dataplane.cli import output
+from dataplane.command.address import SocketAddress
+from dataplane.command.responses import (
+    Event,
+    EventKind,
+    Response,
+    ResponseContent,
+    RunState,
+    WorkerInfo,
+    WorkerInfos,
+)
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def test_uptime() -> None:
+    assert output.uptime(None) == "-"
+    assert output.uptime(100.0, now=165.0) == "1m05s"
+    assert output.uptime(0.0, now=3 * 3600 + 62) == "3h01m02s"
+
+
+def test_status_table_is_aligned() -> None:
+    infos = WorkerInfos(
+        vec=[
+            WorkerInfo(id=0, pid=123, run_state=RunState.RUNNING, version="0.1.0", started_at=None),
+            WorkerInfo(id=11, pid=4, run_state=RunState.NOT_ANSWERING),
+        ]
+    )
+    out = io.StringIO()
+    output.show_workers(Response.ok(content=ResponseContent.of(workers=infos)), out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["WORKER", "PID", "STATE", "VERSION", "UPTIME"]
+    assert lines[1].split() == ["0", "123", "RUNNING", "0.1.0", "-"]
+    assert lines[2].split() == ["11", "4", "NOT_ANSWERING", "-", "-"]
+    assert lines[1].index("RUNNING") == lines[2].index("NOT_ANSWERING")
+
+
+def test_events_print_one_line_each() -> None:
+    event = Event(
+        kind=EventKind.BACKEND_DOWN, cluster_id="app", address=SocketAddress.parse("127.0.0.1:3000")
+    )
+    out = io.StringIO()
+    output.show_event(Response.processing("WRK-01", ResponseContent.of(event=event)), out)
+    assert out.getvalue() == "WRK-01 BACKEND_DOWN cluster_id=app address=127.0.0.1:3000\n"
+
+
+def test_json_is_the_wire_shape() -> None:
+    out = io.StringIO()
+    output.print_json(Response.failure("no"), out)
+    assert json.loads(out.getvalue()) == {"status": 2, "message": "no", "content": None}

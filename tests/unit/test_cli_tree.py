@@ -1,0 +1,282 @@
+"""The `pysozu` command tree parses sozu's command lines into the right requests."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+
+from dataplane.cli.tree import build_parser
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    HeaderPosition,
+    LoadBalancingAlgorithms,
+    PathRuleKind,
+    ProxyProtocolConfig,
+    Request,
+    RulePosition,
+)
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def request(*argv: str) -> Request:
+    args = parse(*argv)
+    result: Request = args.build(args)
+    return result
+
+
+def test_cluster_add_as_in_the_issue() -> None:
+    req = request("cluster", "add", "--id", "app", "--load-balancing-policy", "round_robin")
+    assert req.verb == "add_cluster"
+    assert req.body.cluster_id == "app"
+    assert req.body.load_balancing == LoadBalancingAlgorithms.ROUND_ROBIN
+
+
+def test_cluster_add_flags() -> None:
+    req = request(
+        "cluster",
+        "add",
+        "-i",
+        "c",
+        "-s",
+        "-r",
+        "--send-proxy",
+        "--expect-proxy",
+        "--load-balancing-policy",
+        "MAGLEV",
+        "--http2",
+        "--answer",
+        "503=busy",
+        "--authorized-hash",
+        "u:" + "a" * 64,
+    )
+    cluster = req.body
+    assert cluster.sticky_session and cluster.https_redirect and cluster.http2
+    assert cluster.proxy_protocol == ProxyProtocolConfig.RELAY_HEADER
+    assert cluster.load_balancing == LoadBalancingAlgorithms.MAGLEV
+    assert cluster.answers == {"503": "busy"}
+    assert cluster.authorized_hashes == ["u:" + "a" * 64]
+
+
+def test_unknown_load_balancing_policy_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse("cluster", "add", "-i", "c", "--load-balancing-policy", "fastest")
+    assert exit_info.value.code == 2
+    assert "unknown load balancing policy 'fastest'" in capsys.readouterr().err
+
+
+def test_backend_add_as_in_the_issue() -> None:
+    req = request(
+        "backend", "add", "--id", "app", "--backend-id", "app-1", "--address", "127.0.0.1:3000"
+    )
+    assert req.verb == "add_backend"
+    assert (req.body.cluster_id, req.body.backend_id) == ("app", "app-1")
+    assert req.body.address == SocketAddress.parse("127.0.0.1:3000")
+
+
+def test_frontend_http_add_routes_to_a_cluster_as_in_the_issue() -> None:
+    req = request(
+        "frontend",
+        "http",
+        "add",
+        "--address",
+        "0.0.0.0:8080",
+        "--hostname",
+        "example.com",
+        "id",
+        "app",
+    )
+    assert req.verb == "add_http_frontend"
+    front = req.body
+    assert front.cluster_id == "app"
+    assert front.address == SocketAddress.parse("0.0.0.0:8080")
+    assert front.hostname == "example.com"
+    assert front.position == RulePosition.TREE
+    assert front.path.kind == PathRuleKind.PREFIX and front.path.value == ""
+
+
+def test_frontend_deny_route_and_path_kinds() -> None:
+    req = request(
+        "frontend",
+        "https",
+        "add",
+        "-a",
+        "127.0.0.1:443",
+        "--host",
+        "a.com",
+        "--path-regex",
+        "^/api",
+        "-m",
+        "GET",
+        "--header",
+        "response=X-A=1",
+        "deny",
+    )
+    assert req.verb == "add_https_frontend"
+    assert req.body.cluster_id is None
+    assert req.body.path.kind == PathRuleKind.REGEX
+    assert req.body.method == "GET"
+    assert req.body.headers[0].position == HeaderPosition.RESPONSE
+    assert (req.body.headers[0].key, req.body.headers[0].val) == ("X-A", "1")
+
+
+def test_frontend_remove_keeps_the_route_identity() -> None:
+    req = request(
+        "frontend",
+        "http",
+        "remove",
+        "-a",
+        "127.0.0.1:80",
+        "--hostname",
+        "a.com",
+        "--path-equals",
+        "/x",
+        "id",
+        "app",
+    )
+    assert req.verb == "remove_http_frontend"
+    assert req.body.path.kind == PathRuleKind.EQUALS
+
+
+def test_two_path_kinds_are_refused() -> None:
+    with pytest.raises(SystemExit):
+        parse(
+            "frontend",
+            "http",
+            "add",
+            "-a",
+            "127.0.0.1:80",
+            "--hostname",
+            "a",
+            "-p",
+            "/a",
+            "--path-regex",
+            "b",
+            "id",
+            "x",
+        )
+
+
+def test_a_route_needs_a_target() -> None:
+    with pytest.raises(SystemExit):
+        parse("frontend", "http", "add", "-a", "127.0.0.1:80", "--hostname", "a")
+
+
+def test_bad_address_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("backend", "add", "-i", "a", "--backend-id", "b", "-a", "nowhere")
+    assert "invalid socket address" in capsys.readouterr().err
+
+
+def test_state_save_sends_an_absolute_path(tmp_path: object) -> None:
+    req = request("state", "save", "--file", "state.json")
+    assert req.verb == "save_state"
+    assert req.body == os.path.abspath("state.json")
+
+
+def test_shutdown_soft_and_hard() -> None:
+    assert request("shutdown").verb == "soft_stop"
+    assert request("shutdown", "--hard").verb == "hard_stop"
+
+
+def test_global_options_anywhere() -> None:
+    args = parse("-c", "a.toml", "status", "-j", "-t", "500")
+    assert (args.config, args.json, args.timeout) == ("a.toml", True, 500)
+    args = parse("status")
+    assert (args.config, args.json, args.timeout) == (None, False, None)
+
+
+def test_health_check_timeout_is_not_the_global_timeout() -> None:
+    args = parse(
+        "cluster", "health-check", "set", "-i", "a", "-u", "/h", "--timeout", "7", "-t", "300"
+    )
+    assert args.timeout == 300
+    req = args.build(args)
+    assert req.body.config.timeout == 7
+
+
+def test_listener_add_and_activate() -> None:
+    req = request(
+        "listener", "http", "add", "-a", "127.0.0.1:8080", "--front-timeout", "5", "--expect-proxy"
+    )
+    assert req.verb == "add_http_listener"
+    assert req.body.front_timeout == 5 and req.body.expect_proxy
+    req = request("listener", "tcp", "activate", "-a", "127.0.0.1:9000")
+    assert req.verb == "activate_listener"
+    assert req.body.proxy.name == "TCP"
+
+
+def test_listener_update_only_patches_what_is_given() -> None:
+    req = request(
+        "listener",
+        "https",
+        "update",
+        "-a",
+        "127.0.0.1:443",
+        "--no-expect-proxy",
+        "--h2-max-concurrent-streams",
+        "50",
+        "--hsts-max-age",
+        "10",
+    )
+    patch = req.body
+    assert patch.expect_proxy is False
+    assert patch.h2_max_concurrent_streams == 50
+    assert patch.front_timeout is None
+    assert patch.hsts is not None and patch.hsts.max_age == 10
+
+
+def test_tags_are_parsed() -> None:
+    req = request(
+        "frontend",
+        "tcp",
+        "add",
+        "-i",
+        "db",
+        "-a",
+        "127.0.0.1:5432",
+        "--tags",
+        "team=data, tier=gold",
+    )
+    assert req.body.tags == {"team": "data", "tier": "gold"}
+
+
+def test_cluster_list_variants() -> None:
+    assert request("cluster", "list").verb == "query_clusters_hashes"
+    assert request("cluster", "list", "-i", "app").verb == "query_cluster_by_id"
+    by_domain = request("cluster", "list", "-d", "example.com/api")
+    assert by_domain.body.hostname == "example.com" and by_domain.body.path == "/api"
+
+
+def test_every_command_does_something() -> None:
+    """Walk the whole tree: each leaf builds a request or runs something locally."""
+    leaves = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers:
+            leaves.append((path, parser))
+            return
+        for name, child in subparsers[0].choices.items():
+            walk(child, [*path, name])
+
+    walk(build_parser(), [])
+    assert len(leaves) > 60
+    for path, parser in leaves:
+        defaults = parser._defaults
+        if path[-1] in ("id", "deny"):  # route targets: the parent leaf builds
+            continue
+        assert defaults.get("build") or defaults.get("run"), path
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--version")
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("pysozu ")
