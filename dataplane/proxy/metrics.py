@@ -1,0 +1,363 @@
+"""The worker's figures: plain integers and fixed-bucket histograms, read by main on demand.
+
+Recording a request costs a few integer increments and two or three `bisect`s on a constant
+tuple: no locks, no allocation (the per-cluster and per-backend objects are created once, the
+first time a cluster or backend serves a request), no system call. Main pulls a `WorkerMetrics`
+snapshot over the channel (`query_metrics`) when it needs one, e.g. at each Prometheus scrape.
+
+Units in a snapshot: sizes in bytes; histograms (`request_time`, `backend_response_time`) as
+sozu's `FilteredHistogram`, with `le` and `sum` in MICROSECONDS and cumulative counts, one bucket
+per finite bound of `BOUNDS_SECONDS` (the +Inf bucket is `count`).
+
+Key names follow sozu's (`http.requests`, `http.status.2xx`, `bytes_in`, ...). Figures with one
+label carry it after a colon: `listener.accepted:127.0.0.1:8080`, `http.answers:404`,
+`tls.handshakes:TLSv1.3` (the name never holds a colon, so `key.partition(":")` splits them).
+
+Figures of a removed cluster or backend are dropped at once; a cluster's totals are first folded
+into the process totals, so process-wide counters never go backwards.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+
+from dataplane.command.messages import MetricDetail, QueryMetricsOptions
+from dataplane.command.responses import (
+    AvailableMetrics,
+    BackendMetrics,
+    Bucket,
+    ClusterMetrics,
+    FilteredHistogram,
+    FilteredMetrics,
+    FilteredMetricsInner,
+    WorkerMetrics,
+)
+
+BOUNDS_SECONDS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+BOUNDS_MICROSECONDS: tuple[int, ...] = tuple(round(b * 1_000_000) for b in BOUNDS_SECONDS)
+# index = status // 100 (status 0 = no response was sent; callers pass 0 <= status <= 999)
+STATUS_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx", "other", "other", "other", "other")
+
+GaugeSource = Callable[[], dict[str, int]]
+BackendGaugeSource = Callable[[], Iterable[tuple[str, str, str, int]]]
+
+
+def _count(value: int) -> FilteredMetrics:
+    return FilteredMetrics(inner=FilteredMetricsInner(count=value))
+
+
+def _gauge(value: int) -> FilteredMetrics:
+    return FilteredMetrics(inner=FilteredMetricsInner(gauge=value))
+
+
+class Histogram:
+    """Per-bucket counts (not cumulative) and the sum, in seconds. `ClusterFigures.request`
+    records into it inline: `counts[bisect_left(BOUNDS_SECONDS, seconds)] += 1`."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BOUNDS_SECONDS) + 1)  # the last one is above every bound
+        self.sum = 0.0
+
+    def add(self, other: Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.sum += other.sum
+
+    def filtered(self) -> FilteredMetrics:
+        buckets, running = [], 0
+        for bound, count in zip(BOUNDS_MICROSECONDS, self.counts, strict=False):
+            running += count
+            buckets.append(Bucket(le=bound, count=running))
+        histogram = FilteredHistogram(
+            sum=round(self.sum * 1_000_000), count=running + self.counts[-1], buckets=buckets
+        )
+        return FilteredMetrics(inner=FilteredMetricsInner(histogram=histogram))
+
+
+class _Figures:
+    """What every scope counts: requests by status class, bytes, backend connect trouble."""
+
+    __slots__ = ("backend_time", "bytes_in", "bytes_out", "connect_errors", "retries", "status")
+
+    def __init__(self) -> None:
+        self.status = [0] * 10
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.backend_time = Histogram()
+        self.connect_errors = 0
+        self.retries = 0
+
+    def add(self, other: _Figures) -> None:
+        self.status = [a + b for a, b in zip(self.status, other.status, strict=True)]
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+        self.backend_time.add(other.backend_histogram())
+        self.connect_errors += other.connect_errors
+        self.retries += other.retries
+
+    def backend_histogram(self) -> Histogram:
+        return self.backend_time
+
+    def export(self, into: dict[str, FilteredMetrics]) -> None:
+        into["http.requests"] = _count(sum(self.status))
+        classes: dict[str, int] = {}
+        for index, count in enumerate(self.status):
+            if count:
+                name = STATUS_CLASSES[index]
+                classes[name] = classes.get(name, 0) + count
+        for name, count in classes.items():
+            into[f"http.status.{name}"] = _count(count)
+        into["bytes_in"] = _count(self.bytes_in)
+        into["bytes_out"] = _count(self.bytes_out)
+        into["backend_response_time"] = self.backend_histogram().filtered()
+        into["backend.connections.error"] = _count(self.connect_errors)
+        into["backend.connect.retries"] = _count(self.retries)
+
+
+class BackendFigures(_Figures):
+    __slots__ = ()
+
+
+class ClusterFigures(_Figures):
+    """One cluster's figures; get it when a request is routed, record on it when it ends.
+
+    Its backend time histogram is the sum of its backends' (one update per request, not two);
+    `backend_time` itself only keeps what removed backends had recorded.
+    """
+
+    __slots__ = ("backends", "request_time")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_time = Histogram()
+        self.backends: dict[str, BackendFigures] = {}
+
+    def request(
+        self,
+        status: int,
+        backend_id: str | None,
+        response_seconds: float,
+        backend_seconds: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        """One finished request (`status` 0 if no response was sent; `backend_id` None if the
+        request never reached a backend, e.g. a default answer). Histograms are updated inline:
+        a method call per histogram would cost a third of the whole."""
+        index = status // 100
+        self.status[index] += 1
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        histogram = self.request_time
+        histogram.counts[bisect_left(BOUNDS_SECONDS, response_seconds)] += 1
+        histogram.sum += response_seconds
+        if backend_id is None:
+            return
+        backend = self.backends.get(backend_id) or self._backend(backend_id)
+        backend.status[index] += 1
+        backend.bytes_in += bytes_in
+        backend.bytes_out += bytes_out
+        histogram = backend.backend_time
+        histogram.counts[bisect_left(BOUNDS_SECONDS, backend_seconds)] += 1
+        histogram.sum += backend_seconds
+
+    def backend_histogram(self) -> Histogram:
+        total = Histogram()
+        total.add(self.backend_time)
+        for backend in self.backends.values():
+            total.add(backend.backend_time)
+        return total
+
+    def absorb(self, other: ClusterFigures) -> None:
+        self.add(other)
+        self.request_time.add(other.request_time)
+
+    def remove_backend(self, backend_id: str) -> None:
+        backend = self.backends.pop(backend_id, None)
+        if backend is not None:
+            self.backend_time.add(backend.backend_time)
+
+    def connect_failed(self, backend_id: str) -> None:
+        self.connect_errors += 1
+        self._backend(backend_id).connect_errors += 1
+
+    def retried(self, backend_id: str) -> None:
+        self.retries += 1
+        self._backend(backend_id).retries += 1
+
+    def _backend(self, backend_id: str) -> BackendFigures:
+        backend = self.backends.get(backend_id)
+        if backend is None:
+            backend = self.backends[backend_id] = BackendFigures()
+        return backend
+
+    def export(self, into: dict[str, FilteredMetrics]) -> None:
+        super().export(into)
+        into["request_time"] = self.request_time.filtered()
+
+
+class ListenerFigures:
+    __slots__ = ("accepted", "active")
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.active = 0
+
+    def opened(self) -> None:
+        self.accepted += 1
+        self.active += 1
+
+    def closed(self) -> None:
+        self.active -= 1
+
+
+class MetricsRegistry:
+    """All the figures of one worker. `cluster(None)` holds requests that matched no cluster."""
+
+    def __init__(self) -> None:
+        # Sampled at snapshot time, registered by the loop's owners: `{"buffer.in_use": 3}` ...
+        self.gauge_sources: list[GaugeSource] = []
+        self.counter_sources: list[GaugeSource] = []
+        # ... and per backend: (cluster_id, backend_id, name, value), e.g. circuit state.
+        self.backend_gauge_sources: list[BackendGaugeSource] = []
+        self.clear()
+
+    # -- recording (hot path) ---------------------------------------------------------------
+
+    def cluster(self, cluster_id: str | None) -> ClusterFigures:
+        figures = self.clusters.get(cluster_id)
+        if figures is None:
+            figures = self.clusters[cluster_id] = ClusterFigures()
+        return figures
+
+    def listener(self, address: str) -> ListenerFigures:
+        figures = self.listeners.get(address)
+        if figures is None:
+            figures = self.listeners[address] = ListenerFigures()
+        return figures
+
+    def answer(self, status: int) -> None:
+        """A default answer (404, 503, ...) sent by the proxy itself."""
+        self.answers[status] = self.answers.get(status, 0) + 1
+
+    def tls_handshake(self, version: str | None) -> None:
+        key = version or "unknown"
+        self.tls_handshakes[key] = self.tls_handshakes.get(key, 0) + 1
+
+    def tls_failure(self, version: str | None) -> None:
+        key = version or "unknown"
+        self.tls_failures[key] = self.tls_failures.get(key, 0) + 1
+
+    # -- configuration changes --------------------------------------------------------------
+
+    def remove_cluster(self, cluster_id: str) -> None:
+        figures = self.clusters.pop(cluster_id, None)
+        if figures is not None:
+            self.retired.absorb(figures)
+
+    def remove_backend(self, cluster_id: str, backend_id: str) -> None:
+        figures = self.clusters.get(cluster_id)
+        if figures is not None:
+            figures.remove_backend(backend_id)
+
+    def remove_listener(self, address: str) -> None:
+        self.listeners.pop(address, None)
+
+    def clear(self) -> None:
+        """Start every figure again from zero (also `configure_metrics CLEAR`)."""
+        self.clusters: dict[str | None, ClusterFigures] = {None: ClusterFigures()}
+        self.retired = ClusterFigures()  # totals of removed clusters
+        self.listeners: dict[str, ListenerFigures] = {}
+        self.answers: dict[int, int] = {}
+        self.tls_handshakes: dict[str, int] = {}
+        self.tls_failures: dict[str, int] = {}
+
+    # -- reading (main asks) ----------------------------------------------------------------
+
+    def snapshot(self, detail: MetricDetail, options: QueryMetricsOptions) -> WorkerMetrics:
+        proxy = self._process_figures()
+        clusters: dict[str, ClusterMetrics] = {}
+        if detail >= MetricDetail.DETAIL_CLUSTER and not options.no_clusters:
+            wanted = set(options.cluster_ids)
+            with_backends = detail >= MetricDetail.DETAIL_BACKEND
+            backend_gauges = self._backend_gauges() if with_backends else {}
+            for cluster_id, figures in self.clusters.items():
+                if cluster_id is None or (wanted and cluster_id not in wanted):
+                    continue
+                clusters[cluster_id] = self._cluster_metrics(
+                    cluster_id, figures, with_backends, backend_gauges, options
+                )
+        return WorkerMetrics(proxy=_select(proxy, options.metric_names), clusters=clusters)
+
+    def available(self) -> AvailableMetrics:
+        """The names `query_metrics list` shows (labels stripped)."""
+        snapshot = self.snapshot(MetricDetail.DETAIL_BACKEND, QueryMetricsOptions())
+        cluster_names = {name for c in snapshot.clusters.values() for name in c.cluster}
+        return AvailableMetrics(
+            proxy_metrics=sorted({key.partition(":")[0] for key in snapshot.proxy}),
+            cluster_metrics=sorted(cluster_names),
+        )
+
+    def _process_figures(self) -> dict[str, FilteredMetrics]:
+        total = ClusterFigures()
+        for figures in (self.retired, *self.clusters.values()):
+            total.absorb(figures)
+        proxy: dict[str, FilteredMetrics] = {}
+        total.export(proxy)
+        for address, listener in self.listeners.items():
+            proxy[f"listener.accepted:{address}"] = _count(listener.accepted)
+            proxy[f"listener.active:{address}"] = _gauge(listener.active)
+        for status, count in self.answers.items():
+            proxy[f"http.answers:{status}"] = _count(count)
+        for version, count in self.tls_handshakes.items():
+            proxy[f"tls.handshakes:{version}"] = _count(count)
+        for version, count in self.tls_failures.items():
+            proxy[f"tls.handshake.failed:{version}"] = _count(count)
+        for source in self.gauge_sources:
+            proxy.update((name, _gauge(value)) for name, value in source().items())
+        for source in self.counter_sources:
+            proxy.update((name, _count(value)) for name, value in source().items())
+        return proxy
+
+    def _backend_gauges(self) -> dict[tuple[str, str], dict[str, FilteredMetrics]]:
+        gauges: dict[tuple[str, str], dict[str, FilteredMetrics]] = {}
+        for source in self.backend_gauge_sources:
+            for cluster_id, backend_id, name, value in source():
+                gauges.setdefault((cluster_id, backend_id), {})[name] = _gauge(value)
+        return gauges
+
+    def _cluster_metrics(
+        self,
+        cluster_id: str,
+        figures: ClusterFigures,
+        with_backends: bool,
+        backend_gauges: dict[tuple[str, str], dict[str, FilteredMetrics]],
+        options: QueryMetricsOptions,
+    ) -> ClusterMetrics:
+        own: dict[str, FilteredMetrics] = {}
+        figures.export(own)
+        backends = []
+        if with_backends:
+            wanted = set(options.backend_ids)
+            known = [b for c, b in backend_gauges if c == cluster_id and b not in figures.backends]
+            for backend_id in [*figures.backends, *known]:
+                if wanted and backend_id not in wanted:
+                    continue
+                values = dict(backend_gauges.get((cluster_id, backend_id), {}))
+                if backend_id in figures.backends:
+                    figures.backends[backend_id].export(values)
+                metrics = _select(values, options.metric_names)
+                backends.append(BackendMetrics(backend_id=backend_id, metrics=metrics))
+        return ClusterMetrics(cluster=_select(own, options.metric_names), backends=backends)
+
+
+def _select(values: dict[str, FilteredMetrics], names: list[str]) -> dict[str, FilteredMetrics]:
+    if not names:
+        return values
+    wanted = set(names)
+    return {key: value for key, value in values.items() if key.partition(":")[0] in wanted}
