@@ -1,0 +1,1 @@
+"""pysozu's side-by-side load benchmark against nginx and HAProxy (stdlib only)."""

@@ -1,0 +1,229 @@
+"""Configuration files for the backend and the three proxies, written equivalently.
+
+Every proxy: one worker, keep-alive to the backend, forwarding headers (X-Forwarded-For/-Proto/
+-Port, Forwarded, a request id, as sozu adds them by default), access logs off unless asked for,
+and a routing table of `clusters` virtual hosts of which the measured traffic uses `localhost`.
+These are pure functions of `ProxySetup`, so they are unit-testable and the files reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGET_HOST = "localhost"
+SMALL_BODY = "hello, world\n"  # 13 bytes, as in the reference baseline
+LARGE_FILE_NAME = "100k.bin"
+LARGE_FILE_SIZE = 100 * 1024
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    certificate: Path
+    key: Path
+    combined_pem: Path  # certificate then key, as HAProxy wants it
+
+
+@dataclass(frozen=True)
+class ProxySetup:
+    workdir: Path
+    listen_port: int
+    backend_port: int
+    clusters: int = 1
+    access_log: Path | None = None
+    tls: TlsFiles | None = None
+    http2: bool = False  # offer h2 by ALPN (pysozu offers it by default on HTTPS)
+    max_connections: int = 10_000
+    fd_limit: int = 65_536
+    extra_clusters_without_backend: tuple[str, ...] = ()  # for the reconfiguration scenario
+    ready_timeout_s: float = 30.0  # how long the proxy may take to route its first request
+
+
+def expected_body_size(path: str) -> int:
+    """Bytes of the backend's answer to path."""
+    return LARGE_FILE_SIZE if path.endswith(LARGE_FILE_NAME) else len(SMALL_BODY.encode())
+
+
+def cluster_hosts(clusters: int) -> list[str]:
+    """The routing table's host names: the target last, so that it is never a lucky first."""
+    return [f"cluster-{i}.bench.test" for i in range(clusters - 1)] + [TARGET_HOST]
+
+
+def nginx_backend(workdir: Path, port: int, fd_limit: int) -> str:
+    """The backend: 13-byte `GET /` answer, and a 100 KiB static file under /static/."""
+    return f"""worker_processes 1;
+daemon off;
+master_process off;
+pid {workdir}/backend.pid;
+error_log {workdir}/backend-error.log warn;
+worker_rlimit_nofile {fd_limit};
+events {{ worker_connections {fd_limit - 100}; }}
+http {{
+  access_log off;
+  {_temp_paths(workdir, "backend")}
+  default_type application/octet-stream;
+  sendfile on;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = / {{ return 200 {json.dumps(SMALL_BODY)}; }}
+    location /static/ {{ alias {workdir}/www/; }}
+  }}
+}}
+"""
+
+
+def _temp_paths(workdir: Path, name: str) -> str:
+    base = workdir / f"{name}-tmp"
+    return " ".join(
+        f"{kind}_temp_path {base}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+
+
+def nginx_proxy(setup: ProxySetup) -> str:
+    """nginx as a proxy: one server block and one keep-alive upstream per cluster."""
+    scheme = "https" if setup.tls else "http"
+    listen = f"127.0.0.1:{setup.listen_port}" + (" ssl" if setup.tls else "")
+    listen += " http2" if setup.http2 else ""
+    tls = (
+        f"ssl_certificate {setup.tls.certificate};\n  ssl_certificate_key {setup.tls.key};"
+        if setup.tls
+        else ""
+    )
+    log = f"access_log {setup.access_log};" if setup.access_log else "access_log off;"
+    blocks = []
+    for i, host in enumerate(cluster_hosts(setup.clusters)):
+        options = " backlog=4096" if i == 0 else ""  # socket options go on one listen only
+        blocks.append(
+            f"  upstream c{i} {{ server 127.0.0.1:{setup.backend_port}; keepalive 64; "
+            f"keepalive_requests 1000000; }}\n"
+            f"  server {{ listen {listen}{options}; server_name {host}; "
+            f"location / {{ proxy_pass http://c{i}; }} }}"
+        )
+    servers = "\n".join(blocks)
+    return f"""worker_processes 1;
+daemon off;
+pid {setup.workdir}/nginx.pid;
+error_log {setup.workdir}/nginx-error.log warn;
+worker_rlimit_nofile {setup.fd_limit};
+events {{ worker_connections {setup.max_connections + 1000}; }}
+http {{
+  {log}
+  {_temp_paths(setup.workdir, "nginx")}
+  {tls}
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server_names_hash_max_size {max(512, 4 * setup.clusters)};
+  server_names_hash_bucket_size 128;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host $host;
+  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Proto {scheme};
+  proxy_set_header X-Forwarded-Port $server_port;
+  proxy_set_header Forwarded "proto={scheme};for=\\"$remote_addr:$remote_port\\";by=$server_addr";
+  proxy_set_header X-Request-Id $request_id;
+{servers}
+}}
+"""
+
+
+def haproxy_proxy(setup: ProxySetup) -> tuple[str, str]:
+    """HAProxy as a proxy: (configuration, host map). One backend per cluster, chosen by map."""
+    scheme = "https" if setup.tls else "http"
+    bind = f"bind 127.0.0.1:{setup.listen_port}" + (
+        f" ssl crt {setup.tls.combined_pem}" if setup.tls else ""
+    )
+    bind += " alpn h2,http/1.1" if setup.http2 else ""
+    hosts = cluster_hosts(setup.clusters)
+    host_map = "".join(f"{host} c{i}\n" for i, host in enumerate(hosts))
+    logging = "  log global\n  option httplog\n" if setup.access_log else ""
+    global_log = "  log stdout format raw local0 info\n" if setup.access_log else ""
+    routing = (
+        f"  use_backend %[req.hdr(host),lower,word(1,:),map({setup.workdir}/haproxy-hosts.map)]\n"
+        if setup.clusters > 1
+        else f"  default_backend c{len(hosts) - 1}\n"
+    )
+    backends = "".join(
+        f"backend c{i}\n  server s1 127.0.0.1:{setup.backend_port}\n" for i in range(len(hosts))
+    )
+    config = f"""global
+  nbthread 1
+  maxconn {setup.max_connections}
+{global_log}
+defaults
+  mode http
+{logging}  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+  timeout http-keep-alive 120s
+  http-reuse always
+  option forwardfor
+
+frontend fe
+  {bind}
+  maxconn {setup.max_connections}
+  http-request set-header X-Forwarded-Proto {scheme}
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request add-header Forwarded proto={scheme};for=\\"%[src]:%[src_port]\\";by=%[dst]
+  unique-id-format %{{+X}}o\\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
+  unique-id-header X-Request-Id
+{routing}
+{backends}"""
+    return config, host_map
+
+
+def reconfiguration_host(cluster_id: str) -> str:
+    """Host name of a cluster created without backends for the reconfiguration scenario."""
+    return f"{cluster_id}.bench.test"
+
+
+def _toml(value: str) -> str:
+    return json.dumps(value)  # a TOML basic string is a JSON string for these ASCII paths
+
+
+def pysozu_proxy(setup: ProxySetup) -> str:
+    """pysozu (sozu's TOML format). sozu has no "access logs off" switch: successful requests are
+    logged at info level, so "off" is `log_level = "warn"`."""
+    workdir = setup.workdir
+    lines = [
+        "worker_count = 1",
+        f"command_socket = {_toml(str(workdir / 'pysozu.sock'))}",
+        f"log_level = {_toml('info' if setup.access_log else 'warn')}",
+        f"log_target = {_toml(f'file://{workdir}/pysozu.log')}",
+        f"max_connections = {setup.max_connections}",
+        "worker_timeout = 60",
+        "ctl_command_timeout = 60000",
+    ]
+    if setup.access_log:
+        lines.append(f"access_logs_target = {_toml(f'file://{setup.access_log}')}")
+    address = f"127.0.0.1:{setup.listen_port}"
+    protocol = "https" if setup.tls else "http"
+    lines += ["", "[[listeners]]", f'protocol = "{protocol}"', f"address = {_toml(address)}"]
+    tls = (
+        f", certificate = {_toml(str(setup.tls.certificate))}, key = {_toml(str(setup.tls.key))}"
+        if setup.tls
+        else ""
+    )
+    backend = f'backends = [{{ address = "127.0.0.1:{setup.backend_port}" }}]'
+    for i, host in enumerate(cluster_hosts(setup.clusters)):
+        lines += [
+            "",
+            f"[clusters.c{i}]",
+            'protocol = "http"',
+            f"frontends = [{{ address = {_toml(address)}, hostname = {_toml(host)}{tls} }}]",
+            backend,
+        ]
+    for cluster_id in setup.extra_clusters_without_backend:
+        hostname = _toml(reconfiguration_host(cluster_id))
+        lines += [
+            "",
+            f"[clusters.{cluster_id}]",
+            'protocol = "http"',
+            f"frontends = [{{ address = {_toml(address)}, hostname = {hostname}{tls} }}]",
+            "backends = []",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,320 @@
+"""Running the scenarios: targets started side by side, runs interleaved (A B C A B C)."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import configs, loadgen, procfs, reconfig, tls
+from harness.errors import ParseError, TargetFailed
+from harness.idle import idle_connections
+from harness.procs import Supervisor, free_port, http_get, http_status, pinned, wait_until
+from harness.profiling import flame_graph
+from harness.results import Measurement, Outcome, ScenarioResult
+from harness.scenarios import Scenario
+from harness.targets import Pysozu, Running, Target
+
+
+@dataclass(frozen=True)
+class Options:
+    runs: int
+    duration_s: float
+    connections: int
+    proxy_cpus: str | None
+    load_cpus: str | None
+    reconfig_changes: int
+    fd_limit: int  # open files each process may have (inherited by the proxies)
+    profile_prefix: Path | None = None  # flame graphs of pysozu's worker: <prefix>-flame-*.svg
+
+    def capacity(self, scenario: Scenario) -> int:
+        """Connections each proxy is configured for. Proxies reserve about two descriptors per
+        connection (client and backend sides), so the open-file limit caps it."""
+        return min(10_000 + scenario.idle_connections, self.fd_limit // 2 - 100)
+
+    def idle_count(self, scenario: Scenario) -> int:
+        """Idle connections actually held: the scenario's, unless the capacity is smaller."""
+        room = self.capacity(scenario) - self.connections - 50
+        return max(0, min(scenario.idle_connections, room))
+
+
+class Bench:
+    def __init__(
+        self,
+        options: Options,
+        supervisor: Supervisor,
+        workdir: Path,
+        tools: dict[str, str],
+        targets: list[Target],
+    ) -> None:
+        self.options, self.sup, self.workdir = options, supervisor, workdir
+        self.tools, self.targets = tools, targets
+        self.backend_port = 0
+        self.backend_command: list[str] = []
+        self.first_configs: dict[str, str] = {}
+        self._tls: configs.TlsFiles | None = None
+
+    def start_backend(self) -> None:
+        """The nginx backend, on the load generator's core."""
+        (self.workdir / "www").mkdir()
+        (self.workdir / "www" / configs.LARGE_FILE_NAME).write_bytes(
+            bytes(range(256)) * (configs.LARGE_FILE_SIZE // 256)
+        )
+        (self.workdir / "backend-tmp").mkdir(mode=0o777)
+        self.backend_port = free_port()
+        path = self.workdir / "backend.conf"
+        path.write_text(
+            configs.nginx_backend(self.workdir, self.backend_port, self.options.fd_limit)
+        )
+        command = [self.tools["nginx"], "-p", str(self.workdir), "-c", str(path)]
+        proc = self.sup.start("backend", command, cpus=self.options.load_cpus)
+        self.backend_command = pinned(command, self.options.load_cpus)
+        wait_until(
+            lambda: http_status(self.backend_port, "backend") == 200,
+            proc=proc,
+            what="the nginx backend",
+            timeout_s=30,
+        )
+
+    def tls_files(self) -> configs.TlsFiles:
+        if self._tls is None:
+            self._tls = tls.self_signed(self.tools["openssl"], self.workdir)
+        return self._tls
+
+    def run(self, scenario: Scenario) -> ScenarioResult:
+        print(f"\n== {scenario.name}: {scenario.title}", flush=True)
+        result = ScenarioResult(scenario.name, scenario.title, [])
+        idle = self.options.idle_count(scenario)
+        if idle != scenario.idle_connections:
+            result.notes.append(
+                f"Held {idle:,} idle connections, not {scenario.idle_connections:,}: the "
+                f"open-file limit here is {self.options.fd_limit:,} (raise it with `ulimit -n`)."
+            )
+        started: list[tuple[Target, Running, Outcome]] = []
+        try:
+            for target in self.targets:
+                outcome = Outcome(target.name)
+                result.outcomes.append(outcome)
+                running = self._start(target, scenario, outcome)
+                if running is not None:
+                    started.append((target, running, outcome))
+                    if running.command:
+                        command = pinned(running.command, self.options.proxy_cpus)
+                        result.commands.append(f"# {target.name}: {shlex.join(command)}")
+            ready = [
+                f"{running.name} {running.ready_after_s:.1f} s"
+                for _, running, _ in started
+                if running.ready_after_s is not None
+            ]
+            if ready:
+                result.notes.append("Start-up, to the first routed request: " + ", ".join(ready))
+                print("  started: " + ", ".join(ready), flush=True)
+            for run_index in range(self.options.runs):
+                for target, running, outcome in started:
+                    if outcome.skipped is None:
+                        self._measure(scenario, target, running, outcome, result, run_index)
+            pysozu = next((s for s in started if s[0].name == "pysozu"), None)
+            if scenario.reconfiguration_latency and pysozu and pysozu[2].skipped is None:
+                self._reconfiguration_latency(pysozu[0], pysozu[1], result)
+        finally:
+            for target, running, _ in started:
+                target.stop(self.sup, running)
+        if scenario.access_logs:  # checked once stopped: buffered lines are written by then
+            result.notes += _silent_access_logs(started)
+        return result
+
+    def _reconfiguration_latency(
+        self, pysozu: Target, running: Running, result: ScenarioResult
+    ) -> None:
+        assert isinstance(pysozu, Pysozu) and running.config_path is not None
+        try:
+            result.reconfiguration = reconfig.latencies(
+                pysozu.cli(running),
+                running.config_path.parent / "pysozu.sock",
+                running.port,
+                self.backend_port,
+                _reconfig_clusters(self.options.reconfig_changes),
+            )
+        except (OSError, TargetFailed) as error:
+            result.notes.append(f"Reconfiguration latency not measured: {error}")
+
+    def _start(self, target: Target, scenario: Scenario, outcome: Outcome) -> Running | None:
+        if scenario.http2 and "h2load" not in self.tools:
+            outcome.skipped = "h2load not installed"
+            return None
+        directory = self.workdir / scenario.name / target.name
+        directory.mkdir(parents=True)
+        directory.chmod(0o755)  # nginx workers (user nobody) read below it
+        setup = configs.ProxySetup(
+            workdir=directory,
+            listen_port=free_port(),
+            backend_port=self.backend_port,
+            clusters=scenario.clusters,
+            access_log=directory / "access.log" if scenario.access_logs else None,
+            tls=self.tls_files() if scenario.tls else None,
+            http2=scenario.http2,
+            max_connections=self.options.capacity(scenario),
+            fd_limit=self.options.fd_limit,
+            extra_clusters_without_backend=(
+                _reconfig_clusters(self.options.reconfig_changes)
+                if scenario.reconfiguration_latency
+                else ()
+            ),
+            # A feature pysozu lacks shows as a listener that never answers: do not wait long.
+            ready_timeout_s=(10.0 if scenario.needs else 30.0) + scenario.clusters / 50,
+        )
+        try:
+            running = target.start(self.sup, setup, self.options.proxy_cpus)
+        except TargetFailed as error:
+            reason = str(error)
+            if target.name == "pysozu" and scenario.needs:
+                reason = f"pysozu does not serve {'/'.join(sorted(scenario.needs))} yet ({error})"
+            outcome.skipped = reason
+            print(f"  {target.name}: skipped: {reason}", flush=True)
+            return None
+        try:
+            _check_answer(running, scenario)
+        except TargetFailed as error:
+            outcome.skipped = str(error)
+            print(f"  {target.name}: skipped: {error}", flush=True)
+            target.stop(self.sup, running)
+            return None
+        if running.config_path and not self.first_configs.get(target.name):
+            text = running.config_path.read_text()
+            self.first_configs[target.name] = text if len(text) < 20_000 else ""
+        return running
+
+    def _load_command(self, scenario: Scenario, port: int) -> list[str]:
+        scheme = "https" if scenario.tls else "http"
+        if scenario.http2:
+            return loadgen.h2load_command(
+                self.tools["h2load"],
+                f"https://{configs.TARGET_HOST}:{port}{scenario.path}",
+                connections=self.options.connections,
+                duration_s=self.options.duration_s,
+                connect_to=f"127.0.0.1:{port}",
+            )
+        return loadgen.wrk_command(
+            self.tools["wrk"],
+            f"{scheme}://127.0.0.1:{port}{scenario.path}",
+            connections=self.options.connections,
+            duration_s=self.options.duration_s,
+            headers={"Host": configs.TARGET_HOST, **scenario.headers},
+        )
+
+    def _measure(
+        self,
+        scenario: Scenario,
+        target: Target,
+        running: Running,
+        outcome: Outcome,
+        result: ScenarioResult,
+        run_index: int,
+    ) -> None:
+        command = pinned(self._load_command(scenario, running.port), self.options.load_cpus)
+        if run_index == 0:
+            result.commands.append(f"# load on {target.name}: {shlex.join(command)}")
+        pids = running.all_pids()
+        try:
+            with self._beside_load(scenario, target, running, result, run_index):
+                cpu_before = procfs.cpu_seconds(pids)
+                completed = subprocess.run(
+                    command, capture_output=True, text=True, timeout=self.options.duration_s + 60
+                )
+                cpu_used = procfs.cpu_seconds(pids) - cpu_before
+                rss = procfs.rss_bytes(running.worker_pids()) if running.proc else None
+        except (OSError, TargetFailed, subprocess.TimeoutExpired) as error:
+            outcome.skipped = f"run {run_index + 1} failed: {error}"
+            print(f"  {target.name}: {outcome.skipped}", flush=True)
+            return
+        try:
+            parse = loadgen.parse_h2load if scenario.http2 else loadgen.parse_wrk
+            load = parse(completed.stdout)
+        except ParseError as error:
+            outcome.skipped = f"load generator failed: {completed.stderr.strip() or error}"
+            print(f"  {target.name}: {outcome.skipped}", flush=True)
+            return
+        if running.proc and running.proc.poll() is not None:
+            outcome.skipped = (
+                f"exited with status {running.proc.returncode} during run {run_index + 1}"
+            )
+            print(f"  {target.name}: {outcome.skipped}", flush=True)
+            return
+        measurement = Measurement(load, cpu_used if running.proc else None, rss)
+        outcome.runs.append(measurement)
+        cpu = measurement.cpu_us_per_request
+        print(
+            f"  run {run_index + 1} {target.name:8} {load.requests_per_s:>10,.0f} req/s  "
+            f"p99 {load.p99_ms if load.p99_ms is not None else '-'} ms  "
+            f"cpu {f'{cpu:.1f}' if cpu is not None else '-'} µs/req  errors {load.errors}",
+            flush=True,
+        )
+
+    @contextlib.contextmanager
+    def _beside_load(
+        self,
+        scenario: Scenario,
+        target: Target,
+        running: Running,
+        result: ScenarioResult,
+        run_index: int,
+    ) -> Iterator[None]:
+        """What runs beside the load: idle connections, pysozu's reconfiguration churn, py-spy."""
+        with contextlib.ExitStack() as stack:
+            idle = self.options.idle_count(scenario)
+            if idle and running.proc:
+                stack.enter_context(idle_connections(running.port, idle))
+            churn = None
+            if scenario.changes_per_s and target.name == "pysozu":
+                churn = stack.enter_context(
+                    reconfig.Churn(
+                        running.config_path.parent / "pysozu.sock",  # type: ignore[union-attr]
+                        f"c{scenario.clusters - 1}",
+                        self.backend_port,
+                        scenario.changes_per_s,
+                    )
+                )
+            workers = running.worker_pids()
+            prefix = self.options.profile_prefix
+            if prefix and target.name == "pysozu" and run_index == 0 and workers:
+                output = prefix.with_name(f"{prefix.name}-flame-{scenario.name}-pysozu.svg")
+                stack.enter_context(
+                    flame_graph(
+                        self.sup, self.tools["py-spy"], workers[0], output, self.options.duration_s
+                    )
+                )
+                result.notes.append(f"pysozu's first run was profiled with py-spy: {output}")
+            yield
+        if churn is not None:
+            result.notes.append(
+                f"Run {run_index + 1}: pysozu applied {churn.applied} changes "
+                f"({churn.failed} failed) during the run."
+            )
+
+
+def _silent_access_logs(started: list[tuple[Target, Running, Outcome]]) -> list[str]:
+    """Access logs on must mean lines written: say so when a target wrote none."""
+    notes = []
+    for _, running, outcome in started:
+        log = running.config_path.parent / "access.log" if running.config_path else None
+        if outcome.runs and log is not None and (not log.exists() or log.stat().st_size == 0):
+            notes.append(f"Warning: {running.name} wrote no access log lines ({log}).")
+    return notes
+
+
+def _check_answer(running: Running, scenario: Scenario) -> None:
+    """The measured request must get the backend's exact answer through the target: a proxy
+    that answers an error page quickly must not look fast."""
+    expected = configs.expected_body_size(scenario.path)
+    answer = http_get(running.port, configs.TARGET_HOST, scenario.path, tls=scenario.tls)
+    if answer is None or answer[0] != 200 or len(answer[1]) != expected:
+        got = "no answer" if answer is None else f"{answer[0]} with {len(answer[1])} bytes"
+        raise TargetFailed(f"GET {scenario.path} answered {got}, not 200 with {expected} bytes")
+
+
+def _reconfig_clusters(changes: int) -> tuple[str, ...]:
+    """Clusters without backends: `changes` for the CLI, as many for the command socket."""
+    return tuple(f"reconf-{i}" for i in range(2 * changes))

@@ -1,0 +1,90 @@
+"""The benchmark's scenarios. To add one, append a Scenario to SCENARIOS (and to a set).
+
+A scenario is data: what to request, how the proxies are configured, what runs beside the load
+(idle connections, reconfiguration). `needs` names pysozu features the scenario depends on; when
+pysozu does not serve one of them, its row is skipped with a printed reason, not failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.configs import LARGE_FILE_NAME
+from harness.errors import BenchError
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    path: str = "/"
+    headers: dict[str, str] = field(default_factory=dict)
+    clusters: int = 1
+    access_logs: bool = False
+    tls: bool = False
+    http2: bool = False  # measured with h2load instead of wrk
+    idle_connections: int = 0
+    changes_per_s: int = 0  # pysozu only: backend add/remove rate applied during the runs
+    reconfiguration_latency: bool = False  # pysozu only: `pysozu backend add` -> traffic
+    needs: frozenset[str] = frozenset()
+
+
+SCENARIOS = [
+    Scenario("keepalive-13b", "keep-alive GET / (13 B)"),
+    Scenario("keepalive-100k", "keep-alive GET 100 KiB file", path=f"/static/{LARGE_FILE_NAME}"),
+    # wrk ignores "Connection:close" without the space; loadgen.header() always adds it.
+    Scenario("close", "GET / with Connection: close", headers={"Connection": "close"}),
+    Scenario("clusters-1k", "keep-alive GET /, 1,000 clusters in the routing table", clusters=1000),
+    Scenario(
+        "clusters-10k", "keep-alive GET /, 10,000 clusters in the routing table", clusters=10_000
+    ),
+    Scenario("access-logs", "keep-alive GET /, access logs on (to a file)", access_logs=True),
+    Scenario("https-keepalive", "HTTPS keep-alive GET /", tls=True, needs=frozenset({"https"})),
+    Scenario(
+        "https-handshake",
+        "HTTPS GET / with Connection: close (a full TLS handshake per request)",
+        headers={"Connection": "close"},
+        tls=True,
+        needs=frozenset({"https"}),
+    ),
+    Scenario(
+        "http2",
+        "HTTP/2 over TLS GET /, 10 concurrent streams per connection (h2load)",
+        tls=True,
+        http2=True,
+        needs=frozenset({"https", "h2"}),
+    ),
+    Scenario(
+        "idle-10k",
+        "keep-alive GET / while 10,000 idle connections are held open",
+        idle_connections=10_000,
+    ),
+    Scenario(
+        "reconfig",
+        "keep-alive GET / while pysozu applies 20 backend changes per second "
+        "(nginx and HAProxy unchanged, for reference)",
+        changes_per_s=20,
+        reconfiguration_latency=True,
+    ),
+]
+
+BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
+
+SETS = {
+    "all": [s.name for s in SCENARIOS],
+    "quick": ["keepalive-13b", "keepalive-100k"],
+    "core": ["keepalive-13b", "keepalive-100k", "close"],
+}
+
+
+def select(names: list[str]) -> list[Scenario]:
+    """Scenarios by name or set name, in the order given, without duplicates."""
+    chosen: list[Scenario] = []
+    for name in names:
+        for member in SETS.get(name, [name]):
+            if member not in BY_NAME:
+                known = ", ".join([*SETS, *BY_NAME])
+                raise BenchError(f"unknown scenario {member!r} (known: {known})")
+            if BY_NAME[member] not in chosen:
+                chosen.append(BY_NAME[member])
+    return chosen

@@ -1,0 +1,105 @@
+"""The external programs the benchmark needs, installing them from Debian when missing,
+and the facts (versions, machine) printed with every result."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+from harness.errors import ToolMissing
+
+# program -> Debian package providing it
+PACKAGES = {
+    "wrk": "wrk",
+    "nginx": "nginx-light",
+    "haproxy": "haproxy",
+    "h2load": "nghttp2-client",
+    "openssl": "openssl",
+    "taskset": "util-linux",
+}
+_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+
+def which(program: str) -> str | None:
+    return shutil.which(program, path=_SEARCH_PATH)
+
+
+def missing(programs: list[str]) -> list[str]:
+    return [p for p in programs if which(p) is None]
+
+
+def ensure(programs: list[str], *, install: bool) -> dict[str, str]:
+    """Paths of the programs; installs the missing ones with apt-get when allowed."""
+    absent = missing(programs)
+    if absent and install:
+        _apt_install(sorted({PACKAGES[p] for p in absent}))
+        absent = missing(programs)
+    if absent:
+        packages = " ".join(sorted({PACKAGES[p] for p in absent}))
+        raise ToolMissing(
+            f"missing: {', '.join(absent)}; install them with "
+            f"`apt-get install {packages}` (or run bench/run without --no-install, as root)"
+        )
+    return {p: str(which(p)) for p in programs}
+
+
+def _apt_install(packages: list[str]) -> None:
+    if which("apt-get") is None:
+        raise ToolMissing(f"no apt-get here: install {' '.join(packages)} yourself")
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    print(f"installing {' '.join(packages)} with apt-get", flush=True)
+    lock = ["-o", "DPkg::Lock::Timeout=300"]
+    for argv in (
+        [*prefix, "apt-get", *lock, "update", "-qq"],
+        [*prefix, "apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *packages],
+    ):
+        try:
+            result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise ToolMissing(f"`{' '.join(argv)}` failed: {error}") from None
+        if result.returncode != 0:
+            raise ToolMissing(f"`{' '.join(argv)}` failed:\n{result.stderr.strip()[-800:]}")
+
+
+def version(argv: list[str]) -> str:
+    """First line a program prints about its version (some print on stderr, some exit 1)."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unknown ({error})"
+    text = (result.stdout + result.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+def pysozu_version(pysozu: str) -> str:
+    """The installed distribution's version and the source tree's commit, read-only."""
+    python = Path(pysozu).with_name("python")
+    dist = version(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('pysozu'))"]
+    )
+    repo = Path(__file__).resolve().parents[2]
+    commit = version(["git", "-C", str(repo), "describe", "--always", "--dirty"])
+    return f"pysozu {dist} ({commit})"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, str]:
+    return {
+        "nproc": str(os.cpu_count()),
+        "CPU": cpu_model(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "Python (harness)": platform.python_version(),
+    }

@@ -1,0 +1,55 @@
+import pytest
+from harness import report
+from harness.loadgen import LoadResult
+from harness.results import LatencySample, Measurement, Outcome, ScenarioResult
+
+
+def run(rps: float, cpu_s: float = 1.0, requests: int = 100_000, errors: int = 0) -> Measurement:
+    load = LoadResult(requests, 10.0, rps, 0.4, 0.9, errors)
+    return Measurement(load, cpu_s, 20_000_000)
+
+
+def test_the_median_run_is_quoted_whole():
+    outcome = Outcome("pysozu", runs=[run(300), run(100), run(200, cpu_s=2.0)])
+    median = outcome.median()
+    assert median is not None
+    assert median.load.requests_per_s == 200
+    assert median.cpu_us_per_request == pytest.approx(20.0)
+
+
+def test_even_run_counts_quote_the_lower_middle():
+    assert Outcome("x", runs=[run(4), run(1), run(3), run(2)]).median().load.requests_per_s == 2
+
+
+def test_table_has_ratios_to_nginx_and_skip_reasons():
+    result = ScenarioResult(
+        "keepalive-13b",
+        "keep-alive GET / (13 B)",
+        [
+            Outcome("nginx", runs=[run(100_000)]),
+            Outcome("pysozu", runs=[run(80_000, errors=3), run(70_000), run(90_000)]),
+            Outcome("haproxy", skipped="exited | status 1"),
+        ],
+    )
+    table = report.scenario_table(result)
+    assert "## keepalive-13b: keep-alive GET / (13 B)" in table
+    assert "| nginx | 100,000 | 0.40 | 0.90 | 10.0 | 20.0 | 1.00x | 0 | 1 |" in table
+    assert "| pysozu | 80,000 | 0.40 | 0.90 | 10.0 | 20.0 | 0.80x | 3 | 3 |" in table
+    assert "| haproxy | skipped: exited \\| status 1 |" in table
+
+
+def test_without_nginx_there_is_no_ratio():
+    result = ScenarioResult("s", "t", [Outcome("pysozu", runs=[run(5)])])
+    assert "| - | 0 | 1 |" in report.scenario_table(result)
+
+
+def test_latency_quantiles_stay_within_the_sample():
+    sample = LatencySample(seconds=[i / 1000 for i in range(1, 101)])
+    assert sample.quantile(0.5) == pytest.approx(0.0505)
+    assert sample.quantile(0.99) == pytest.approx(0.09901)
+    assert LatencySample(seconds=[0.2]).quantile(0.99) == 0.2
+    assert LatencySample().quantile(0.5) is None
+    samples = {"cli": LatencySample(seconds=[0.1, 0.3], failures=1, first_error="boom")}
+    lines = "\n".join(report.latency_lines(samples))
+    assert "| cli | 2 | 200.0 | 298.0 | 300.0 | 1 |" in lines
+    assert "First failure: cli: boom" in lines
