@@ -504,10 +504,8 @@ class ConfigState(StateQueries):
 
     def cluster_hashes(self) -> dict[str, int]:
         """Per cluster: a hash of its configuration, frontends and backends."""
-        return {
-            cluster_id: _hash64(self.cluster_information(cluster_id))
-            for cluster_id in sorted(self.clusters)
-        }
+        informations = self.cluster_informations(self.clusters)
+        return {cluster_id: _hash64(info) for cluster_id, info in informations.items()}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ConfigState) and vars(self) == vars(other)

@@ -1,0 +1,181 @@
+"""Worker boot: `python -m dataplane worker ...` ends up here (see command/LIFECYCLE.md).
+
+Order, as in sozu's `begin_worker_process`: check the three inherited descriptors, read the
+ServerConfig (first frame), set up logging (`WRK-NN`), apply the initial state file, answer
+main's INITIAL-STATUS, receive the listening sockets over SCM, serve the active listeners,
+run the loop. Any failure before the loop is one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+import sys
+from datetime import UTC, datetime
+
+from dataplane.command.channel import Channel, ChannelError, FrameError
+from dataplane.command.messages import ServerConfig, WorkerRequest
+from dataplane.command.responses import ResponseStatus, WorkerResponse
+from dataplane.command.scm import ScmError
+from dataplane.command.statefile import decode_state
+from dataplane.proxy.commands import CommandHandler
+from dataplane.proxy.errors import BootError
+from dataplane.proxy.worker import Loop
+
+log = logging.getLogger("dataplane.worker")
+
+_LEVELS = {"error": 40, "warn": 30, "warning": 30, "info": 20, "debug": 10, "trace": 10}
+MAX_STATE_FILE = 512 * 1024 * 1024
+
+
+def begin_worker_process(
+    channel_fd: int,
+    scm_fd: int,
+    state_fd: int,
+    worker_id: int,
+    command_buffer_size: int,
+    max_command_buffer_size: int,
+) -> int:
+    """Run a worker until it is stopped; the process exit status."""
+    try:
+        loop = _boot(
+            channel_fd, scm_fd, state_fd, worker_id, command_buffer_size, max_command_buffer_size
+        )
+    except BootError as error:
+        print(f"pysozu worker {worker_id}: {error}", file=sys.stderr)
+        return 1
+    log.info("worker %d running (pid %d)", worker_id, os.getpid())
+    try:
+        loop.run()
+    finally:
+        loop.close()
+    log.info("worker %d stopped", worker_id)
+    return 0
+
+
+def _boot(
+    channel_fd: int,
+    scm_fd: int,
+    state_fd: int,
+    worker_id: int,
+    command_buffer_size: int,
+    max_command_buffer_size: int,
+) -> Loop:
+    _check_descriptors(channel_fd, scm_fd, state_fd)
+    channel_sock = socket.socket(fileno=channel_fd)
+    scm = socket.socket(fileno=scm_fd)
+    channel_sock.setblocking(True)
+    scm.setblocking(True)
+    channel: Channel[object] = Channel(
+        channel_sock, ServerConfig, command_buffer_size, max_command_buffer_size
+    )
+    config = _receive(channel, "the server configuration")
+    assert isinstance(config, ServerConfig)
+    _setup_logging(config, worker_id)
+    channel.receive_type = WorkerRequest  # every later frame; bytes already read are kept
+    loop = Loop(config, channel, scm)  # type: ignore[arg-type]
+    commands = CommandHandler(loop)
+    loop.on_message = commands.handle
+    _apply_state_file(state_fd, commands)
+    status = _receive(channel, "the initial status request")
+    assert isinstance(status, WorkerRequest)
+    if status.content.verb != "status":
+        raise BootError(f"expected a status request, got {status.content.verb}")
+    loop.send(WorkerResponse(id=status.id, status=ResponseStatus.OK))
+    try:
+        loop.receive_scm()
+    except ScmError as error:
+        raise BootError(f"cannot receive listening sockets: {error}") from None
+    served = {**loop.state.http_listeners, **loop.state.https_listeners}
+    for address, config_listener in served.items():
+        if config_listener.active:
+            try:
+                loop.activate(address)
+            except OSError as error:
+                raise BootError(f"cannot listen on {address}: {error.strerror}") from None
+    channel_sock.setblocking(False)
+    return loop
+
+
+def _check_descriptors(channel_fd: int, scm_fd: int, state_fd: int) -> None:
+    if len({channel_fd, scm_fd, state_fd}) != 3:
+        raise BootError("--fd, --scm and --configuration-state-fd must be distinct descriptors")
+    for name, fd, want_socket in (
+        ("--fd", channel_fd, True),
+        ("--scm", scm_fd, True),
+        ("--configuration-state-fd", state_fd, False),
+    ):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            raise BootError(f"{name} {fd} is not an open file descriptor") from None
+        if want_socket and not stat.S_ISSOCK(mode):
+            raise BootError(f"{name} {fd} is not a unix socket")
+        if not want_socket and not stat.S_ISREG(mode):
+            raise BootError(f"{name} {fd} is not a regular file")
+    for name, fd in (("--fd", channel_fd), ("--scm", scm_fd)):
+        family = socket.socket(fileno=os.dup(fd))
+        try:
+            if family.family != socket.AF_UNIX:
+                raise BootError(f"{name} {fd} is not a unix socket")
+        finally:
+            family.close()
+
+
+def _receive(channel: Channel[object], what: str) -> object:
+    try:
+        message = channel.receive_one(timeout=None)
+    except ChannelError as error:
+        raise BootError(f"cannot read {what} from main: {error}") from None
+    if isinstance(message, FrameError):
+        raise BootError(f"invalid {what} from main: {message.reason}")
+    return message
+
+
+def _apply_state_file(state_fd: int, commands: CommandHandler) -> None:
+    with os.fdopen(state_fd, "rb") as file:
+        data = file.read(MAX_STATE_FILE + 1)
+    if len(data) > MAX_STATE_FILE:
+        raise BootError("the initial state file is too large")
+    requests, errors = decode_state(data)
+    for error in errors:
+        log.error("initial state: %s", error)
+    for index, request in enumerate(requests):
+        message = WorkerRequest(id=f"SAVE-{index}", content=request)
+        try:
+            commands.apply_state(message)
+        except Exception as error:
+            log.error("initial state: %s (%s) failed: %s", message.id, request.verb, error)
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        level = "WARN" if record.levelno == logging.WARNING else record.levelname
+        line = f"{when} {os.getpid()} {self.tag} {level} {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _setup_logging(config: ServerConfig, worker_id: int) -> None:
+    target = config.log_target
+    if target.startswith("file://"):
+        try:
+            handler: logging.Handler = logging.FileHandler(target.removeprefix("file://"))
+        except OSError as error:
+            raise BootError(f"cannot open log target {target}: {error.strerror}") from None
+    else:
+        handler = logging.StreamHandler(sys.stderr if target == "stderr" else sys.stdout)
+    handler.setFormatter(_Formatter(f"WRK-{worker_id:02d}"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    names = [part.rpartition("=")[2].lower() for part in config.log_level.split(",")]
+    levels = [_LEVELS[name] for name in names if name in _LEVELS]
+    root.setLevel(min(levels) if levels else logging.INFO)

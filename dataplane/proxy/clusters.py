@@ -1,0 +1,162 @@
+"""The worker's live proxy structures, kept in step with its ConfigState.
+
+`HttpProxy.apply` mirrors one state request (already accepted by `ConfigState.dispatch`) onto
+listeners (settings, routers, answers) and clusters (settings, backends). Listener sockets are
+the worker's business (`worker.py`); per-(client IP, cluster) connection counts live here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    AddBackend,
+    Cluster,
+    HttpListenerConfig,
+    RemoveBackend,
+    RemoveListener,
+    Request,
+    RequestHttpFrontend,
+    UpdateHttpListenerConfig,
+)
+from dataplane.proxy.listener import HttpListener
+from dataplane.proxy.load_balancing import Backend, BackendSet
+
+
+class ClusterRuntime:
+    """A cluster as the hot path needs it: flat attributes and its backends."""
+
+    __slots__ = (
+        "backends",
+        "cluster_id",
+        "config",
+        "https_redirect",
+        "live_backends",
+        "max_connections_per_ip",
+        "retry_after",
+        "sticky_session",
+    )
+
+    def __init__(self, config: Cluster) -> None:
+        self.cluster_id = config.cluster_id
+        self.backends = BackendSet()
+        self.live_backends: set[Backend] = set()
+        self.configure(config)
+
+    def configure(self, config: Cluster) -> None:
+        self.config = config
+        self.sticky_session = config.sticky_session
+        self.https_redirect = config.https_redirect
+        self.max_connections_per_ip = config.max_connections_per_ip or 0
+        self.retry_after = config.retry_after or 0
+        self.backends.configure(config.load_balancing, config.load_metric)
+
+    def add_backend(self, request: AddBackend) -> None:
+        self.live_backends.add(self.backends.add(request))
+
+    def remove_backend(self, backend_id: str, address: SocketAddress) -> None:
+        self.backends.remove(backend_id, address)
+        self.live_backends = set(self.backends)
+
+
+class HttpProxy:
+    """HTTP listeners and clusters of one worker."""
+
+    def __init__(self, max_connections_per_ip: int, retry_after: int) -> None:
+        self.listeners: dict[SocketAddress, HttpListener] = {}
+        self.clusters: dict[str, ClusterRuntime] = {}
+        self.undefined_clusters: set[str] = set()  # runtimes that only hold backends
+        self.max_connections_per_ip = max_connections_per_ip
+        self.retry_after = retry_after
+        self._peers: dict[tuple[str, str], int] = {}
+
+    # -- per client IP accounting ------------------------------------------------------------
+
+    def peer_count(self, key: tuple[str, str]) -> int:
+        return self._peers.get(key, 0)
+
+    def acquire_peer(self, key: tuple[str, str]) -> None:
+        self._peers[key] = self._peers.get(key, 0) + 1
+
+    def release_peer(self, key: tuple[str, str]) -> None:
+        count = self._peers.get(key, 0) - 1
+        if count > 0:
+            self._peers[key] = count
+        else:
+            self._peers.pop(key, None)
+
+    # -- state requests ----------------------------------------------------------------------
+
+    def apply(self, request: Request) -> None:
+        """Mirror a request the ConfigState accepted; verbs without HTTP effect are ignored."""
+        handler = getattr(self, f"_{request.verb}", None)
+        if handler is not None:
+            handler(request.body)
+
+    def _add_http_listener(self, config: HttpListenerConfig) -> None:
+        self.listeners[config.address] = HttpListener(self, config)
+
+    def _update_http_listener(self, patch: UpdateHttpListenerConfig) -> None:
+        listener = self.listeners[patch.address]
+        changes: dict[str, Any] = {
+            name: getattr(patch, name)
+            for name in patch.__struct_fields__
+            if name != "address" and getattr(patch, name) is not None
+        }
+        if not patch.answers:
+            changes.pop("answers", None)
+        config = msgspec.structs.replace(listener.config, **changes)
+        listener.configure(config)
+        listener.set_answers(config)
+
+    def _remove_listener(self, request: RemoveListener) -> None:
+        self.listeners.pop(request.address, None)
+
+    def _add_http_frontend(self, front: RequestHttpFrontend) -> None:
+        self.listeners[front.address].add_frontend(front)
+
+    def _remove_http_frontend(self, front: RequestHttpFrontend) -> None:
+        self.listeners[front.address].remove_frontend(front)
+
+    # As in sozu, backends belong to a cluster id, not to the cluster's settings: they may
+    # arrive before `add_cluster` and outlive `remove_cluster` (which resets the settings to
+    # the defaults). A runtime goes away once it has neither settings nor backends.
+
+    def _runtime(self, cluster_id: str) -> ClusterRuntime:
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            cluster = self.clusters[cluster_id] = ClusterRuntime(Cluster(cluster_id=cluster_id))
+            self.undefined_clusters.add(cluster_id)
+        return cluster
+
+    def _add_cluster(self, config: Cluster) -> None:
+        self._runtime(config.cluster_id).configure(config)
+        self.undefined_clusters.discard(config.cluster_id)
+        for listener in self.listeners.values():
+            listener.answers.set_cluster_answers(config.cluster_id, config.answers)
+
+    def _remove_cluster(self, cluster_id: str) -> None:
+        cluster = self.clusters.get(cluster_id)
+        if cluster is not None and len(cluster.backends):
+            cluster.configure(Cluster(cluster_id=cluster_id))
+            self.undefined_clusters.add(cluster_id)
+        else:
+            self.clusters.pop(cluster_id, None)
+            self.undefined_clusters.discard(cluster_id)
+        for listener in self.listeners.values():
+            listener.answers.remove_cluster(cluster_id)
+
+    def _add_backend(self, request: AddBackend) -> None:
+        self._runtime(request.cluster_id).add_backend(request)
+
+    def _remove_backend(self, request: RemoveBackend) -> None:
+        cluster = self.clusters.get(request.cluster_id)
+        if cluster is None:
+            return  # ConfigState already refused an unknown backend; nothing to mirror
+        cluster.remove_backend(request.backend_id, request.address)
+        if request.cluster_id in self.undefined_clusters and not len(cluster.backends):
+            del self.clusters[request.cluster_id]
+            self.undefined_clusters.discard(request.cluster_id)

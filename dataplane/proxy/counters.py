@@ -1,0 +1,34 @@
+"""Connection-level counters of a worker: plain integers bumped where things happen.
+
+Per-request figures (requests, statuses, bytes, timings) live in `metrics.MetricsRegistry`;
+these are the ones that belong to connections rather than requests. Both are read only when
+main asks (`query_metrics`): no locks, no files, no system call on the hot path.
+"""
+
+from __future__ import annotations
+
+
+class Counters:
+    __slots__ = (
+        "accepted",
+        "backend_connect_errors",
+        "backend_connections",
+        "timeouts",
+        "upgrades",
+    )
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.backend_connections = 0
+        self.backend_connect_errors = 0
+        self.timeouts = 0
+        self.upgrades = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "client.connections.accepted": self.accepted,
+            "backend.connections": self.backend_connections,
+            "backend.connections.error": self.backend_connect_errors,
+            "http.timeouts": self.timeouts,
+            "http.upgrades": self.upgrades,
+        }

@@ -1,0 +1,109 @@
+"""Sans-IO body framing: where does a message body end in a stream of bytes?
+
+The proxy forwards bodies verbatim (chunked stays chunked), so a framer never copies or
+decodes payload: `feed(buffer, start, end)` answers how many of the bytes `buffer[start:end]`
+belong to the current message, and `done` tells when it is complete. Whatever follows belongs
+to the next message (pipelining). Chunk-size lines and trailers are validated strictly; an
+error raises HttpSyntaxError and the connection must be closed, never reused.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dataplane.proxy.errors import HttpSyntaxError
+
+_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:[ \t]*;[\t\x20-\x7e\x80-\xff]*)?\r\n")
+_TRAILER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n")
+
+MAX_LINE = 4096
+MAX_TRAILERS = 16384
+
+
+class LengthBody:
+    """A body of known length (Content-Length)."""
+
+    __slots__ = ("done", "remaining")
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+        self.done = length == 0
+
+    def feed(self, buffer: bytes | bytearray, start: int, end: int) -> int:
+        taken = min(self.remaining, end - start)
+        self.remaining -= taken
+        self.done = self.remaining == 0
+        return taken
+
+
+class UntilCloseBody:
+    """A response body delimited by the backend closing its connection."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def feed(self, buffer: bytes | bytearray, start: int, end: int) -> int:
+        return end - start
+
+
+_SIZE, _DATA, _DATA_END, _TRAILERS = range(4)
+
+
+class ChunkedBody:
+    """A chunked body (RFC 9112 7.1), followed up to the end of its trailer section."""
+
+    __slots__ = ("_line", "_remaining", "_state", "_trailer_bytes", "done")
+
+    def __init__(self) -> None:
+        self.done = False
+        self._state = _SIZE
+        self._remaining = 0
+        self._line = bytearray()
+        self._trailer_bytes = 0
+
+    def feed(self, buffer: bytes | bytearray, start: int, end: int) -> int:
+        position = start
+        while position < end and not self.done:
+            if self._state == _DATA:
+                taken = min(self._remaining, end - position)
+                self._remaining -= taken
+                position += taken
+                if self._remaining == 0:
+                    self._state = _DATA_END
+                continue
+            position = self._feed_line(buffer, position, end)
+        return position - start
+
+    def _feed_line(self, buffer: bytes | bytearray, position: int, end: int) -> int:
+        """Accumulate one CRLF-terminated line; act on it once whole."""
+        line = self._line
+        newline = buffer.find(b"\n", position, end)
+        stop = end if newline < 0 else newline + 1
+        line += buffer[position:stop]
+        if len(line) > MAX_LINE:
+            raise HttpSyntaxError("chunk line too long")
+        if newline < 0:
+            return stop
+        self._line = bytearray()
+        if self._state == _DATA_END:
+            if line != b"\r\n":
+                raise HttpSyntaxError("chunk data not followed by CRLF")
+            self._state = _SIZE
+        elif self._state == _SIZE:
+            match = _SIZE_LINE.fullmatch(line)
+            if match is None:
+                raise HttpSyntaxError(f"invalid chunk size line {bytes(line[:32])!r}")
+            self._remaining = int(match.group(1), 16)
+            self._state = _DATA if self._remaining else _TRAILERS
+        elif line == b"\r\n":
+            self.done = True
+        else:
+            self._trailer_bytes += len(line)
+            if self._trailer_bytes > MAX_TRAILERS or _TRAILER_LINE.fullmatch(line) is None:
+                raise HttpSyntaxError("invalid or oversized trailer section")
+        return stop
+
+
+Body = LengthBody | ChunkedBody | UntilCloseBody

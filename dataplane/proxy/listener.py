@@ -1,0 +1,142 @@
+"""An HTTP listener in a worker: its socket, settings, routes and default answers.
+
+The listening socket comes from main over SCM (shared accept queue) or is bound here with
+SO_REUSEADDR + SO_REUSEPORT. Accepting stops when the listener is deactivated, when the
+worker is at `max_connections`, or during a soft stop.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from dataplane.command.messages import HttpListenerConfig, RequestHttpFrontend
+from dataplane.proxy.answers import Answers, listener_answer_map
+from dataplane.proxy.forwarding import ConnectionContext
+from dataplane.proxy.http_head import RequestHead, RequestParser
+from dataplane.proxy.policy import has_policy
+from dataplane.proxy.router import Route, Router, normalize_host
+
+if TYPE_CHECKING:
+    from dataplane.proxy.clusters import HttpProxy
+
+ACCEPT_BATCH = 64
+ROUTE_CACHE_SIZE = 4096
+HEAD_CACHE_SIZE = 1024
+HEAD_CACHE_MAX_BYTES = 1024  # only short heads are remembered: at most 1 MiB in all
+BACKLOG = 1024
+
+
+def bind_listener(config: HttpListenerConfig) -> socket.socket:
+    address = config.address
+    family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address.sockaddr())
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class HttpListener:
+    """One HTTP listener's configuration, router and answers; its socket when active."""
+
+    scheme = "http"  # "https" for HttpsListener (tls_listener.py)
+
+    def __init__(self, proxy: HttpProxy, config: HttpListenerConfig) -> None:
+        self.proxy = proxy
+        self.router = Router()
+        self._routes: dict[tuple[str, str, bytes], tuple[Route | None, bool]] = {}
+        self.sock: socket.socket | None = None
+        self.accepting = False
+        self.configure(config)
+        self.answers = Answers()
+        self.set_answers(config)
+        self.normalize_host = normalize_host
+
+    def configure(self, config: HttpListenerConfig) -> None:
+        self.config = config
+        self.front_timeout = float(config.front_timeout)
+        self.back_timeout = float(config.back_timeout)
+        self.connect_timeout = float(config.connect_timeout)
+        self.request_timeout = float(config.request_timeout)
+        self.sticky_name = config.sticky_name.encode("ascii")
+        self.request_id_header = config.sozu_id_header or "Sozu-Id"
+        self.parser = RequestParser(self.request_id_header)
+        self._heads: dict[bytes, RequestHead] = {}
+        public = config.public_address or config.address
+        self._public = (str(public.ip), public.port)
+
+    def set_answers(self, config: HttpListenerConfig) -> None:
+        answers = Answers(listener_answer_map(config), self.request_id_header)
+        for cluster in self.proxy.clusters.values():
+            if cluster.config.answers:
+                answers.set_cluster_answers(cluster.cluster_id, cluster.config.answers)
+        self.answers = answers
+
+    def connection_context(self, peer: tuple[str, int]) -> ConnectionContext:
+        config = self.config
+        return ConnectionContext(
+            peer,
+            self._public,
+            "http",
+            self.request_id_header,
+            config.send_x_real_ip,
+            config.elide_x_real_ip,
+        )
+
+    def parse(self, head: bytes) -> RequestHead:
+        """Parse a request head (HttpSyntaxError); short heads seen before are not re-parsed:
+        clients on different connections send the very same heads."""
+        request = self._heads.get(head)
+        if request is None:
+            request = self.parser.parse(head)
+            if len(head) <= HEAD_CACHE_MAX_BYTES:
+                if len(self._heads) >= HEAD_CACHE_SIZE:
+                    self._heads.clear()
+                self._heads[head] = request
+        return request
+
+    def lookup(self, host: str, path: str, method: bytes) -> tuple[Route | None, bool]:
+        """The route for a request and whether it carries a policy (`policy.decide`).
+        Decisions are remembered until the routes change."""
+        key = (host, path, method)
+        try:
+            return self._routes[key]
+        except KeyError:
+            pass
+        route = self.router.lookup(host, path, method.decode("ascii"))
+        decision = (route, route is not None and has_policy(route))
+        if len(self._routes) >= ROUTE_CACHE_SIZE:
+            self._routes.clear()  # bounded: hostile traffic can churn it, never grow it
+        self._routes[key] = decision
+        return decision
+
+    def add_frontend(self, front: RequestHttpFrontend) -> None:
+        self.router.add_frontend(front)
+        self._routes.clear()
+
+    def remove_frontend(self, front: RequestHttpFrontend) -> None:
+        self.router.remove_frontend(front)
+        self._routes.clear()
+
+    def accept_batch(self, room: int) -> list[tuple[socket.socket, tuple[str, int]]]:
+        """Up to `room` (at most ACCEPT_BATCH) pending connections, non-blocking, Nagle off."""
+        accepted: list[tuple[socket.socket, tuple[str, int]]] = []
+        sock = self.sock
+        assert sock is not None
+        for _ in range(min(room, ACCEPT_BATCH)):
+            try:
+                conn, peer = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break  # ECONNABORTED, EMFILE...: try again on the next readiness
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            accepted.append((conn, peer))
+        return accepted

@@ -1,0 +1,212 @@
+"""One client connection on an HTTP listener: an explicit state machine, no coroutine.
+
+Phases: HEAD (waiting for a request head; idle keep-alive when nothing is buffered), CONNECTING
+(a new backend connection is being opened), EXCHANGE (request forwarded, request body and
+response streamed), PIPE (after a 101: bytes both ways), ANSWER (a default answer is written,
+then the connection lingers briefly and closes). See LIFECYCLE.md.
+
+The state lives here, with what ends a connection (answers, timeouts, close); the client side
+(`session_request`), the backend side (`session_backend`) and the flow control
+(`session_flow`) are mixins over the same slots.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from dataplane.proxy.session_backend import BackendSide
+from dataplane.proxy.session_fields import (
+    ANSWER,
+    CLOSED,
+    CONNECTING,
+    EPOLLIN,
+    EXCHANGE,
+    HEAD,
+    LINGER_SECONDS,
+    PIPE,
+)
+from dataplane.proxy.session_flow import FlowControl
+from dataplane.proxy.session_request import RequestSide
+from dataplane.proxy.timers import NOT_FILED
+
+if TYPE_CHECKING:
+    from dataplane.proxy.listener import HttpListener
+    from dataplane.proxy.worker import Loop
+
+
+class HttpSession(RequestSide, BackendSide, FlowControl):
+    __slots__ = ()
+
+    def __init__(
+        self, loop: Loop, listener: HttpListener, sock: socket.socket, peer: tuple[str, int]
+    ) -> None:
+        self.loop = loop
+        self.listener = listener
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.context = listener.connection_context(peer)
+        self.peer_key = (peer[0], "")
+        self.figures = None  # set by the acceptor
+        self.buffer, self.view = loop.take_buffer()
+        self.start = self.end = 0
+        self.phase = HEAD
+        self.mask = EPOLLIN
+        self.back = None
+        self.cluster = None  # counted against its per-IP limit
+        self.routed = None  # the current request's cluster
+        self.request = None
+        self.response = None
+        self.request_body = None
+        self.response_body = None
+        self.request_done = self.response_done = self.closing = False
+        self.head_started = self.front_full = False
+        self.request_id = b""
+        self.backend_id = None
+        self.request_started = self.response_started = loop.now
+        self.bytes_in = self.bytes_out = 0
+        self.set_cookie = b""
+        self.response_edits = ()
+        self.sticky_id = None
+        self.replay = None
+        self.to_front = None
+        self.to_back = None
+        self.failed = set()
+        self.host_raw = b""
+        self.host = ""
+        self.last_head = b""
+        self.last_request = None
+        self.template = None  # the forwarded head, split at the request id
+        self.template_sticky = b""
+        self.deadline = 0.0
+        self.timer_slot = NOT_FILED
+        loop.register(self.fd, self.on_front, EPOLLIN)
+        loop.timers.arm(self, loop.now + listener.front_timeout)
+
+    def _fail(self, status: int, message: str) -> None:
+        """Answer `status` if the client has not seen a response head yet, else close."""
+        if self.response is None and self.phase != PIPE:
+            self._answer(status, message)
+        else:
+            self.close()
+
+    def _answer(
+        self,
+        status: int,
+        message: str = "",
+        retry_after: int | None = None,
+        variables: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Send a default answer (or the template `name`), then close."""
+        self._drop_back()
+        self._record(status, False)
+        self.loop.metrics.answer(status)
+        cluster_id = self.routed.cluster_id if self.routed is not None else None
+        values = {
+            "REQUEST_ID": self.request_id.decode("ascii"),
+            "CLUSTER_ID": cluster_id or "",
+            "MESSAGE": message,
+            "RETRY_AFTER": str(retry_after) if retry_after else "",
+            **(variables or {}),
+        }
+        answers = self.listener.answers
+        if name is None:
+            data = answers.render(status, cluster_id, values)
+        else:
+            data = answers.render_template(name, cluster_id, values)
+        self.phase = ANSWER
+        self.to_back = None
+        self.start = self.end = 0
+        self.front_full = False
+        self.loop.timers.arm(self, self.loop.now + self.listener.front_timeout)
+        if self._send_to_front([data], len(data)):
+            self._linger()
+
+    def _linger(self) -> None:
+        """Half-close and drain briefly, so unread client bytes cannot turn our answer into
+        a reset before the client has read it."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.loop.timers.arm(self, self.loop.now + LINGER_SECONDS)
+
+    def _record(self, status: int, reached_backend: bool = True) -> None:
+        """One finished (or abandoned) request, into the worker's metrics."""
+        loop = self.loop
+        if not loop.metrics_enabled:
+            return
+        cluster = self.routed
+        backend_id = self.backend_id if reached_backend else None
+        started = self.request_started
+        loop.metrics.cluster(cluster.cluster_id if cluster is not None else None).request(
+            status,
+            backend_id,
+            loop.now - started,
+            max(0.0, self.response_started - started) if backend_id is not None else 0.0,
+            self.bytes_in,
+            self.bytes_out,
+        )
+
+    def on_timeout(self, now: float) -> None:
+        phase = self.phase
+        if phase == HEAD and self.head_started:
+            self.loop.counters.timeouts += 1
+            self._answer(408, "request timeout")
+        elif phase == CONNECTING:
+            self._connect_failed()
+        elif phase == EXCHANGE and self.response is None:
+            self.loop.counters.timeouts += 1
+            self._fail(504 if self.request_done else 408, "timeout")
+        elif phase != CLOSED:
+            self.close()
+
+    def soft_stop(self) -> None:
+        """Worker shutdown: close now if idle between requests, else after this response."""
+        idle = self.phase == HEAD and not self.head_started and self.start == self.end
+        if idle or (self.phase == ANSWER and self.to_front is None):
+            self.close()
+        else:
+            self.closing = True
+
+    def _drop_back(self) -> None:
+        back = self.back
+        if back is not None:
+            if self.phase == EXCHANGE and not self.response_done:
+                back.backend.active_requests -= 1  # the exchange ends here, unfinished
+            self.back = None
+            back.close()
+
+    def _release_back(self) -> None:
+        """Return a clean backend connection to the pool (between requests only)."""
+        back = self.back
+        if back is not None:
+            self.back = None
+            if back.connected and back.start == back.end and self.to_back is None:
+                self.loop.pool.give_back(back)
+            else:
+                back.close()
+
+    def close(self) -> None:
+        if self.phase == CLOSED:
+            return
+        between_requests = self.phase == HEAD
+        if self.phase in (CONNECTING, EXCHANGE):  # an exchange cut short
+            self._record(self.response.status if self.response is not None else 0)
+        self.phase = CLOSED
+        loop = self.loop
+        loop.unregister(self.fd)
+        loop.timers.cancel(self)
+        self.sock.close()
+        if self.to_front is None and self.to_back is None:  # no pending view into it
+            loop.give_buffer(self.buffer, self.view)
+        if between_requests:
+            self._release_back()
+        else:
+            self._drop_back()
+        if self.cluster is not None:
+            self.listener.proxy.release_peer(self.peer_key)
+            self.cluster = None
+        loop.session_closed(self)

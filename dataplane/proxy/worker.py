@@ -1,0 +1,297 @@
+"""The worker's event loop: one thread, one epoll, every socket of the process.
+
+Each registered descriptor maps to one callable taking the epoll event mask: the channel to
+main, listening sockets (accept), client connections and backend connections (sessions),
+idle pooled backend connections. `now` is read once per loop turn and shared by everything;
+the timer wheel fires at most once per second. A handler that raises is logged and its
+connection closed: no bug in one session takes the worker down.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+from collections.abc import Callable
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.channel import Channel, ChannelError
+from dataplane.command.messages import MetricDetail, ServerConfig, WorkerRequest
+from dataplane.command.responses import WorkerResponse
+from dataplane.command.scm import Listeners, ScmError, receive_listeners, send_listeners
+from dataplane.command.state import ConfigState
+from dataplane.proxy.backend_pool import BackendPool
+from dataplane.proxy.clusters import HttpProxy
+from dataplane.proxy.counters import Counters
+from dataplane.proxy.forwarding import RequestIds
+from dataplane.proxy.http_head import ResponseParser
+from dataplane.proxy.listener import HttpListener, bind_listener
+from dataplane.proxy.metrics import MetricsRegistry
+from dataplane.proxy.session import HttpSession
+from dataplane.proxy.timers import TimerWheel
+from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor
+
+log = logging.getLogger("dataplane.worker")
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+RESUME_ACCEPT_RATIO = 0.9
+FREE_BUFFERS = 256  # client buffers kept for reuse (16 KiB each by default)
+
+
+class Loop:
+    def __init__(
+        self, config: ServerConfig, channel: Channel[WorkerRequest], scm: socket.socket
+    ) -> None:
+        self.config = config
+        self.epoll = select.epoll()
+        self.handlers: dict[int, Callable[[int], None]] = {}
+        self.now = time.monotonic()
+        self.timers = TimerWheel(self.now)
+        self.counters = Counters()
+        self.metrics = MetricsRegistry()
+        self.metrics_enabled = True
+        metrics_config = config.metrics
+        self.metric_detail = (
+            metrics_config.detail
+            if metrics_config is not None and metrics_config.detail is not None
+            else MetricDetail.DETAIL_CLUSTER
+        )
+        self.metrics.counter_sources.append(self.counters.snapshot)
+        self.metrics.gauge_sources.append(self._gauges)
+        self.buffer_size = max(config.buffer_size, 4096)
+        self.pool = BackendPool(self, self.buffer_size)
+        self.request_ids = RequestIds()
+        self.response_parser = ResponseParser()
+        self.state = ConfigState()
+        self.proxy = HttpProxy(config.max_connections_per_ip or 0, config.retry_after or 0)
+        self.sessions: set[HttpSession] = set()
+        self._free_buffers: list[tuple[bytearray, memoryview]] = []
+        self.max_connections = config.max_connections
+        self.accept_paused = False
+        self.stopping = False
+        self.running = True
+        self.channel = channel
+        self.scm = scm
+        self.scm_listeners: dict[str, socket.socket] = {}  # received, not yet served
+        self.on_drained: Callable[[], None] | None = None
+        self.on_message: Callable[[WorkerRequest], None] = lambda message: None
+
+    # -- client buffers: reused, not reallocated for every connection --------------------
+
+    def take_buffer(self) -> tuple[bytearray, memoryview]:
+        if self._free_buffers:
+            return self._free_buffers.pop()
+        buffer = bytearray(self.buffer_size)
+        return buffer, memoryview(buffer)
+
+    def give_buffer(self, buffer: bytearray, view: memoryview) -> None:
+        if len(self._free_buffers) < FREE_BUFFERS:
+            self._free_buffers.append((buffer, view))
+
+    # -- registration -----------------------------------------------------------------------
+
+    def register(self, fd: int, handler: Callable[[int], None], mask: int) -> None:
+        self.epoll.register(fd, mask)
+        self.handlers[fd] = handler
+
+    def set_handler(self, fd: int, handler: Callable[[int], None]) -> None:
+        self.handlers[fd] = handler
+
+    def modify(self, fd: int, mask: int) -> None:
+        self.epoll.modify(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        if self.handlers.pop(fd, None) is not None:
+            self.epoll.unregister(fd)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.register(self.channel.fileno(), self._on_channel, EPOLLIN)
+        poll = self.epoll.poll
+        handlers = self.handlers
+        timers = self.timers
+        next_tick = self.now + 1.0
+        while self.running:
+            events = poll(max(0.0, next_tick - self.now))
+            self.now = now = time.monotonic()
+            for fd, mask in events:
+                handler = handlers.get(fd)
+                if handler is None:
+                    continue
+                try:
+                    handler(mask)
+                except Exception:
+                    self._handler_failed(handler)
+            if now >= next_tick:
+                next_tick = now + 1.0
+                timers.expire(now)
+                self.request_ids.refresh()
+                self._check_drained()
+
+    def _handler_failed(self, handler: Callable[[int], None]) -> None:
+        log.exception("unexpected error in an event handler; closing its connection")
+        owner = getattr(handler, "__self__", None)
+        close = getattr(owner, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("error while closing a failed connection")
+
+    # -- the channel to main ----------------------------------------------------------------
+
+    def _on_channel(self, mask: int) -> None:
+        channel = self.channel
+        try:
+            if mask & EPOLLOUT and channel.flush():
+                self.modify(channel.fileno(), EPOLLIN)
+            if mask & ~EPOLLOUT:
+                for message in channel.receive():
+                    if isinstance(message, WorkerRequest):
+                        self.on_message(message)
+                    else:
+                        log.error("invalid frame from main: %s", message.reason)
+        except ChannelError as error:
+            log.error("channel to main lost (%s): exiting", error)
+            self.running = False
+
+    def send(self, response: WorkerResponse) -> None:
+        try:
+            self.channel.send(response)
+            if not self.channel.flush():
+                self.modify(self.channel.fileno(), EPOLLIN | EPOLLOUT)
+        except ChannelError as error:
+            log.error("cannot answer main (%s): exiting", error)
+            self.running = False
+
+    # -- listeners ----------------------------------------------------------------------------
+
+    def receive_scm(self) -> None:
+        """Blocking: one SCM message from main; its sockets wait in `scm_listeners`."""
+        listeners = receive_listeners(self.scm)
+        for group in listeners.groups():
+            for address, sock in group.items():
+                old = self.scm_listeners.pop(address, None)
+                if old is not None:
+                    old.close()
+                self.scm_listeners[address] = sock
+
+    def activate(self, address: SocketAddress) -> None:
+        """Serve a listener: on main's socket for that address if we hold one, else bind."""
+        listener = self.proxy.listeners.get(address)
+        if listener is None:
+            raise ScmError(f"no HTTP listener at {address}")
+        if listener.sock is not None:
+            return
+        sock = self.scm_listeners.pop(str(address), None)
+        if sock is None:
+            sock = bind_listener(listener.config)
+        sock.setblocking(False)
+        listener.sock = sock
+        listener.accepting = True
+        self.register(sock.fileno(), self._acceptor(listener), 0 if self.accept_paused else EPOLLIN)
+
+    def deactivate(self, address: SocketAddress, to_scm: bool = False) -> None:
+        listener = self.proxy.listeners.get(address)
+        if listener is None or listener.sock is None:
+            return
+        sock, listener.sock = listener.sock, None
+        listener.accepting = False
+        self.unregister(sock.fileno())
+        if to_scm:
+            group = "tls" if listener.scheme == "https" else "http"
+            send_listeners(self.scm, Listeners(**{group: {str(address): sock}}))
+        sock.close()
+
+    def return_listen_sockets(self) -> None:
+        """Upgrade: stop accepting and hand every listening socket back to main."""
+        returned = Listeners()
+        for address, listener in self.proxy.listeners.items():
+            if listener.sock is not None:
+                self.unregister(listener.sock.fileno())
+                group = returned.tls if listener.scheme == "https" else returned.http
+                group[str(address)] = listener.sock
+                listener.sock = None
+                listener.accepting = False
+        send_listeners(self.scm, returned)
+        returned.close()
+
+    def _acceptor(self, listener: HttpListener) -> Callable[[int], None]:
+        if isinstance(listener, HttpsListener):
+            return tls_acceptor(self, listener)  # connections start with a TLS handshake
+
+        def on_accept(mask: int) -> None:
+            counters = self.counters
+            sessions = self.sessions
+            figures = self.metrics.listener(str(listener.config.address))
+            for sock, peer in listener.accept_batch(self.max_connections - len(sessions)):
+                counters.accepted += 1
+                figures.opened()
+                session = HttpSession(self, listener, sock, peer)
+                session.figures = figures
+                sessions.add(session)
+            if len(sessions) >= self.max_connections:
+                self._pause_accept()  # the rest waits in the kernel's backlog
+
+        return on_accept
+
+    def _pause_accept(self) -> None:
+        if not self.accept_paused:
+            self.accept_paused = True
+            self._set_accepting(0)
+
+    def _set_accepting(self, mask: int) -> None:
+        for listener in self.proxy.listeners.values():
+            if listener.sock is not None:
+                self.modify(listener.sock.fileno(), mask)
+
+    def session_closed(self, session: HttpSession) -> None:
+        self.sessions.discard(session)
+        count = len(self.sessions)
+        if session.figures is not None:
+            session.figures.closed()
+        resume = count < self.max_connections * RESUME_ACCEPT_RATIO
+        if self.accept_paused and resume and not self.stopping:
+            self.accept_paused = False
+            self._set_accepting(EPOLLIN)
+        if self.stopping and not count:
+            self._check_drained()
+
+    def _gauges(self) -> dict[str, int]:
+        return {
+            "client.connections": len(self.sessions),
+            "backend.pool.idle": len(self.pool),
+            "timers": len(self.timers),
+        }
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def soft_stop(self, on_drained: Callable[[], None]) -> None:
+        """Stop accepting, close idle connections, finish the rest, then call `on_drained`."""
+        self.stopping = True
+        self.on_drained = on_drained
+        self._pause_accept()
+        for session in list(self.sessions):
+            session.soft_stop()
+        self.pool.close_all()
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self.stopping and not self.sessions and self.on_drained is not None:
+            on_drained, self.on_drained = self.on_drained, None
+            on_drained()
+
+    def close(self) -> None:
+        for session in list(self.sessions):
+            session.close()
+        self.pool.close_all()
+        for listener in self.proxy.listeners.values():
+            if listener.sock is not None:
+                listener.sock.close()
+                listener.sock = None
+        for sock in self.scm_listeners.values():
+            sock.close()
+        self.epoll.close()
