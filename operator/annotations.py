@@ -1,0 +1,204 @@
+"""Ingress annotations -> typed options, with every bad value reported, never raised.
+
+Our keys live under `pysozu.io/`. With `--nginx-annotations`, the common ingress-nginx keys are
+read too, where the dataplane can honour them; ours win when both are set. Keys the dataplane
+cannot honour produce a "not supported" problem instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
+
+PREFIX = "pysozu.io/"
+NGINX = "nginx.ingress.kubernetes.io/"
+
+_ALGORITHMS = {
+    "round_robin": LoadBalancingAlgorithms.ROUND_ROBIN,
+    "random": LoadBalancingAlgorithms.RANDOM,
+    "least_loaded": LoadBalancingAlgorithms.LEAST_LOADED,
+    "power_of_two": LoadBalancingAlgorithms.POWER_OF_TWO,
+    "hrw": LoadBalancingAlgorithms.HRW,
+    "maglev": LoadBalancingAlgorithms.MAGLEV,
+}
+_METRICS = {
+    "connections": LoadMetric.CONNECTIONS,
+    "requests": LoadMetric.REQUESTS,
+    "connection_time": LoadMetric.CONNECTION_TIME,
+}
+# Status codes whose answer a cluster may override (the dataplane's default answers).
+ANSWER_CODES = ("400", "401", "404", "408", "413", "429", "502", "503", "504", "507")
+_MAX_ANSWER_BYTES = 16 * 1024
+_MAX_TIMEOUT_SECONDS = 3600
+_MAX_WEIGHT = 10_000
+_NGINX_UNSUPPORTED = (
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
+    "rewrite-target",
+    "configuration-snippet",
+    "server-snippet",
+    "auth-type",
+    "auth-url",
+    "limit-rps",
+)
+# Per-cluster timeouts exist only if the dataplane's Cluster message carries them.
+_CLUSTER_TIMEOUTS = {"connect_timeout", "back_timeout"} <= set(Cluster.__struct_fields__)
+
+
+@dataclass(slots=True)
+class Options:
+    """What an Ingress's annotations ask for. None means "not set": use the default."""
+
+    sticky_session: bool | None = None
+    load_balancing: LoadBalancingAlgorithms | None = None
+    load_metric: LoadMetric | None = None
+    connect_timeout: int | None = None
+    back_timeout: int | None = None
+    answers: dict[str, str] = field(default_factory=dict)
+    ssl_redirect: bool | None = None
+    force_ssl_redirect: bool = False
+    weights: dict[str, int] = field(default_factory=dict)  # pod name or IP -> weight
+    problems: list[str] = field(default_factory=list)
+
+    def cluster(self, cluster_id: str) -> Cluster:
+        """The cluster these options describe (defaults where nothing was set)."""
+        cluster = Cluster(
+            cluster_id=cluster_id,
+            sticky_session=bool(self.sticky_session),
+            load_balancing=self.load_balancing or LoadBalancingAlgorithms.ROUND_ROBIN,
+            load_metric=self.load_metric,
+            answers=dict(self.answers),
+        )
+        timeouts = {"connect_timeout": self.connect_timeout, "back_timeout": self.back_timeout}
+        set_timeouts = {name: value for name, value in timeouts.items() if value is not None}
+        return msgspec.structs.replace(cluster, **set_timeouts) if set_timeouts else cluster
+
+
+def _bool(key: str, value: str, problems: list[str]) -> bool | None:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    problems.append(f"annotation {key}: {value!r} is not true or false")
+    return None
+
+
+def _seconds(key: str, value: str, problems: list[str]) -> int | None:
+    text = value.strip().removesuffix("s")
+    if text.isdigit() and 0 < int(text) <= _MAX_TIMEOUT_SECONDS:
+        return int(text)
+    problems.append(f"annotation {key}: {value!r} is not a number of seconds in 1..3600")
+    return None
+
+
+def _weights(key: str, value: str, problems: list[str]) -> dict[str, int]:
+    weights: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        target, sep, number = item.partition("=")
+        if not sep or not target.strip() or not number.strip().isdigit():
+            problems.append(f"annotation {key}: {item!r} is not <pod or IP>=<weight>")
+            continue
+        weights[target.strip()] = min(int(number), _MAX_WEIGHT)
+    return weights
+
+
+def _timeouts_unsupported(key: str, problems: list[str]) -> None:
+    problems.append(
+        f"annotation {key}: not supported: this dataplane has listener-wide timeouts only"
+    )
+
+
+def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
+    options = Options()
+    problems = options.problems
+    if nginx:
+        _parse_nginx(annotations, options)
+    for key, value in annotations.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key.removeprefix(PREFIX)
+        if name == "sticky-sessions":
+            options.sticky_session = _bool(key, value, problems)
+        elif name == "load-balancing":
+            algorithm = _ALGORITHMS.get(value.lower())
+            if algorithm is None:
+                problems.append(f"annotation {key}: {value!r} is not one of {sorted(_ALGORITHMS)}")
+            options.load_balancing = algorithm
+        elif name == "load-metric":
+            metric = _METRICS.get(value.lower())
+            if metric is None:
+                problems.append(f"annotation {key}: {value!r} is not one of {sorted(_METRICS)}")
+            options.load_metric = metric
+        elif name in ("connect-timeout", "backend-timeout"):
+            if not _CLUSTER_TIMEOUTS:
+                _timeouts_unsupported(key, problems)
+            elif (seconds := _seconds(key, value, problems)) is not None:
+                field_name = "connect_timeout" if name == "connect-timeout" else "back_timeout"
+                setattr(options, field_name, seconds)
+        elif name.startswith("answer-"):
+            code = name.removeprefix("answer-")
+            if code not in ANSWER_CODES:
+                problems.append(f"annotation {key}: no answer for status {code} can be set")
+            elif value.startswith("file://"):
+                problems.append(f"annotation {key}: file:// answers are not allowed in Ingresses")
+            elif len(value.encode()) > _MAX_ANSWER_BYTES:
+                problems.append(f"annotation {key}: answers are limited to 16 KiB")
+            else:
+                options.answers[code] = value
+        elif name == "ssl-redirect":
+            options.ssl_redirect = _bool(key, value, problems)
+        elif name == "force-ssl-redirect":
+            options.force_ssl_redirect = bool(_bool(key, value, problems))
+        elif name == "backend-weights":
+            options.weights = _weights(key, value, problems)
+        else:
+            problems.append(f"annotation {key}: unknown pysozu.io annotation")
+    return options
+
+
+def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
+    problems = options.problems
+
+    def get(name: str) -> str | None:
+        return annotations.get(NGINX + name)
+
+    if (value := get("ssl-redirect")) is not None:
+        options.ssl_redirect = _bool(NGINX + "ssl-redirect", value, problems)
+    if (value := get("force-ssl-redirect")) is not None:
+        options.force_ssl_redirect = bool(_bool(NGINX + "force-ssl-redirect", value, problems))
+    if (value := get("affinity")) is not None:
+        if value == "cookie":
+            options.sticky_session = True
+        else:
+            problems.append(f"annotation {NGINX}affinity: only 'cookie' is supported")
+    if (value := get("session-cookie-name")) is not None:
+        problems.append(
+            f"annotation {NGINX}session-cookie-name: not supported: the sticky cookie is named "
+            "by the dataplane's listener (sticky_name)"
+        )
+    if (value := get("load-balance")) is not None:
+        if value == "round_robin":
+            options.load_balancing = LoadBalancingAlgorithms.ROUND_ROBIN
+        elif value == "ewma":  # peak-EWMA of connect time, least loaded first
+            options.load_balancing = LoadBalancingAlgorithms.LEAST_LOADED
+            options.load_metric = LoadMetric.CONNECTION_TIME
+        else:
+            problems.append(f"annotation {NGINX}load-balance: {value!r} is not supported")
+    for name, target in (
+        ("proxy-connect-timeout", "connect_timeout"),
+        ("proxy-read-timeout", "back_timeout"),
+        ("proxy-send-timeout", "back_timeout"),
+    ):
+        if (value := get(name)) is None:
+            continue
+        if not _CLUSTER_TIMEOUTS:
+            _timeouts_unsupported(NGINX + name, problems)
+        elif (seconds := _seconds(NGINX + name, value, problems)) is not None:
+            current = getattr(options, target)
+            setattr(options, target, seconds if current is None else max(current, seconds))
+    for name in _NGINX_UNSUPPORTED:
+        if get(name) is not None:
+            problems.append(f"annotation {NGINX}{name}: not supported by pysozu")

@@ -1,0 +1,154 @@
+"""`pysozu-ingress`: run the ingress controller beside a pysozu dataplane."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from ingress_operator.settings import (
+    DEFAULT_CONTROLLER_NAME,
+    DEFAULT_INGRESS_CLASS,
+    RenderSettings,
+    Settings,
+)
+
+from dataplane.command.address import SocketAddress
+
+
+def _address(text: str) -> SocketAddress:
+    try:
+        return SocketAddress.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _namespaced_name(text: str) -> tuple[str, str]:
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAMESPACE/NAME")
+    return namespace, name
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pysozu-ingress",
+        description="Kubernetes ingress controller for a pysozu dataplane (same pod, shared "
+        "command socket). Credentials: in-cluster service account, else KUBECONFIG.",
+    )
+    p.add_argument("--command-socket", required=True, type=Path, help="the dataplane's socket")
+    p.add_argument(
+        "--controller-name",
+        default=DEFAULT_CONTROLLER_NAME,
+        help="IngressClass spec.controller value served (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ingress-class",
+        default=DEFAULT_INGRESS_CLASS,
+        help="legacy kubernetes.io/ingress.class value served (default: %(default)s)",
+    )
+    p.add_argument(
+        "--watch-ingress-without-class",
+        action="store_true",
+        help="also serve Ingresses with no class at all",
+    )
+    p.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable; default: all)",
+    )
+    p.add_argument("--http-address", default="0.0.0.0:8080", type=_address)
+    p.add_argument("--https-address", default="0.0.0.0:8443", type=_address)
+    p.add_argument(
+        "--publish-address", metavar="IP_OR_HOSTNAME", help="address written in Ingress status"
+    )
+    p.add_argument(
+        "--publish-service",
+        type=_namespaced_name,
+        metavar="NS/NAME",
+        help="write this Service's address in Ingress status",
+    )
+    p.add_argument(
+        "--health-address",
+        default="0.0.0.0:10254",
+        type=_address,
+        help="/healthz and /readyz (default: %(default)s)",
+    )
+    p.add_argument(
+        "--nginx-annotations",
+        action="store_true",
+        help="also read the common nginx.ingress.kubernetes.io annotations",
+    )
+    p.add_argument(
+        "--debounce",
+        type=float,
+        default=0.2,
+        metavar="SECONDS",
+        help="wait for this much quiet before pushing (default: %(default)s)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p  # fmt: skip
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        command_socket=args.command_socket,
+        render=RenderSettings(
+            http_address=args.http_address,
+            https_address=args.https_address,
+            controller_name=args.controller_name,
+            ingress_class=args.ingress_class,
+            watch_ingress_without_class=args.watch_ingress_without_class,
+            nginx_annotations=args.nginx_annotations,
+        ),
+        namespaces=tuple(args.namespace),
+        publish_address=args.publish_address,
+        publish_service=args.publish_service,
+        health_address=args.health_address,
+        debounce_seconds=max(0.0, args.debounce),
+    )
+
+
+async def run(settings: Settings) -> None:
+    # Imported here so that `--help` and flag errors do not pay for kopf and kubernetes.
+    import kopf
+    from ingress_operator.controller import Controller
+    from ingress_operator.indices import build_registry
+    from ingress_operator.kube import KubeApi
+
+    controller = Controller(settings, KubeApi.from_environment())
+    await kopf.operator(
+        registry=build_registry(),
+        memo=kopf.Memo(controller=controller),
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run(settings_from(args)))
+    except KeyboardInterrupt:
+        return 0
+    except Exception as error:  # a clear line, not a traceback, for configuration errors
+        if args.verbose:
+            raise
+        print(f"pysozu-ingress: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The controller's parts, put together: indices -> reconciler -> dataplane; status; health.
+
+Started by kopf's startup handler (inside kopf's event loop) and stopped by its cleanup
+handler. Background tasks are operator-level, never per object: kopf would put finalizers on
+users' objects for per-object daemons and timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from ingress_operator.events import EventRecorder
+from ingress_operator.health import serve_health
+from ingress_operator.indices import FIELD_SELECTORS, RESOURCES, Indices
+from ingress_operator.kube import KubeApi
+from ingress_operator.model import Snapshot
+from ingress_operator.reconciler import Reconciler
+from ingress_operator.render import Rendered
+from ingress_operator.settings import Settings
+from ingress_operator.status import LeaseElector, StatusPublisher
+
+log = logging.getLogger("pysozu.ingress")
+
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+_LISTING_PATIENCE = 120.0  # seconds to wait for the objects listed at startup to arrive
+
+
+def pod_namespace() -> str:
+    if namespace := os.environ.get("POD_NAMESPACE"):
+        return namespace
+    try:
+        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+class Controller:
+    def __init__(self, settings: Settings, api: KubeApi | None = None) -> None:
+        self.settings = settings
+        self.api = api
+        self.events = EventRecorder(api, component=settings.render.controller_name)
+        self.indices = Indices()
+        self.reconciler = Reconciler(settings, self.snapshot, self.events, self._pushed)
+        self.status: StatusPublisher | None = None
+        self._elector: LeaseElector | None = None
+        if api is not None:
+            identity = settings.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+            namespace = settings.lease_namespace or pod_namespace()
+            self._elector = LeaseElector(api, namespace, settings.lease_name, identity)
+            self.status = StatusPublisher(api, settings, self._elector)
+        self._health: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def snapshot(self) -> Snapshot | None:
+        """None until the startup listing has been seen: a partial state would remove routes."""
+        return self.indices.snapshot() if self.indices.settled else None
+
+    async def _await_listing(self) -> None:
+        """Learn which objects exist, so the first push waits until all have been seen."""
+        if self.api is None:
+            self.indices.settle()
+            return
+        try:
+            uids = await self.api.list_uids(RESOURCES, self.settings.namespaces, FIELD_SELECTORS)
+        except Exception as error:  # never stay unready because of the listing
+            log.warning("cannot list the watched objects (%s): serving what arrives", error)
+            self.indices.settle()
+            return
+        self.indices.expect(uids)
+        self.reconciler.trigger()
+        await asyncio.sleep(_LISTING_PATIENCE)
+        if not self.indices.settled:
+            log.warning("some listed objects never arrived: serving what has")
+            self.indices.settle()
+            self.reconciler.trigger()
+
+    async def _pushed(self, rendered: Rendered, snapshot: Snapshot) -> None:
+        if self.status is not None:
+            await self.status.update(rendered, snapshot)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
+
+    async def start(self) -> None:
+        self._health = await serve_health(
+            self.settings.health_address, lambda: self.reconciler.ready
+        )
+        self.events.start()
+        self._spawn(self._await_listing(), "startup-listing")
+        self._spawn(self.reconciler.run(), "reconciler")
+        self._spawn(self.reconciler.watch_dataplane(), "dataplane-watch")
+        self._spawn(self.reconciler.resync_periodically(), "dataplane-resync")
+        if self._elector is not None and self.status is not None:
+            self._spawn(self._elector.run(self.status.on_elected), "lease")
+            self._spawn(self.status.run(), "status")
+        log.info(
+            "pysozu ingress controller %s (class %s) -> %s",
+            self.settings.render.controller_name,
+            self.settings.render.ingress_class,
+            self.settings.command_socket,
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.events.stop()
+        await self.reconciler.client.close()
+        if self._health is not None:
+            await self._health.cleanup()

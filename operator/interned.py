@@ -1,0 +1,102 @@
+"""Interned frontend and backend requests, with their encoding.
+
+An unchanged route renders to the very same `Request` (and the same bytes), so re-rendering a
+thousand Ingresses costs dictionary lookups rather than building and encoding ten thousand
+messages; the encodings let the desired state tell what changed without comparing messages.
+Bounded: the cache is emptied when full, which only costs speed. Memoization only: callers see
+the same results as without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ingress_operator.model import ObjectKey
+
+from dataplane.command import codec
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    AddBackend,
+    LoadBalancingParams,
+    PathRule,
+    PathRuleKind,
+    RedirectPolicy,
+    RedirectScheme,
+    Request,
+    RequestHttpFrontend,
+    RulePosition,
+)
+
+Encoded = tuple[Request, bytes]
+DEFAULT_BACKEND_RULE = PathRule(kind=PathRuleKind.PREFIX, value="")
+_LIMIT = 200_000
+_entries: dict[tuple[object, ...], Encoded] = {}
+
+
+def encoded(request: Request) -> Encoded:
+    return request, codec.encode(request)
+
+
+def _interned(key: tuple[object, ...], build: Callable[[], Request | None]) -> Encoded | None:
+    entry = _entries.get(key)
+    if entry is None:
+        request = build()
+        if request is None:
+            return None
+        if len(_entries) >= _LIMIT:
+            _entries.clear()
+        entry = _entries[key] = encoded(request)
+    return entry
+
+
+def backend(cluster_id: str, ip: str, port: int, weight: int | None) -> Encoded | None:
+    """`add_backend` for an endpoint (None when the address is not an IP address)."""
+
+    def build() -> Request | None:
+        try:
+            address = SocketAddress(ip, port)
+        except ValueError:
+            return None
+        params = LoadBalancingParams(weight=weight) if weight is not None else None
+        body = AddBackend(
+            cluster_id=cluster_id,
+            backend_id=str(address),
+            address=address,
+            load_balancing_parameters=params,
+        )
+        return Request.of(add_backend=body)
+
+    return _interned(("backend", cluster_id, ip, port, weight), build)
+
+
+def frontend(
+    verb: str,
+    address: SocketAddress,
+    host: str,
+    kind: PathRuleKind | None,
+    value: str,
+    cluster_id: str,
+    owner: ObjectKey,
+    redirect: bool,
+) -> Encoded:
+    """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
+    checked after every tree rule (POST position)."""
+
+    def build() -> Request:
+        path = PathRule(kind=kind, value=value) if kind is not None else DEFAULT_BACKEND_RULE
+        body = RequestHttpFrontend(
+            cluster_id=cluster_id,
+            address=address,
+            hostname=host,
+            path=path,
+            position=RulePosition.TREE if kind is not None else RulePosition.POST,
+            tags={"namespace": owner.namespace, "ingress": owner.name},
+            redirect=RedirectPolicy.PERMANENT_REDIRECT if redirect else None,
+            redirect_scheme=RedirectScheme.USE_HTTPS if redirect else None,
+        )
+        return Request.of(**{verb: body})
+
+    key = (verb, address, host, kind, value, cluster_id, owner, redirect)
+    entry = _interned(key, build)
+    assert entry is not None  # build never declines a frontend
+    return entry

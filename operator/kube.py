@@ -1,0 +1,163 @@
+"""The few Kubernetes API writes the controller makes, off the event loop.
+
+kopf watches; these calls post Events, write `status.loadBalancer` and hold the Lease. They use
+the official client with the same credentials kopf finds (in-cluster service account, else
+KUBECONFIG), each call in a worker thread so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kubernetes
+from ingress_operator.model import ObjectKey
+
+log = logging.getLogger("pysozu.ingress.kube")
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status when there was one (409, 404...)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class KubeApi:
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self._core = kubernetes.client.CoreV1Api(client)
+        self._networking = kubernetes.client.NetworkingV1Api(client)
+        self._coordination = kubernetes.client.CoordinationV1Api(client)
+        self._discovery = kubernetes.client.DiscoveryV1Api(client)
+
+    @classmethod
+    def from_environment(cls) -> KubeApi:
+        try:
+            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+        return cls(kubernetes.client.ApiClient())
+
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(method, *args, **kwargs)
+        except kubernetes.client.ApiException as error:
+            raise KubeError(f"{error.status} {error.reason}", error.status) from None
+        except (OSError, ValueError) as error:  # connection problems, bad answers
+            raise KubeError(str(error)) from None
+
+    def _listers(self, resource: tuple[str, ...]) -> tuple[Any, Any]:
+        """(list in all namespaces, list in one namespace) for a watched resource."""
+        plural = resource[-1]
+        core, networking, discovery = self._core, self._networking, self._discovery
+        table: dict[str, tuple[Any, Any]] = {
+            "ingresses": (
+                networking.list_ingress_for_all_namespaces,
+                networking.list_namespaced_ingress,
+            ),
+            "ingressclasses": (networking.list_ingress_class, None),
+            "services": (core.list_service_for_all_namespaces, core.list_namespaced_service),
+            "endpointslices": (
+                discovery.list_endpoint_slice_for_all_namespaces,
+                discovery.list_namespaced_endpoint_slice,
+            ),
+            "secrets": (core.list_secret_for_all_namespaces, core.list_namespaced_secret),
+        }
+        return table[plural]
+
+    async def list_uids(
+        self,
+        resources: Iterable[tuple[str, ...]],
+        namespaces: Iterable[str],
+        field_selectors: Mapping[tuple[str, ...], str],
+    ) -> set[str]:
+        """The uids of every object of these resources (all namespaces, or these ones)."""
+        uids: set[str] = set()
+        for resource in resources:
+            everywhere, in_namespace = self._listers(resource)
+            options: dict[str, Any] = {"_preload_content": False}
+            if selector := field_selectors.get(resource):
+                options["field_selector"] = selector
+            calls: list[tuple[Any, tuple[str, ...]]] = [(everywhere, ())]
+            if namespaces and in_namespace is not None:
+                calls = [(in_namespace, (namespace,)) for namespace in namespaces]
+            for method, args in calls:
+                raw = await self._call(method, *args, **options)
+                try:
+                    listed = json.loads(raw.data)
+                except ValueError as error:
+                    raise KubeError(f"unreadable list of {resource[-1]}: {error}") from None
+                for item in listed.get("items") or []:
+                    uid = (item.get("metadata") or {}).get("uid")
+                    if isinstance(uid, str):
+                        uids.add(uid)
+        return uids
+
+    async def post_event(
+        self, ingress: ObjectKey, uid: str, kind: str, reason: str, message: str, component: str
+    ) -> None:
+        stamp = now()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ingress.name}.", "namespace": ingress.namespace},
+            "involvedObject": {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "namespace": ingress.namespace,
+                "name": ingress.name,
+                "uid": uid,
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "reportingComponent": component,
+            "firstTimestamp": stamp.isoformat(),
+            "lastTimestamp": stamp.isoformat(),
+            "count": 1,
+        }
+        await self._call(self._core.create_namespaced_event, ingress.namespace, body)
+
+    async def patch_ingress_status(
+        self, ingress: ObjectKey, addresses: tuple[tuple[str, str], ...]
+    ) -> None:
+        entries = [{kind: value} for kind, value in addresses] or None
+        body = {"status": {"loadBalancer": {"ingress": entries}}}
+        await self._call(
+            self._networking.patch_namespaced_ingress_status,
+            ingress.name,
+            ingress.namespace,
+            body,
+        )
+
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            lease = await self._call(self._coordination.read_namespaced_lease, name, namespace)
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = lease.to_dict()
+        return result
+
+    async def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        body = {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        await self._call(self._coordination.create_namespaced_lease, namespace, body)
+
+    async def patch_lease(
+        self, namespace: str, name: str, spec: dict[str, Any], resource_version: str | None
+    ) -> None:
+        # The resourceVersion turns the merge patch into a compare-and-swap on a real server.
+        metadata = {"resourceVersion": resource_version} if resource_version else {}
+        body = {"metadata": metadata, "spec": spec}
+        await self._call(self._coordination.patch_namespaced_lease, name, namespace, body)

@@ -1,0 +1,341 @@
+"""The desired dataplane state, rendered from a snapshot of the cluster: a pure function.
+
+`render(snapshot, settings)` returns the requests that build the whole desired state (in the
+state file's order: listeners, clusters, HTTP frontends, certificates, HTTPS frontends,
+backends), the Ingresses we serve (for status), and the problems to report as Events.
+
+Conflicts are settled by age: Ingresses are visited oldest first and the first claim on a route
+(host + path rule) or a TLS host wins; the later Ingress gets a problem. The one exception is
+the Ingress API's tie rule: an Exact path beats a Prefix path of the same length.
+
+Every route is served on the HTTP listener; on the HTTPS listener, the routes of hosts that
+have a certificate (an Ingress `tls` entry with a usable Secret). Plain HTTP to those hosts is
+redirected to HTTPS (308) unless the Ingress says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ingress_operator import interned
+from ingress_operator.annotations import Options, parse_annotations
+from ingress_operator.ingress_semantics import (
+    ANY_HOST,
+    EXACT,
+    SemanticError,
+    cluster_id,
+    is_ours,
+    normalize_host,
+    path_rules,
+)
+from ingress_operator.interned import Encoded
+from ingress_operator.model import (
+    BackendRef,
+    Ingress,
+    ObjectKey,
+    Snapshot,
+    TlsSecret,
+    der_fingerprint,
+)
+from ingress_operator.settings import RenderSettings
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    ActivateListener,
+    AddCertificate,
+    CertificateAndKey,
+    HttpListenerConfig,
+    HttpsListenerConfig,
+    ListenerType,
+    PathRule,
+    PathRuleKind,
+    Request,
+)
+
+HTTP, HTTPS = ListenerType.HTTP, ListenerType.HTTPS
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    ingress: ObjectKey
+    reason: str  # Event reason, CamelCase
+    message: str
+
+
+@dataclass(slots=True)
+class Rendered:
+    requests: list[Request]
+    keys: list[bytes]  # each request's encoding: equal keys, equal requests
+    served: frozenset[ObjectKey]
+    problems: list[Problem]
+    cluster_owner: dict[str, ObjectKey]  # cluster id -> the Ingress it was rendered for
+    certificate_owner: dict[str, ObjectKey]  # fingerprint -> Ingress
+
+    def origin(self, request: Request) -> ObjectKey | None:
+        """The Ingress a request was rendered for (for Events about failed requests)."""
+        body = request.body
+        if isinstance(body, str):  # remove_cluster
+            return self.cluster_owner.get(body)
+        cluster = getattr(body, "cluster_id", None)
+        if isinstance(cluster, str):
+            return self.cluster_owner.get(cluster)
+        if request.verb == "add_certificate":
+            return self.certificate_owner.get(der_fingerprint(body.certificate.certificate))
+        fingerprint = getattr(body, "fingerprint", None) or getattr(body, "old_fingerprint", None)
+        return self.certificate_owner.get(fingerprint) if fingerprint else None
+
+
+@dataclass(slots=True)
+class _Route:
+    cluster: str
+    owner: Ingress
+    options: Options
+    exact: bool  # rendered from an Exact path: wins a tie against a Prefix path
+
+
+@dataclass(slots=True)
+class _Renderer:
+    snapshot: Snapshot
+    settings: RenderSettings
+    problems: list[Problem] = field(default_factory=list)
+    # (host, rule kind, rule value) -> route (PathRule itself is not hashable)
+    routes: dict[tuple[str, PathRuleKind, str], _Route] = field(default_factory=dict)
+    default_route: _Route | None = None
+    clusters: dict[str, tuple[Ingress, BackendRef, Options]] = field(default_factory=dict)
+    tls_hosts: dict[str, tuple[str, Ingress]] = field(default_factory=dict)  # host -> fingerprint
+    certificates: dict[str, tuple[Ingress, TlsSecret, set[str]]] = field(default_factory=dict)
+
+    def problem(self, ingress: Ingress, reason: str, message: str) -> None:
+        self.problems.append(Problem(ingress.key, reason, message))
+
+    # -- per Ingress ------------------------------------------------------------------------
+
+    def add_ingress(self, ingress: Ingress) -> None:
+        for message in ingress.problems:
+            self.problem(ingress, "InvalidIngress", message)
+        options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        for message in options.problems:
+            self.problem(ingress, "InvalidAnnotation", message)
+        self.add_tls(ingress)
+        for rule in ingress.rules:
+            try:
+                host = normalize_host(rule.host)
+            except SemanticError as error:
+                self.problem(ingress, "InvalidHost", str(error))
+                continue
+            for entry in rule.paths:
+                try:
+                    rules = path_rules(entry.path_type, entry.path)
+                except SemanticError as error:
+                    self.problem(ingress, "InvalidPath", str(error))
+                    continue
+                if entry.backend is None:
+                    continue
+                cluster = self.add_cluster(ingress, entry.backend, options)
+                for path in rules:
+                    route = _Route(cluster, ingress, options, entry.path_type == EXACT)
+                    self.claim_route(host, path, route)
+        if ingress.default_backend is not None:
+            cluster = self.add_cluster(ingress, ingress.default_backend, options)
+            route = _Route(cluster, ingress, options, exact=False)
+            if self.default_route is None:
+                self.default_route = route
+            elif self.default_route.cluster != cluster:
+                older = self.default_route.owner.key
+                self.problem(ingress, "Conflict", f"defaultBackend: older Ingress {older} wins")
+
+    def claim_route(self, host: str, path: PathRule, route: _Route) -> None:
+        key = (host, path.kind, path.value)
+        current = self.routes.get(key)
+        if current is None or (route.exact and not current.exact):
+            self.routes[key] = route
+            return
+        if current.cluster != route.cluster and not (current.exact and not route.exact):
+            where = f"{host}{path.value or '/'}"
+            message = f"route {where} is already served by older Ingress {current.owner.key}"
+            self.problem(route.owner, "Conflict", message)
+
+    def add_cluster(self, ingress: Ingress, ref: BackendRef, options: Options) -> str:
+        cid = cluster_id(ingress.key.namespace, ref.service, ref.port_label)
+        current = self.clusters.get(cid)
+        if current is None:
+            self.clusters[cid] = (ingress, ref, options)
+        elif current[0] is not ingress and current[2].cluster(cid) != options.cluster(cid):
+            message = f"cluster {cid}: the annotations of older Ingress {current[0].key} apply"
+            self.problem(ingress, "Conflict", message)
+        return cid
+
+    def add_tls(self, ingress: Ingress) -> None:
+        """Register the Ingress's certificates and claim the hosts they secure."""
+        for entry in ingress.tls:
+            if not entry.secret_name:
+                continue
+            secret = self.snapshot.secrets.get(ObjectKey(ingress.key.namespace, entry.secret_name))
+            if secret is None or secret.problem:
+                found = secret.problem if secret else None
+                message = (
+                    found or f"TLS secret {ingress.key.namespace}/{entry.secret_name} not found"
+                )
+                self.problem(ingress, "InvalidTLS", message)
+                continue
+            claimed = set()
+            for raw in entry.hosts:
+                try:
+                    host = normalize_host(raw)
+                except SemanticError as error:
+                    self.problem(ingress, "InvalidHost", str(error))
+                    continue
+                holder = self.tls_hosts.setdefault(host, (secret.fingerprint, ingress))
+                if holder[0] != secret.fingerprint:
+                    message = f"TLS host {host}: older Ingress {holder[1].key} sets its certificate"
+                    self.problem(ingress, "Conflict", message)
+                    continue
+                claimed.add(host)
+            # No hosts: the certificate serves the names it holds. Hosts all lost: serve nothing
+            # (an unnamed certificate would compete with the winner's for the same names).
+            if claimed or not entry.hosts:
+                entry_names: tuple[Ingress, TlsSecret, set[str]] = (ingress, secret, set())
+                self.certificates.setdefault(secret.fingerprint, entry_names)[2].update(claimed)
+
+    def secured(self, host: str) -> bool:
+        """A host with a certificate (its own, or its single-label wildcard's)."""
+        if host in self.tls_hosts:
+            return True
+        _, dot, parent = host.partition(".")
+        return bool(dot) and not host.startswith("*.") and f"*.{parent}" in self.tls_hosts
+
+    def redirects(self, host: str, route: _Route) -> bool:
+        """HTTP -> HTTPS (308) for hosts with a certificate, unless the Ingress opts out."""
+        if route.options.force_ssl_redirect:
+            return True
+        return self.secured(host) and route.options.ssl_redirect is not False
+
+    # -- output -----------------------------------------------------------------------------
+
+    def backends(
+        self, cid: str, owner: Ingress, ref: BackendRef
+    ) -> Iterable[tuple[Request, bytes]]:
+        namespace = owner.key.namespace
+        service = self.snapshot.services.get(ObjectKey(namespace, ref.service))
+        if service is None:
+            self.problem(owner, "ServiceNotFound", f"service {namespace}/{ref.service} not found")
+            return
+        if service.type == "ExternalName":
+            self.problem(
+                owner, "Unsupported", f"service {service.key}: ExternalName is unsupported"
+            )
+            return
+        port = next(
+            (p for p in service.ports if p.port == ref.port_number or p.name == ref.port_name),
+            None,
+        )
+        if port is None:
+            self.problem(
+                owner, "PortNotFound", f"service {service.key} has no port {ref.port_label}"
+            )
+            return
+        weights = self.clusters[cid][2].weights
+        seen: set[tuple[str, int]] = set()
+        for endpoint_slice in self.snapshot.slices.get(service.key, ()):
+            target = next((p.port for p in endpoint_slice.ports if p.name == port.name), None)
+            if target is None:
+                continue
+            for endpoint in endpoint_slice.ready:
+                if (endpoint.address, target) in seen:
+                    continue
+                seen.add((endpoint.address, target))
+                weight = weights.get(endpoint.pod or "", weights.get(endpoint.address))
+                entry = interned.backend(cid, endpoint.address, target, weight)
+                if entry is not None:
+                    yield entry
+
+    def requests(self) -> list[Encoded]:
+        http, https = self.settings.http_address, self.settings.https_address
+        out = [
+            interned.encoded(Request.of(add_http_listener=HttpListenerConfig(address=http))),
+            interned.encoded(
+                Request.of(activate_listener=ActivateListener(address=http, proxy=HTTP))
+            ),
+            interned.encoded(Request.of(add_https_listener=HttpsListenerConfig(address=https))),
+            interned.encoded(
+                Request.of(activate_listener=ActivateListener(address=https, proxy=HTTPS))
+            ),
+        ]
+        used = {route.cluster for route in self.routes.values()}
+        if self.default_route is not None:
+            used.add(self.default_route.cluster)
+        cluster_ids = sorted(used)
+        for cid in cluster_ids:
+            out.append(interned.encoded(Request.of(add_cluster=self.clusters[cid][2].cluster(cid))))
+        fronts = [
+            (host, kind, value, route) for (host, kind, value), route in sorted(self.routes.items())
+        ]
+        default = self.default_route
+        for host, kind, value, route in fronts:
+            out.append(
+                _front_of(
+                    "add_http_frontend", http, host, kind, value, route, self.redirects(host, route)
+                )
+            )
+        if default is not None:
+            out.append(
+                _front_of(
+                    "add_http_frontend",
+                    http,
+                    ANY_HOST,
+                    None,
+                    "",
+                    default,
+                    default.options.force_ssl_redirect,
+                )
+            )
+        for fingerprint in sorted(self.certificates):
+            _, secret, names = self.certificates[fingerprint]
+            certificate = CertificateAndKey(
+                certificate=secret.certificate,
+                certificate_chain=list(secret.chain),
+                key=secret.private_key,
+                names=sorted(names),
+            )
+            add = AddCertificate(address=https, certificate=certificate)
+            out.append(interned.encoded(Request.of(add_certificate=add)))
+        # HTTPS serves the hosts that have a certificate (TLS never applies to hostless rules).
+        for host, kind, value, route in fronts:
+            if self.secured(host):
+                out.append(_front_of("add_https_frontend", https, host, kind, value, route, False))
+        for cid in cluster_ids:
+            owner, ref, _ = self.clusters[cid]
+            out.extend(self.backends(cid, owner, ref))
+        return out
+
+
+def _front_of(
+    verb: str,
+    address: SocketAddress,
+    host: str,
+    kind: PathRuleKind | None,
+    value: str,
+    route: _Route,
+    redirect: bool,
+) -> Encoded:
+    return interned.frontend(
+        verb, address, host, kind, value, route.cluster, route.owner.key, redirect
+    )
+
+
+def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
+    renderer = _Renderer(snapshot, settings)
+    ours = [i for i in snapshot.ingresses.values() if is_ours(i, snapshot.classes, settings)]
+    ours.sort(key=lambda ingress: ingress.age_key)
+    for ingress in ours:
+        renderer.add_ingress(ingress)
+    encoded = renderer.requests()
+    return Rendered(
+        requests=[request for request, _ in encoded],
+        keys=[key for _, key in encoded],
+        served=frozenset(ingress.key for ingress in ours),
+        problems=renderer.problems,
+        cluster_owner={cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()},
+        certificate_owner={fp: owner.key for fp, (owner, _, _) in renderer.certificates.items()},
+    )

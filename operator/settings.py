@@ -1,0 +1,40 @@
+"""The controller's settings, from `pysozu-ingress` flags (see cli.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataplane.command.address import SocketAddress
+
+DEFAULT_CONTROLLER_NAME = "pysozu.io/ingress-controller"
+DEFAULT_INGRESS_CLASS = "pysozu"
+DEFAULT_HTTP_ADDRESS = SocketAddress.parse("0.0.0.0:8080")
+DEFAULT_HTTPS_ADDRESS = SocketAddress.parse("0.0.0.0:8443")
+DEFAULT_HEALTH_ADDRESS = SocketAddress.parse("0.0.0.0:10254")
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSettings:
+    """What the pure rendering needs: which Ingresses are ours and where we listen."""
+
+    http_address: SocketAddress = DEFAULT_HTTP_ADDRESS
+    https_address: SocketAddress = DEFAULT_HTTPS_ADDRESS
+    controller_name: str = DEFAULT_CONTROLLER_NAME
+    ingress_class: str = DEFAULT_INGRESS_CLASS
+    watch_ingress_without_class: bool = False
+    nginx_annotations: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    command_socket: Path
+    render: RenderSettings = RenderSettings()
+    namespaces: tuple[str, ...] = ()  # empty: cluster-wide
+    publish_address: str | None = None
+    publish_service: tuple[str, str] | None = None  # (namespace, name)
+    health_address: SocketAddress = DEFAULT_HEALTH_ADDRESS
+    debounce_seconds: float = 0.2
+    lease_name: str = "pysozu-ingress-leader"
+    lease_namespace: str | None = None  # None: the pod's namespace
+    identity: str = field(default="")

@@ -1,0 +1,133 @@
+"""kmock 0.8 as a Kubernetes API server for the e2e tests, with the gaps a real one fills.
+
+`python tests/e2e/kmock_apiserver.py --port-file F [--preload objects.json]` serves until
+killed and writes its port to F once listening. What it adds to `kmock.KubernetesEmulator`:
+
+- CREATE: metadata.namespace from the URL, uid, creationTimestamp, generation, a name for
+  `generateName`, `kind`/`apiVersion` when missing (kopf, kubectl and Events need them);
+- every CREATE/PATCH: a new metadata.resourceVersion (a cluster-wide counter);
+- lists carry `kind: <Kind>List` and `apiVersion` (kubectl refuses lists without them);
+- `/api/v1` discovery says `groupVersion: v1`, not `/v1` (kubectl cannot map core kinds);
+- `--preload`: objects stored before the first client connects (the scale test).
+
+Still not a real API server (see reference/kubernetes.md): no validation, no defaulting, no
+server-side selectors, merge-patch for every patch type, watches replay from scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import itertools
+import json
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any
+
+import kmock
+from kmock._internal import enums
+
+_versions = itertools.count(1)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _api_version(resource: Any) -> str:
+    return f"{resource.group}/{resource.version}" if resource.group else str(resource.version)
+
+
+class ApiServerLikeEmulator(kmock.KubernetesEmulator):
+    def _info(self, resource: Any) -> Any:
+        for known in self._get_resources():
+            if known == resource:
+                try:
+                    return self.resources[known]
+                except KeyError:
+                    return None
+        return None
+
+    def complete(self, resource: Any, namespace: str | None, body: dict[str, Any]) -> None:
+        """Fill in what the API server adds to an object it creates."""
+        meta = body.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        if namespace and not meta.get("namespace"):
+            meta["namespace"] = namespace
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", _now())
+        meta.setdefault("generation", 1)
+        meta["resourceVersion"] = str(next(_versions))
+        info = self._info(resource)
+        if info is not None and info.kind:
+            body.setdefault("kind", info.kind)
+        body.setdefault("apiVersion", _api_version(resource))
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        if request.resource is not None:
+            if request.action == enums.action.CREATE and isinstance(request.data, dict):
+                self.complete(request.resource, request.namespace, request.data)
+            elif request.action == enums.action.UPDATE:
+                version = str(next(_versions))
+                if isinstance(request.data, dict):
+                    request.data.setdefault("metadata", {})["resourceVersion"] = version
+                elif isinstance(request.data, list):
+                    op = {"op": "add", "path": "/metadata/resourceVersion", "value": version}
+                    request.data.append(op)
+        return await super()._handle(request)
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        payload = await super()._serve_list(request)
+        info = self._info(request.resource)
+        if info is not None and info.kind:
+            payload["kind"] = f"{info.kind}List"
+        payload["apiVersion"] = _api_version(request.resource)
+        return payload
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        payload = await super()._serve_version(request)
+        payload["groupVersion"] = payload["groupVersion"].lstrip("/")
+        return payload
+
+
+def preload(emulator: ApiServerLikeEmulator, path: Path) -> int:
+    """Store objects (a JSON list of bodies with apiVersion/kind) as if created by clients."""
+    by_kind = {}
+    for resource in emulator._get_resources():
+        info = emulator.resources[resource]
+        by_kind[(_api_version(resource), info.kind)] = (resource, info)
+    count = 0
+    for body in json.loads(path.read_text()):
+        resource, info = by_kind[(body["apiVersion"], body["kind"])]
+        namespace = body["metadata"].get("namespace") if info.namespaced else None
+        emulator.complete(resource, namespace, body)
+        emulator.objects[resource, namespace, body["metadata"]["name"]] = body
+        count += 1
+    return count
+
+
+async def serve(port_file: Path, preload_file: Path | None) -> None:
+    emulator = ApiServerLikeEmulator()
+    emulator.resources.load_bundled()
+    if preload_file is not None:
+        preload(emulator, preload_file)
+    async with emulator, kmock.Server(emulator) as server:
+        port_file.write_text(str(server.port))
+        await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--preload", type=Path)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port_file, args.preload))
+
+
+if __name__ == "__main__":
+    main()
