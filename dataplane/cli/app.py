@@ -19,6 +19,7 @@ import msgspec
 from dataplane.cli import output
 from dataplane.cli.client import CommandClient, CommandError
 from dataplane.cli.tree import build_parser
+from dataplane.cli.upgrade import say, upgrade_everything, upgrade_one_worker
 from dataplane.command.config import ConfigError, default_config, load_config
 from dataplane.command.messages import Request
 from dataplane.command.responses import Response, ResponseStatus
@@ -50,9 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run == "start":
             from dataplane.main.run import run_main
 
-            return run_main(config_path(args))
+            return run_main(config_path(args), args.prometheus_address)
         if run == "worker":
             return _worker(args)
+        if run == "main":
+            from dataplane.main.run import run_upgraded_main
+
+            return run_upgraded_main(args.fd, args.upgrade_fd)
         if run == "config_check":
             return _config_check(args)
         return _command(args)
@@ -110,10 +115,19 @@ def _command(args: argparse.Namespace) -> int:
         timeout = None
     else:
         timeout = config.ctl_command_timeout / 1000
+
+    def connect() -> CommandClient:
+        return CommandClient(config.command_socket, timeout, config.max_command_buffer_size)
+
     try:
-        with CommandClient(
-            config.command_socket, timeout, config.max_command_buffer_size
-        ) as client:
+        if args.command == "upgrade":
+            tell = (lambda _line: None) if args.json else say
+            if args.worker is not None:
+                response = upgrade_one_worker(connect, args.worker, tell)
+            else:
+                response = upgrade_everything(connect, tell)
+            return _print_final(response, args)
+        with connect() as client:
             if args.show == "events":
                 return _stream_events(client, request, args.json)
             response = client.request(request)

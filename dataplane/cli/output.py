@@ -44,10 +44,19 @@ def _content(response: Response, kind: str) -> Any:
 def show_workers(response: Response, out: TextIO) -> None:
     infos = _content(response, "workers")
     rows = [
-        (i.id, i.pid, RunState(i.run_state).name, i.version or "-", uptime(i.started_at))
+        (
+            i.id,
+            i.pid,
+            RunState(i.run_state).name,
+            i.version or "-",
+            uptime(i.started_at),
+            "-" if i.connections is None else i.connections,
+        )
         for i in (infos.vec if infos else [])
     ]
-    table(("WORKER", "PID", "STATE", "VERSION", "UPTIME"), rows, out)
+    if response.message:  # main describes itself (pid, version, restarts)
+        print(response.message, file=out)
+    table(("WORKER", "PID", "STATE", "VERSION", "UPTIME", "CONNECTIONS"), rows, out)
 
 
 def show_listeners(response: Response, out: TextIO) -> None:
@@ -159,6 +168,8 @@ def _figure(metric: Any) -> str:
     if inner.percentiles is not None:
         p = inner.percentiles
         return f"p50={p.p_50} p99={p.p_99} max={p.p_100} n={p.samples}"
+    if inner.histogram is not None:  # microseconds, as sozu
+        return f"n={inner.histogram.count} sum={inner.histogram.sum}us"
     return "-"
 
 

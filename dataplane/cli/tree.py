@@ -50,21 +50,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_lifecycle(top: Subparsers) -> None:
-    leaf(top, "start", "launch the main process (foreground)").set_defaults(run="start")
+    start = leaf(top, "start", "launch the main process (foreground)")
+    start.set_defaults(run="start")
+    start.add_argument(
+        "--prometheus-address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics ([prometheus] address)",
+    )
     worker = top.add_parser("worker", parents=[GLOBAL])  # internal: started by main, unlisted
     worker.set_defaults(run="worker", build=None)
     for name in ("--id", "--fd", "--scm", "--configuration-state-fd"):
         worker.add_argument(name, type=int, required=True)
     worker.add_argument("--command-buffer-size", type=int, default=1_000_000)
     worker.add_argument("--max-command-buffer-size", type=int, default=None)
-    shutdown = leaf(
-        top,
-        "shutdown",
-        "shut the proxy down (drains connections unless --hard)",
-        lambda a: Request.of(**{"hard_stop" if a.hard else "soft_stop": HardStopOptions()}),
-    )
+    main = top.add_parser("main", parents=[GLOBAL])  # internal: the new main of an upgrade
+    main.set_defaults(run="main", build=None)
+    for name in ("--fd", "--upgrade-fd"):
+        main.add_argument(name, type=int, required=True)
+    main.add_argument("--command-buffer-size", type=int, default=1_000_000)
+    main.add_argument("--max-command-buffer-size", type=int, default=None)
+    shutdown = leaf(top, "shutdown", "shut the proxy down (drains connections unless --hard)")
+    shutdown.set_defaults(build=_shutdown)
     shutdown.add_argument("--hard", action="store_true", help="do not wait for connections")
-    upgrade = leaf(top, "upgrade", "upgrade the main process or one worker", _upgrade)
+    shutdown.add_argument(
+        "--deadline",
+        type=int,
+        metavar="SECONDS",
+        help="drain for at most this long, then close what is left",
+    )
+    upgrade = leaf(
+        top,
+        "upgrade",
+        "upgrade the main process then every worker, or one worker (--worker)",
+        _upgrade,
+    )
     upgrade.add_argument("--worker", type=int, help="upgrade this worker only")
     leaf(
         top,
@@ -84,6 +103,13 @@ def _add_lifecycle(top: Subparsers) -> None:
         lambda a: Request.of(reload_configuration=absolute(a.file) if a.file else ""),
     )
     reload.add_argument("-f", "--file", help="use this configuration file instead")
+
+
+def _shutdown(a: argparse.Namespace) -> Request:
+    if a.deadline is not None and a.deadline <= 0:
+        raise argparse.ArgumentTypeError("--deadline must be a positive number of seconds")
+    options = HardStopOptions(deadline_seconds=None if a.hard else a.deadline)
+    return Request.of(**{"hard_stop" if a.hard else "soft_stop": options})
 
 
 def _upgrade(a: argparse.Namespace) -> Request:

@@ -33,10 +33,25 @@ def _is_live(path: str) -> bool:
 class CommandSocket:
     """The bound, listening command socket; removes its file on close if still ours."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, sock: socket.socket | None = None) -> None:
         self.path = path
-        self.sock = _bind(path)
+        self.sock = _bind(path) if sock is None else sock
         self._inode = os.lstat(path).st_ino
+
+    @classmethod
+    def adopt(cls, path: str, fd: int) -> CommandSocket:
+        """The socket a previous main bound (upgrade): same file, same accept queue."""
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        try:
+            return cls(path, sock)
+        except OSError as error:
+            sock.close()
+            raise MainError(f"command socket {path} vanished during the upgrade: {error}") from None
+
+    def release(self) -> None:
+        """Close our descriptor only: the next main serves the same socket file."""
+        self.sock.close()
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 from dataplane.command.address import SocketAddress
 
@@ -140,7 +141,17 @@ def start_demo_backends(addresses: Sequence[str] = DEMO_ADDRESSES) -> list[subpr
     ]
 
 
-def stop_demo_backends(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+class DemoProcess(Protocol):
+    """A demo backend: our child, or one a previous main started (adopted after an upgrade)."""
+
+    @property
+    def pid(self) -> int: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def stop_demo_backends(processes: Sequence[DemoProcess]) -> None:
     for process in processes:
         with contextlib.suppress(OSError):
             process.terminate()

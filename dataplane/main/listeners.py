@@ -3,6 +3,10 @@
 Main binds a listener when it is activated, so a bind error is one clear FAILURE before any
 worker is touched; every worker then gets the same socket over SCM_RIGHTS. All workers share
 one accept queue: a worker that dies loses only the connections it had accepted.
+
+No SO_REUSEPORT: main holds the one socket per address, so it buys nothing, and it would let an
+unrelated process (a second pysozu) bind the same address silently and take half the
+connections. SO_REUSEADDR only lets a restarted main bind over connections in TIME_WAIT.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ def bind_listener(address: SocketAddress, proxy: ListenerType) -> socket.socket:
     sock = socket.socket(family, kind)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address.sockaddr())
         if kind == socket.SOCK_STREAM:
             sock.listen(ACCEPT_BACKLOG)
@@ -64,6 +67,14 @@ class ListenerSockets:
         sock = self._sockets.pop((proxy, address), None)
         if sock is not None:
             sock.close()
+
+    def adopt(self, address: SocketAddress, proxy: ListenerType, sock: socket.socket) -> None:
+        """A socket bound by a previous main (upgrade)."""
+        sock.setblocking(False)
+        self._sockets[(proxy, address)] = sock
+
+    def items(self) -> list[tuple[Key, socket.socket]]:
+        return list(self._sockets.items())
 
     def close_all(self) -> None:
         for sock in self._sockets.values():

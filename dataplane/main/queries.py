@@ -21,10 +21,15 @@ from dataplane.main.jobs import Job
 from dataplane.main.workers import WorkerPool
 
 
-def status(pool: WorkerPool, timeout: float) -> Job:
-    """Ask every worker; RUNNING if it answered OK in time, else NOT_ANSWERING."""
+def status(pool: WorkerPool, timeout: float, main_description: str = "") -> Job:
+    """Ask every worker; RUNNING if it answered OK in time, else NOT_ANSWERING.
+
+    The message describes main itself (pid, version, restarts): WorkerInfos has no row for it.
+    """
     workers = pool.live()
-    gather = yield pool.scatter(Request.of(status=Empty()), timeout, workers)
+    # A worker the heartbeat already found silent is not waited for again (heartbeat.py).
+    asked = [w for w in workers if not (w.booted and w.run_state == RunState.NOT_ANSWERING)]
+    gather = yield pool.scatter(Request.of(status=Empty()), timeout, asked)
     infos = []
     for worker in workers:
         if worker.id in gather.answers:
@@ -33,7 +38,7 @@ def status(pool: WorkerPool, timeout: float) -> Job:
         if state in (RunState.RUNNING, RunState.NOT_ANSWERING):
             state = RunState.RUNNING if worker.id in gather.answers else RunState.NOT_ANSWERING
         infos.append(worker.info(state))
-    return Response.ok(content=ResponseContent.of(workers=WorkerInfos(vec=infos)))
+    return Response.ok(main_description, ResponseContent.of(workers=WorkerInfos(vec=infos)))
 
 
 def list_workers(pool: WorkerPool) -> Response:

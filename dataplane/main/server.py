@@ -2,36 +2,43 @@
 
 One selector loop serves many CLI clients (one request at a time each), the worker channels,
 the signal pipe and timers. Every verb ends with exactly one OK or FAILURE (except
-`subscribe_events`, which streams). See LIFECYCLE.md beside this file.
+`subscribe_events`, which streams). Verbs that change something are bracketed by systemd's
+RELOADING=1 / READY=1. See LIFECYCLE.md beside this file.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import selectors
 import signal
 import socket
-from collections import Counter
 from typing import Any
 
 import dataplane
 from dataplane.command.config import Config
 from dataplane.command.messages import STATE_VERBS, HardStopOptions, Request
-from dataplane.command.responses import Event, EventKind, Response, RunState
+from dataplane.command.responses import Event, EventKind, Response, ResponseStatus
 from dataplane.command.state import ConfigState
 from dataplane.command.statefile import write_state_file
-from dataplane.main import queries, reconfigure
+from dataplane.main import main_upgrade, notify, queries, reconfigure
 from dataplane.main.changes import StateKeeper, apply_change
 from dataplane.main.clients import Client
 from dataplane.main.command_socket import CommandSocket
 from dataplane.main.events import EventHub
+from dataplane.main.figures import LifecycleFigures
+from dataplane.main.heartbeat import Heartbeat
 from dataplane.main.jobs import Job, NoReply, Outcome, Reply, run_job
 from dataplane.main.listeners import ListenerSockets
 from dataplane.main.log import LogTargetError, level_name, set_level
 from dataplane.main.loop import EventLoop
 from dataplane.main.metrics_query import query_metrics
+from dataplane.main.prometheus import MainFigures
+from dataplane.main.prometheus_http import PrometheusEndpoint
 from dataplane.main.signals import SignalPipe
+from dataplane.main.stopping import stop_workers
+from dataplane.main.worker_upgrade import upgrade_worker
 from dataplane.main.workers import WorkerPool
 
 log = logging.getLogger("pysozu.main")
@@ -40,8 +47,6 @@ MAX_CLIENTS = 1024
 EXIT_GRACE = 3.0
 
 NOT_SUPPORTED = {
-    "upgrade_main": "upgrade",
-    "upgrade_worker": "upgrade",
     "launch_worker": "launch_worker (never implemented by sozu either)",
     "set_metric_detail": "metrics detail leases",
 }
@@ -59,6 +64,15 @@ GATHERED = {
 }
 FORWARDED = {"set_max_connections_per_ip", "query_max_connections_per_ip", "configure_metrics"}
 CHANGING = STATE_VERBS | {"load_state", "reload_configuration"}
+# systemd hears RELOADING=1 before these and READY=1 after (stops say STOPPING=1 instead).
+RELOADING = CHANGING | {
+    "save_state",
+    "logging",
+    "set_max_connections_per_ip",
+    "upgrade_main",
+    "upgrade_worker",
+}
+HANDOVER_FLUSH_TIMEOUT = 2.0
 
 
 class Supervisor:
@@ -83,13 +97,19 @@ class Supervisor:
             self.events.emit,
         )
         self.timeout = float(config.worker_timeout)
-        self.request_counts: Counter[str] = Counter()
+        self.heartbeat = Heartbeat(self.loop, self.pool, self.timeout)
+        self.figures = LifecycleFigures()
+        self.request_counts = self.figures.request_counts
+        self.main_metrics = MainFigures(workers_alive=lambda: len(self.pool.live()))
+        self.prometheus: PrometheusEndpoint | None = None  # prometheus_main.start_prometheus
         self.clients: dict[int, Client] = {}
         self._client_ids = itertools.count(1)
         self.command_socket: CommandSocket | None = None
         # From now on a signal never kills main half-started: it waits for the loop.
         self.signals = SignalPipe()
         self.stopping = False
+        self.handed_over = False  # upgraded: the new main owns the sockets and workers
+        self.demo_backend_pids: list[int] = []  # stopped by whichever main exits last
         self.exit_code = 0
 
     # -- life ---------------------------------------------------------------------------------
@@ -100,11 +120,19 @@ class Supervisor:
         self.loop.add(command_socket.sock, selectors.EVENT_READ, self._accept)
         self.loop.add(self.signals, selectors.EVENT_READ, self._on_signals)
 
+    def start_workers(self) -> None:
+        """Spawn what the pool lacks (all of them, or those an upgrade did not hand over)."""
+        for _ in range(max(0, self.pool.worker_count - len(self.pool.live()))):
+            self.pool.spawn()
+        self.heartbeat.start()
+
     def run(self) -> int:
         self.loop.run()
         return self.exit_code
 
     def close(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.close()
         self.pool.shutdown(EXIT_GRACE)
         for client in list(self.clients.values()):
             client.flush_blocking(0.5)
@@ -149,11 +177,28 @@ class Supervisor:
         self.request_counts[request.verb] += 1
         log.info("client %d: %s", client.id, request.verb)
         log.debug("client %d: %r", client.id, request)
-        self._run(self.handle(request, client), client.finish)
+        reloading = self._reloading(request.verb)
 
-    def _run(self, outcome: Outcome, finish: Any) -> None:
+        def finish(response: Response | None) -> None:
+            if response is not None:  # counted for Prometheus, by verb and result
+                ok = response.status == ResponseStatus.OK
+                self.main_metrics.config_request(request.verb, ok)
+            client.finish(response)
+
+        self._run(self.handle(request, client), finish, reloading)
+
+    def _reloading(self, verb: str) -> bool:
+        """Tell systemd before the handler starts (some finish within `handle`)."""
+        if verb in RELOADING and not self.stopping:
+            notify.reloading()
+            return True
+        return False
+
+    def _run(self, outcome: Outcome, finish: Any, reloading: bool = False) -> None:
         def done(response: Response | None) -> None:
             self._autosave()
+            if reloading and not self.handed_over:
+                notify.ready()
             finish(response)
 
         run_job(outcome, done)
@@ -163,6 +208,8 @@ class Supervisor:
     def handle(self, request: Request, reply: Reply) -> Outcome:
         verb = request.verb
         body = request.body
+        if self.handed_over:
+            return Response.failure("this main process was replaced by an upgrade: reconnect")
         if self.stopping and verb in CHANGING:
             return Response.failure("main is stopping: the state cannot change any more")
         if verb in STATE_VERBS:
@@ -177,7 +224,10 @@ class Supervisor:
             return Response.failure(f"{verb}: {NOT_SUPPORTED[verb]} is not supported yet by pysozu")
         match verb:
             case "status":
-                return queries.status(self.pool, self.timeout)
+                described = LifecycleFigures.describe_main(
+                    self.pool.restarts, self.figures.main_upgrades
+                )
+                return queries.status(self.pool, self.timeout, described)
             case "query_metrics":
                 return query_metrics(self.pool, request, self.timeout)
             case "list_workers":
@@ -189,24 +239,78 @@ class Supervisor:
             case "load_state":
                 return reconfigure.load_state(self.keeper, self.pool, body, reply, self.timeout)
             case "reload_configuration":
-                path = body or self.config_path
-                return reconfigure.reload_configuration(
-                    self.keeper, self.pool, path, reply, self.timeout
-                )
+                return self._reload(body, reply)
+            case "upgrade_worker":
+                return self._upgrade_worker(body, reply)
+            case "upgrade_main":
+                return self._upgrade_main(reply)
             case "subscribe_events":
                 self.events.subscribe(reply)  # type: ignore[arg-type]
                 return None
             case "logging":
                 return self._logging(body)
             case "soft_stop":
-                return self._stop(request, body, reply, soft=True)
+                return self._stop(body, reply, soft=True)
             case "hard_stop":
-                return self._stop(request, body, reply, soft=False)
+                return self._stop(body, reply, soft=False)
             case "return_listen_sockets":
                 return Response.failure(
                     "return_listen_sockets is sent by main to its workers, not by clients"
                 )
         return Response.failure(f"unknown verb {verb}")
+
+    def _reload(self, path: str, reply: Reply) -> Outcome:
+        return reconfigure.reload_configuration(
+            self.keeper, self.pool, path or self.config_path, reply, self.timeout
+        )
+
+    def _upgrade_worker(self, worker_id: int, reply: Reply) -> Job:
+        if self.stopping:
+            return Response.failure("main is stopping: no upgrade")
+        response = yield from upgrade_worker(self.pool, worker_id, reply, self.timeout)
+        if response is not None and response.status == ResponseStatus.OK:
+            self.figures.worker_upgrades += 1
+        return response
+
+    def _upgrade_main(self, reply: Reply) -> Response:
+        """Blocking on purpose: until the new main confirms, this one must read nothing."""
+        if self.stopping or self.command_socket is None:
+            return Response.failure("main is stopping: no upgrade")
+        booting = [str(w.id) for w in self.pool.live() if not w.booted]
+        if booting:  # what main queued for them would be lost in the handover
+            return Response.failure(
+                f"workers {', '.join(booting)} are still starting: upgrade main once they run"
+            )
+        reply.processing("Upgrading the main process...")
+        if isinstance(reply, Client):
+            reply.flush_blocking(HANDOVER_FLUSH_TIMEOUT)
+        self.heartbeat.stop()
+        self.pool.flush_all(HANDOVER_FLUSH_TIMEOUT)
+        data = main_upgrade.snapshot(
+            self.pool,
+            self.sockets,
+            self.state,
+            self.command_socket,
+            self.config_path,
+            self.figures,
+            self.demo_backend_pids,
+        )
+        try:
+            pid = main_upgrade.hand_over(
+                data, self.config.command_buffer_size, self.config.max_command_buffer_size
+            )
+        except main_upgrade.UpgradeError as error:
+            log.error("upgrade failed, this main keeps serving: %s", error)
+            self.heartbeat.start()
+            return Response.failure(f"upgrade failed: {error}")
+        self.handed_over = True
+        self.pool.release()
+        self.loop.remove(self.command_socket.sock)
+        self.loop.call_later(0, self.loop.stop)
+        log.info("main process %d took over; this one exits without touching the workers", pid)
+        return Response.ok(
+            f"Upgrade successful, closing main process. New main process has pid {pid}"
+        )
 
     def _logging(self, spec: str) -> Job:
         try:
@@ -223,30 +327,19 @@ class Supervisor:
 
     # -- stopping -----------------------------------------------------------------------------
 
-    def _stop(self, request: Request, options: HardStopOptions, reply: Reply, soft: bool) -> Job:
+    def _stop(self, options: HardStopOptions, reply: Reply, soft: bool) -> Job:
         if self.stopping and soft:
             return Response.failure("main is already stopping")
         self.stopping = True
         self.pool.stopping = True
+        self.heartbeat.stop()
+        notify.stopping()
         self.events.emit("main", Event(kind=EventKind.SOZU_STOP_REQUESTED))
-        workers = self.pool.live()
-        for worker in workers:
-            worker.run_state = RunState.STOPPING
-        if soft:
-            reply.processing("Stopping workers gracefully (draining connections)...")
-            deadline = options.deadline_seconds
-            gather = yield self.pool.scatter(
-                request, float(deadline) if deadline else None, workers
-            )
-        else:
-            reply.processing("Stopping workers now...")
-            gather = yield self.pool.scatter(request, self.timeout, workers)
+        response = yield from stop_workers(self.pool, options, reply, self.timeout, soft)
         self.loop.call_later(0, self.loop.stop)
-        if gather.failures:
+        if response is not None and response.status != ResponseStatus.OK:
             self.exit_code = 1
-            return Response.failure(f"workers did not stop cleanly: {gather.failure_message()}")
-        log.info("all workers stopped; main exits")
-        return Response.ok("Proxy stopped" + (" gracefully" if soft else ""))
+        return response
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -256,6 +349,16 @@ class Supervisor:
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             self.pool.reap()
+            return
+        if signum == signal.SIGUSR1:
+            self._reopen_access_logs()
+            return
+        if signum == signal.SIGHUP:
+            if self.stopping or self.handed_over:
+                return
+            log.info("received SIGHUP: reloading %s", self.config_path or "the default config")
+            reloading = self._reloading("reload_configuration")
+            self._run(self._reload("", NoReply()), self._log_outcome, reloading)
             return
         soft = signum in (signal.SIGTERM, signal.SIGQUIT)
         name = signal.Signals(signum).name
@@ -269,9 +372,17 @@ class Supervisor:
             self.loop.stop()
             return
         log.info("received %s: %s stop", name, "soft" if soft else "hard")
-        verb = "soft_stop" if soft else "hard_stop"
-        request = Request.of(**{verb: HardStopOptions()})
-        self._run(self._stop(request, HardStopOptions(), NoReply(), soft), self._log_outcome)
+        self._run(self._stop(HardStopOptions(), NoReply(), soft), self._log_outcome)
+
+    def _reopen_access_logs(self) -> None:
+        """SIGUSR1 (logrotate's postrotate): the workers reopen their access log files."""
+        workers = [w for w in self.pool.live() if w.booted]  # a booting one has no handler yet
+        log.info("received SIGUSR1: forwarding it to %d workers", len(workers))
+        for worker in workers:
+            try:
+                os.kill(worker.pid, signal.SIGUSR1)
+            except OSError as error:
+                log.warning("could not signal worker %d: %s", worker.id, error)
 
     @staticmethod
     def _log_outcome(response: Response | None) -> None:
@@ -283,6 +394,8 @@ class Supervisor:
     def _autosave(self) -> None:
         """`automatic_state_save`: keep `saved_state` in step with every change."""
         path = self.config.saved_state
+        if self.handed_over:  # the new main keeps the file from now on
+            return
         if not (self.config.automatic_state_save and path and self.keeper.dirty):
             return
         self.keeper.dirty = False

@@ -1,7 +1,9 @@
 """Signals only wake main's loop: their numbers arrive as bytes on a pipe (`set_wakeup_fd`).
 
 SIGTERM and SIGQUIT ask for a soft stop (what Kubernetes and systemd send), SIGINT for a hard
-stop (Ctrl-C), SIGCHLD says a worker or demo backend exited.
+stop (Ctrl-C), SIGHUP for a reload of the configuration file (as `pysozu reload`; systemd's
+ExecReload may send it), SIGUSR1 for the workers to reopen their access log files (logrotate),
+SIGCHLD says a worker or demo backend exited.
 """
 
 from __future__ import annotations
@@ -10,7 +12,14 @@ import os
 import signal
 from collections.abc import Callable
 
-HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGQUIT, signal.SIGINT)
+HANDLED = (
+    signal.SIGCHLD,
+    signal.SIGTERM,
+    signal.SIGQUIT,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+)
 
 
 def _wake_only(_signum: int, _frame: object) -> None:

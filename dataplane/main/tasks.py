@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dataplane.command.messages import Request
+from dataplane.command.messages import Empty, Request
 from dataplane.command.responses import ResponseContent, ResponseStatus, WorkerResponse
-from dataplane.main.loop import Timer
+from dataplane.main.loop import EventLoop, Timer
+
+_NOBODY = -1  # the one participant of a `Pause`
 
 
 class Gather:
@@ -77,3 +79,16 @@ class Gather:
         if self.on_done is not None:
             callback, self.on_done = self.on_done, None
             callback(self)
+
+
+class Pause(Gather):
+    """A job step that only waits `seconds` (no worker involved): yield it like a Gather."""
+
+    def __init__(self, loop: EventLoop, seconds: float) -> None:
+        super().__init__(Request.of(status=Empty()), [_NOBODY], None)
+        self.timer = loop.call_later(seconds, self._elapsed)
+
+    def _elapsed(self) -> None:
+        self.timer = None
+        self.pending.clear()
+        self._maybe_finish()

@@ -4,6 +4,8 @@ A worker is RUNNING once it answered its INITIAL-STATUS request. When its channe
 process exits, it is killed if still alive, reaped, its pending requests fail naming it, and
 (with `worker_automatic_restart`) a new worker is started with main's current state and
 listening sockets. A worker that keeps dying young is restarted with a growing delay.
+After a main upgrade the workers of the previous main are adopted (`adopt`): same table, a
+pidfd instead of a child process.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import dataplane
 from dataplane.command.channel import Channel, ChannelError, FrameError, FrameTooLarge
@@ -29,6 +32,7 @@ from dataplane.command.responses import (
     WorkerResponse,
 )
 from dataplane.command.scm import Listeners, ScmError, send_listeners
+from dataplane.main.adopted import AdoptedProcess
 from dataplane.main.errors import SpawnError
 from dataplane.main.loop import EventLoop
 from dataplane.main.spawn import initial_status_id, spawn_worker
@@ -39,15 +43,28 @@ log = logging.getLogger("pysozu.main.workers")
 RESPAWN_DELAY = 0.05
 MAX_RESPAWN_DELAY = 5.0
 HEALTHY_LIFETIME = 10.0
+SCM_TIMEOUT = 2.0  # a worker's SCM socket is read only right after it announced a message
 
 EventSink = Callable[[str, Event], None]
+
+
+class Process(Protocol):
+    """What the table needs of a worker process: a child (`Popen`) or an adopted one."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
 
 
 class Worker:
     def __init__(
         self,
         worker_id: int,
-        process: subprocess.Popen[bytes],
+        process: Process,
         channel: Channel[WorkerResponse],
         scm: socket.socket,
     ) -> None:
@@ -102,12 +119,13 @@ class WorkerPool:
         self._listeners = listeners
         self._on_event = on_event
         self.workers: dict[int, Worker] = {}
-        self._next_id = itertools.count()
+        self.next_id = 0
         self._request_numbers = itertools.count()
         self._pending: dict[str, tuple[Gather, int]] = {}
         self._respawn_delay = RESPAWN_DELAY
         self._respawns_scheduled = 0
         self.stopping = False
+        self.restarts = 0  # workers started again after one died (not upgrades)
         self.on_worker_gone: Callable[[Worker], None] | None = None
 
     # -- the table --------------------------------------------------------------------------
@@ -123,7 +141,8 @@ class WorkerPool:
             self.spawn()
 
     def spawn(self) -> Worker | None:
-        worker_id = next(self._next_id)
+        worker_id = self.next_id
+        self.next_id += 1
         try:
             spawned = spawn_worker(
                 worker_id, self.server_config, self._state_requests(), self._listeners()
@@ -137,6 +156,47 @@ class WorkerPool:
         self.loop.add(worker.channel, selectors.EVENT_READ, lambda m: self._on_ready(worker, m))
         log.info("launched worker %d with pid %d", worker_id, worker.pid)
         return worker
+
+    def adopt(
+        self,
+        worker_id: int,
+        pid: int,
+        channel: Channel[WorkerResponse],
+        scm: socket.socket,
+        run_state: RunState,
+        version: str | None,
+        started_at: float,
+    ) -> None:
+        """Take over a worker that the previous main started (main upgrade)."""
+        channel.sock.setblocking(False)
+        scm.settimeout(SCM_TIMEOUT)
+        worker = Worker(worker_id, AdoptedProcess(pid), channel, scm)
+        worker.booted = True
+        worker.run_state = run_state
+        worker.version = version or worker.version
+        worker.started_at = started_at
+        self.workers[worker_id] = worker
+        self.loop.add(worker.channel, selectors.EVENT_READ, lambda m: self._on_ready(worker, m))
+        log.info("adopted worker %d (pid %d, version %s)", worker_id, pid, worker.version)
+
+    def flush_all(self, timeout: float) -> None:
+        """Upgrade: push out every queued frame so the next main starts on frame boundaries."""
+        for worker in self.live():
+            if worker.channel.wants_write:
+                try:
+                    worker.channel.sock.settimeout(timeout)
+                    worker.channel.flush()
+                except (ChannelError, OSError) as error:
+                    log.warning("could not flush worker %d's channel: %s", worker.id, error)
+                finally:
+                    worker.channel.sock.setblocking(False)
+
+    def release(self) -> None:
+        """Upgrade done: the next main owns the workers; forget them without touching them."""
+        for worker in list(self.workers.values()):
+            self.loop.remove(worker.channel)
+        self.workers.clear()
+        self.stopping = True
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -308,6 +368,20 @@ class WorkerPool:
         if self.automatic_restart:
             self._schedule_respawn()
 
+    def replace_stuck(self, worker: Worker, silent_for: float) -> None:
+        """A worker alive but silent (its loop is stuck): kill it; it is respawned as if dead."""
+        if not worker.alive:
+            return
+        log.error(
+            "worker %d (pid %d) has not answered for %.1f s: killing and replacing it",
+            worker.id,
+            worker.pid,
+            silent_for,
+        )
+        with contextlib.suppress(OSError):
+            worker.process.kill()
+        self._lose(worker, f"was stuck (no answer for {silent_for:.1f} s) and was killed")
+
     def _schedule_respawn(self) -> None:
         if self.stopping or not self.automatic_restart:
             return
@@ -322,7 +396,13 @@ class WorkerPool:
             return
         worker = self.spawn()
         if worker is not None:
-            log.info("relaunched worker %d (pid %d)", worker.id, worker.pid)
+            self.restarts += 1
+            log.info(
+                "relaunched worker %d (pid %d); worker restarts so far: %d",
+                worker.id,
+                worker.pid,
+                self.restarts,
+            )
             self._on_event("main", Event(kind=EventKind.WORKER_RELAUNCHED))
 
     def kill_all(self) -> None:

@@ -1,8 +1,9 @@
 """An HTTP listener in a worker: its socket, settings, routes and default answers.
 
-The listening socket comes from main over SCM (shared accept queue) or is bound here with
-SO_REUSEADDR + SO_REUSEPORT. Accepting stops when the listener is deactivated, when the
-worker is at `max_connections`, or during a soft stop.
+The listening socket comes from main over SCM (shared accept queue) or, when main sent none,
+is bound here with SO_REUSEADDR only: SO_REUSEPORT would let an unrelated process bind the same
+address and silently take a share of the connections. Accepting stops when the listener is
+deactivated, when the worker is at `max_connections`, or during a soft stop.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ def bind_listener(config: HttpListenerConfig) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address.sockaddr())
         sock.listen(BACKLOG)
     except OSError:

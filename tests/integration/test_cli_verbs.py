@@ -140,9 +140,11 @@ def test_human_tables(pysozu: Any) -> None:
     proxy = pysozu.start(listener_only(pysozu, pysozu.free_port()))
     status = proxy.cli("status")
     assert status.returncode == 0
-    header, *rows = status.stdout.splitlines()
-    assert header.split() == ["WORKER", "PID", "STATE", "VERSION", "UPTIME"]
+    main, header, *rows = status.stdout.splitlines()
+    assert main.startswith(f"main: pid {proxy.process.pid}, version ")
+    assert header.split() == ["WORKER", "PID", "STATE", "VERSION", "UPTIME", "CONNECTIONS"]
     assert len(rows) == 2 and all("RUNNING" in row for row in rows)
+    assert all(row.split()[-1] == "0" for row in rows)  # the workers report open connections
     assert proxy.cli("listener", "list").stdout.splitlines()[0].split()[:2] == [
         "PROTOCOL",
         "ADDRESS",
@@ -204,12 +206,11 @@ def test_state_load_merges(pysozu: Any, backends: Any, tmp_path: Any) -> None:
     assert "errors" in again["message"] and not again["message"].endswith(" 0 errors")
 
 
-def test_later_features_say_not_supported_yet(pysozu: Any) -> None:
+def test_upgrade_of_an_unknown_worker_fails(pysozu: Any) -> None:
     proxy = pysozu.start(listener_only(pysozu, pysozu.free_port()))
-    for argv in (["upgrade"], ["upgrade", "--worker", "0"]):
-        result = proxy.cli(*argv)
-        assert result.returncode == 1
-        assert "not supported yet" in result.stderr
+    result = proxy.cli("upgrade", "--worker", "7")
+    assert result.returncode == 1
+    assert "there is no live worker 7" in result.stderr
 
 
 def test_logging_level_changes(pysozu: Any) -> None:
@@ -293,4 +294,13 @@ def test_metrics_are_gathered_from_the_workers(pysozu: Any, backends: Any) -> No
     per_worker = content(ok_json(proxy.cli("-j", "metrics", "get", "-w")), "METRICS")
     assert set(per_worker["workers"]) == {"0", "1"}
     names = content(ok_json(proxy.cli("-j", "metrics", "get", "-l")), "AVAILABLE_METRICS")
-    assert set(names["proxy_metrics"]) == set(merged["proxying"])
+    # The list names every metric once, labels stripped: the names `--names` filters on. The
+    # merged view sums counts, gauges and histograms (as sozu), so both name the same metrics.
+    assert {name.partition(":")[0] for name in merged["proxying"]} == set(names["proxy_metrics"])
+    assert merged["proxying"]["http.status.2xx"]["inner"]["COUNT"] == 3
+    histogram = merged["proxying"]["request_time"]["inner"]["HISTOGRAM"]
+    assert histogram["count"] == 3 and histogram["buckets"]
+    assert merged["clusters"]["app"]["cluster"]["http.requests"]["inner"]["COUNT"] == 3
+    assert "request_time" in names["cluster_metrics"]
+    only = content(ok_json(proxy.cli("-j", "metrics", "get", "-n", "request_time")), "METRICS")
+    assert set(only["proxying"]) == {"request_time"}

@@ -1,0 +1,90 @@
+"""Upgrades under load: one worker, then main and every worker. Nothing may be lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from load import Counts, Load
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _start(pysozu: Any, backends: Any, extra: str = "") -> tuple[Any, int]:
+    port = pysozu.free_port()
+    backend = backends.start("app")
+    toml = extra + pysozu.http_config(port, {"app": ("example.com", [backend])})
+    return pysozu.start(toml), port
+
+
+def _nothing_lost(counts: Counts, drained_workers: int) -> None:
+    assert counts.answered > 500, counts.summary()
+    assert (counts.failed, counts.refused, counts.reset) == (0, 0, 0), counts.summary()
+    # A request that raced a draining worker's close of its idle keep-alive connection is
+    # retried once (its outcome counted above): at most once per connection that worker held.
+    assert counts.retried <= 50 * drained_workers, counts.summary()
+
+
+def test_upgrade_one_worker_under_load(pysozu: Any, backends: Any) -> None:
+    proxy, port = _start(pysozu, backends)
+    before = {w.id: w.pid for w in proxy.workers()}
+    outputs: list[Any] = []
+    counts = Load(port, "example.com").during(
+        lambda: outputs.append(proxy.cli("upgrade", "--worker", "0")), before=1.5, after=2.0
+    )
+    result = outputs[0]
+    assert result.returncode == 0, result.stderr
+    assert "Launched a new worker with id 2" in result.stdout  # PROCESSING, then the next id
+    assert "worker 0 was replaced by worker 2" in result.stdout
+    after = {w.id: w.pid for w in proxy.workers()}
+    assert sorted(after) == [1, 2] and after[1] == before[1]
+    _nothing_lost(counts, drained_workers=1)
+
+
+def test_upgrade_main_and_every_worker_under_load(pysozu: Any, backends: Any) -> None:
+    proxy, port = _start(pysozu, backends, 'pid_file_path = "pysozu.pid"\n')
+    old_pids = {w.pid for w in proxy.workers()}
+    outputs: list[Any] = []
+    counts = Load(port, "example.com").during(
+        lambda: outputs.append(proxy.cli("upgrade", timeout=60)), before=1.5, after=2.0
+    )
+    result = outputs[0]
+    assert result.returncode == 0, result.stderr + proxy.log()
+    assert "Upgrade successful, closing main process. New main process has pid" in result.stdout
+    new_main = int(result.stdout.split("New main process has pid ")[1].split()[0])
+    assert proxy.process.wait(timeout=10) == 0  # the old main exited cleanly
+    assert new_main != proxy.process.pid
+    status = proxy.cli("status")
+    assert f"main: pid {new_main}, version " in status.stdout
+    assert "main upgrades 1" in status.stdout
+    workers = proxy.workers()
+    assert sorted(w.id for w in workers) == [2, 3]
+    assert not old_pids & {w.pid for w in workers}
+    assert (proxy.directory / "pysozu.pid").read_text().strip() == str(new_main)
+    _nothing_lost(counts, drained_workers=2)
+    stop = proxy.cli("shutdown")  # the new main is the one that answers and stops
+    assert stop.returncode == 0, stop.stderr
+
+
+def test_a_new_main_that_cannot_start_leaves_the_old_one_serving(
+    pysozu: Any, backends: Any
+) -> None:
+    proxy, port = _start(pysozu, backends)
+    workers = proxy.workers()
+    good = proxy.config_path.read_text()
+    # The new main re-reads the file main was started with; the CLI only needs the socket.
+    cli_config = proxy.directory / "cli.toml"
+    cli_config.write_text(f'command_socket = "{proxy.socket_path}"\n')
+    proxy.config_path.write_text(good + "\n[[listeners]]\nprotocol = 'nonsense'\n")
+    try:
+        result = proxy.cli("-c", str(cli_config), "upgrade", timeout=60)
+    finally:
+        proxy.config_path.write_text(good)
+    assert result.returncode == 1
+    assert "upgrade failed: the new main process" in result.stderr
+    assert "exited before confirming" in result.stderr
+    status = proxy.cli("status")
+    assert f"main: pid {proxy.process.pid}," in status.stdout  # still the same main
+    assert proxy.workers() == workers
+    assert pysozu.http_get(port) == (200, b"app")
+    assert proxy.cli("cluster", "add", "-i", "later").returncode == 0
