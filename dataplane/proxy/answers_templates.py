@@ -20,6 +20,8 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     "408": (*_COMMON, "DURATION"),
     "413": (*_COMMON, "CAPACITY", "MESSAGE", "PHASE"),
     "421": _COMMON,
+    # 431 is a pysozu addition: sozu answers 413 for a request head larger than its buffer.
+    "431": (*_COMMON, "CAPACITY", "MESSAGE", "PHASE"),
     "429": (*_COMMON, "CLUSTER_ID", "RETRY_AFTER"),
     "502": (*_COMMON, "CLUSTER_ID", "BACKEND_ID", *_PARSE),
     "503": (*_COMMON, "CLUSTER_ID", "BACKEND_ID", "MESSAGE"),
@@ -42,6 +44,7 @@ REASONS = {
     408: "Request Timeout",
     413: "Payload Too Large",
     421: "Misdirected Request",
+    431: "Request Header Fields Too Large",
     429: "Too Many Requests",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -65,6 +68,7 @@ _EXPLANATIONS = {
     404: "No frontend matches this host and path.",
     408: "The request was not received completely within %DURATION.",
     413: "The request head does not fit in %CAPACITY bytes (%PHASE). %MESSAGE",
+    431: "The request head does not fit in %CAPACITY bytes (%PHASE). %MESSAGE",
     421: "This host is not served by the certificate of this TLS connection. "
     "Open a new connection for it.",
     429: "Too many connections from your address to cluster %CLUSTER_ID. Retry later.",

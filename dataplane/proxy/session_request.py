@@ -52,7 +52,7 @@ class RequestSide(SessionFields):
                 self._compact()
                 end = self.end
             elif self.phase == HEAD:
-                self._answer(413, "request head too large")
+                self._answer(431, "request head too large")
                 return
             else:
                 self.front_full = True  # pipelined bytes wait for the current exchange

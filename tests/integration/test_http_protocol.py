@@ -182,7 +182,7 @@ def test_request_head_too_large_is_refused() -> None:
     with running_worker({"a": ("example.com", [backend.port])}) as (_worker, port):
         big = get("example.com", extra="X-Big: " + "b" * 40_000 + "\r\n")
         answer = exchange(port, big)
-        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert answer.startswith(b"HTTP/1.1 431 ")
         assert not backend.seen
 
 
