@@ -64,10 +64,12 @@ from dataplane.command.state_rules import (
     certificate_names,
     check_alpn,
     check_certificate,
+    check_certificate_servable,
     check_cluster,
     check_fingerprint,
     check_h2_knobs,
     check_health_check,
+    check_http11_offered,
     check_http_frontend,
     check_id,
     check_listener,
@@ -315,7 +317,10 @@ class ConfigState(StateQueries):
                 check_token(f"{where}: sozu_id_header", patch.sozu_id_header)
         if patch.public_address is not None:
             check_port(f"{where}: public_address", patch.public_address)
-        self.listener_table(kind)[patch.address] = msgspec.structs.replace(listener, **changes)
+        updated = msgspec.structs.replace(listener, **changes)
+        if isinstance(updated, HttpsListenerConfig):
+            check_http11_offered(where, updated)
+        self.listener_table(kind)[patch.address] = updated
 
     # frontends
 
@@ -441,6 +446,7 @@ class ConfigState(StateQueries):
     def _add_certificate(self, request: AddCertificate) -> None:
         known = self._certificates_at(request.address)
         fingerprint = check_certificate(request.certificate)
+        check_certificate_servable(request.certificate, request.expired_at)
         if fingerprint in known:
             raise StateError(
                 f"certificate {fingerprint} already exists on listener {request.address}"
@@ -465,6 +471,7 @@ class ConfigState(StateQueries):
         if old not in known:
             raise StateError(f"certificate {old} not found on listener {request.address}")
         new = check_certificate(request.new_certificate)
+        check_certificate_servable(request.new_certificate, request.new_expired_at)
         if new != old and new in known:
             raise StateError(f"certificate {new} already exists on listener {request.address}")
         # The new certificate goes in before the old one goes out: no moment without a cert.

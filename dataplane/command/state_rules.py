@@ -7,10 +7,13 @@ key that does not match its certificate) fails with a message saying what and wh
 
 from __future__ import annotations
 
+import itertools
 import re
+import time
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
@@ -141,6 +144,7 @@ def check_listener(kind: str, listener: AnyListener) -> None:
             check_token(f"{where}: sozu_id_header", listener.sozu_id_header)
     if isinstance(listener, HttpsListenerConfig):
         check_alpn(where, listener.alpn_protocols)
+        check_http11_offered(where, listener)
         if listener.certificate is not None or listener.key is not None:
             if listener.certificate is None or listener.key is None:
                 raise StateError(f"{where}: a default certificate needs both certificate and key")
@@ -162,6 +166,13 @@ def check_h2_knobs(
         zero_allowed = name == "h2_graceful_shutdown_deadline_seconds"  # 0 = wait for streams
         if name.startswith("h2_") and value is not None and value < (0 if zero_allowed else 1):
             raise StateError(f"{where}: {name} must be at least {0 if zero_allowed else 1}")
+
+
+def check_http11_offered(where: str, listener: HttpsListenerConfig) -> None:
+    """Until the HTTP/2 engine lands, an HTTPS listener must offer http/1.1 (ALPN)."""
+    alpn = listener.alpn_protocols
+    if listener.disable_http11 or (alpn and "http/1.1" not in alpn):
+        raise StateError(f"{where}: only h2 would be offered, and HTTP/2 is not served yet")
 
 
 def check_alpn(where: str, values: list[str]) -> None:
@@ -229,6 +240,30 @@ def check_certificate(certificate: CertificateAndKey) -> str:
     for name in certificate.names:
         check_hostname(name)
     return leaf.fingerprint(hashes.SHA256()).hex()
+
+
+def check_certificate_servable(certificate: CertificateAndKey, expired_at: int | None) -> None:
+    """What a worker would refuse to serve: a chain out of order (each certificate must be
+    issued by the next), or an expired certificate unless `expired_at` puts its end later."""
+    leaf = _leaf(certificate.certificate)
+    chain = [
+        extra
+        for pem in certificate.certificate_chain
+        for extra in x509.load_pem_x509_certificates(pem.encode())
+        if extra != leaf  # a fullchain.pem repeats the leaf
+    ]
+    for index, (child, issuer) in enumerate(itertools.pairwise([leaf, *chain])):
+        try:
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            raise StateError(
+                f"chain out of order: certificate {index} ({child.subject.rfc4514_string()}) "
+                f"is not issued by certificate {index + 1} ({issuer.subject.rfc4514_string()})"
+            ) from None
+    expiration = expired_at if expired_at is not None else leaf.not_valid_after_utc.timestamp()
+    if expiration < time.time():
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiration))
+        raise StateError(f"certificate expired on {when} (give a later expired_at to serve it)")
 
 
 def with_names(certificate: CertificateAndKey) -> CertificateAndKey:

@@ -20,6 +20,7 @@ from dataplane.command.messages import ServerConfig, WorkerRequest
 from dataplane.command.responses import ResponseStatus, WorkerResponse
 from dataplane.command.scm import ScmError
 from dataplane.command.statefile import decode_state
+from dataplane.proxy.access_log_worker import WorkerAccessLogs
 from dataplane.proxy.commands import CommandHandler
 from dataplane.proxy.errors import BootError
 from dataplane.proxy.worker import Loop
@@ -76,7 +77,8 @@ def _boot(
     _setup_logging(config, worker_id)
     channel.receive_type = WorkerRequest  # every later frame; bytes already read are kept
     loop = Loop(config, channel, scm)  # type: ignore[arg-type]
-    commands = CommandHandler(loop)
+    loop.access_logs = WorkerAccessLogs.open(loop, config, worker_id)
+    commands = CommandHandler(loop, worker_id)
     loop.on_message = commands.handle
     _apply_state_file(state_fd, commands)
     status = _receive(channel, "the initial status request")
@@ -95,6 +97,8 @@ def _boot(
                 loop.activate(address)
             except OSError as error:
                 raise BootError(f"cannot listen on {address}: {error.strerror}") from None
+            except ScmError as error:  # its settings were refused above (logged): serve the rest
+                log.error("listener %s is not served: %s", address, error)
     channel_sock.setblocking(False)
     return loop
 

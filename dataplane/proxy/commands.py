@@ -9,9 +9,11 @@ answered once the last connection has drained, then the loop ends (exit 0).
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from typing import Any
 
+import dataplane
 from dataplane.command.messages import (
     STATE_VERBS,
     ListenerType,
@@ -25,6 +27,9 @@ from dataplane.command.responses import (
     RequestCounts,
     ResponseContent,
     ResponseStatus,
+    RunState,
+    WorkerInfo,
+    WorkerInfos,
     WorkerResponse,
 )
 from dataplane.command.scm import ScmError
@@ -44,8 +49,9 @@ def _failure(request_id: str, message: str) -> WorkerResponse:
 
 
 class CommandHandler:
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: Loop, worker_id: int = 0) -> None:
         self.loop = loop
+        self.worker_id = worker_id
         self.request_counts: Counter[str] = Counter()
 
     def handle(self, message: WorkerRequest) -> None:
@@ -74,8 +80,8 @@ class CommandHandler:
         loop = self.loop
         if verb in STATE_VERBS:
             return self._state_request(request_id, verb, body, message)
-        if verb == "status":
-            return _ok(request_id)
+        if verb == "status":  # main's `status` shows the version and open connections
+            return _ok(request_id, ResponseContent.of(workers=WorkerInfos(vec=[self._info()])))
         if verb == "soft_stop":
             loop.soft_stop(lambda: self._stopped(request_id))
             return None
@@ -113,6 +119,8 @@ class CommandHandler:
             return _ok(request_id, ResponseContent.of(max_connections_per_ip_limit=limit))
         if verb == "logging":
             logging.getLogger().setLevel(body.upper())
+            if loop.access_logs is not None:
+                loop.access_logs.follow_level(logging.getLogger().level)
             return _ok(request_id)
         if verb == "configure_metrics":
             if body == MetricsConfiguration.CLEAR:
@@ -158,6 +166,15 @@ class CommandHandler:
             loop.metrics.remove_cluster(body)
         elif message.content.verb == "remove_backend":
             loop.metrics.remove_backend(body.cluster_id, body.backend_id)
+
+    def _info(self) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.worker_id,
+            pid=os.getpid(),
+            run_state=RunState.STOPPING if self.loop.stopping else RunState.RUNNING,
+            version=dataplane.__version__,
+            connections=len(self.loop.sessions),
+        )
 
     def _stopped(self, request_id: str) -> None:
         self.loop.send(_ok(request_id))

@@ -6,15 +6,14 @@ binding, HSTS, and `https` as the scheme seen by policies and forwarded headers.
 are accepted here, finish their handshake in a `TlsHandshake`, then live as `HttpsSession`s:
 an `HttpSession` over a `TlsStream`. Plain HTTP listeners run none of this code.
 
-ALPN: only `http/1.1` is advertised until the HTTP/2 engine exists; `h2` in the configuration
-is dropped with a warning, and a listener that would be left with `h2` only is refused.
+The rules without sockets (ALPN offered, HSTS, SNI binding, expiry) are in `tls_policy.py`,
+the session over TLS in `tls_session.py`, the handshake and the TLS stream in
+`tls_transport.py`.
 """
 
 from __future__ import annotations
 
-import logging
 import ssl
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ from dataplane.command.messages import (
     CertificateAndKey,
     Header,
     HeaderPosition,
-    HstsConfig,
     HttpsListenerConfig,
     RequestHttpFrontend,
     UpdateHttpsListenerConfig,
@@ -33,104 +31,15 @@ from dataplane.command.messages import (
 from dataplane.command.state import frontend_key
 from dataplane.proxy.forwarding import ConnectionContext
 from dataplane.proxy.listener import HttpListener
-from dataplane.proxy.session import HttpSession
-from dataplane.proxy.session_fields import CLOSED, EPOLLIN, EPOLLOUT
-from dataplane.proxy.tls import CertificateStore, StoredCertificate, TlsError, name_matches
-from dataplane.proxy.tls_certificate import parse_certificate
+from dataplane.proxy.session_fields import EPOLLIN
+from dataplane.proxy.tls import CertificateStore, StoredCertificate, TlsError
+from dataplane.proxy.tls_policy import SniBinding, check_expiry, hsts_value, served_alpn
+from dataplane.proxy.tls_session import HttpsSession
 from dataplane.proxy.tls_transport import TlsHandshake, TlsSocket, TlsStream
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
     from dataplane.proxy.worker import Loop
-
-log = logging.getLogger("dataplane.worker")
-
-HTTP11 = "http/1.1"
-DEFAULT_HSTS_MAX_AGE = 31_536_000
-MAX_PENDING_READS = 16  # TLS records drained per readiness event before yielding
-
-
-def served_alpn(config: HttpsListenerConfig) -> list[str]:
-    """The ALPN list actually advertised: `http/1.1` only (TlsError if that is excluded)."""
-    wanted = config.alpn_protocols or ["h2", HTTP11]
-    if config.disable_http11 or HTTP11 not in wanted:
-        raise TlsError(
-            f"listener {config.address}: only h2 would be offered, and HTTP/2 is not served yet"
-        )
-    if "h2" in config.alpn_protocols:
-        log.warning("listener %s: h2 is not served yet; ALPN offers http/1.1", config.address)
-    return [HTTP11]
-
-
-def hsts_value(hsts: HstsConfig | None) -> str | None:
-    if hsts is None or not hsts.enabled:
-        return None
-    max_age = hsts.max_age if hsts.max_age is not None else DEFAULT_HSTS_MAX_AGE
-    value = f"max-age={max_age}"
-    if hsts.include_subdomains:
-        value += "; includeSubDomains"
-    if hsts.preload:
-        value += "; preload"
-    return value
-
-
-class SniBinding:
-    """The host names a request may carry on one TLS connection (strict SNI binding, 421).
-
-    A certificate found by SNI covers its names (RFC 6125 wildcards; the CN only when there is
-    no SAN). The default certificate, served for an unknown SNI, covers exactly that SNI.
-    """
-
-    __slots__ = ("_exact", "_names")
-
-    def __init__(self, names: tuple[str, ...], exact: str | None) -> None:
-        self._names = names
-        self._exact = exact
-
-    def allows(self, host: str) -> bool:
-        if host.startswith("*"):
-            return False  # a wildcard-looking Host is never expanded
-        host = host.lower()
-        if host == self._exact:
-            return True
-        return any(name_matches(name, host) for name in self._names)
-
-
-class HttpsSession(HttpSession):
-    """An HTTP session over TLS: drains what OpenSSL decrypted ahead of the epoll events."""
-
-    __slots__ = ("sni_binding",)
-
-    def __init__(
-        self,
-        loop: Loop,
-        listener: HttpsListener,
-        stream: TlsStream,
-        peer: tuple[str, int],
-        binding: SniBinding | None,
-    ) -> None:
-        self.sni_binding = binding
-        super().__init__(loop, listener, stream, peer)  # type: ignore[arg-type]
-
-    def on_front(self, events: int) -> None:
-        super().on_front(events)
-        stream: TlsStream = self.sock  # type: ignore[assignment]
-        for _ in range(MAX_PENDING_READS):
-            if self.phase == CLOSED or not self.mask & EPOLLIN or not stream.pending():
-                break
-            self._read_front()
-        if self.phase != CLOSED and self.mask & EPOLLOUT and self.to_front is None:
-            self._sync_masks()  # the read nudge (below) has done its job
-
-    def _sync_masks(self) -> None:
-        super()._sync_masks()
-        mask = self.mask
-        # Decrypted bytes waiting inside OpenSSL raise no epoll event: ask for writability
-        # once, which fires at once and lets on_front read them.
-        reading = self.phase != CLOSED and mask & EPOLLIN and not mask & EPOLLOUT
-        if reading and self.sock.pending():  # type: ignore[attr-defined]
-            self.mask = mask | EPOLLOUT
-            self.loop.modify(self.fd, self.mask)
 
 
 class HttpsListener(HttpListener):
@@ -152,8 +61,10 @@ class HttpsListener(HttpListener):
     # -- configuration ------------------------------------------------------------------------
 
     def _new_store(self, config: HttpsListenerConfig) -> CertificateStore:
+        # sozu builds its TLS config from cipher_list alone (cipher_suites is only kept for
+        # compatibility, and the config fills it with the defaults): so do we.
         served = msgspec.structs.replace(
-            config, alpn_protocols=served_alpn(config), disable_http11=False
+            config, alpn_protocols=served_alpn(config), disable_http11=False, cipher_suites=[]
         )
         store = CertificateStore(served)
         context = store.default_context
@@ -213,7 +124,7 @@ class HttpsListener(HttpListener):
     # -- certificates -------------------------------------------------------------------------
 
     def add_certificate(self, certificate: CertificateAndKey, expired_at: int | None) -> str:
-        _check_expiry(certificate, expired_at)
+        check_expiry(certificate, expired_at)
         fingerprint = self.certificates.add(certificate, expired_at)
         self._certificates[fingerprint] = (certificate, expired_at)
         return fingerprint
@@ -294,16 +205,6 @@ class HttpsListener(HttpListener):
         return tuple(n.lower() for n in names) if names else stored.names
 
 
-def _check_expiry(certificate: CertificateAndKey, expired_at: int | None) -> None:
-    """An expired certificate is refused, unless `expired_at` says it is still valid."""
-    parsed = parse_certificate(certificate, expired_at)
-    if parsed.expiration < time.time():
-        raise TlsError(
-            f"certificate {parsed.fingerprint} expired on "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(parsed.expiration))}"
-        )
-
-
 def tls_acceptor(loop: Loop, listener: HttpsListener) -> Callable[[int], None]:
     """The accept handler of an HTTPS listener: each connection starts its handshake."""
 
@@ -326,6 +227,17 @@ def tls_acceptor(loop: Loop, listener: HttpsListener) -> Callable[[int], None]:
             loop._pause_accept()  # the rest waits in the kernel's backlog
 
     return on_accept
+
+
+def tls_counters(proxy: HttpProxy) -> dict[str, int]:
+    """The worker's TLS figures, summed over its HTTPS listeners (for `query_metrics`)."""
+    https = [found for found in proxy.listeners.values() if isinstance(found, HttpsListener)]
+    return {
+        "tls.handshake.failures": sum(h.handshake_failures for h in https),
+        "tls.handshake.timeouts": sum(h.handshake_timeouts for h in https),
+        "tls.default_cert_used": sum(h.certificates.default_cert_used for h in https),
+        "tls.certificate.load_failures": sum(h.certificates.load_failures for h in https),
+    }
 
 
 def apply_tls(proxy: HttpProxy, verb: str, body: Any) -> None:

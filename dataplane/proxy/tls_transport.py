@@ -169,7 +169,7 @@ class TlsHandshake:
         loop = self.loop
         loop.unregister(self.fd)
         loop.timers.cancel(self)
-        loop.sessions.discard(self)  # type: ignore[arg-type]
+        loop.sessions.discard(self)
         session = self.listener.open_session(loop, self.tls, self.peer)
         session.figures = self.figures
         loop.sessions.add(session)

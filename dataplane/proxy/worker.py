@@ -14,6 +14,7 @@ import select
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.channel import Channel, ChannelError
@@ -30,7 +31,10 @@ from dataplane.proxy.listener import HttpListener, bind_listener
 from dataplane.proxy.metrics import MetricsRegistry
 from dataplane.proxy.session import HttpSession
 from dataplane.proxy.timers import TimerWheel
-from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor
+from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor, tls_counters
+
+if TYPE_CHECKING:
+    from dataplane.proxy.access_log_worker import WorkerAccessLogs
 
 log = logging.getLogger("dataplane.worker")
 
@@ -60,6 +64,7 @@ class Loop:
         )
         self.metrics.counter_sources.append(self.counters.snapshot)
         self.metrics.gauge_sources.append(self._gauges)
+        self.metrics.counter_sources.append(lambda: tls_counters(self.proxy))
         self.buffer_size = max(config.buffer_size, 4096)
         self.pool = BackendPool(self, self.buffer_size)
         self.request_ids = RequestIds()
@@ -77,6 +82,10 @@ class Loop:
         self.scm_listeners: dict[str, socket.socket] = {}  # received, not yet served
         self.on_drained: Callable[[], None] | None = None
         self.on_message: Callable[[WorkerRequest], None] = lambda message: None
+        # Access logs (access_log_worker.py): set only while their log level is on.
+        self.access_logs: WorkerAccessLogs | None = None
+        self.access_log: WorkerAccessLogs | None = None
+        self.error_access_log: WorkerAccessLogs | None = None
 
     # -- client buffers: reused, not reallocated for every connection --------------------
 
@@ -125,6 +134,8 @@ class Loop:
                     handler(mask)
                 except Exception:
                     self._handler_failed(handler)
+            if self.access_logs is not None:
+                self.access_logs.turn()  # one write per turn, never per request
             if now >= next_tick:
                 next_tick = now + 1.0
                 timers.expire(now)
@@ -287,6 +298,8 @@ class Loop:
     def close(self) -> None:
         for session in list(self.sessions):
             session.close()
+        if self.access_logs is not None:
+            self.access_logs.close()
         self.pool.close_all()
         for listener in self.proxy.listeners.values():
             if listener.sock is not None:

@@ -312,11 +312,11 @@ def test_update_https_listener(state: ConfigState) -> None:
         state,
         update_https_listener=UpdateHttpsListenerConfig(
             address=HTTPS,
-            alpn_protocols=AlpnProtocols(values=["h2"]),
+            alpn_protocols=AlpnProtocols(values=["http/1.1"]),  # h2 alone: refused until h2
             hsts=HstsConfig(enabled=True),
         ),
     )
-    assert state.https_listeners[HTTPS].alpn_protocols == ["h2"]
+    assert state.https_listeners[HTTPS].alpn_protocols == ["http/1.1"]
     assert state.https_listeners[HTTPS].hsts == HstsConfig(enabled=True)
     apply(
         state,

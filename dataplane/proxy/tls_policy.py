@@ -1,0 +1,76 @@
+"""The rules of an HTTPS listener that need no socket: which ALPN protocols are offered,
+the HSTS header value, strict SNI binding (421), and refusing expired certificates.
+
+ALPN: only `http/1.1` is advertised until the HTTP/2 engine exists; `h2` in the configuration
+is dropped with a warning, and a listener that would be left with `h2` only is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from dataplane.command.messages import CertificateAndKey, HstsConfig, HttpsListenerConfig
+from dataplane.proxy.tls import TlsError, name_matches
+from dataplane.proxy.tls_certificate import parse_certificate
+
+log = logging.getLogger("dataplane.worker")
+
+HTTP11 = "http/1.1"
+DEFAULT_HSTS_MAX_AGE = 31_536_000
+
+
+def served_alpn(config: HttpsListenerConfig) -> list[str]:
+    """The ALPN list actually advertised: `http/1.1` only (TlsError if that is excluded)."""
+    wanted = config.alpn_protocols or ["h2", HTTP11]
+    if config.disable_http11 or HTTP11 not in wanted:
+        raise TlsError(
+            f"listener {config.address}: only h2 would be offered, and HTTP/2 is not served yet"
+        )
+    if "h2" in config.alpn_protocols:
+        log.warning("listener %s: h2 is not served yet; ALPN offers http/1.1", config.address)
+    return [HTTP11]
+
+
+def hsts_value(hsts: HstsConfig | None) -> str | None:
+    if hsts is None or not hsts.enabled:
+        return None
+    max_age = hsts.max_age if hsts.max_age is not None else DEFAULT_HSTS_MAX_AGE
+    value = f"max-age={max_age}"
+    if hsts.include_subdomains:
+        value += "; includeSubDomains"
+    if hsts.preload:
+        value += "; preload"
+    return value
+
+
+class SniBinding:
+    """The host names a request may carry on one TLS connection (strict SNI binding, 421).
+
+    A certificate found by SNI covers its names (RFC 6125 wildcards; the CN only when there is
+    no SAN). The default certificate, served for an unknown SNI, covers exactly that SNI.
+    """
+
+    __slots__ = ("_exact", "_names")
+
+    def __init__(self, names: tuple[str, ...], exact: str | None) -> None:
+        self._names = names
+        self._exact = exact
+
+    def allows(self, host: str) -> bool:
+        if host.startswith("*"):
+            return False  # a wildcard-looking Host is never expanded
+        host = host.lower()
+        if host == self._exact:
+            return True
+        return any(name_matches(name, host) for name in self._names)
+
+
+def check_expiry(certificate: CertificateAndKey, expired_at: int | None) -> None:
+    """An expired certificate is refused, unless `expired_at` says it is still valid."""
+    parsed = parse_certificate(certificate, expired_at)
+    if parsed.expiration < time.time():
+        raise TlsError(
+            f"certificate {parsed.fingerprint} expired on "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(parsed.expiration))}"
+        )

@@ -1,0 +1,171 @@
+"""The HTTPS listener's rules without sockets: ALPN served, HSTS values, strict SNI binding,
+certificate changes applied to the listener's store, bad certificates refused."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import trustme
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    AddCertificate,
+    CertificateAndKey,
+    HstsConfig,
+    HttpsListenerConfig,
+    RemoveCertificate,
+    ReplaceCertificate,
+    Request,
+    UpdateHttpsListenerConfig,
+)
+from dataplane.command.state import ConfigState, StateError
+from dataplane.proxy.clusters import HttpProxy
+from dataplane.proxy.tls import TlsError
+from dataplane.proxy.tls_listener import HttpsListener, apply_tls
+from dataplane.proxy.tls_policy import SniBinding, hsts_value, served_alpn
+
+ADDRESS = SocketAddress.parse("127.0.0.1:8443")
+CA = trustme.CA()
+
+
+def certificate(*names: str, **options: object) -> CertificateAndKey:
+    leaf = CA.issue_cert(*names, **options)  # type: ignore[arg-type]
+    return CertificateAndKey(
+        certificate=leaf.cert_chain_pems[0].bytes().decode(),
+        key=leaf.private_key_pem.bytes().decode(),
+    )
+
+
+def listener(**options: object) -> HttpsListener:
+    proxy = HttpProxy(0, 0)
+    apply_tls(proxy, "add_https_listener", HttpsListenerConfig(address=ADDRESS, **options))
+    found = proxy.listeners[ADDRESS]
+    assert isinstance(found, HttpsListener)
+    return found
+
+
+def test_alpn_offers_http11_only_and_refuses_h2_alone() -> None:
+    assert served_alpn(HttpsListenerConfig(address=ADDRESS)) == ["http/1.1"]
+    both = HttpsListenerConfig(address=ADDRESS, alpn_protocols=["h2", "http/1.1"])
+    assert served_alpn(both) == ["http/1.1"]
+    for refused in (
+        HttpsListenerConfig(address=ADDRESS, alpn_protocols=["h2"]),
+        HttpsListenerConfig(address=ADDRESS, disable_http11=True),
+    ):
+        with pytest.raises(TlsError, match="HTTP/2 is not served yet"):
+            served_alpn(refused)
+
+
+def test_hsts_values() -> None:
+    assert hsts_value(None) is None
+    assert hsts_value(HstsConfig(enabled=False, max_age=5)) is None
+    assert hsts_value(HstsConfig(enabled=True)) == "max-age=31536000"
+    full = HstsConfig(enabled=True, max_age=10, include_subdomains=True, preload=True)
+    assert hsts_value(full) == "max-age=10; includeSubDomains; preload"
+
+
+def test_sni_binding() -> None:
+    binding = SniBinding(("a.example", "*.b.example"), None)
+    assert binding.allows("a.example") and binding.allows("A.EXAMPLE")
+    assert binding.allows("x.b.example")
+    assert not binding.allows("b.example") and not binding.allows("y.x.b.example")
+    assert not binding.allows("*.b.example")  # a wildcard-looking host is not expanded
+    assert not binding.allows("c.example")
+    default = SniBinding(("pysozu default certificate",), "unknown.example")
+    assert default.allows("unknown.example") and not default.allows("a.example")
+
+
+def test_certificates_added_replaced_removed_by_requests() -> None:
+    https = listener()
+    proxy = https.proxy
+    first = certificate("a.example")
+    apply_tls(proxy, "add_certificate", AddCertificate(address=ADDRESS, certificate=first))
+    served = https.certificates.lookup("a.example")
+    assert served is not https.certificates.default
+    second = certificate("a.example", "www.a.example")
+    apply_tls(
+        proxy,
+        "replace_certificate",
+        ReplaceCertificate(
+            address=ADDRESS, new_certificate=second, old_fingerprint=served.fingerprint
+        ),
+    )
+    replaced = https.certificates.lookup("a.example")
+    assert replaced.fingerprint != served.fingerprint
+    assert https.certificates.get(served.fingerprint) is None
+    apply_tls(
+        proxy,
+        "remove_certificate",
+        RemoveCertificate(address=ADDRESS, fingerprint=replaced.fingerprint),
+    )
+    assert https.certificates.lookup("a.example") is https.certificates.default
+
+
+def test_expired_certificate_refused_unless_its_expiry_is_overridden() -> None:
+    https = listener()
+    expired = certificate(
+        "old.example",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC),
+    )
+    with pytest.raises(TlsError, match="expired on 2021-01-01"):
+        https.add_certificate(expired, None)
+    assert len(https.certificates) == 0
+    later = int(datetime.datetime(2999, 1, 1, tzinfo=datetime.UTC).timestamp())
+    https.add_certificate(expired, later)
+    assert len(https.certificates) == 1
+
+
+def test_certificate_requests_need_an_https_listener() -> None:
+    proxy = HttpProxy(0, 0)
+    request = AddCertificate(address=ADDRESS, certificate=certificate("a.example"))
+    with pytest.raises(TlsError, match="no HTTPS listener"):
+        apply_tls(proxy, "add_certificate", request)
+
+
+def test_main_state_refuses_what_a_worker_would_not_serve() -> None:
+    """Checked in main first, so a refused certificate never enters the saved state."""
+    state = ConfigState()
+    state.dispatch(Request.of(add_https_listener=HttpsListenerConfig(address=ADDRESS)))
+    expired = certificate(
+        "old.example",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC),
+    )
+    with pytest.raises(StateError, match="expired on 2021-01-01"):
+        state.dispatch(
+            Request.of(add_certificate=AddCertificate(address=ADDRESS, certificate=expired))
+        )
+    intermediate = CA.create_child_ca()
+    leaf = intermediate.issue_cert("chained.example")
+    wrong_order = CertificateAndKey(
+        certificate=leaf.cert_chain_pems[0].bytes().decode(),
+        certificate_chain=[CA.cert_pem.bytes().decode(), leaf.cert_chain_pems[1].bytes().decode()],
+        key=leaf.private_key_pem.bytes().decode(),
+    )
+    with pytest.raises(StateError, match="chain out of order"):
+        state.dispatch(
+            Request.of(add_certificate=AddCertificate(address=ADDRESS, certificate=wrong_order))
+        )
+    right_order = CertificateAndKey(
+        certificate=leaf.cert_chain_pems[0].bytes().decode(),
+        certificate_chain=[leaf.cert_chain_pems[1].bytes().decode(), CA.cert_pem.bytes().decode()],
+        key=leaf.private_key_pem.bytes().decode(),
+    )
+    state.dispatch(
+        Request.of(add_certificate=AddCertificate(address=ADDRESS, certificate=right_order))
+    )
+    assert len(state.certificates[ADDRESS]) == 1
+
+
+def test_main_state_refuses_a_listener_offering_h2_alone() -> None:
+    state = ConfigState()
+    h2_only = HttpsListenerConfig(address=ADDRESS, alpn_protocols=["h2"])
+    with pytest.raises(StateError, match="HTTP/2 is not served yet"):
+        state.dispatch(Request.of(add_https_listener=h2_only))
+    state.dispatch(Request.of(add_https_listener=HttpsListenerConfig(address=ADDRESS)))
+    patch = UpdateHttpsListenerConfig(address=ADDRESS, disable_http11=True)
+    with pytest.raises(StateError, match="HTTP/2 is not served yet"):
+        state.dispatch(Request.of(update_https_listener=patch))
+    assert not state.https_listeners[ADDRESS].disable_http11
