@@ -38,14 +38,27 @@ def bench_argv(results: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def work_directories() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("pysozu-bench-*"))
+@pytest.fixture
+def scratch():
+    """A short TMPDIR of the test's own for the harness's work directories (unix socket paths
+    must stay under 108 bytes), so processes and directories of other runs never count."""
+    path = Path(tempfile.mkdtemp(prefix="pzb"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
-def leftover_processes(cwd: Path) -> list[str]:
-    """Processes the harness started: their command line names a benchmark work directory
-    (proxies, backend), or they run in cwd, where the test starts the harness (pysozu's
-    workers, which name neither)."""
+def harness_env(scratch: Path) -> dict[str, str]:
+    return {**os.environ, "TMPDIR": str(scratch)}
+
+
+def work_directories(scratch: Path) -> set[Path]:
+    return set(scratch.glob("pysozu-bench-*"))
+
+
+def leftover_processes(cwd: Path, scratch: Path) -> list[str]:
+    """Processes the harness started: their command line names the scratch directory (the
+    proxies and the backend, configured from work directories inside it), or they run in cwd,
+    where the test starts the harness (pysozu's workers, which name neither)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -55,16 +68,21 @@ def leftover_processes(cwd: Path) -> list[str]:
             in_cwd = (entry / "cwd").resolve() == cwd.resolve()
         except OSError:
             continue
-        if "/pysozu-bench-" in cmdline or in_cwd:
+        if str(scratch) in cmdline or in_cwd:
             found.append(f"{entry.name}: {cmdline}")
     return found
 
 
 @pytest.mark.timeout(240)
-def test_quick_run_measures_every_proxy_and_writes_a_markdown_table(tmp_path):
-    before, directories = leftover_processes(tmp_path), work_directories()
+def test_quick_run_measures_every_proxy_and_writes_a_markdown_table(tmp_path, scratch):
+    before, directories = leftover_processes(tmp_path, scratch), work_directories(scratch)
     done = subprocess.run(
-        bench_argv(tmp_path), capture_output=True, text=True, timeout=220, cwd=tmp_path
+        bench_argv(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=220,
+        cwd=tmp_path,
+        env=harness_env(scratch),
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
@@ -80,19 +98,20 @@ def test_quick_run_measures_every_proxy_and_writes_a_markdown_table(tmp_path):
     for section in ("## Machine", "## Versions", "## Commands", "taskset -c 0"):
         assert section in text
     assert "| nginx |" in done.stdout  # the table is printed too
-    assert leftover_processes(tmp_path) == before
-    assert work_directories() == directories
+    assert leftover_processes(tmp_path, scratch) == before
+    assert work_directories(scratch) == directories
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_stops_every_process_the_harness_started(tmp_path):
-    before, directories = leftover_processes(tmp_path), work_directories()
+def test_ctrl_c_stops_every_process_the_harness_started(tmp_path, scratch):
+    before, directories = leftover_processes(tmp_path, scratch), work_directories(scratch)
     proc = subprocess.Popen(
         bench_argv(tmp_path, "--duration", "30", "--targets", "pysozu,nginx"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=tmp_path,
+        env=harness_env(scratch),
     )
     try:
         assert proc.stdout is not None
@@ -102,7 +121,9 @@ def test_ctrl_c_stops_every_process_the_harness_started(tmp_path):
             if not line or "started:" in line:
                 break
         time.sleep(1.0)  # pysozu and nginx are up, wrk runs on pysozu
-        assert len(leftover_processes(tmp_path)) > len(before) + 2  # pysozu, a worker, nginx
+        assert (
+            len(leftover_processes(tmp_path, scratch)) > len(before) + 2
+        )  # pysozu, a worker, nginx
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
     finally:
@@ -110,6 +131,6 @@ def test_ctrl_c_stops_every_process_the_harness_started(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, output
-    assert leftover_processes(tmp_path) == before
-    assert work_directories() == directories
+    assert leftover_processes(tmp_path, scratch) == before
+    assert work_directories(scratch) == directories
     assert list(tmp_path.glob("*.md")) == []

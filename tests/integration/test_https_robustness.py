@@ -34,10 +34,12 @@ def test_silent_client_is_closed_at_the_handshake_timeout(pysozu, backends, pki)
         port, {"a": ("a.example", backends.start("app-a"), cert)}, listener="front_timeout = 1"
     )
     pysozu.start(config)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as silent:
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as silent:
         started = time.monotonic()
         assert silent.recv(1024) == b""  # closed by the proxy, without a word
-        assert 0.5 < time.monotonic() - started < 4.0
+        # front_timeout is 1 s; the upper bound leaves room for a loaded CI machine while
+        # still telling a handshake timeout from the 60 s default.
+        assert 0.5 < time.monotonic() - started < 10.0
 
 
 def test_garbage_and_half_handshakes_do_not_disturb_another_client(pysozu, backends, pki) -> None:
