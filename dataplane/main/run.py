@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import dataplane
 from dataplane.command.config import Config, ConfigError, default_config, load_config
+from dataplane.command.logs import LogTargetError, setup_logging
 from dataplane.command.statefile import read_state_file
 from dataplane.main import main_upgrade, notify
 from dataplane.main.adopted import AdoptedProcess
@@ -28,7 +29,6 @@ from dataplane.main.changes import ChangeRefused
 from dataplane.main.command_socket import CommandSocket
 from dataplane.main.demo import DemoProcess, start_demo_backends, stop_demo_backends
 from dataplane.main.errors import MainError
-from dataplane.main.log import LogTargetError, setup_logging
 from dataplane.main.prometheus_main import start_prometheus
 from dataplane.main.server import Supervisor
 

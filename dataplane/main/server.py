@@ -18,6 +18,7 @@ from typing import Any
 
 import dataplane
 from dataplane.command.config import Config
+from dataplane.command.logs import LogTargetError, level_name, set_level
 from dataplane.command.messages import STATE_VERBS, HardStopOptions, Request
 from dataplane.command.responses import Event, EventKind, Response, ResponseStatus
 from dataplane.command.state import ConfigState
@@ -31,7 +32,6 @@ from dataplane.main.figures import LifecycleFigures
 from dataplane.main.heartbeat import Heartbeat
 from dataplane.main.jobs import Job, NoReply, Outcome, Reply, run_job
 from dataplane.main.listeners import ListenerSockets
-from dataplane.main.log import LogTargetError, level_name, set_level
 from dataplane.main.loop import EventLoop
 from dataplane.main.metrics_query import query_metrics
 from dataplane.main.prometheus import MainFigures

@@ -13,9 +13,9 @@ import os
 import socket
 import stat
 import sys
-from datetime import UTC, datetime
 
 from dataplane.command.channel import Channel, ChannelError, FrameError
+from dataplane.command.logs import LogTargetError, setup_logging
 from dataplane.command.messages import ServerConfig, WorkerRequest
 from dataplane.command.responses import ResponseStatus, WorkerResponse
 from dataplane.command.scm import ScmError
@@ -27,7 +27,6 @@ from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
 
-_LEVELS = {"error": 40, "warn": 30, "warning": 30, "info": 20, "debug": 10, "trace": 10}
 MAX_STATE_FILE = 512 * 1024 * 1024
 
 
@@ -154,32 +153,8 @@ def _apply_state_file(state_fd: int, commands: CommandHandler) -> None:
             log.error("initial state: %s (%s) failed: %s", message.id, request.verb, error)
 
 
-class _Formatter(logging.Formatter):
-    def __init__(self, tag: str) -> None:
-        super().__init__()
-        self.tag = tag
-
-    def format(self, record: logging.LogRecord) -> str:
-        when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        level = "WARN" if record.levelno == logging.WARNING else record.levelname
-        line = f"{when} {os.getpid()} {self.tag} {level} {record.getMessage()}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
 def _setup_logging(config: ServerConfig, worker_id: int) -> None:
-    target = config.log_target
-    if target.startswith("file://"):
-        try:
-            handler: logging.Handler = logging.FileHandler(target.removeprefix("file://"))
-        except OSError as error:
-            raise BootError(f"cannot open log target {target}: {error.strerror}") from None
-    else:
-        handler = logging.StreamHandler(sys.stderr if target == "stderr" else sys.stdout)
-    handler.setFormatter(_Formatter(f"WRK-{worker_id:02d}"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    names = [part.rpartition("=")[2].lower() for part in config.log_level.split(",")]
-    levels = [_LEVELS[name] for name in names if name in _LEVELS]
-    root.setLevel(min(levels) if levels else logging.INFO)
+    try:
+        setup_logging(config.log_target, config.log_level, f"WRK-{worker_id:02d}")
+    except LogTargetError as error:
+        raise BootError(str(error)) from None

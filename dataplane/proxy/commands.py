@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import dataplane
+from dataplane.command.logs import LogTargetError, set_level
 from dataplane.command.messages import (
     STATE_VERBS,
     ListenerType,
@@ -118,7 +119,10 @@ class CommandHandler:
             limit = MaxConnectionsPerIpLimit(limit=loop.proxy.max_connections_per_ip)
             return _ok(request_id, ResponseContent.of(max_connections_per_ip_limit=limit))
         if verb == "logging":
-            logging.getLogger().setLevel(body.upper())
+            try:
+                set_level(body)  # a sozu filter such as `info` or `sozu=debug,warn`
+            except LogTargetError as error:
+                return _failure(request_id, str(error))
             if loop.access_logs is not None:
                 loop.access_logs.follow_level(logging.getLogger().level)
             return _ok(request_id)

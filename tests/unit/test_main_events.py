@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.logs import LogTargetError, parse_level
 from dataplane.command.messages import ActivateListener, Cluster, ListenerType, Request
 from dataplane.command.responses import EventKind, Response, ResponseStatus
 from dataplane.main.clients import describe
 from dataplane.main.events import EventHub, event_for
-from dataplane.main.log import LogTargetError, parse_level
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -1,8 +1,9 @@
-"""Main's log lines: `<ISO time> <pid> MAIN <LEVEL> message`, to stdout or a file.
+"""Log lines of every pysozu process: `<ISO time> <pid> <TAG> <LEVEL> message`.
 
-sozu's `log_level` is a RUST_LOG-like filter (`info`, `sozu=debug,info`); main keeps the most
-verbose level named in it. `log_target` is `stdout`, `stderr` or `file:///path`; the network
-targets sozu knows (udp://, tcp://, unix://) are not implemented: main logs to stdout and says so.
+The tag is `MAIN` or `WRK-NN`, as in sozu. sozu's `log_level` is a RUST_LOG-like filter (`info`,
+`sozu=debug,info`); the most verbose level named in it applies. `log_target` is `stdout`,
+`stderr` or `file:///path`; the network targets sozu knows (udp://, tcp://, unix://) are not
+implemented for these lines (access logs have them): the process logs to stdout and says so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ LEVELS = {
     "trace": logging.DEBUG,
 }
 
-log = logging.getLogger("pysozu.main")
+log = logging.getLogger("pysozu.logs")
 
 
 class LogTargetError(ValueError):
@@ -88,20 +89,19 @@ NETWORK_TARGETS = ("udp://", "tcp://", "unix://")
 
 
 def setup_logging(target: str, level: str, tag: str = "MAIN") -> None:
-    """Route the `pysozu` loggers to `target` at `level` (replacing any earlier setup)."""
+    """Route this process's logs to `target` at `level` (replacing any earlier setup)."""
     fallback = target.startswith(NETWORK_TARGETS)
     stream = open_target("stdout" if fallback else target)
     handler = logging.StreamHandler(stream)
     handler.setFormatter(_Formatter(tag))
-    root = logging.getLogger("pysozu")
+    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(parse_level(level))
-    root.propagate = False
     if fallback:
         log.warning("log target %s is not supported yet: logging to stdout", target)
 
 
 def set_level(spec: str) -> None:
-    logging.getLogger("pysozu").setLevel(parse_level(spec))
+    logging.getLogger().setLevel(parse_level(spec))
