@@ -89,14 +89,15 @@ class SocketTarget(Target):
         self.family, self.kind, self.address = family, kind, address
         self.datagram = not stream
         self.sock: socket.socket | None = None
-        self.reopen()
+        with contextlib.suppress(AccessLogTargetError):  # nobody listens yet: retried later
+            self.reopen()
 
     def fileno(self) -> int:
         return self.sock.fileno() if self.sock is not None else -1
 
     def write(self, data: bytes) -> int:
-        if self.sock is None:
-            raise BrokenPipeError("access log socket closed")
+        if self.sock is None:  # "nobody listens": the log keeps its lines and reconnects
+            raise ConnectionRefusedError("access log socket not connected")
         return self.sock.send(data)
 
     def reopen(self) -> None:

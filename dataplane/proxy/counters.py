@@ -11,7 +11,6 @@ from __future__ import annotations
 class Counters:
     __slots__ = (
         "accepted",
-        "backend_connect_errors",
         "backend_connections",
         "timeouts",
         "upgrades",
@@ -20,7 +19,6 @@ class Counters:
     def __init__(self) -> None:
         self.accepted = 0
         self.backend_connections = 0
-        self.backend_connect_errors = 0
         self.timeouts = 0
         self.upgrades = 0
 
@@ -28,7 +26,6 @@ class Counters:
         return {
             "client.connections.accepted": self.accepted,
             "backend.connections": self.backend_connections,
-            "backend.connections.error": self.backend_connect_errors,
             "http.timeouts": self.timeouts,
             "http.upgrades": self.upgrades,
         }

@@ -59,6 +59,7 @@ class ConnectionContext:
 
     __slots__ = (
         "absent_all",
+        "client_address",
         "elide_real_ip",
         "forwarded_element",
         "forwarded_line",
@@ -82,7 +83,8 @@ class ConnectionContext:
         ip = _client_ip(peer[0])
         public_ip = public[0]
         by = f'"[{public_ip}]"' if ":" in public_ip else public_ip
-        element = f'proto={proto};for="{_ip_literal(ip)}:{peer[1]}";by={by}'
+        self.client_address = f"{_ip_literal(ip)}:{peer[1]}"  # as access logs show it
+        element = f'proto={proto};for="{self.client_address}";by={by}'
         self.peer_ip = ip.encode("ascii")
         self.forwarded_element = element.encode("ascii")
         self.xff_line = b"\r\nX-Forwarded-For: " + self.peer_ip

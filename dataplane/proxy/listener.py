@@ -124,8 +124,11 @@ class HttpListener:
         self.router.remove_frontend(front)
         self._routes.clear()
 
-    def accept_batch(self, room: int) -> list[tuple[socket.socket, tuple[str, int]]]:
-        """Up to `room` (at most ACCEPT_BATCH) pending connections, non-blocking, Nagle off."""
+    def accept_batch(
+        self, room: int, nodelay: bool = True
+    ) -> list[tuple[socket.socket, tuple[str, int]]]:
+        """Up to `room` (at most ACCEPT_BATCH) pending connections, non-blocking; Nagle off
+        when `nodelay` (plain HTTP sessions turn it off themselves, only when it matters)."""
         accepted: list[tuple[socket.socket, tuple[str, int]]] = []
         sock = self.sock
         assert sock is not None
@@ -137,6 +140,7 @@ class HttpListener:
             except OSError:
                 break  # ECONNABORTED, EMFILE...: try again on the next readiness
             conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if nodelay:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             accepted.append((conn, peer))
         return accepted

@@ -96,23 +96,29 @@ class Backend:
             self.healthy = healthy
             self._changed()
 
-    def connect_failed(self, now: float) -> None:
+    def connect_failed(self, now: float) -> bool:
+        """Count a failed connect; True when this failure opened the circuit (now down)."""
         self.failures += 1
         if now < self.retry_at:
-            return  # connects started before the first failure: one outage, one backoff step
+            return False  # connects started before the first failure: one outage, one step
+        was_down = self.is_down
         ceiling = 1 << self._tries
         self.retry_at = now + (1 if ceiling <= 2 else self._rng.randint(1, ceiling - 1))
         self._tries = min(self._tries + 1, MAX_CONNECT_TRIES)
         self._changed()
+        return self.is_down and not was_down
 
-    def connect_succeeded(self, duration: float, now: float | None = None) -> None:
-        """A connection is open: count it, reset the breaker, feed the connect-time EWMA."""
+    def connect_succeeded(self, duration: float, now: float | None = None) -> bool:
+        """A connection is open: count it, reset the breaker, feed the connect-time EWMA.
+        True when the circuit was open (the backend was down and is up again)."""
         self.active_connections += 1
         self._observe_rtt(duration, time.monotonic() if now is None else now)
+        was_down = self.is_down
         if self._tries or self.retry_at:
             self._tries = 0
             self.retry_at = 0.0
             self._changed()
+        return was_down
 
     def connection_closed(self) -> None:
         self.active_connections = max(0, self.active_connections - 1)

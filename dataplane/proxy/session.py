@@ -25,6 +25,7 @@ from dataplane.proxy.session_fields import (
     HEAD,
     LINGER_SECONDS,
     PIPE,
+    STOP_GRACE_SECONDS,
 )
 from dataplane.proxy.session_flow import FlowControl
 from dataplane.proxy.session_request import RequestSide
@@ -52,6 +53,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.start = self.end = 0
         self.phase = HEAD
         self.mask = EPOLLIN
+        self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
         self.back = None
         self.cluster = None  # counted against its per-IP limit
         self.routed = None  # the current request's cluster
@@ -100,7 +102,6 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
     ) -> None:
         """Send a default answer (or the template `name`), then close."""
         self._drop_back()
-        self._record(status, False)
         self.loop.metrics.answer(status)
         cluster_id = self.routed.cluster_id if self.routed is not None else None
         values = {
@@ -120,7 +121,9 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.start = self.end = 0
         self.front_full = False
         self.loop.timers.arm(self, self.loop.now + self.listener.front_timeout)
-        if self._send_to_front([data], len(data)):
+        sent = self._send_to_front([data], len(data))
+        self._record(status, False, message)  # after the send: it counts the bytes out
+        if sent:
             self._linger()
 
     def _linger(self) -> None:
@@ -133,9 +136,25 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
             return
         self.loop.timers.arm(self, self.loop.now + LINGER_SECONDS)
 
-    def _record(self, status: int, reached_backend: bool = True) -> None:
-        """One finished (or abandoned) request, into the worker's metrics."""
+    def _close_gently(self) -> None:
+        """End a connection between requests as an answer ends: half-close and linger, so a
+        request racing this close meets a FIN (the client retries it), never a reset."""
+        self._drop_back()
+        self.phase = ANSWER
+        self.start = self.end = 0
+        self.front_full = False
+        self._sync_masks()
+        self._linger()
+
+    def _record(
+        self, status: int, reached_backend: bool = True, message: str | None = None
+    ) -> None:
+        """One finished (or abandoned) request, into the worker's metrics and access log
+        (`message` set: the proxy answered or gave up, logged at the error level)."""
         loop = self.loop
+        access_log = loop.access_log if message is None else loop.error_access_log
+        if access_log is not None:
+            access_log.session_ended(self, status, reached_backend, message)
         if not loop.metrics_enabled:
             return
         cluster = self.routed
@@ -160,15 +179,20 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         elif phase == EXCHANGE and self.response is None:
             self.loop.counters.timeouts += 1
             self._fail(504 if self.request_done else 408, "timeout")
+        elif phase == HEAD and self.loop.stopping:
+            self._close_gently()  # the soft stop's grace is over
         elif phase != CLOSED:
             self.close()
 
     def soft_stop(self) -> None:
-        """Worker shutdown: close now if idle between requests, else after this response."""
-        idle = self.phase == HEAD and not self.head_started and self.start == self.end
-        if idle or (self.phase == ANSWER and self.to_front is None):
-            self.close()
-        else:
+        """Worker shutdown. From now on every response says `Connection: close` and the
+        connection half-closes after it (`loop.stopping`). An idle connection may have a
+        request on its way: it gets STOP_GRACE_SECONDS to send it, then closes gently."""
+        if self.phase == HEAD and not self.head_started:
+            grace = self.loop.now + STOP_GRACE_SECONDS
+            if grace < self.deadline:
+                self.loop.timers.arm(self, grace)
+        elif self.phase == PIPE:
             self.closing = True
 
     def _drop_back(self) -> None:
@@ -194,10 +218,12 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
             return
         between_requests = self.phase == HEAD
         if self.phase in (CONNECTING, EXCHANGE):  # an exchange cut short
-            self._record(self.response.status if self.response is not None else 0)
+            status = self.response.status if self.response is not None else 0
+            cut = None if self.response_done else "closed before the response was complete"
+            self._record(status, message=cut)
         self.phase = CLOSED
         loop = self.loop
-        loop.unregister(self.fd)
+        loop.forget(self.fd)  # the close below takes it out of the epoll set
         loop.timers.cancel(self)
         self.sock.close()
         if self.to_front is None and self.to_back is None:  # no pending view into it

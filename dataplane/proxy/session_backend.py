@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from dataplane.proxy import http_head
+from dataplane.proxy import backend_events, http_head
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.forwarding import (
     CLOSE,
@@ -28,6 +28,7 @@ from dataplane.proxy.session_fields import (
     ID_SLOT,
     MAX_CONNECT_TRIES,
     PIPE,
+    STOP_GRACE_SECONDS,
     SessionFields,
 )
 
@@ -74,7 +75,7 @@ class BackendSide(SessionFields):
                 loop.timers.arm(self, loop.now + self.listener.connect_timeout)
                 return
             conn.sock.close()
-            backend.connect_failed(loop.now)
+            backend_events.connect_failed(loop, cluster, backend)
             self.failed.add(backend.backend_id)
         self.to_back = None
         self._answer(503, "no backend available")
@@ -94,9 +95,9 @@ class BackendSide(SessionFields):
     def _connect_failed(self) -> None:
         back = self.back
         assert back is not None
-        back.backend.connect_failed(self.loop.now)
+        assert self.cluster is not None
+        backend_events.connect_failed(self.loop, self.cluster, back.backend)
         self.failed.add(back.backend.backend_id)
-        self.loop.counters.backend_connect_errors += 1
         back.close()
         self.back = None
         self._connect()
@@ -120,8 +121,9 @@ class BackendSide(SessionFields):
             if back.connect_error():
                 self._connect_failed()
             else:
-                now = self.loop.now
-                back.backend.connect_succeeded(now - back.connect_started, now)
+                took = self.loop.now - back.connect_started
+                assert self.cluster is not None
+                backend_events.connect_succeeded(self.loop, self.cluster, back.backend, took)
                 self._connected()
             return
         if events & EPOLLOUT and self.to_back is not None and not self._flush_back():
@@ -190,7 +192,8 @@ class BackendSide(SessionFields):
             status = response.status
             if status >= 200 or status == 101:
                 break
-            if not self._send_to_front([head], len(head)):  # 1xx: the final answer follows
+            self._no_delay()  # 1xx: the final answer follows in another write
+            if not self._send_to_front([head], len(head)):
                 return
         self.replay = None
         request = self.request
@@ -206,7 +209,7 @@ class BackendSide(SessionFields):
         framing = response.framing(request.method)
         closing = self.closing = (
             self.closing
-            or loop.stopping
+            or (loop.stopping and self.buffer.find(HEAD_END, self.start, self.end) < 0)
             or not (request.keep_alive and self.request_done and framing != http_head.UNTIL_CLOSE)
         )
         connection = CLOSE if closing else KEEP_ALIVE if request.http10 else b""
@@ -248,6 +251,8 @@ class BackendSide(SessionFields):
         self.response_body = body
         back.start = start + length
         self.response_done = done = body is None or body.done
+        if not done and not self.nodelay:
+            self._no_delay()  # the body's last bytes must not wait for an ACK
         if self._send_to_front([out, view[start : start + length]], len(out) + length) and done:
             self._finish_exchange()
 
@@ -319,13 +324,20 @@ class BackendSide(SessionFields):
             else:
                 back.start = back.end = 0
         self.phase = HEAD
-        if self.closing or not self.request_done or self.loop.stopping:
-            self.close()
+        if self.closing or not self.request_done:
+            if self.loop.stopping:
+                self._close_gently()
+            else:
+                self.close()
             return
+        if not self.nodelay:
+            self._no_delay()  # kept alive: the next response must not wait behind this one
         self.request = self.response = None
         self.request_body = self.response_body = None
         self.head_started = False
         self.deadline = self.loop.now + self.listener.front_timeout  # later: no wheel work
+        if self.loop.stopping:  # answered without `close` (pipelined, or begun before the stop)
+            self.loop.timers.arm(self, self.loop.now + STOP_GRACE_SECONDS)
         if self.front_full:
             self.front_full = False
             self._sync_masks()

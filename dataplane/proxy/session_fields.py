@@ -28,6 +28,9 @@ EPOLLHUP = select.EPOLLHUP
 HEAD, CONNECTING, EXCHANGE, PIPE, ANSWER, CLOSED = range(6)
 MAX_CONNECT_TRIES = 4  # the first attempt and sozu's 3 retries
 LINGER_SECONDS = 2.0
+# Soft stop: an idle connection may still send one request (answered `Connection: close`)
+# for this long, so a request racing the worker's stop is served instead of cut.
+STOP_GRACE_SECONDS = 1.0
 # Stands for the request id in cached head templates: a NUL never survives head validation.
 ID_SLOT = b"\x00"
 
@@ -58,6 +61,7 @@ class SessionFields:
         "listener",
         "loop",
         "mask",
+        "nodelay",
         "peer_key",
         "phase",
         "replay",
@@ -109,6 +113,7 @@ class SessionFields:
     listener: HttpListener
     loop: Loop
     mask: int  # the client socket's epoll mask
+    nodelay: bool  # TCP_NODELAY set on the client socket (see FlowControl._no_delay)
     peer_key: tuple[str, str]  # (client IP, cluster id) for the per-IP limit
     phase: int
     replay: bytes | None  # a body-less request, kept to replay on a fresh connection
@@ -146,6 +151,7 @@ class SessionFields:
         ) -> None: ...
         def _fail(self, status: int, message: str) -> None: ...
         def _linger(self) -> None: ...
+        def _close_gently(self) -> None: ...
         def _record(
             self, status: int, reached_backend: bool = True, message: str | None = None
         ) -> None: ...
@@ -155,6 +161,7 @@ class SessionFields:
         def _send_to_front(self, parts: list[bytes | memoryview], total: int) -> bool: ...
         def _send_to_back(self, parts: list[bytes | memoryview], total: int) -> bool: ...
         def _sync_masks(self) -> None: ...
+        def _no_delay(self) -> None: ...
         def _start_pipe(self, back: BackendConnection, response: ResponseHead) -> None: ...
         def _pipe(self, data: memoryview, to_back: bool) -> None: ...
         def _on_head_bytes(self) -> None: ...

@@ -9,6 +9,8 @@ bounded by two buffers whatever the body size.
 
 from __future__ import annotations
 
+from contextlib import suppress
+from socket import IPPROTO_TCP, TCP_NODELAY
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.forwarding import forward_response
@@ -55,6 +57,7 @@ class FlowControl(SessionFields):
         if sent == total:
             return True
         self.to_front = _rest(parts, sent)
+        self._no_delay()  # the rest goes out later, maybe behind unacknowledged bytes
         self._sync_masks()
         return False
 
@@ -75,6 +78,15 @@ class FlowControl(SessionFields):
         self._sync_masks()
         return False
 
+    def _no_delay(self) -> None:
+        """Turn Nagle off, once, when a later small write could wait for an ACK: a response
+        sent in several writes, a kept-alive connection, a pipe. A single-write response on a
+        closing connection (most new connections) never needs it: one system call saved."""
+        if not self.nodelay:
+            self.nodelay = True
+            with suppress(OSError):  # a failing connection: its next I/O says so
+                self.sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+
     def _flush_front(self) -> bool:
         parts = self.to_front
         assert parts is not None
@@ -85,6 +97,8 @@ class FlowControl(SessionFields):
         phase = self.phase
         if phase == ANSWER:
             self._linger()
+        elif self.closing and self.response_done and phase == EXCHANGE and self.loop.stopping:
+            self._finish_exchange()  # which half-closes: see soft_stop
         elif self.closing and (self.response_done or phase == PIPE or self.back is None):
             self.close()
         elif phase == EXCHANGE:
@@ -137,6 +151,7 @@ class FlowControl(SessionFields):
 
     def _start_pipe(self, back: BackendConnection, response: ResponseHead) -> None:
         self.phase = PIPE
+        self._no_delay()
         self.loop.counters.upgrades += 1
         self.response_started = self.loop.now
         self._record(101)

@@ -115,6 +115,11 @@ class Loop:
         if self.handlers.pop(fd, None) is not None:
             self.epoll.unregister(fd)
 
+    def forget(self, fd: int) -> None:
+        """For a socket about to be closed: closing it removes it from the epoll set, so
+        the `epoll_ctl(DEL)` of `unregister` would be one wasted system call."""
+        self.handlers.pop(fd, None)
+
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -238,7 +243,8 @@ class Loop:
             counters = self.counters
             sessions = self.sessions
             figures = self.metrics.listener(str(listener.config.address))
-            for sock, peer in listener.accept_batch(self.max_connections - len(sessions)):
+            room = self.max_connections - len(sessions)
+            for sock, peer in listener.accept_batch(room, nodelay=False):
                 counters.accepted += 1
                 figures.opened()
                 session = HttpSession(self, listener, sock, peer)
