@@ -1,0 +1,114 @@
+"""`pysozu events --json` against a real proxy: a worker killed and relaunched, and a backend
+whose circuit breaker opens (BACKEND_DOWN, NO_AVAILABLE_BACKENDS) and closes (BACKEND_UP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from dataplane.command.responses import EventKind
+
+pytestmark = pytest.mark.timeout(150)
+
+
+class Watcher:
+    """`pysozu -j events` in the background; its events (kind, source, fields) in a queue."""
+
+    def __init__(self, proxy: Any) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dataplane", "-c", str(proxy.config_path), "-j", "events"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.events: queue.Queue[tuple[EventKind, str, dict[str, Any]]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.wait_for(EventKind.EVENTS_SUBSCRIBED, timeout=10)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            answer = json.loads(line)
+            event = answer["content"]["content_type"]["EVENT"]
+            self.events.put((EventKind(event["kind"]), answer["message"], event))
+
+    def wait_for(
+        self, kind: EventKind, timeout: float, poke: Callable[[], object] = lambda: None
+    ) -> dict[str, Any] | None:
+        """The next event of `kind` (others are skipped), calling `poke` while waiting."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            poke()
+            try:
+                found, source, event = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if found == kind:
+                return {"source": source, **event}
+        return None
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def watcher_factory() -> Iterator[Callable[[Any], Watcher]]:
+    started: list[Watcher] = []
+
+    def start(proxy: Any) -> Watcher:
+        started.append(Watcher(proxy))
+        return started[-1]
+
+    yield start
+    for watcher in started:
+        watcher.close()
+
+
+def test_worker_killed_and_relaunched(pysozu: Any, watcher_factory: Any) -> None:
+    proxy = pysozu.start(pysozu.http_config(pysozu.free_port(), {}))
+    watcher = watcher_factory(proxy)
+    os.kill(proxy.workers()[0].pid, signal.SIGKILL)
+    assert watcher.wait_for(EventKind.WORKER_KILLED, timeout=10) is not None
+    assert watcher.wait_for(EventKind.WORKER_RELAUNCHED, timeout=10) is not None
+
+
+def test_backend_down_then_up(pysozu: Any, backends: Any, watcher_factory: Any) -> None:
+    listen = pysozu.free_port()
+    backend = backends.start("app-1")
+    proxy = pysozu.start(
+        "worker_count = 1\n" + pysozu.http_config(listen, {"app": ("app.com", [backend])}),
+        workers=1,
+    )
+    assert pysozu.http_get(listen, "app.com") == (200, b"app-1")
+    watcher = watcher_factory(proxy)
+    server = backends.processes[-1]
+    server.terminate()
+    server.wait(timeout=5)
+
+    def poke() -> None:  # requests drive the breaker: it only sees connection attempts
+        status, _ = pysozu.http_get(listen, "app.com")
+        assert status in (200, 503)
+
+    # Six failed connects, each after the previous backoff (1, 1, 1-3, 1-7, 1-15 s) open it.
+    down = watcher.wait_for(EventKind.BACKEND_DOWN, timeout=60, poke=poke)
+    assert down is not None
+    assert (down["backend_id"], down["cluster_id"]) == ("app-1", "app")
+    assert down["source"] == "WRK-00"
+    assert down["address"] == {"ip": {"inner": {"V4": 0x7F000001}}, "port": backend}
+    none_left = watcher.wait_for(EventKind.NO_AVAILABLE_BACKENDS, timeout=5)
+    assert none_left is not None and none_left["cluster_id"] == "app"
+
+    backends.start("app-1", port=backend)
+    up = watcher.wait_for(EventKind.BACKEND_UP, timeout=60, poke=poke)  # next try: <= 31 s
+    assert up is not None and up["backend_id"] == "app-1"
+    assert pysozu.http_get(listen, "app.com") == (200, b"app-1")
