@@ -8,8 +8,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from cryptography import x509
+
 from dataplane.command import codec
 from dataplane.command.responses import Response, ResponseContent, RunState
+from dataplane.command.state_rules import certificate_names
 
 
 def print_json(response: Response, out: TextIO = sys.stdout) -> None:
@@ -143,15 +146,36 @@ def _show_cluster_informations(content: ResponseContent, out: TextIO) -> None:
 
 
 def show_certificates(response: Response, out: TextIO) -> None:
+    """Main's state: fingerprint, names, expiry. With `--workers`: what each worker serves."""
     certs = _content(response, "certificates_with_fingerprints")
-    if certs is None:
+    if certs is not None:
+        rows = [(fp, *_certificate_facts(c.certificate, c.names)) for fp, c in certs.certs.items()]
+        table(("FINGERPRINT", "NAMES", "EXPIRES"), sorted(rows), out)
+        return
+    answers = _content(response, "worker_responses")
+    if answers is None:
         print_json(response, out)
         return
-    table(
-        ("FINGERPRINT", "NAMES"),
-        [(fp, ", ".join(c.names)) for fp, c in sorted(certs.certs.items())],
-        out,
-    )
+    served = [
+        (worker, str(by_address.address), summary.domain, summary.fingerprint)
+        for worker, content in sorted(answers.map.items())
+        if content.kind == "certificates_by_address"
+        for by_address in content.value.certificates
+        for summary in by_address.certificate_summaries
+    ]
+    table(("WORKER", "ADDRESS", "NAME", "FINGERPRINT"), served, out)
+    if response.message:
+        out.write(response.message + "\n")
+
+
+def _certificate_facts(pem: str, names: list[str]) -> tuple[str, str]:
+    """(names, expiry) of a PEM certificate; names given explicitly win, as they are served."""
+    try:
+        leaf = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return ", ".join(names), "?"
+    expiry = leaf.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return ", ".join(names or certificate_names(pem)), expiry
 
 
 def show_request_counts(response: Response, out: TextIO) -> None:

@@ -209,13 +209,22 @@ def _boolean(text: str) -> bool:
 
 
 def _certificate_and_key(a: argparse.Namespace, prefix: str = "") -> CertificateAndKey:
-    chain = value.read_file(getattr(a, f"{prefix}chain"))
+    chain_path = getattr(a, f"{prefix}chain")  # sozu requires it; absent is an empty chain
     return CertificateAndKey(
         certificate=value.read_file(getattr(a, f"{prefix}certificate")),
-        certificate_chain=_split_pem(chain),
+        certificate_chain=_split_pem(value.read_file(chain_path)) if chain_path else [],
         key=value.read_file(getattr(a, f"{prefix}key")),
         versions=a.tls_versions,
+        names=a.names,
     )
+
+
+def _names(text: str) -> list[str]:
+    """`a.example,*.b.example`: the names to serve instead of the certificate's own."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated names")
+    return names
 
 
 def _split_pem(text: str) -> list[str]:
@@ -269,7 +278,7 @@ def add_certificate_tree(top: Subparsers) -> None:
     )
     add.add_argument("--certificate", required=True, help="path to the certificate")
     add.add_argument(
-        "--certificate-chain", dest="chain", required=True, help="path to the certificate chain"
+        "--certificate-chain", dest="chain", help="path to the certificate chain (default: none)"
     )
     add.add_argument("--key", required=True, help="path to the key")
     remove = leaf(
@@ -297,7 +306,7 @@ def add_certificate_tree(top: Subparsers) -> None:
         ),
     )
     replace.add_argument("--new-certificate", required=True)
-    replace.add_argument("--new-certificate-chain", dest="new_chain", required=True)
+    replace.add_argument("--new-certificate-chain", dest="new_chain")
     replace.add_argument("--new-key", required=True)
     replace.add_argument("--old-certificate")
     replace.add_argument("-f", "--fingerprint", help="fingerprint of the old certificate")
@@ -307,3 +316,6 @@ def add_certificate_tree(top: Subparsers) -> None:
         )
     for parser in (add, replace):
         parser.add_argument("--tls-versions", type=value.tls_version, nargs="*", default=[])
+        parser.add_argument(
+            "--names", type=_names, default=[], help="a,b: names to serve (default: the SAN/CN)"
+        )

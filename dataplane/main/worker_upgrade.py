@@ -4,9 +4,9 @@ Main holds every listening socket and shares it with all workers (one accept que
 address), so unlike sozu no socket travels back to main: the new worker boots with main's
 current state and the same sockets. Once it answered, the old worker stops accepting
 (`return_listen_sockets`: it closes its copies, which main discards: main still holds the
-originals); `ACCEPTED_GRACE` later, so that connections it accepted just before have sent
-their first request and count as busy, it gets `soft_stop` (closes its idle keep-alive
-connections, finishes the requests in flight, exits). Connections that arrive meanwhile wait
+originals), then it gets `soft_stop` (it answers what reaches it with `Connection: close`,
+gives idle connections a short grace to send one more request, finishes the requests in
+flight, exits). Connections that arrive meanwhile wait
 in the shared queue for the new worker: none is refused or reset. The new worker gets the next
 worker id, as in sozu.
 """
@@ -20,16 +20,12 @@ from dataplane.command.messages import Empty, HardStopOptions, Request
 from dataplane.command.responses import Response, RunState
 from dataplane.command.scm import ScmError, receive_listeners
 from dataplane.main.jobs import Job, Reply
-from dataplane.main.tasks import Pause
 from dataplane.main.workers import Worker, WorkerPool
 
 log = logging.getLogger("pysozu.main.upgrade")
 
 # Booting a worker imports the proxy and replays the whole state: seconds on a loaded host.
 BOOT_TIMEOUT = 30.0
-# A worker soft-stopped right after accepting a connection would close it as idle before its
-# first request is read (the client sees a reset): give such connections time to speak first.
-ACCEPTED_GRACE = 0.5
 
 
 def _discard_returned_sockets(worker: Worker) -> None:
@@ -67,7 +63,6 @@ def upgrade_worker(pool: WorkerPool, worker_id: int, reply: Reply, timeout: floa
     )
     if returned.ok:
         _discard_returned_sockets(old)
-        yield Pause(pool.loop, ACCEPTED_GRACE)
     stopped = yield pool.scatter(Request.of(soft_stop=HardStopOptions()), None, [old])
     if stopped.failures and old.alive:
         return Response.failure(

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 
 IDLE_SECONDS = 30.0
 MAX_IDLE_PER_BACKEND = 256
+# Response bodies are relayed through the backend connection's buffer: 128 KiB per read takes
+# a 100 KiB body in one or two loop turns instead of 7 with sozu's 16 KiB (LIFECYCLE.md,
+# "Performance notes"). Only connections serving a session hold one: idle pooled connections
+# park theirs in a capped free list.
+MIN_BUFFER_SIZE = 131072
+FREE_BUFFERS = 128  # 16 MiB at most; must exceed the idle connections of a burst
+_NO_BUFFER = bytearray()  # an idle pooled connection's: it never reads
+_NO_VIEW = memoryview(_NO_BUFFER)
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 
@@ -57,7 +65,7 @@ class BackendConnection:
         "view",
     )
 
-    def __init__(self, pool: BackendPool, backend: Backend, cluster_id: str, buffer_size: int):
+    def __init__(self, pool: BackendPool, backend: Backend, cluster_id: str):
         address = backend.address
         family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -68,8 +76,7 @@ class BackendConnection:
         self.backend = backend
         self.address = address
         self.cluster_id = cluster_id
-        self.buffer = bytearray(buffer_size)
-        self.view = memoryview(self.buffer)
+        self.buffer, self.view = pool.take_buffer()
         self.start = self.end = 0
         self.connected = False
         self.connect_started = 0.0
@@ -118,14 +125,21 @@ class BackendPool:
 
     def __init__(self, loop: Loop, buffer_size: int) -> None:
         self.loop = loop
-        self.buffer_size = buffer_size
+        self.buffer_size = max(buffer_size, MIN_BUFFER_SIZE)
         self._idle: dict[SocketAddress, list[BackendConnection]] = {}
+        self._free_buffers: list[tuple[bytearray, memoryview]] = []
 
     def __len__(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
 
     def open(self, backend: Backend, cluster_id: str) -> BackendConnection:
-        return BackendConnection(self, backend, cluster_id, self.buffer_size)
+        return BackendConnection(self, backend, cluster_id)
+
+    def take_buffer(self) -> tuple[bytearray, memoryview]:
+        if self._free_buffers:
+            return self._free_buffers.pop()
+        buffer = bytearray(self.buffer_size)
+        return buffer, memoryview(buffer)
 
     def take(self, backend: Backend, cluster_id: str) -> BackendConnection | None:
         """An idle connection to `backend`, detached from the pool, or None."""
@@ -135,6 +149,7 @@ class BackendPool:
             self.loop.timers.cancel(conn)
             if conn.backend is backend:
                 conn.cluster_id = cluster_id
+                conn.buffer, conn.view = self.take_buffer()
                 return conn
             conn.close()  # the backend was replaced by a new one at the same address
         return None
@@ -147,6 +162,9 @@ class BackendPool:
             return
         idle.append(conn)
         conn.start = conn.end = 0
+        if len(self._free_buffers) < FREE_BUFFERS:
+            self._free_buffers.append((conn.buffer, conn.view))  # clean: no view into it
+        conn.buffer, conn.view = _NO_BUFFER, _NO_VIEW
         self.loop.set_handler(conn.fd, self._idle_handler(conn))
         if conn.mask != EPOLLIN:
             self.loop.modify(conn.fd, EPOLLIN)

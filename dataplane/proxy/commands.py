@@ -35,7 +35,7 @@ from dataplane.command.responses import (
 )
 from dataplane.command.scm import ScmError
 from dataplane.command.state import StateError
-from dataplane.proxy.tls_listener import apply_tls
+from dataplane.proxy.tls_listener import apply_tls, certificates_by_address
 from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
@@ -102,6 +102,9 @@ class CommandHandler:
         if verb == "query_clusters_by_domain":
             found = loop.state.clusters_by_domain(body.hostname, body.path)
             return _ok(request_id, ResponseContent.of(clusters=ClusterInformations(vec=found)))
+        if verb == "query_certificates_from_workers":
+            served = certificates_by_address(loop.proxy, body)
+            return _ok(request_id, ResponseContent.of(certificates_by_address=served))
         if verb == "count_requests":
             counts = RequestCounts(map=dict(self.request_counts))
             return _ok(request_id, ResponseContent.of(request_counts=counts))

@@ -17,6 +17,7 @@ import re
 from dataplane.command.messages import Cluster, RedirectScheme
 from dataplane.proxy.http_head import RequestHead
 from dataplane.proxy.router import Route
+from dataplane.proxy.router_route import HSTS_HEADER, IfAbsent
 
 MAX_CREDENTIALS = 4096
 _HEADER_LINE = re.compile(rb"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[^\r]*")
@@ -25,12 +26,19 @@ _HEADER_LINE = re.compile(rb"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[^\r]*")
 class Answer:
     """Answer the client with `status` (and these template variables) instead of forwarding."""
 
-    __slots__ = ("status", "template", "variables")
+    __slots__ = ("hsts", "status", "template", "variables")
 
-    def __init__(self, status: int, variables: dict[str, str], template: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        variables: dict[str, str],
+        template: str | None = None,
+        hsts: str = "",
+    ):
         self.status = status
         self.variables = variables
         self.template = template
+        self.hsts = hsts
 
 
 class Edits:
@@ -52,7 +60,7 @@ def has_policy(route: Route) -> bool:
         or route.rewrite_host
         or route.rewrite_path
         or route.headers_request
-        or route.headers_response
+        or route.headers_response  # HSTS rides here
     )
 
 
@@ -69,12 +77,16 @@ def decide(
             RedirectScheme.USE_HTTPS: "https",
         }.get(route.redirect_scheme, scheme)
         location = _location(target_scheme, new_host or host, route.rewrite_port, new_path or path)
-        return Answer(status, {"REDIRECT_LOCATION": location}, route.redirect_template)
+        return Answer(
+            status, {"REDIRECT_LOCATION": location}, route.redirect_template, route.hsts or ""
+        )
     if cluster.https_redirect and scheme == "http":
         location = _location("https", host, cluster.https_redirect_port, path)
         return Answer(301, {"REDIRECT_LOCATION": location})
     if route.required_auth and not _authorized(request.authorization, cluster.authorized_hashes):
-        return Answer(401, {"WWW_AUTHENTICATE": _challenge(cluster.www_authenticate)})
+        return Answer(
+            401, {"WWW_AUTHENTICATE": _challenge(cluster.www_authenticate)}, hsts=route.hsts or ""
+        )
     if new_host or new_path or route.headers_request or route.headers_response:
         return Edits(route, new_host, new_path)
     return None
@@ -124,14 +136,39 @@ def rewrite_request_head(head: bytes, request: RequestHead, edits: Edits) -> byt
 
 
 def set_headers(head: bytes, edits: tuple[tuple[str, str], ...]) -> bytes:
-    """Replace (or with an empty value, delete) headers in a complete head."""
+    """Replace (or with an empty value, delete) headers in a complete head; an `IfAbsent`
+    value is added only when the head has no header of that name."""
     if not edits:
         return head
-    names = {name.lower().encode("ascii") for name, _ in edits}
+    names = {name.lower().encode("ascii") for name, value in edits if type(value) is not IfAbsent}
+    present = set(names)  # a header we set ourselves is not added again
     body_start = len(head) - 2  # the final CRLF of the blank line
     kept = [head[: head.index(b"\r\n")]]
     for line in _HEADER_LINE.finditer(head, 0, body_start):
-        if line.group(1).lower() not in names:
+        name = line.group(1).lower()
+        if name not in names:
             kept.append(line.group(0)[2:])
-    kept += [f"{name}: {value}".encode("latin-1") for name, value in edits if value]
+            present.add(name)
+    kept += [
+        f"{name}: {value}".encode("latin-1")
+        for name, value in edits
+        if value and (type(value) is not IfAbsent or name.lower().encode("ascii") not in present)
+    ]
     return b"\r\n".join(kept) + b"\r\n\r\n"
+
+
+def edited_hsts(edits: tuple[tuple[str, str], ...]) -> str | None:
+    """The HSTS value among a route's response edits (answers after forwarding carry it)."""
+    for name, value in edits:
+        if name == HSTS_HEADER:
+            return value
+    return None
+
+
+def with_hsts(answer: bytes, status: int, hsts: str | None) -> bytes:
+    """A default answer with the route's HSTS header, on 3xx, 401 and 5xx as sozu sends it."""
+    if not hsts or not (300 <= status < 400 or status == 401 or status >= 500):
+        return answer
+    line_end = answer.index(b"\r\n")
+    header = f"\r\n{HSTS_HEADER}: {hsts}".encode("latin-1")
+    return answer[:line_end] + header + answer[line_end:]

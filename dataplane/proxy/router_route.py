@@ -27,6 +27,14 @@ _REDIRECT_STATUS = {
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 HeaderEdits = tuple[tuple[str, str], ...]
+HSTS_HEADER = "Strict-Transport-Security"
+DEFAULT_HSTS_MAX_AGE = 31_536_000
+
+
+class IfAbsent(str):
+    """A response header value added only when the backend's response has no such header."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -37,7 +45,8 @@ class Route:
     then `deny` (401: an UNAUTHORIZED policy, or a clusterless FORWARD frontend), then the
     cluster's https_redirect, `required_auth`, `rewrite()` and the header edits, and finally
     `cluster_id`. A header edit with an empty value deletes that header. `hsts` is the rendered
-    Strict-Transport-Security value of the frontend's own HSTS setting (HTTPS only).
+    Strict-Transport-Security value (HTTPS only), also the last of `headers_response`; default
+    answers (3xx, 401, 5xx) carry it too.
     """
 
     cluster_id: str | None
@@ -64,14 +73,15 @@ class Route:
         deny = redirect is RedirectPolicy.UNAUTHORIZED or (
             front.cluster_id is None and redirect is RedirectPolicy.FORWARD
         )
-        hsts, force = _render_hsts(front.hsts)
+        hsts = _hsts_edit(front.hsts)
         if deny:
             # As sozu does: a deny route keeps only its HSTS header, nothing else applies.
             requests: HeaderEdits = ()
-            responses: HeaderEdits = ()
+            responses: HeaderEdits = hsts
             rewrite_host = rewrite_path = None
         else:
             requests, responses = _header_edits(front)
+            responses += hsts
             caps = (host.capture_count, path.capture_count)
             rewrite_host = _template(front.rewrite_host, caps)
             rewrite_path = _template(front.rewrite_path, caps)
@@ -93,8 +103,8 @@ class Route:
             headers_request=requests,
             headers_response=responses,
             required_auth=bool(front.required_auth),
-            hsts=hsts,
-            hsts_force_replace=force,
+            hsts=str(hsts[0][1]) if hsts else None,
+            hsts_force_replace=bool(hsts) and type(hsts[0][1]) is not IfAbsent,
         )
 
     @property
@@ -131,12 +141,24 @@ def _header_edits(front: RequestHttpFrontend) -> tuple[HeaderEdits, HeaderEdits]
     return tuple(requests), tuple(responses)
 
 
-def _render_hsts(config: HstsConfig | None) -> tuple[str | None, bool]:
-    if config is None or not config.enabled or config.max_age is None:
-        return None, False
-    value = f"max-age={config.max_age}"
+def hsts_value(config: HstsConfig | None) -> str | None:
+    """The Strict-Transport-Security value of an HSTS setting; None when it is off."""
+    if config is None or not config.enabled:
+        return None
+    max_age = DEFAULT_HSTS_MAX_AGE if config.max_age is None else config.max_age
+    value = f"max-age={max_age}"
     if config.include_subdomains:
         value += "; includeSubDomains"
     if config.preload:
         value += "; preload"
-    return value, bool(config.force_replace_backend)
+    return value
+
+
+def _hsts_edit(config: HstsConfig | None) -> HeaderEdits:
+    """The response edit for HSTS: replace the backend's header when `force_replace_backend`
+    is set, else add ours only where the backend sent none (sozu's SetIfAbsent)."""
+    value = hsts_value(config)
+    if value is None:
+        return ()
+    assert config is not None
+    return ((HSTS_HEADER, value if config.force_replace_backend else IfAbsent(value)),)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
+from dataplane.proxy.policy import edited_hsts, with_hsts
 from dataplane.proxy.session_backend import BackendSide
 from dataplane.proxy.session_fields import (
     ANSWER,
@@ -99,8 +100,11 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         retry_after: int | None = None,
         variables: dict[str, str] | None = None,
         name: str | None = None,
+        hsts: str | None = None,
     ) -> None:
-        """Send a default answer (or the template `name`), then close."""
+        """Send a default answer (or the template `name`), then close. `hsts`: the matched
+        route's Strict-Transport-Security value ("": none); when not given, the one in the
+        current request's edits (a failure after forwarding)."""
         self._drop_back()
         self.loop.metrics.answer(status)
         cluster_id = self.routed.cluster_id if self.routed is not None else None
@@ -116,6 +120,9 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
             data = answers.render(status, cluster_id, values)
         else:
             data = answers.render_template(name, cluster_id, values)
+        if hsts is None and self.routed is not None:
+            hsts = edited_hsts(self.response_edits)
+        data = with_hsts(data, status, hsts)
         self.phase = ANSWER
         self.to_back = None
         self.start = self.end = 0

@@ -173,9 +173,15 @@ class BackendSide(SessionFields):
         while True:
             start = back.start
             at = buffer.find(HEAD_END, start, back.end)
+            # The buffer is larger than `buffer_size` (bodies), the limit on heads is not.
             if at < 0:
                 if has_bare_line_feed(view[start : back.end].tobytes()):
                     self._fail(502, "bare LF in response head")
+                elif back.end - start >= self.loop.buffer_size:
+                    self._fail(502, "response head too large")
+                return
+            if at + 4 - start > self.loop.buffer_size:
+                self._fail(502, "response head too large")
                 return
             head = bytes(view[start : at + 4])
             back.start = at + 4

@@ -140,18 +140,23 @@ class RequestSide(SessionFields):
             self._answer(404)
             return
         if route.deny:
-            self._answer(401)
+            self._answer(401, hsts=route.hsts or "")
             return
         cluster = listener.proxy.clusters.get(route.cluster_id)  # type: ignore[arg-type]
         if cluster is None:
-            self._answer(503, f"cluster {route.cluster_id} does not exist")
+            self._answer(503, f"cluster {route.cluster_id} does not exist", hsts=route.hsts or "")
             return
         self.routed = cluster
         edits = None
         if needs_policy or cluster.https_redirect:
             decision = decide(route, cluster.config, request, self.host, listener.scheme)
             if isinstance(decision, Answer):
-                self._answer(decision.status, variables=decision.variables, name=decision.template)
+                self._answer(
+                    decision.status,
+                    variables=decision.variables,
+                    name=decision.template,
+                    hsts=decision.hsts,
+                )
                 return
             edits = decision
         self._forward(request, cluster, edits)

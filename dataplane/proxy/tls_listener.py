@@ -22,18 +22,22 @@ from cryptography import x509
 
 from dataplane.command.messages import (
     CertificateAndKey,
-    Header,
-    HeaderPosition,
     HttpsListenerConfig,
+    QueryCertificatesFilters,
     RequestHttpFrontend,
     UpdateHttpsListenerConfig,
+)
+from dataplane.command.responses import (
+    CertificatesByAddress,
+    CertificateSummary,
+    ListOfCertificatesByAddress,
 )
 from dataplane.command.state import frontend_key
 from dataplane.proxy.forwarding import ConnectionContext
 from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.session_fields import EPOLLIN
 from dataplane.proxy.tls import CertificateStore, StoredCertificate, TlsError
-from dataplane.proxy.tls_policy import SniBinding, check_expiry, hsts_value, served_alpn
+from dataplane.proxy.tls_policy import SniBinding, check_expiry, served_alpn
 from dataplane.proxy.tls_session import HttpsSession
 from dataplane.proxy.tls_transport import TlsHandshake, TlsSocket, TlsStream
 
@@ -75,7 +79,6 @@ class HttpsListener(HttpListener):
     def _apply_tls_settings(self, config: HttpsListenerConfig) -> None:
         self.tls_config = config
         self.strict_sni = config.strict_sni_binding is not False  # sozu's default: true
-        self.listener_hsts = hsts_value(config.hsts)
         self.default_names = self._names_for(self.certificates.default, ())
 
     def update(self, patch: UpdateHttpsListenerConfig) -> None:
@@ -102,19 +105,15 @@ class HttpsListener(HttpListener):
                 self.router.remove_frontend(front)
                 self._add_route(key, front)
 
-    # -- routes (HSTS rides on each route as a response header) ------------------------------
+    # -- routes (a frontend without its own HSTS inherits the listener's) ---------------------
 
     def add_frontend(self, front: RequestHttpFrontend) -> None:
         self._add_route(frontend_key(front), front)
 
     def _add_route(self, key: str, front: RequestHttpFrontend) -> None:
         self._fronts[key] = front
-        value = hsts_value(front.hsts) if front.hsts is not None else self.listener_hsts
-        if value is not None:
-            header = Header(
-                position=HeaderPosition.RESPONSE, key="Strict-Transport-Security", val=value
-            )
-            front = msgspec.structs.replace(front, headers=[*front.headers, header])
+        if front.hsts is None and self.tls_config.hsts is not None:
+            front = msgspec.structs.replace(front, hsts=self.tls_config.hsts)
         super().add_frontend(front)
 
     def remove_frontend(self, front: RequestHttpFrontend) -> None:
@@ -238,6 +237,28 @@ def tls_counters(proxy: HttpProxy) -> dict[str, int]:
         "tls.default_cert_used": sum(h.certificates.default_cert_used for h in https),
         "tls.certificate.load_failures": sum(h.certificates.load_failures for h in https),
     }
+
+
+def certificates_by_address(
+    proxy: HttpProxy, filters: QueryCertificatesFilters
+) -> ListOfCertificatesByAddress:
+    """What the worker serves (`certificate list --workers`): one summary per certificate
+    name, as sozu's workers answer from their certificate resolver."""
+    wanted = filters.fingerprint.strip().lower() if filters.fingerprint else None
+    domain = filters.domain.lower() if filters.domain else None
+    found = []
+    for address, listener in sorted(proxy.listeners.items()):
+        if not isinstance(listener, HttpsListener):
+            continue
+        summaries = [
+            CertificateSummary(domain=name, fingerprint=stored.fingerprint)
+            for stored in listener.certificates
+            if (wanted is None or stored.fingerprint == wanted)
+            and (domain is None or stored.covers(domain))
+            for name in stored.names
+        ]
+        found.append(CertificatesByAddress(address=address, certificate_summaries=summaries))
+    return ListOfCertificatesByAddress(certificates=found)
 
 
 def apply_tls(proxy: HttpProxy, verb: str, body: Any) -> None:

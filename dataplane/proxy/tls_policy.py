@@ -1,5 +1,5 @@
 """The rules of an HTTPS listener that need no socket: which ALPN protocols are offered,
-the HSTS header value, strict SNI binding (421), and refusing expired certificates.
+strict SNI binding (421), and refusing expired certificates.
 
 ALPN: only `http/1.1` is advertised until the HTTP/2 engine exists; `h2` in the configuration
 is dropped with a warning, and a listener that would be left with `h2` only is refused.
@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import time
 
-from dataplane.command.messages import CertificateAndKey, HstsConfig, HttpsListenerConfig
+from dataplane.command.messages import CertificateAndKey, HttpsListenerConfig
 from dataplane.proxy.tls import TlsError, name_matches
 from dataplane.proxy.tls_certificate import parse_certificate
 
 log = logging.getLogger("dataplane.worker")
 
 HTTP11 = "http/1.1"
-DEFAULT_HSTS_MAX_AGE = 31_536_000
 
 
 def served_alpn(config: HttpsListenerConfig) -> list[str]:
@@ -30,18 +29,6 @@ def served_alpn(config: HttpsListenerConfig) -> list[str]:
     if "h2" in config.alpn_protocols:
         log.warning("listener %s: h2 is not served yet; ALPN offers http/1.1", config.address)
     return [HTTP11]
-
-
-def hsts_value(hsts: HstsConfig | None) -> str | None:
-    if hsts is None or not hsts.enabled:
-        return None
-    max_age = hsts.max_age if hsts.max_age is not None else DEFAULT_HSTS_MAX_AGE
-    value = f"max-age={max_age}"
-    if hsts.include_subdomains:
-        value += "; includeSubDomains"
-    if hsts.preload:
-        value += "; preload"
-    return value
 
 
 class SniBinding:

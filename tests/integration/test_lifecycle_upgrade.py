@@ -17,12 +17,13 @@ def _start(pysozu: Any, backends: Any, extra: str = "") -> tuple[Any, int]:
     return pysozu.start(toml), port
 
 
-def _nothing_lost(counts: Counts, drained_workers: int) -> None:
+def _nothing_lost(counts: Counts) -> None:
     assert counts.answered > 500, counts.summary()
     assert (counts.failed, counts.refused, counts.reset) == (0, 0, 0), counts.summary()
-    # A request that raced a draining worker's close of its idle keep-alive connection is
-    # retried once (its outcome counted above): at most once per connection that worker held.
-    assert counts.retried <= 50 * drained_workers, counts.summary()
+    # A draining worker answers every request that reaches it (the last with `Connection:
+    # close`) and half-closes only idle connections whose grace is over: no request of a
+    # client sending back to back ever races a close, so none needs a retry.
+    assert counts.retried == 0, counts.summary()
 
 
 def test_upgrade_one_worker_under_load(pysozu: Any, backends: Any) -> None:
@@ -38,7 +39,7 @@ def test_upgrade_one_worker_under_load(pysozu: Any, backends: Any) -> None:
     assert "worker 0 was replaced by worker 2" in result.stdout
     after = {w.id: w.pid for w in proxy.workers()}
     assert sorted(after) == [1, 2] and after[1] == before[1]
-    _nothing_lost(counts, drained_workers=1)
+    _nothing_lost(counts)
 
 
 def test_upgrade_main_and_every_worker_under_load(pysozu: Any, backends: Any) -> None:
@@ -61,7 +62,7 @@ def test_upgrade_main_and_every_worker_under_load(pysozu: Any, backends: Any) ->
     assert sorted(w.id for w in workers) == [2, 3]
     assert not old_pids & {w.pid for w in workers}
     assert (proxy.directory / "pysozu.pid").read_text().strip() == str(new_main)
-    _nothing_lost(counts, drained_workers=2)
+    _nothing_lost(counts)
     stop = proxy.cli("shutdown")  # the new main is the one that answers and stops
     assert stop.returncode == 0, stop.stderr
 

@@ -21,9 +21,10 @@ from dataplane.command.messages import (
 )
 from dataplane.command.state import ConfigState, StateError
 from dataplane.proxy.clusters import HttpProxy
+from dataplane.proxy.router_route import hsts_value
 from dataplane.proxy.tls import TlsError
 from dataplane.proxy.tls_listener import HttpsListener, apply_tls
-from dataplane.proxy.tls_policy import SniBinding, hsts_value, served_alpn
+from dataplane.proxy.tls_policy import SniBinding, served_alpn
 
 ADDRESS = SocketAddress.parse("127.0.0.1:8443")
 CA = trustme.CA()
