@@ -127,6 +127,7 @@ def _parse(text: str, source: str, base_dir: str) -> Config:
                 config.clusters[cluster_id] = cluster
     config.listeners = list(by_address.values())
     _check_whole(config, root)
+    _warn_unserved(report, config)
     root.finish(strict=False, ignored={"hsts": _TOP_LEVEL_HSTS})
     if not report.problems:  # conflicts between objects, once each object is valid
         _replay(config, report)
@@ -272,8 +273,34 @@ def _check_whole(config: Config, root: Table) -> None:
 def _replay(config: Config, report: Report) -> None:
     """Apply the requests to an empty state: what the proxy would refuse, the load refuses."""
     state = ConfigState()
-    for request, origin in config.located_requests():
+    for request, origin in config.located_requests(served_only=False):
         try:
             state.dispatch(request)
         except StateError as error:
             report.error(origin, None, str(error))
+
+
+def _warn_unserved(report: Report, config: Config) -> None:
+    """One warning for each part of a sozu config that pysozu loads but does not serve yet."""
+    served = {id(listener) for listener in config.served_listeners()}
+    for listener in config.listeners:
+        if id(listener) not in served:
+            report.warn(
+                config.listener_origins.get(id(listener), "listeners"),
+                "protocol",
+                f"TCP and UDP proxying are not supported yet: {listener.address} is not opened",
+            )
+    for cluster_id, cluster in config.clusters.items():
+        if cluster.tcp_frontends or cluster.udp_frontends:
+            report.warn(
+                f"clusters.{cluster_id}",
+                "frontends",
+                "TCP and UDP proxying are not supported yet: these frontends are not served",
+            )
+        if cluster.cluster.health_check is not None:
+            report.warn(
+                f"clusters.{cluster_id}",
+                "health_check",
+                "active health checks are not run yet (kept in the state; backends are "
+                "still taken out by the circuit breaker on connection failures)",
+            )

@@ -92,10 +92,13 @@ class Config:
             state.dispatch(request)
         return state
 
-    def located_requests(self) -> list[tuple[Request, str]]:
-        """The static configuration's requests, each with the table it comes from."""
+    def located_requests(self, served_only: bool = True) -> list[tuple[Request, str]]:
+        """The static configuration's requests, each with the table it comes from; with
+        `served_only=False`, also those of TCP and UDP listeners and frontends (to validate
+        the whole file)."""
         located: list[tuple[Request, str]] = []
-        for listener in self.listeners:
+        listeners = self.served_listeners() if served_only else self.listeners
+        for listener in listeners:
             verb = f"add_{_listener_kind(listener).name.lower()}_listener"
             located.append((Request.of(**{verb: listener}), self._origin(listener)))
         seen_certificates: set[tuple[SocketAddress, str]] = set()
@@ -112,19 +115,30 @@ class Config:
                     located.append((Request.of(add_certificate=add), origin(id(add), "")))
             for front in cluster.https_frontends:
                 located.append((Request.of(add_https_frontend=front), origin(id(front), "")))
-            for tcp in cluster.tcp_frontends:
-                located.append((Request.of(add_tcp_frontend=tcp), origin(id(tcp), "")))
-            for udp in cluster.udp_frontends:
-                located.append((Request.of(add_udp_frontend=udp), origin(id(udp), "")))
+            if not served_only:  # left out otherwise, like their listeners (served_listeners)
+                for tcp in cluster.tcp_frontends:
+                    located.append((Request.of(add_tcp_frontend=tcp), origin(id(tcp), "")))
+                for udp in cluster.udp_frontends:
+                    located.append((Request.of(add_udp_frontend=udp), origin(id(udp), "")))
             for backend in cluster.backends:
                 located.append((Request.of(add_backend=backend), origin(id(backend), "")))
         if self.activate_listeners:
-            for listener in self.listeners:
+            for listener in listeners:
                 activate = ActivateListener(
                     address=listener.address, proxy=_listener_kind(listener)
                 )
                 located.append((Request.of(activate_listener=activate), self._origin(listener)))
         return located
+
+    def served_listeners(self) -> list[AnyListenerConfig]:
+        """HTTP and HTTPS listeners. TCP and UDP proxying are not implemented yet: their
+        listeners (and frontends) are loaded, reported as warnings, and never opened, so that
+        no client connects to a socket that nobody would serve."""
+        return [
+            listener
+            for listener in self.listeners
+            if _listener_kind(listener) in (ListenerType.HTTP, ListenerType.HTTPS)
+        ]
 
     def _origin(self, listener: AnyListenerConfig) -> str:
         return self.listener_origins.get(id(listener), "listeners")

@@ -49,6 +49,13 @@ EXIT_GRACE = 3.0
 NOT_SUPPORTED = {
     "launch_worker": "launch_worker (never implemented by sozu either)",
     "set_metric_detail": "metrics detail leases",
+    "set_health_check": "active health checks",
+    # No worker serves TCP or UDP yet: refusing them keeps main from opening sockets whose
+    # connections nobody would accept (the config loader skips them with a warning too).
+    "add_tcp_listener": "TCP proxying",
+    "add_udp_listener": "UDP proxying",
+    "add_tcp_frontend": "TCP proxying",
+    "add_udp_frontend": "UDP proxying",
 }
 FROM_STATE = {
     "list_frontends",
@@ -212,6 +219,8 @@ class Supervisor:
             return Response.failure("this main process was replaced by an upgrade: reconnect")
         if self.stopping and verb in CHANGING:
             return Response.failure("main is stopping: the state cannot change any more")
+        if verb in NOT_SUPPORTED:
+            return Response.failure(f"{verb}: {NOT_SUPPORTED[verb]} is not supported yet by pysozu")
         if verb in STATE_VERBS:
             return apply_change(self.keeper, self.pool, request, reply, self.timeout)
         if verb in FROM_STATE:
@@ -220,8 +229,6 @@ class Supervisor:
             return queries.gathered(self.state, self.pool, request, self.timeout)
         if verb in FORWARDED:
             return queries.forwarded(self.pool, request, self.timeout)
-        if verb in NOT_SUPPORTED:
-            return Response.failure(f"{verb}: {NOT_SUPPORTED[verb]} is not supported yet by pysozu")
         match verb:
             case "status":
                 described = LifecycleFigures.describe_main(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -211,6 +212,23 @@ def test_upgrade_of_an_unknown_worker_fails(pysozu: Any) -> None:
     result = proxy.cli("upgrade", "--worker", "7")
     assert result.returncode == 1
     assert "there is no live worker 7" in result.stderr
+
+
+def test_what_is_not_served_yet_is_refused_or_never_opened(pysozu: Any) -> None:
+    http_port, tcp_port = pysozu.free_port(), pysozu.free_port()
+    config = listener_only(pysozu, http_port)
+    config += f'[[listeners]]\nprotocol = "tcp"\naddress = "127.0.0.1:{tcp_port}"\n'
+    proxy = pysozu.start(config)
+    # the TCP listener of the file was loaded with a warning and never opened: nothing hangs
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", tcp_port)) != 0
+    for argv in (
+        ["listener", "tcp", "add", "-a", f"127.0.0.1:{pysozu.free_port()}"],
+        ["cluster", "health-check", "set", "-i", "app", "-u", "/health"],
+    ):
+        result = proxy.cli(*argv)
+        assert result.returncode == 1, argv
+        assert "is not supported yet by pysozu" in result.stderr, result.stderr
 
 
 def test_logging_level_changes(pysozu: Any) -> None:

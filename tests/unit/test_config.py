@@ -151,10 +151,13 @@ def test_sozu_sample_loads_unchanged() -> None:
     assert config.saved_state == str(FIXTURES / "state.json")
     assert (config.command_buffer_size, config.max_command_buffer_size) == (16384, 163840)
     assert config.max_connections == 500
-    assert config.warnings == [
+    assert config.warnings[0] == (
         f"{FIXTURES / 'sozu_sample.toml'}: handle_process_affinity: accepted but ignored: "
         "pysozu does not pin workers to CPU cores"
-    ]
+    )
+    # what pysozu loads but does not serve yet is said, never silently dropped
+    assert any("127.0.0.1:8081 is not opened" in warning for warning in config.warnings)
+    assert not any(r.verb.startswith("add_tcp") for r in config.generate_requests())
     http, https, tcp = config.listeners
     assert type(http) is HttpListenerConfig and http.front_timeout == 55  # the top-level value
     assert http.answers["503"].startswith("HTTP/1.1 503 Service Unavailable\r\n")
@@ -376,7 +379,8 @@ def test_frontends_create_their_listeners(config_dir: Path) -> None:
     )
     assert config.clusters["db"].cluster.proxy_protocol == ProxyProtocolConfig.SEND_HEADER
     state = replayed(config)
-    assert len(state.http_fronts) == len(state.https_fronts) == len(state.tcp_fronts) == 1
+    assert len(state.http_fronts) == len(state.https_fronts) == 1
+    assert state.tcp_fronts == {}  # TCP is not served yet: loaded, warned, not applied
 
 
 def test_frontend_options() -> None:
@@ -702,6 +706,10 @@ def test_http_only_cluster_keys_on_a_tcp_cluster_are_ignored_with_a_warning() ->
     assert warnings(config) == [
         "[clusters.t.frontends.0] method: does not apply to a tcp cluster's frontend, ignored",
         "[clusters.t] sticky_session: does not apply to a tcp cluster, ignored",
+        "[clusters.t] protocol: TCP and UDP proxying are not supported yet: "
+        "127.0.0.1:81 is not opened",
+        "[clusters.t] frontends: TCP and UDP proxying are not supported yet: "
+        "these frontends are not served",
     ]
 
 
