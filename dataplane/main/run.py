@@ -226,10 +226,12 @@ def run_upgraded_main(confirm_fd: int, upgrade_fd: int) -> int:
             config.max_command_buffer_size,
         )
         command_socket = CommandSocket.adopt(data.command_socket_path, data.command_socket_fd)
+        if config.pid_file_path:
+            # Before confirming: the old main exits on the confirmation and removes the pid
+            # file only if it still holds its own pid, so it must already hold ours.
+            _write_pid_file(config.pid_file_path)
         main_upgrade.confirm(confirm_fd)
         confirmed = True
-        if config.pid_file_path:
-            _write_pid_file(config.pid_file_path)
         log.info("took over from the previous main: %d workers adopted", len(data.workers))
         supervisor.demo_backend_pids = data.demo_backend_pids
         demo = [AdoptedProcess(pid) for pid in data.demo_backend_pids]
