@@ -6,7 +6,11 @@ session asks `loop.access_log` (set only while `info` is on) when a request ends
 `loop.error_access_log` (set while `error` is on) when the proxy answered or gave up, so with
 access logs off a request costs one attribute read and nothing else.
 
-Lines are queued by `AccessLog` and written once per loop turn (`turn`), never blocking.
+Lines are queued by `AccessLog` and written at most every 0.1 s under traffic (at most a second
+after the last request when traffic stops, the loop's longest sleep), or as soon as 64 KiB are
+waiting: one write per batch, never blocking. The time at the start of a line is read once per
+loop turn, like every time the session measures (`loop.now`).
+
 SIGUSR1 (forwarded by main, which gets it from logrotate) only raises a flag: the target is
 reopened at the next turn, outside whatever the loop was doing when the signal came.
 """
@@ -22,24 +26,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.command.messages import ServerConfig
-from dataplane.proxy.access_log import (
-    AccessLog,
-    AccessRecord,
-    Formatter,
-    ascii_scope,
-    ascii_what,
-)
+from dataplane.proxy.access_log import AccessLog
+from dataplane.proxy.access_log_format import formatter_for
 from dataplane.proxy.access_log_targets import AccessLogTargetError, open_target
 
 if TYPE_CHECKING:
+    from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http_head import RequestHead
     from dataplane.proxy.load_balancing_backend import Backend
-    from dataplane.proxy.session_fields import SessionFields
+    from dataplane.proxy.session_fields import LogParts, SessionFields
     from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
 
-_CACHED = 4096  # entries per cache, then it starts again
+_WRITE_EVERY = 0.1  # seconds between writes under traffic
+_WRITE_NOW = 1 << 16  # ... unless this many bytes are waiting
 _USER_AGENT = re.compile(rb"\r\nuser-agent:[ \t]*([^\r]*)", re.IGNORECASE)
 
 
@@ -49,15 +50,12 @@ class WorkerAccessLogs:
     def __init__(self, loop: Loop, access_log: AccessLog) -> None:
         self.loop = loop
         self.log = access_log
+        self.formatter = access_log.formatter
         self.reopen_requested = False
-        # What a line needs of a parsed head and of a backend, computed once per object:
-        # keep-alive connections reuse their parsed head, and backends live long.
-        self._heads: dict[RequestHead, tuple[str, str | None]] = {}
-        self._backends: dict[Backend, str] = {}
-        # ASCII: the parts of a line that a keep-alive connection repeats, formatted once.
-        formatter = access_log.formatter if access_log is not None else None
-        self._ascii = formatter.ascii_line if formatter and formatter.ascii else None
-        self._parts: dict[tuple[object, ...], tuple[str, str]] = {}
+        self._line = access_log.formatter.line
+        self._enqueue = access_log.enqueue
+        self._stamped_at = -1.0  # loop.now when the formatter last read the clock
+        self._write_at = 0.0
         loop.metrics.counter_sources.append(self._figures)
 
     @classmethod
@@ -69,7 +67,7 @@ class WorkerAccessLogs:
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         spec = config.access_logs_target or config.log_target
         try:
-            formatter = Formatter(config.access_log_format, f"WRK-{worker_id:02d}", os.getpid())
+            formatter = formatter_for(config.access_log_format, f"WRK-{worker_id:02d}", os.getpid())
             target = open_target(spec)
         except AccessLogTargetError as error:
             log.error("access logs disabled: %s", error)
@@ -90,14 +88,17 @@ class WorkerAccessLogs:
         self.loop.error_access_log = self if level <= logging.ERROR else None
 
     def turn(self) -> None:
-        """Once per loop turn: reopen if SIGUSR1 came, write what is queued."""
+        """Once per loop turn: reopen if SIGUSR1 came, write what is due."""
         if self.reopen_requested:
             self.reopen_requested = False
             log.info("SIGUSR1: reopening the access log target %s", self.log.target.spec)
             self.log.reopen()
         access_log = self.log
-        if access_log.queue and not access_log.blocked:
-            access_log.flush()
+        if (access_log.pending or access_log.queue) and not access_log.blocked:
+            now = self.loop.now
+            if now >= self._write_at or access_log.queued_bytes >= _WRITE_NOW:
+                self._write_at = now + _WRITE_EVERY
+                access_log.flush()
 
     def close(self) -> None:
         self.log.close()
@@ -118,90 +119,69 @@ class WorkerAccessLogs:
         message: str | None,
     ) -> None:
         now = self.loop.now
+        if now != self._stamped_at:
+            self._stamped_at = now
+            self.formatter.restamp()
+        request = session.request
+        routed = session.routed
+        backend_id = backend = None
+        response_time = None
         started = session.request_started
         request_time = now - started
-        response_time = None
-        backend_id = backend_address = None
         if reached_backend:
             backend_id = session.backend_id
-            response_time = max(0.0, session.response_started - started)
             back = session.back
-            if back is not None:
-                backend = back.backend
-                backend_address = self._backends.get(backend) or self._backend_address(backend)
-        request = session.request
-        method = path = agent = None
-        if request is not None:
-            method, agent = self._heads.get(request) or self._head(request)
-            path = request.path
-        routed = session.routed
-        cluster_id = routed.cluster_id if routed is not None else None
-        host = session.host or None
-        error = status == 0 or (message is not None and status >= 500)
-        if self._ascii is not None:  # the line straight from its parts: no record
-            key = (request, cluster_id, backend_id, host)
-            parts = self._parts.get(key)
-            if parts is None:
-                what = ascii_what(None, agent, "HTTP", host, method, path)
-                parts = self._remember(key, ascii_scope(cluster_id, backend_id), what)
-            self.log.enqueue(
-                self._ascii(
-                    error,
-                    "%X" % id(session),  # noqa: UP031 (% is the fastest here)
-                    session.request_id.decode("ascii") or None,
-                    parts[0],
-                    session.context.client_address,
-                    backend_address,
-                    request_time,
-                    request_time - (response_time or 0.0),
-                    response_time,
-                    session.bytes_in,
-                    session.bytes_out,
-                    parts[1],
-                    status or None,
-                    message or None,
-                )
-            )
-            return
-        self.log.log(
-            AccessRecord(
-                session_id="%X" % id(session),  # noqa: UP031
-                request_id=session.request_id.decode("ascii") or None,
-                cluster_id=cluster_id,
-                backend_id=backend_id,
-                client_address=session.context.client_address,
-                backend_address=backend_address,
-                method=method,
-                authority=host,
-                path=path,
-                status=status or None,
-                request_time=request_time,
-                service_time=request_time - (response_time or 0.0),
-                response_time=response_time,
-                bytes_in=session.bytes_in,
-                bytes_out=session.bytes_out,
-                user_agent=agent,
-                message=message or None,
-                error=error,
+            backend = back.backend if back is not None else None
+            if session.response is not None:  # else the backend never answered: `-`
+                response_time = max(0.0, session.response_started - started)
+        parts = session.log_parts
+        if (
+            parts is None
+            or parts[0] is not request
+            or parts[1] is not routed
+            or parts[2] != backend_id
+            or parts[3] is not backend
+        ):
+            parts = session.log_parts = self._parts(session, request, routed, backend_id, backend)
+        self._enqueue(
+            self._line(
+                status == 0 or (message is not None and status >= 500),
+                parts[4],
+                session.request_id.decode("ascii") or None,
+                request_time,
+                request_time - (response_time or 0.0),
+                response_time,
+                session.bytes_in,
+                session.bytes_out,
+                status or None,
+                message or None,
             )
         )
 
-    def _remember(self, key: tuple[object, ...], scope: str, what: str) -> tuple[str, str]:
-        if len(self._parts) >= _CACHED:
-            self._parts.clear()
-        parts = self._parts[key] = (scope, what)
-        return parts
-
-    def _head(self, request: RequestHead) -> tuple[str, str | None]:
-        if len(self._heads) >= _CACHED:
-            self._heads.clear()
-        found = _USER_AGENT.search(request.block)
-        agent = found.group(1).decode("latin-1") if found else None
-        facts = self._heads[request] = (request.method.decode("latin-1"), agent)
-        return facts
-
-    def _backend_address(self, backend: Backend) -> str:
-        if len(self._backends) >= _CACHED:
-            self._backends.clear()
-        address = self._backends[backend] = str(backend.address)
-        return address
+    def _parts(
+        self,
+        session: SessionFields,
+        request: RequestHead | None,
+        routed: ClusterRuntime | None,
+        backend_id: str | None,
+        backend: Backend | None,
+    ) -> LogParts:
+        """What the lines of this connection share, as long as its requests do."""
+        method = path = agent = None
+        if request is not None:
+            method = request.method.decode("latin-1")
+            path = request.path
+            found = _USER_AGENT.search(request.block)
+            agent = found.group(1).decode("latin-1") if found else None
+        fixed = self.formatter.fixed(
+            "%X" % id(session),  # noqa: UP031
+            session.context.client_address,
+            routed.cluster_id if routed is not None else None,
+            backend_id,
+            str(backend.address) if backend is not None else None,
+            agent,
+            session.host or None,
+            method,
+            path,
+        )
+        return request, routed, backend_id, backend, fixed

@@ -78,6 +78,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.host_raw = b""
         self.host = ""
         self.last_head = b""
+        self.log_parts = None
         self.last_request = None
         self.template = None  # the forwarded head, split at the request id
         self.template_sticky = b""

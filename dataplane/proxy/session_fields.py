@@ -31,6 +31,8 @@ LINGER_SECONDS = 2.0
 # Soft stop: an idle connection may still send one request (answered `Connection: close`)
 # for this long, so a request racing the worker's stop is served instead of cut.
 STOP_GRACE_SECONDS = 1.0
+# What the access log formatted for a connection: (request, cluster, backend id, backend, parts).
+LogParts = tuple[object, object, object, object, tuple[str, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
 ID_SLOT = b"\x00"
 
@@ -59,6 +61,7 @@ class SessionFields:
         "last_head",
         "last_request",
         "listener",
+        "log_parts",
         "loop",
         "mask",
         "nodelay",
@@ -111,6 +114,7 @@ class SessionFields:
     last_head: bytes
     last_request: RequestHead | None
     listener: HttpListener
+    log_parts: LogParts | None  # the access log's parts of a line (access_log_worker.py)
     loop: Loop
     mask: int  # the client socket's epoll mask
     nodelay: bool  # TCP_NODELAY set on the client socket (see FlowControl._no_delay)

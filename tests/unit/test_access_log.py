@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dataplane.command.messages import AccessLogFormat
-from dataplane.proxy.access_log import AccessLog, AccessRecord, Formatter, duration
+from dataplane.proxy.access_log import AccessLog
+from dataplane.proxy.access_log_format import AccessRecord, Formatter, duration, formatter_for
 from dataplane.proxy.access_log_targets import AccessLogTargetError, Target, open_target
 
 NOW_NS = 1_764_216_000_123_456_789  # 2025-11-27T04:00:00.123456Z
@@ -38,7 +41,7 @@ def record(**changes: object) -> AccessRecord:
 
 
 def formatter(log_format: AccessLogFormat = AccessLogFormat.ASCII) -> Formatter:
-    return Formatter(log_format, "WRK-00", 4242, clock=lambda: NOW_NS)
+    return formatter_for(log_format, "WRK-00", 4242, clock=lambda: NOW_NS)
 
 
 def test_ascii_line_in_sozu_layout() -> None:
@@ -48,12 +51,12 @@ def test_ascii_line_in_sozu_layout() -> None:
         "[S1 R1 api api-0] 127.0.0.1:51234 127.0.0.1:9000 2130μs/40μs/1900μs/-/- 120 5120 "
         "[a=1, b=2, user-agent=curl/8.5_{x}] None HTTP example.com GET /index.html 200\n"
     )
-    assert line == expected.encode()
+    assert line == expected
 
 
 def test_ascii_line_with_missing_values_and_an_error() -> None:
     empty = AccessRecord(session_id="S2", error=True, message="client_timeout")
-    line = formatter().format(empty).decode()
+    line = formatter().format(empty)
     assert line.endswith(
         "ERROR-ACCESS WRK-00\t[S2 - - -] - - 0ns/0ns/-/-/- 0 0 [] None HTTP - - - - "
         "| client_timeout\n"
@@ -61,9 +64,12 @@ def test_ascii_line_with_missing_values_and_an_error() -> None:
 
 
 def test_one_request_is_one_line_whatever_its_fields_hold() -> None:
-    line = formatter().format(record(path="/a\nINFO forged", user_agent="x\r\ny"))
-    assert line.count(b"\n") == 1 and line.endswith(b"\n")
-    assert b"/a\\nINFO forged" in line
+    for log_format in (AccessLogFormat.ASCII, AccessLogFormat.JSON):
+        line = formatter(log_format).format(
+            record(path="/a\nINFO forged", user_agent="x\r\ny", message="m\nn")
+        )
+        assert line.count("\n") == 1 and line.endswith("\n")
+        assert "/a\\nINFO forged" in line
 
 
 @pytest.mark.parametrize(
@@ -84,9 +90,18 @@ def test_durations_as_sozu_prints_them(seconds: float | None, text: str) -> None
     assert duration(seconds) == text.encode()
 
 
+@given(st.floats(min_value=0.0, max_value=1000.0))
+def test_lines_print_durations_as_sozu_whatever_their_range(seconds: float) -> None:
+    line = formatter().format(
+        record(request_time=seconds, service_time=seconds, response_time=seconds)
+    )
+    text = duration(seconds).decode()
+    assert f" {text}/{text}/{text}/-/- " in line
+
+
 def test_json_line_is_one_object_with_every_field() -> None:
     line = formatter(AccessLogFormat.JSON).format(record(user_agent="curl", tags={"a": "1"}))
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.endswith("\n") and line.count("\n") == 1
     data = json.loads(line)
     assert data["time"] == "2025-11-27T04:00:00.123456Z"
     assert data["tag"] == "WRK-00" and data["pid"] == 4242
@@ -200,7 +215,7 @@ def test_full_target_keeps_the_rest_and_asks_for_writability() -> None:
     log, _ = access_log(target, watches=watches)
     log.log(record())
     log.log(record())
-    whole = b"".join([formatter().format(record())] * 2)
+    whole = (formatter().format(record()) * 2).encode()
     log.flush()
     assert log.wants_write and log.fileno() == 99
     assert watches.fds == {99: log.on_writable}

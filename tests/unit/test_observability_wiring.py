@@ -1,16 +1,14 @@
-"""The glue of observability: merged `query_metrics`, circuit breaker transitions, access-log
-levels. (The end-to-end behaviour is in tests/integration/test_observability_*.py.)"""
+"""The glue of observability: merged `query_metrics`, circuit breaker transitions. (The access
+log's is in test_access_log_worker.py; end to end: tests/integration/test_observability_*.py.)"""
 
 from __future__ import annotations
 
-import logging
 import random
 from typing import Any
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import MetricDetail, QueryMetricsOptions
 from dataplane.main.metrics_query import aggregate
-from dataplane.proxy.access_log_worker import WorkerAccessLogs
 from dataplane.proxy.load_balancing_backend import MAX_CONNECT_TRIES, Backend
 from dataplane.proxy.metrics import MetricsRegistry
 
@@ -60,21 +58,3 @@ def test_the_breaker_reports_opening_and_closing_once() -> None:
     assert opened == [False] * (MAX_CONNECT_TRIES - 1) + [True, False, False]
     assert backend.connect_succeeded(0.001, now) is True
     assert backend.connect_succeeded(0.001, now) is False
-
-
-class _Loop:
-    def __init__(self) -> None:
-        self.metrics = MetricsRegistry()
-        self.access_log: object = None
-        self.error_access_log: object = None
-
-
-def test_access_logs_follow_the_log_level() -> None:
-    loop = _Loop()
-    logs = WorkerAccessLogs(loop, access_log=None)  # type: ignore[arg-type]
-    logs.follow_level(logging.INFO)
-    assert loop.access_log is logs and loop.error_access_log is logs
-    logs.follow_level(logging.WARNING)
-    assert loop.access_log is None and loop.error_access_log is logs
-    logs.follow_level(logging.CRITICAL)
-    assert loop.access_log is None and loop.error_access_log is None

@@ -1,0 +1,189 @@
+"""The worker's access log: which requests are logged, what their lines say, when they are
+written. Sessions and the loop are stand-ins; formatting and queueing are the real ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from types import SimpleNamespace
+from typing import Any
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import AccessLogFormat
+from dataplane.proxy.access_log import AccessLog
+from dataplane.proxy.access_log_format import formatter_for
+from dataplane.proxy.access_log_targets import Target
+from dataplane.proxy.access_log_worker import WorkerAccessLogs
+from dataplane.proxy.http_head import RequestParser
+from dataplane.proxy.load_balancing_backend import Backend
+from dataplane.proxy.metrics import MetricsRegistry
+
+
+class Collect(Target):
+    """Keeps what is written; counts the writes."""
+
+    def __init__(self) -> None:
+        super().__init__("collect")
+        self.written: list[bytes] = []
+
+    def fileno(self) -> int:
+        return 99
+
+    def write(self, data: bytes) -> int:
+        self.written.append(bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+    def lines(self) -> list[str]:
+        return b"".join(self.written).decode().splitlines()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.nanos = 1_764_216_000_000_000_000
+        self.reads = 0
+
+    def __call__(self) -> int:
+        self.reads += 1
+        self.nanos += 1000
+        return self.nanos
+
+
+def worker_logs(log_format: AccessLogFormat = AccessLogFormat.ASCII) -> Any:
+    loop = SimpleNamespace(
+        now=100.0, metrics=MetricsRegistry(), access_log=None, error_access_log=None
+    )
+    clock = Clock()
+    target = Collect()
+    logs = WorkerAccessLogs(loop, AccessLog(target, formatter_for(log_format, "WRK-01", 7, clock)))  # type: ignore[arg-type]
+    return loop, logs, target, clock
+
+
+def session(path: bytes = b"/", agent: bytes = b"curl/8") -> Any:
+    head = RequestParser().parse(
+        b"GET " + path + b" HTTP/1.1\r\nHost: example.com\r\nUser-Agent: " + agent + b"\r\n\r\n"
+    )
+    backend = Backend("app-0", SocketAddress.parse("127.0.0.1:9000"), rng=random.Random(1))
+    return SimpleNamespace(
+        request=head,
+        response=object(),
+        routed=SimpleNamespace(cluster_id="app"),
+        backend_id="app-0",
+        back=SimpleNamespace(backend=backend),
+        host="example.com",
+        context=SimpleNamespace(client_address="127.0.0.1:5555"),
+        request_id=b"01ABC",
+        request_started=99.998,
+        response_started=99.999,
+        bytes_in=80,
+        bytes_out=300,
+        log_parts=None,
+    )
+
+
+def test_access_logs_follow_the_log_level() -> None:
+    loop, logs, _, _ = worker_logs()
+    logs.follow_level(logging.INFO)
+    assert loop.access_log is logs and loop.error_access_log is logs
+    logs.follow_level(logging.WARNING)
+    assert loop.access_log is None and loop.error_access_log is logs
+    logs.follow_level(logging.CRITICAL)
+    assert loop.access_log is None and loop.error_access_log is None
+
+
+def test_a_line_says_what_the_session_did() -> None:
+    _, logs, target, _ = worker_logs()
+    s = session(agent=b"curl/8 [x]")
+    logs.session_ended(s, 200, True, None)
+    logs.close()
+    (line,) = target.lines()
+    assert line.split("\t")[0].endswith(" 7 INFO-ACCESS  WRK-01")
+    assert line.split("\t")[1] == (
+        f"[{id(s):X} 01ABC app app-0] 127.0.0.1:5555 127.0.0.1:9000 2000μs/1000μs/1000μs/-/- "
+        "80 300 [user-agent=curl/8_{x}] None HTTP example.com GET / 200"
+    )
+
+
+def test_no_backend_answer_is_an_error_line_without_response_time() -> None:
+    _, logs, target, _ = worker_logs()
+    s = session()
+    s.response = None
+    logs.session_ended(s, 0, True, "closed before the response was complete")
+    s2 = session()
+    logs.session_ended(s2, 404, False, None)
+    logs.close()
+    failed, not_found = target.lines()
+    assert "ERROR-ACCESS WRK-01" in failed
+    assert " 127.0.0.1:9000 2000μs/2000μs/-/-/- 80 300 " in failed
+    assert failed.endswith(" GET / - | closed before the response was complete")
+    assert " app -] 127.0.0.1:5555 - 2000μs/2000μs/-/-/- " in not_found
+    assert not_found.endswith(" 404")
+
+
+def test_keep_alive_requests_share_their_parts_until_the_route_changes() -> None:
+    _, logs, target, _ = worker_logs()
+    s = session()
+    logs.session_ended(s, 200, True, None)
+    parts = s.log_parts
+    s.request_id = b"01ABD"
+    logs.session_ended(s, 200, True, None)
+    assert s.log_parts is parts  # same request head, cluster and backend: nothing re-made
+    s.request = RequestParser().parse(b"GET /other HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    logs.session_ended(s, 200, True, None)
+    assert s.log_parts is not parts
+    logs.close()
+    first, second, third = target.lines()
+    assert " 01ABC app " in first and " 01ABD app " in second
+    assert third.endswith("[] None HTTP example.com GET /other 200")
+
+
+def test_the_clock_is_read_once_per_loop_turn() -> None:
+    loop, logs, target, clock = worker_logs()
+    for _ in range(3):
+        logs.session_ended(session(), 200, True, None)
+    assert clock.reads == 1
+    loop.now += 0.001
+    logs.session_ended(session(), 200, True, None)
+    assert clock.reads == 2
+    logs.close()
+    stamps = [line.split(" ")[1] for line in target.lines()]
+    assert stamps[0] == stamps[2] != stamps[3]
+
+
+def test_lines_are_written_in_batches_not_per_request() -> None:
+    loop, logs, target, _ = worker_logs()
+    logs.session_ended(session(), 200, True, None)
+    logs.turn()
+    assert len(target.written) == 1  # the first line after a quiet time goes at once
+    for _ in range(5):
+        loop.now += 0.01
+        logs.session_ended(session(), 200, True, None)
+        logs.turn()
+    assert len(target.written) == 1  # gathered ...
+    loop.now += 0.1
+    logs.turn()
+    assert len(target.written) == 2  # ... and written together, a tenth of a second later
+    assert len(target.lines()) == 6
+
+
+def test_json_lines_parse_back_with_every_field() -> None:
+    _, logs, target, _ = worker_logs(AccessLogFormat.JSON)
+    logs.session_ended(session(path=b'/q?a="b"'), 200, True, None)
+    failed = session()
+    failed.response = None
+    logs.session_ended(failed, 0, True, "backend_timeout")
+    logs.close()
+    ok, timeout = (json.loads(line) for line in target.lines())
+    assert ok["path"] == '/q?a="b"' and ok["user_agent"] == "curl/8"
+    assert (ok["cluster_id"], ok["backend_id"], ok["backend_address"]) == (
+        "app",
+        "app-0",
+        "127.0.0.1:9000",
+    )
+    assert ok["request_time"] == 0.002 and ok["response_time"] == 0.001
+    assert ok["status"] == 200 and ok["error"] is False and ok["tag"] == "WRK-01"
+    assert timeout["status"] is None and timeout["response_time"] is None
+    assert timeout["error"] is True and timeout["message"] == "backend_timeout"
