@@ -88,11 +88,36 @@ def open_target(target: str) -> TextIO:
 NETWORK_TARGETS = ("udp://", "tcp://", "unix://")
 
 
+class _TargetHandler(logging.StreamHandler[TextIO]):
+    """Writes to a log target; a file target can be opened again after logrotate moved it."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(open_target(target))
+        self.target = target
+
+    def reopen(self) -> None:
+        if not self.target.startswith("file://"):
+            return
+        old = self.setStream(open_target(self.target))
+        if old is not None:
+            old.close()
+
+
+def reopen_log_file() -> None:
+    """SIGUSR1: open the log file again (the old one was renamed); stdout needs nothing.
+    A file that cannot be opened is reported on the one in use, which stays in use."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _TargetHandler):
+            try:
+                handler.reopen()
+            except LogTargetError as error:
+                log.error("%s: still logging to the previous file", error)
+
+
 def setup_logging(target: str, level: str, tag: str = "MAIN") -> None:
     """Route this process's logs to `target` at `level` (replacing any earlier setup)."""
     fallback = target.startswith(NETWORK_TARGETS)
-    stream = open_target("stdout" if fallback else target)
-    handler = logging.StreamHandler(stream)
+    handler = _TargetHandler("stdout" if fallback else target)
     handler.setFormatter(_Formatter(tag))
     root = logging.getLogger()
     for old in list(root.handlers):

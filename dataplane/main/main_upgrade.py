@@ -84,6 +84,7 @@ class UpgradeData(msgspec.Struct, kw_only=True):
     worker_restarts: int = 0
     main_upgrades: int = 0
     demo_backend_pids: list[int] = msgspec.field(default_factory=list)
+    prometheus_address: str | None = None  # from the command line: the config has the rest
 
     def descriptors(self) -> list[int]:
         fds = [self.command_socket_fd]
@@ -188,6 +189,7 @@ def snapshot(
     config_path: str | None,
     figures: LifecycleFigures,
     demo_backend_pids: list[int],
+    prometheus_address: str | None = None,
 ) -> UpgradeData:
     """What the new main needs, descriptors by number (they are inherited as they are)."""
     workers = [
@@ -218,6 +220,7 @@ def snapshot(
         worker_restarts=pool.restarts,
         main_upgrades=figures.main_upgrades + 1,
         demo_backend_pids=demo_backend_pids,
+        prometheus_address=prometheus_address,
     )
 
 

@@ -111,13 +111,12 @@ def _configure(config_path: str | None) -> Config | None:
 def _serve(
     supervisor: Supervisor,
     command_socket: CommandSocket,
-    prometheus_address: str | None = None,
     upgraded: bool = False,
 ) -> int:
     supervisor.start_workers()
     supervisor.listen(command_socket)
     config = supervisor.config
-    address = prometheus_address or config.prometheus_address
+    address = supervisor.prometheus_address or config.prometheus_address
     if address:
         try:
             supervisor.prometheus = start_prometheus(supervisor, address)
@@ -176,6 +175,7 @@ def run_main(config_path: str | None, prometheus_address: str | None = None) -> 
     if config is None:
         return 1
     supervisor = Supervisor(config, config_path)
+    supervisor.prometheus_address = prometheus_address
     demo: list[subprocess.Popen[bytes]] = []
     command_socket: CommandSocket | None = None
     code = 1
@@ -191,7 +191,7 @@ def run_main(config_path: str | None, prometheus_address: str | None = None) -> 
         if config.saved_state:
             _apply_saved_state(supervisor, config.saved_state)
         supervisor.loop.call_later(0, notify.ready)
-        code = _serve(supervisor, command_socket, prometheus_address)
+        code = _serve(supervisor, command_socket)
     except MainError as error:
         log.error("%s", error)
     finally:
@@ -211,6 +211,7 @@ def run_upgraded_main(confirm_fd: int, upgrade_fd: int) -> int:
     if config is None:
         return 1
     supervisor = Supervisor(config, data.config_path)
+    supervisor.prometheus_address = data.prometheus_address
     command_socket: CommandSocket | None = None
     demo: list[AdoptedProcess] = []
     confirmed = False

@@ -18,7 +18,7 @@ from typing import Any
 
 import dataplane
 from dataplane.command.config import Config
-from dataplane.command.logs import LogTargetError, level_name, set_level
+from dataplane.command.logs import LogTargetError, level_name, reopen_log_file, set_level
 from dataplane.command.messages import STATE_VERBS, HardStopOptions, Request
 from dataplane.command.responses import Event, EventKind, Response, ResponseStatus
 from dataplane.command.state import ConfigState
@@ -109,6 +109,7 @@ class Supervisor:
         self.request_counts = self.figures.request_counts
         self.main_metrics = MainFigures(workers_alive=lambda: len(self.pool.live()))
         self.prometheus: PrometheusEndpoint | None = None  # prometheus_main.start_prometheus
+        self.prometheus_address: str | None = None  # --prometheus-address (kept on upgrade)
         self.clients: dict[int, Client] = {}
         self._client_ids = itertools.count(1)
         self.command_socket: CommandSocket | None = None
@@ -301,6 +302,7 @@ class Supervisor:
             self.config_path,
             self.figures,
             self.demo_backend_pids,
+            self.prometheus_address,
         )
         try:
             pid = main_upgrade.hand_over(
@@ -358,7 +360,7 @@ class Supervisor:
             self.pool.reap()
             return
         if signum == signal.SIGUSR1:
-            self._reopen_access_logs()
+            self._reopen_logs()
             return
         if signum == signal.SIGHUP:
             if self.stopping or self.handed_over:
@@ -381,10 +383,12 @@ class Supervisor:
         log.info("received %s: %s stop", name, "soft" if soft else "hard")
         self._run(self._stop(HardStopOptions(), NoReply(), soft), self._log_outcome)
 
-    def _reopen_access_logs(self) -> None:
-        """SIGUSR1 (logrotate's postrotate): the workers reopen their access log files."""
+    def _reopen_logs(self) -> None:
+        """SIGUSR1 (logrotate's postrotate): main reopens its log file, the workers theirs
+        and their access log files."""
+        reopen_log_file()
         workers = [w for w in self.pool.live() if w.booted]  # a booting one has no handler yet
-        log.info("received SIGUSR1: forwarding it to %d workers", len(workers))
+        log.info("received SIGUSR1: log file reopened, forwarding to %d workers", len(workers))
         for worker in workers:
             try:
                 os.kill(worker.pid, signal.SIGUSR1)

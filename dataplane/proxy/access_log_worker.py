@@ -11,8 +11,9 @@ after the last request when traffic stops, the loop's longest sleep), or as soon
 waiting: one write per batch, never blocking. The time at the start of a line is read once per
 loop turn, like every time the session measures (`loop.now`).
 
-SIGUSR1 (forwarded by main, which gets it from logrotate) only raises a flag: the target is
-reopened at the next turn, outside whatever the loop was doing when the signal came.
+SIGUSR1 (forwarded by main, which gets it from logrotate) only raises a flag: the target, and
+the worker's own log file, are reopened at the next turn, outside whatever the loop was doing
+when the signal came.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dataplane.command.logs import reopen_log_file
 from dataplane.command.messages import ServerConfig
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import formatter_for
@@ -91,6 +93,7 @@ class WorkerAccessLogs:
         """Once per loop turn: reopen if SIGUSR1 came, write what is due."""
         if self.reopen_requested:
             self.reopen_requested = False
+            reopen_log_file()
             log.info("SIGUSR1: reopening the access log target %s", self.log.target.spec)
             self.log.reopen()
         access_log = self.log

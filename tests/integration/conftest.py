@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,18 +196,25 @@ class PysozuFactory:
         workers: int | None = 2,
         directory: Path | None = None,
         wait: bool = True,
+        args: Sequence[str] = (),
     ) -> Pysozu:
         config_path, socket_path = self.write_config(toml, directory)
-        return self.start_file(config_path, socket_path, workers, wait)
+        return self.start_file(config_path, socket_path, workers, wait, args)
 
     def start_file(
-        self, config_path: Path, socket_path: str, workers: int | None = 2, wait: bool = True
+        self,
+        config_path: Path,
+        socket_path: str,
+        workers: int | None = 2,
+        wait: bool = True,
+        args: Sequence[str] = (),
     ) -> Pysozu:
+        """`pysozu start -c config_path [args...]` (args: more command-line flags)."""
         directory = config_path.parent
         log_path = directory / f"pysozu-{len(self.instances)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [PYTHON, "-m", "dataplane", "start", "-c", str(config_path)],
+                [PYTHON, "-m", "dataplane", "start", "-c", str(config_path), *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=directory,

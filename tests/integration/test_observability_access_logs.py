@@ -138,3 +138,31 @@ def test_sigusr1_reopens_the_file(pysozu: Any, backends: Any, tmp_path: Path) ->
     assert proxy.process.poll() is None
     assert len(proxy.workers()) == 2  # nobody died of the signal
     assert "SIGUSR1" in proxy.log()
+
+
+def test_sigusr1_reopens_the_log_files_of_main_and_workers(
+    pysozu: Any, backends: Any, tmp_path: Path
+) -> None:
+    main_log = tmp_path / "pysozu.log"
+    listen = pysozu.free_port()
+    toml = (
+        f'log_target = "file://{main_log}"\nlog_level = "info"\n'
+        f'access_logs_target = "file://{tmp_path / "access.log"}"\n'
+        + pysozu.http_config(listen, {"app": ("app.com", [backends.start("app-1")])})
+    )
+    proxy = pysozu.start(toml)
+    assert get(listen, "app.com") == 200
+    rotated = tmp_path / "pysozu.log.1"
+    os.rename(main_log, rotated)
+    os.kill(proxy.process.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 5.0
+    text = ""
+    while time.monotonic() < deadline:
+        assert get(listen, "app.com") == 200  # a request wakes each worker's loop
+        text = main_log.read_text(encoding="utf-8") if main_log.exists() else ""
+        if "MAIN INFO received SIGUSR1" in text and text.count("reopening the access log") >= 2:
+            break
+        time.sleep(0.1)
+    assert "MAIN INFO received SIGUSR1: log file reopened, forwarding to 2 workers" in text, text
+    assert "WRK-00 INFO SIGUSR1" in text and "WRK-01 INFO SIGUSR1" in text, text
+    assert "ready" in rotated.read_text(encoding="utf-8")  # what came before stays there

@@ -250,3 +250,25 @@ def test_series_of_removed_clusters_disappear(pysozu: Any, backends: Any) -> Non
         _ok(proxy, Request.of(remove_backend=gone))
         _ok(proxy, Request.of(remove_cluster=cluster_id))
     assert series() == before
+
+
+@pytest.mark.timeout(90)
+def test_the_command_line_address_survives_an_upgrade_of_main(pysozu: Any, backends: Any) -> None:
+    listen, prometheus = pysozu.free_port(), pysozu.free_port()
+    base = pysozu.http_config(listen, {"app": ("app.com", [backends.start("app-1")])})
+    proxy = pysozu.start(base, args=["--prometheus-address", f"127.0.0.1:{prometheus}"])
+    assert value(samples(prometheus), "pysozu_main_upgrades_total") == 0
+    result = proxy.cli("upgrade", timeout=60)
+    assert result.returncode == 0, result.stderr + proxy.log()
+    assert proxy.process.wait(timeout=10) == 0  # the old main is gone: the new one answers
+    deadline = time.monotonic() + 10
+    while True:  # the new main binds once the old one has let the address go
+        try:
+            found = samples(prometheus)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert value(found, "pysozu_main_upgrades_total") == 1
+    assert proxy.cli("shutdown").returncode == 0
