@@ -3,6 +3,12 @@
 Our keys live under `pysozu.io/`. With `--nginx-annotations`, the common ingress-nginx keys are
 read too, where the dataplane can honour them; ours win when both are set. Keys the dataplane
 cannot honour produce a "not supported" problem instead of being silently ignored.
+
+Timeouts and the sticky cookie's name are per cluster (a pysozu extension of sozu's Cluster):
+`connect-timeout` / `proxy-connect-timeout` -> `connect_timeout`, `backend-timeout` /
+`proxy-read-timeout` / `proxy-send-timeout` (the larger of the two) -> `back_timeout`,
+`session-cookie-name` -> `sticky_name`. A cookie name only means something with sticky sessions
+(`pysozu.io/sticky-sessions: "true"` or nginx `affinity: cookie`); without them it is reported.
 """
 
 from __future__ import annotations
@@ -10,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import msgspec
-
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
+from dataplane.command.state_rules import StateError, check_cookie_name
 
 PREFIX = "pysozu.io/"
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -46,8 +51,6 @@ _NGINX_UNSUPPORTED = (
     "auth-url",
     "limit-rps",
 )
-# Per-cluster timeouts exist only if the dataplane's Cluster message carries them.
-_CLUSTER_TIMEOUTS = {"connect_timeout", "back_timeout"} <= set(Cluster.__struct_fields__)
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class Options:
     load_metric: LoadMetric | None = None
     connect_timeout: int | None = None
     back_timeout: int | None = None
+    sticky_name: str | None = None
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -67,16 +71,16 @@ class Options:
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
-        cluster = Cluster(
+        return Cluster(
             cluster_id=cluster_id,
             sticky_session=bool(self.sticky_session),
             load_balancing=self.load_balancing or LoadBalancingAlgorithms.ROUND_ROBIN,
             load_metric=self.load_metric,
             answers=dict(self.answers),
+            connect_timeout=self.connect_timeout,
+            back_timeout=self.back_timeout,
+            sticky_name=self.sticky_name,
         )
-        timeouts = {"connect_timeout": self.connect_timeout, "back_timeout": self.back_timeout}
-        set_timeouts = {name: value for name, value in timeouts.items() if value is not None}
-        return msgspec.structs.replace(cluster, **set_timeouts) if set_timeouts else cluster
 
 
 def _bool(key: str, value: str, problems: list[str]) -> bool | None:
@@ -105,10 +109,26 @@ def _weights(key: str, value: str, problems: list[str]) -> dict[str, int]:
     return weights
 
 
-def _timeouts_unsupported(key: str, problems: list[str]) -> None:
-    problems.append(
-        f"annotation {key}: not supported: this dataplane has listener-wide timeouts only"
-    )
+def _cookie_name(key: str, value: str, problems: list[str]) -> str | None:
+    try:
+        check_cookie_name("cookie name", value)  # the dataplane's own rule for sticky_name
+    except StateError as error:
+        problems.append(f"annotation {key}: {error}")
+        return None
+    return value
+
+
+def _check_cookie_name_applies(options: Options, annotations: Mapping[str, str]) -> None:
+    """A cookie name without sticky sessions would be silently unused: say so, drop it."""
+    if options.sticky_name is not None and not options.sticky_session:
+        key = PREFIX + "session-cookie-name"
+        if annotations.get(key) != options.sticky_name:
+            key = NGINX + "session-cookie-name"
+        options.problems.append(
+            f"annotation {key}: has no effect without sticky sessions "
+            f'({PREFIX}sticky-sessions: "true" or {NGINX}affinity: cookie)'
+        )
+        options.sticky_name = None
 
 
 def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
@@ -133,11 +153,12 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 problems.append(f"annotation {key}: {value!r} is not one of {sorted(_METRICS)}")
             options.load_metric = metric
         elif name in ("connect-timeout", "backend-timeout"):
-            if not _CLUSTER_TIMEOUTS:
-                _timeouts_unsupported(key, problems)
-            elif (seconds := _seconds(key, value, problems)) is not None:
+            if (seconds := _seconds(key, value, problems)) is not None:
                 field_name = "connect_timeout" if name == "connect-timeout" else "back_timeout"
                 setattr(options, field_name, seconds)
+        elif name == "session-cookie-name":
+            if (cookie := _cookie_name(key, value, problems)) is not None:
+                options.sticky_name = cookie
         elif name.startswith("answer-"):
             code = name.removeprefix("answer-")
             if code not in ANSWER_CODES:
@@ -156,6 +177,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             options.weights = _weights(key, value, problems)
         else:
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
+    _check_cookie_name_applies(options, annotations)
     return options
 
 
@@ -175,10 +197,7 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
         else:
             problems.append(f"annotation {NGINX}affinity: only 'cookie' is supported")
     if (value := get("session-cookie-name")) is not None:
-        problems.append(
-            f"annotation {NGINX}session-cookie-name: not supported: the sticky cookie is named "
-            "by the dataplane's listener (sticky_name)"
-        )
+        options.sticky_name = _cookie_name(NGINX + "session-cookie-name", value, problems)
     if (value := get("load-balance")) is not None:
         if value == "round_robin":
             options.load_balancing = LoadBalancingAlgorithms.ROUND_ROBIN
@@ -194,9 +213,7 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
     ):
         if (value := get(name)) is None:
             continue
-        if not _CLUSTER_TIMEOUTS:
-            _timeouts_unsupported(NGINX + name, problems)
-        elif (seconds := _seconds(NGINX + name, value, problems)) is not None:
+        if (seconds := _seconds(NGINX + name, value, problems)) is not None:
             current = getattr(options, target)
             setattr(options, target, seconds if current is None else max(current, seconds))
     for name in _NGINX_UNSUPPORTED:

@@ -53,6 +53,9 @@ def _cluster_add(a: argparse.Namespace) -> Request:
             https_redirect_port=a.https_redirect_port,
             www_authenticate=a.www_authenticate,
             authorized_hashes=a.authorized_hash,
+            connect_timeout=a.connect_timeout,
+            back_timeout=a.back_timeout,
+            sticky_name=a.sticky_name,
         )
     )
 
@@ -88,6 +91,24 @@ def add_cluster_tree(top: Subparsers) -> None:
         help="round_robin (default), random, least_loaded, power_of_two, hrw, maglev",
     )
     add.add_argument("--http2", action="store_true", help="HTTP/2 to the backends")
+    add.add_argument(
+        "--connect-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="pysozu extension: replaces the listener's connect_timeout for this cluster",
+    )
+    add.add_argument(
+        "--back-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="pysozu extension: replaces the listener's back_timeout for this cluster",
+    )
+    add.add_argument(
+        "--sticky-name",
+        metavar="NAME",
+        help="pysozu extension: sticky session cookie name for this cluster (default: the "
+        "listener's sticky_name)",
+    )
     add.add_argument("--https-redirect-port", type=int)
     add.add_argument("--www-authenticate", help="realm of the WWW-Authenticate header")
     add.add_argument(

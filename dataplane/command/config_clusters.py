@@ -8,6 +8,8 @@ A TCP cluster's frontend on a UDP listener is a UDP frontend.
 
 pysozu difference: frontends from TOML default to `position = "TREE"` (sozu: PRE), so
 overlapping rules match most-specific-first, as CLI-created ones do (see DESIGN.md).
+pysozu extension: a cluster may set `connect_timeout`, `back_timeout` (seconds) and
+`sticky_name`, which replace its listener's for the requests routed to it.
 """
 
 from __future__ import annotations
@@ -54,7 +56,13 @@ from dataplane.command.messages import (
     UdpHealthMode,
     UdpListenerConfig,
 )
-from dataplane.command.state_rules import StateError, check_http_frontend, check_id, check_port
+from dataplane.command.state_rules import (
+    StateError,
+    check_cookie_name,
+    check_http_frontend,
+    check_id,
+    check_port,
+)
 
 U32 = 2**32 - 1
 HTTP_ONLY_FRONTEND_KEYS = (
@@ -121,11 +129,11 @@ def parse_cluster(
             table.warn("send_proxy", "does not apply to an http cluster, ignored")
     else:
         _tcp_frontends(table, frontends, config, listeners, defaults)
-        for key in ("sticky_session", "https_redirect", "http2", "answer_503"):
+        for key in ("sticky_session", "https_redirect", "http2", "answer_503", "sticky_name"):
             if table.has(key):
                 table.warn(key, "does not apply to a tcp cluster, ignored")
         cluster.sticky_session = cluster.https_redirect = False  # as sozu's TCP clusters
-        cluster.http2 = cluster.answer_503 = None
+        cluster.http2 = cluster.answer_503 = cluster.sticky_name = None
     for index, backend_table in enumerate(backends):
         backend = _backend(backend_table, cluster_id, index)
         if backend is not None:
@@ -161,7 +169,23 @@ def _cluster(table: Table, cluster_id: str) -> Cluster:
         retry_after=table.integer("retry_after", high=U32),
         health_check=_health_check(health) if health is not None else None,
         udp=_udp(table),
+        connect_timeout=table.integer("connect_timeout", low=1, high=U32),
+        back_timeout=table.integer("back_timeout", low=1, high=U32),
+        sticky_name=_sticky_name(table),
     )
+
+
+def _sticky_name(table: Table) -> str | None:
+    """pysozu extension: the cluster's own sticky cookie name (sozu: the listener's only)."""
+    name = table.text("sticky_name")
+    if name is None:
+        return None
+    try:
+        check_cookie_name("cookie name", name)
+    except StateError as error:
+        table.error("sticky_name", str(error))
+        return None
+    return str(name)
 
 
 def _health_check(table: Table) -> HealthCheckConfig:

@@ -365,6 +365,10 @@ class Cluster(Message, kw_only=True):
     retry_after: int | None = None
     health_check: HealthCheckConfig | None = None
     udp: UdpClusterConfig | None = None
+    # pysozu extensions (sozu 2.1 has these per listener only); None: the listener's value.
+    connect_timeout: int | None = None  # seconds
+    back_timeout: int | None = None  # seconds
+    sticky_name: str | None = None  # the sticky session cookie's name
 
 
 class PathRule(Message, kw_only=True):

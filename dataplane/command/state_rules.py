@@ -38,6 +38,7 @@ class StateError(Exception):
 
 
 MAX_ID_LENGTH = 256
+MAX_TIMEOUT_SECONDS = 2**32 - 1  # as the listeners' timeouts (u32 in sozu)
 ALPN_VALUES = ("h2", "http/1.1")
 # RFC 9110 token characters: header names, methods, cookie names.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -70,8 +71,15 @@ def check_hostname(hostname: str) -> None:
 
 
 def check_token(what: str, value: str) -> None:
-    if not _TOKEN.match(value):
+    if not _TOKEN.fullmatch(value):  # fullmatch: `$` would let a trailing newline through
         raise StateError(f"{what} {value!r} is not a valid HTTP token")
+
+
+def check_cookie_name(what: str, value: str) -> None:
+    """A cookie name (RFC 6265: a token), of a sane length."""
+    if len(value) > MAX_ID_LENGTH:
+        raise StateError(f"{what} is longer than {MAX_ID_LENGTH} characters")
+    check_token(what, value)
 
 
 def check_non_negative(owner: str, message: Any) -> None:
@@ -128,6 +136,14 @@ def check_cluster(cluster: Cluster) -> None:
             f"cluster {cluster.cluster_id}: https_redirect_port "
             f"{cluster.https_redirect_port} is not in 1..65535"
         )
+    for name in ("connect_timeout", "back_timeout"):
+        seconds = getattr(cluster, name)
+        if seconds is not None and not 0 < seconds <= MAX_TIMEOUT_SECONDS:
+            raise StateError(
+                f"cluster {cluster.cluster_id}: {name} {seconds} is not in 1..{MAX_TIMEOUT_SECONDS}"
+            )
+    if cluster.sticky_name is not None:
+        check_cookie_name(f"cluster {cluster.cluster_id}: sticky_name", cluster.sticky_name)
 
 
 AnyListener = HttpListenerConfig | HttpsListenerConfig | TcpListenerConfig | UdpListenerConfig

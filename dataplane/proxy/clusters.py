@@ -30,13 +30,16 @@ class ClusterRuntime:
     """A cluster as the hot path needs it: flat attributes and its backends."""
 
     __slots__ = (
+        "back_timeout",
         "backends",
         "cluster_id",
         "config",
+        "connect_timeout",
         "https_redirect",
         "live_backends",
         "max_connections_per_ip",
         "retry_after",
+        "sticky_name",
         "sticky_session",
     )
 
@@ -52,6 +55,10 @@ class ClusterRuntime:
         self.https_redirect = config.https_redirect
         self.max_connections_per_ip = config.max_connections_per_ip or 0
         self.retry_after = config.retry_after or 0
+        # Overrides of the listener's settings; falsy means "the listener's" (`a or b` to read).
+        self.connect_timeout = float(config.connect_timeout or 0)
+        self.back_timeout = float(config.back_timeout or 0)
+        self.sticky_name = (config.sticky_name or "").encode("ascii")
         self.backends.configure(config.load_balancing, config.load_metric)
 
     def add_backend(self, request: AddBackend) -> None:

@@ -56,6 +56,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.mask = EPOLLIN
         self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
         self.back = None
+        self.back_timeout = listener.back_timeout
         self.cluster = None  # counted against its per-IP limit
         self.routed = None  # the current request's cluster
         self.request = None

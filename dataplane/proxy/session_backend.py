@@ -58,7 +58,10 @@ class BackendSide(SessionFields):
                     b""
                     if chosen == self.sticky_id
                     else b"\r\nSet-Cookie: %s=%s; Path=/"
-                    % (self.listener.sticky_name, chosen.encode("ascii", "replace"))
+                    % (
+                        cluster.sticky_name or self.listener.sticky_name,
+                        chosen.encode("ascii", "replace"),
+                    )
                 )
             pooled = loop.pool.take(backend, cluster.cluster_id)
             if pooled is not None:
@@ -72,7 +75,8 @@ class BackendSide(SessionFields):
                 self._attach(conn, EPOLLOUT)
                 self.phase = CONNECTING
                 self._sync_masks()  # the client waits (no reads) until the request is sent
-                loop.timers.arm(self, loop.now + self.listener.connect_timeout)
+                timeout = cluster.connect_timeout or self.listener.connect_timeout
+                loop.timers.arm(self, loop.now + timeout)
                 return
             conn.sock.close()
             backend_events.connect_failed(loop, cluster, backend)
@@ -107,7 +111,7 @@ class BackendSide(SessionFields):
         assert back is not None
         back.connected = True
         self.phase = EXCHANGE
-        self.loop.timers.arm(self, self.loop.now + self.listener.back_timeout)
+        self.loop.timers.arm(self, self.loop.now + self.back_timeout)
         back.backend.active_requests += 1
         parts, self.to_back = self.to_back or [], None
         self._sync_masks()
@@ -157,7 +161,7 @@ class BackendSide(SessionFields):
         back.end = end + received
         phase = self.phase
         if phase == EXCHANGE:
-            self.deadline = self.loop.now + self.listener.back_timeout
+            self.deadline = self.loop.now + self.back_timeout
             if self.response is None:
                 self._on_response_head_bytes(back)
             else:

@@ -42,6 +42,7 @@ class SessionFields:
 
     __slots__ = (
         "back",
+        "back_timeout",
         "backend_id",
         "buffer",
         "bytes_in",
@@ -95,6 +96,7 @@ class SessionFields:
     sni_binding: SniBinding | None = None
 
     back: BackendConnection | None
+    back_timeout: float  # of the current request: its cluster's, else the listener's
     backend_id: str | None  # of the backend the current exchange went to
     buffer: bytearray  # the client's bytes: [start, end) not yet consumed
     bytes_in: int  # of the current request

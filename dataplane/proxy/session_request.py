@@ -74,7 +74,7 @@ class RequestSide(SessionFields):
             self._on_head_bytes()
         elif phase == EXCHANGE:
             if not self.request_done:
-                self.deadline = self.loop.now + self.listener.back_timeout
+                self.deadline = self.loop.now + self.back_timeout
                 self._forward_request_body()
         elif phase == PIPE:
             self._pipe(self.view[self.start : self.end], to_back=True)
@@ -164,9 +164,11 @@ class RequestSide(SessionFields):
     def _forward(self, request: RequestHead, cluster: ClusterRuntime, edits: Edits | None) -> None:
         if cluster is not self.cluster and not self._bind_cluster(cluster):
             return
+        listener = self.listener
+        self.back_timeout = cluster.back_timeout or listener.back_timeout
         sticky_name = b""
         if cluster.sticky_session:
-            sticky_name = self.listener.sticky_name
+            sticky_name = cluster.sticky_name or listener.sticky_name
             self.sticky_id = sticky_cookie(request, sticky_name) if request.cookies else None
         back = self.back
         if back is not None and (
@@ -219,7 +221,7 @@ class RequestSide(SessionFields):
             self._connect()
             return
         self.phase = EXCHANGE
-        deadline = self.loop.now + self.listener.back_timeout
+        deadline = self.loop.now + self.back_timeout
         if deadline >= self.timer_slot:
             self.deadline = deadline  # the wheel re-files it lazily
         else:

@@ -509,7 +509,11 @@ def test_pysozu_annotations_configure_the_cluster() -> None:
         ("pysozu.io/answer-503", "file:///etc/passwd"),
         ("pysozu.io/ssl-redirect", "maybe"),
         ("pysozu.io/backend-weights", "pod-a"),
-        ("pysozu.io/connect-timeout", "5"),  # listener-wide only in this dataplane
+        ("pysozu.io/connect-timeout", "0"),
+        ("pysozu.io/backend-timeout", "soon"),
+        ("pysozu.io/backend-timeout", "3601"),
+        ("pysozu.io/session-cookie-name", "bad name"),
+        ("pysozu.io/session-cookie-name", "SID"),  # without sticky sessions: no effect
         ("pysozu.io/no-such-thing", "1"),
     ],
 )
@@ -563,13 +567,85 @@ def test_nginx_annotations_only_with_the_flag() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["whitelist-source-range", "session-cookie-name", "proxy-read-timeout", "rewrite-target"],
+    ["whitelist-source-range", "auth-url", "rewrite-target"],
 )
 def test_nginx_annotations_pysozu_cannot_honour_are_reported(name: str) -> None:
     body = ingress("web", [WEB], annotations={NGINX + name: "10.0.0.0/8"})
     rendered = go(body, settings=RenderSettings(nginx_annotations=True))
     assert reasons(rendered) == ["InvalidAnnotation"]
     assert "not supported" in rendered.problems[0].message
+
+
+def test_timeout_and_cookie_annotations_configure_the_cluster() -> None:
+    annotations = {
+        "pysozu.io/connect-timeout": "2",
+        "pysozu.io/backend-timeout": "45s",
+        "pysozu.io/sticky-sessions": "true",
+        "pysozu.io/session-cookie-name": "APPID",
+    }
+    rendered = go(ingress("web", [WEB], annotations=annotations))
+    cluster = clusters(rendered)["default/echo-service:80"]
+    assert (cluster.connect_timeout, cluster.back_timeout) == (2, 45)
+    assert (cluster.sticky_session, cluster.sticky_name) == (True, "APPID")
+    assert rendered.problems == []
+    plain = clusters(go(ingress("web", [WEB])))["default/echo-service:80"]
+    assert (plain.connect_timeout, plain.back_timeout, plain.sticky_name) == (None, None, None)
+
+
+def test_nginx_timeouts_and_cookie_name_map_to_the_cluster() -> None:
+    annotations = {
+        NGINX + "proxy-connect-timeout": "3",
+        NGINX + "proxy-read-timeout": "20",
+        NGINX + "proxy-send-timeout": "90",  # one back_timeout for both: the larger
+        NGINX + "affinity": "cookie",
+        NGINX + "session-cookie-name": "route",
+    }
+    rendered = go(ingress("web", [WEB], annotations=annotations), settings=NGINX_SETTINGS)
+    cluster = clusters(rendered)["default/echo-service:80"]
+    assert (cluster.connect_timeout, cluster.back_timeout) == (3, 90)
+    assert (cluster.sticky_session, cluster.sticky_name) == (True, "route")
+    assert rendered.problems == []
+
+
+def test_pysozu_timeouts_and_cookie_name_win_over_nginx_ones() -> None:
+    annotations = {
+        NGINX + "proxy-read-timeout": "20",
+        NGINX + "affinity": "cookie",
+        NGINX + "session-cookie-name": "route",
+        "pysozu.io/backend-timeout": "5",
+        "pysozu.io/session-cookie-name": "mine",
+    }
+    rendered = go(ingress("web", [WEB], annotations=annotations), settings=NGINX_SETTINGS)
+    cluster = clusters(rendered)["default/echo-service:80"]
+    assert (cluster.back_timeout, cluster.sticky_name) == (5, "mine")
+    assert rendered.problems == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("proxy-read-timeout", "forever"),
+        ("proxy-connect-timeout", "-1"),
+        ("session-cookie-name", "a;b"),
+        ("session-cookie-name", "route\n"),
+        ("session-cookie-name", "r" * 300),
+        ("session-cookie-name", "route"),  # without affinity: no effect, reported
+    ],
+)
+def test_bad_nginx_timeouts_and_cookie_names_are_events(name: str, value: str) -> None:
+    body = ingress("web", [WEB], annotations={NGINX + name: value})
+    rendered = go(body, settings=NGINX_SETTINGS)
+    assert reasons(rendered) == ["InvalidAnnotation"]
+    cluster = clusters(rendered)["default/echo-service:80"]
+    assert (cluster.connect_timeout, cluster.back_timeout, cluster.sticky_name) == (
+        None,
+        None,
+        None,
+    )
+    assert answer(rendered, HTTP, "web.example", "/") == "default/echo-service:80"
+
+
+NGINX_SETTINGS = RenderSettings(nginx_annotations=True)
 
 
 def test_cluster_options_conflict_oldest_wins() -> None:
