@@ -52,6 +52,37 @@ HANDED_OVER = b"go"
 HANDED_OVER_TIMEOUT = 5.0
 
 
+# Container inits that exit, and so end the container, when their child exits: under them the
+# old main's exit after a handover would stop everything the new main just took over.
+CONTAINER_INITS = ("tini", "docker-init", "dumb-init", "catatonit")
+
+
+def ends_the_container(pid: int, parent_pid: int, parent_name: str) -> str | None:
+    """Why the old main's exit would end its container (None: it would not)."""
+    if pid == 1:
+        return "main is PID 1: its exit would end the container"
+    if parent_name in CONTAINER_INITS:
+        return f"main runs under {parent_name} (pid {parent_pid}), which exits when main exits"
+    return None
+
+
+def upgrade_hazard() -> str | None:
+    """`ends_the_container` for this process, with a way out for the operator."""
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/comm", encoding="utf-8") as comm:
+            name = comm.read().strip()
+    except OSError:
+        name = ""
+    reason = ends_the_container(os.getpid(), parent, name)
+    if reason is None:
+        return None
+    return (
+        f"{reason}, ending the container: replace the container (a rolling update) instead, "
+        "or upgrade the workers alone with `upgrade --worker N`"
+    )
+
+
 class UpgradeError(MainError):
     """The new main could not be started or did not confirm; the old one keeps serving."""
 

@@ -284,6 +284,9 @@ class Supervisor:
         """Blocking on purpose: until the new main confirms, this one must read nothing."""
         if self.stopping or self.command_socket is None:
             return Response.failure("main is stopping: no upgrade")
+        hazard = main_upgrade.upgrade_hazard()
+        if hazard is not None:
+            return Response.failure(f"no upgrade of main: {hazard}")
         booting = [str(w.id) for w in self.pool.live() if not w.booted]
         if booting:  # what main queued for them would be lost in the handover
             return Response.failure(

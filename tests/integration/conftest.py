@@ -208,13 +208,15 @@ class PysozuFactory:
         workers: int | None = 2,
         wait: bool = True,
         args: Sequence[str] = (),
+        launcher: Sequence[str] = (),
     ) -> Pysozu:
-        """`pysozu start -c config_path [args...]` (args: more command-line flags)."""
+        """`[launcher...] pysozu start -c config_path [args...]` (args: more command-line
+        flags; launcher: a command main runs under, such as a stand-in for a container init)."""
         directory = config_path.parent
         log_path = directory / f"pysozu-{len(self.instances)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [PYTHON, "-m", "dataplane", "start", "-c", str(config_path), *args],
+                [*launcher, PYTHON, "-m", "dataplane", "start", "-c", str(config_path), *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=directory,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,3 +91,27 @@ def test_a_new_main_that_cannot_start_leaves_the_old_one_serving(
     assert proxy.workers() == workers
     assert pysozu.http_get(port) == (200, b"app")
     assert proxy.cli("cluster", "add", "-i", "later").returncode == 0
+
+
+def test_main_under_a_container_init_refuses_to_upgrade(
+    pysozu: Any, backends: Any, tmp_path: Path
+) -> None:
+    # A shell named `tini`: the kernel names a process after the file it ran, so main's parent
+    # reads as tini in /proc, as in a container whose init ends it when main exits.
+    init = tmp_path / "tini"
+    init.symlink_to(shutil.which("sh") or "/bin/sh")
+    port = pysozu.free_port()
+    toml = pysozu.http_config(port, {"app": ("example.com", [backends.start("app")])})
+    config_path, socket_path = pysozu.write_config(toml)
+    shell = [str(init), "-c", '"$@"; exit $?', "tini"]  # a second command: sh cannot exec
+    proxy = pysozu.start_file(config_path, socket_path, launcher=shell)
+    try:
+        result = proxy.cli("upgrade", timeout=60)
+        assert result.returncode == 1
+        assert "no upgrade of main: main runs under tini (pid " in result.stderr
+        assert "replace the container" in result.stderr
+        worker = proxy.cli("upgrade", "--worker", "0", timeout=60)
+        assert worker.returncode == 0, worker.stderr
+        assert pysozu.http_get(port, host="example.com")[0] == 200
+    finally:
+        assert proxy.cli("shutdown").returncode == 0  # main, not the shell the fixture knows
