@@ -108,7 +108,13 @@ def forward_request(
     cookie_lines: list[bytes] = []
     if request.cookies and sticky_name:
         removed, cookie_lines = _without_sticky_cookie(request, removed, sticky_name)
-    parts = [request.line, strip_spans(request.block, removed), *cookie_lines]
+    if removed is request.removed:  # the usual case: what every client sending it gets
+        block = request.stripped
+        if block is None:
+            block = request.stripped = strip_spans(request.block, removed)
+    else:
+        block = strip_spans(request.block, removed)
+    parts = [request.line, block, *cookie_lines]
     if (
         request.x_forwarded_for is None
         and request.forwarded is None

@@ -100,6 +100,9 @@ class RequestHead:
     x_real_ip: tuple[int, int] | None = None
     authorization: bytes | None = None
     http10 = False
+    # The block without the `removed` spans, made once: parsed heads are shared by every
+    # connection that sends the same bytes (HttpListener.parse), so is this.
+    stripped: bytes | None = None
 
     def __init__(self, method: bytes, line: bytes, block: bytes, version: bool) -> None:
         self.method = method

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 ACCEPT_BATCH = 64
 ROUTE_CACHE_SIZE = 4096
 HEAD_CACHE_SIZE = 1024
+HOST_CACHE_SIZE = 1024
 HEAD_CACHE_MAX_BYTES = 1024  # only short heads are remembered: at most 1 MiB in all
 BACKLOG = 1024
 
@@ -56,7 +57,7 @@ class HttpListener:
         self.configure(config)
         self.answers = Answers()
         self.set_answers(config)
-        self.normalize_host = normalize_host
+        self._hosts: dict[bytes, str | None] = {}
 
     def configure(self, config: HttpListenerConfig) -> None:
         self.config = config
@@ -100,6 +101,18 @@ class HttpListener:
                     self._heads.clear()
                 self._heads[head] = request
         return request
+
+    def normalize_host(self, raw: bytes) -> str | None:
+        """`router.normalize_host`, remembered: every new connection sends its Host again."""
+        try:
+            return self._hosts[raw]
+        except KeyError:
+            pass
+        host = normalize_host(raw)
+        if len(self._hosts) >= HOST_CACHE_SIZE:
+            self._hosts.clear()  # bounded: hostile traffic can churn it, never grow it
+        self._hosts[raw] = host
+        return host
 
     def lookup(self, host: str, path: str, method: bytes) -> tuple[Route | None, bool]:
         """The route for a request and whether it carries a policy (`policy.decide`).

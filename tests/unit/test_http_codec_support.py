@@ -115,6 +115,22 @@ def test_forwarded_request_head() -> None:
     )
 
 
+def test_a_shared_head_forwards_the_same_for_each_connection_and_its_own_options() -> None:
+    """Parsed heads are shared across connections; what they remember must not leak from one
+    connection's options (sticky cookie, X-Real-IP elision) into another's."""
+    request = RequestParser().parse(
+        b"GET /p HTTP/1.1\r\nHost: h\r\nX-Real-IP: 1.1.1.1\r\nCookie: a=1; S=b2\r\n\r\n"
+    )
+    keeping = ConnectionContext(
+        ("10.0.0.9", 5000), ("10.0.0.1", 80), "http", "Sozu-Id", False, False
+    )
+    plain = forward_request(request, keeping, b"ID", b"")
+    assert b"\r\nX-Real-IP: 1.1.1.1\r\nCookie: a=1; S=b2\r\n" in plain
+    sticky = forward_request(request, context(), b"ID", b"S")  # elides X-Real-IP, drops S
+    assert b"X-Real-IP" not in sticky and b"Cookie: a=1\r\n" in sticky
+    assert forward_request(request, keeping, b"ID", b"") == plain
+
+
 def test_forwarded_response_head() -> None:
     response = ResponseParser().parse(
         b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
