@@ -196,8 +196,6 @@ def _top_level(root: Table, base_dir: str) -> Config:
             root.warn(key, f"accepted but ignored: {reason}")
     if config.automatic_state_save and config.saved_state is None:
         root.error("automatic_state_save", "needs saved_state (the file to save to)")
-    if config.access_logs_format == AccessLogFormat.PROTOBUF:
-        root.warn("access_logs_format", "protobuf is not implemented: no access logs are written")
     if config.min_buffers > config.max_buffers:
         root.warn("min_buffers", f"larger than max_buffers, lowered to {config.max_buffers}")
         config.min_buffers = config.max_buffers

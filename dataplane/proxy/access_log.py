@@ -86,12 +86,13 @@ class AccessLog:
         """One encode for all the lines of a stream target; one datagram per line otherwise."""
         pending = self.pending
         chars = sum(map(len, pending))
+        encoding = self.formatter.encoding  # latin-1 for binary records: one character a byte
         if self.target.datagram:
-            encoded = [line.encode("utf-8", "replace") for line in pending]
+            encoded = [line.encode(encoding, "replace") for line in pending]
             self.queue.extend(encoded)
             size = sum(map(len, encoded))
         else:
-            data = "".join(pending).encode("utf-8", "replace")
+            data = "".join(pending).encode(encoding, "replace")
             self.queue.append(data)
             size = len(data)
         pending.clear()

@@ -1,4 +1,5 @@
-"""What an access log line says, in sozu's ASCII layout or as a JSON object.
+"""What an access log line says, in sozu's ASCII layout or as a JSON object (protobuf: see
+access_log_protobuf.py).
 
 ASCII, as sozu 2.1 writes it (`INFO-ACCESS `, or `ERROR-ACCESS` for a failed request):
 
@@ -93,6 +94,8 @@ def _one_line(text: str) -> str:
 
 class Formatter:
     """The three steps of the module docstring; one subclass per format."""
+
+    encoding = "utf-8"  # how `AccessLog` turns the lines into bytes
 
     def __init__(self, tag: str, pid: int, clock: Callable[[], int] = time.time_ns) -> None:
         self.tag = tag
@@ -344,4 +347,8 @@ def formatter_for(
         return AsciiFormatter(tag, pid, clock)
     if log_format == AccessLogFormat.JSON:
         return JsonFormatter(tag, pid, clock)
+    if log_format == AccessLogFormat.PROTOBUF:
+        from dataplane.proxy.access_log_protobuf import ProtobufFormatter  # imports this module
+
+        return ProtobufFormatter(tag, pid, clock)
     raise AccessLogTargetError(f"access log format {log_format.name} is not supported")

@@ -117,9 +117,11 @@ def test_json_line_is_one_object_with_every_field() -> None:
     assert data["tags"] == {"a": "1"} and data["user_agent"] == "curl"
 
 
-def test_protobuf_format_is_refused_clearly() -> None:
-    with pytest.raises(AccessLogTargetError, match="PROTOBUF"):
-        formatter(AccessLogFormat.PROTOBUF)
+def test_protobuf_format_is_accepted_and_written_as_bytes() -> None:
+    protobuf = formatter(AccessLogFormat.PROTOBUF)
+    assert protobuf.encoding == "latin-1"  # one character per byte through the queue
+    data = protobuf.format(record()).encode(protobuf.encoding)
+    assert data[0] == len(data) - 3 and data.endswith(b"\0\0")  # length, message, 2 zeros
 
 
 class FakeTarget(Target):
