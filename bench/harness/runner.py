@@ -124,6 +124,9 @@ class Bench:
                 target.stop(self.sup, running)
         if scenario.access_logs:  # checked once stopped: buffered lines are written by then
             result.notes += _silent_access_logs(started)
+            result.notes += _access_log_cost(result.outcomes)
+            for note in result.notes[-1:]:
+                print(f"  {note}", flush=True)
         return result
 
     def _reconfiguration_latency(
@@ -295,10 +298,44 @@ class Bench:
             )
 
 
+def _access_log_cost(outcomes: list[Outcome]) -> list[str]:
+    """pysozu with and without access logs, measured in the same interleaved runs: what they
+    cost, over all the runs (a median of noisy runs can even show them free)."""
+    by_name = {outcome.target: outcome.runs for outcome in outcomes}
+    on, off = by_name.get("pysozu"), by_name.get("pysozu-nolog")
+    if not on or not off:
+        return []
+
+    def rate(runs: list[Measurement]) -> float:
+        return sum(m.load.requests_per_s for m in runs) / len(runs)
+
+    def cpu(runs: list[Measurement]) -> float | None:
+        seconds = [m.proxy_cpu_s for m in runs]
+        requests = sum(m.load.requests for m in runs)
+        if None in seconds or not requests:
+            return None
+        return sum(s for s in seconds if s is not None) * 1e6 / requests
+
+    with_logs, without = rate(on), rate(off)
+    text = (
+        f"Access logs cost pysozu {1 - with_logs / without:.1%} of its requests/s "
+        f"({with_logs:,.0f} with, {without:,.0f} without, mean of {len(on)} runs)"
+    )
+    cpu_on, cpu_off = cpu(on), cpu(off)
+    if cpu_on is not None and cpu_off is not None:
+        text += (
+            f" and {cpu_on - cpu_off:.1f} µs of CPU per request, {cpu_on / cpu_off - 1:.1%} "
+            f"({cpu_on:.1f} with, {cpu_off:.1f} without, all runs' CPU over all their requests)"
+        )
+    return [text + "."]
+
+
 def _silent_access_logs(started: list[tuple[Target, Running, Outcome]]) -> list[str]:
     """Access logs on must mean lines written: say so when a target wrote none."""
     notes = []
-    for _, running, outcome in started:
+    for target, running, outcome in started:
+        if target.name == "pysozu-nolog":
+            continue  # off on purpose
         log = running.config_path.parent / "access.log" if running.config_path else None
         if outcome.runs and log is not None and (not log.exists() or log.stat().st_size == 0):
             notes.append(f"Warning: {running.name} wrote no access log lines ({log}).")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -177,6 +177,17 @@ class Pysozu(_Process):
                     self.cli(running, "shutdown"), capture_output=True, timeout=10, check=False
                 )
         super().stop(sup, running)
+
+
+class PysozuNoLogs(Pysozu):
+    """pysozu with access logs off, whatever the scenario says. Beside `pysozu` in the
+    access-logs scenario it measures what they cost, in the same interleaved runs: on this
+    kind of shared machine, runs minutes apart differ more than the cost itself."""
+
+    name = "pysozu-nolog"
+
+    def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
+        return super().start(sup, replace(setup, access_log=None), cpus)
 
 
 def _tail(path: Path) -> str:

@@ -1,5 +1,5 @@
 import pytest
-from harness import report
+from harness import report, runner
 from harness.loadgen import LoadResult
 from harness.results import LatencySample, Measurement, Outcome, ScenarioResult
 
@@ -53,3 +53,24 @@ def test_latency_quantiles_stay_within_the_sample():
     lines = "\n".join(report.latency_lines(samples))
     assert "| cli | 2 | 200.0 | 298.0 | 300.0 | 1 |" in lines
     assert "First failure: cli: boom" in lines
+
+
+def _runs(*figures):
+    """Runs of (requests/s, CPU seconds), each 1 s long."""
+    return [
+        Measurement(LoadResult(int(rate), 1.0, rate, 1.0, 2.0, 0), cpu, 10_000_000)
+        for rate, cpu in figures
+    ]
+
+
+def test_access_log_cost_is_taken_over_every_run_of_both_pysozus():
+    on = Outcome("pysozu", _runs((900, 0.054), (800, 0.048), (1000, 0.060)))
+    off = Outcome("pysozu-nolog", _runs((1000, 0.050), (1000, 0.050), (1000, 0.050)))
+    (note,) = runner._access_log_cost([on, off, Outcome("nginx", _runs((2000, 0.05)))])
+    assert note.startswith("Access logs cost pysozu 10.0% of its requests/s (900 with, 1,000")
+    assert "and 10.0 µs of CPU per request, 20.0% (60.0 with, 50.0 without" in note
+
+
+def test_no_cost_line_without_both_pysozus():
+    on = Outcome("pysozu", _runs((900, 0.054)))
+    assert runner._access_log_cost([on, Outcome("nginx", _runs((2000, 0.05)))]) == []
