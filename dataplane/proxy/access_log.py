@@ -1,7 +1,7 @@
 """The access log's queue: lines in, writes out, never blocking the loop.
 
-`enqueue(line)` keeps a formatted line (access_log_format.py); `flush()` encodes what is pending
-in one piece and writes what the target takes. A target that is full keeps the rest queued, and
+`enqueue(line)` keeps a formatted line (access_log_format.py), `enqueue_batch(lines)` many at
+once; `flush()` writes what the target takes. A target that is full keeps the rest queued, and
 the log asks the loop to wait for room through the `watch(fd, on_writable)` / `unwatch(fd)`
 callables it was given (it unwatches a descriptor before closing it). The queue is bounded: a
 line that does not fit is dropped and counted (`dropped`). A broken socket target is reconnected
@@ -36,9 +36,8 @@ class AccessLog:
         self.formatter = formatter
         self.max_queued_bytes = max_queued_bytes
         self.clock = clock
-        self.pending: list[str] = []  # lines not encoded yet (flush encodes them at once)
-        self.queue: deque[bytes] = deque()  # encoded, waiting for the target
-        self.queued_bytes = 0  # both together (characters count as bytes until encoded)
+        self.queue: deque[bytes] = deque()  # lines (or batches of them) waiting for the target
+        self.queued_bytes = 0
         self.dropped = 0
         self.blocked = False  # the target said "full" and is pollable
         self.broken_since: float | None = None
@@ -53,26 +52,30 @@ class AccessLog:
     def fileno(self) -> int:
         return self.target.fileno()
 
-    @property
-    def has_lines(self) -> bool:
-        return bool(self.pending or self.queue)
-
     def log(self, record: AccessRecord) -> None:
         self.enqueue(self.formatter.format(record))
 
-    def enqueue(self, line: str) -> None:
+    def enqueue(self, line: bytes) -> None:
         """Keep a formatted line (dropped and counted if the queue is full)."""
         size = self.queued_bytes + len(line)
         if size > self.max_queued_bytes:
             self.dropped += 1
             return
-        self.pending.append(line)
+        self.queue.append(line)
         self.queued_bytes = size
+
+    def enqueue_batch(self, lines: list[bytes]) -> None:
+        """Keep many lines: one piece for a stream target, one datagram each otherwise."""
+        if self.target.datagram or self.queued_bytes + sum(map(len, lines)) > self.max_queued_bytes:
+            for line in lines:  # (when the queue is nearly full: as many as fit)
+                self.enqueue(line)
+            return
+        data = b"".join(lines)
+        self.queue.append(data)
+        self.queued_bytes += len(data)
 
     def flush(self) -> None:
         """Write what the target takes now; keep the rest for later (never blocks)."""
-        if self.pending:
-            self._encode_pending()
         if self.queue and (self.broken_since is None or self._reconnect()):
             self._write()
         fd = self.target.fileno() if self.wants_write else -1
@@ -81,22 +84,6 @@ class AccessLog:
             if fd >= 0:
                 self._watch(fd, self.on_writable)
                 self._watched = fd
-
-    def _encode_pending(self) -> None:
-        """One encode for all the lines of a stream target; one datagram per line otherwise."""
-        pending = self.pending
-        chars = sum(map(len, pending))
-        encoding = self.formatter.encoding  # latin-1 for binary records: one character a byte
-        if self.target.datagram:
-            encoded = [line.encode(encoding, "replace") for line in pending]
-            self.queue.extend(encoded)
-            size = sum(map(len, encoded))
-        else:
-            data = "".join(pending).encode(encoding, "replace")
-            self.queue.append(data)
-            size = len(data)
-        pending.clear()
-        self.queued_bytes += size - chars
 
     def _write(self) -> None:
         self.blocked = False

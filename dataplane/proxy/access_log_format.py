@@ -15,11 +15,14 @@ A line is built in three steps, each done as rarely as it can be, because a keep
 must cost the proxy little more than one string format (the issue's budget is 10% of the
 requests/s):
 
-- `restamp()`, once per loop turn: the date and the process, at the start of every line;
+- `restamp(nanos)`, once per loop turn: the date and the process, at the start of every line;
 - `fixed(...)`, once per connection and route: session, addresses, cluster, host, path, agent;
 - `line(...)`, once per request: request id, durations, bytes, status, message.
 
 `format(record)` does the three for one `AccessRecord` (tests and one-off lines).
+
+Lines are bytes from the start: a `str` holding `μ` takes two bytes per character, and every
+part of the line would be widened to it and then encoded again.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataplane.proxy.access_log_targets import AccessLogTargetError
 # The parts of a line that stay the same for every request a connection sends on one route,
 # in the order `line` places them between the parts that change (ASCII: before the request id,
 # between it and the durations, the rest).
-Fixed = tuple[str, ...]
+Fixed = tuple[bytes, ...]
 
 
 class AccessRecord(msgspec.Struct, kw_only=True, rename={"authority": "host"}):
@@ -77,48 +80,49 @@ def _duration(seconds: float | None) -> str:
     return "%dns" % nanos  # noqa: UP031
 
 
-# sozu's durations from 10 to 9999 microseconds, the usual range, ready made (about 600 kB).
-_MICROS = tuple("%dμs" % n for n in range(10_000))  # noqa: UP031
-
-
 def duration(seconds: float | None) -> bytes:
     return _duration(seconds).encode()
 
 
-def _one_line(text: str) -> str:
+# sozu's durations from 10 to 9999 microseconds, the usual range, ready made (about 500 kB).
+_MICROS = tuple(b"%d\xce\xbcs" % n for n in range(10_000))
+_NO_TIME = b"0ns"
+
+
+def _one_line(text: str) -> bytes:
     """One request, one line, whatever a client put in its path or headers."""
     if "\n" in text or "\r" in text:
-        return text.replace("\n", "\\n").replace("\r", "\\r")
-    return text
+        text = text.replace("\n", "\\n").replace("\r", "\\r")
+    return text.encode("utf-8", "replace")
 
 
 class Formatter:
     """The three steps of the module docstring; one subclass per format."""
 
-    encoding = "utf-8"  # how `AccessLog` turns the lines into bytes
-
     def __init__(self, tag: str, pid: int, clock: Callable[[], int] = time.time_ns) -> None:
         self.tag = tag
         self.pid = pid
         self.clock = clock
-        # %-formats of the start of a line, given (date, microseconds, unix nanoseconds):
-        # (success, failure), made once by the subclass.
+        # %-formats of the start of a line (success, failure), made once by the subclass.
         self._head_formats = self._make_head_formats(tag.replace("%", "%%"), pid)
-        self.heads = ("", "")  # the start of a line at the current stamp
+        self.heads = (b"", b"")  # the start of a line at the current stamp
         self._second = -1
-        self._date = ""
+        self._date = b""
 
-    def restamp(self) -> None:
-        nanos = self.clock()
+    def restamp(self, nanos: int | None = None) -> None:
+        """The heads at `nanos` (POSIX nanoseconds; default: now)."""
+        if nanos is None:
+            nanos = self.clock()
         second, rest = divmod(nanos, 1_000_000_000)
         if second != self._second:
             self._second = second
-            self._date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        stamp = (self._date, rest // 1000, nanos)
-        success, failure = self._head_formats
-        self.heads = (success % stamp, failure % stamp)
+            self._date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        self.heads = self._heads(self._date, rest // 1000, nanos)
 
-    def _make_head_formats(self, tag: str, pid: int) -> tuple[str, str]:
+    def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
+        raise NotImplementedError
+
+    def _heads(self, date: bytes, micros: int, nanos: int) -> tuple[bytes, bytes]:
         raise NotImplementedError
 
     def fixed(
@@ -141,7 +145,7 @@ class Formatter:
         self,
         error: bool,
         fixed: Fixed,
-        request_id: str | None,
+        request_id: bytes | None,
         request_time: float,
         service_time: float,
         response_time: float | None,
@@ -149,10 +153,10 @@ class Formatter:
         bytes_out: int,
         status: int | None,
         message: str | None,
-    ) -> str:
+    ) -> bytes:
         raise NotImplementedError
 
-    def format(self, r: AccessRecord) -> str:
+    def format(self, r: AccessRecord) -> bytes:
         self.restamp()
         fixed = self.fixed(
             r.session_id,
@@ -170,7 +174,7 @@ class Formatter:
         return self.line(
             r.error,
             fixed,
-            r.request_id,
+            None if r.request_id is None else r.request_id.encode("utf-8", "replace"),
             r.request_time,
             r.service_time,
             r.response_time,
@@ -181,13 +185,20 @@ class Formatter:
         )
 
 
-_ASCII_LINE = "%s%s%s%s%s/%s/%s/-/- %d %d%s%s%s\n"
+_ASCII_LINE = b"%s%s%s%s%s/%s/%s/-/- %d %d%s%s%s\n"
 
 
 class AsciiFormatter(Formatter):
-    def _make_head_formats(self, tag: str, pid: int) -> tuple[str, str]:
+    def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
         start = f"%s.%06dZ %d {pid} "
-        return f"{start}INFO-ACCESS  {tag}\t[", f"{start}ERROR-ACCESS {tag}\t["
+        return (
+            f"{start}INFO-ACCESS  {tag}\t[".encode(),
+            f"{start}ERROR-ACCESS {tag}\t[".encode(),
+        )
+
+    def _heads(self, date: bytes, micros: int, nanos: int) -> tuple[bytes, bytes]:
+        success, failure = self._head_formats
+        return success % (date, micros, nanos), failure % (date, micros, nanos)
 
     def fixed(
         self,
@@ -223,7 +234,7 @@ class AsciiFormatter(Formatter):
         self,
         error: bool,
         fixed: Fixed,
-        request_id: str | None,
+        request_id: bytes | None,
         request_time: float,
         service_time: float,
         response_time: float | None,
@@ -231,22 +242,25 @@ class AsciiFormatter(Formatter):
         bytes_out: int,
         status: int | None,
         message: str | None,
-    ) -> str:
+    ) -> bytes:
         # Durations: most fall in the table's range; inlined, as calls cost more than the rest.
         # (+0.0005: to the nearest nanosecond, as _duration.)
         us = int(request_time * 1e6 + 0.0005)
-        request = _MICROS[us] if 10 <= us < 10_000 else _duration(request_time)
-        us = int(service_time * 1e6 + 0.0005)
-        service = _MICROS[us] if 10 <= us < 10_000 else _duration(service_time)
+        request = _MICROS[us] if 10 <= us < 10_000 else duration(request_time)
+        if service_time:
+            us = int(service_time * 1e6 + 0.0005)
+            service = _MICROS[us] if 10 <= us < 10_000 else duration(service_time)
+        else:
+            service = _NO_TIME  # the common case when the response came in one read
         if response_time is None:
-            response = "-"
+            response = b"-"
         else:
             us = int(response_time * 1e6 + 0.0005)
-            response = _MICROS[us] if 10 <= us < 10_000 else _duration(response_time)
+            response = _MICROS[us] if 10 <= us < 10_000 else duration(response_time)
         return _ASCII_LINE % (  # one %-format for the whole line: the cheapest way here
             self.heads[error],
             fixed[0],
-            request_id or "-",
+            request_id or b"-",
             fixed[1],
             request,
             service,
@@ -254,14 +268,14 @@ class AsciiFormatter(Formatter):
             bytes_in,
             bytes_out,
             fixed[2],
-            status or "-",
-            "" if message is None else " | " + _one_line(message),
+            b"%d" % status if status else b"-",
+            b"" if message is None else b" | " + _one_line(message),
         )
 
 
 _JSON_LINE = (
-    '%s%s%s%s"request_time":%.6f,"service_time":%.6f,"response_time":%s,'
-    '"bytes_in":%d,"bytes_out":%d,%s"status":%s,"message":%s,"error":%s}\n'
+    b'%s%s%s%s"request_time":%.6f,"service_time":%.6f,"response_time":%s,'
+    b'"bytes_in":%d,"bytes_out":%d,%s"status":%s,"message":%s,"error":%s}\n'
 )
 _json = msgspec.json.Encoder().encode
 
@@ -271,9 +285,12 @@ def _json_text(value: object) -> str:
 
 
 class JsonFormatter(Formatter):
-    def _make_head_formats(self, tag: str, pid: int) -> tuple[str, str]:
-        # `%.0s` takes the unix nanoseconds and writes nothing: JSON has its time only once.
-        head = f'{{"time":"%s.%06dZ%.0s","tag":{_json_text(tag)},"pid":{pid},'
+    def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
+        head = f'{{"time":"%s.%06dZ","tag":{_json_text(tag)},"pid":{pid},'.encode()
+        return head, head
+
+    def _heads(self, date: bytes, micros: int, nanos: int) -> tuple[bytes, bytes]:
+        head = self._head_formats[0] % (date, micros)
         return head, head
 
     def fixed(
@@ -305,16 +322,16 @@ class JsonFormatter(Formatter):
             "tags": tags,
         }
         return (  # members of the line's object: each dict's text without its braces
-            f'"session_id":{_json_text(session_id)},"request_id":',
-            f",{_json_text(addresses)[1:-1]},",
-            f"{_json_text(request)[1:-1]},",
+            b'"session_id":%s,"request_id":' % _json(session_id),
+            b",%s," % _json(addresses)[1:-1],
+            b"%s," % _json(request)[1:-1],
         )
 
     def line(
         self,
         error: bool,
         fixed: Fixed,
-        request_id: str | None,
+        request_id: bytes | None,
         request_time: float,
         service_time: float,
         response_time: float | None,
@@ -322,21 +339,27 @@ class JsonFormatter(Formatter):
         bytes_out: int,
         status: int | None,
         message: str | None,
-    ) -> str:
+    ) -> bytes:
+        if request_id is None:
+            rid = b"null"
+        elif request_id.isalnum():  # the worker's ids (ULIDs): nothing to escape
+            rid = b'"%s"' % request_id
+        else:
+            rid = _json(request_id.decode("utf-8", "replace"))
         return _JSON_LINE % (
             self.heads[error],
             fixed[0],
-            "null" if request_id is None else _json_text(request_id),
+            rid,
             fixed[1],
             request_time,
             service_time,
-            "null" if response_time is None else "%.6f" % response_time,  # noqa: UP031
+            b"null" if response_time is None else b"%.6f" % response_time,
             bytes_in,
             bytes_out,
             fixed[2],
-            status or "null",
-            "null" if message is None else _json_text(message),
-            "true" if error else "false",
+            b"%d" % status if status else b"null",
+            b"null" if message is None else _json(message),
+            b"true" if error else b"false",
         )
 
 

@@ -10,9 +10,8 @@ server_rtt, otel, x_request_id, tls_*, xff_chain, start_time) is left out.
 - a ULID (request and session ids): sozu's ULID crate (rusty_ulid) splits it as (top 64 bits,
   bottom 64) into (low, high), so `low` holds the TOP half there.
 
-Records travel through `AccessLog`'s queue of `str` as latin-1 text, one character per byte
-(`encoding` below tells the queue). As for the text formats, what a connection's requests share is
-encoded once (`fixed`) and a request only adds what changes (`line`).
+As for the text formats, what a connection's requests share is encoded once (`fixed`) and a
+request only adds what changes (`line`).
 """
 
 from __future__ import annotations
@@ -36,60 +35,62 @@ _FROM_CROCKFORD = str.maketrans(
 )
 
 # The value of each pair of ULID characters, to read the last four (bits 19-0) without int().
-_PAIRS = {a + b: i << 5 | j for i, a in enumerate(_CROCKFORD) for j, b in enumerate(_CROCKFORD)}
+_PAIRS = {
+    (a + b).encode(): i << 5 | j for i, a in enumerate(_CROCKFORD) for j, b in enumerate(_CROCKFORD)
+}
 
 # Keys of the fields `line` writes, as (field number << 3 | wire type) varints.
-_REQUEST_ID = "\x12"  # 2, message
-_HTTP = "\x0a"  # ProtobufEndpoint.http = 1, message
-_STATUS = "\x20"  # HttpEndpoint.status = 4, varint
-_TIME = "\x9a\x01"  # 19, message
-_RESPONSE_TIME = "\xa8\x01"  # 21, varint
-_TRAILER = "\0\0"  # sozu's two zero bytes after each record
+_REQUEST_ID = b"\x12"  # 2, message
+_HTTP = b"\x0a"  # ProtobufEndpoint.http = 1, message
+_STATUS = b"\x20"  # HttpEndpoint.status = 4, varint
+_TIME = b"\x9a\x01"  # 19, message
+_RESPONSE_TIME = b"\xa8\x01"  # 21, varint
+_TRAILER = b"\0\0"  # sozu's two zero bytes after each record
 
 
 # Every one- and two-byte varint, ready made (1.3 MB, only in workers logging in protobuf).
 _SMALL = 1 << 14
-_VARINTS = tuple(chr(n) for n in range(0x80)) + tuple(
-    chr(n & 0x7F | 0x80) + chr(n >> 7) for n in range(0x80, _SMALL)
+_VARINTS = tuple(bytes((n,)) for n in range(0x80)) + tuple(
+    bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, _SMALL)
 )
 
 
-def varint(n: int) -> str:
+def varint(n: int) -> bytes:
     """An unsigned varint (ValueError for a negative number)."""
     if 0 <= n < _SMALL:
         return _VARINTS[n]
-    out = []
+    if n < 0:
+        raise ValueError(f"a varint cannot hold {n}")
+    out = bytearray()
     while n > 0x7F:
-        out.append(chr(n & 0x7F | 0x80))
+        out.append(n & 0x7F | 0x80)
         n >>= 7
-    out.append(chr(n))
-    return "".join(out)
+    out.append(n)
+    return bytes(out)
 
 
-def key(field: int, wire_type: int) -> str:
+def key(field: int, wire_type: int) -> bytes:
     """A field's key (sozu's field numbers are all far below 2048: one or two bytes)."""
     return _VARINTS[field << 3 | wire_type]
 
 
-def delimited(field: int, payload: str) -> str:
+def delimited(field: int, payload: bytes) -> bytes:
     """A length-delimited field: a string's UTF-8 bytes or a nested message."""
     size = len(payload)
     return _VARINTS[field << 3 | 2] + (_VARINTS[size] if size < _SMALL else varint(size)) + payload
 
 
-def text(field: int, value: str) -> str:
-    if not value.isascii():  # ASCII is its own UTF-8
-        value = value.encode("utf-8", "replace").decode("latin-1")
-    return delimited(field, value)
+def text(field: int, value: str) -> bytes:
+    return delimited(field, value.encode("utf-8", "replace"))
 
 
-def uint(field: int, value: int) -> str:
+def uint(field: int, value: int) -> bytes:
     return key(field, 0) + varint(value)
 
 
-def uint128(low: int, high: int) -> str:
+def uint128(low: int, high: int) -> bytes:
     """A `Uint128` message's body (both fields are required: always written)."""
-    return "\x08" + varint(low) + "\x10" + varint(high)
+    return b"\x08" + varint(low) + b"\x10" + varint(high)
 
 
 def number_halves(value: int) -> tuple[int, int]:
@@ -102,18 +103,18 @@ def ulid_halves(value: int) -> tuple[int, int]:
     return value >> 64, value & _U64
 
 
-def parse_ulid(value: str) -> int | None:
+def parse_ulid(value: bytes) -> int | None:
     """The 128-bit value of a 26-character ULID, or None if it is not one."""
     if len(value) != 26 or not value.isascii():
         return None
     try:
-        number = int(value.translate(_FROM_CROCKFORD), 32)
+        number = int(value.decode("ascii").translate(_FROM_CROCKFORD), 32)
     except ValueError:
         return None
     return number if number >> 128 == 0 else None
 
 
-def socket_address(address: str) -> str | None:
+def socket_address(address: str) -> bytes | None:
     """A `SocketAddress` body from `ip:port` (`[ip6]:port`), or None if it is not one."""
     host, colon, port_text = address.rpartition(":")
     if not colon or not port_text.isdigit() or not port_text.isascii():
@@ -126,7 +127,7 @@ def socket_address(address: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=1024)  # a connection's client and backend: both seen before, mostly
-def ip_address(host: str) -> str | None:
+def ip_address(host: str) -> bytes | None:
     """An `IpAddress` body from `1.2.3.4` or `[::1]`, or None if it is not one."""
     if host.startswith("[") and host.endswith("]"):
         family, host = socket.AF_INET6, host[1:-1].partition("%")[0]  # sozu keeps no zone
@@ -139,31 +140,29 @@ def ip_address(host: str) -> str | None:
     except (OSError, ValueError):
         return None
     if family == socket.AF_INET:  # v4 = 1: fixed32 (little-endian) of the big-endian number
-        return "\x0d" + packed[::-1].decode("latin-1")
+        return b"\x0d" + packed[::-1]
     return delimited(2, uint128(*number_halves(int.from_bytes(packed, "big"))))  # v6 = 2
 
 
-def _wide(n: int) -> str:
+def _wide(n: int) -> bytes:
     """The varint of a number past the table, held to what a uint64 can say."""
-    return varint(min(n, _U64)) if n > 0 else "\0"
+    return varint(min(n, _U64)) if n > 0 else b"\0"
 
 
 # Fields 1 to 21 of a record around what `line` computes; durations are whole microseconds (as
 # sozu's `as_micros`), rounded to the nearest nanosecond first.
 _RECORD = (
-    "%s%s%s"  # message, request_id, fixed: 3-7
-    "\x42%s%s"  # endpoint
-    "\x68%s\x70%s\x78%s"  # service_time, bytes_in, bytes_out
-    "%s%s"  # fixed: 16-17, heads: 18-19
-    "\xa0\x01%s%s"  # request_time, response_time
-    "%s"  # fixed: 23
+    b"%s%s%s"  # message, request_id, fixed: 3-7
+    b"\x42%s%s"  # endpoint
+    b"\x68%s\x70%s\x78%s"  # service_time, bytes_in, bytes_out
+    b"%s%s"  # fixed: 16-17, heads: 18-19
+    b"\xa0\x01%s%s"  # request_time, response_time
+    b"%s"  # fixed: 23
 )
 
 
 class ProtobufFormatter(Formatter):
     """Records in sozu's protobuf layout (see the module docstring)."""
-
-    encoding = "latin-1"
 
     def __init__(self, tag: str, pid: int, clock: Callable[[], int] = time.time_ns) -> None:
         super().__init__(tag, pid, clock)
@@ -171,17 +170,17 @@ class ProtobufFormatter(Formatter):
         self.restamp()  # the heads carry required fields: never leave them empty
         # The request id field of the last ULID read, around the bits its last four characters
         # hold: a worker's ids share their first 22 characters for 65536 requests in a row.
-        self._ulid_head = "-"  # (no ULID starts with it)
-        self._ulid_start = self._ulid_end = ""
+        self._ulid_head = b"-"  # (no ULID starts with it)
+        self._ulid_start = self._ulid_end = b""
         self._ulid_bit20 = 0
 
-    def _make_head_formats(self, tag: str, pid: int) -> tuple[str, str]:
-        return "", ""  # unused: `restamp` encodes the heads itself
+    def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
+        return b"", b""  # unused: `restamp` encodes the heads itself
 
-    def restamp(self) -> None:
+    def restamp(self, nanos: int | None = None) -> None:
         """The heads: fields 18 (tag) and 19 (time, POSIX nanoseconds as a number)."""
-        stamp = uint128(*number_halves(self.clock()))
-        head = self._tag + _TIME + chr(len(stamp)) + stamp
+        stamp = uint128(*number_halves(self.clock() if nanos is None else nanos))
+        head = self._tag + _TIME + bytes((len(stamp),)) + stamp
         self.heads = (head, head)
 
     def fixed(
@@ -221,14 +220,14 @@ class ProtobufFormatter(Formatter):
         request = [text(16, user_agent)] if user_agent is not None else []
         for name, value in sorted((tags or {}).items()):  # sozu's tags are a BTreeMap
             # a map entry is {key = 1, value = 2}; prost leaves out an empty key or value
-            entry = (text(1, name) if name else "") + (text(2, value) if value else "")
+            entry = (text(1, name) if name else b"") + (text(2, value) if value else b"")
             request.append(delimited(17, entry))
         session_ulid = uint128(*ulid_halves(session if session is not None else 0))
         return (
-            "".join(middle),
-            "".join(endpoint),
-            "".join(request),
-            delimited(23, session_ulid) if session is not None else "",
+            b"".join(middle),
+            b"".join(endpoint),
+            b"".join(request),
+            delimited(23, session_ulid) if session is not None else b"",
             delimited(2, session_ulid),  # sozu's request id falls back to the session's
         )
 
@@ -236,7 +235,7 @@ class ProtobufFormatter(Formatter):
         self,
         error: bool,
         fixed: Fixed,
-        request_id: str | None,
+        request_id: bytes | None,
         request_time: float,
         service_time: float,
         response_time: float | None,
@@ -244,7 +243,7 @@ class ProtobufFormatter(Formatter):
         bytes_out: int,
         status: int | None,
         message: str | None,
-    ) -> str:
+    ) -> bytes:
         v = _VARINTS  # most numbers here take one or two bytes: read them from the table
         request_field = fixed[4] if request_id is None else self._request_id(request_id) or fixed[4]
         if status is None:
@@ -259,12 +258,12 @@ class ProtobufFormatter(Formatter):
         us = int(request_time * 1e6 + 0.0005)
         request = v[us] if 0 <= us < _SMALL else _wide(us)
         if response_time is None:
-            response = ""
+            response = b""
         else:
             us = int(response_time * 1e6 + 0.0005)
             response = _RESPONSE_TIME + (v[us] if 0 <= us < _SMALL else _wide(us))
         record = _RECORD % (
-            "" if message is None else text(1, message),
+            b"" if message is None else text(1, message),
             request_field,
             fixed[0],
             v[size] if size < _SMALL else varint(size),
@@ -281,14 +280,14 @@ class ProtobufFormatter(Formatter):
         size = len(record)
         return (v[size] if size < _SMALL else varint(size)) + record + _TRAILER
 
-    def _request_id(self, request_id: str) -> str | None:
+    def _request_id(self, request_id: bytes) -> bytes | None:
         """Field 2 for a ULID's text, or None if it is not one."""
         if request_id.startswith(self._ulid_head):
             high = _PAIRS.get(request_id[22:24])
             low = _PAIRS.get(request_id[24:])
             if high is not None and low is not None:
                 bits = self._ulid_bit20 | high << 10 | low  # the varint's first three bytes
-                return "%s%c%c%c%s" % (  # noqa: UP031 (% is the fastest here)
+                return b"%s%c%c%c%s" % (  # % is the fastest here
                     self._ulid_start,
                     bits & 0x7F | 0x80,
                     bits >> 7 & 0x7F | 0x80,
@@ -302,7 +301,7 @@ class ProtobufFormatter(Formatter):
         body = uint128(top, bottom)
         if bottom >> 21:  # `high`'s varint goes past its third byte: the shortcut above holds
             self._ulid_head = request_id[:22]
-            self._ulid_start = _REQUEST_ID + chr(len(body)) + "\x08" + varint(top) + "\x10"
+            self._ulid_start = _REQUEST_ID + bytes((len(body),)) + b"\x08" + varint(top) + b"\x10"
             self._ulid_end = varint(bottom >> 21)
             self._ulid_bit20 = bottom & 0x10_0000
-        return _REQUEST_ID + chr(len(body)) + body
+        return _REQUEST_ID + bytes((len(body),)) + body

@@ -32,7 +32,7 @@ LINGER_SECONDS = 2.0
 # for this long, so a request racing the worker's stop is served instead of cut.
 STOP_GRACE_SECONDS = 1.0
 # What the access log formatted for a connection: (request, cluster, backend id, backend, parts).
-LogParts = tuple[object, object, object, object, tuple[str, ...]]
+LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
 ID_SLOT = b"\x00"
 

@@ -124,36 +124,41 @@ def test_no_backend_answer_is_an_error_line_without_response_time() -> None:
 
 
 def test_keep_alive_requests_share_their_parts_until_the_route_changes() -> None:
-    _, logs, target, _ = worker_logs()
+    loop, logs, target, _ = worker_logs()
     s = session()
-    logs.session_ended(s, 200, True, None)
+
+    def request_ends() -> None:
+        logs.session_ended(s, 200, True, None)
+        loop.now += 1.0
+        logs.turn()  # a batch per request here
+
+    request_ends()
     parts = s.log_parts
     s.request_id = b"01ABD"
-    logs.session_ended(s, 200, True, None)
+    request_ends()
     assert s.log_parts is parts  # same request head, cluster and backend: nothing re-made
     s.request = RequestParser().parse(b"GET /other HTTP/1.1\r\nHost: example.com\r\n\r\n")
-    logs.session_ended(s, 200, True, None)
+    request_ends()
     assert s.log_parts is not parts
-    logs.close()
     first, second, third = target.lines()
     assert " 01ABC app " in first and " 01ABD app " in second
     assert third.endswith("[] None HTTP example.com GET /other 200")
 
 
-def test_the_clock_is_read_once_per_loop_turn() -> None:
+def test_a_line_is_stamped_with_the_loop_time_its_request_ended() -> None:
     loop, logs, target, clock = worker_logs()
     for _ in range(3):
         logs.session_ended(session(), 200, True, None)
-    assert clock.reads == 1
-    loop.now += 0.001
+    loop.now += 0.25
     logs.session_ended(session(), 200, True, None)
-    assert clock.reads == 2
     logs.close()
+    assert clock.reads == 1  # once per batch, to relate the loop's clock to the wall clock
     stamps = [line.split(" ")[1] for line in target.lines()]
-    assert stamps[0] == stamps[2] != stamps[3]
+    assert stamps[0] == stamps[2]
+    assert int(stamps[3]) - int(stamps[2]) == 250_000_000  # the loop's clock, in ns
 
 
-def test_lines_are_written_in_batches_not_per_request() -> None:
+def test_lines_are_made_and_written_in_batches_not_per_request() -> None:
     loop, logs, target, _ = worker_logs()
     logs.session_ended(session(), 200, True, None)
     logs.turn()
@@ -167,6 +172,24 @@ def test_lines_are_written_in_batches_not_per_request() -> None:
     logs.turn()
     assert len(target.written) == 2  # ... and written together, a tenth of a second later
     assert len(target.lines()) == 6
+    for _ in range(1024):  # ... or as soon as a thousand requests wait
+        logs.session_ended(session(), 200, True, None)
+    logs.turn()
+    assert len(target.written) == 3 and len(target.lines()) == 6 + 1024
+
+
+def test_a_stuck_target_drops_and_counts_instead_of_growing() -> None:
+    loop, logs, target, _ = worker_logs()
+    logs.log.blocked = True  # the target said "full": nothing is written
+    for _ in range(10_000):
+        logs.session_ended(session(), 200, True, None)
+        loop.now += 0.001
+        logs.turn()
+    assert target.written == []
+    assert logs.log.queued_bytes <= logs.log.max_queued_bytes
+    assert logs.log.dropped > 0
+    queued = sum(chunk.count(b"\n") for chunk in logs.log.queue)
+    assert logs.log.dropped + queued + len(logs._records) == 10_000
 
 
 def test_json_lines_parse_back_with_every_field() -> None:
