@@ -22,6 +22,7 @@ when the signal came.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import select
@@ -79,6 +80,9 @@ class WorkerAccessLogs:
         self.reopen_requested = False
         self._records: list[Record] = []  # requests that ended, not formatted yet
         self._write_at = 0.0
+        # The loop calls `turn` once its clock reaches this: when lines are due, or at once
+        # after SIGUSR1 or when many requests wait (a comparison per loop turn, nothing more).
+        self.due_at = math.inf
         loop.metrics.counter_sources.append(self._figures)
 
     @classmethod
@@ -111,23 +115,24 @@ class WorkerAccessLogs:
         self.loop.error_access_log = self if level <= logging.ERROR else None
 
     def turn(self) -> None:
-        """Once per loop turn: reopen if SIGUSR1 came; format and write what is due."""
+        """When `due_at` came: reopen if SIGUSR1 came; format and write what is due."""
         if self.reopen_requested:
             self.reopen_requested = False
             reopen_log_file()
             log.info("SIGUSR1: reopening the access log target %s", self.log.target.spec)
             self.log.reopen()
-        records = self._records
-        if not records and not self.log.queue:
-            return
         now = self.loop.now
         due = now >= self._write_at
+        records = self._records
         if records and (due or len(records) >= _FORMAT_NOW):
             self._format()
         access_log = self.log
         if (due or access_log.queued_bytes >= _WRITE_NOW) and not access_log.blocked:
             self._write_at = now + _WRITE_EVERY
             access_log.flush()
+        # Next time: when the next write is due, if anything waits for it (a blocked target
+        # calls `on_writable` itself; its lines are retried then too).
+        self.due_at = self._write_at if (self._records or access_log.queue) else math.inf
 
     def close(self) -> None:
         if self._records:
@@ -136,6 +141,7 @@ class WorkerAccessLogs:
 
     def _on_sigusr1(self, _signum: int, _frame: object) -> None:
         self.reopen_requested = True
+        self.due_at = 0.0
 
     def _figures(self) -> dict[str, int]:
         return {"access_logs.dropped": self.log.dropped}
@@ -181,6 +187,11 @@ class WorkerAccessLogs:
                 message,
             )
         )
+        count = len(records)
+        if count == 1:  # the first since the last batch: due when the next write is
+            self.due_at = self._write_at
+        elif count >= _FORMAT_NOW:
+            self.due_at = 0.0
 
     def _format(self) -> None:
         records, self._records = self._records, []

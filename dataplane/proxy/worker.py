@@ -139,8 +139,9 @@ class Loop:
                     handler(mask)
                 except Exception:
                     self._handler_failed(handler)
-            if self.access_logs is not None:
-                self.access_logs.turn()  # one write per turn, never per request
+            access_logs = self.access_logs
+            if access_logs is not None and now >= access_logs.due_at:
+                access_logs.turn()  # lines made and written in batches, never per request
             if now >= next_tick:
                 next_tick = now + 1.0
                 timers.expire(now)

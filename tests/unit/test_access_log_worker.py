@@ -210,3 +210,21 @@ def test_json_lines_parse_back_with_every_field() -> None:
     assert ok["status"] == 200 and ok["error"] is False and ok["tag"] == "WRK-01"
     assert timeout["status"] is None and timeout["response_time"] is None
     assert timeout["error"] is True and timeout["message"] == "backend_timeout"
+
+
+def test_the_loop_is_told_when_to_call_next() -> None:
+    loop, logs, _, _ = worker_logs()
+    assert logs.due_at == float("inf")  # nothing to do: the loop never calls
+    logs.session_ended(session(), 200, True, None)
+    assert logs.due_at <= loop.now  # the first line after a quiet time: at once
+    logs.turn()
+    assert logs.due_at == float("inf")
+    logs.session_ended(session(), 200, True, None)
+    assert logs.due_at == loop.now + 0.1  # then with the next write
+    for _ in range(63):
+        logs.session_ended(session(), 200, True, None)
+    assert logs.due_at == 0.0  # many requests wait: format them now
+    logs.turn()
+    assert logs.due_at == loop.now + 0.1  # their lines wait for the write
+    logs._on_sigusr1(0, None)
+    assert logs.due_at == 0.0 and logs.reopen_requested
