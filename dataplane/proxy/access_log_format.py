@@ -16,7 +16,8 @@ must cost the proxy little more than one string format (the issue's budget is 10
 requests/s):
 
 - `restamp(nanos)`, once per loop turn: the date and the process, at the start of every line;
-- `fixed(...)`, once per connection and route: session, addresses, cluster, host, path, agent;
+- `fixed(record)`, once per connection and route: session, addresses, cluster, host, path,
+  agent (the fields of an `AccessRecord` that a connection's requests share);
 - `line(...)`, once per request: request id, durations, bytes, status, message.
 
 `format(record)` does the three for one `AccessRecord` (tests and one-off lines).
@@ -125,20 +126,7 @@ class Formatter:
     def _heads(self, date: bytes, micros: int, nanos: int) -> tuple[bytes, bytes]:
         raise NotImplementedError
 
-    def fixed(
-        self,
-        session_id: str,
-        client_address: str | None,
-        cluster_id: str | None,
-        backend_id: str | None,
-        backend_address: str | None,
-        user_agent: str | None,
-        authority: str | None,
-        method: str | None,
-        path: str | None,
-        protocol: str = "HTTP",
-        tags: dict[str, str] | None = None,
-    ) -> Fixed:
+    def fixed(self, r: AccessRecord) -> Fixed:
         raise NotImplementedError
 
     def line(
@@ -158,19 +146,7 @@ class Formatter:
 
     def format(self, r: AccessRecord) -> bytes:
         self.restamp()
-        fixed = self.fixed(
-            r.session_id,
-            r.client_address,
-            r.cluster_id,
-            r.backend_id,
-            r.backend_address,
-            r.user_agent,
-            r.authority,
-            r.method,
-            r.path,
-            r.protocol,
-            r.tags,
-        )
+        fixed = self.fixed(r)
         return self.line(
             r.error,
             fixed,
@@ -200,33 +176,20 @@ class AsciiFormatter(Formatter):
         success, failure = self._head_formats
         return success % (date, micros, nanos), failure % (date, micros, nanos)
 
-    def fixed(
-        self,
-        session_id: str,
-        client_address: str | None,
-        cluster_id: str | None,
-        backend_id: str | None,
-        backend_address: str | None,
-        user_agent: str | None,
-        authority: str | None,
-        method: str | None,
-        path: str | None,
-        protocol: str = "HTTP",
-        tags: dict[str, str] | None = None,
-    ) -> Fixed:
-        parts = [f"{k}={v}" for k, v in sorted(tags.items())] if tags else []
-        if user_agent is not None:
-            agent = user_agent.replace(" ", "_").replace("[", "{").replace("]", "}")
+    def fixed(self, r: AccessRecord) -> Fixed:
+        parts = [f"{k}={v}" for k, v in sorted(r.tags.items())] if r.tags else []
+        if r.user_agent is not None:
+            agent = r.user_agent.replace(" ", "_").replace("[", "{").replace("]", "}")
             parts.append(f"user-agent={agent}")
         return (
-            _one_line(f"{session_id} "),
+            _one_line(f"{r.session_id} "),
             _one_line(
-                f" {cluster_id or '-'} {backend_id or '-'}] "
-                f"{client_address or '-'} {backend_address or '-'} "
+                f" {r.cluster_id or '-'} {r.backend_id or '-'}] "
+                f"{r.client_address or '-'} {r.backend_address or '-'} "
             ),
             _one_line(
-                f" [{', '.join(parts)}] None {protocol} {authority or '-'} {method or '-'} "
-                f"{path or '-'} "
+                f" [{', '.join(parts)}] None {r.protocol} {r.authority or '-'} "
+                f"{r.method or '-'} {r.path or '-'} "
             ),
         )
 
@@ -293,36 +256,23 @@ class JsonFormatter(Formatter):
         head = self._head_formats[0] % (date, micros)
         return head, head
 
-    def fixed(
-        self,
-        session_id: str,
-        client_address: str | None,
-        cluster_id: str | None,
-        backend_id: str | None,
-        backend_address: str | None,
-        user_agent: str | None,
-        authority: str | None,
-        method: str | None,
-        path: str | None,
-        protocol: str = "HTTP",
-        tags: dict[str, str] | None = None,
-    ) -> Fixed:
+    def fixed(self, r: AccessRecord) -> Fixed:
         addresses = {
-            "cluster_id": cluster_id,
-            "backend_id": backend_id,
-            "client_address": client_address,
-            "backend_address": backend_address,
+            "cluster_id": r.cluster_id,
+            "backend_id": r.backend_id,
+            "client_address": r.client_address,
+            "backend_address": r.backend_address,
         }
         request = {
-            "protocol": protocol,
-            "method": method,
-            "host": authority,
-            "path": path,
-            "user_agent": user_agent,
-            "tags": tags,
+            "protocol": r.protocol,
+            "method": r.method,
+            "host": r.authority,
+            "path": r.path,
+            "user_agent": r.user_agent,
+            "tags": r.tags,
         }
         return (  # members of the line's object: each dict's text without its braces
-            b'"session_id":%s,"request_id":' % _json(session_id),
+            b'"session_id":%s,"request_id":' % _json(r.session_id),
             b",%s," % _json(addresses)[1:-1],
             b"%s," % _json(request)[1:-1],
         )

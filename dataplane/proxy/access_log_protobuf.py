@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from dataplane.proxy.access_log_format import Fixed, Formatter
+from dataplane.proxy.access_log_format import AccessRecord, Fixed, Formatter
 
 _U64 = (1 << 64) - 1
 # int(text, 32) reads 0-9A-V; Crockford's base 32 (ULIDs) skips I, L, O and U. Every other ASCII
@@ -183,42 +183,29 @@ class ProtobufFormatter(Formatter):
         head = self._tag + _TIME + bytes((len(stamp),)) + stamp
         self.heads = (head, head)
 
-    def fixed(
-        self,
-        session_id: str,
-        client_address: str | None,
-        cluster_id: str | None,
-        backend_id: str | None,
-        backend_address: str | None,
-        user_agent: str | None,
-        authority: str | None,
-        method: str | None,
-        path: str | None,
-        protocol: str = "HTTP",
-        tags: dict[str, str] | None = None,
-    ) -> Fixed:
+    def fixed(self, r: AccessRecord) -> Fixed:
         """(fields 3-7, the HTTP endpoint without its status, 16-17, 23, 2 when no request id)."""
         try:  # the worker's session ids are hexadecimal numbers: the session's ULID for sozu
-            session: int | None = int(session_id, 16)
+            session: int | None = int(r.session_id, 16)
         except ValueError:
             session = None
         if session is not None and (session < 0 or session >> 128):
             session = None
         middle = []
-        if cluster_id is not None:
-            middle.append(text(3, cluster_id))
-        if backend_id is not None:
-            middle.append(text(4, backend_id))
-        for field, address in ((5, client_address), (6, backend_address)):
+        if r.cluster_id is not None:
+            middle.append(text(3, r.cluster_id))
+        if r.backend_id is not None:
+            middle.append(text(4, r.backend_id))
+        for field, address in ((5, r.client_address), (6, r.backend_address)):
             encoded = socket_address(address) if address is not None else None
             if encoded is not None:
                 middle.append(delimited(field, encoded))
-        middle.append(text(7, protocol))
+        middle.append(text(7, r.protocol))
         endpoint = [
-            text(n, v) for n, v in ((1, method), (2, authority), (3, path)) if v is not None
+            text(n, v) for n, v in ((1, r.method), (2, r.authority), (3, r.path)) if v is not None
         ]
-        request = [text(16, user_agent)] if user_agent is not None else []
-        for name, value in sorted((tags or {}).items()):  # sozu's tags are a BTreeMap
+        request = [text(16, r.user_agent)] if r.user_agent is not None else []
+        for name, value in sorted((r.tags or {}).items()):  # sozu's tags are a BTreeMap
             # a map entry is {key = 1, value = 2}; prost leaves out an empty key or value
             entry = (text(1, name) if name else b"") + (text(2, value) if value else b"")
             request.append(delimited(17, entry))

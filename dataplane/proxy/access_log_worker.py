@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from dataplane.command.logs import reopen_log_file
 from dataplane.command.messages import ServerConfig
 from dataplane.proxy.access_log import AccessLog
-from dataplane.proxy.access_log_format import formatter_for
+from dataplane.proxy.access_log_format import AccessRecord, formatter_for
 from dataplane.proxy.access_log_targets import AccessLogTargetError, open_target
 
 if TYPE_CHECKING:
@@ -261,14 +261,16 @@ class WorkerAccessLogs:
             found = _USER_AGENT.search(request.block)
             agent = found.group(1).decode("latin-1") if found else None
         fixed = self.formatter.fixed(
-            "%X" % id(session),  # noqa: UP031
-            session.context.client_address,
-            routed.cluster_id if routed is not None else None,
-            backend_id,
-            str(backend.address) if backend is not None else None,
-            agent,
-            session.host or None,
-            method,
-            path,
+            AccessRecord(
+                session_id="%X" % id(session),  # noqa: UP031
+                client_address=session.context.client_address,
+                cluster_id=routed.cluster_id if routed is not None else None,
+                backend_id=backend_id,
+                backend_address=str(backend.address) if backend is not None else None,
+                user_agent=agent,
+                authority=session.host or None,
+                method=method,
+                path=path,
+            )
         )
         return request, routed, backend_id, backend, fixed

@@ -246,7 +246,7 @@ def test_tags_with_an_empty_key_or_value_leave_that_part_out_as_prost_does() -> 
 def test_request_ids_read_back_whatever_they_share(first: int, changes: list[int]) -> None:
     """Ids that share all but their last characters, as a worker's do, and ids that do not."""
     protobuf = formatter()
-    fixed = protobuf.fixed("1", None, None, None, None, None, None, None, None)
+    fixed = protobuf.fixed(AccessRecord(session_id="1"))
     for change in changes:  # the low 20 bits, and sometimes bits 20-21 too
         ulid = first ^ change
         line = protobuf.line(
