@@ -18,7 +18,9 @@ requests/s):
 - `restamp(nanos)`, once per loop turn: the date and the process, at the start of every line;
 - `fixed(record)`, once per connection and route: session, addresses, cluster, host, path,
   agent (the fields of an `AccessRecord` that a connection's requests share);
-- `line(...)`, once per request: request id, durations, bytes, status, message.
+- `line(...)`, once per request: request id, durations, bytes, status, message; the worker
+  gives a batch of requests to `lines(entries)` (ASCII makes them in one loop: a call per line
+  was a fifth of the cost).
 
 `format(record)` does the three for one `AccessRecord` (tests and one-off lines).
 
@@ -40,6 +42,12 @@ from dataplane.proxy.access_log_targets import AccessLogTargetError
 # in the order `line` places them between the parts that change (ASCII: before the request id,
 # between it and the durations, the rest).
 Fixed = tuple[bytes, ...]
+
+
+# What a request's line needs, kept when the request ends and formatted in a batch (`lines`):
+# the loop's time then, the connection's fixed parts, request id, request time, backend response
+# time (None: no response), bytes in, bytes out, status (0: none sent), message.
+Entry = tuple[float, Fixed, bytes, float, "float | None", int, int, int, "str | None"]
 
 
 class AccessRecord(msgspec.Struct, kw_only=True, rename={"authority": "host"}):
@@ -144,6 +152,41 @@ class Formatter:
     ) -> bytes:
         raise NotImplementedError
 
+    def lines(self, entries: list[Entry], offset: int) -> list[bytes]:
+        """The lines of a batch; `offset` turns the loop's clock into POSIX nanoseconds.
+        (A format may do this in one loop, without a call per line.)"""
+        out = []
+        stamped = -1.0
+        for (
+            now,
+            fixed,
+            request_id,
+            request_time,
+            response_time,
+            bytes_in,
+            bytes_out,
+            status,
+            message,
+        ) in entries:
+            if now != stamped:
+                stamped = now
+                self.restamp(int(now * 1e9) + offset)
+            out.append(
+                self.line(
+                    status == 0 or (message is not None and status >= 500),
+                    fixed,
+                    request_id or None,
+                    request_time,
+                    request_time - (response_time or 0.0),
+                    response_time,
+                    bytes_in,
+                    bytes_out,
+                    status or None,
+                    message or None,
+                )
+            )
+        return out
+
     def format(self, r: AccessRecord) -> bytes:
         self.restamp()
         fixed = self.fixed(r)
@@ -234,6 +277,77 @@ class AsciiFormatter(Formatter):
             b"%d" % status if status else b"-",
             b"" if message is None else b" | " + _one_line(message),
         )
+
+    def lines(self, entries: list[Entry], offset: int) -> list[bytes]:
+        """`line` for each entry, in one loop (a call per line cost a fifth of the whole)."""
+        out: list[bytes] = []
+        append = out.append
+        micros = _MICROS
+        stamped = -1.0
+        heads = self.heads
+        for (
+            now,
+            fixed,
+            request_id,
+            request_time,
+            response_time,
+            bytes_in,
+            bytes_out,
+            status,
+            message,
+        ) in entries:
+            if now != stamped:
+                stamped = now
+                self.restamp(int(now * 1e9) + offset)
+                heads = self.heads
+            us = int(request_time * 1e6 + 0.0005)
+            request = micros[us] if 10 <= us < 10_000 else duration(request_time)
+            if response_time is None:
+                response = b"-"
+                service = request
+            else:
+                us = int(response_time * 1e6 + 0.0005)
+                response = micros[us] if 10 <= us < 10_000 else duration(response_time)
+                service_time = request_time - response_time
+                if service_time:
+                    us = int(service_time * 1e6 + 0.0005)
+                    service = micros[us] if 10 <= us < 10_000 else duration(service_time)
+                else:
+                    service = _NO_TIME
+            if message is None:
+                append(
+                    _ASCII_LINE
+                    % (
+                        heads[status == 0],
+                        fixed[0],
+                        request_id or b"-",
+                        fixed[1],
+                        request,
+                        service,
+                        response,
+                        bytes_in,
+                        bytes_out,
+                        fixed[2],
+                        b"%d" % status if status else b"-",
+                        b"",
+                    )
+                )
+            else:
+                append(
+                    self.line(
+                        status == 0 or status >= 500,
+                        fixed,
+                        request_id or None,
+                        request_time,
+                        request_time - (response_time or 0.0),
+                        response_time,
+                        bytes_in,
+                        bytes_out,
+                        status or None,
+                        message,
+                    )
+                )
+        return out
 
 
 _JSON_LINE = (

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from dataplane.command.logs import reopen_log_file
 from dataplane.command.messages import ServerConfig
 from dataplane.proxy.access_log import AccessLog
-from dataplane.proxy.access_log_format import AccessRecord, formatter_for
+from dataplane.proxy.access_log_format import AccessRecord, Entry, formatter_for
 from dataplane.proxy.access_log_targets import AccessLogTargetError, open_target
 
 if TYPE_CHECKING:
@@ -50,23 +50,6 @@ _WRITE_EVERY = 0.1  # seconds between writes under traffic
 _WRITE_NOW = 1 << 16  # ... unless this many bytes are waiting
 _FORMAT_NOW = 64  # ... or this many requests
 _MAX_RECORDS = 8192  # more are dropped (and counted) while the target is stuck
-# A request's record: loop time at its end, session, request head, cluster, backend id,
-# backend, request id, request time, backend response time, bytes in, out, status, message.
-Record = tuple[
-    float,
-    "SessionFields",
-    "RequestHead | None",
-    "ClusterRuntime | None",
-    "str | None",
-    "Backend | None",
-    bytes,
-    float,
-    "float | None",
-    int,
-    int,
-    int,
-    "str | None",
-]
 _USER_AGENT = re.compile(rb"\r\nuser-agent:[ \t]*([^\r]*)", re.IGNORECASE)
 
 
@@ -78,7 +61,7 @@ class WorkerAccessLogs:
         self.log = access_log
         self.formatter = access_log.formatter
         self.reopen_requested = False
-        self._records: list[Record] = []  # requests that ended, not formatted yet
+        self._records: list[Entry] = []  # requests that ended, not formatted yet
         self._write_at = 0.0
         # The loop calls `turn` once its clock reaches this: when lines are due, or at once
         # after SIGUSR1 or when many requests wait (a comparison per loop turn, nothing more).
@@ -163,6 +146,8 @@ class WorkerAccessLogs:
             return
         now = self.loop.now
         started = session.request_started
+        request = session.request
+        routed = session.routed
         backend_id = backend = response_time = None
         if reached_backend:
             backend_id = session.backend_id
@@ -170,14 +155,20 @@ class WorkerAccessLogs:
             backend = back.backend if back is not None else None
             if session.response is not None:  # else the backend never answered: `-`
                 response_time = max(0.0, session.response_started - started)
+        parts = session.log_parts
+        if (
+            parts is None
+            or parts[0] is not request
+            or parts[1] is not routed
+            or parts[2] != backend_id
+            or parts[3] is not backend
+        ):
+            parts = self._parts(session, request, routed, backend_id, backend)
+            session.log_parts = parts
         records.append(
             (
                 now,
-                session,
-                session.request,
-                session.routed,
-                backend_id,
-                backend,
+                parts[4],
                 session.request_id,
                 now - started,
                 response_time,
@@ -196,54 +187,9 @@ class WorkerAccessLogs:
     def _format(self) -> None:
         records, self._records = self._records, []
         formatter = self.formatter
-        line, make_parts = formatter.line, self._parts
-        lines = []
         # The wall clock at a loop turn: from the loop's clock (the one every duration uses).
         offset = formatter.clock() - time.monotonic_ns()
-        stamped = -1.0
-        for (
-            now,
-            session,
-            request,
-            routed,
-            backend_id,
-            backend,
-            request_id,
-            request_time,
-            response_time,
-            bytes_in,
-            bytes_out,
-            status,
-            message,
-        ) in records:
-            if now != stamped:
-                stamped = now
-                formatter.restamp(int(now * 1e9) + offset)
-            parts = session.log_parts
-            if (
-                parts is None
-                or parts[0] is not request
-                or parts[1] is not routed
-                or parts[2] != backend_id
-                or parts[3] is not backend
-            ):
-                parts = make_parts(session, request, routed, backend_id, backend)
-                session.log_parts = parts
-            lines.append(
-                line(
-                    status == 0 or (message is not None and status >= 500),
-                    parts[4],
-                    request_id or None,
-                    request_time,
-                    request_time - (response_time or 0.0),
-                    response_time,
-                    bytes_in,
-                    bytes_out,
-                    status or None,
-                    message or None,
-                )
-            )
-        self.log.enqueue_batch(lines)
+        self.log.enqueue_batch(formatter.lines(records, offset))
 
     def _parts(
         self,

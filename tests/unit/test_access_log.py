@@ -325,3 +325,42 @@ def _umask() -> int:
 def test_bad_targets_are_refused_clearly(spec: str) -> None:
     with pytest.raises(AccessLogTargetError):
         open_target(spec)
+
+
+@given(
+    request_time=st.floats(min_value=0.0, max_value=100.0),
+    response_time=st.none() | st.floats(min_value=0.0, max_value=100.0),
+    status=st.sampled_from([0, 101, 200, 304, 404, 502, 503]),
+    message=st.none() | st.sampled_from(["client_timeout", "no backend\navailable"]),
+    log_format=st.sampled_from(list(AccessLogFormat)),
+)
+def test_a_batch_makes_the_same_lines_as_one_by_one(
+    request_time: float,
+    response_time: float | None,
+    status: int,
+    message: str | None,
+    log_format: AccessLogFormat,
+) -> None:
+    """`lines` (the worker's batches, one loop for ASCII) and `line` never disagree."""
+    if response_time is not None:
+        response_time = min(response_time, request_time)
+    made = formatter(log_format)
+    fixed = made.fixed(record())
+    batch = made.lines(
+        [(2.5, fixed, b"01ABC", request_time, response_time, 9, 99, status, message)],
+        NOW_NS - 2_500_000_000,
+    )
+    made.restamp(NOW_NS)
+    one = made.line(
+        status == 0 or (message is not None and status >= 500),
+        fixed,
+        b"01ABC",
+        request_time,
+        request_time - (response_time or 0.0),
+        response_time,
+        9,
+        99,
+        status or None,
+        message,
+    )
+    assert batch == [one]
