@@ -81,6 +81,11 @@ class WorkerAccessLogs:
             target = open_target(spec)
         except AccessLogTargetError as error:
             log.error("access logs disabled: %s", error)
+
+            def reopen_log_file_later(_signum: int, _frame: object) -> None:
+                loop.reopen_log_file = True  # the worker's own log file, at the next tick
+
+            signal.signal(signal.SIGUSR1, reopen_log_file_later)
             return None
 
         def watch(fd: int, on_writable: Callable[[int], None]) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.channel import Channel, ChannelError
+from dataplane.command.logs import reopen_log_file
 from dataplane.command.messages import MetricDetail, ServerConfig, WorkerRequest
 from dataplane.command.responses import WorkerResponse
 from dataplane.command.scm import Listeners, ScmError, receive_listeners, send_listeners
@@ -84,6 +85,7 @@ class Loop:
         self.on_message: Callable[[WorkerRequest], None] = lambda message: None
         # Access logs (access_log_worker.py): set only while their log level is on.
         self.access_logs: WorkerAccessLogs | None = None
+        self.reopen_log_file = False  # SIGUSR1 while access logs are off (see access_log_worker)
         self.access_log: WorkerAccessLogs | None = None
         self.error_access_log: WorkerAccessLogs | None = None
 
@@ -144,6 +146,10 @@ class Loop:
                 access_logs.turn()  # lines made and written in batches, never per request
             if now >= next_tick:
                 next_tick = now + 1.0
+                if self.reopen_log_file:
+                    self.reopen_log_file = False
+                    reopen_log_file()
+                    log.info("SIGUSR1: log file reopened (access logs are off)")
                 timers.expire(now)
                 self.request_ids.refresh()
                 self._check_drained()

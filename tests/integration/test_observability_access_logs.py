@@ -166,3 +166,27 @@ def test_sigusr1_reopens_the_log_files_of_main_and_workers(
     assert "MAIN INFO received SIGUSR1: log file reopened, forwarding to 2 workers" in text, text
     assert "WRK-00 INFO SIGUSR1" in text and "WRK-01 INFO SIGUSR1" in text, text
     assert "ready" in rotated.read_text(encoding="utf-8")  # what came before stays there
+
+
+def test_a_worker_without_access_logs_still_reopens_its_log_file(
+    pysozu: Any, backends: Any, tmp_path: Path
+) -> None:
+    main_log = tmp_path / "pysozu.log"
+    listen = pysozu.free_port()
+    toml = (
+        f'log_target = "file://{main_log}"\nlog_level = "info"\n'
+        f'access_logs_target = "file://{tmp_path / "missing" / "access.log"}"\n'
+        + pysozu.http_config(listen, {"app": ("app.com", [backends.start("app-1")])})
+    )
+    proxy = pysozu.start(toml)
+    assert "access logs disabled" in main_log.read_text(encoding="utf-8")
+    os.rename(main_log, tmp_path / "pysozu.log.1")
+    os.kill(proxy.process.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 5.0
+    text = ""
+    while time.monotonic() < deadline and text.count("log file reopened (access logs") < 2:
+        time.sleep(0.2)  # each worker reopens at its next one-second tick
+        text = main_log.read_text(encoding="utf-8") if main_log.exists() else ""
+    assert "WRK-00 INFO SIGUSR1: log file reopened" in text, text
+    assert "WRK-01 INFO SIGUSR1: log file reopened" in text, text
+    assert get(listen, "app.com") == 200
