@@ -290,6 +290,27 @@ class Backend:
         self.sock.close()
 
 
+class SlowBackend:
+    """A keep-alive backend answering each request `delay` seconds after reading it; `arrived`
+    is set when a request is read, `answered` when an answer is sent."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.arrived = threading.Event()
+        self.answered = threading.Event()
+        self._backend = Backend(respond=self._respond)
+        self.port = self._backend.port
+
+    def _respond(self, _seen: Seen, _conn: socket.socket) -> bytes:
+        self.arrived.set()
+        time.sleep(self.delay)
+        self.answered.set()
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow"
+
+    def close(self) -> None:
+        self._backend.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Clients
 

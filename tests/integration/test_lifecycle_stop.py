@@ -9,44 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from http_support import SlowBackend
 
 pytestmark = pytest.mark.timeout(60)
 
 SLOW = 2.0
-
-
-class SlowBackend:
-    """Answers every request `delay` seconds after reading its head."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.arrived = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            self.arrived.set()
-            time.sleep(self.delay)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-
-    def close(self) -> None:
-        self.server.close()
 
 
 @pytest.fixture

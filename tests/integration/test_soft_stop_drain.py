@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from http_support import SlowBackend
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -129,45 +130,10 @@ def test_keep_alive_clients_lose_nothing_across_a_shutdown(pysozu: Any, backends
         assert client.answered > 20
 
 
-class SlowKeepAliveBackend:
-    """Answers each request of a connection in turn, `delay` seconds after reading it."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.arrived = threading.Event()
-        self.answered = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while True:
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    data += chunk
-                data = data.partition(b"\r\n\r\n")[2]
-                self.arrived.set()
-                time.sleep(self.delay)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-                self.answered.set()
-
-
 def test_pipelined_requests_read_before_the_stop_are_all_answered(
     pysozu: Any, backends: Any
 ) -> None:
-    slow = SlowKeepAliveBackend(3.0)
+    slow = SlowBackend(3.0)
     port = pysozu.free_port()
     clusters = {"app": ("example.com", [backends.start("app")]), "slow": ("slow.test", [slow.port])}
     proxy = pysozu.start("worker_count = 1\n" + pysozu.http_config(port, clusters), workers=1)
@@ -186,7 +152,7 @@ def test_pipelined_requests_read_before_the_stop_are_all_answered(
         assert client.recv(1) == b""
     assert proxy.process.wait(timeout=10) == 0
     stop.join(10)
-    slow.server.close()
+    slow.close()
 
 
 def _silent_connection_and_stop(pysozu: Any, backends: Any) -> tuple[Any, socket.socket]:
