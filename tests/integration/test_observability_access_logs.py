@@ -140,53 +140,51 @@ def test_sigusr1_reopens_the_file(pysozu: Any, backends: Any, tmp_path: Path) ->
     assert "SIGUSR1" in proxy.log()
 
 
-def test_sigusr1_reopens_the_log_files_of_main_and_workers(
-    pysozu: Any, backends: Any, tmp_path: Path
-) -> None:
+def _rotated_logs(
+    pysozu: Any, backends: Any, tmp_path: Path, access_log: Path, done: str, count: int
+) -> tuple[Any, int, str]:
+    """pysozu logging to a file at info, that file moved away and SIGUSR1 sent to main: the
+    proxy, its port and the new file's text once it holds `count` lines with `done`."""
     main_log = tmp_path / "pysozu.log"
     listen = pysozu.free_port()
     toml = (
         f'log_target = "file://{main_log}"\nlog_level = "info"\n'
-        f'access_logs_target = "file://{tmp_path / "access.log"}"\n'
+        f'access_logs_target = "file://{access_log}"\n'
         + pysozu.http_config(listen, {"app": ("app.com", [backends.start("app-1")])})
     )
     proxy = pysozu.start(toml)
     assert get(listen, "app.com") == 200
-    rotated = tmp_path / "pysozu.log.1"
-    os.rename(main_log, rotated)
+    os.rename(main_log, tmp_path / "pysozu.log.1")
     os.kill(proxy.process.pid, signal.SIGUSR1)
     deadline = time.monotonic() + 5.0
     text = ""
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and text.count(done) < count:
         assert get(listen, "app.com") == 200  # a request wakes each worker's loop
-        text = main_log.read_text(encoding="utf-8") if main_log.exists() else ""
-        if "MAIN INFO received SIGUSR1" in text and text.count("reopening the access log") >= 2:
-            break
         time.sleep(0.1)
+        text = main_log.read_text(encoding="utf-8") if main_log.exists() else ""
+    return proxy, listen, text
+
+
+def test_sigusr1_reopens_the_log_files_of_main_and_workers(
+    pysozu: Any, backends: Any, tmp_path: Path
+) -> None:
+    _, _, text = _rotated_logs(
+        pysozu, backends, tmp_path, tmp_path / "access.log", "reopening the access log", 2
+    )
     assert "MAIN INFO received SIGUSR1: log file reopened, forwarding to 2 workers" in text, text
     assert "WRK-00 INFO SIGUSR1" in text and "WRK-01 INFO SIGUSR1" in text, text
-    assert "ready" in rotated.read_text(encoding="utf-8")  # what came before stays there
+    rotated = (tmp_path / "pysozu.log.1").read_text(encoding="utf-8")
+    assert "ready" in rotated  # what came before stays there
 
 
 def test_a_worker_without_access_logs_still_reopens_its_log_file(
     pysozu: Any, backends: Any, tmp_path: Path
 ) -> None:
-    main_log = tmp_path / "pysozu.log"
-    listen = pysozu.free_port()
-    toml = (
-        f'log_target = "file://{main_log}"\nlog_level = "info"\n'
-        f'access_logs_target = "file://{tmp_path / "missing" / "access.log"}"\n'
-        + pysozu.http_config(listen, {"app": ("app.com", [backends.start("app-1")])})
+    missing = tmp_path / "missing" / "access.log"  # cannot be opened: access logs are off
+    _, listen, text = _rotated_logs(
+        pysozu, backends, tmp_path, missing, "log file reopened (access logs", 2
     )
-    proxy = pysozu.start(toml)
-    assert "access logs disabled" in main_log.read_text(encoding="utf-8")
-    os.rename(main_log, tmp_path / "pysozu.log.1")
-    os.kill(proxy.process.pid, signal.SIGUSR1)
-    deadline = time.monotonic() + 5.0
-    text = ""
-    while time.monotonic() < deadline and text.count("log file reopened (access logs") < 2:
-        time.sleep(0.2)  # each worker reopens at its next one-second tick
-        text = main_log.read_text(encoding="utf-8") if main_log.exists() else ""
+    assert "access logs disabled" in (tmp_path / "pysozu.log.1").read_text(encoding="utf-8")
     assert "WRK-00 INFO SIGUSR1: log file reopened" in text, text
     assert "WRK-01 INFO SIGUSR1: log file reopened" in text, text
     assert get(listen, "app.com") == 200
