@@ -6,13 +6,14 @@ session asks `loop.access_log` (set only while `info` is on) when a request ends
 `loop.error_access_log` (set while `error` is on) when the proxy answered or gave up, so with
 access logs off a request costs one attribute read and nothing else.
 
-When a request ends the session hands over what its line needs, nothing is formatted: lines
-are made in batches, at most every 0.1 s under traffic (at most a second after the last request
-when traffic stops, the loop's longest sleep) or after 1,024 requests, then queued by
-`AccessLog` and written in one write, never blocking. Made one by one, between the system calls
-of the requests, each line cost about three times as much CPU (cold caches). The time at the
-start of a line is the loop's time when the request ended (`loop.now`, the clock every duration
-uses), turned into wall-clock time at the batch.
+When a request ends the session hands over what its line needs (an `Entry`), nothing is
+formatted: lines are made in batches, every 64 requests or 0.1 s, and written every 0.1 s
+under traffic or at 64 KiB, in one write, never blocking; after the last request of a burst
+they go out within a second (the loop's longest sleep). Made one by one, between the system
+calls of the requests, each line cost about three times as much CPU (cold caches). The loop
+calls `turn` only when `due_at` comes. The time at the start of a line is the loop's time when
+the request ended (`loop.now`, the clock every duration uses), turned into wall-clock time at
+the batch.
 
 SIGUSR1 (forwarded by main, which gets it from logrotate) only raises a flag: the target, and
 the worker's own log file, are reopened at the next turn, outside whatever the loop was doing
