@@ -57,18 +57,7 @@ def _add_lifecycle(top: Subparsers) -> None:
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics ([prometheus] address)",
     )
-    worker = top.add_parser("worker", parents=[GLOBAL])  # internal: started by main, unlisted
-    worker.set_defaults(run="worker", build=None)
-    for name in ("--id", "--fd", "--scm", "--configuration-state-fd"):
-        worker.add_argument(name, type=int, required=True)
-    worker.add_argument("--command-buffer-size", type=int, default=1_000_000)
-    worker.add_argument("--max-command-buffer-size", type=int, default=None)
-    main = top.add_parser("main", parents=[GLOBAL])  # internal: the new main of an upgrade
-    main.set_defaults(run="main", build=None)
-    for name in ("--fd", "--upgrade-fd"):
-        main.add_argument(name, type=int, required=True)
-    main.add_argument("--command-buffer-size", type=int, default=1_000_000)
-    main.add_argument("--max-command-buffer-size", type=int, default=None)
+    _add_internal(top)
     shutdown = leaf(top, "shutdown", "shut the proxy down (drains connections unless --hard)")
     shutdown.set_defaults(build=_shutdown)
     shutdown.add_argument("--hard", action="store_true", help="do not wait for connections")
@@ -105,6 +94,70 @@ def _add_lifecycle(top: Subparsers) -> None:
     reload.add_argument("-f", "--file", help="use this configuration file instead")
 
 
+def _add_internal(top: Subparsers) -> None:
+    """`worker` and `main`: started by main itself with these exact flags, unlisted in --help."""
+    worker = top.add_parser(
+        "worker",
+        parents=[GLOBAL],
+        description="internal: a proxy worker, started by main (not to be run by hand)",
+    )
+    worker.set_defaults(run="worker", build=None)
+    for name, help_text in (
+        ("--id", "worker id, chosen by main"),
+        ("--fd", "descriptor of the command channel to main"),
+        ("--scm", "descriptor of the socket the listening sockets arrive on (SCM_RIGHTS)"),
+        ("--configuration-state-fd", "descriptor of the file holding the state to start with"),
+    ):
+        worker.add_argument(name, type=int, required=True, metavar="N", help=help_text)
+    worker.add_argument(
+        "--command-buffer-size",
+        type=int,
+        default=1_000_000,
+        metavar="BYTES",
+        help="command channel buffer size, in bytes (default: %(default)s)",
+    )
+    worker.add_argument(
+        "--max-command-buffer-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="largest command channel buffer, in bytes (default: twice --command-buffer-size)",
+    )
+    main = top.add_parser(
+        "main",
+        parents=[GLOBAL],
+        description="internal: the new main process of an upgrade, started by the old one "
+        "(not to be run by hand)",
+    )
+    main.set_defaults(run="main", build=None)
+    main.add_argument(
+        "--fd",
+        type=int,
+        required=True,
+        metavar="N",
+        help="descriptor of the socket on which to confirm the upgrade to the old main",
+    )
+    main.add_argument(
+        "--upgrade-fd",
+        type=int,
+        required=True,
+        metavar="N",
+        help="descriptor of the file holding the upgrade data (state, workers, sockets)",
+    )
+    for name, default in (
+        ("--command-buffer-size", 1_000_000),
+        ("--max-command-buffer-size", None),
+    ):
+        main.add_argument(
+            name,
+            type=int,
+            default=default,
+            metavar="BYTES",
+            help="command channel buffer size, in bytes; accepted because sozu passes it, "
+            "the new main takes it from the configuration file",
+        )
+
+
 def _shutdown(a: argparse.Namespace) -> Request:
     if a.deadline is not None and a.deadline <= 0:
         raise argparse.ArgumentTypeError("--deadline must be a positive number of seconds")
@@ -126,14 +179,14 @@ def _add_state(top: Subparsers) -> None:
         "save the state to a file",
         lambda a: Request.of(save_state=absolute(a.file)),
     )
-    save.add_argument("-f", "--file", required=True)
+    save.add_argument("-f", "--file", required=True, help="path of the state file to write")
     load = leaf(
         state,
         "load",
         "load a state file (merged into the running state)",
         lambda a: Request.of(load_state=absolute(a.file)),
     )
-    load.add_argument("-f", "--file", required=True)
+    load.add_argument("-f", "--file", required=True, help="path of the state file to read")
     leaf(
         state,
         "stats",
@@ -174,12 +227,44 @@ def _add_misc(top: Subparsers) -> None:
         leaf(metrics, name, f"{name} local metrics", _configure_metrics(setting))
     get = leaf(metrics, "get", "get metrics", _metrics_get, show="metrics")
     get.add_argument("-l", "--list", action="store_true", help="list the available metrics")
-    get.add_argument("-r", "--refresh", type=int, help="refresh every N seconds")
-    get.add_argument("-n", "--names", type=_comma_list, default=[])
-    get.add_argument("-k", "--clusters", type=_comma_list, default=[])
-    get.add_argument("-b", "--backends", type=_comma_list, default=[])
-    get.add_argument("--no-clusters", action="store_true")
-    get.add_argument("-w", "--workers", action="store_true")
+    get.add_argument(
+        "-r", "--refresh", type=int, metavar="SECONDS", help="ask again every SECONDS seconds"
+    )
+    get.add_argument(
+        "-n",
+        "--names",
+        type=_comma_list,
+        default=[],
+        metavar="NAME,...",
+        help="only these metrics, comma-separated",
+    )
+    get.add_argument(
+        "-k",
+        "--clusters",
+        type=_comma_list,
+        default=[],
+        metavar="ID,...",
+        help="metrics of these clusters, comma-separated ids",
+    )
+    get.add_argument(
+        "-b",
+        "--backends",
+        type=_comma_list,
+        default=[],
+        metavar="ID,...",
+        help="metrics of these backends, comma-separated ids",
+    )
+    get.add_argument(
+        "--no-clusters",
+        action="store_true",
+        help="only the metrics of main and the workers, none of clusters or backends",
+    )
+    get.add_argument(
+        "-w",
+        "--workers",
+        action="store_true",
+        help="each worker's metrics apart, instead of summed over the workers",
+    )
     config = group(top, "config", "configuration file management")
     leaf(config, "check", "check the configuration file (-c) and print every problem").set_defaults(
         run="config_check"
@@ -198,7 +283,12 @@ def _add_misc(top: Subparsers) -> None:
         "set the limit (0: unlimited)",
         lambda a: Request.of(set_max_connections_per_ip=a.limit),
     )
-    set_limit.add_argument("limit", type=int)
+    set_limit.add_argument(
+        "limit",
+        type=int,
+        metavar="N",
+        help="connections one source IP may hold to one cluster at a time (0: unlimited)",
+    )
     leaf(
         limit,
         "remove",

@@ -75,8 +75,15 @@ def add_cluster_tree(top: Subparsers) -> None:
     remove.add_argument("-i", "--id", required=True, help="cluster id")
     add = leaf(cluster, "add", "add (or update) a cluster", _cluster_add)
     add.add_argument("-i", "--id", required=True, help="cluster id")
-    add.add_argument("-s", "--sticky-session", action="store_true")
-    add.add_argument("-r", "--https-redirect", action="store_true")
+    add.add_argument(
+        "-s",
+        "--sticky-session",
+        action="store_true",
+        help="send a client back to the backend its sticky session cookie names",
+    )
+    add.add_argument(
+        "-r", "--https-redirect", action="store_true", help="redirect HTTP requests to HTTPS (301)"
+    )
     add.add_argument(
         "--send-proxy", action="store_true", help="send a PROXY protocol v2 header to backends"
     )
@@ -88,20 +95,25 @@ def add_cluster_tree(top: Subparsers) -> None:
         type=value.load_balancing,
         default=value.load_balancing("round_robin"),
         metavar="POLICY",
-        help="round_robin (default), random, least_loaded, power_of_two, hrw, maglev",
+        help="how to pick a backend: round_robin (default), random, least_loaded, "
+        "power_of_two, hrw, maglev",
     )
-    add.add_argument("--http2", action="store_true", help="HTTP/2 to the backends")
+    add.add_argument(
+        "--http2", action="store_true", help="speak HTTP/2 (h2c) to this cluster's backends"
+    )
     add.add_argument(
         "--connect-timeout",
         type=int,
         metavar="SECONDS",
-        help="pysozu extension: replaces the listener's connect_timeout for this cluster",
+        help="pysozu extension: how long to wait for a connection to this cluster's backends, "
+        "in seconds (default: the listener's connect_timeout)",
     )
     add.add_argument(
         "--back-timeout",
         type=int,
         metavar="SECONDS",
-        help="pysozu extension: replaces the listener's back_timeout for this cluster",
+        help="pysozu extension: inactivity timeout of this cluster's backend connections, "
+        "in seconds (default: the listener's back_timeout)",
     )
     add.add_argument(
         "--sticky-name",
@@ -109,20 +121,33 @@ def add_cluster_tree(top: Subparsers) -> None:
         help="pysozu extension: sticky session cookie name for this cluster (default: the "
         "listener's sticky_name)",
     )
-    add.add_argument("--https-redirect-port", type=int)
-    add.add_argument("--www-authenticate", help="realm of the WWW-Authenticate header")
+    add.add_argument(
+        "--https-redirect-port",
+        type=int,
+        metavar="PORT",
+        help="port in the Location of the HTTPS redirect (default: 443, left out of the URL)",
+    )
+    add.add_argument(
+        "--www-authenticate",
+        metavar="REALM",
+        help="realm of the WWW-Authenticate header of a 401 answer",
+    )
     add.add_argument(
         "--authorized-hash",
         action="append",
         default=[],
-        help="user:hex(sha256(password)), repeatable",
+        metavar="USER:HASH",
+        help="credentials accepted by --required-auth frontends: user:hex(sha256(password)), "
+        "repeatable",
     )
     add.add_argument(
         "--answer",
         type=value.answer,
         action="append",
         default=[],
-        help="<code>=<body> or <code>=file://<path>, repeatable",
+        metavar="CODE=BODY",
+        help="this cluster's answer for an HTTP status: <code>=<body> or "
+        "<code>=file://<path>, repeatable",
     )
     h2 = group(cluster, "h2", "enable or disable HTTP/2 to a cluster's backends")
     for name, enabled in (("enable", True), ("disable", False)):
@@ -140,13 +165,42 @@ def add_cluster_tree(top: Subparsers) -> None:
     )
     check.add_argument("-i", "--id", required=True, help="cluster id")
     check.add_argument("-u", "--uri", required=True, help="path to probe, e.g. /health")
-    check.add_argument("--interval", type=int, default=10, help="seconds between checks")
     check.add_argument(
-        "--timeout", dest="check_timeout", type=int, default=5, help="check timeout in seconds"
+        "--interval",
+        type=int,
+        default=10,
+        metavar="SECONDS",
+        help="time between two checks of a backend, in seconds (default: %(default)s)",
     )
-    check.add_argument("--healthy-threshold", type=int, default=3)
-    check.add_argument("--unhealthy-threshold", type=int, default=3)
-    check.add_argument("--expected-status", type=int, default=0, help="0: any 2xx")
+    check.add_argument(
+        "--timeout",
+        dest="check_timeout",
+        type=int,
+        default=5,
+        metavar="SECONDS",
+        help="how long one check may take, in seconds (default: %(default)s)",
+    )
+    check.add_argument(
+        "--healthy-threshold",
+        type=int,
+        default=3,
+        metavar="N",
+        help="consecutive successes that mark a backend healthy (default: %(default)s)",
+    )
+    check.add_argument(
+        "--unhealthy-threshold",
+        type=int,
+        default=3,
+        metavar="N",
+        help="consecutive failures that mark a backend unhealthy (default: %(default)s)",
+    )
+    check.add_argument(
+        "--expected-status",
+        type=int,
+        default=0,
+        metavar="CODE",
+        help="HTTP status a healthy backend answers; 0 (default): any 2xx",
+    )
     remove_check = leaf(
         checks,
         "remove",
@@ -212,12 +266,18 @@ def add_backend_tree(top: Subparsers) -> None:
     )
     for parser in (remove, add):
         parser.add_argument("-i", "--id", required=True, help="cluster id")
-        parser.add_argument("--backend-id", required=True)
+        parser.add_argument("--backend-id", required=True, help="backend id, unique in its cluster")
         parser.add_argument(
             "-a", "--address", type=value.address, required=True, help="server address, IP:port"
         )
     add.add_argument("-s", "--sticky-id", help="value for the sticky session cookie")
-    add.add_argument("-b", "--backup", type=_boolean, metavar="BOOL", help="true: a backup backend")
+    add.add_argument(
+        "-b",
+        "--backup",
+        type=_boolean,
+        metavar="BOOL",
+        help="true: a backup backend, used only when no other backend is available",
+    )
 
 
 def _boolean(text: str) -> bool:
@@ -280,8 +340,10 @@ def add_certificate_tree(top: Subparsers) -> None:
         ),
         show="certificates",
     )
-    listing.add_argument("-f", "--fingerprint")
-    listing.add_argument("-d", "--domain")
+    listing.add_argument(
+        "-f", "--fingerprint", help="only the certificate with this fingerprint (SHA-256, hex)"
+    )
+    listing.add_argument("-d", "--domain", help="only the certificates for this domain name")
     listing.add_argument(
         "-w",
         "--workers",
@@ -313,7 +375,9 @@ def add_certificate_tree(top: Subparsers) -> None:
         ),
     )
     remove.add_argument("--certificate", "--cert", help="path to the certificate")
-    remove.add_argument("-f", "--fingerprint")
+    remove.add_argument(
+        "-f", "--fingerprint", help="fingerprint of the certificate (instead of --certificate)"
+    )
     replace = leaf(
         certificate,
         "replace",
@@ -326,17 +390,33 @@ def add_certificate_tree(top: Subparsers) -> None:
             )
         ),
     )
-    replace.add_argument("--new-certificate", required=True)
-    replace.add_argument("--new-certificate-chain", dest="new_chain")
-    replace.add_argument("--new-key", required=True)
-    replace.add_argument("--old-certificate")
-    replace.add_argument("-f", "--fingerprint", help="fingerprint of the old certificate")
+    replace.add_argument("--new-certificate", required=True, help="path to the new certificate")
+    replace.add_argument(
+        "--new-certificate-chain",
+        dest="new_chain",
+        help="path to the new certificate chain (default: none)",
+    )
+    replace.add_argument("--new-key", required=True, help="path to the new key")
+    replace.add_argument(
+        "--old-certificate", help="path to the certificate to replace (or -f FINGERPRINT)"
+    )
+    replace.add_argument(
+        "-f", "--fingerprint", help="fingerprint of the certificate to replace (SHA-256, hex)"
+    )
     for parser in (add, remove, replace):
         parser.add_argument(
             "-a", "--address", type=value.address, required=True, help="HTTPS listener address"
         )
     for parser in (add, replace):
-        parser.add_argument("--tls-versions", type=value.tls_version, nargs="*", default=[])
+        parser.add_argument(
+            "--tls-versions",
+            type=value.tls_version,
+            nargs="*",
+            default=[],
+            metavar="VERSION",
+            help="TLS versions recorded with the certificate, space-separated: TLS_V1_2, "
+            "TLS_V1_3 (the listener's versions decide what is negotiated)",
+        )
         parser.add_argument(
             "--names", type=_names, default=[], help="a,b: names to serve (default: the SAN/CN)"
         )

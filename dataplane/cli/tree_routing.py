@@ -10,6 +10,13 @@ import argparse
 from typing import Any
 
 from dataplane.cli import args as value
+from dataplane.cli.help_texts import (
+    H2_GROUP,
+    H2_GROUP_DESCRIPTION,
+    LISTENER_HELP,
+    answer_help,
+    listener_option,
+)
 from dataplane.cli.tree_base import group, leaf
 from dataplane.command.messages import (
     ActivateListener,
@@ -38,6 +45,7 @@ from dataplane.command.messages import (
     _H2Knobs,
 )
 
+TAGS_HELP = "labels kept with the frontend: key=value, other-key=other-value"
 ANSWER_CODES = ("301", "400", "401", "404", "408", "413", "421", "429", "502", "503", "504", "507")
 
 
@@ -80,19 +88,26 @@ def _http_route_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-a", "--address", type=value.address, required=True, help="frontend address, IP:port"
     )
-    parser.add_argument("--hostname", "--host", required=True)
+    parser.add_argument(
+        "--hostname",
+        "--host",
+        required=True,
+        help="host to match, e.g. example.com or *.example.com",
+    )
     paths = parser.add_mutually_exclusive_group()
-    paths.add_argument("-p", "--path-prefix", help="URL path prefix")
-    paths.add_argument("--path-regex", help="URL path regex")
-    paths.add_argument("--path-equals", help="exact URL path")
-    parser.add_argument("-m", "--method", help="HTTP method")
+    paths.add_argument(
+        "-p", "--path-prefix", metavar="PREFIX", help="URL path prefix to match (default: any path)"
+    )
+    paths.add_argument("--path-regex", metavar="REGEX", help="regex the URL path must match")
+    paths.add_argument("--path-equals", metavar="PATH", help="URL path to match exactly")
+    parser.add_argument("-m", "--method", help="HTTP method to match (default: any method)")
 
 
 def _route_target(parser: argparse.ArgumentParser) -> None:
     """`id <cluster>` or `deny`, after the flags (a subcommand, as in sozu)."""
     targets = parser.add_subparsers(dest="route", required=True, metavar="{id <CLUSTER>,deny}")
     target = targets.add_parser("id", help="route to this cluster")
-    target.add_argument("cluster_id", metavar="CLUSTER")
+    target.add_argument("cluster_id", metavar="CLUSTER", help="id of the cluster to route to")
     targets.add_parser("deny", help="answer 401 to what this route matches")
 
 
@@ -105,21 +120,40 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
         lambda a: Request.of(**{f"add_{verb}": _http_frontend(a, True)}),
     )
     _http_route_flags(add)
-    add.add_argument("--tags", type=value.tags, help="key=value, other-key=other-value")
+    add.add_argument("--tags", type=value.tags, metavar="TAGS", help=TAGS_HELP)
     add.add_argument(
         "--redirect",
         type=value.redirect_policy,
-        help="forward (default), permanent or unauthorized",
+        metavar="POLICY",
+        help="forward (default): send to the cluster; permanent: answer 301 to the URL made "
+        "by --redirect-scheme and the rewrites; unauthorized: answer 401",
     )
     add.add_argument(
         "--redirect-scheme",
         type=value.redirect_scheme,
-        help="use-same (default), use-http or use-https",
+        metavar="SCHEME",
+        help="scheme of a permanent redirect's Location: use-same (default), use-http, use-https",
     )
-    add.add_argument("--redirect-template")
-    add.add_argument("--rewrite-host")
-    add.add_argument("--rewrite-path")
-    add.add_argument("--rewrite-port", type=int)
+    add.add_argument(
+        "--redirect-template",
+        metavar="NAME",
+        help="answer template (cluster or listener answers) to send for a redirect; "
+        "it may use %%REDIRECT_LOCATION",
+    )
+    add.add_argument(
+        "--rewrite-host",
+        metavar="TEMPLATE",
+        help="host sent to the backend or put in a redirect: text with $HOST[n] and $PATH[n], "
+        "the captures of the matched hostname and path",
+    )
+    add.add_argument(
+        "--rewrite-path",
+        metavar="TEMPLATE",
+        help="path sent to the backend or put in a redirect, same placeholders as --rewrite-host",
+    )
+    add.add_argument(
+        "--rewrite-port", type=int, metavar="PORT", help="port of a redirect's Location, 1-65535"
+    )
     add.add_argument(
         "--required-auth", action="store_true", help="require a valid Basic Authorization header"
     )
@@ -128,7 +162,9 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
         type=value.header,
         action="append",
         default=[],
-        help="<request|response|both>=<name>=<value>, repeatable",
+        metavar="WHERE=NAME=VALUE",
+        help="header to set on the request, the response or both: "
+        "<request|response|both>=<name>=<value>; an empty value removes it; repeatable",
     )
     value.add_hsts_flags(add)
     _route_target(add)
@@ -152,7 +188,7 @@ def _add_l4_frontends(sub: Any, kind: str, message: type) -> None:
             **{f"add_{verb}": message(cluster_id=a.id, address=a.address, tags=a.tags or {})}
         ),
     )
-    add.add_argument("--tags", type=value.tags, help="key=value, other-key=other-value")
+    add.add_argument("--tags", type=value.tags, metavar="TAGS", help=TAGS_HELP)
     remove = leaf(
         sub,
         "remove",
@@ -266,66 +302,124 @@ def _address_verbs(sub: Any, proxy: ListenerType) -> None:
     }
     for name, build in builders.items():
         parser = leaf(sub, name, f"{name} a {label} listener", build)
-        parser.add_argument(
-            "-a", "--address", type=value.address, required=True, help="listener address, IP:port"
-        )
+        _listener_address(parser)
 
 
-def _timeouts(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+def _listener_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-a", "--address", type=value.address, required=True, help=LISTENER_HELP["address"]
+    )
+
+
+def _settings(
+    parser: argparse.ArgumentParser,
+    names: tuple[str, ...],
+    defaults: type | None = None,
+    udp: bool = False,
+) -> None:
+    """Timeouts and sizes: `defaults` is the message of an `add` (None: an `update`)."""
     for name in names:
-        unit = "SECONDS" if name.endswith("timeout") else "N"
-        parser.add_argument("--" + name.replace("_", "-"), type=int, metavar=unit)
+        unit = "BYTES" if name.endswith("size") else "N" if name == "max_flows" else "SECONDS"
+        listener_option(parser, name, defaults, udp=udp, type=int, metavar=unit)
 
 
 def _answer_files(parser: argparse.ArgumentParser, codes: tuple[str, ...]) -> None:
     for code in codes:
-        parser.add_argument(
-            f"--answer-{code}", metavar="FILE", help=f"file holding the {code} answer"
-        )
+        parser.add_argument(f"--answer-{code}", metavar="FILE", help=answer_help(code))
+
+
+def _expect_proxy(parser: argparse.ArgumentParser, updating: bool) -> None:
+    listener_option(parser, "expect_proxy", action="store_true")
+    if updating:
+        listener_option(parser, "no_expect_proxy", action="store_true")
+
+
+def _updating(parser: argparse.ArgumentParser) -> None:
+    parser.description = f"{parser.description}; options left out keep their current value"
 
 
 def _http_listener_tree(sub: Any, tls: bool) -> None:
     proxy = ListenerType.HTTPS if tls else ListenerType.HTTP
+    message = HttpsListenerConfig if tls else HttpListenerConfig
     add = leaf(sub, "add", f"add a {proxy.name} listener", lambda a: _http_listener(a, tls))
-    add.add_argument("-a", "--address", type=value.address, required=True)
-    add.add_argument("--public-address", type=value.address)
+    _listener_address(add)
+    listener_option(add, "public_address", type=value.address, metavar="IP:PORT")
     _answer_files(add, ("404", "503"))
-    add.add_argument(
-        "--expect-proxy", action="store_true", help="expect a PROXY protocol header from clients"
-    )
-    add.add_argument("--sticky-name", help="sticky session cookie name")
-    _timeouts(add, TIMEOUTS)
+    _expect_proxy(add, updating=False)
+    listener_option(add, "sticky_name", message, metavar="NAME")
+    _settings(add, TIMEOUTS, message)
     if tls:
-        add.add_argument("--tls-versions", type=value.tls_version, nargs="*", default=[])
-        add.add_argument("--tls-cipher-list", dest="cipher_list", nargs="*")
+        add.add_argument(
+            "--tls-versions",
+            type=value.tls_version,
+            nargs="*",
+            default=[],
+            metavar="VERSION",
+            help="TLS versions to accept, space-separated: TLS_V1_2, TLS_V1_3 (default: both)",
+        )
+        add.add_argument(
+            "--tls-cipher-list",
+            dest="cipher_list",
+            nargs="*",
+            metavar="CIPHER",
+            help="cipher suites, space-separated IANA names such as "
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (default: sozu's list)",
+        )
     _address_verbs(sub, proxy)
     update = leaf(
         sub, "update", f"patch a running {proxy.name} listener", lambda a: _http_update(a, tls)
     )
-    update.add_argument("-a", "--address", type=value.address, required=True)
-    update.add_argument("--public-address", type=value.address)
-    update.add_argument("--sticky-name")
-    _timeouts(update, TIMEOUTS)
-    update.add_argument("--expect-proxy", action="store_true")
-    update.add_argument("--no-expect-proxy", action="store_true")
+    _updating(update)
+    _listener_address(update)
+    listener_option(update, "public_address", type=value.address, metavar="IP:PORT")
+    listener_option(update, "sticky_name", metavar="NAME")
+    _settings(update, TIMEOUTS)
+    _expect_proxy(update, updating=True)
+    h2 = update.add_argument_group(H2_GROUP, H2_GROUP_DESCRIPTION)
     for knob in H2_KNOBS:
-        update.add_argument("--" + knob.replace("_", "-"), type=int)
-    update.add_argument("--sozu-id-header")
+        listener_option(h2, knob, type=int, metavar="N")
+    listener_option(update, "sozu_id_header", metavar="NAME")
     _answer_files(update, tuple(c for c in ANSWER_CODES if c != "400"))
     if tls:
-        for on, off in (
-            ("strict-sni-binding", "no-strict-sni-binding"),
-            ("disable-http11", "enable-http11"),
-        ):
-            update.add_argument(f"--{on}", action="store_true")
-            update.add_argument(f"--{off}", action="store_true")
-        update.add_argument("--alpn-protocols", nargs="*")
-        update.add_argument("--reset-alpn", action="store_true")
-        value.add_hsts_flags(update)
+        _tls_update_flags(update)
+
+
+def _tls_update_flags(update: argparse.ArgumentParser) -> None:
+    update.add_argument(
+        "--strict-sni-binding",
+        action="store_true",
+        help="answer 421 to a request whose host the connection's certificate does not cover "
+        "(the default)",
+    )
+    update.add_argument(
+        "--no-strict-sni-binding",
+        action="store_true",
+        help="serve a request whatever the connection's TLS SNI was",
+    )
+    update.add_argument(
+        "--disable-http11",
+        action="store_true",
+        help="offer only h2 in ALPN (refused until pysozu serves HTTP/2)",
+    )
+    update.add_argument("--enable-http11", action="store_true", help="offer http/1.1 in ALPN again")
+    update.add_argument(
+        "--alpn-protocols",
+        nargs="*",
+        metavar="PROTOCOL",
+        help="ALPN protocols to offer, space-separated, among h2 and http/1.1 "
+        "(http/1.1 must be one of them until pysozu serves HTTP/2)",
+    )
+    update.add_argument(
+        "--reset-alpn",
+        action="store_true",
+        help="offer the default ALPN protocols again (h2, http/1.1)",
+    )
+    value.add_hsts_flags(update)
 
 
 def _l4_listener_tree(sub: Any, proxy: ListenerType) -> None:
     udp = proxy == ListenerType.UDP
+    message = UdpListenerConfig if udp else TcpListenerConfig
     settings = ("front_timeout", "back_timeout") + (
         ("max_rx_datagram_size", "max_flows") if udp else ("connect_timeout",)
     )
@@ -354,14 +448,13 @@ def _l4_listener_tree(sub: Any, proxy: ListenerType) -> None:
 
     add = leaf(sub, "add", f"add a {proxy.name} listener", add_request)
     update = leaf(sub, "update", f"patch a running {proxy.name} listener", update_request)
-    for parser in (add, update):
-        parser.add_argument("-a", "--address", type=value.address, required=True)
-        parser.add_argument("--public-address", type=value.address)
-        _timeouts(parser, settings)
-    if not udp:
-        add.add_argument("--expect-proxy", action="store_true")
-        update.add_argument("--expect-proxy", action="store_true")
-        update.add_argument("--no-expect-proxy", action="store_true")
+    _updating(update)
+    for parser, defaults in ((add, message), (update, None)):
+        _listener_address(parser)
+        listener_option(parser, "public_address", type=value.address, metavar="IP:PORT")
+        _settings(parser, settings, defaults, udp)
+        if not udp:
+            _expect_proxy(parser, updating=parser is update)
     _address_verbs(sub, proxy)
 
 

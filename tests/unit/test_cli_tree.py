@@ -280,3 +280,110 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         parse("--version")
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("pysozu ")
+
+
+def _all_parsers() -> list[tuple[list[str], argparse.ArgumentParser]]:
+    found: list[tuple[list[str], argparse.ArgumentParser]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        found.append((path, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, [*path, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_every_option_and_positional_has_help() -> None:
+    missing = []
+    for path, parser in _all_parsers():
+        for action in parser._actions:
+            if isinstance(action, (argparse._SubParsersAction, argparse._HelpAction)):
+                continue
+            if not action.help or action.help == argparse.SUPPRESS:
+                missing.append(" ".join([*path, *action.option_strings] or [action.dest]))
+    assert missing == []
+
+
+def test_every_timeout_option_says_its_unit() -> None:
+    timeouts = [
+        (path, action)
+        for path, parser in _all_parsers()
+        for action in parser._actions
+        if any("timeout" in flag for flag in action.option_strings)
+    ]
+    assert len(timeouts) > 30  # the listeners', the clusters', the health check's, -t
+    for path, action in timeouts:
+        assert action.help and ("seconds" in action.help or "in ms" in action.help), (
+            path,
+            action.option_strings,
+        )
+
+
+def _help_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(*argv, "--help")
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    return " ".join(captured.out.split())  # argparse wraps to the terminal: compare words
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["listener", "https", "update"],
+        ["listener", "http", "add"],
+        ["listener", "udp", "add"],
+        ["metrics", "get"],
+        ["cluster", "add"],
+        ["cluster", "health-check", "set"],
+        ["frontend", "https", "add"],
+        ["certificate", "replace"],
+        ["worker"],
+        ["main"],
+    ],
+)
+def test_help_renders(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    text = _help_of(argv, capsys)
+    assert text.startswith(f"usage: pysozu {' '.join(argv)}".rstrip())
+
+
+def test_listener_help_gives_units_and_defaults(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    update = _help_of(["listener", "https", "update"], capsys)
+    assert "--front-timeout SECONDS inactivity timeout of the client connection, in seconds" in (
+        update
+    )
+    assert "--request-timeout SECONDS" in update and "options left out keep" in update
+    assert "HTTP/2 limits: pysozu does not serve HTTP/2 yet" in update
+    assert "--h2-initial-connection-window N connection receive window, in bytes" in update
+    added = _help_of(["listener", "http", "add"], capsys)
+    assert "in seconds (default: 60)" in added  # front_timeout, from HttpListenerConfig
+    assert "in seconds (default: 3)" in added  # connect_timeout
+    udp = _help_of(["listener", "udp", "add"], capsys)
+    assert "inactivity timeout of a client flow, in seconds (default: 30)" in udp
+    assert "--max-rx-datagram-size BYTES" in udp
+    metrics = _help_of(["metrics", "get"], capsys)
+    assert "--refresh SECONDS" in metrics and "comma-separated" in metrics
+    check = _help_of(["cluster", "health-check", "set"], capsys)
+    assert "--timeout SECONDS how long one check may take, in seconds (default: 5)" in check
+
+
+def test_internal_commands_say_so_and_stay_unlisted(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    listed = {choice.dest for choice in commands._choices_actions}
+    assert "start" in listed and not listed & {"worker", "main"}
+    for command in ("worker", "main"):
+        assert "internal:" in _help_of([command], capsys)
