@@ -7,6 +7,8 @@ argparse prints as a usage error (exit status 2).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
@@ -20,6 +22,33 @@ from dataplane.command.messages import (
 )
 
 DEFAULT_HSTS_MAX_AGE = 31_536_000
+
+
+def comma_separated(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    """A parser for `a,b`: each comma-separated part read by `item` (empty parts skipped)."""
+
+    def parse(text: str) -> list[Any]:
+        return [item(part) for part in text.split(",") if part.strip()]
+
+    return parse
+
+
+class Listed(argparse.Action):
+    """A list option given the ways sozu's users give it: space-separated (`--x a b`), comma-
+    separated (`--x a,b`, sozu's `--alpn-protocols`) or repeated (`--x a --x b`, sozu's
+    `--tls-versions`). Its `type` must return a list (`comma_separated`)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        for parts in values or []:
+            items.extend(parts)
+        setattr(namespace, self.dest, items)
 
 
 def address(text: str) -> SocketAddress:

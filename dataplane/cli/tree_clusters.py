@@ -410,12 +410,14 @@ def add_certificate_tree(top: Subparsers) -> None:
     for parser in (add, replace):
         parser.add_argument(
             "--tls-versions",
-            type=value.tls_version,
+            type=value.comma_separated(value.tls_version),
+            action=value.Listed,
             nargs="*",
             default=[],
             metavar="VERSION",
-            help="TLS versions recorded with the certificate, space-separated: TLS_V1_2, "
-            "TLS_V1_3 (the listener's versions decide what is negotiated)",
+            help="TLS versions recorded with the certificate: TLS_V1_2, TLS_V1_3 (the "
+            "listener's versions decide what is negotiated); space- or comma-separated, or the "
+            "option repeated",
         )
         parser.add_argument(
             "--names", type=_names, default=[], help="a,b: names to serve (default: the SAN/CN)"

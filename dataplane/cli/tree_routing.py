@@ -351,19 +351,23 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
     if tls:
         add.add_argument(
             "--tls-versions",
-            type=value.tls_version,
+            type=value.comma_separated(value.tls_version),
+            action=value.Listed,
             nargs="*",
             default=[],
             metavar="VERSION",
-            help="TLS versions to accept, space-separated: TLS_V1_2, TLS_V1_3 (default: both)",
+            help="TLS versions to accept: TLS_V1_2, TLS_V1_3 (default: both); space- or "
+            "comma-separated, or the option repeated",
         )
         add.add_argument(
             "--tls-cipher-list",
             dest="cipher_list",
+            type=value.comma_separated(str),
+            action=value.Listed,
             nargs="*",
             metavar="CIPHER",
-            help="cipher suites, space-separated IANA names such as "
-            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (default: sozu's list)",
+            help="cipher suites, IANA names such as TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 "
+            "(default: sozu's list); space- or comma-separated, or the option repeated",
         )
     _address_verbs(sub, proxy)
     update = leaf(
@@ -404,10 +408,13 @@ def _tls_update_flags(update: argparse.ArgumentParser) -> None:
     update.add_argument("--enable-http11", action="store_true", help="offer http/1.1 in ALPN again")
     update.add_argument(
         "--alpn-protocols",
+        type=value.comma_separated(str),
+        action=value.Listed,
         nargs="*",
         metavar="PROTOCOL",
-        help="ALPN protocols to offer, space-separated, among h2 and http/1.1 "
-        "(http/1.1 must be one of them until pysozu serves HTTP/2)",
+        help="ALPN protocols to offer, among h2 and http/1.1, comma-separated as sozu takes them "
+        "(h2,http/1.1) or space-separated; http/1.1 must be one of them until pysozu serves "
+        "HTTP/2",
     )
     update.add_argument(
         "--reset-alpn",

@@ -387,3 +387,31 @@ def test_internal_commands_say_so_and_stay_unlisted(
     assert "start" in listed and not listed & {"worker", "main"}
     for command in ("worker", "main"):
         assert "internal:" in _help_of([command], capsys)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["--tls-versions", "TLS_V12", "--tls-versions", "TLS_V13"],  # sozu: the option repeated
+        ["--tls-versions", "TLS_V12", "TLS_V13"],
+        ["--tls-versions", "TLS_V12,TLS_V13"],
+    ],
+)
+def test_list_options_take_sozus_forms_and_ours(given: list[str]) -> None:
+    req = request("listener", "https", "add", "-a", "127.0.0.1:8443", *given)
+    assert [v.name for v in req.body.versions] == ["TLS_V1_2", "TLS_V1_3"]
+
+
+@pytest.mark.parametrize("given", [["h2,http/1.1"], ["h2", "http/1.1"]])
+def test_alpn_protocols_comma_separated_as_sozu_takes_them(given: list[str]) -> None:
+    req = request("listener", "https", "update", "-a", "127.0.0.1:8443", "--alpn-protocols", *given)
+    assert req.body.alpn_protocols.values == ["h2", "http/1.1"]
+
+
+def test_a_bad_item_of_a_list_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse(
+            "listener", "https", "add", "-a", "127.0.0.1:8443", "--tls-versions", "TLS_V12,TLS_V9"
+        )
+    assert stopped.value.code == 2
+    assert "unknown TLS version 'TLS_V9'" in capsys.readouterr().err
