@@ -7,6 +7,7 @@ argparse prints as a usage error (exit status 2).
 from __future__ import annotations
 
 import argparse
+import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,6 +72,10 @@ def tags(text: str) -> dict[str, str]:
     return result
 
 
+# RFC 9110 token characters, the only ones a header name may have (sozu checks the same).
+_TOKEN = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
+
+
 def header(text: str) -> Header:
     """`<request|response|both>=<name>=<value>` (an empty value deletes the header)."""
     position, sep, rest = text.partition("=")
@@ -84,13 +89,19 @@ def header(text: str) -> Header:
         raise argparse.ArgumentTypeError(
             f"invalid header {text!r}: expected <request|response|both>=<name>=<value>"
         )
+    if not set(name) <= _TOKEN:
+        raise argparse.ArgumentTypeError(f"invalid header name {name!r}: not an RFC 9110 token")
+    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
+        raise argparse.ArgumentTypeError(
+            f"invalid header value {value!r}: control characters are not allowed"
+        )
     return Header(position=positions[position.lower()], key=name, val=value)
 
 
 def answer(text: str) -> tuple[str, str]:
     """`<code>=<body>` or `<code>=file://<path>` (the file is read here)."""
     code, sep, body = text.partition("=")
-    if not sep or not (code.isdigit() and len(code) == 3):
+    if not sep or not body or not (code.isdigit() and len(code) == 3):
         raise argparse.ArgumentTypeError(
             f"invalid answer {text!r}: expected <code>=<body> or <code>=file://<path>"
         )
@@ -101,10 +112,37 @@ def answer(text: str) -> tuple[str, str]:
 
 def read_file(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", newline="") as handle:  # keep CRLF as written
             return handle.read()
     except (OSError, UnicodeDecodeError) as error:
         raise argparse.ArgumentTypeError(f"cannot read {path}: {error}") from None
+
+
+def unsigned(text: str) -> int:
+    """A whole number, 0 or more (sozu's u32/u64 options refuse a sign)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: expected 0 or more")
+    return int(text)
+
+
+def port(text: str) -> int:
+    """A TCP port, 1-65535."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65_535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 1-65535")
+    return int(text)
+
+
+def authorized_hash(text: str) -> str:
+    """`username:hex(sha256(password))`, as sozu accepts it."""
+    user, sep, digest = text.partition(":")
+    user_ok = bool(user) and all(c.isascii() and (c.isalnum() or c in "_-") for c in user)
+    digest_ok = len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+    if not (sep and user_ok and digest_ok):
+        raise argparse.ArgumentTypeError(
+            f"invalid authorized hash {text!r}: expected username:hex(sha256(password)), "
+            "64 lowercase hex digits"
+        )
+    return text
 
 
 def load_balancing(text: str) -> LoadBalancingAlgorithms:
@@ -121,13 +159,14 @@ def load_balancing(text: str) -> LoadBalancingAlgorithms:
 
 
 def tls_version(text: str) -> TlsVersion:
-    """`TLS_V1_2`, `TLS_V12`, `tls1.2`, `TLSv1.3`..."""
+    """sozu's `TLS_V12`, `TLS_V13` (`TLSv1`, `TLS_V11`, `SSL_V3`...), ours `TLS_V1_2`, `tls1.3`."""
     compact = text.strip().upper().replace(".", "").replace("_", "").replace("V", "")
     names = {v.name.replace("_", "").replace("V", ""): v for v in TlsVersion}
+    names["TLS1"] = TlsVersion.TLS_V1_0  # sozu spells TLS 1.0 `TLSv1`
     if compact in names:
         return names[compact]
     raise argparse.ArgumentTypeError(
-        f"unknown TLS version {text!r} (expected TLS_V1_2 or TLS_V1_3)"
+        f"unknown TLS version {text!r} (expected TLS_V12 or TLS_V13; also TLS_V1_2, TLS_V1_3)"
     )
 
 
@@ -150,17 +189,18 @@ def redirect_scheme(text: str) -> RedirectScheme:
         "use-http": RedirectScheme.USE_HTTP,
         "use-https": RedirectScheme.USE_HTTPS,
     }
-    if text.lower() not in schemes:
+    name = text.lower().replace("_", "-")  # sozu takes use_same too
+    if name not in schemes:
         raise argparse.ArgumentTypeError(
             f"unknown redirect scheme {text!r} (expected use-same, use-http or use-https)"
         )
-    return schemes[text.lower()]
+    return schemes[name]
 
 
 def add_hsts_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hsts-max-age",
-        type=int,
+        type=unsigned,
         metavar="SECONDS",
         help="HSTS max-age (enables HSTS; default 31536000)",
     )

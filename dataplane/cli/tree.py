@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import dataplane
+from dataplane.cli.args import unsigned
 from dataplane.cli.tree_base import (
     GLOBAL,
     Build,
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[global_options()],  # its own copy: set_defaults below changes its actions
     )
     root.set_defaults(config=None, timeout=None, json=False)
-    root.add_argument("--version", action="version", version=f"pysozu {dataplane.__version__}")
+    root.add_argument(
+        "-V", "--version", action="version", version=f"pysozu {dataplane.__version__}"
+    )
     top = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_lifecycle(top)
     _add_state(top)
@@ -73,7 +76,7 @@ def _add_lifecycle(top: Subparsers) -> None:
         "upgrade the main process then every worker, or one worker (--worker)",
         _upgrade,
     )
-    upgrade.add_argument("--worker", type=int, help="upgrade this worker only")
+    upgrade.add_argument("--worker", type=unsigned, help="upgrade this worker only")
     leaf(
         top,
         "status",
@@ -228,31 +231,34 @@ def _add_misc(top: Subparsers) -> None:
     get = leaf(metrics, "get", "get metrics", _metrics_get, show="metrics")
     get.add_argument("-l", "--list", action="store_true", help="list the available metrics")
     get.add_argument(
-        "-r", "--refresh", type=int, metavar="SECONDS", help="ask again every SECONDS seconds"
+        "-r", "--refresh", type=unsigned, metavar="SECONDS", help="ask again every SECONDS seconds"
     )
     get.add_argument(
         "-n",
         "--names",
         type=_comma_list,
+        action="extend",
         default=[],
         metavar="NAME,...",
-        help="only these metrics, comma-separated",
+        help="only these metrics: comma-separated, or the option repeated",
     )
     get.add_argument(
         "-k",
         "--clusters",
         type=_comma_list,
+        action="extend",
         default=[],
         metavar="ID,...",
-        help="metrics of these clusters, comma-separated ids",
+        help="metrics of these clusters: ids comma-separated, or the option repeated",
     )
     get.add_argument(
         "-b",
         "--backends",
         type=_comma_list,
+        action="extend",
         default=[],
         metavar="ID,...",
-        help="metrics of these backends, comma-separated ids",
+        help="metrics of these backends: ids comma-separated, or the option repeated",
     )
     get.add_argument(
         "--no-clusters",
@@ -285,7 +291,7 @@ def _add_misc(top: Subparsers) -> None:
     )
     set_limit.add_argument(
         "limit",
-        type=int,
+        type=unsigned,
         metavar="N",
         help="connections one source IP may hold to one cluster at a time (0: unlimited)",
     )

@@ -12,6 +12,7 @@ import os.path
 from collections.abc import Callable
 from typing import Any
 
+from dataplane.cli.args import unsigned
 from dataplane.command.messages import Request
 
 Build = Callable[[argparse.Namespace], Request]
@@ -32,7 +33,7 @@ def global_options(long_timeout: bool = True) -> argparse.ArgumentParser:
     parent.add_argument(
         *timeout_flags,
         dest="timeout",
-        type=int,
+        type=unsigned,
         default=argparse.SUPPRESS,
         metavar="MS",
         help="how long to wait for main's answer, in ms (0: forever)",

@@ -29,8 +29,8 @@ def _cluster_list(a: argparse.Namespace) -> Request:
     if a.id is not None:
         return Request.of(query_cluster_by_id=a.id)
     if a.domain is not None:
-        host, _, path = a.domain.partition("/")
-        query = QueryClusterByDomain(hostname=host, path=f"/{path}" if path else None)
+        host, slash, path = a.domain.partition("/")
+        query = QueryClusterByDomain(hostname=host, path=f"/{path}" if slash else None)
         return Request.of(query_clusters_by_domain=query)
     return Request.of(query_clusters_hashes=Empty())
 
@@ -69,8 +69,9 @@ def add_cluster_tree(top: Subparsers) -> None:
         _cluster_list,
         show="clusters",
     )
-    listing.add_argument("-i", "--id", help="cluster identifier")
-    listing.add_argument("-d", "--domain", help="cluster domain name (host or host/path)")
+    by = listing.add_mutually_exclusive_group()  # sozu refuses both
+    by.add_argument("-i", "--id", help="cluster identifier")
+    by.add_argument("-d", "--domain", help="cluster domain name (host or host/path)")
     remove = leaf(cluster, "remove", "remove a cluster", lambda a: Request.of(remove_cluster=a.id))
     remove.add_argument("-i", "--id", required=True, help="cluster id")
     add = leaf(cluster, "add", "add (or update) a cluster", _cluster_add)
@@ -96,21 +97,22 @@ def add_cluster_tree(top: Subparsers) -> None:
         default=value.load_balancing("round_robin"),
         metavar="POLICY",
         help="how to pick a backend: round_robin (default), random, least_loaded, "
-        "power_of_two, hrw, maglev",
+        "power_of_two, hrw, maglev, in any case (sozu's documented roundrobin and "
+        "leastconnections are taken too)",
     )
     add.add_argument(
         "--http2", action="store_true", help="speak HTTP/2 (h2c) to this cluster's backends"
     )
     add.add_argument(
         "--connect-timeout",
-        type=int,
+        type=value.unsigned,
         metavar="SECONDS",
         help="pysozu extension: how long to wait for a connection to this cluster's backends, "
         "in seconds (default: the listener's connect_timeout)",
     )
     add.add_argument(
         "--back-timeout",
-        type=int,
+        type=value.unsigned,
         metavar="SECONDS",
         help="pysozu extension: inactivity timeout of this cluster's backend connections, "
         "in seconds (default: the listener's back_timeout)",
@@ -123,7 +125,7 @@ def add_cluster_tree(top: Subparsers) -> None:
     )
     add.add_argument(
         "--https-redirect-port",
-        type=int,
+        type=value.port,
         metavar="PORT",
         help="port in the Location of the HTTPS redirect (default: 443, left out of the URL)",
     )
@@ -134,6 +136,7 @@ def add_cluster_tree(top: Subparsers) -> None:
     )
     add.add_argument(
         "--authorized-hash",
+        type=value.authorized_hash,
         action="append",
         default=[],
         metavar="USER:HASH",
@@ -167,7 +170,7 @@ def add_cluster_tree(top: Subparsers) -> None:
     check.add_argument("-u", "--uri", required=True, help="path to probe, e.g. /health")
     check.add_argument(
         "--interval",
-        type=int,
+        type=value.unsigned,
         default=10,
         metavar="SECONDS",
         help="time between two checks of a backend, in seconds (default: %(default)s)",
@@ -175,28 +178,28 @@ def add_cluster_tree(top: Subparsers) -> None:
     check.add_argument(
         "--timeout",
         dest="check_timeout",
-        type=int,
+        type=value.unsigned,
         default=5,
         metavar="SECONDS",
         help="how long one check may take, in seconds (default: %(default)s)",
     )
     check.add_argument(
         "--healthy-threshold",
-        type=int,
+        type=value.unsigned,
         default=3,
         metavar="N",
         help="consecutive successes that mark a backend healthy (default: %(default)s)",
     )
     check.add_argument(
         "--unhealthy-threshold",
-        type=int,
+        type=value.unsigned,
         default=3,
         metavar="N",
         help="consecutive failures that mark a backend unhealthy (default: %(default)s)",
     )
     check.add_argument(
         "--expected-status",
-        type=int,
+        type=value.unsigned,
         default=0,
         metavar="CODE",
         help="HTTP status a healthy backend answers; 0 (default): any 2xx",
@@ -374,8 +377,9 @@ def add_certificate_tree(top: Subparsers) -> None:
             )
         ),
     )
-    remove.add_argument("--certificate", "--cert", help="path to the certificate")
-    remove.add_argument(
+    removed = remove.add_mutually_exclusive_group()  # sozu refuses both
+    removed.add_argument("--certificate", "--cert", help="path to the certificate")
+    removed.add_argument(
         "-f", "--fingerprint", help="fingerprint of the certificate (instead of --certificate)"
     )
     replace = leaf(
@@ -397,10 +401,13 @@ def add_certificate_tree(top: Subparsers) -> None:
         help="path to the new certificate chain (default: none)",
     )
     replace.add_argument("--new-key", required=True, help="path to the new key")
-    replace.add_argument(
-        "--old-certificate", help="path to the certificate to replace (or -f FINGERPRINT)"
+    replaced = replace.add_mutually_exclusive_group()  # sozu refuses both
+    replaced.add_argument(
+        "--old-certificate",
+        "--old-cert",
+        help="path to the certificate to replace (or -f FINGERPRINT)",
     )
-    replace.add_argument(
+    replaced.add_argument(
         "-f", "--fingerprint", help="fingerprint of the certificate to replace (SHA-256, hex)"
     )
     for parser in (add, remove, replace):

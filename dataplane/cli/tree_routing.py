@@ -17,7 +17,7 @@ from dataplane.cli.help_texts import (
     answer_help,
     listener_option,
 )
-from dataplane.cli.tree_base import group, leaf
+from dataplane.cli.tree_base import GLOBAL, group, leaf
 from dataplane.command.messages import (
     ActivateListener,
     AlpnProtocols,
@@ -106,9 +106,10 @@ def _http_route_flags(parser: argparse.ArgumentParser) -> None:
 def _route_target(parser: argparse.ArgumentParser) -> None:
     """`id <cluster>` or `deny`, after the flags (a subcommand, as in sozu)."""
     targets = parser.add_subparsers(dest="route", required=True, metavar="{id <CLUSTER>,deny}")
-    target = targets.add_parser("id", help="route to this cluster")
+    # -c/-t/-j may follow the target, as sozu's global options may.
+    target = targets.add_parser("id", help="route to this cluster", parents=[GLOBAL])
     target.add_argument("cluster_id", metavar="CLUSTER", help="id of the cluster to route to")
-    targets.add_parser("deny", help="answer 401 to what this route matches")
+    targets.add_parser("deny", help="answer 401 to what this route matches", parents=[GLOBAL])
 
 
 def _add_http_frontends(sub: Any, kind: str) -> None:
@@ -152,7 +153,10 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
         help="path sent to the backend or put in a redirect, same placeholders as --rewrite-host",
     )
     add.add_argument(
-        "--rewrite-port", type=int, metavar="PORT", help="port of a redirect's Location, 1-65535"
+        "--rewrite-port",
+        type=value.port,
+        metavar="PORT",
+        help="port of a redirect's Location, 1-65535",
     )
     add.add_argument(
         "--required-auth", action="store_true", help="require a valid Basic Authorization header"
@@ -262,10 +266,6 @@ def _http_listener(a: argparse.Namespace, tls: bool) -> Request:
     return Request.of(**{verb: listener})
 
 
-def _flag_pair(a: argparse.Namespace, on: str, off: str) -> bool | None:
-    return True if getattr(a, on) else False if getattr(a, off) else None
-
-
 def _http_update(a: argparse.Namespace, tls: bool) -> Request:
     patch = (
         UpdateHttpsListenerConfig(address=a.address)
@@ -273,11 +273,11 @@ def _http_update(a: argparse.Namespace, tls: bool) -> Request:
         else UpdateHttpListenerConfig(address=a.address)
     )
     _set(patch, a, ("public_address", "sticky_name", "sozu_id_header", *TIMEOUTS, *H2_KNOBS))
-    patch.expect_proxy = _flag_pair(a, "expect_proxy", "no_expect_proxy")
+    patch.expect_proxy = a.expect_proxy
     patch.http_answers = _answers(a)
     if isinstance(patch, UpdateHttpsListenerConfig):
-        patch.strict_sni_binding = _flag_pair(a, "strict_sni_binding", "no_strict_sni_binding")
-        patch.disable_http11 = _flag_pair(a, "disable_http11", "enable_http11")
+        patch.strict_sni_binding = a.strict_sni_binding
+        patch.disable_http11 = a.disable_http11
         if a.reset_alpn:
             patch.alpn_protocols = AlpnProtocols(values=[])
         elif a.alpn_protocols:
@@ -320,7 +320,7 @@ def _settings(
     """Timeouts and sizes: `defaults` is the message of an `add` (None: an `update`)."""
     for name in names:
         unit = "BYTES" if name.endswith("size") else "N" if name == "max_flows" else "SECONDS"
-        listener_option(parser, name, defaults, udp=udp, type=int, metavar=unit)
+        listener_option(parser, name, defaults, udp=udp, type=value.unsigned, metavar=unit)
 
 
 def _answer_files(parser: argparse.ArgumentParser, codes: tuple[str, ...]) -> None:
@@ -329,9 +329,12 @@ def _answer_files(parser: argparse.ArgumentParser, codes: tuple[str, ...]) -> No
 
 
 def _expect_proxy(parser: argparse.ArgumentParser, updating: bool) -> None:
-    listener_option(parser, "expect_proxy", action="store_true")
-    if updating:
-        listener_option(parser, "no_expect_proxy", action="store_true")
+    if not updating:
+        listener_option(parser, "expect_proxy", action="store_true")
+        return
+    # An update's on/off pair sets one value, the last given wins (clap's overrides_with).
+    for name, setting in (("expect_proxy", True), ("no_expect_proxy", False)):
+        listener_option(parser, name, dest="expect_proxy", action="store_const", const=setting)
 
 
 def _updating(parser: argparse.ArgumentParser) -> None:
@@ -381,7 +384,7 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
     _expect_proxy(update, updating=True)
     h2 = update.add_argument_group(H2_GROUP, H2_GROUP_DESCRIPTION)
     for knob in H2_KNOBS:
-        listener_option(h2, knob, type=int, metavar="N")
+        listener_option(h2, knob, type=value.unsigned, metavar="N")
     listener_option(update, "sozu_id_header", metavar="NAME")
     _answer_files(update, tuple(c for c in ANSWER_CODES if c != "400"))
     if tls:
@@ -389,24 +392,38 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
 
 
 def _tls_update_flags(update: argparse.ArgumentParser) -> None:
+    # Each on/off pair sets one value, the last given wins (clap's overrides_with).
     update.add_argument(
         "--strict-sni-binding",
-        action="store_true",
+        dest="strict_sni_binding",
+        action="store_const",
+        const=True,
         help="answer 421 to a request whose host the connection's certificate does not cover "
         "(the default)",
     )
     update.add_argument(
         "--no-strict-sni-binding",
-        action="store_true",
+        dest="strict_sni_binding",
+        action="store_const",
+        const=False,
         help="serve a request whatever the connection's TLS SNI was",
     )
     update.add_argument(
         "--disable-http11",
-        action="store_true",
+        dest="disable_http11",
+        action="store_const",
+        const=True,
         help="offer only h2 in ALPN (refused until pysozu serves HTTP/2)",
     )
-    update.add_argument("--enable-http11", action="store_true", help="offer http/1.1 in ALPN again")
     update.add_argument(
+        "--enable-http11",
+        dest="disable_http11",
+        action="store_const",
+        const=False,
+        help="offer http/1.1 in ALPN again",
+    )
+    alpn = update.add_mutually_exclusive_group()
+    alpn.add_argument(
         "--alpn-protocols",
         type=value.comma_separated(str),
         action=value.Listed,
@@ -416,7 +433,7 @@ def _tls_update_flags(update: argparse.ArgumentParser) -> None:
         "(h2,http/1.1) or space-separated; http/1.1 must be one of them until pysozu serves "
         "HTTP/2",
     )
-    update.add_argument(
+    alpn.add_argument(
         "--reset-alpn",
         action="store_true",
         help="offer the default ALPN protocols again (h2, http/1.1)",
@@ -450,7 +467,7 @@ def _l4_listener_tree(sub: Any, proxy: ListenerType) -> None:
                 )
             )
         patch = _set(UpdateTcpListenerConfig(address=a.address), a, ("public_address", *settings))
-        patch.expect_proxy = _flag_pair(a, "expect_proxy", "no_expect_proxy")
+        patch.expect_proxy = a.expect_proxy
         return Request.of(update_tcp_listener=patch)
 
     add = leaf(sub, "add", f"add a {proxy.name} listener", add_request)
