@@ -8,21 +8,23 @@ ASCII, as sozu 2.1 writes it (`INFO-ACCESS `, or `ERROR-ACCESS` for a failed req
     [<tags>, user-agent=<ua>] None <protocol> <authority> <method> <path> <status>[ | message]
 
 (one line; `-` for a missing value; `None` is sozu's empty OpenTelemetry context.)
-JSON: one object per line, the `AccessRecord` fields plus `time`, `tag` and `pid`; durations in
-seconds, to the microsecond.
+JSON: one object per line, the `AccessRecord` fields plus `time`, `tag`, `pid`, `service_time`
+and `error`; durations in seconds, to the microsecond. In every format the service time is what
+the backend's response time leaves of the request time, and a request is a failure (`error`,
+`ERROR-ACCESS`) when nothing was sent back or the proxy answered a 5xx itself.
 
 A line is built in three steps, each done as rarely as it can be, because a keep-alive request
 must cost the proxy little more than one string format (the issue's budget is 10% of the
 requests/s):
 
-- `restamp(nanos)`, once per loop turn: the date and the process, at the start of every line;
+- `restamp(nanos)`, once per batch and loop turn: the date and the process, starting each line;
 - `fixed(record)`, once per connection and route: session, addresses, cluster, host, path,
   agent (the fields of an `AccessRecord` that a connection's requests share);
-- `line(...)`, once per request: request id, durations, bytes, status, message; the worker
-  gives a batch of requests to `lines(entries)` (ASCII makes them in one loop: a call per line
-  was a fifth of the cost).
+- `lines(entries)`, for a batch of requests: request id, durations, bytes, status, message
+  (ASCII makes them in one loop, a call per line was a fifth of the cost; the other formats
+  make each with `line`).
 
-`format(record)` does the three for one `AccessRecord` (tests and one-off lines).
+`format(record)` does the three for one `AccessRecord`, through `lines` as the worker does.
 
 Lines are bytes from the start: a `str` holding `μ` takes two bytes per character, and every
 part of the line would be widened to it and then encoded again.
@@ -65,14 +67,12 @@ class AccessRecord(msgspec.Struct, kw_only=True, rename={"authority": "host"}):
     path: str | None = None
     status: int | None = None
     request_time: float = 0.0  # first request byte to last response byte
-    service_time: float = 0.0  # spent in the proxy after the backend's response head
     response_time: float | None = None  # request start to the backend's response head
     bytes_in: int = 0
     bytes_out: int = 0
     user_agent: str | None = None
     tags: dict[str, str] | None = None
     message: str | None = None  # client_timeout, backend_timeout, ...
-    error: bool = False
 
 
 def _duration(seconds: float | None) -> str:
@@ -153,8 +153,10 @@ class Formatter:
         raise NotImplementedError
 
     def lines(self, entries: list[Entry], offset: int) -> list[bytes]:
-        """The lines of a batch; `offset` turns the loop's clock into POSIX nanoseconds.
-        (A format may do this in one loop, without a call per line.)"""
+        """The lines of a batch; `offset` turns the loop's clock into POSIX nanoseconds. A
+        failed request (no status, or a message with a 5xx) is an error; the service time is
+        what the backend's response time leaves of the request time. (A format may do all
+        this in one loop, without a call per line: ASCII does.)"""
         out = []
         stamped = -1.0
         for (
@@ -188,20 +190,20 @@ class Formatter:
         return out
 
     def format(self, r: AccessRecord) -> bytes:
-        self.restamp()
-        fixed = self.fixed(r)
-        return self.line(
-            r.error,
-            fixed,
-            None if r.request_id is None else r.request_id.encode("utf-8", "replace"),
+        """One line, now, made as the worker makes its batches (`lines`)."""
+        request_id = None if r.request_id is None else r.request_id.encode("utf-8", "replace")
+        entry = (
+            0.0,
+            self.fixed(r),
+            request_id or b"",
             r.request_time,
-            r.service_time,
             r.response_time,
             r.bytes_in,
             r.bytes_out,
-            r.status,
+            r.status or 0,
             r.message,
         )
+        return self.lines([entry], self.clock())[0]
 
 
 _ASCII_LINE = b"%s%s%s%s%s/%s/%s/-/- %d %d%s%s%s\n"
@@ -236,50 +238,8 @@ class AsciiFormatter(Formatter):
             ),
         )
 
-    def line(
-        self,
-        error: bool,
-        fixed: Fixed,
-        request_id: bytes | None,
-        request_time: float,
-        service_time: float,
-        response_time: float | None,
-        bytes_in: int,
-        bytes_out: int,
-        status: int | None,
-        message: str | None,
-    ) -> bytes:
-        # Durations: most fall in the table's range; inlined, as calls cost more than the rest.
-        # (+0.0005: to the nearest nanosecond, as _duration.)
-        us = int(request_time * 1e6 + 0.0005)
-        request = _MICROS[us] if 10 <= us < 10_000 else duration(request_time)
-        if service_time:
-            us = int(service_time * 1e6 + 0.0005)
-            service = _MICROS[us] if 10 <= us < 10_000 else duration(service_time)
-        else:
-            service = _NO_TIME  # the common case when the response came in one read
-        if response_time is None:
-            response = b"-"
-        else:
-            us = int(response_time * 1e6 + 0.0005)
-            response = _MICROS[us] if 10 <= us < 10_000 else duration(response_time)
-        return _ASCII_LINE % (  # one %-format for the whole line: the cheapest way here
-            self.heads[error],
-            fixed[0],
-            request_id or b"-",
-            fixed[1],
-            request,
-            service,
-            response,
-            bytes_in,
-            bytes_out,
-            fixed[2],
-            b"%d" % status if status else b"-",
-            b"" if message is None else b" | " + _one_line(message),
-        )
-
     def lines(self, entries: list[Entry], offset: int) -> list[bytes]:
-        """`line` for each entry, in one loop (a call per line cost a fifth of the whole)."""
+        """Every line of the batch in one loop: a call per line cost a fifth of the whole."""
         out: list[bytes] = []
         append = out.append
         micros = _MICROS
@@ -314,39 +274,23 @@ class AsciiFormatter(Formatter):
                     service = micros[us] if 10 <= us < 10_000 else duration(service_time)
                 else:
                     service = _NO_TIME
-            if message is None:
-                append(
-                    _ASCII_LINE
-                    % (
-                        heads[status == 0],
-                        fixed[0],
-                        request_id or b"-",
-                        fixed[1],
-                        request,
-                        service,
-                        response,
-                        bytes_in,
-                        bytes_out,
-                        fixed[2],
-                        b"%d" % status if status else b"-",
-                        b"",
-                    )
+            append(
+                _ASCII_LINE
+                % (
+                    heads[status == 0 or (message is not None and status >= 500)],
+                    fixed[0],
+                    request_id or b"-",
+                    fixed[1],
+                    request,
+                    service,
+                    response,
+                    bytes_in,
+                    bytes_out,
+                    fixed[2],
+                    b"%d" % status if status else b"-",
+                    b"" if message is None else b" | " + _one_line(message),
                 )
-            else:
-                append(
-                    self.line(
-                        status == 0 or status >= 500,
-                        fixed,
-                        request_id or None,
-                        request_time,
-                        request_time - (response_time or 0.0),
-                        response_time,
-                        bytes_in,
-                        bytes_out,
-                        status or None,
-                        message,
-                    )
-                )
+            )
         return out
 
 
