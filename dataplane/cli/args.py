@@ -26,10 +26,11 @@ DEFAULT_HSTS_MAX_AGE = 31_536_000
 
 
 def comma_separated(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
-    """A parser for `a,b`: each comma-separated part read by `item` (empty parts skipped)."""
+    """A parser for `a,b`: each comma-separated part, stripped, read by `item` (empty parts
+    skipped)."""
 
     def parse(text: str) -> list[Any]:
-        return [item(part) for part in text.split(",") if part.strip()]
+        return [item(part.strip()) for part in text.split(",") if part.strip()]
 
     return parse
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 import dataplane
-from dataplane.cli.args import unsigned
+from dataplane.cli.args import comma_separated, unsigned
 from dataplane.cli.tree_base import (
     GLOBAL,
     Build,
@@ -212,10 +212,6 @@ def _metrics_get(a: argparse.Namespace) -> Request:
     )
 
 
-def _comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def _configure_metrics(setting: MetricsConfiguration) -> Build:
     return lambda a: Request.of(configure_metrics=setting)
 
@@ -236,7 +232,7 @@ def _add_misc(top: Subparsers) -> None:
     get.add_argument(
         "-n",
         "--names",
-        type=_comma_list,
+        type=comma_separated(str),
         action="extend",
         default=[],
         metavar="NAME,...",
@@ -245,7 +241,7 @@ def _add_misc(top: Subparsers) -> None:
     get.add_argument(
         "-k",
         "--clusters",
-        type=_comma_list,
+        type=comma_separated(str),
         action="extend",
         default=[],
         metavar="ID,...",
@@ -254,7 +250,7 @@ def _add_misc(top: Subparsers) -> None:
     get.add_argument(
         "-b",
         "--backends",
-        type=_comma_list,
+        type=comma_separated(str),
         action="extend",
         default=[],
         metavar="ID,...",
