@@ -15,9 +15,8 @@ calls `turn` only when `due_at` comes. The time at the start of a line is the lo
 the request ended (`loop.now`, the clock every duration uses), turned into wall-clock time at
 the batch.
 
-SIGUSR1 (forwarded by main, which gets it from logrotate) only raises a flag: the target, and
-the worker's own log file, are reopened at the next turn, outside whatever the loop was doing
-when the signal came.
+SIGUSR1 (forwarded by main, which gets it from logrotate) is the loop's: it reopens the worker's
+log file and calls `reopen` here at its next one-second tick (worker.py).
 """
 
 from __future__ import annotations
@@ -27,12 +26,10 @@ import math
 import os
 import re
 import select
-import signal
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dataplane.command.logs import reopen_log_file
 from dataplane.command.messages import ServerConfig
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import AccessRecord, Entry, formatter_for
@@ -61,32 +58,22 @@ class WorkerAccessLogs:
         self.loop = loop
         self.log = access_log
         self.formatter = access_log.formatter
-        self.reopen_requested = False
         self._records: list[Entry] = []  # requests that ended, not formatted yet
         self._write_at = 0.0
         # The loop calls `turn` once its clock reaches this: when lines are due, or at once
-        # after SIGUSR1 or when many requests wait (a comparison per loop turn, nothing more).
+        # when many requests wait (a comparison per loop turn, nothing more).
         self.due_at = math.inf
         loop.metrics.counter_sources.append(self._figures)
 
     @classmethod
     def open(cls, loop: Loop, config: ServerConfig, worker_id: int) -> WorkerAccessLogs | None:
-        """The access log of `config` (None, after logging why, if it cannot be used).
-
-        SIGUSR1 is handled from now on either way: its default action would kill the worker.
-        """
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        """The access log of `config` (None, after logging why, if it cannot be used)."""
         spec = config.access_logs_target or config.log_target
         try:
             formatter = formatter_for(config.access_log_format, f"WRK-{worker_id:02d}", os.getpid())
             target = open_target(spec)
         except AccessLogTargetError as error:
             log.error("access logs disabled: %s", error)
-
-            def reopen_log_file_later(_signum: int, _frame: object) -> None:
-                loop.reopen_log_file = True  # the worker's own log file, at the next tick
-
-            signal.signal(signal.SIGUSR1, reopen_log_file_later)
             return None
 
         def watch(fd: int, on_writable: Callable[[int], None]) -> None:
@@ -94,7 +81,6 @@ class WorkerAccessLogs:
 
         access_log = AccessLog(target, formatter, watch=watch, unwatch=loop.unregister)
         logs = cls(loop, access_log)
-        signal.signal(signal.SIGUSR1, logs._on_sigusr1)
         logs.follow_level(logging.getLogger().level)
         return logs
 
@@ -104,12 +90,7 @@ class WorkerAccessLogs:
         self.loop.error_access_log = self if level <= logging.ERROR else None
 
     def turn(self) -> None:
-        """When `due_at` came: reopen if SIGUSR1 came; format and write what is due."""
-        if self.reopen_requested:
-            self.reopen_requested = False
-            reopen_log_file()
-            log.info("SIGUSR1: reopening the access log target %s", self.log.target.spec)
-            self.log.reopen()
+        """When `due_at` came: format and write what is due."""
         now = self.loop.now
         due = now >= self._write_at
         records = self._records
@@ -123,14 +104,15 @@ class WorkerAccessLogs:
         # calls `on_writable` itself; its lines are retried then too).
         self.due_at = self._write_at if (self._records or access_log.queue) else math.inf
 
+    def reopen(self) -> None:
+        """After logrotate (SIGUSR1): open the target again; queued lines go to the new one."""
+        log.info("SIGUSR1: reopening the access log target %s", self.log.target.spec)
+        self.log.reopen()
+
     def close(self) -> None:
         if self._records:
             self._format()
         self.log.close()
-
-    def _on_sigusr1(self, _signum: int, _frame: object) -> None:
-        self.reopen_requested = True
-        self.due_at = 0.0
 
     def _figures(self) -> dict[str, int]:
         return {"access_logs.dropped": self.log.dropped}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import stat
 import sys
@@ -76,6 +77,7 @@ def _boot(
     _setup_logging(config, worker_id)
     channel.receive_type = WorkerRequest  # every later frame; bytes already read are kept
     loop = Loop(config, channel, scm)  # type: ignore[arg-type]
+    signal.signal(signal.SIGUSR1, loop.on_sigusr1)  # its default action would kill us
     loop.access_logs = WorkerAccessLogs.open(loop, config, worker_id)
     commands = CommandHandler(loop, worker_id)
     loop.on_message = commands.handle

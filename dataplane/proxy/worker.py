@@ -85,7 +85,7 @@ class Loop:
         self.on_message: Callable[[WorkerRequest], None] = lambda message: None
         # Access logs (access_log_worker.py): set only while their log level is on.
         self.access_logs: WorkerAccessLogs | None = None
-        self.reopen_log_file = False  # SIGUSR1 while access logs are off (see access_log_worker)
+        self.reopen_logs = False  # SIGUSR1 came (logrotate): reopen at the next tick
         self.access_log: WorkerAccessLogs | None = None
         self.error_access_log: WorkerAccessLogs | None = None
 
@@ -146,13 +146,23 @@ class Loop:
                 access_logs.turn()  # lines made and written in batches, never per request
             if now >= next_tick:
                 next_tick = now + 1.0
-                if self.reopen_log_file:
-                    self.reopen_log_file = False
-                    reopen_log_file()
-                    log.info("SIGUSR1: log file reopened (access logs are off)")
+                if self.reopen_logs:
+                    self._reopen_logs()
                 timers.expire(now)
                 self.request_ids.refresh()
                 self._check_drained()
+
+    def on_sigusr1(self, _signum: int, _frame: object) -> None:
+        """SIGUSR1, forwarded by main after logrotate: only a flag, handled at the next tick,
+        outside whatever the loop was doing when the signal came."""
+        self.reopen_logs = True
+
+    def _reopen_logs(self) -> None:
+        self.reopen_logs = False
+        reopen_log_file()
+        log.info("SIGUSR1: log file reopened")
+        if self.access_logs is not None:
+            self.access_logs.reopen()
 
     def _handler_failed(self, handler: Callable[[int], None]) -> None:
         log.exception("unexpected error in an event handler; closing its connection")

@@ -182,7 +182,7 @@ def test_a_worker_without_access_logs_still_reopens_its_log_file(
 ) -> None:
     missing = tmp_path / "missing" / "access.log"  # cannot be opened: access logs are off
     _, listen, text = _rotated_logs(
-        pysozu, backends, tmp_path, missing, "log file reopened (access logs", 2
+        pysozu, backends, tmp_path, missing, "INFO SIGUSR1: log file reopened", 2
     )
     assert "access logs disabled" in (tmp_path / "pysozu.log.1").read_text(encoding="utf-8")
     assert "WRK-00 INFO SIGUSR1: log file reopened" in text, text

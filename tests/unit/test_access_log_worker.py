@@ -26,6 +26,7 @@ class Collect(Target):
     def __init__(self) -> None:
         super().__init__("collect")
         self.written: list[bytes] = []
+        self.reopened = 0
 
     def fileno(self) -> int:
         return 99
@@ -33,6 +34,9 @@ class Collect(Target):
     def write(self, data: bytes) -> int:
         self.written.append(bytes(data))
         return len(data)
+
+    def reopen(self) -> None:
+        self.reopened += 1
 
     def close(self) -> None:
         pass
@@ -226,5 +230,15 @@ def test_the_loop_is_told_when_to_call_next() -> None:
     assert logs.due_at == 0.0  # many requests wait: format them now
     logs.turn()
     assert logs.due_at == loop.now + 0.1  # their lines wait for the write
-    logs._on_sigusr1(0, None)
-    assert logs.due_at == 0.0 and logs.reopen_requested
+
+
+def test_reopen_after_logrotate_keeps_what_waits() -> None:
+    loop, logs, target, _ = worker_logs()
+    logs.session_ended(session(), 200, True, None)
+    logs.turn()  # written
+    logs.session_ended(session(), 200, True, None)
+    logs.reopen()  # the loop calls it at its next tick after SIGUSR1 (worker.py)
+    assert target.reopened == 1
+    loop.now += 0.1
+    logs.turn()
+    assert len(target.lines()) == 2  # the line made before the reopen is not lost
