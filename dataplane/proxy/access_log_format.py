@@ -99,6 +99,8 @@ def _micros() -> tuple[bytes, ...]:
     """sozu's durations from 10 to 9999 microseconds, the usual range, ready made (480 kB and
     3 ms, so made by the first ASCII formatter, not by every worker that imports this)."""
     return tuple(b"%d\xce\xbcs" % n for n in range(10_000))
+
+
 _NO_TIME = b"0ns"
 
 
