@@ -32,25 +32,22 @@ part of the line would be widened to it and then encoded again.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from dataplane.command.messages import AccessLogFormat
 from dataplane.proxy.access_log_targets import AccessLogTargetError
 
+if TYPE_CHECKING:
+    from dataplane.proxy.request_ends import RequestEnd
+
 # The parts of a line that stay the same for every request a connection sends on one route,
 # in the order `line` places them between the parts that change (ASCII: before the request id,
 # between it and the durations, the rest).
 Fixed = tuple[bytes, ...]
-
-
-# What a request's line needs, kept when the request ends and formatted in a batch (`lines`):
-# the loop's time then, the connection's fixed parts, request id, request time, backend response
-# time (None: no response), bytes in, bytes out, status (0: none sent), message.
-Entry = tuple[float, Fixed, bytes, float, "float | None", int, int, int, "str | None"]
 
 
 class AccessRecord(msgspec.Struct, kw_only=True, rename={"authority": "host"}):
@@ -94,14 +91,8 @@ def duration(seconds: float | None) -> bytes:
     return _duration(seconds).encode()
 
 
-@functools.cache
-def _micros() -> tuple[bytes, ...]:
-    """sozu's durations from 10 to 9999 microseconds, the usual range, ready made (480 kB and
-    3 ms, so made by the first ASCII formatter, not by every worker that imports this)."""
-    return tuple(b"%d\xce\xbcs" % n for n in range(10_000))
-
-
 _NO_TIME = b"0ns"
+_STATUSES = (b"-", *(b"%d" % status for status in range(1, 1000)))  # 0: no response
 
 
 def _one_line(text: str) -> bytes:
@@ -158,27 +149,34 @@ class Formatter:
     ) -> bytes:
         raise NotImplementedError
 
-    def lines(self, entries: list[Entry], offset: int) -> list[bytes]:
-        """The lines of a batch; `offset` turns the loop's clock into POSIX nanoseconds. A
-        failed request (no status, or a message with a 5xx) is an error; the service time is
-        what the backend's response time leaves of the request time. (A format may do all
-        this in one loop, without a call per line: ASCII does.)"""
+    def lines(self, ends: list[RequestEnd], offset: int) -> list[bytes]:
+        """The lines of a batch of request ends (those with fixed parts: the others are not
+        logged); `offset` turns the loop's clock into POSIX nanoseconds. A failed request (no
+        status, or a message with a 5xx) is an error; the service time is what the backend's
+        response time leaves of the request time. (A format may do all this in one loop,
+        without a call per line: ASCII does.)"""
         out = []
         stamped = -1.0
         for (
             now,
-            fixed,
-            request_id,
-            request_time,
-            response_time,
-            bytes_in,
-            bytes_out,
+            started,
+            response_at,
             status,
             message,
-        ) in entries:
+            _routed,
+            _backend_id,
+            bytes_in,
+            bytes_out,
+            request_id,
+            fixed,
+        ) in ends:
+            if fixed is None:
+                continue
             if now != stamped:
                 stamped = now
                 self.restamp(int(now * 1e9) + offset)
+            request_time = now - started
+            response_time = None if response_at is None else max(0.0, response_at - started)
             out.append(
                 self.line(
                     status == 0 or (message is not None and status >= 500),
@@ -198,21 +196,26 @@ class Formatter:
     def format(self, r: AccessRecord) -> bytes:
         """One line, now, made as the worker makes its batches (`lines`)."""
         request_id = None if r.request_id is None else r.request_id.encode("utf-8", "replace")
-        entry = (
-            0.0,
-            self.fixed(r),
-            request_id or b"",
+        # The request started at 0.0 on the loop's clock and ends now (the offset says so).
+        end: RequestEnd = (
             r.request_time,
+            0.0,
             r.response_time,
-            r.bytes_in,
-            r.bytes_out,
             r.status or 0,
             r.message,
+            None,
+            r.backend_id,
+            r.bytes_in,
+            r.bytes_out,
+            request_id or b"",
+            self.fixed(r),
         )
-        return self.lines([entry], self.clock())[0]
+        return self.lines([end], self.clock() - int(r.request_time * 1e9))[0]
 
 
 _ASCII_LINE = b"%s%s%s%s%s/%s/%s/-/- %d %d%s%s%s\n"
+# The usual line: request and response times from 10 µs to 10 ms.
+_MICROS_LINE = b"%s%s%s%s%d\xce\xbcs/%s/%d\xce\xbcs/-/- %d %d%s%s%s\n"
 
 
 class AsciiFormatter(Formatter):
@@ -244,60 +247,112 @@ class AsciiFormatter(Formatter):
             ),
         )
 
-    def lines(self, entries: list[Entry], offset: int) -> list[bytes]:
-        """Every line of the batch in one loop: a call per line cost a fifth of the whole."""
+    def lines(self, ends: list[RequestEnd], offset: int) -> list[bytes]:
+        """Every line of the batch in one loop (a call per line cost a fifth of the whole).
+        The usual line (request and response times from 10 µs to 10 ms, a service time of 0
+        or more than 10 µs) is one `%`; others go through `_line`, which writes each
+        duration as sozu's LogDuration does."""
         out: list[bytes] = []
         append = out.append
-        micros = _micros()
+        statuses = _STATUSES
         stamped = -1.0
         heads = self.heads
         for (
             now,
-            fixed,
-            request_id,
-            request_time,
-            response_time,
-            bytes_in,
-            bytes_out,
+            started,
+            response_at,
             status,
             message,
-        ) in entries:
+            _routed,
+            _backend_id,
+            bytes_in,
+            bytes_out,
+            request_id,
+            fixed,
+        ) in ends:
+            if fixed is None:
+                continue
             if now != stamped:
                 stamped = now
                 self.restamp(int(now * 1e9) + offset)
                 heads = self.heads
-            us = int(request_time * 1e6 + 0.0005)
-            request = micros[us] if 10 <= us < 10_000 else duration(request_time)
-            if response_time is None:
-                response = b"-"
-                service = request
-            else:
-                us = int(response_time * 1e6 + 0.0005)
-                response = micros[us] if 10 <= us < 10_000 else duration(response_time)
-                service_time = request_time - response_time
-                if service_time:
-                    us = int(service_time * 1e6 + 0.0005)
-                    service = micros[us] if 10 <= us < 10_000 else duration(service_time)
-                else:
-                    service = _NO_TIME
+            request_time = now - started
+            request = int(request_time * 1e9 + 0.5)  # ns, as `duration` rounds them
+            if response_at is not None and 10_000 <= request < 10_000_000:
+                response_time = response_at - started
+                response = int(response_time * 1e9 + 0.5)
+                service = int((request_time - response_time) * 1e9 + 0.5)
+                if 10_000 <= response < 10_000_000 and (service >= 10_000 or service == 0):
+                    append(
+                        _MICROS_LINE
+                        % (
+                            heads[status == 0 or (message is not None and status >= 500)],
+                            fixed[0],
+                            request_id or b"-",
+                            fixed[1],
+                            request // 1000,
+                            b"%d\xce\xbcs" % (service // 1000) if service else _NO_TIME,
+                            response // 1000,
+                            bytes_in,
+                            bytes_out,
+                            fixed[2],
+                            statuses[status] if status < 1000 else b"%d" % status,
+                            b"" if message is None else b" | " + _one_line(message),
+                        )
+                    )
+                    continue
             append(
-                _ASCII_LINE
-                % (
-                    heads[status == 0 or (message is not None and status >= 500)],
-                    fixed[0],
-                    request_id or b"-",
-                    fixed[1],
-                    request,
-                    service,
-                    response,
+                self._line(
+                    heads,
+                    fixed,
+                    request_id,
+                    request_time,
+                    started,
+                    response_at,
+                    status,
+                    message,
                     bytes_in,
                     bytes_out,
-                    fixed[2],
-                    b"%d" % status if status else b"-",
-                    b"" if message is None else b" | " + _one_line(message),
                 )
             )
         return out
+
+    def _line(
+        self,
+        heads: tuple[bytes, bytes],
+        fixed: Fixed,
+        request_id: bytes,
+        request_time: float,
+        started: float,
+        response_at: float | None,
+        status: int,
+        message: str | None,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> bytes:
+        request = duration(request_time)
+        if response_at is None:
+            response = b"-"
+            service = request
+        else:
+            response_time = max(0.0, response_at - started)
+            response = duration(response_time)
+            service_time = request_time - response_time
+            service = duration(service_time) if service_time else _NO_TIME
+        return _ASCII_LINE % (
+            heads[status == 0 or (message is not None and status >= 500)],
+            fixed[0],
+            request_id or b"-",
+            fixed[1],
+            request,
+            service,
+            response,
+            bytes_in,
+            bytes_out,
+            fixed[2],
+            b"%d" % status if status else b"-",
+            b"" if message is None else b" | " + _one_line(message),
+        )
 
 
 _JSON_LINE = (

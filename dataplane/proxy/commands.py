@@ -59,6 +59,7 @@ class CommandHandler:
         """Answer one request from main (now, or when a soft stop has drained)."""
         verb = message.content.verb
         self.request_counts[verb] += 1
+        self.loop.request_ends.settle()  # what ended before this request counts before it
         try:
             response = self._dispatch(message.id, verb, message.content.body, message)
         except Exception as error:  # never let one request take the worker down
@@ -134,6 +135,7 @@ class CommandHandler:
                 loop.metrics.clear()
             else:
                 loop.metrics_enabled = body == MetricsConfiguration.ENABLED
+                loop.request_ends.follow()
             return _ok(request_id)
         return _failure(request_id, f"{verb} is not a worker request")
 

@@ -158,24 +158,33 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
     def _record(
         self, status: int, reached_backend: bool = True, message: str | None = None
     ) -> None:
-        """One finished (or abandoned) request, into the worker's metrics and access log
-        (`message` set: the proxy answered or gave up, logged at the error level)."""
+        """One finished (or abandoned) request, kept for the worker's metrics and access log,
+        which take them in batches (request_ends.py). `message` set: the proxy answered or gave
+        up; logged at the error level."""
         loop = self.loop
-        access_log = loop.access_log if message is None else loop.error_access_log
-        if access_log is not None:
-            access_log.session_ended(self, status, reached_backend, message)
-        if not loop.metrics_enabled:
+        ended = loop.ended
+        if ended is None:  # neither metrics nor access logs
             return
-        cluster = self.routed
-        backend_id = self.backend_id if reached_backend else None
-        started = self.request_started
-        loop.metrics.cluster(cluster.cluster_id if cluster is not None else None).request(
-            status,
-            backend_id,
-            loop.now - started,
-            max(0.0, self.response_started - started) if backend_id is not None else 0.0,
-            self.bytes_in,
-            self.bytes_out,
+        backend_id = response_at = None
+        if reached_backend:
+            backend_id = self.backend_id
+            if self.response is not None or self.phase == PIPE:  # the head came (101: PIPE)
+                response_at = self.response_started
+        access_log = loop.access_log if message is None else loop.error_access_log
+        ended.append(
+            (
+                loop.now,
+                self.request_started,
+                response_at,
+                status,
+                message,
+                self.routed,
+                backend_id,
+                self.bytes_in,
+                self.bytes_out,
+                self.request_id,
+                None if access_log is None else access_log.fixed_parts(self, backend_id),
+            )
         )
 
     def on_timeout(self, now: float) -> None:

@@ -30,6 +30,7 @@ from dataplane.proxy.forwarding import RequestIds
 from dataplane.proxy.http_head import ResponseParser
 from dataplane.proxy.listener import HttpListener, bind_listener
 from dataplane.proxy.metrics import MetricsRegistry
+from dataplane.proxy.request_ends import RequestEnd, RequestEnds
 from dataplane.proxy.session import HttpSession
 from dataplane.proxy.timers import TimerWheel
 from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor, tls_counters
@@ -88,6 +89,11 @@ class Loop:
         self.reopen_logs = False  # SIGUSR1 came (logrotate): reopen at the next tick
         self.access_log: WorkerAccessLogs | None = None
         self.error_access_log: WorkerAccessLogs | None = None
+        # Where a session leaves its requests' ends (None: nobody wants them), and what takes
+        # them to the metrics and the access log in batches (request_ends.py).
+        self.ended: list[RequestEnd] | None = None
+        self.request_ends = RequestEnds(self)
+        self.request_ends.follow()
 
     # -- client buffers: reused, not reallocated for every connection --------------------
 
@@ -129,6 +135,7 @@ class Loop:
         poll = self.epoll.poll
         handlers = self.handlers
         timers = self.timers
+        request_ends = self.request_ends
         next_tick = self.now + 1.0
         while self.running:
             events = poll(max(0.0, next_tick - self.now))
@@ -141,9 +148,11 @@ class Loop:
                     handler(mask)
                 except Exception:
                     self._handler_failed(handler)
+            if self.ended and request_ends.due(now):
+                request_ends.settle()  # counted and logged in batches, never per request
             access_logs = self.access_logs
             if access_logs is not None and now >= access_logs.due_at:
-                access_logs.turn()  # lines made and written in batches, never per request
+                access_logs.turn()
             if now >= next_tick:
                 next_tick = now + 1.0
                 if self.reopen_logs:
@@ -321,6 +330,7 @@ class Loop:
     def close(self) -> None:
         for session in list(self.sessions):
             session.close()
+        self.request_ends.settle()
         if self.access_logs is not None:
             self.access_logs.close()
         self.pool.close_all()

@@ -1,5 +1,6 @@
 """The worker's access log: which requests are logged, what their lines say, when they are
-written. Sessions and the loop are stand-ins; formatting and queueing are the real ones."""
+written. Sessions and the loop are stand-ins; a request's end (`HttpSession._record`), the
+batches (request_ends.py), formatting and queueing are the real ones."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from dataplane.proxy.access_log_worker import WorkerAccessLogs
 from dataplane.proxy.http_head import RequestParser
 from dataplane.proxy.load_balancing_backend import Backend
 from dataplane.proxy.metrics import MetricsRegistry
+from dataplane.proxy.request_ends import RequestEnds
+from dataplane.proxy.session import HttpSession
+from dataplane.proxy.session_fields import EXCHANGE
 
 
 class Collect(Target):
@@ -58,12 +62,43 @@ class Clock:
 
 def worker_logs(log_format: AccessLogFormat = AccessLogFormat.ASCII) -> Any:
     loop = SimpleNamespace(
-        now=100.0, metrics=MetricsRegistry(), access_log=None, error_access_log=None
+        now=100.0,
+        metrics=MetricsRegistry(),
+        metrics_enabled=True,
+        access_log=None,
+        error_access_log=None,
+        access_logs=None,
+        ended=None,
     )
+    loop.request_ends = RequestEnds(loop)  # type: ignore[arg-type]
     clock = Clock()
     target = Collect()
     logs = WorkerAccessLogs(loop, AccessLog(target, formatter_for(log_format, "WRK-01", 7, clock)))  # type: ignore[arg-type]
+    loop.access_logs = logs
+    logs.follow_level(logging.INFO)
     return loop, logs, target, clock
+
+
+def end(
+    loop: Any, s: Any, status: int, reached_backend: bool = True, message: str | None = None
+) -> None:
+    """A request of `s` ends, as the session records it."""
+    s.loop = loop
+    HttpSession._record(s, status, reached_backend, message)
+
+
+def turn(loop: Any) -> None:
+    """What the loop does after each turn of events."""
+    if loop.ended and loop.request_ends.due(loop.now):
+        loop.request_ends.settle()
+    if loop.now >= loop.access_logs.due_at:
+        loop.access_logs.turn()
+
+
+def close(loop: Any) -> None:
+    """What the loop does when the worker stops."""
+    loop.request_ends.settle()
+    loop.access_logs.close()
 
 
 def session(path: bytes = b"/", agent: bytes = b"curl/8") -> Any:
@@ -85,6 +120,7 @@ def session(path: bytes = b"/", agent: bytes = b"curl/8") -> Any:
         bytes_in=80,
         bytes_out=300,
         log_parts=None,
+        phase=EXCHANGE,
     )
 
 
@@ -96,13 +132,20 @@ def test_access_logs_follow_the_log_level() -> None:
     assert loop.access_log is None and loop.error_access_log is logs
     logs.follow_level(logging.CRITICAL)
     assert loop.access_log is None and loop.error_access_log is None
+    assert loop.ended is not None  # the metrics still want request ends ...
+    loop.metrics_enabled = False
+    loop.request_ends.follow()
+    assert loop.ended is None  # ... and now nobody does: a request's end costs nothing
+    end(loop, session(), 200)
+    logs.follow_level(logging.INFO)
+    assert loop.ended == []
 
 
 def test_a_line_says_what_the_session_did() -> None:
-    _, logs, target, _ = worker_logs()
+    loop, _, target, _ = worker_logs()
     s = session(agent=b"curl/8 [x]")
-    logs.session_ended(s, 200, True, None)
-    logs.close()
+    end(loop, s, 200)
+    close(loop)
     (line,) = target.lines()
     assert line.split("\t")[0].endswith(" 7 INFO-ACCESS  WRK-01")
     assert line.split("\t")[1] == (
@@ -112,13 +155,12 @@ def test_a_line_says_what_the_session_did() -> None:
 
 
 def test_no_backend_answer_is_an_error_line_without_response_time() -> None:
-    _, logs, target, _ = worker_logs()
+    loop, _, target, _ = worker_logs()
     s = session()
     s.response = None
-    logs.session_ended(s, 0, True, "closed before the response was complete")
-    s2 = session()
-    logs.session_ended(s2, 404, False, None)
-    logs.close()
+    end(loop, s, 0, message="closed before the response was complete")
+    end(loop, session(), 404, reached_backend=False)
+    close(loop)
     failed, not_found = target.lines()
     assert "ERROR-ACCESS WRK-01" in failed
     assert " 127.0.0.1:9000 2000μs/2000μs/-/-/- 80 300 " in failed
@@ -127,14 +169,41 @@ def test_no_backend_answer_is_an_error_line_without_response_time() -> None:
     assert not_found.endswith(" 404")
 
 
-def test_keep_alive_requests_share_their_parts_until_the_route_changes() -> None:
+def test_failures_only_at_the_error_level() -> None:
     loop, logs, target, _ = worker_logs()
+    logs.follow_level(logging.WARNING)
+    end(loop, session(), 200)
+    end(loop, session(), 0, message="backend_timeout")
+    close(loop)
+    (line,) = target.lines()
+    assert "ERROR-ACCESS" in line and line.endswith(" | backend_timeout")
+    assert sum(loop.metrics.cluster("app").status) == 2  # counted all the same
+
+
+def test_the_metrics_count_every_request_of_a_batch() -> None:
+    loop, _, _, _ = worker_logs()
+    for status in (200, 200, 503):
+        end(loop, session(), status)
+    end(loop, session(), 404, reached_backend=False)
+    assert sum(loop.metrics.cluster("app").status) == 0  # not yet: they wait for the batch
+    loop.request_ends.settle()  # (the loop also settles before it handles a command)
+    figures = loop.metrics.cluster("app")
+    assert figures.status[2] == 2 and figures.status[5] == 1 and figures.status[4] == 1
+    backend = figures.backends["app-0"]
+    assert sum(backend.status) == 3 and backend.bytes_out == 900
+    assert sum(backend.backend_time.counts) == 3
+    assert abs(backend.backend_time.sum - 0.003) < 1e-9  # 1 ms each, from the request start
+    assert sum(figures.request_time.counts) == 4
+
+
+def test_keep_alive_requests_share_their_parts_until_the_route_changes() -> None:
+    loop, _, target, _ = worker_logs()
     s = session()
 
     def request_ends() -> None:
-        logs.session_ended(s, 200, True, None)
+        end(loop, s, 200)
         loop.now += 1.0
-        logs.turn()  # a batch per request here
+        turn(loop)  # a batch per request here
 
     request_ends()
     parts = s.log_parts
@@ -150,12 +219,12 @@ def test_keep_alive_requests_share_their_parts_until_the_route_changes() -> None
 
 
 def test_a_line_is_stamped_with_the_loop_time_its_request_ended() -> None:
-    loop, logs, target, clock = worker_logs()
+    loop, _, target, clock = worker_logs()
     for _ in range(3):
-        logs.session_ended(session(), 200, True, None)
+        end(loop, session(), 200)
     loop.now += 0.25
-    logs.session_ended(session(), 200, True, None)
-    logs.close()
+    end(loop, session(), 200)
+    close(loop)
     assert clock.reads == 1  # once per batch, to relate the loop's clock to the wall clock
     stamps = [line.split(" ")[1] for line in target.lines()]
     assert stamps[0] == stamps[2]
@@ -163,22 +232,23 @@ def test_a_line_is_stamped_with_the_loop_time_its_request_ended() -> None:
 
 
 def test_lines_are_made_and_written_in_batches_not_per_request() -> None:
-    loop, logs, target, _ = worker_logs()
-    logs.session_ended(session(), 200, True, None)
-    logs.turn()
+    loop, _, target, _ = worker_logs()
+    end(loop, session(), 200)
+    turn(loop)
     assert len(target.written) == 1  # the first line after a quiet time goes at once
     for _ in range(5):
         loop.now += 0.01
-        logs.session_ended(session(), 200, True, None)
-        logs.turn()
-    assert len(target.written) == 1  # gathered ...
+        end(loop, session(), 200)
+        turn(loop)
+    assert target.written and len(target.written) == 1  # gathered ...
+    assert len(loop.ended) == 5  # (not even formatted yet)
     loop.now += 0.1
-    logs.turn()
+    turn(loop)
     assert len(target.written) == 2  # ... and written together, a tenth of a second later
     assert len(target.lines()) == 6
-    for _ in range(1024):  # ... or as soon as a thousand requests wait
-        logs.session_ended(session(), 200, True, None)
-    logs.turn()
+    for _ in range(1024):  # ... or as soon as 64 KiB of lines wait
+        end(loop, session(), 200)
+    turn(loop)
     assert len(target.written) == 3 and len(target.lines()) == 6 + 1024
 
 
@@ -186,23 +256,24 @@ def test_a_stuck_target_drops_and_counts_instead_of_growing() -> None:
     loop, logs, target, _ = worker_logs()
     logs.log.blocked = True  # the target said "full": nothing is written
     for _ in range(10_000):
-        logs.session_ended(session(), 200, True, None)
+        end(loop, session(), 200)
         loop.now += 0.001
-        logs.turn()
+        turn(loop)
+    loop.request_ends.settle()
     assert target.written == []
     assert logs.log.queued_bytes <= logs.log.max_queued_bytes
     assert logs.log.dropped > 0
     queued = sum(chunk.count(b"\n") for chunk in logs.log.queue)
-    assert logs.log.dropped + queued + len(logs._records) == 10_000
+    assert logs.log.dropped + queued == 10_000
 
 
 def test_json_lines_parse_back_with_every_field() -> None:
-    _, logs, target, _ = worker_logs(AccessLogFormat.JSON)
-    logs.session_ended(session(path=b'/q?a="b"'), 200, True, None)
+    loop, _, target, _ = worker_logs(AccessLogFormat.JSON)
+    end(loop, session(path=b'/q?a="b"'), 200)
     failed = session()
     failed.response = None
-    logs.session_ended(failed, 0, True, "backend_timeout")
-    logs.close()
+    end(loop, failed, 0, message="backend_timeout")
+    close(loop)
     ok, timeout = (json.loads(line) for line in target.lines())
     assert ok["path"] == '/q?a="b"' and ok["user_agent"] == "curl/8"
     assert (ok["cluster_id"], ok["backend_id"], ok["backend_address"]) == (
@@ -218,27 +289,29 @@ def test_json_lines_parse_back_with_every_field() -> None:
 
 def test_the_loop_is_told_when_to_call_next() -> None:
     loop, logs, _, _ = worker_logs()
-    assert logs.due_at == float("inf")  # nothing to do: the loop never calls
-    logs.session_ended(session(), 200, True, None)
-    assert logs.due_at <= loop.now  # the first line after a quiet time: at once
-    logs.turn()
-    assert logs.due_at == float("inf")
-    logs.session_ended(session(), 200, True, None)
-    assert logs.due_at == loop.now + 0.1  # then with the next write
+    ends = loop.request_ends
+    assert logs.due_at == float("inf") and not ends.due(loop.now)  # nothing to do
+    end(loop, session(), 200)
+    assert ends.due(loop.now)  # the first request after a quiet time: at once
+    turn(loop)
+    assert logs.due_at == float("inf") and not ends.due(loop.now)  # written
+    end(loop, session(), 200)
+    assert not ends.due(loop.now) and ends.due(loop.now + 0.1)  # with the next batch
     for _ in range(63):
-        logs.session_ended(session(), 200, True, None)
-    assert logs.due_at == 0.0  # many requests wait: format them now
-    logs.turn()
+        end(loop, session(), 200)
+    assert ends.due(loop.now)  # 64 requests wait: now
+    turn(loop)
     assert logs.due_at == loop.now + 0.1  # their lines wait for the write
 
 
 def test_reopen_after_logrotate_keeps_what_waits() -> None:
     loop, logs, target, _ = worker_logs()
-    logs.session_ended(session(), 200, True, None)
-    logs.turn()  # written
-    logs.session_ended(session(), 200, True, None)
+    end(loop, session(), 200)
+    turn(loop)  # written
+    end(loop, session(), 200)
+    loop.request_ends.settle()  # formatted, not written yet
     logs.reopen()  # the loop calls it at its next tick after SIGUSR1 (worker.py)
     assert target.reopened == 1
     loop.now += 0.1
-    logs.turn()
+    turn(loop)
     assert len(target.lines()) == 2  # the line made before the reopen is not lost

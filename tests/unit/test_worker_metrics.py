@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from types import SimpleNamespace
+
 import msgspec
 import pytest
 
@@ -194,3 +197,36 @@ def test_available_lists_names_without_labels() -> None:
     available = registry.available()
     assert "listener.accepted" in available.proxy_metrics
     assert "request_time" in available.cluster_metrics
+
+
+def test_a_batch_of_request_ends_counts_as_each_request_would() -> None:
+    """`count_requests` (the worker's batches) against `request`, one at a time."""
+    rng = random.Random(7)
+    clusters = [SimpleNamespace(cluster_id=name) for name in ("api", "web")]
+    ends, one_by_one = [], MetricsRegistry()
+    for _ in range(500):
+        routed = rng.choice([*clusters, None])
+        backend_id = None if routed is None else rng.choice([None, "b0", "b1"])
+        started = rng.uniform(0.0, 100.0)
+        response_at = rng.choice([None, started + rng.uniform(0.0, 3.0)])
+        now = started + rng.uniform(0.0, 5.0)
+        status, bytes_in, bytes_out = rng.choice([0, 101, 200, 304, 404, 503]), 30, 400
+        ends.append(
+            (now, started, response_at, status, None, routed, backend_id, bytes_in, bytes_out,
+             b"", None)
+        )  # fmt: skip
+        cluster_id = None if routed is None else routed.cluster_id
+        one_by_one.cluster(cluster_id).request(
+            status,
+            backend_id,
+            now - started,
+            0.0 if response_at is None else max(0.0, response_at - started),
+            bytes_in,
+            bytes_out,
+        )
+    batched = MetricsRegistry()
+    batched.count_requests(ends[:200])  # two batches, as the worker would
+    batched.count_requests(ends[200:])
+    for snapshot in (batched, one_by_one):
+        assert sum(sum(f.status) for f in snapshot.clusters.values()) == 500
+    assert encode(batched.snapshot(BACKEND, ALL)) == encode(one_by_one.snapshot(BACKEND, ALL))
