@@ -16,7 +16,7 @@ from harness.errors import BenchError
 from harness.idle import raise_fd_limit
 from harness.procs import supervised
 from harness.runner import Bench, Options
-from harness.targets import Direct, HAProxy, Nginx, Pysozu, PysozuNoLogs, Target
+from harness.targets import Direct, HAProxy, Nginx, Pysozu, PysozuBare, Target
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
@@ -42,8 +42,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         default=DEFAULT_TARGETS,
-        help="comma-separated, among nginx, haproxy, pysozu, pysozu-nolog (pysozu with access "
-        f"logs off: beside pysozu in the access-logs scenario), direct (default {DEFAULT_TARGETS})",
+        help="comma-separated, among nginx, haproxy, pysozu, pysozu-bare (pysozu with access "
+        "logs and metrics off: beside pysozu in the access-logs scenario), direct "
+        f"(default {DEFAULT_TARGETS})",
     )
     parser.add_argument("--runs", type=int, default=None, help="runs per target (default 3)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (default 10)")
@@ -110,10 +111,10 @@ def make_targets(names: list[str], paths: dict[str, str], pysozu: str | None) ->
             targets.append(Nginx(paths["nginx"]))
         elif name == "haproxy":
             targets.append(HAProxy(paths["haproxy"]))
-        elif name in ("pysozu", "pysozu-nolog"):
+        elif name in ("pysozu", "pysozu-bare"):
             if pysozu is None:
                 raise BenchError("pysozu not found: pass --pysozu or install it in ./.venv")
-            targets.append(Pysozu(pysozu) if name == "pysozu" else PysozuNoLogs(pysozu))
+            targets.append(Pysozu(pysozu) if name == "pysozu" else PysozuBare(pysozu))
         elif name == "direct":
             targets.append(Direct())
         else:
@@ -223,7 +224,7 @@ def _tools(
             paths.update(tools.ensure(["h2load"], install=not args.no_install))
         except BenchError as error:
             print(f"bench: HTTP/2 scenarios will be skipped: {error}", flush=True)
-    wants_pysozu = {"pysozu", "pysozu-nolog"} & set(target_names)
+    wants_pysozu = {"pysozu", "pysozu-bare"} & set(target_names)
     pysozu = find_pysozu(args.pysozu) if wants_pysozu else None
     if args.profile:
         py_spy = shutil.which("py-spy") or (pysozu and str(Path(pysozu).with_name("py-spy")))

@@ -299,10 +299,10 @@ class Bench:
 
 
 def _access_log_cost(outcomes: list[Outcome]) -> list[str]:
-    """pysozu with and without access logs, measured in the same interleaved runs: what they
-    cost, over all the runs (a median of noisy runs can even show them free)."""
+    """pysozu with and without access logs and metrics, measured in the same interleaved runs:
+    what they cost, over all the runs (a median of noisy runs can even show them free)."""
     by_name = {outcome.target: outcome.runs for outcome in outcomes}
-    on, off = by_name.get("pysozu"), by_name.get("pysozu-nolog")
+    on, off = by_name.get("pysozu"), by_name.get("pysozu-bare")
     if not on or not off:
         return []
 
@@ -318,7 +318,7 @@ def _access_log_cost(outcomes: list[Outcome]) -> list[str]:
 
     with_logs, without = rate(on), rate(off)
     text = (
-        f"Access logs cost pysozu {1 - with_logs / without:.1%} of its requests/s "
+        f"Access logs and metrics cost pysozu {1 - with_logs / without:.1%} of its requests/s "
         f"({with_logs:,.0f} with, {without:,.0f} without, mean of {len(on)} runs)"
     )
     cpu_on, cpu_off = cpu(on), cpu(off)
@@ -334,7 +334,7 @@ def _silent_access_logs(started: list[tuple[Target, Running, Outcome]]) -> list[
     """Access logs on must mean lines written: say so when a target wrote none."""
     notes = []
     for target, running, outcome in started:
-        if target.name == "pysozu-nolog":
+        if target.name == "pysozu-bare":
             continue  # off on purpose
         log = running.config_path.parent / "access.log" if running.config_path else None
         if outcome.runs and log is not None and (not log.exists() or log.stat().st_size == 0):

@@ -179,15 +179,27 @@ class Pysozu(_Process):
         super().stop(sup, running)
 
 
-class PysozuNoLogs(Pysozu):
-    """pysozu with access logs off, whatever the scenario says. Beside `pysozu` in the
-    access-logs scenario it measures what they cost, in the same interleaved runs: on this
-    kind of shared machine, runs minutes apart differ more than the cost itself."""
+class PysozuBare(Pysozu):
+    """pysozu with access logs and metrics off, whatever the scenario says (`metrics disable`
+    once it serves). Beside `pysozu` in the access-logs scenario it measures what the two
+    cost, in the same interleaved runs: on this kind of shared machine, runs minutes apart
+    differ more than the cost itself."""
 
-    name = "pysozu-nolog"
+    name = "pysozu-bare"
 
     def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
-        return super().start(sup, replace(setup, access_log=None), cpus)
+        running = super().start(sup, replace(setup, access_log=None), cpus)
+        disable = subprocess.run(
+            self.cli(running, "metrics", "disable"),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if disable.returncode != 0:
+            self.stop(sup, running)
+            raise TargetFailed(f"pysozu metrics disable failed: {disable.stderr.strip()}")
+        return running
 
 
 def _tail(path: Path) -> str:

@@ -65,9 +65,11 @@ def _runs(*figures):
 
 def test_access_log_cost_is_taken_over_every_run_of_both_pysozus():
     on = Outcome("pysozu", _runs((900, 0.054), (800, 0.048), (1000, 0.060)))
-    off = Outcome("pysozu-nolog", _runs((1000, 0.050), (1000, 0.050), (1000, 0.050)))
+    off = Outcome("pysozu-bare", _runs((1000, 0.050), (1000, 0.050), (1000, 0.050)))
     (note,) = runner._access_log_cost([on, off, Outcome("nginx", _runs((2000, 0.05)))])
-    assert note.startswith("Access logs cost pysozu 10.0% of its requests/s (900 with, 1,000")
+    assert note.startswith(
+        "Access logs and metrics cost pysozu 10.0% of its requests/s (900 with, 1,000"
+    )
     assert "and 10.0 µs of CPU per request, 20.0% (60.0 with, 50.0 without" in note
 
 

@@ -8,7 +8,7 @@ parts of its line that its connection's requests share (`fixed_parts`, made once
 and route); with access logs off that is one attribute read.
 
 Nothing is formatted when a request ends: its end waits with the others (request_ends.py) and
-comes here in a batch (`take`), every 64 requests or 0.1 s. Lines are written every 0.1 s under
+comes here in a batch (`take`), every 256 requests or 0.1 s. Lines are written every 0.1 s under
 traffic or at 64 KiB, in one write, never blocking; after the last request of a burst they go
 out within 0.1 s (`due_at`, which the loop checks). The time at the start of a line is the
 loop's time when the request ended (`loop.now`, the clock every duration uses), turned into

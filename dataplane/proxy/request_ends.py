@@ -1,7 +1,7 @@
 """Requests that ended: counted into the metrics and given to the access log, in batches.
 
 When a request ends, the session appends one `RequestEnd` tuple to `loop.ended` and does
-nothing else (`HttpSession._record`). The loop hands the pending tuples over once 64 have
+nothing else (`HttpSession._record`). The loop hands the pending tuples over once 256 have
 gathered or 0.1 s after the last batch (`RequestEnds.due`), and before it handles any
 command, so a metrics query, a `metrics clear` or a cluster's removal comes after every request
 that ended before it. `settle` counts the batch into the metrics in one loop, then gives it to
@@ -44,7 +44,7 @@ RequestEnd = tuple[
     "Fixed | None",
 ]
 
-SETTLE_EVERY = 64  # requests ...
+SETTLE_EVERY = 256  # requests ...
 SETTLE_SECONDS = 0.1  # ... or seconds since the last batch
 
 

@@ -19,7 +19,7 @@ from dataplane.proxy.access_log_worker import WorkerAccessLogs
 from dataplane.proxy.http_head import RequestParser
 from dataplane.proxy.load_balancing_backend import Backend
 from dataplane.proxy.metrics import MetricsRegistry
-from dataplane.proxy.request_ends import RequestEnds
+from dataplane.proxy.request_ends import SETTLE_EVERY, RequestEnds
 from dataplane.proxy.session import HttpSession
 from dataplane.proxy.session_fields import EXCHANGE
 
@@ -297,9 +297,11 @@ def test_the_loop_is_told_when_to_call_next() -> None:
     assert logs.due_at == float("inf") and not ends.due(loop.now)  # written
     end(loop, session(), 200)
     assert not ends.due(loop.now) and ends.due(loop.now + 0.1)  # with the next batch
-    for _ in range(63):
+    for _ in range(SETTLE_EVERY - 2):
         end(loop, session(), 200)
-    assert ends.due(loop.now)  # 64 requests wait: now
+    assert not ends.due(loop.now)
+    end(loop, session(), 200)
+    assert ends.due(loop.now)  # a batch's worth of requests wait: now
     turn(loop)
     assert logs.due_at == loop.now + 0.1  # their lines wait for the write
 
