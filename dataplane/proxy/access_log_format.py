@@ -213,11 +213,6 @@ class Formatter:
         return self.lines([end], self.clock() - int(r.request_time * 1e9))[0]
 
 
-_ASCII_LINE = b"%s%s%s%s%s/%s/%s/-/- %d %d%s%s%s\n"
-# The usual line: request and response times from 10 µs to 10 ms.
-_MICROS_LINE = b"%s%s%s%s%d\xce\xbcs/%s/%d\xce\xbcs/-/- %d %d%s%s%s\n"
-
-
 class AsciiFormatter(Formatter):
     def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
         start = f"%s.%06dZ %d {pid} "
@@ -231,20 +226,27 @@ class AsciiFormatter(Formatter):
         return success % (date, micros, nanos), failure % (date, micros, nanos)
 
     def fixed(self, r: AccessRecord) -> Fixed:
+        """Two %-templates of this connection's lines, its parts written in: the usual line
+        (durations as µs integers) and any other (durations as text); each takes the head,
+        request id, the three durations, bytes in and out, status and message."""
         parts = [f"{k}={v}" for k, v in sorted(r.tags.items())] if r.tags else []
         if r.user_agent is not None:
             agent = r.user_agent.replace(" ", "_").replace("[", "{").replace("]", "}")
             parts.append(f"user-agent={agent}")
+        session = _one_line(f"{r.session_id} ").replace(b"%", b"%%")
+        route = _one_line(
+            f" {r.cluster_id or '-'} {r.backend_id or '-'}] "
+            f"{r.client_address or '-'} {r.backend_address or '-'} "
+        ).replace(b"%", b"%%")
+        request = _one_line(
+            f" [{', '.join(parts)}] None {r.protocol} {r.authority or '-'} "
+            f"{r.method or '-'} {r.path or '-'} "
+        ).replace(b"%", b"%%")
+        start = b"%s" + session + b"%s" + route
+        end = b" %d %d" + request + b"%s%s\n"
         return (
-            _one_line(f"{r.session_id} "),
-            _one_line(
-                f" {r.cluster_id or '-'} {r.backend_id or '-'}] "
-                f"{r.client_address or '-'} {r.backend_address or '-'} "
-            ),
-            _one_line(
-                f" [{', '.join(parts)}] None {r.protocol} {r.authority or '-'} "
-                f"{r.method or '-'} {r.path or '-'} "
-            ),
+            start + b"%d\xce\xbcs/%s/%d\xce\xbcs/-/-" + end,
+            start + b"%s/%s/%s/-/-" + end,
         )
 
     def lines(self, ends: list[RequestEnd], offset: int) -> list[bytes]:
@@ -284,18 +286,15 @@ class AsciiFormatter(Formatter):
                 service = int((request_time - response_time) * 1e9 + 0.5)
                 if 10_000 <= response < 10_000_000 and (service >= 10_000 or service == 0):
                     append(
-                        _MICROS_LINE
+                        fixed[0]
                         % (
                             heads[status == 0 or (message is not None and status >= 500)],
-                            fixed[0],
                             request_id or b"-",
-                            fixed[1],
                             request // 1000,
                             b"%d\xce\xbcs" % (service // 1000) if service else _NO_TIME,
                             response // 1000,
                             bytes_in,
                             bytes_out,
-                            fixed[2],
                             statuses[status] if status < 1000 else b"%d" % status,
                             b"" if message is None else b" | " + _one_line(message),
                         )
@@ -339,17 +338,14 @@ class AsciiFormatter(Formatter):
             response = duration(response_time)
             service_time = request_time - response_time
             service = duration(service_time) if service_time else _NO_TIME
-        return _ASCII_LINE % (
+        return fixed[1] % (
             heads[status == 0 or (message is not None and status >= 500)],
-            fixed[0],
             request_id or b"-",
-            fixed[1],
             request,
             service,
             response,
             bytes_in,
             bytes_out,
-            fixed[2],
             b"%d" % status if status else b"-",
             b"" if message is None else b" | " + _one_line(message),
         )

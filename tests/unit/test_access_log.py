@@ -62,6 +62,15 @@ def test_ascii_line_with_missing_values_and_an_error() -> None:
     )
 
 
+@pytest.mark.parametrize("request_time", [0.00213, 12.5])  # the usual line, and any other
+def test_percent_signs_in_a_request_are_written_as_sent(request_time: float) -> None:
+    """A connection's parts are written into %-templates: their own % must stay text."""
+    line = formatter().format(
+        record(path="/a%20b%s%d%%", user_agent="x%s", tags={"t%d": "%"}, request_time=request_time)
+    )
+    assert b"[t%d=%, user-agent=x%s] None HTTP example.com GET /a%20b%s%d%% 200\n" in line
+
+
 def test_one_request_is_one_line_whatever_its_fields_hold() -> None:
     for log_format in (AccessLogFormat.ASCII, AccessLogFormat.JSON):
         line = (
