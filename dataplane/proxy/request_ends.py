@@ -17,6 +17,7 @@ then a request's end costs one attribute read.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.access_log_format import Fixed
@@ -43,6 +44,8 @@ RequestEnd = tuple[
     bytes,
     "Fixed | None",
 ]
+
+log = logging.getLogger("dataplane.worker")
 
 SETTLE_EVERY = 256  # requests ...
 SETTLE_SECONDS = 0.1  # ... or seconds since the last batch
@@ -78,7 +81,10 @@ class RequestEnds:
         pending.clear()  # the same list: sessions append through `loop.ended`
         loop = self.loop
         self.settle_at = loop.now + SETTLE_SECONDS
-        if loop.metrics_enabled:
-            loop.metrics.count_requests(batch)
-        if loop.access_logs is not None:
-            loop.access_logs.take(batch)
+        try:
+            if loop.metrics_enabled:
+                loop.metrics.count_requests(batch)
+            if loop.access_logs is not None:
+                loop.access_logs.take(batch)
+        except Exception:  # a bug here must not take the worker and its connections down
+            log.exception("%d ended requests could not be counted or logged", len(batch))

@@ -10,6 +10,8 @@ import random
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import AccessLogFormat
 from dataplane.proxy.access_log import AccessLog
@@ -317,3 +319,19 @@ def test_reopen_after_logrotate_keeps_what_waits() -> None:
     loop.now += 0.1
     turn(loop)
     assert len(target.lines()) == 2  # the line made before the reopen is not lost
+
+
+def test_a_failing_batch_is_logged_and_the_next_one_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop, _, target, _ = worker_logs()
+    broken = session()
+    broken.bytes_in = "not a number"  # what a bug would hand over
+    end(loop, broken, 200)
+    with caplog.at_level(logging.ERROR):
+        loop.request_ends.settle()  # raised inside: must not reach the loop
+    assert "1 ended requests could not be counted or logged" in caplog.text
+    assert loop.ended == []
+    end(loop, session(), 200)
+    close(loop)
+    assert len(target.lines()) == 1
