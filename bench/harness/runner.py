@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import statistics
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -300,7 +301,9 @@ class Bench:
 
 def _access_log_cost(outcomes: list[Outcome]) -> list[str]:
     """pysozu with and without access logs and metrics, measured in the same interleaved runs:
-    what they cost, over all the runs (a median of noisy runs can even show them free)."""
+    what they cost, over all the runs (a median of each target's noisy runs can even show
+    them free); then run by run, each pysozu run against the pysozu-bare run that followed it,
+    whose median a disturbed run moves least, and their spread."""
     by_name = {outcome.target: outcome.runs for outcome in outcomes}
     on, off = by_name.get("pysozu"), by_name.get("pysozu-bare")
     if not on or not off:
@@ -326,6 +329,16 @@ def _access_log_cost(outcomes: list[Outcome]) -> list[str]:
         text += (
             f" and {cpu_on - cpu_off:.1f} µs of CPU per request, {cpu_on / cpu_off - 1:.1%} "
             f"({cpu_on:.1f} with, {cpu_off:.1f} without, all runs' CPU over all their requests)"
+        )
+    paired = sorted(
+        1 - a.load.requests_per_s / b.load.requests_per_s
+        for a, b in zip(on, off, strict=False)
+        if b.load.requests_per_s
+    )
+    if len(paired) > 1:
+        text += (
+            f"; run by run, {statistics.median(paired):.1%} of requests/s "
+            f"(median of {len(paired)} pairs, from {paired[0]:.1%} to {paired[-1]:.1%})"
         )
     return [text + "."]
 

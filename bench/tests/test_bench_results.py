@@ -71,6 +71,9 @@ def test_access_log_cost_is_taken_over_every_run_of_both_pysozus():
         "Access logs and metrics cost pysozu 10.0% of its requests/s (900 with, 1,000"
     )
     assert "and 10.0 µs of CPU per request, 20.0% (60.0 with, 50.0 without" in note
+    assert note.endswith(
+        "; run by run, 10.0% of requests/s (median of 3 pairs, from 0.0% to 20.0%)."
+    )
 
 
 def test_no_cost_line_without_both_pysozus():
