@@ -10,9 +10,9 @@ and route); with access logs off that is one attribute read.
 Nothing is formatted when a request ends: its end waits with the others (request_ends.py) and
 comes here in a batch (`take`), every 256 requests or 0.1 s. Lines are written every 0.1 s under
 traffic or at 64 KiB, in one write, never blocking; after the last request of a burst they go
-out within 0.1 s (`due_at`, which the loop checks). The time at the start of a line is the
-loop's time when the request ended (`loop.now`, the clock every duration uses), turned into
-wall-clock time at the batch.
+out within a second (the loop's longest sleep; it checks `due_at` at every turn). The time at
+the start of a line is the loop's time when the request ended (`loop.now`, the clock every
+duration uses), turned into wall-clock time at the batch.
 
 SIGUSR1 (forwarded by main, which gets it from logrotate) is the loop's: it reopens the worker's
 log file and calls `reopen` here at its next one-second tick (worker.py).
@@ -91,7 +91,7 @@ class WorkerAccessLogs:
         """A batch of request ends: the lines of those this log wants, written when due."""
         access_log = self.log
         if access_log.queued_bytes >= access_log.max_queued_bytes:  # stuck: do not format
-            access_log.dropped += sum(1 for end in ends if end[10] is not None)
+            access_log.dropped += sum(fixed is not None for *_, fixed in ends)
         else:
             offset = self.formatter.clock() - time.monotonic_ns()  # loop clock -> wall clock
             access_log.enqueue_batch(self.formatter.lines(ends, offset))
