@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from dataplane.command.messages import MetricDetail, QueryMetricsOptions
 from dataplane.command.responses import (
@@ -60,8 +60,8 @@ def _gauge(value: int) -> FilteredMetrics:
 
 
 class Histogram:
-    """Per-bucket counts (not cumulative) and the sum, in seconds. `ClusterFigures.request`
-    records into it inline: `counts[bisect_left(BOUNDS_SECONDS, seconds)] += 1`."""
+    """Per-bucket counts (not cumulative) and the sum, in seconds. `count_requests` records
+    into it inline: `counts[bisect_left(BOUNDS_SECONDS, seconds)] += 1`."""
 
     __slots__ = ("counts", "sum")
 
@@ -129,7 +129,7 @@ class BackendFigures(_Figures):
 
 
 class ClusterFigures(_Figures):
-    """One cluster's figures; get it when a request is routed, record on it when it ends.
+    """One cluster's figures, counted by `MetricsRegistry.count_requests`.
 
     Its backend time histogram is the sum of its backends' (one update per request, not two);
     `backend_time` itself only keeps what removed backends had recorded.
@@ -141,35 +141,6 @@ class ClusterFigures(_Figures):
         super().__init__()
         self.request_time = Histogram()
         self.backends: dict[str, BackendFigures] = {}
-
-    def request(
-        self,
-        status: int,
-        backend_id: str | None,
-        response_seconds: float,
-        backend_seconds: float,
-        bytes_in: int,
-        bytes_out: int,
-    ) -> None:
-        """One finished request (`status` 0 if no response was sent; `backend_id` None if the
-        request never reached a backend, e.g. a default answer). Histograms are updated inline:
-        a method call per histogram would cost a third of the whole."""
-        index = status // 100
-        self.status[index] += 1
-        self.bytes_in += bytes_in
-        self.bytes_out += bytes_out
-        histogram = self.request_time
-        histogram.counts[bisect_left(BOUNDS_SECONDS, response_seconds)] += 1
-        histogram.sum += response_seconds
-        if backend_id is None:
-            return
-        backend = self.backends.get(backend_id) or self.backend(backend_id)
-        backend.status[index] += 1
-        backend.bytes_in += bytes_in
-        backend.bytes_out += bytes_out
-        histogram = backend.backend_time
-        histogram.counts[bisect_left(BOUNDS_SECONDS, backend_seconds)] += 1
-        histogram.sum += backend_seconds
 
     def backend_histogram(self) -> Histogram:
         total = Histogram()
@@ -221,6 +192,12 @@ class ListenerFigures:
         self.active -= 1
 
 
+class _Cluster(NamedTuple):
+    """Stands for a cluster in `count_request` (the worker passes its `ClusterRuntime`)."""
+
+    cluster_id: str
+
+
 _NO_RUN = object()
 _NO_FIGURES = ClusterFigures()  # stands for "none" in `count_requests`: written, never read
 
@@ -263,10 +240,11 @@ class MetricsRegistry:
         return figures
 
     def count_requests(self, ends: list[RequestEnd]) -> None:
-        """Requests that ended, a batch at a time (request_ends.py). As `ClusterFigures.request`
-        for each, but the figures are looked up once per run of requests to the same cluster
-        and backend, and its sums kept in locals until the run ends (a batch is mostly one run:
-        this costs half as much)."""
+        """Requests that ended, a batch at a time (request_ends.py): status class, bytes and
+        request time per cluster; status, bytes and backend time per backend reached (none for
+        a default answer). The figures are looked up once per run of requests to the same
+        cluster and backend, and its sums kept in locals until the run ends (a batch is mostly
+        one run: this cost half as much as a call per request)."""
         bounds = BOUNDS_SECONDS
         routed_now: object = _NO_RUN
         backend_now: str | None = None
@@ -313,6 +291,23 @@ class MetricsRegistry:
                 backend_counts[bisect_left(bounds, seconds)] += 1
                 backend_sum += seconds
         _add_run(cluster, backend, request_sum, backend_sum, bytes_in_sum, bytes_out_sum)
+
+    def count_request(
+        self,
+        cluster_id: str | None,
+        status: int,
+        backend_id: str | None,
+        seconds: float,
+        backend_seconds: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        """One request, as a batch of one (for tools and tests; the worker counts batches).
+        `status` 0: no response sent; `backend_seconds`: until the backend's response head."""
+        routed = None if cluster_id is None else _Cluster(cluster_id)
+        response_at = None if backend_id is None else backend_seconds
+        end = (seconds, 0.0, response_at, status, None, routed, backend_id, bytes_in, bytes_out)
+        self.count_requests([(*end, b"", None)])
 
     def listener(self, address: str) -> ListenerFigures:
         figures = self.listeners.get(address)

@@ -18,13 +18,20 @@ then a request's end costs one attribute read.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dataplane.proxy.access_log_format import Fixed
 
 if TYPE_CHECKING:
-    from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.worker import Loop
+
+
+class Routed(Protocol):
+    """What a request's end needs of its cluster (a `ClusterRuntime` in the worker)."""
+
+    @property
+    def cluster_id(self) -> str: ...
+
 
 # What a request leaves when it ends: the loop's time then, when the request started, when the
 # backend's response head came (None: no backend answered), the status sent (0: none), the
@@ -37,7 +44,7 @@ RequestEnd = tuple[
     "float | None",
     int,
     "str | None",
-    "ClusterRuntime | None",
+    "Routed | None",
     "str | None",
     int,
     int,

@@ -37,9 +37,8 @@ def snapshot(registry: MetricsRegistry) -> WorkerMetrics:
 
 def busy_worker() -> MetricsRegistry:
     registry = MetricsRegistry()
-    api = registry.cluster("api")
-    api.request(200, "api-0", 0.002, 0.0015, 100, 1000)
-    api.request(503, "api-0", 0.2, 0.19, 50, 10)
+    registry.count_request("api", 200, "api-0", 0.002, 0.0015, 100, 1000)
+    registry.count_request("api", 503, "api-0", 0.2, 0.19, 50, 10)
     registry.listener("127.0.0.1:8080").opened()
     registry.answer(404)
     return registry
@@ -201,7 +200,7 @@ def test_removed_clusters_leave_no_series() -> None:
             state = next(states)
             if state == "added":
                 for n in range(200):
-                    worker.cluster(f"c{n}").request(200, f"c{n}-b", 0.01, 0.005, 10, 10)
+                    worker.count_request(f"c{n}", 200, f"c{n}-b", 0.01, 0.005, 10, 10)
             if state == "removed":
                 for n in range(200):
                     worker.remove_cluster(f"c{n}")

@@ -17,7 +17,7 @@ def worker_figures(requests: int, seconds: float) -> Any:
     registry = MetricsRegistry()
     registry.listener("127.0.0.1:80").opened()
     for _ in range(requests):
-        registry.cluster("app").request(200, "app-1", seconds, seconds, 100, 200)
+        registry.count_request("app", 200, "app-1", seconds, seconds, 100, 200)
     return registry.snapshot(MetricDetail.DETAIL_BACKEND, QueryMetricsOptions())
 
 

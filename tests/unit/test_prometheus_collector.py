@@ -32,7 +32,7 @@ from dataplane.proxy.metrics import MetricsRegistry
 
 def worker(status: int = 200, cluster: str = "api") -> WorkerMetrics:
     registry = MetricsRegistry()
-    registry.cluster(cluster).request(status, f"{cluster}-0", 0.003, 0.002, 10, 100)
+    registry.count_request(cluster, status, f"{cluster}-0", 0.003, 0.002, 10, 100)
     registry.listener("0.0.0.0:80").opened()
     registry.gauge_sources.append(lambda: {"buffer.in_use": 2})
     return registry.snapshot(MetricDetail.DETAIL_BACKEND, QueryMetricsOptions())

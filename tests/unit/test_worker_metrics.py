@@ -23,10 +23,9 @@ def count(metrics: dict[str, FilteredMetrics], key: str) -> int | None:
 
 def two_requests() -> MetricsRegistry:
     registry = MetricsRegistry()
-    api = registry.cluster("api")
-    api.request(200, "api-0", 0.002, 0.0015, 100, 1000)
-    api.request(503, "api-1", 0.2, 0.19, 50, 10)
-    registry.cluster(None).request(404, None, 0.0001, 0.0, 30, 80)
+    registry.count_request("api", 200, "api-0", 0.002, 0.0015, 100, 1000)
+    registry.count_request("api", 503, "api-1", 0.2, 0.19, 50, 10)
+    registry.count_request(None, 404, None, 0.0001, 0.0, 30, 80)
     return registry
 
 
@@ -58,8 +57,8 @@ def test_histograms_are_cumulative_in_microseconds() -> None:
 
 def test_a_value_on_a_bound_falls_in_that_bucket_and_beyond_the_last_only_in_count() -> None:
     registry = MetricsRegistry()
-    registry.cluster("a").request(200, None, 0.001, 0.0, 0, 0)
-    registry.cluster("a").request(200, None, 120.0, 0.0, 0, 0)
+    registry.count_request("a", 200, None, 0.001, 0.0, 0, 0)
+    registry.count_request("a", 200, None, 120.0, 0.0, 0, 0)
     histogram = registry.snapshot(BACKEND, ALL).clusters["a"].cluster["request_time"]
     assert histogram.inner.histogram is not None
     by_bound = {b.le: b.count for b in histogram.inner.histogram.buckets}
@@ -103,7 +102,7 @@ def test_backend_figures() -> None:
 
 def test_query_options_filter_clusters_backends_and_names() -> None:
     registry = two_requests()
-    registry.cluster("web").request(200, "web-0", 0.01, 0.01, 1, 1)
+    registry.count_request("web", 200, "web-0", 0.01, 0.01, 1, 1)
     options = QueryMetricsOptions(
         cluster_ids=["api"], backend_ids=["api-0"], metric_names=["bytes_in"]
     )
@@ -170,7 +169,7 @@ def test_sources_are_sampled_at_snapshot_time() -> None:
     assert snapshot.proxy["buffer.in_use"].inner.gauge == 5
     assert count(snapshot.proxy, "access_logs.dropped") == 7
     assert snapshot.clusters == {}  # a gauge alone does not create a cluster
-    registry.cluster("api").request(200, "api-0", 0.01, 0.01, 1, 1)
+    registry.count_request("api", 200, "api-0", 0.01, 0.01, 1, 1)
     backends = registry.snapshot(BACKEND, ALL).clusters["api"].backends
     idle = {b.backend_id: b.metrics for b in backends}["api-9"]
     assert idle == {"circuit.open": msgspec.convert({"inner": {"GAUGE": 1}}, FilteredMetrics)}
@@ -200,10 +199,11 @@ def test_available_lists_names_without_labels() -> None:
 
 
 def test_a_batch_of_request_ends_counts_as_each_request_would() -> None:
-    """`count_requests` (the worker's batches) against `request`, one at a time."""
+    """`count_requests` keeps its sums per run of one cluster and backend: batches of mixed
+    clusters, backends and statuses count as the same requests one at a time."""
     rng = random.Random(7)
     clusters = [SimpleNamespace(cluster_id=name) for name in ("api", "web")]
-    ends, one_by_one = [], MetricsRegistry()
+    ends = []
     for _ in range(500):
         routed = rng.choice([*clusters, None])
         backend_id = None if routed is None else rng.choice([None, "b0", "b1"])
@@ -215,18 +215,11 @@ def test_a_batch_of_request_ends_counts_as_each_request_would() -> None:
             (now, started, response_at, status, None, routed, backend_id, bytes_in, bytes_out,
              b"", None)
         )  # fmt: skip
-        cluster_id = None if routed is None else routed.cluster_id
-        one_by_one.cluster(cluster_id).request(
-            status,
-            backend_id,
-            now - started,
-            0.0 if response_at is None else max(0.0, response_at - started),
-            bytes_in,
-            bytes_out,
-        )
-    batched = MetricsRegistry()
+    batched, one_by_one = MetricsRegistry(), MetricsRegistry()
     batched.count_requests(ends[:200])  # two batches, as the worker would
     batched.count_requests(ends[200:])
+    for end in ends:
+        one_by_one.count_requests([end])
     for snapshot in (batched, one_by_one):
         assert sum(sum(f.status) for f in snapshot.clusters.values()) == 500
     assert encode(batched.snapshot(BACKEND, ALL)) == encode(one_by_one.snapshot(BACKEND, ALL))
