@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from types import SimpleNamespace
+from typing import Any
 
 import msgspec
 import pytest
@@ -223,3 +224,36 @@ def test_a_batch_of_request_ends_counts_as_each_request_would() -> None:
     for snapshot in (batched, one_by_one):
         assert sum(sum(f.status) for f in snapshot.clusters.values()) == 500
     assert encode(batched.snapshot(BACKEND, ALL)) == encode(one_by_one.snapshot(BACKEND, ALL))
+
+
+def test_a_metrics_query_counts_every_request_that_ended_before_it() -> None:
+    """The worker counts request ends in batches; a command from main settles them first."""
+    from dataplane.command.messages import MetricsConfiguration, Request, WorkerRequest
+    from dataplane.proxy.commands import CommandHandler
+    from dataplane.proxy.request_ends import RequestEnds
+
+    sent: list[Any] = []
+    loop: Any = SimpleNamespace(
+        now=10.0,
+        metrics=MetricsRegistry(),
+        metrics_enabled=True,
+        metric_detail=BACKEND,
+        access_log=None,
+        error_access_log=None,
+        access_logs=None,
+        ended=None,
+        send=sent.append,
+    )
+    loop.request_ends = RequestEnds(loop)
+    loop.request_ends.follow()
+    routed = SimpleNamespace(cluster_id="api")
+    for _ in range(3):  # as HttpSession._record leaves them: not counted yet
+        loop.ended.append((10.0, 9.99, 9.995, 200, None, routed, "api-0", 10, 20, b"", None))
+    handler = CommandHandler(loop)
+    handler.handle(WorkerRequest(id="q", content=Request.of(query_metrics=ALL)))
+    (response,) = sent
+    assert count(response.content.value.clusters["api"].cluster, "http.requests") == 3
+    handler.handle(
+        WorkerRequest(id="off", content=Request.of(configure_metrics=MetricsConfiguration.DISABLED))
+    )
+    assert loop.ended is None  # nothing wants request ends: the session leaves none
