@@ -24,7 +24,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 
 import msgspec
@@ -40,6 +39,7 @@ from dataplane.main.command_socket import CommandSocket
 from dataplane.main.errors import MainError
 from dataplane.main.figures import LifecycleFigures
 from dataplane.main.listeners import ListenerSockets
+from dataplane.main.spawn import python_command
 from dataplane.main.workers import WorkerPool
 
 log = logging.getLogger("pysozu.main.upgrade")
@@ -126,9 +126,7 @@ class UpgradeData(msgspec.Struct, kw_only=True):
 
 def main_argv(confirm_fd: int, upgrade_fd: int, buffer_size: int, max_buffer: int) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "dataplane",
+        *python_command(),
         "main",
         "--fd",
         str(confirm_fd),

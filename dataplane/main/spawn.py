@@ -17,7 +17,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import dataplane
 from dataplane.command.channel import Channel, ChannelError
 from dataplane.command.messages import Empty, Request, ServerConfig, WorkerRequest
 from dataplane.command.responses import WorkerResponse
@@ -56,13 +58,22 @@ def _executable() -> tuple[str, int | None]:
     return f"/proc/self/fd/{fd}", fd
 
 
+def python_command() -> list[str]:
+    """How main runs pysozu in a child (a worker, or the next main of an upgrade): this
+    interpreter, importing the `dataplane` main imported. With `-P`, so that a module in the
+    directory main was started in (a `socket.py`, a checkout's `dataplane/` beside a compiled
+    build on PYTHONPATH) never shadows the one main runs; without it only when main found
+    `dataplane` in that directory itself (a source checkout run with `python -m dataplane`)."""
+    root = Path(dataplane.__file__).resolve().parent.parent
+    safe = [] if root == Path.cwd().resolve() else ["-P"]
+    return [sys.executable, *safe, "-m", "dataplane"]
+
+
 def worker_argv(
     worker_id: int, channel_fd: int, scm_fd: int, state_fd: int, server_config: ServerConfig
 ) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "dataplane",
+        *python_command(),
         "worker",
         "--id",
         str(worker_id),

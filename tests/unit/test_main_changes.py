@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import dataplane
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
     ActivateListener,
@@ -20,7 +23,7 @@ from dataplane.command.state import ConfigState
 from dataplane.main.changes import ChangeRefused, StateKeeper
 from dataplane.main.errors import ListenerBindError
 from dataplane.main.events import EventHub
-from dataplane.main.spawn import worker_argv
+from dataplane.main.spawn import python_command, worker_argv
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -98,11 +101,15 @@ def test_a_good_change_marks_the_state_dirty() -> None:
     assert state_keeper.dirty and "app" in state_keeper.state.clusters
 
 
-def test_worker_command_line_is_lifecycle_md_s() -> None:
+def test_worker_command_line_is_lifecycle_md_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     argv = worker_argv(
         3, 10, 11, 12, ServerConfig(command_buffer_size=5, max_command_buffer_size=9)
     )
     assert argv[1:] == [
+        "-P",
         "-m",
         "dataplane",
         "worker",
@@ -119,3 +126,11 @@ def test_worker_command_line_is_lifecycle_md_s() -> None:
         "--max-command-buffer-size",
         "9",
     ]
+
+
+def test_children_import_from_main_s_directory_only_when_main_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A source checkout run with `python -m dataplane` from its root: the worker needs it too.
+    monkeypatch.chdir(Path(dataplane.__file__).parent.parent)
+    assert python_command() == [sys.executable, "-m", "dataplane"]
