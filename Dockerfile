@@ -20,14 +20,20 @@ ENV VIRTUAL_ENV=/opt/pysozu \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md setup.py build_backend.py ./
 COPY dataplane ./dataplane
 COPY operator ./operator
 # The image's version label must be the version pip installs. (-P: ./operator must not
 # shadow the standard library's operator module.)
 RUN python -P -c 'import sys, tomllib; v = tomllib.load(open("pyproject.toml", "rb"))["project"]["version"]; sys.exit(None if v == sys.argv[1] else f"PYSOZU_VERSION={sys.argv[1]!r} but pyproject.toml says {v!r}")' "${PYSOZU_VERSION}"
+# The metrics' and access log's per-request work is compiled by mypyc (PYSOZU_COMPILE=1,
+# setup.py): a C compiler for this stage only. (The check skips apt where one is present, as
+# when tests/chart/test_dockerfile.py replays this stage on a build machine.)
+RUN command -v gcc >/dev/null || { apt-get update \
+ && apt-get install --yes --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*; }
 RUN python -P -m venv "${VIRTUAL_ENV}" \
- && "${VIRTUAL_ENV}/bin/pip" install ".[operator]" \
+ && PYSOZU_COMPILE=1 "${VIRTUAL_ENV}/bin/pip" install ".[operator]" \
  && "${VIRTUAL_ENV}/bin/pip" uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -15,6 +15,7 @@ import socket
 import stat
 import sys
 
+from dataplane import build_info
 from dataplane.command.channel import Channel, ChannelError, FrameError
 from dataplane.command.logs import LogTargetError, setup_logging
 from dataplane.command.messages import ServerConfig, WorkerRequest
@@ -47,7 +48,7 @@ def begin_worker_process(
     except BootError as error:
         print(f"pysozu worker {worker_id}: {error}", file=sys.stderr)
         return 1
-    log.info("worker %d running (pid %d)", worker_id, os.getpid())
+    log.info("worker %d running (pid %d, %s)", worker_id, os.getpid(), build_info.describe())
     try:
         loop.run()
     finally:

@@ -159,6 +159,18 @@ def test_dockerignore_keeps_the_context_small() -> None:
         assert dockerignore_excludes(IGNORE_TEXT, path), path
 
 
+# Run by the installed Python: which modules are compiled, and a line the compiled formatter made.
+COMPILED_CHECK = """
+import {modules}
+from dataplane import build_info
+from dataplane.command.messages import AccessLogFormat
+from dataplane.proxy.access_log_format import AccessRecord, formatter_for
+print(build_info.describe())
+line = formatter_for(AccessLogFormat.ASCII, "T", 1).format(AccessRecord(session_id="s", status=200))
+print(line.split()[3].decode())
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_build_stage_installs_a_working_pysozu(dockerfile: Dockerfile, tmp_path: Path) -> None:
@@ -206,4 +218,10 @@ def test_build_stage_installs_a_working_pysozu(dockerfile: Dockerfile, tmp_path:
     embedded = next(venv.glob("lib/python3*/site-packages/dataplane/command/default.toml"))
     assert "valid" in installed("pysozu", "-c", str(embedded), "config", "check")
     assert "--command-socket" in installed("pysozu-ingress", "--help")
+    # The image runs the metrics and the access log compiled (PYSOZU_COMPILE=1, setup.py).
+    compiled = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pysozu"]["compile"]
+    modules = [path.removesuffix(".py").replace("/", ".") for path in compiled]
+    described = installed("python", "-c", COMPILED_CHECK.format(modules=", ".join(modules)))
+    names = ", ".join(module.rsplit(".", 1)[1] for module in modules)
+    assert described.splitlines() == [f"compiled: {names}", "INFO-ACCESS"]
     assert not (venv / "bin" / "pip").exists(), "the image carries no pip"

@@ -209,17 +209,23 @@ class PysozuFactory:
         wait: bool = True,
         args: Sequence[str] = (),
         launcher: Sequence[str] = (),
+        python_flags: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> Pysozu:
         """`[launcher...] pysozu start -c config_path [args...]` (args: more command-line
-        flags; launcher: a command main runs under, such as a stand-in for a container init)."""
+        flags; launcher: a command main runs under, such as a stand-in for a container init;
+        python_flags, env, cwd: how its Python runs, by default in the config's directory)."""
         directory = config_path.parent
         log_path = directory / f"pysozu-{len(self.instances)}.log"
+        command = [PYTHON, *python_flags, "-m", "dataplane", "start", "-c", str(config_path)]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [*launcher, PYTHON, "-m", "dataplane", "start", "-c", str(config_path), *args],
+                [*launcher, *command, *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=directory,
+                cwd=cwd or directory,
+                env=env,
             )
         instance = Pysozu(directory, config_path, socket_path, process, log_path)
         self.instances.append(instance)

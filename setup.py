@@ -1,0 +1,31 @@
+"""What pyproject.toml cannot say: with PYSOZU_COMPILE=1 the modules listed under
+`[tool.pysozu] compile` are built as C extensions by mypyc, as the Docker image is.
+
+They are the per-request work of the metrics and the access log, measured at twice the speed
+compiled (bench/request_ends). The same files are installed as Python source beside them, and
+without PYSOZU_COMPILE (or in an editable install) pysozu is pure Python, the same code, slower.
+A worker says which modules it runs compiled when it starts (dataplane/build_info.py).
+Needs a C compiler; mypy comes into the build environment by itself (build_backend.py), or,
+with --no-build-isolation, must be installed already.
+"""
+
+import os
+import tomllib
+
+from setuptools import setup
+
+ext_modules = []
+if os.environ.get("PYSOZU_COMPILE") == "1":
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        raise SystemExit(
+            "PYSOZU_COMPILE=1: mypyc is missing from the build environment "
+            "(with --no-build-isolation: pip install 'mypy>=1.10' first)"
+        ) from None
+    with open("pyproject.toml", "rb") as file:
+        modules = tomllib.load(file)["tool"]["pysozu"]["compile"]
+    # group_name: the modules share one runtime library, pysozu_compiled__mypyc.*.so
+    ext_modules = mypycify(modules, opt_level="3", group_name="pysozu_compiled")
+
+setup(ext_modules=ext_modules)

@@ -1,0 +1,125 @@
+"""pysozu built as the Docker image is, its metrics and access log compiled by mypyc
+(`scripts/build-compiled`, setup.py): the same behaviour as the Python source, checked by the
+same tests, and a real proxy that runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+COMPILED = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pysozu"]["compile"]
+MODULES = [path.removesuffix(".py").replace("/", ".") for path in COMPILED]
+# The tests of the compiled modules, run again against the compiled build.
+SAME_TESTS = [
+    "tests/unit/test_access_log.py",
+    "tests/unit/test_access_log_protobuf.py",
+    "tests/unit/test_access_log_worker.py",
+    "tests/unit/test_main_metrics.py",
+    "tests/unit/test_observability_wiring.py",
+    "tests/unit/test_worker_metrics.py",
+    "tests/integration/test_observability_access_logs.py",
+    "tests/integration/test_observability_metrics.py",
+    "tests/integration/test_protobuf_access_logs.py",
+    "tests/integration/test_prometheus_http.py",
+]
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def compiled_site() -> Path:
+    """The build's directory: put first on PYTHONPATH, it holds the whole package."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / "build-compiled")], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    site = Path(result.stdout.strip())
+    for path in COMPILED:
+        assert list(site.glob(path.removesuffix(".py") + ".*.so")), f"{path} was not compiled"
+    return site
+
+
+def compiled_env(site: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_python_finds_the_compiled_modules(compiled_site: Path) -> None:
+    # -P: the checkout's own dataplane/ (the working directory) must not come first.
+    check = (
+        f"import {', '.join(MODULES)}, sys; print(*(sys.modules[m].__file__ for m in {MODULES!r}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", check],
+        env=compiled_env(compiled_site),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    files = result.stdout.split()
+    assert len(files) == len(MODULES)
+    assert all(file.startswith(str(compiled_site)) and file.endswith(".so") for file in files)
+
+
+def test_the_modules_tests_pass_compiled(compiled_site: Path) -> None:
+    """The unit and integration tests of the metrics and access logs, whose pysozu processes
+    (started in temporary directories) import the same build."""
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "pytest", "-p", "no:cacheprovider", "-q", *SAME_TESTS],
+        env=compiled_env(compiled_site),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout)
+    assert " failed" not in result.stdout and " skipped" not in result.stdout
+
+
+def test_a_proxy_started_in_the_checkout_runs_its_workers_compiled(
+    pysozu: Any, backends: Any, tmp_path: Path, compiled_site: Path
+) -> None:
+    """As `$(scripts/build-compiled)/bin/pysozu start` from the checkout's root: main runs
+    without the working directory on its path (-P, with the build on PYTHONPATH), and so must
+    its workers, or they would import the checkout's pure-Python modules."""
+    listen = pysozu.free_port()
+    log_path = tmp_path / "access.log"
+    toml = f'access_logs_target = "file://{log_path}"\n' + pysozu.http_config(
+        listen, {"app": ("app.com", [backends.start("app-1")])}
+    )
+    config_path, socket_path = pysozu.write_config(toml)
+    proxy = pysozu.start_file(
+        config_path,
+        socket_path,
+        python_flags=["-P"],
+        env=compiled_env(compiled_site),
+        cwd=REPO,
+    )
+    for n in range(20):
+        status, _ = pysozu.http_get(listen, "app.com", f"/compiled/{n}")
+        assert status == 200
+    deadline = time.monotonic() + 5
+    lines: list[str] = []
+    while len(lines) < 20 and time.monotonic() < deadline:
+        lines = log_path.read_text(encoding="utf-8").splitlines() if log_path.exists() else []
+        time.sleep(0.05)
+    assert sorted(line.split()[-2] for line in lines) == sorted(f"/compiled/{n}" for n in range(20))
+    assert all(" INFO-ACCESS " in line and line.endswith(" 200") for line in lines)
+    running = re.findall(r"worker \d+ running \(pid \d+, ([^)]*)\)", proxy.log())
+    assert len(running) == 2, proxy.log()
+    for described in running:
+        assert "access_log_format" in described and "metrics" in described, described
+    metrics = proxy.cli("metrics", "get", "--json")
+    assert metrics.returncode == 0, metrics.stderr
+    assert '"app"' in metrics.stdout
