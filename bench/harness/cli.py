@@ -7,6 +7,7 @@ import datetime
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -63,7 +64,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--pysozu",
         default=None,
-        help="the pysozu executable (default: the repository's .venv, then PATH)",
+        help="the pysozu executable, run as it is (default: the repository's .venv, built "
+        "as --build says, then PATH)",
+    )
+    parser.add_argument(
+        "--build",
+        choices=("compiled", "pure"),
+        default="compiled",
+        help="the repository's pysozu as the Docker image has it, its metrics and access log "
+        "compiled by mypyc (scripts/build-compiled: 20-30 s the first time after a change; "
+        "needs a C compiler), or pure Python (default: compiled)",
     )
     parser.add_argument(
         "--results-dir",
@@ -97,11 +107,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def find_pysozu(explicit: str | None) -> str | None:
+def find_pysozu(explicit: str | None, build: str = "pure") -> str | None:
+    """The executable to run: `explicit`, else the repository's (compiled first when `build`
+    says so), else the one on PATH."""
+    if explicit is None and build == "compiled" and (REPO / ".venv" / "bin" / "pysozu").exists():
+        return compiled_pysozu()
     for candidate in (explicit, str(REPO / ".venv" / "bin" / "pysozu"), shutil.which("pysozu")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+def compiled_pysozu() -> str:
+    """The repository's pysozu built by scripts/build-compiled (reused while the sources are
+    the same): the launcher it writes, which runs the build with the repository's .venv."""
+    print("bench: building pysozu compiled (scripts/build-compiled) ...", flush=True)
+    try:
+        result = subprocess.run(
+            [str(REPO / "scripts" / "build-compiled")], capture_output=True, text=True, timeout=900
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError("scripts/build-compiled took more than 15 minutes") from None
+    if result.returncode != 0:
+        raise BenchError(
+            f"scripts/build-compiled failed (--build pure runs without it):\n{result.stderr}"
+        )
+    return str(Path(result.stdout.strip()) / "bin" / "pysozu")
 
 
 def make_targets(names: list[str], paths: dict[str, str], pysozu: str | None) -> list[Target]:
@@ -225,7 +256,7 @@ def _tools(
         except BenchError as error:
             print(f"bench: HTTP/2 scenarios will be skipped: {error}", flush=True)
     wants_pysozu = {"pysozu", "pysozu-bare"} & set(target_names)
-    pysozu = find_pysozu(args.pysozu) if wants_pysozu else None
+    pysozu = find_pysozu(args.pysozu, args.build) if wants_pysozu else None
     if args.profile:
         py_spy = shutil.which("py-spy") or (pysozu and str(Path(pysozu).with_name("py-spy")))
         if not py_spy or not os.access(py_spy, os.X_OK):

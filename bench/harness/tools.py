@@ -83,7 +83,13 @@ def pysozu_version(pysozu: str) -> str:
     )
     repo = Path(__file__).resolve().parents[2]
     commit = version(["git", "-C", str(repo), "describe", "--always", "--dirty"])
-    return f"pysozu {dist} ({commit})"
+    build = version([str(python), "-P", "-c", _BUILD_CHECK])  # what a worker would import
+    return f"pysozu {dist} ({commit}), {build}"
+
+
+_BUILD_CHECK = (
+    "import dataplane.proxy.boot; from dataplane import build_info; print(build_info.describe())"
+)
 
 
 def cpu_model() -> str:
