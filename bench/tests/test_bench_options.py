@@ -1,4 +1,5 @@
-from harness import cli, scenarios
+import pytest
+from harness import cli, scenarios, tools
 from harness.procs import last_lines
 from harness.runner import Options
 
@@ -52,3 +53,16 @@ def test_failure_reasons_keep_the_last_lines():
     traceback = "Traceback (most recent call last):\n  File x\n\n    y()\nValueError: bad port\n"
     assert last_lines(traceback, lines=2) == "y() | ValueError: bad port"
     assert len(last_lines("x" * 1000)) == 400
+
+
+@pytest.mark.timeout(600)
+def test_the_default_build_runs_pysozu_compiled():
+    """`--build compiled` (the default): scripts/build-compiled's launcher, whose worker modules
+    are the compiled ones, as the results file then says."""
+    assert cli.parse_args([]).build == "compiled"
+    pysozu = cli.find_pysozu(None, "compiled")
+    assert pysozu is not None and pysozu.endswith("/bin/pysozu") and "build/compiled" in pysozu
+    assert "compiled: access_log_format" in tools.pysozu_version(pysozu)
+    pure = cli.find_pysozu(None, "pure")
+    assert pure == str(cli.REPO / ".venv" / "bin" / "pysozu")
+    assert tools.pysozu_version(pure).endswith(", pure Python")
