@@ -109,8 +109,8 @@ class Formatter:
         self.tag = tag
         self.pid = pid
         self.clock = clock
-        # %-formats of the start of a line (success, failure), made once by the subclass.
-        self._head_formats = self._make_head_formats(tag.replace("%", "%%"), pid)
+        # The start of a line (success, failure) without its time, made once by the subclass.
+        self._head_formats = self._make_head_formats(tag, pid)
         self.heads = (b"", b"")  # the start of a line at the current stamp
         self._second = -1
         self._date = b""
@@ -126,6 +126,7 @@ class Formatter:
         self.heads = self._heads(self._date, rest // 1000, nanos)
 
     def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
+        """What `_heads` adds the time to: a %-format, or the rest of the head after it."""
         raise NotImplementedError
 
     def _heads(self, date: bytes, micros: int, nanos: int) -> tuple[bytes, bytes]:
@@ -215,15 +216,13 @@ class Formatter:
 
 class AsciiFormatter(Formatter):
     def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
-        start = f"%s.%06dZ %d {pid} "
-        return (
-            f"{start}INFO-ACCESS  {tag}\t[".encode(),
-            f"{start}ERROR-ACCESS {tag}\t[".encode(),
-        )
+        # The stamp is formatted once, then joined to each level's rest (`_heads`).
+        return f" {pid} INFO-ACCESS  {tag}\t[".encode(), f" {pid} ERROR-ACCESS {tag}\t[".encode()
 
     def _heads(self, date: bytes, micros: int, nanos: int) -> tuple[bytes, bytes]:
+        stamp = b"%s.%06dZ %d" % (date, micros, nanos)
         success, failure = self._head_formats
-        return success % (date, micros, nanos), failure % (date, micros, nanos)
+        return stamp + success, stamp + failure
 
     def fixed(self, r: AccessRecord) -> Fixed:
         """Two %-templates of this connection's lines, its parts written in: the usual line
@@ -364,7 +363,8 @@ def _json_text(value: object) -> str:
 
 class JsonFormatter(Formatter):
     def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
-        head = f'{{"time":"%s.%06dZ","tag":{_json_text(tag)},"pid":{pid},'.encode()
+        tag = _json_text(tag).replace("%", "%%")
+        head = f'{{"time":"%s.%06dZ","tag":{tag},"pid":{pid},'.encode()
         return head, head
 
     def _heads(self, date: bytes, micros: int, nanos: int) -> tuple[bytes, bytes]:
