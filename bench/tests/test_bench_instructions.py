@@ -1,0 +1,35 @@
+"""`bench/instructions` runs pysozu under callgrind in its three cases and writes its table.
+(Few requests: the figures of a short run are not the ones to quote, but their order is.)"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "instructions"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None, reason="needs valgrind (scripts/test installs it)"
+)
+def test_counts_instructions_per_request_in_each_case(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--requests", "200", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=850,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = re.findall(r"^\| (access logs and metrics [^|]+) \| ([\d,]+) \|", done.stdout, re.M)
+    figures = {name: int(value.replace(",", "")) for name, value in rows}
+    off = figures["access logs and metrics off"]
+    pure = figures["access logs and metrics on, pure Python"]
+    compiled = figures["access logs and metrics on, compiled"]
+    assert 10_000 < off < pure and off < compiled < pure  # the work shows, compiled is less
+    (written,) = tmp_path.glob("*-instructions.md")
+    assert "callgrind" in written.read_text()
