@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import select
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ log = logging.getLogger("dataplane.worker")
 
 _WRITE_EVERY = 0.1  # seconds between writes under traffic
 _WRITE_NOW = 1 << 16  # ... unless this many bytes are waiting
+_USER_AGENT = re.compile(rb"\r\nuser-agent:[ \t]*([^\r]*)", re.IGNORECASE)
 
 
 class WorkerAccessLogs:
@@ -150,8 +152,8 @@ class WorkerAccessLogs:
         if request is not None:
             method = request.method.decode("latin-1")
             path = request.path
-            if request.user_agent is not None:
-                agent = request.user_agent.decode("latin-1")
+            found = _USER_AGENT.search(request.block)
+            agent = found.group(1).decode("latin-1") if found else None
         fixed = self.formatter.fixed(
             AccessRecord(
                 session_id="%X" % id(session),  # noqa: UP031

@@ -31,7 +31,7 @@ _ABSOLUTE = re.compile(rb"https?://([^/?#]*)([/?#].*)?", re.IGNORECASE)
 _REQUEST_FIELDS = (
     b"host|content-length|transfer-encoding|connection|upgrade|keep-alive|proxy-connection|te|"
     b"expect|cookie|x-forwarded-for|forwarded|x-forwarded-proto|x-forwarded-port|"
-    b"x-real-ip|x-request-id|authorization|user-agent"
+    b"x-real-ip|x-request-id|authorization"
 )
 _RESPONSE_FIELDS = (
     b"content-length|transfer-encoding|connection|upgrade|keep-alive|proxy-connection"
@@ -99,7 +99,6 @@ class RequestHead:
     has_request_id = False
     x_real_ip: tuple[int, int] | None = None
     authorization: bytes | None = None
-    user_agent: bytes | None = None  # the first one, for the access log
     http10 = False
     # The block without the `removed` spans, made once: parsed heads are shared by every
     # connection that sends the same bytes (HttpListener.parse), so is this.
@@ -175,9 +174,6 @@ class RequestParser:
                 request.x_real_ip = span
             elif name == b"authorization":
                 request.authorization = value
-            elif name == b"user-agent":
-                if request.user_agent is None:
-                    request.user_agent = value
             else:
                 if name == b"connection":
                     connection.append(value.lower())

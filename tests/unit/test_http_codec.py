@@ -219,14 +219,6 @@ def test_request_removes_hop_by_hop_and_listed_headers() -> None:
     assert kept == b"\r\nHost: a\r\nX-Kept: k"
 
 
-def test_request_keeps_its_first_user_agent_for_the_access_log() -> None:
-    head = b"GET / HTTP/1.1\r\nHost: a\r\nuser-AGENT:  curl/8 \r\nUser-Agent: other\r\n\r\n"
-    request = RequestParser().parse(head)
-    assert request.user_agent == b"curl/8"
-    assert http_head.strip_spans(request.block, request.removed) == head[14:-4]  # forwarded
-    assert RequestParser().parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").user_agent is None
-
-
 def test_response_removes_hop_by_hop_headers() -> None:
     head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nKeep-Alive: 1\r\nContent-Length: 0\r\n\r\n"
     response = ResponseParser().parse(head)
