@@ -65,8 +65,11 @@ def python_command() -> list[str]:
     build on PYTHONPATH) never shadows the one main runs; without it only when main found
     `dataplane` in that directory itself (a source checkout run with `python -m dataplane`)."""
     root = Path(dataplane.__file__).resolve().parent.parent
-    safe = [] if root == Path.cwd().resolve() else ["-P"]
-    return [sys.executable, *safe, "-m", "dataplane"]
+    try:
+        from_cwd = root == Path.cwd().resolve()
+    except OSError:  # the directory was removed since main started: nothing in it to import
+        from_cwd = False
+    return [sys.executable, *([] if from_cwd else ["-P"]), "-m", "dataplane"]
 
 
 def worker_argv(

@@ -134,3 +134,11 @@ def test_children_import_from_main_s_directory_only_when_main_did(
     # A source checkout run with `python -m dataplane` from its root: the worker needs it too.
     monkeypatch.chdir(Path(dataplane.__file__).parent.parent)
     assert python_command() == [sys.executable, "-m", "dataplane"]
+
+
+def test_children_start_when_main_s_directory_was_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def removed() -> Path:
+        raise FileNotFoundError("[Errno 2] No such file or directory")
+
+    monkeypatch.setattr(Path, "cwd", staticmethod(removed))
+    assert python_command() == [sys.executable, "-P", "-m", "dataplane"]
