@@ -65,7 +65,8 @@ def _gauge(value: int) -> FilteredMetrics:
 
 class Histogram:
     """Per-bucket counts (not cumulative) and the sum, in seconds. `count_requests` records
-    into it inline: `counts[bisect_left(BOUNDS_SECONDS, seconds)] += 1`, by a walk."""
+    into it inline, in the bucket of the first bound at or above the value (what
+    `bisect_left(BOUNDS_SECONDS, seconds)` gives, found by a walk)."""
 
     __slots__ = ("counts", "sum")
 
