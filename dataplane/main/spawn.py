@@ -72,6 +72,15 @@ def python_command() -> list[str]:
     return [sys.executable, *([] if from_cwd else ["-P"]), "-m", "dataplane"]
 
 
+def worker_environment() -> dict[str, str]:
+    """A worker's environment: main's, with glibc's allocator for Python's small objects
+    unless PYTHONMALLOC is set already, so that memory comes back after a burst of
+    connections (dataplane/proxy/heap.py says why and what it costs)."""
+    environment = dict(os.environ)
+    environment.setdefault("PYTHONMALLOC", "malloc")
+    return environment
+
+
 def worker_argv(
     worker_id: int, channel_fd: int, scm_fd: int, state_fd: int, server_config: ServerConfig
 ) -> list[str]:
@@ -124,6 +133,7 @@ def spawn_worker(
                 process = subprocess.Popen(
                     argv,
                     executable=exec_path,
+                    env=worker_environment(),
                     pass_fds=keep,
                     close_fds=True,
                     # Ctrl-C in a terminal signals the whole foreground group: only main must

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
+from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.http_head import ResponseHead
 from dataplane.proxy.load_balancing import Backend
 from dataplane.proxy.timers import NOT_FILED
@@ -27,18 +28,15 @@ IDLE_SECONDS = 30.0
 MAX_IDLE_PER_BACKEND = 256
 # Response bodies are relayed through the backend connection's buffer: 128 KiB per read takes
 # a 100 KiB body in one or two loop turns instead of 7 with sozu's 16 KiB (LIFECYCLE.md,
-# "Performance notes"). Only connections serving a session hold one: idle pooled connections
-# park theirs in a capped free list.
-MIN_BUFFER_SIZE = 131072
-FREE_BUFFERS = 128  # 16 MiB at most; must exceed the idle connections of a burst
-_NO_BUFFER = bytearray()  # an idle pooled connection's: it never reads
-_NO_VIEW = memoryview(_NO_BUFFER)
+# "Performance notes"). A connection holds one only while response bytes sit in it
+# (buffers.py); `buffer_size` is used instead when it is larger.
+RELAY_BUFFER_SIZE = 131072
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 
 
 class BackendConnection:
-    """One TCP connection to a backend, with its own receive buffer."""
+    """One TCP connection to a backend, with a receive buffer while response bytes are in it."""
 
     __slots__ = (
         "address",
@@ -76,7 +74,7 @@ class BackendConnection:
         self.backend = backend
         self.address = address
         self.cluster_id = cluster_id
-        self.buffer, self.view = pool.take_buffer()
+        self.buffer, self.view = NO_BUFFER, NO_VIEW  # lent by the pool while bytes are held
         self.start = self.end = 0
         self.connected = False
         self.connect_started = 0.0
@@ -108,8 +106,13 @@ class BackendConnection:
         """Only idle pooled connections are on the wheel under their own name."""
         self.pool.discard(self)
 
-    def close(self) -> None:
+    def close(self, reuse_buffer: bool = False) -> None:
+        """`reuse_buffer`: no view into the buffer is alive any more (nothing of it is queued
+        for the client), so the pool may lend it again."""
         loop = self.pool.loop
+        if self.buffer is not NO_BUFFER:
+            loop.buffers.give_relay(self.buffer, self.view, reuse_buffer)
+            self.buffer, self.view = NO_BUFFER, NO_VIEW
         if self.fd in loop.handlers:
             loop.unregister(self.fd)
             self.mask = 0
@@ -123,23 +126,15 @@ class BackendConnection:
 class BackendPool:
     """Idle keep-alive connections, per backend address, most recently used first."""
 
-    def __init__(self, loop: Loop, buffer_size: int) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.loop = loop
-        self.buffer_size = max(buffer_size, MIN_BUFFER_SIZE)
         self._idle: dict[SocketAddress, list[BackendConnection]] = {}
-        self._free_buffers: list[tuple[bytearray, memoryview]] = []
 
     def __len__(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
 
     def open(self, backend: Backend, cluster_id: str) -> BackendConnection:
         return BackendConnection(self, backend, cluster_id)
-
-    def take_buffer(self) -> tuple[bytearray, memoryview]:
-        if self._free_buffers:
-            return self._free_buffers.pop()
-        buffer = bytearray(self.buffer_size)
-        return buffer, memoryview(buffer)
 
     def take(self, backend: Backend, cluster_id: str) -> BackendConnection | None:
         """An idle connection to `backend`, detached from the pool, or None."""
@@ -149,7 +144,6 @@ class BackendPool:
             self.loop.timers.cancel(conn)
             if conn.backend is backend:
                 conn.cluster_id = cluster_id
-                conn.buffer, conn.view = self.take_buffer()
                 return conn
             conn.close()  # the backend was replaced by a new one at the same address
         return None
@@ -161,10 +155,10 @@ class BackendPool:
             conn.close()
             return
         idle.append(conn)
+        if conn.buffer is not NO_BUFFER:  # clean: no byte in it, no view into it
+            self.loop.buffers.give_relay(conn.buffer, conn.view)
+            conn.buffer, conn.view = NO_BUFFER, NO_VIEW
         conn.start = conn.end = 0
-        if len(self._free_buffers) < FREE_BUFFERS:
-            self._free_buffers.append((conn.buffer, conn.view))  # clean: no view into it
-        conn.buffer, conn.view = _NO_BUFFER, _NO_VIEW
         self.loop.set_handler(conn.fd, self._idle_handler(conn))
         if conn.mask != EPOLLIN:
             self.loop.modify(conn.fd, EPOLLIN)

@@ -10,8 +10,11 @@ error raises HttpSyntaxError and the connection must be closed, never reused.
 from __future__ import annotations
 
 import re
+from mmap import mmap
 
 from dataplane.proxy.errors import HttpSyntaxError
+
+Readable = bytes | bytearray | mmap  # what bodies are read from (the worker's buffers are mmaps)
 
 _SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:[ \t]*;[\t\x20-\x7e\x80-\xff]*)?\r\n")
 _TRAILER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n")
@@ -29,7 +32,7 @@ class LengthBody:
         self.remaining = length
         self.done = length == 0
 
-    def feed(self, buffer: bytes | bytearray, start: int, end: int) -> int:
+    def feed(self, buffer: Readable, start: int, end: int) -> int:
         taken = min(self.remaining, end - start)
         self.remaining -= taken
         self.done = self.remaining == 0
@@ -44,7 +47,7 @@ class UntilCloseBody:
     def __init__(self) -> None:
         self.done = False
 
-    def feed(self, buffer: bytes | bytearray, start: int, end: int) -> int:
+    def feed(self, buffer: Readable, start: int, end: int) -> int:
         return end - start
 
 
@@ -63,7 +66,7 @@ class ChunkedBody:
         self._line = bytearray()
         self._trailer_bytes = 0
 
-    def feed(self, buffer: bytes | bytearray, start: int, end: int) -> int:
+    def feed(self, buffer: Readable, start: int, end: int) -> int:
         position = start
         while position < end and not self.done:
             if self._state == _DATA:
@@ -76,7 +79,7 @@ class ChunkedBody:
             position = self._feed_line(buffer, position, end)
         return position - start
 
-    def _feed_line(self, buffer: bytes | bytearray, position: int, end: int) -> int:
+    def _feed_line(self, buffer: Readable, position: int, end: int) -> int:
         """Accumulate one CRLF-terminated line; act on it once whole."""
         line = self._line
         newline = buffer.find(b"\n", position, end)

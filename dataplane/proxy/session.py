@@ -15,6 +15,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
+from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.policy import edited_hsts, with_hsts
 from dataplane.proxy.session_backend import BackendSide
 from dataplane.proxy.session_fields import (
@@ -50,8 +51,9 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.context = listener.connection_context(peer)
         self.peer_key = (peer[0], "")
         self.figures = None  # set by the acceptor
-        self.buffer, self.view = loop.take_buffer()
+        self.buffer, self.view = NO_BUFFER, NO_VIEW  # lent by the pool while bytes are held
         self.start = self.end = 0
+        self.starved = 0
         self.phase = HEAD
         self.mask = EPOLLIN
         self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
@@ -219,7 +221,8 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
             if self.phase == EXCHANGE and not self.response_done:
                 back.backend.active_requests -= 1  # the exchange ends here, unfinished
             self.back = None
-            back.close()
+            # Bytes still queued for the client may be views into its buffer.
+            back.close(reuse_buffer=self.to_front is None)
 
     def _release_back(self) -> None:
         """Return a clean backend connection to the pool (between requests only)."""
@@ -229,7 +232,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
             if back.connected and back.start == back.end and self.to_back is None:
                 self.loop.pool.give_back(back)
             else:
-                back.close()
+                back.close(reuse_buffer=self.to_front is None)
 
     def close(self) -> None:
         if self.phase == CLOSED:
@@ -244,12 +247,15 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         loop.forget(self.fd)  # the close below takes it out of the epoll set
         loop.timers.cancel(self)
         self.sock.close()
-        if self.to_front is None and self.to_back is None:  # no pending view into it
-            loop.give_buffer(self.buffer, self.view)
+        if self.buffer is not NO_BUFFER:
+            reuse = self.to_front is None and self.to_back is None  # no pending view into it
+            loop.buffers.give_client(self.buffer, self.view, reuse)
+            self.buffer, self.view = NO_BUFFER, NO_VIEW
         if between_requests:
             self._release_back()
         else:
             self._drop_back()
+        loop.buffers.holders.discard(self)
         if self.cluster is not None:
             self.listener.proxy.release_peer(self.peer_key)
             self.cluster = None

@@ -8,6 +8,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from dataplane.proxy import backend_events, http_head
+from dataplane.proxy.buffers import NO_BUFFER
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.forwarding import (
     CLOSE,
@@ -28,6 +29,7 @@ from dataplane.proxy.session_fields import (
     ID_SLOT,
     MAX_CONNECT_TRIES,
     PIPE,
+    STARVED_BACK,
     STOP_GRACE_SECONDS,
     SessionFields,
 )
@@ -142,9 +144,18 @@ class BackendSide(SessionFields):
         assert back is not None
         end = back.end
         if end == len(back.buffer):
-            if back.start:
+            if back.buffer is NO_BUFFER:  # nothing held since the last bytes were handed on
+                if self.phase != EXCHANGE and self.phase != PIPE:
+                    self._drop_back()  # a kept connection speaking out of turn (or hanging up)
+                    return
+                pair = self.loop.buffers.take_relay(self)
+                if pair is None:
+                    self._starve(STARVED_BACK)
+                    return
+                back.buffer, back.view = pair
+            elif back.start:
                 size = end - back.start
-                back.buffer[:size] = back.view[back.start : end]
+                back.view[:size] = back.view[back.start : end]  # memmove: they may overlap
                 back.start, end = 0, size
             else:
                 self._fail(502, "response head too large")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dataplane.proxy.backend_pool import BackendConnection
+    from dataplane.proxy.buffers import Buffer
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.forwarding import ConnectionContext
     from dataplane.proxy.http_body import Body
@@ -26,6 +27,7 @@ EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 HEAD, CONNECTING, EXCHANGE, PIPE, ANSWER, CLOSED = range(6)
+STARVED_FRONT, STARVED_BACK = 1, 2  # which side waits for a buffer (buffers.py)
 MAX_CONNECT_TRIES = 4  # the first attempt and sozu's 3 retries
 LINGER_SECONDS = 2.0
 # Soft stop: an idle connection may still send one request (answered `Connection: close`)
@@ -83,6 +85,7 @@ class SessionFields:
         "set_cookie",
         "sock",
         "start",
+        "starved",
         "sticky_id",
         "template",
         "template_sticky",
@@ -98,7 +101,7 @@ class SessionFields:
     back: BackendConnection | None
     back_timeout: float  # of the current request: its cluster's, else the listener's
     backend_id: str | None  # of the backend the current exchange went to
-    buffer: bytearray  # the client's bytes: [start, end) not yet consumed
+    buffer: Buffer  # the client's bytes: [start, end) not yet consumed; NO_BUFFER when none
     bytes_in: int  # of the current request
     bytes_out: int  # of the current response
     closing: bool  # close once the current response is out
@@ -136,6 +139,7 @@ class SessionFields:
     routed: ClusterRuntime | None  # the current request's cluster
     set_cookie: bytes
     sock: socket.socket
+    starved: int  # STARVED_FRONT | STARVED_BACK: waiting for a buffer from the pool (not reading)
     start: int
     sticky_id: str | None
     template: list[bytes] | None  # the forwarded head, split at the request id
@@ -168,6 +172,8 @@ class SessionFields:
         def _send_to_front(self, parts: list[bytes | memoryview], total: int) -> bool: ...
         def _send_to_back(self, parts: list[bytes | memoryview], total: int) -> bool: ...
         def _sync_masks(self) -> None: ...
+        def _starve(self, side: int) -> None: ...
+        def release_idle_buffers(self) -> bool: ...
         def _no_delay(self) -> None: ...
         def _start_pipe(self, back: BackendConnection, response: ResponseHead) -> None: ...
         def _pipe(self, data: memoryview, to_back: bool) -> None: ...

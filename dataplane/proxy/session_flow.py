@@ -1,10 +1,11 @@
-"""Flow control of a session: gathered writes, back-pressure, and the upgrade pipe.
+"""Flow control of a session: buffers, gathered writes, back-pressure, and the upgrade pipe.
 
-Bytes are read into one reused buffer per direction (the client's in the session, the
-backend's in its BackendConnection) and sent with one gathered call. When a send is partial,
-the rest stays in `to_front` / `to_back` (views into those buffers, never copies) and the
-socket that feeds it stops being read until the other one drains, so memory per connection is
-bounded by two buffers whatever the body size.
+Bytes are read into one buffer per direction (the client's in the session, the backend's in its
+BackendConnection), lent by the worker's pool (buffers.py) while bytes sit in it, and sent with
+one gathered call. When a send is partial, the rest stays in `to_front` / `to_back` (views into
+those buffers, never copies) and the socket that feeds it stops being read until the other one
+drains, so memory per connection is bounded by two buffers whatever the body size, and is none
+at all once every byte read has been handed on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import suppress
 from socket import IPPROTO_TCP, TCP_NODELAY
 from typing import TYPE_CHECKING
 
+from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.forwarding import forward_response
 from dataplane.proxy.session_fields import (
     ANSWER,
@@ -22,6 +24,8 @@ from dataplane.proxy.session_fields import (
     EPOLLOUT,
     EXCHANGE,
     PIPE,
+    STARVED_BACK,
+    STARVED_FRONT,
     SessionFields,
 )
 
@@ -78,6 +82,40 @@ class FlowControl(SessionFields):
         self._sync_masks()
         return False
 
+    def release_idle_buffers(self) -> bool:
+        """Give back each buffer that holds no byte and that no queued send points into;
+        True once the session holds none. Called by the pool at each one-second tick and when
+        it runs dry, never per request: a busy connection keeps its buffers from one request to
+        the next, an idle one has given them back within a second (buffers.py)."""
+        if self.start == self.end and self.to_back is None and self.buffer is not NO_BUFFER:
+            self.loop.buffers.give_client(self.buffer, self.view)
+            self.buffer, self.view = NO_BUFFER, NO_VIEW
+            self.start = self.end = 0
+        back = self.back
+        if back is None or back.buffer is NO_BUFFER:
+            return self.buffer is NO_BUFFER
+        if back.start == back.end and self.to_front is None:
+            self.loop.buffers.give_relay(back.buffer, back.view)
+            back.buffer, back.view = NO_BUFFER, NO_VIEW
+            back.start = back.end = 0
+            return self.buffer is NO_BUFFER
+        return False
+
+    def _starve(self, side: int) -> None:
+        """The pool has no buffer for `side`: stop reading it until one comes back."""
+        if not self.starved:
+            self.loop.buffers.wait(self._fed)
+        self.starved |= side
+        self._sync_masks()
+
+    def _fed(self) -> bool:
+        """A buffer came back: read again (and take it then). False if we no longer wait."""
+        if self.phase == CLOSED or not self.starved:
+            return False
+        self.starved = 0
+        self._sync_masks()
+        return True
+
     def _no_delay(self) -> None:
         """Turn Nagle off, once, when a later small write could wait for an ACK: a response
         sent in several writes, a kept-alive connection, a pipe. A single-write response on a
@@ -132,9 +170,9 @@ class FlowControl(SessionFields):
     def _sync_masks(self) -> None:
         """Read a side only when the other side has no backlog; write when ours has one."""
         loop = self.loop
-        front = (0 if self.to_back or self.front_full else EPOLLIN) | (
-            EPOLLOUT if self.to_front else 0
-        )
+        front = (
+            0 if self.to_back or self.front_full or self.starved & STARVED_FRONT else EPOLLIN
+        ) | (EPOLLOUT if self.to_front else 0)
         if self.phase in (ANSWER, CLOSED):
             front = EPOLLIN | (EPOLLOUT if self.to_front else 0)
         if front != self.mask and self.phase != CLOSED:
@@ -142,7 +180,9 @@ class FlowControl(SessionFields):
             self.mask = front
         back = self.back
         if back is not None:
-            wanted = (0 if self.to_front else EPOLLIN) | (EPOLLOUT if self.to_back else 0)
+            wanted = (0 if self.to_front or self.starved & STARVED_BACK else EPOLLIN) | (
+                EPOLLOUT if self.to_back else 0
+            )
             if self.phase == CONNECTING:
                 wanted = EPOLLOUT
             if wanted != back.mask:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dataplane.proxy.buffers import NO_BUFFER
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.forwarding import (
     forward_request,
@@ -25,8 +26,11 @@ from dataplane.proxy.session_fields import (
     HEAD,
     ID_SLOT,
     PIPE,
+    STARVED_FRONT,
     SessionFields,
 )
+
+DISCARD_SIZE = 16384  # bytes read and dropped at a time from a client we are done with
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
@@ -48,7 +52,16 @@ class RequestSide(SessionFields):
     def _read_front(self) -> None:
         end = self.end
         if end == len(self.buffer):
-            if self.start:
+            if self.buffer is NO_BUFFER:  # nothing held since the last bytes were handed on
+                if self.phase == ANSWER:
+                    self._discard_front()
+                    return
+                pair = self.loop.buffers.take_client(self)
+                if pair is None:
+                    self._starve(STARVED_FRONT)
+                    return
+                self.buffer, self.view = pair
+            elif self.start:
                 self._compact()
                 end = self.end
             elif self.phase == HEAD:
@@ -82,9 +95,21 @@ class RequestSide(SessionFields):
         elif phase == ANSWER:
             self.start = self.end = 0  # discard what a refused client still sends
 
+    def _discard_front(self) -> None:
+        """Read and drop what a client still sends while we linger (no buffer needed)."""
+        try:
+            received = self.sock.recv(DISCARD_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not received:
+            self._front_closed()
+
     def _compact(self) -> None:
         size = self.end - self.start
-        self.buffer[:size] = self.view[self.start : self.end]
+        self.view[:size] = self.view[self.start : self.end]  # memmove: the ranges may overlap
         self.start, self.end = 0, size
 
     def _front_closed(self) -> None:

@@ -23,10 +23,12 @@ from dataplane.command.messages import MetricDetail, ServerConfig, WorkerRequest
 from dataplane.command.responses import WorkerResponse
 from dataplane.command.scm import Listeners, ScmError, receive_listeners, send_listeners
 from dataplane.command.state import ConfigState
-from dataplane.proxy.backend_pool import BackendPool
+from dataplane.proxy.backend_pool import RELAY_BUFFER_SIZE, BackendPool
+from dataplane.proxy.buffers import BufferPool
 from dataplane.proxy.clusters import HttpProxy
 from dataplane.proxy.counters import Counters
 from dataplane.proxy.forwarding import RequestIds
+from dataplane.proxy.heap import HeapTrimmer
 from dataplane.proxy.http_head import ResponseParser
 from dataplane.proxy.listener import HttpListener, bind_listener
 from dataplane.proxy.metrics import MetricsRegistry
@@ -43,7 +45,6 @@ log = logging.getLogger("dataplane.worker")
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 RESUME_ACCEPT_RATIO = 0.9
-FREE_BUFFERS = 256  # client buffers kept for reuse (16 KiB each by default)
 
 
 class Loop:
@@ -68,13 +69,19 @@ class Loop:
         self.metrics.gauge_sources.append(self._gauges)
         self.metrics.counter_sources.append(lambda: tls_counters(self.proxy))
         self.buffer_size = max(config.buffer_size, 4096)
-        self.pool = BackendPool(self, self.buffer_size)
+        self.buffers = BufferPool(
+            self.buffer_size,
+            max(self.buffer_size, RELAY_BUFFER_SIZE),
+            config.min_buffers,
+            config.max_buffers,
+        )
+        self.pool = BackendPool(self)
+        self.heap = HeapTrimmer()
         self.request_ids = RequestIds()
         self.response_parser = ResponseParser()
         self.state = ConfigState()
         self.proxy = HttpProxy(config.max_connections_per_ip or 0, config.retry_after or 0)
         self.sessions: set[HttpSession] = set()
-        self._free_buffers: list[tuple[bytearray, memoryview]] = []
         self.max_connections = config.max_connections
         self.accept_paused = False
         self.stopping = False
@@ -94,18 +101,6 @@ class Loop:
         self.ended: list[RequestEnd] | None = None
         self.request_ends = RequestEnds(self)
         self.request_ends.follow()
-
-    # -- client buffers: reused, not reallocated for every connection --------------------
-
-    def take_buffer(self) -> tuple[bytearray, memoryview]:
-        if self._free_buffers:
-            return self._free_buffers.pop()
-        buffer = bytearray(self.buffer_size)
-        return buffer, memoryview(buffer)
-
-    def give_buffer(self, buffer: bytearray, view: memoryview) -> None:
-        if len(self._free_buffers) < FREE_BUFFERS:
-            self._free_buffers.append((buffer, view))
 
     # -- registration -----------------------------------------------------------------------
 
@@ -158,6 +153,8 @@ class Loop:
                 if self.reopen_logs:
                     self._reopen_logs()
                 timers.expire(now)
+                self.buffers.tick()
+                self.heap.tick(now, self.counters.accepted - len(self.sessions))
                 self.request_ids.refresh()
                 self._check_drained()
 
@@ -308,6 +305,7 @@ class Loop:
             "client.connections": len(self.sessions),
             "backend.pool.idle": len(self.pool),
             "timers": len(self.timers),
+            **self.buffers.figures(),
         }
 
     # -- stopping -----------------------------------------------------------------------------
