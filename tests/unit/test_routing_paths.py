@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
@@ -20,6 +22,7 @@ from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http_head import RequestHead, RequestParser
 from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.policy import Answer, Edits, decide, rewrite_request_head
+from dataplane.proxy.request_path import route_path
 from dataplane.proxy.router import Router
 
 ADDRESS = SocketAddress.parse("127.0.0.1:8080")
@@ -174,3 +177,25 @@ class TestPolicies:
         answer = decide(route, Cluster(cluster_id="c"), request, "h", "http")
         assert isinstance(answer, Answer)
         assert answer.variables["REDIRECT_LOCATION"] == "http://h/new/a?x=1"
+
+
+_PIECES = st.sampled_from(
+    ["/", "//", "/.", "/..", "admin", "api", "x", "%61", "%2e", "%7E", "?", "?q=/admin", "."]
+)
+_SPELLINGS = st.lists(_PIECES, max_size=8).map(lambda pieces: "/" + "".join(pieces))
+_EVERY_KIND = listener_with(
+    front("public", "/"),
+    front("admin", "/admin", EQUALS),
+    front("api", "/api/"),
+    front(None, "/x/admin"),
+    front("rx", "/admin/[a-z]+", REGEX),
+)
+
+
+@given(_SPELLINGS)
+def test_a_target_routes_as_its_normalised_path_would(target: str) -> None:
+    try:
+        normalised = route_path(target)
+    except HttpSyntaxError:
+        return
+    assert routed(_EVERY_KIND, target.encode()) == routed(_EVERY_KIND, normalised.encode())
