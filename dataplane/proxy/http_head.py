@@ -6,7 +6,9 @@ match refuses every smuggling shape that lives in a head: bare LF or CR, whitesp
 colon, obsolete line folding, NUL and control bytes, HTTP/0.9. The headers the proxy acts on are
 then found with a second regex over the lowercased head, so the cost per request does not grow
 with the headers nobody looks at. Framing rules (Content-Length, Transfer-Encoding) are checked
-here; `http_body` follows the body they announce.
+here; `http_body` follows the body they announce. The path routes match (`route_path`:
+normalised, no query; `request_path`) is made here too, once per parsed head, and a target
+that has none (a `#`, an escaped `/` or NUL...) is refused like any other bad head.
 
 Positions in `removed` are spans of the head's header block (`\\r\\nname:value`) that the
 forwarder must drop: hop-by-hop headers and those it rewrites.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import re
 
 from dataplane.proxy.errors import HttpSyntaxError
+from dataplane.proxy.request_path import route_path
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
@@ -86,7 +89,8 @@ class RequestHead:
     """
 
     host = b""
-    path = ""
+    path = ""  # the target as sent (origin-form; query included): logs, redirects
+    route_path = ""  # what routes match: normalised, no query (request_path.route_path)
     content_length = 0
     chunked = False
     upgrade: bytes | None = None
@@ -205,7 +209,9 @@ class RequestParser:
                 raise HttpSyntaxError(f"unsupported request target {target[:64]!r}")
             if absolute.group(1).lower() != hosts[0].lower():
                 raise HttpSyntaxError("absolute-form target disagrees with Host")
-            path = (absolute.group(2) or b"/").decode("ascii")
+            rest = absolute.group(2) or b"/"
+            path = (rest if rest[:1] == b"/" else b"/" + rest).decode("ascii")
+        request.route_path = route_path(path)
         request.host = hosts[0]
         request.path = path
         return request

@@ -8,18 +8,23 @@ deactivated, when the worker is at `max_connections`, or during a soft stop.
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import TYPE_CHECKING
 
 from dataplane.command.messages import HttpListenerConfig, RequestHttpFrontend
 from dataplane.proxy.answers import Answers, listener_answer_map
+from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.forwarding import ConnectionContext
 from dataplane.proxy.http_head import RequestHead, RequestParser
 from dataplane.proxy.policy import has_policy
+from dataplane.proxy.request_path import route_path
 from dataplane.proxy.router import Route, Router, normalize_host
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
+
+log = logging.getLogger("dataplane.worker")
 
 ACCEPT_BATCH = 64
 ROUTE_CACHE_SIZE = 4096
@@ -115,14 +120,20 @@ class HttpListener:
         return host
 
     def lookup(self, host: str, path: str, method: bytes) -> tuple[Route | None, bool]:
-        """The route for a request and whether it carries a policy (`policy.decide`).
-        Decisions are remembered until the routes change."""
+        """The route for a request target's `path` (as sent: `RequestHead.path`) and whether
+        it carries a policy (`policy.decide`). Decisions are remembered, by the path as sent,
+        until the routes change: the path is normalised only when the decision is made."""
         key = (host, path, method)
         try:
             return self._routes[key]
         except KeyError:
             pass
-        route = self.router.lookup(host, path, method.decode("ascii"))
+        try:
+            routed = route_path(path)
+        except HttpSyntaxError:
+            route = None  # the parser refuses such paths first (400); fail closed regardless
+        else:
+            route = self.router.lookup(host, routed, method.decode("ascii"))
         decision = (route, route is not None and has_policy(route))
         if len(self._routes) >= ROUTE_CACHE_SIZE:
             self._routes.clear()  # bounded: hostile traffic can churn it, never grow it
@@ -130,8 +141,17 @@ class HttpListener:
         return decision
 
     def add_frontend(self, front: RequestHttpFrontend) -> None:
-        self.router.add_frontend(front)
+        route = self.router.add_frontend(front)
         self._routes.clear()
+        problem = route.path_pattern.problem
+        if problem is not None:
+            log.warning(
+                "listener %s: frontend %s path %r can never match: %s",
+                self.config.address,
+                front.hostname,
+                front.path.value,
+                problem,
+            )
 
     def remove_frontend(self, front: RequestHttpFrontend) -> None:
         self.router.remove_frontend(front)

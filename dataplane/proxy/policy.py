@@ -16,6 +16,7 @@ import re
 
 from dataplane.command.messages import Cluster, RedirectScheme
 from dataplane.proxy.http_head import RequestHead
+from dataplane.proxy.request_path import with_query
 from dataplane.proxy.router import Route
 from dataplane.proxy.router_route import HSTS_HEADER, IfAbsent
 
@@ -67,9 +68,14 @@ def has_policy(route: Route) -> bool:
 def decide(
     route: Route, cluster: Cluster, request: RequestHead, host: str, scheme: str
 ) -> Answer | Edits | None:
-    """None: forward as is. Answer: refuse or redirect. Edits: forward, changed."""
+    """None: forward as is. Answer: refuse or redirect. Edits: forward, changed.
+
+    Rewrite captures come from the path the route matched (normalised, no query); a
+    rewritten path keeps the request's query. Redirects keep the target as sent."""
     path = request.path
-    new_host, new_path = route.rewrite(host, path)
+    new_host, new_path = route.rewrite(host, request.route_path)
+    if new_path is not None:
+        new_path = with_query(new_path, path)
     status = route.redirect_status
     if status is not None:
         target_scheme = {

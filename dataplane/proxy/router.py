@@ -1,5 +1,8 @@
 """Per-listener request routing: (host, path, method) -> Route, as sozu 2.1 does it.
 
+The path is the request's normalised path, without query (`request_path.route_path`): no
+other spelling of a path reaches a different rule.
+
 Lookup order (sozu's `Router::lookup`): PRE rules (linear, first match) -> the host tree ->
 POST rules (linear, first match) -> no route (the loop answers 404).
 
@@ -49,18 +52,23 @@ class _HostRules:
         self.equals: dict[str, list[tuple[str | None, Route]]] = {}
         regexes: list[tuple[re.Pattern[str], str | None, Route]] = []
         prefixes: list[tuple[str, str | None, Route]] = []
-        for (kind, value, method), route in self.rules.items():
+        # Rules compare their normalised value (`PathPattern.match`): two configured values
+        # may normalise alike, and then their configured text breaks the tie.
+        for (kind, _value, method), route in self.rules.items():
+            pattern = route.path_pattern
             if kind is PathRuleKind.EQUALS:
-                self.equals.setdefault(value, []).append((method, route))
+                self.equals.setdefault(pattern.match, []).append((method, route))
             elif kind is PathRuleKind.REGEX:
-                assert route.path_pattern.regex is not None
-                regexes.append((route.path_pattern.regex, method, route))
+                assert pattern.regex is not None
+                regexes.append((pattern.regex, method, route))
             else:
-                prefixes.append((value, method, route))
+                prefixes.append((pattern.match, method, route))
         for candidates in self.equals.values():
-            candidates.sort(key=lambda item: method_order(item[0]))
+            candidates.sort(key=lambda item: (*method_order(item[0]), item[1].path_pattern.value))
         regexes.sort(key=lambda item: (*method_order(item[1]), item[0].pattern))
-        prefixes.sort(key=lambda item: (-len(item[0]), *method_order(item[1])))
+        prefixes.sort(
+            key=lambda item: (-len(item[0]), *method_order(item[1]), item[2].path_pattern.value)
+        )
         self.regexes = regexes
         self.prefixes = prefixes
         # The common case, one "match everything" rule, skips every comparison.
@@ -134,7 +142,8 @@ class Router:
     def __len__(self) -> int:
         return self._size
 
-    def add_frontend(self, front: RequestHttpFrontend) -> None:
+    def add_frontend(self, front: RequestHttpFrontend) -> Route:
+        """Add a frontend (RouterError for a bad or duplicate one); its Route, built."""
         host, path, method = _parse(front)
         route = Route.build(front, host, path)
         if front.position is RulePosition.TREE:
@@ -152,6 +161,7 @@ class Router:
         self._size += 1
         self._regex_paths += front.position is RulePosition.TREE and path.regex is not None
         self._changed()
+        return route
 
     def remove_frontend(self, front: RequestHttpFrontend) -> None:
         host, path, method = _parse(front)
@@ -173,7 +183,8 @@ class Router:
         self._changed()
 
     def lookup(self, host: str, path: str, method: str) -> Route | None:
-        """The route for a request; `host` is already normalised (see `normalize_host`)."""
+        """The route for a request; `host` and `path` are already normalised (see
+        `normalize_host` and `request_path.route_path`)."""
         if not self._memoise:
             return self._tree_lookup(host, path, method)
         key = (host, path, method)

@@ -7,9 +7,11 @@ Semantics follow sozu 2.1 (`lib/src/router/mod.rs`):
 - hostnames: `*` (any host), `*.example.com` (exactly one non-empty leftmost label), regex
   segments between slashes (`/cdn[0-9]+/.example.com`, anchored on the whole host), or exact
   (IDNA to ASCII, lowercased);
-- paths: PREFIX (`""` matches everything), EQUALS, REGEX. A REGEX must match the whole path,
-  as sozu's documentation states (sozu 2.1's code actually runs an unanchored search, which
-  lets an `/api` rule catch `/x/api`: we follow the documented, safer behaviour);
+- paths: PREFIX (`""` matches everything), EQUALS, REGEX, all compared with the request's
+  normalised path without its query (`request_path`); PREFIX and EQUALS values are normalised
+  the same way. A REGEX must match the whole path, as sozu's documentation states (sozu 2.1's
+  code actually runs an unanchored search, which lets an `/api` rule catch `/x/api`: we
+  follow the documented, safer behaviour);
 - rewrite templates: literal text with `$HOST[n]` / `$PATH[n]` captures. Index 0 is the whole
   host or path, then the wildcard label or regex groups (host), the prefix tail or regex groups
   (path). A template naming a capture the rule cannot produce is rejected.
@@ -22,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from dataplane.command.messages import PathRule, PathRuleKind
+from dataplane.proxy.request_path import rule_path
 
 
 class RouterError(Exception):
@@ -141,25 +144,32 @@ def _compile_host_regex(text: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True, slots=True)
 class PathPattern:
+    """A path rule. `value` is the configured text (the rule's identity); `match` is what
+    normalised request paths are compared with (`request_path.rule_path`); `problem` says
+    why the rule can never match, when it cannot."""
+
     kind: PathRuleKind
     value: str
     regex: re.Pattern[str] | None = None
+    match: str = ""
+    problem: str | None = None
 
     @classmethod
     def parse(cls, rule: PathRule) -> PathPattern:
         kind = PathRuleKind(rule.kind)
         if kind is not PathRuleKind.REGEX:
-            return cls(kind, rule.value)
+            match, problem = rule_path(rule.value, kind is PathRuleKind.PREFIX)
+            return cls(kind, rule.value, None, match, problem)
         try:
-            return cls(kind, rule.value, re.compile(rule.value))
+            return cls(kind, rule.value, re.compile(rule.value), rule.value)
         except re.error as error:
             raise RouterError(f"invalid path regex {rule.value!r}: {error}") from None
 
     def matches(self, path: str) -> bool:
         if self.kind is PathRuleKind.PREFIX:
-            return path.startswith(self.value)
+            return path.startswith(self.match)
         if self.kind is PathRuleKind.EQUALS:
-            return path == self.value
+            return path == self.match
         assert self.regex is not None
         return self.regex.fullmatch(path) is not None
 
@@ -174,7 +184,7 @@ class PathPattern:
 
     def captures(self, path: str) -> list[str]:
         if self.kind is PathRuleKind.PREFIX:
-            return [path, path[len(self.value) :]]
+            return [path, path[len(self.match) :]]
         if self.kind is PathRuleKind.REGEX:
             assert self.regex is not None
             found = self.regex.fullmatch(path)
