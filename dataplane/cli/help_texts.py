@@ -24,6 +24,10 @@ LISTENER_HELP = {
     "expect_proxy": "expect a PROXY protocol v2 header at the start of each client connection",
     "no_expect_proxy": "stop expecting a PROXY protocol header from clients",
     "sticky_name": "name of the sticky session cookie",
+    "trusted_proxies": "peers (IP networks, CIDR, or addresses) whose X-Forwarded-*, Forwarded "
+    "and X-Real-IP headers are kept and appended to; any other client's are replaced "
+    "(pysozu extension); space- or comma-separated, or the option repeated",
+    "no_trusted_proxies": "trust no peer's forwarding headers any more",
     "sozu_id_header": "name of the request id header set on requests and answers (sozu: Sozu-Id)",
 }
 
