@@ -11,7 +11,7 @@ import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dataplane.command.address import SocketAddress
+from dataplane.command.address import SocketAddress, parse_network
 from dataplane.command.messages import (
     Header,
     HeaderPosition,
@@ -58,6 +58,15 @@ def address(text: str) -> SocketAddress:
         return SocketAddress.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def network(text: str) -> str:
+    """A `trusted_proxies` entry, checked as main checks it, kept as typed."""
+    try:
+        parse_network(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def tags(text: str) -> dict[str, str]:

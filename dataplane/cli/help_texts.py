@@ -21,9 +21,14 @@ LISTENER_HELP = {
     "back_timeout": "inactivity timeout of the backend connection, in seconds",
     "connect_timeout": "how long to wait for a backend connection to open, in seconds",
     "request_timeout": "how long a client has to send a complete request (then 408), in seconds",
-    "expect_proxy": "expect a PROXY protocol v2 header at the start of each client connection",
+    "expect_proxy": "expect a PROXY protocol v2 header at the start of each client connection "
+    "(not read yet on HTTP/HTTPS: accepted with a warning, and grants no trust)",
     "no_expect_proxy": "stop expecting a PROXY protocol header from clients",
     "sticky_name": "name of the sticky session cookie",
+    "trusted_proxies": "peers (IP networks, CIDR, or addresses) whose X-Forwarded-*, Forwarded "
+    "and X-Real-IP headers are kept and appended to; any other client's are replaced "
+    "(pysozu extension); space- or comma-separated, or the option repeated",
+    "no_trusted_proxies": "trust no peer's forwarding headers any more",
     "sozu_id_header": "name of the request id header set on requests and answers (sozu: Sozu-Id)",
 }
 

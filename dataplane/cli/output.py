@@ -69,15 +69,17 @@ def show_listeners(response: Response, out: TextIO) -> None:
         for protocol in ("http", "https", "tcp", "udp"):
             for address, config in getattr(listeners, f"{protocol}_listeners").items():
                 public = config.public_address
+                trusted = getattr(config, "trusted_proxies", None)  # HTTP and HTTPS only
                 rows.append(
                     (
                         protocol.upper(),
                         address,
                         "yes" if config.active else "no",
                         str(public) if public else "-",
+                        ",".join(trusted) if trusted else "-",
                     )
                 )
-    table(("PROTOCOL", "ADDRESS", "ACTIVE", "PUBLIC ADDRESS"), rows, out)
+    table(("PROTOCOL", "ADDRESS", "ACTIVE", "PUBLIC ADDRESS", "TRUSTED PROXIES"), rows, out)
 
 
 def _route(front: Any) -> tuple[str, str, str, str]:

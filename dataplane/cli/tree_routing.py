@@ -259,7 +259,7 @@ def _http_listener(a: argparse.Namespace, tls: bool) -> Request:
         )
     else:
         listener = HttpListenerConfig(address=a.address)
-    _set(listener, a, ("public_address", "sticky_name", *TIMEOUTS))
+    _set(listener, a, ("public_address", "sticky_name", "trusted_proxies", *TIMEOUTS))
     listener.expect_proxy = a.expect_proxy
     listener.http_answers = _answers(a)
     verb = "add_https_listener" if tls else "add_http_listener"
@@ -273,6 +273,7 @@ def _http_update(a: argparse.Namespace, tls: bool) -> Request:
         else UpdateHttpListenerConfig(address=a.address)
     )
     _set(patch, a, ("public_address", "sticky_name", "sozu_id_header", *TIMEOUTS, *H2_KNOBS))
+    patch.trusted_proxies = a.trusted_proxies
     patch.expect_proxy = a.expect_proxy
     patch.http_answers = _answers(a)
     if isinstance(patch, UpdateHttpsListenerConfig):
@@ -337,6 +338,24 @@ def _expect_proxy(parser: argparse.ArgumentParser, updating: bool) -> None:
         listener_option(parser, name, dest="expect_proxy", action="store_const", const=setting)
 
 
+def _trusted_proxies(parser: argparse.ArgumentParser, updating: bool) -> None:
+    """`--trusted-proxies CIDR...` (an update replaces the list; `--no-trusted-proxies`
+    empties it). Each entry is checked here, as main checks it."""
+    flags = parser.add_mutually_exclusive_group() if updating else parser
+    listener_option(
+        flags,
+        "trusted_proxies",
+        type=value.comma_separated(value.network),
+        action=value.Listed,
+        nargs="*",
+        metavar="CIDR",
+    )
+    if updating:
+        listener_option(
+            flags, "no_trusted_proxies", dest="trusted_proxies", action="store_const", const=[]
+        )
+
+
 def _updating(parser: argparse.ArgumentParser) -> None:
     parser.description = f"{parser.description}; options left out keep their current value"
 
@@ -350,6 +369,7 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
     _answer_files(add, ("404", "503"))
     _expect_proxy(add, updating=False)
     listener_option(add, "sticky_name", message, metavar="NAME")
+    _trusted_proxies(add, updating=False)
     _settings(add, TIMEOUTS, message)
     if tls:
         add.add_argument(
@@ -382,6 +402,7 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
     listener_option(update, "sticky_name", metavar="NAME")
     _settings(update, TIMEOUTS)
     _expect_proxy(update, updating=True)
+    _trusted_proxies(update, updating=True)
     h2 = update.add_argument_group(H2_GROUP, H2_GROUP_DESCRIPTION)
     for knob in H2_KNOBS:
         listener_option(h2, knob, type=value.unsigned, metavar="N")

@@ -120,3 +120,30 @@ class SocketAddress:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (SocketAddress.parse, (str(self),))
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def parse_network(text: str) -> IPNetwork:
+    """A `trusted_proxies` entry: `10.0.0.0/8`, `2001:db8::/32`, or one address (a /32 or
+    /128). ValueError, saying why, for anything else: host bits set under the prefix are an
+    error rather than silently masked (`10.0.0.1/8` trusts far more than one address), and
+    an IPv4-mapped IPv6 network is written as IPv4, since peers are matched unwrapped."""
+    if not isinstance(text, str) or text != text.strip() or not text:
+        raise ValueError(f"{text!r} is not an IP network (CIDR such as 10.0.0.0/8)")
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP network (CIDR such as 10.0.0.0/8)") from None
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} has bits set after its prefix length: write {network} (or the one "
+            "address alone)"
+        ) from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        raise ValueError(f"{text!r} is IPv4-mapped: write it as IPv4, peers are matched so")
+    return network

@@ -4,6 +4,8 @@ Keys follow sozu 2.1's `ListenerBuilder` (which denies unknown fields: an unknow
 error). A key that exists in sozu but does not apply to the listener's protocol (a cipher list on
 a plain HTTP listener) is accepted with a warning, as sozu accepts and ignores it; HSTS on plain
 HTTP and `expect_proxy` on UDP are errors, as in sozu. Timeouts default to the top-level ones.
+`expect_proxy = true` on HTTP/HTTPS is accepted with a warning (PROXY protocol is not read yet,
+and it grants no trust); `trusted_proxies` (a pysozu extension) must hold IP networks.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dataplane.command.address import SocketAddress
+from dataplane.command.address import SocketAddress, parse_network
 from dataplane.command.config_reader import Report, Table
 from dataplane.command.messages import (
     DEFAULT_CIPHER_LIST,
@@ -45,6 +47,7 @@ HTTP_KEYS = (
     "sozu_id_header",
     "elide_x_real_ip",
     "send_x_real_ip",
+    "trusted_proxies",
     *(f"answer_{code}" for code in LEGACY_ANSWER_CODES),
     *H2_KEYS,
 )
@@ -236,6 +239,12 @@ def build_listener(
         common["connect_timeout"] = table.integer(
             "connect_timeout", defaults.connect_timeout, high=U32
         )
+        if expect_proxy and protocol != "tcp":
+            table.warn(
+                "expect_proxy",
+                "PROXY protocol is not implemented yet: connections are read as plain HTTP, "
+                "and their peers are not trusted for forwarding headers (see trusted_proxies)",
+            )
         if protocol == "tcp":
             listener = TcpListenerConfig(**common)
         elif protocol == "http":
@@ -259,11 +268,23 @@ def _http_fields(table: Table, defaults: Defaults) -> dict[str, Any]:
         "sozu_id_header": table.text("sozu_id_header"),
         "elide_x_real_ip": table.flag("elide_x_real_ip", False),
         "send_x_real_ip": table.flag("send_x_real_ip", False),
+        "trusted_proxies": trusted_proxies(table),
     }
     for key in H2_KEYS:
         low = 0 if key == "h2_graceful_shutdown_deadline_seconds" else 1
         fields[key] = table.integer(key, low=low)
     return fields
+
+
+def trusted_proxies(table: Table) -> list[str]:
+    """The pysozu `trusted_proxies` key: IP networks (CIDR) or single addresses."""
+    networks: list[str] = table.str_list("trusted_proxies", [])
+    for text in networks:
+        try:
+            parse_network(text)
+        except ValueError as error:
+            table.error("trusted_proxies", str(error))
+    return networks
 
 
 def _tls_fields(table: Table) -> dict[str, Any]:

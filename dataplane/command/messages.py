@@ -213,6 +213,9 @@ class HttpListenerConfig(_H2Knobs, kw_only=True):
     answers: dict[str, str] = {}
     elide_x_real_ip: bool = False
     send_x_real_ip: bool = False
+    # pysozu extension: peers (CIDR) whose X-Forwarded-*, Forwarded and X-Real-IP are kept and
+    # appended to; any other peer's are replaced by what the proxy saw (forwarding.py).
+    trusted_proxies: list[str] = []
 
 
 class HttpsListenerConfig(HttpListenerConfig):
@@ -271,6 +274,7 @@ class UpdateHttpListenerConfig(_H2Knobs, kw_only=True):
     answers: dict[str, str] = {}
     elide_x_real_ip: bool | None = None
     send_x_real_ip: bool | None = None
+    trusted_proxies: list[str] | None = None  # pysozu extension; [] trusts no peer again
 
 
 class UpdateHttpsListenerConfig(UpdateHttpListenerConfig):

@@ -76,6 +76,7 @@ from dataplane.command.state_rules import (
     check_non_negative,
     check_port,
     check_token,
+    check_trusted_proxies,
     with_names,
 )
 
@@ -315,6 +316,8 @@ class ConfigState(StateQueries):
                 check_token(f"{where}: sticky_name", patch.sticky_name)
             if patch.sozu_id_header is not None:
                 check_token(f"{where}: sozu_id_header", patch.sozu_id_header)
+            if patch.trusted_proxies is not None:
+                check_trusted_proxies(where, patch.trusted_proxies)
         if patch.public_address is not None:
             check_port(f"{where}: public_address", patch.public_address)
         updated = msgspec.structs.replace(listener, **changes)

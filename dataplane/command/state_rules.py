@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from dataplane.command.address import SocketAddress
+from dataplane.command.address import SocketAddress, parse_network
 from dataplane.command.messages import (
     CertificateAndKey,
     Cluster,
@@ -158,6 +158,7 @@ def check_listener(kind: str, listener: AnyListener) -> None:
         check_token(f"{where}: sticky_name", listener.sticky_name)
         if listener.sozu_id_header is not None:
             check_token(f"{where}: sozu_id_header", listener.sozu_id_header)
+        check_trusted_proxies(where, listener.trusted_proxies)
     if isinstance(listener, HttpsListenerConfig):
         check_alpn(where, listener.alpn_protocols)
         check_http11_offered(where, listener)
@@ -171,6 +172,15 @@ def check_listener(kind: str, listener: AnyListener) -> None:
                     certificate_chain=listener.certificate_chain,
                 )
             )
+
+
+def check_trusted_proxies(where: str, networks: list[str]) -> None:
+    """Every `trusted_proxies` entry is an IP network (address.parse_network says why not)."""
+    for text in networks:
+        try:
+            parse_network(text)
+        except ValueError as error:
+            raise StateError(f"{where}: trusted_proxies: {error}") from None
 
 
 def check_h2_knobs(

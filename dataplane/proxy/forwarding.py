@@ -1,21 +1,35 @@
 """What the proxy changes in the heads it forwards (sozu's header editor, section 6.5).
 
-Request: `X-Forwarded-For` appended (or created), `Forwarded` (RFC 7239, IPv6 bracketed)
-appended (or created), `X-Forwarded-Proto` / `X-Forwarded-Port` added when absent,
-`X-Real-IP` elided / sent as configured, `X-Request-Id` added when absent, the request id header
-(`Sozu-Id` unless renamed) added, hop-by-hop headers dropped (RFC 9110 7.6.1), the sticky
-cookie removed. Response: hop-by-hop headers dropped, request id header added, `Set-Cookie` for
-a new sticky backend, `Connection: close` when the client connection ends after it.
+Request: `X-Forwarded-For`, `Forwarded` (RFC 7239, IPv6 bracketed), `X-Forwarded-Proto`,
+`X-Forwarded-Port` and `X-Real-IP` (when `send_x_real_ip`) say what the proxy saw, `X-Request-Id`
+is added when absent, the request id header (`Sozu-Id` unless renamed) added, hop-by-hop headers
+dropped (RFC 9110 7.6.1), the sticky cookie removed. Response: hop-by-hop headers dropped,
+request id header added, `Set-Cookie` for a new sticky backend, `Connection: close` when the
+client connection ends after it.
+
+Whose forwarding headers count is decided once per connection, from the peer address
+(`TrustedProxies`, the listener's `trusted_proxies`, a pysozu extension):
+
+- a trusted peer (a load balancer in front) gets sozu 2.1's behaviour: its `X-Forwarded-For`
+  and `Forwarded` are appended to, its `X-Forwarded-Proto` / `X-Forwarded-Port` kept, its
+  `X-Real-IP` kept unless `elide_x_real_ip`;
+- any other peer's values are claims nobody vouches for: all five are dropped and replaced by
+  what the proxy saw (sozu appends to and keeps them for every peer, so a plain-HTTP client
+  could tell the backend it came over `https` on 443, or from any address).
 
 Everything that depends only on the connection is computed once per connection
-(`ConnectionContext`); per request only a join of a few byte strings remains.
+(`ConnectionContext`); per request only a join of a few byte strings remains, and a head
+without any forwarding header (most clients' heads) takes the same path whatever the trust.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import socket
 import time
+from collections.abc import Iterable
 
 from dataplane.proxy.http_head import RequestHead, ResponseHead, strip_spans
 
@@ -54,8 +68,39 @@ def _ip_literal(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
+class TrustedProxies:
+    """The peers whose forwarding headers are believed: a listener's `trusted_proxies`.
+
+    Entries were checked by main (`address.parse_network`); networks are kept as (network,
+    mask) integers so that a lookup, once per connection, is one `inet_pton` and a few ANDs.
+    """
+
+    __slots__ = ("_v4", "_v6")
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self._v4: list[tuple[int, int]] = []
+        self._v6: list[tuple[int, int]] = []
+        for text in networks:
+            network = ipaddress.ip_network(text, strict=False)
+            table = self._v4 if network.version == 4 else self._v6
+            table.append((int(network.network_address), int(network.netmask)))
+
+    def __contains__(self, ip: str) -> bool:
+        """`ip` as `_client_ip` gives it (IPv4-mapped addresses unwrapped, no scope)."""
+        if ":" in ip:
+            family, table = socket.AF_INET6, self._v6
+        else:
+            family, table = socket.AF_INET, self._v4
+        try:
+            value = int.from_bytes(socket.inet_pton(family, ip), "big")
+        except OSError:
+            return False
+        return any(value & mask == network for network, mask in table)
+
+
 class ConnectionContext:
-    """The forwarding headers of one client connection, rendered once."""
+    """The forwarding headers of one client connection, rendered once, and whether its peer
+    is a trusted proxy (`trusted`: decided here, at accept, never per request)."""
 
     __slots__ = (
         "absent_all",
@@ -66,6 +111,7 @@ class ConnectionContext:
         "id_header",
         "peer_ip",
         "real_ip",
+        "trusted",
         "x_port",
         "x_proto",
         "xff_line",
@@ -79,8 +125,10 @@ class ConnectionContext:
         id_header: str,
         send_real_ip: bool,
         elide_real_ip: bool,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         ip = _client_ip(peer[0])
+        self.trusted = trusted_proxies is not None and ip in trusted_proxies
         public_ip = public[0]
         by = f'"[{public_ip}]"' if ":" in public_ip else public_ip
         self.client_address = f"{_ip_literal(ip)}:{peer[1]}"  # as access logs show it
@@ -98,13 +146,27 @@ class ConnectionContext:
         self.absent_all += self.x_proto
 
 
+# The client's own lines of the headers an untrusted peer may not set (the parser removes every
+# X-Forwarded-For and Forwarded line itself, and notes only that these are present).
+_CLAIMS = re.compile(rb"\r\n(?:x-forwarded-proto|x-forwarded-port|x-real-ip):[^\r]*", re.I)
+_REAL_IP = re.compile(rb"\r\nx-real-ip:[^\r]*", re.I)
+
+
+def _spans(pattern: re.Pattern[bytes], block: bytes) -> list[tuple[int, int]]:
+    return [match.span() for match in pattern.finditer(block)]
+
+
 def forward_request(
     request: RequestHead, context: ConnectionContext, request_id: bytes, sticky_name: bytes
 ) -> bytes:
     """The head to send to the backend for `request`."""
     removed = request.removed
-    if request.x_real_ip is not None and context.elide_real_ip:
-        removed = [*removed, request.x_real_ip]
+    trusted = context.trusted
+    if not trusted:
+        if request.has_x_proto or request.has_x_port or request.x_real_ip is not None:
+            removed = [*removed, *_spans(_CLAIMS, request.block)]  # rare: costs a search
+    elif request.x_real_ip is not None and context.elide_real_ip:
+        removed = [*removed, *_spans(_REAL_IP, request.block)]  # every line, not the last
     cookie_lines: list[bytes] = []
     if request.cookies and sticky_name:
         removed, cookie_lines = _without_sticky_cookie(request, removed, sticky_name)
@@ -115,7 +177,7 @@ def forward_request(
     else:
         block = strip_spans(request.block, removed)
     parts = [request.line, block, *cookie_lines]
-    if (
+    if not trusted or (
         request.x_forwarded_for is None
         and request.forwarded is None
         and not request.has_x_port

@@ -5,6 +5,19 @@ decodes payload: `feed(buffer, start, end)` answers how many of the bytes `buffe
 belong to the current message, and `done` tells when it is complete. Whatever follows belongs
 to the next message (pipelining). Chunk-size lines and trailers are validated strictly; an
 error raises HttpSyntaxError and the connection must be closed, never reused.
+
+Trailer fields that RFC 9110 6.5.1 forbids (`FORBIDDEN_TRAILERS`: framing, routing, connection
+control, request modifiers, authentication, content format) make the message an error too, in
+both directions: rejected, not dropped. Such a field is never sent by a correct peer; it is the
+shape of a desynchronisation attempt against a recipient that merges trailers into the header
+section, and the codec's rule for those shapes is to refuse, not repair (as with
+Content-Length beside Transfer-Encoding). Refusing also keeps bodies zero-copy: dropping a
+field would mean sending bytes other than the buffer's, or holding the trailer section back,
+for every chunked message. The check runs on whole trailer lines the framer already
+assembles, so a message without trailers (`0\r\n\r\n`) pays nothing. The field's line is
+refused before it is forwarded whole; a request then gets 400 and its backend connection is
+closed, a response is cut short (its head is already on its way) and the client connection
+closed.
 """
 
 from __future__ import annotations
@@ -21,6 +34,36 @@ _TRAILER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff
 
 MAX_LINE = 4096
 MAX_TRAILERS = 16384
+FORBIDDEN_TRAILERS = frozenset(
+    (
+        b"content-length",
+        b"transfer-encoding",
+        b"trailer",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"upgrade",
+        b"expect",
+        b"max-forwards",
+        b"range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-range",
+        b"cache-control",
+        b"pragma",
+        b"authorization",
+        b"proxy-authorization",
+        b"www-authenticate",
+        b"proxy-authenticate",
+        b"content-encoding",
+        b"content-type",
+        b"content-range",
+    )
+)
 
 
 class LengthBody:
@@ -106,6 +149,9 @@ class ChunkedBody:
             self._trailer_bytes += len(line)
             if self._trailer_bytes > MAX_TRAILERS or _TRAILER_LINE.fullmatch(line) is None:
                 raise HttpSyntaxError("invalid or oversized trailer section")
+            name = bytes(line[: line.index(b":")]).lower()
+            if name in FORBIDDEN_TRAILERS:
+                raise HttpSyntaxError(f"{name.decode('ascii')} is not allowed in trailers")
         return stop
 
 

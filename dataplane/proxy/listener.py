@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from dataplane.command.messages import HttpListenerConfig, RequestHttpFrontend
 from dataplane.proxy.answers import Answers, listener_answer_map
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.forwarding import ConnectionContext
+from dataplane.proxy.forwarding import ConnectionContext, TrustedProxies
 from dataplane.proxy.http_head import RequestHead, RequestParser
 from dataplane.proxy.policy import has_policy
 from dataplane.proxy.request_path import route_path
@@ -76,6 +76,15 @@ class HttpListener:
         self._heads: dict[bytes, RequestHead] = {}
         public = config.public_address or config.address
         self._public = (str(public.ip), public.port)
+        # None: no peer is trusted, and connections skip the lookup altogether.
+        self._trusted = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
+        if config.expect_proxy:
+            log.warning(
+                "listener %s: expect_proxy is set, but PROXY protocol is not implemented yet: "
+                "connections are read as plain HTTP and their peers are not trusted for "
+                "forwarding headers (see trusted_proxies)",
+                config.address,
+            )
 
     def set_answers(self, config: HttpListenerConfig) -> None:
         answers = Answers(listener_answer_map(config), self.request_id_header)
@@ -85,14 +94,18 @@ class HttpListener:
         self.answers = answers
 
     def connection_context(self, peer: tuple[str, int]) -> ConnectionContext:
+        """What this connection's forwarded requests say about it, decided once, at accept:
+        its address, the listener's scheme and public address, and whether the peer is one
+        of `trusted_proxies` (a connection keeps what it got when the listener changes)."""
         config = self.config
         return ConnectionContext(
             peer,
             self._public,
-            "http",
+            self.scheme,
             self.request_id_header,
             config.send_x_real_ip,
             config.elide_x_real_ip,
+            self._trusted,
         )
 
     def parse(self, head: bytes) -> RequestHead:

@@ -33,7 +33,6 @@ from dataplane.command.responses import (
     ListOfCertificatesByAddress,
 )
 from dataplane.command.state import frontend_key
-from dataplane.proxy.forwarding import ConnectionContext
 from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.session_fields import EPOLLIN
 from dataplane.proxy.tls import CertificateStore, StoredCertificate, TlsError
@@ -141,17 +140,6 @@ class HttpsListener(HttpListener):
             self.remove_certificate(old)
 
     # -- connections --------------------------------------------------------------------------
-
-    def connection_context(self, peer: tuple[str, int]) -> ConnectionContext:
-        config = self.config
-        return ConnectionContext(
-            peer,
-            self._public,
-            "https",
-            self.request_id_header,
-            config.send_x_real_ip,
-            config.elide_x_real_ip,
-        )
 
     def _on_server_name(self, store: CertificateStore) -> Callable[..., None]:
         def on_server_name(connection: Any, server_name: str | None, _: object) -> None:

@@ -219,19 +219,25 @@ def read_exact(conn: socket.socket, pending: bytearray, size: int) -> bytes:
     return data
 
 
+def _read_line(conn: socket.socket, pending: bytearray) -> None:
+    while b"\r\n" not in pending:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("peer closed mid-body")
+        pending += chunk
+
+
 def read_chunked(conn: socket.socket, pending: bytearray) -> bytes:
     """Raw chunked body, framing included, up to the end of the trailers."""
     out = bytearray()
     while True:
-        while b"\r\n" not in pending:
-            pending += conn.recv(65536)
+        _read_line(conn, pending)
         line, _, _ = bytes(pending).partition(b"\r\n")
         out += read_exact(conn, pending, len(line) + 2)
         size = int(line.split(b";")[0], 16)
         if size == 0:
             while True:
-                while b"\r\n" not in pending:
-                    pending += conn.recv(65536)
+                _read_line(conn, pending)
                 trailer, _, _ = bytes(pending).partition(b"\r\n")
                 out += read_exact(conn, pending, len(trailer) + 2)
                 if not trailer:

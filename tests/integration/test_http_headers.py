@@ -40,8 +40,11 @@ def test_forwarding_headers_are_created() -> None:
 
 
 def test_forwarding_headers_are_appended_and_trusted() -> None:
+    """From a trusted proxy (test_http_forwarding_trust.py has the untrusted peers)."""
     backend = Backend(echo_head)
-    with running_worker({"a": ("example.com", [backend.port])}) as (_worker, port):
+    with running_worker(
+        {"a": ("example.com", [backend.port])}, trusted_proxies=["127.0.0.0/8"]
+    ) as (_worker, port):
         client = Client(port)
         extra = (
             "X-Forwarded-For: 1.2.3.4\r\nForwarded: for=1.2.3.4\r\nX-Forwarded-Proto: https\r\n"

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.command.address import SocketAddress
+from dataplane.command.address import SocketAddress, parse_network
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,33 @@ def test_immutable() -> None:
     address = SocketAddress.parse("127.0.0.1:80")
     with pytest.raises(AttributeError):
         address.port = 81  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "network"),
+    [
+        ("10.0.0.0/8", "10.0.0.0/8"),
+        ("192.168.1.7", "192.168.1.7/32"),
+        ("2001:db8::/32", "2001:db8::/32"),
+        ("::1", "::1/128"),
+        ("0.0.0.0/0", "0.0.0.0/0"),
+    ],
+)
+def test_trusted_proxy_networks(text: str, network: str) -> None:
+    assert str(parse_network(text)) == network
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("10.0.0.1/8", "has bits set after its prefix length: write 10.0.0.0/8"),
+        ("10.0.0.0/33", "is not an IP network"),
+        ("edge.example", "is not an IP network"),
+        ("", "is not an IP network"),
+        (" 10.0.0.0/8", "is not an IP network"),
+        ("::ffff:10.0.0.0/104", "is IPv4-mapped"),
+    ],
+)
+def test_bad_trusted_proxy_networks_say_why(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_network(text)

@@ -9,9 +9,11 @@ import pytest
 
 from dataplane.cli import output
 from dataplane.command.address import SocketAddress
+from dataplane.command.messages import HttpListenerConfig, TcpListenerConfig
 from dataplane.command.responses import (
     Event,
     EventKind,
+    ListenersList,
     Response,
     ResponseContent,
     RunState,
@@ -57,3 +59,20 @@ def test_json_is_the_wire_shape() -> None:
     out = io.StringIO()
     output.print_json(Response.failure("no"), out)
     assert json.loads(out.getvalue()) == {"status": 2, "message": "no", "content": None}
+
+
+def test_listener_list_shows_trusted_proxies() -> None:
+    http = HttpListenerConfig(
+        address=SocketAddress.parse("0.0.0.0:80"), trusted_proxies=["10.0.0.0/8", "::1"]
+    )
+    tcp = TcpListenerConfig(address=SocketAddress.parse("0.0.0.0:9000"))
+    listeners = ListenersList(
+        http_listeners={"0.0.0.0:80": http}, tcp_listeners={"0.0.0.0:9000": tcp}
+    )
+    out = io.StringIO()
+    output.show_listeners(Response.ok(content=ResponseContent.of(listeners_list=listeners)), out)
+    lines = [line.split("  ") for line in out.getvalue().splitlines()]
+    rows = [[cell.strip() for cell in line if cell.strip()] for line in lines]
+    assert rows[0] == ["PROTOCOL", "ADDRESS", "ACTIVE", "PUBLIC ADDRESS", "TRUSTED PROXIES"]
+    assert rows[1] == ["HTTP", "0.0.0.0:80", "no", "-", "10.0.0.0/8,::1"]
+    assert rows[2] == ["TCP", "0.0.0.0:9000", "no", "-", "-"]

@@ -242,6 +242,26 @@ def test_listener_update_only_patches_what_is_given() -> None:
     assert patch.hsts is not None and patch.hsts.max_age == 10
 
 
+def test_listener_trusted_proxies_add_update_and_clear() -> None:
+    req = request(
+        "listener", "http", "add", "-a", "127.0.0.1:80", "--trusted-proxies", "10.0.0.0/8,::1"
+    )
+    assert req.body.trusted_proxies == ["10.0.0.0/8", "::1"]
+    assert request("listener", "http", "add", "-a", "127.0.0.1:80").body.trusted_proxies == []
+    base = ("listener", "https", "update", "-a", "127.0.0.1:443")
+    patch = request(*base, "--trusted-proxies", "192.168.0.0/16", "--trusted-proxies", "10.1.2.3")
+    assert patch.body.trusted_proxies == ["192.168.0.0/16", "10.1.2.3"]
+    assert request(*base, "--no-trusted-proxies").body.trusted_proxies == []
+    assert request(*base, "--front-timeout", "3").body.trusted_proxies is None  # kept
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.1/8", "nowhere", "10.0.0.0/33", "::ffff:10.0.0.0/104"])
+def test_a_bad_trusted_proxy_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("listener", "http", "add", "-a", "127.0.0.1:80", "--trusted-proxies", bad)
+    assert "--trusted-proxies" in capsys.readouterr().err
+
+
 def test_tags_are_parsed() -> None:
     req = request(
         "frontend",

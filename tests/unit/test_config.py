@@ -322,6 +322,54 @@ def test_keys_for_another_protocol_are_warned_about() -> None:
     ]
 
 
+def test_trusted_proxies_are_read_and_checked() -> None:
+    config = parse_config(
+        '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:80"\n'
+        'trusted_proxies = ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]\n'
+        '[[listeners]]\nprotocol = "https"\naddress = "127.0.0.1:443"\n'
+        'trusted_proxies = ["127.0.0.1"]\n'
+        '[[listeners]]\nprotocol = "tcp"\naddress = "127.0.0.1:81"\n'
+        'trusted_proxies = ["127.0.0.1"]\n',
+        "config.toml",
+    )
+    http, https = config.listeners[0], config.listeners[1]
+    assert isinstance(http, HttpListenerConfig) and isinstance(https, HttpsListenerConfig)
+    assert http.trusted_proxies == ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]
+    assert https.trusted_proxies == ["127.0.0.1"]
+    assert "[listeners.2] trusted_proxies: does not apply to a tcp listener, ignored" in warnings(
+        config
+    )
+    no_list = parse_config('[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:80"\n')
+    assert no_list.listeners[0].trusted_proxies == []  # type: ignore[union-attr]
+    assert problems(
+        '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:80"\n'
+        'trusted_proxies = ["10.0.0.1/8", "proxy.example", "::ffff:10.0.0.0/104"]\n'
+        '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:81"\n'
+        'trusted_proxies = "10.0.0.0/8"\n'
+    ) == [
+        "[listeners.0] trusted_proxies: '10.0.0.1/8' has bits set after its prefix length: "
+        "write 10.0.0.0/8 (or the one address alone)",
+        "[listeners.0] trusted_proxies: 'proxy.example' is not an IP network "
+        "(CIDR such as 10.0.0.0/8)",
+        "[listeners.0] trusted_proxies: '::ffff:10.0.0.0/104' is IPv4-mapped: write it as IPv4, "
+        "peers are matched so",
+        "[listeners.1] trusted_proxies: expected an array of strings, got the string '10.0.0.0/8'",
+    ]
+
+
+def test_expect_proxy_on_http_warns_that_it_is_not_read_and_grants_no_trust() -> None:
+    config = parse_config(
+        '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:80"\nexpect_proxy = true\n',
+        "config.toml",
+    )
+    assert config.listeners[0].expect_proxy is True  # kept: sozu state and diffs see it
+    assert warnings(config) == [
+        "[listeners.0] expect_proxy: PROXY protocol is not implemented yet: connections are "
+        "read as plain HTTP, and their peers are not trusted for forwarding headers "
+        "(see trusted_proxies)"
+    ]
+
+
 def test_h2_needs_a_large_enough_buffer() -> None:
     assert problems(
         'buffer_size = 4096\n[[listeners]]\nprotocol = "https"\naddress = "127.0.0.1:443"'
@@ -718,6 +766,7 @@ VALUES = ["0", "-1", "70000", "1e3", '"x"', '"127.0.0.1:80"', '"file://nope"', "
 VALUES += ['["h2"]', "{ a = 1 }", '{ "503" = "x" }', '"PRE"', '"/"', '"(["']
 LISTENER_KEYS = ["address", "protocol", "certificate", "key", "hsts", "answers", "front_timeout"]
 LISTENER_KEYS += ["alpn_protocols", "expect_proxy", "public_address", "tls_versions"]
+LISTENER_KEYS += ["trusted_proxies"]
 FRONTEND_KEYS = ["address", "hostname", "path", "path_type", "position", "certificate", "tags"]
 FRONTEND_KEYS += ["redirect", "rewrite_port", "hsts", "headers", "method"]
 CLUSTER_KEYS = ["protocol", "load_balancing", "send_proxy", "answers", "health_check", "udp"]

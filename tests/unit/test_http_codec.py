@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 
 from dataplane.proxy import http_head
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.http_body import Body, ChunkedBody, LengthBody, UntilCloseBody
+from dataplane.proxy.http_body import (
+    FORBIDDEN_TRAILERS,
+    Body,
+    ChunkedBody,
+    LengthBody,
+    UntilCloseBody,
+)
 from dataplane.proxy.http_head import (
     HEAD_END,
     RequestParser,
@@ -224,3 +230,23 @@ def test_response_removes_hop_by_hop_headers() -> None:
     response = ResponseParser().parse(head)
     assert not response.keep_alive
     assert http_head.strip_spans(response.block, response.removed) == b"\r\nContent-Length: 0"
+
+
+@pytest.mark.parametrize("name", sorted(FORBIDDEN_TRAILERS))
+def test_trailer_fields_rfc_9110_forbids_are_refused(name: bytes) -> None:
+    """Issue 16 (6): framing, routing, control and authentication fields in a trailer section
+    are refused (never forwarded whole), whatever their case, wherever the reads split."""
+    data = b"3\r\nabc\r\n0\r\nX-Before: 1\r\n" + name.upper() + b": x\r\n\r\n"
+    for cut in range(1, len(data)):
+        body = ChunkedBody()
+        with pytest.raises(HttpSyntaxError, match="not allowed in trailers"):
+            taken = body.feed(data, 0, cut)
+            body.feed(data, taken, len(data))
+        assert not body.done
+
+
+def test_other_trailer_fields_pass_verbatim() -> None:
+    data = b"0\r\nX-Host: a\r\nServer-Timing: x\r\nContent-MD5: y\r\nhost-x: z\r\n\r\nNEXT"
+    body = ChunkedBody()
+    assert body.feed(data, 0, len(data)) == len(data) - 4
+    assert body.done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from dataplane.command.messages import Cluster, RedirectPolicy, RequestHttpFront
 from dataplane.proxy.forwarding import (
     ConnectionContext,
     RequestIds,
+    TrustedProxies,
     forward_request,
     forward_response,
 )
@@ -121,14 +123,101 @@ def test_a_shared_head_forwards_the_same_for_each_connection_and_its_own_options
     request = RequestParser().parse(
         b"GET /p HTTP/1.1\r\nHost: h\r\nX-Real-IP: 1.1.1.1\r\nCookie: a=1; S=b2\r\n\r\n"
     )
+    trusted = TrustedProxies(["10.0.0.0/24"])  # a trusted peer's X-Real-IP is kept
     keeping = ConnectionContext(
-        ("10.0.0.9", 5000), ("10.0.0.1", 80), "http", "Sozu-Id", False, False
+        ("10.0.0.9", 5000), ("10.0.0.1", 80), "http", "Sozu-Id", False, False, trusted
     )
     plain = forward_request(request, keeping, b"ID", b"")
     assert b"\r\nX-Real-IP: 1.1.1.1\r\nCookie: a=1; S=b2\r\n" in plain
     sticky = forward_request(request, context(), b"ID", b"S")  # elides X-Real-IP, drops S
     assert b"X-Real-IP" not in sticky and b"Cookie: a=1\r\n" in sticky
     assert forward_request(request, keeping, b"ID", b"") == plain
+
+
+CLAIMS = (
+    b"GET /p HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https"
+    b"\r\nx-forwarded-proto: https\r\nX-Forwarded-Port: 443\r\nX-Real-IP: 6.6.6.6"
+    b"\r\nX-FORWARDED-PROTO: https\r\nX-Real-IP: 7.7.7.7\r\nX-Kept: 1\r\n\r\n"
+)
+OURS = (
+    b"\r\nX-Forwarded-For: 10.0.0.9"
+    b'\r\nForwarded: proto=http;for="10.0.0.9:5000";by=10.0.0.1'
+    b"\r\nX-Forwarded-Port: 80\r\nX-Forwarded-Proto: http"
+)
+
+
+def claims_context(networks: list[str] | None, send: bool = False, elide: bool = False):  # type: ignore[no-untyped-def]
+    trusted = TrustedProxies(networks) if networks is not None else None
+    peer, public = ("10.0.0.9", 5000), ("10.0.0.1", 80)
+    return ConnectionContext(peer, public, "http", "Sozu-Id", send, elide, trusted)
+
+
+def test_an_untrusted_peer_cannot_claim_anything() -> None:
+    """Issue 16 (5): a plain-HTTP client's X-Forwarded-Proto/-Port, X-Real-IP, X-Forwarded-For
+    and Forwarded are replaced by what the proxy saw, however they are spelled or repeated."""
+    request = RequestParser().parse(CLAIMS)
+    for networks in (None, ["10.1.0.0/16", "2001:db8::/32"]):  # none, or not this peer
+        context = claims_context(networks)
+        assert not context.trusted
+        head = forward_request(request, context, b"ID", b"")
+        assert head == (
+            b"GET /p HTTP/1.1\r\nHost: h\r\nX-Kept: 1"
+            + OURS
+            + b"\r\nX-Request-Id: ID\r\nSozu-Id: ID\r\n\r\n"
+        )
+    sent = forward_request(request, claims_context(None, send=True), b"ID", b"")
+    assert sent.count(b"X-Real-IP") == 1 and b"\r\nX-Real-IP: 10.0.0.9\r\n" in sent
+
+
+def test_a_trusted_peer_is_appended_to_as_sozu_does() -> None:
+    request = RequestParser().parse(CLAIMS)
+    context = claims_context(["10.0.0.0/24"])
+    assert context.trusted
+    head = forward_request(request, context, b"ID", b"")
+    assert b"\r\nX-Forwarded-For: 6.6.6.6, 10.0.0.9\r\n" in head
+    assert (
+        b'\r\nForwarded: for=6.6.6.6;proto=https, proto=http;for="10.0.0.9:5000";by=10.0.0.1'
+        in head
+    )
+    assert head.lower().count(b"x-forwarded-proto: https") == 2  # the peer's lines, kept
+    assert b"Proto: http\r" not in head
+    assert b"X-Forwarded-Port: 443\r\n" in head and b"Port: 80" not in head
+    assert b"X-Real-IP: 6.6.6.6\r\n" in head and b"X-Real-IP: 7.7.7.7\r\n" in head
+    elided = forward_request(request, claims_context(["10.0.0.9"], elide=True), b"ID", b"")
+    assert b"X-Real-IP" not in elided  # every line of it, not only the last
+
+
+def test_a_head_without_forwarding_headers_is_forwarded_alike_whatever_the_trust() -> None:
+    request = RequestParser().parse(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    plain = forward_request(request, claims_context(None), b"ID", b"")
+    assert forward_request(request, claims_context(["10.0.0.9"]), b"ID", b"") == plain
+    assert (
+        plain
+        == b"GET / HTTP/1.1\r\nHost: h" + OURS + b"\r\nX-Request-Id: ID\r\nSozu-Id: ID\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("networks", "peer", "trusted"),
+    [
+        (["10.0.0.0/8"], "10.255.0.1", True),
+        (["10.0.0.0/8"], "11.0.0.1", False),
+        (["10.0.0.0/8"], "::ffff:10.0.0.1", True),  # an IPv4 client on a dual-stack socket
+        (["192.168.1.7"], "192.168.1.7", True),
+        (["192.168.1.7"], "192.168.1.8", False),
+        (["2001:db8::/32"], "2001:db8:1::5", True),
+        (["2001:db8::/32"], "2001:db9::5", False),
+        (["2001:db8::/32"], "10.0.0.1", False),
+        (["10.0.0.0/8"], "fe80::1%eth0", False),
+        (["fe80::/10"], "fe80::1%eth0", True),
+        ([], "10.0.0.1", False),
+    ],
+)
+def test_trusted_proxies_match_the_peer(networks: list[str], peer: str, trusted: bool) -> None:
+    context = ConnectionContext(
+        (peer, 1), ("10.0.0.1", 80), "http", "S", False, False, TrustedProxies(networks)
+    )
+    assert context.trusted is trusted
 
 
 def test_forwarded_response_head() -> None:

@@ -307,6 +307,29 @@ def test_update_patches_only_the_fields_that_are_set(state: ConfigState) -> None
     assert state.tcp_listeners[TCP].expect_proxy is True
 
 
+def test_trusted_proxies_are_checked_patched_and_cleared(state: ConfigState) -> None:
+    other = SocketAddress.parse("127.0.0.1:8081")
+    refused(
+        state,
+        r"http listener 127\.0\.0\.1:8081: trusted_proxies: 'edge' is not an IP network",
+        add_http_listener=HttpListenerConfig(address=other, trusted_proxies=["10.0.0.0/8", "edge"]),
+    )
+    refused(
+        state,
+        r"https listener 127\.0\.0\.1:8443: trusted_proxies: '10\.0\.0\.1/8' has bits set",
+        update_https_listener=UpdateHttpsListenerConfig(
+            address=HTTPS, trusted_proxies=["10.0.0.1/8"]
+        ),
+    )
+    patch = UpdateHttpListenerConfig(address=HTTP, trusted_proxies=["10.0.0.0/8", "::1"])
+    apply(state, update_http_listener=patch)
+    assert state.http_listeners[HTTP].trusted_proxies == ["10.0.0.0/8", "::1"]
+    apply(state, update_http_listener=UpdateHttpListenerConfig(address=HTTP, front_timeout=4))
+    assert state.http_listeners[HTTP].trusted_proxies == ["10.0.0.0/8", "::1"]  # None keeps
+    apply(state, update_http_listener=UpdateHttpListenerConfig(address=HTTP, trusted_proxies=[]))
+    assert state.http_listeners[HTTP].trusted_proxies == []
+
+
 def test_update_https_listener(state: ConfigState) -> None:
     apply(
         state,
@@ -678,6 +701,17 @@ def test_diff_patches_a_listener_in_place() -> None:
     requests = a.diff(b)
     assert [r.verb for r in requests] == ["update_http_listener"]
     assert replayed(a, requests) == b
+
+
+def test_diff_patches_trusted_proxies_in_place_both_ways() -> None:
+    a = populated()
+    b = a.copy()
+    patch = UpdateHttpListenerConfig(address=HTTP, trusted_proxies=["10.0.0.0/8"])
+    apply(b, update_http_listener=patch)
+    for old, new in ((a, b), (b, a)):  # set, then emptied again: a reload patches both
+        requests = old.diff(new)
+        assert [r.verb for r in requests] == ["update_http_listener"]
+        assert replayed(old, requests) == new
 
 
 def test_diff_replaces_a_listener_with_what_it_carries() -> None:
