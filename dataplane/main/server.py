@@ -288,6 +288,7 @@ class Supervisor:
             self.figures,
             self.demo_backend_pids,
             self.prometheus_address,
+            self.keeper.file_state,
         )
         try:
             pid = main_upgrade.hand_over(
