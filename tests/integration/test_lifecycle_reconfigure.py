@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from https_support import Pki, TlsClient, https_config, insecure_context
 from load import Counts, Load
 
 from dataplane.cli.client import CommandClient
@@ -238,3 +239,19 @@ def test_reload_after_an_upgrade_of_main_compares_with_the_file_read_before(
     assert pysozu.http_get(port, "other.com") == (200, b"other")
     assert pysozu.http_get(port, "rt.com") == (200, b"rt")
     assert _ok(proxy.cli("shutdown"))
+
+
+def test_reload_turns_an_http_listener_into_https_on_the_same_socket(
+    pysozu: Any, backends: Any, tmp_path: Any
+) -> None:
+    port = pysozu.free_port()
+    app = backends.start("app")
+    proxy = pysozu.start(pysozu.http_config(port, {"app": ("example.com", [app])}))
+    cert = Pki(tmp_path).issue("example.com")
+    pysozu.write_config(https_config(port, {"app": ("example.com", app, cert)}), proxy.directory)
+    answer = _ok(proxy.cli("reload"))
+    assert "0 errors" in answer, answer
+    assert "Address already in use" not in proxy.log()
+    with TlsClient(port, "example.com", insecure_context()) as client:
+        response = client.get("example.com")
+        assert (response.status, response.body) == (200, b"app")  # type: ignore[attr-defined]
