@@ -185,6 +185,11 @@ class Channel(Generic[Rx]):
         return out
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes received that do not make a whole frame yet (a frame being sent)."""
+        return len(self._inbox)
+
+    @property
     def has_buffered_frame(self) -> bool:
         if len(self._inbox) < PREFIX_SIZE:
             return False

@@ -8,9 +8,16 @@ request lists (and equal hashes).
 `diff(a, b)` dispatches cleanly onto `a` and leaves it equal to `b`. Removals come first, from
 the leaves up (backends, frontends, certificates of listeners going away, clusters, listeners),
 then additions from the roots down (listeners, clusters, certificates, frontends, backends).
-Two choices keep traffic flowing during a reload: a listener whose change can be expressed as an
-`update_*_listener` patch is patched, never closed and reopened; and a certificate that changes
-is added before the old one is removed.
+Three choices keep traffic flowing during a reload:
+- a listener whose change can be expressed as an `update_*_listener` patch is patched, never
+  closed and reopened; one that cannot (a TLS setting, a setting unset) is removed and re-added
+  at the same address, and main keeps its listening socket across (`changes.apply_batch`);
+- listeners are activated once their certificates, frontends and backends are in, so the first
+  connection they accept finds its route;
+- a listener whose address no listener of `b` takes (an address change: one goes, another
+  comes) is deactivated and removed last, with its frontends and certificates, after the new
+  one is added and activated;
+- a certificate that changes is added before the old one is removed.
 """
 
 from __future__ import annotations
@@ -137,15 +144,20 @@ Gone = set[tuple[ListenerType, SocketAddress]]  # listeners removed, or replaced
 
 
 def diff(a: ConfigState, b: ConfigState) -> list[Request]:
-    listener_additions, gone = _listener_changes(a, b)
+    listener_changes, gone = _listener_changes(a, b)
+    listener_additions = [r for r in listener_changes if r.verb != "activate_listener"]
+    activations = [r for r in listener_changes if r.verb == "activate_listener"]
+    retired = {(kind, address) for kind, address in gone if not _address_taken(b, kind, address)}
+    replaced = gone - retired
     early_removals, certificate_additions, late_removals = _certificate_changes(a, b, gone)
+    frontend_removals = _frontend_changes("remove", a, b, gone)
     return [
-        # removals, leaves first
+        # removals, leaves first (but not of the listeners that go for good: see the end)
         *_removed_backends(a, b),
-        *_frontend_changes("remove", a, b, gone),
-        *early_removals,
+        *_on_listeners(frontend_removals, retired, keep=False),
+        *_on_listeners(early_removals, retired, keep=False),
         *(Request.of(remove_cluster=c) for c in sorted(a.clusters.keys() - b.clusters.keys())),
-        *_removed_listeners(a, gone),
+        *_removed_listeners(a, replaced),
         # additions, roots first
         *listener_additions,
         *(
@@ -162,6 +174,39 @@ def diff(a: ConfigState, b: ConfigState) -> list[Request]:
             for backend in backends
             if backend not in a.backends.get(cluster_id, [])
         ),
+        # a listener serves once its certificates and frontends are there
+        *activations,
+        # listeners that go for good, once their successors (if any) serve
+        *_on_listeners(frontend_removals, retired, keep=True),
+        *_on_listeners(early_removals, retired, keep=True),
+        *_removed_listeners(a, retired),
+    ]
+
+
+_TCP_FAMILY = (ListenerType.HTTP, ListenerType.HTTPS, ListenerType.TCP)
+
+
+def _address_taken(b: ConfigState, kind: ListenerType, address: SocketAddress) -> bool:
+    """Whether a listener of `b` binds this address (HTTP, HTTPS and TCP share a port space)."""
+    family = (ListenerType.UDP,) if kind == ListenerType.UDP else _TCP_FAMILY
+    return any(address in b.listener_table(rival) for rival in family)
+
+
+_REMOVAL_KIND = {
+    "remove_http_frontend": ListenerType.HTTP,
+    "remove_https_frontend": ListenerType.HTTPS,
+    "remove_tcp_frontend": ListenerType.TCP,
+    "remove_udp_frontend": ListenerType.UDP,
+    "remove_certificate": ListenerType.HTTPS,
+}
+
+
+def _on_listeners(requests: list[Request], listeners: Gone, keep: bool) -> list[Request]:
+    """The removals of frontends and certificates on `listeners` (`keep`), or the others."""
+    return [
+        request
+        for request in requests
+        if ((_REMOVAL_KIND[request.verb], request.body.address) in listeners) == keep
     ]
 
 

@@ -6,8 +6,14 @@ that fails or does not answer is named in the FAILURE. Activating a listener bin
 in main first (a bind error is a FAILURE naming the address and errno, state untouched), then
 hands it to each worker over SCM with `activate_listener(from_scm=true)`.
 
-Batches (`load_state`, `reload_configuration`, `saved_state` at startup) are sent to the workers
-all at once, in order, then gathered.
+Batches (`load_state`, `reload_configuration`) are sent to the workers all at once, in order,
+then gathered. Within a batch main keeps the listening socket of a listener deactivated or
+removed until the batch ends, and closes it then only if no listener at that address is active
+again: a listener re-created at the same address (a reload that changes what a patch cannot
+say, or its protocol) is served on the same socket, never re-bound. Re-binding could not work
+anyway: the workers still hold the old socket until they read the deactivation, so the address
+is in use; and connections arriving meanwhile wait in the socket's queue instead of being
+refused.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataplane.command.state import ConfigState, StateError
 from dataplane.main.errors import ListenerBindError
 from dataplane.main.events import EventHub
 from dataplane.main.jobs import Job, Reply
+from dataplane.main.listeners import Key as ListenerKey
 from dataplane.main.listeners import ListenerSockets
 from dataplane.main.tasks import Gather
 from dataplane.main.workers import WorkerPool
@@ -50,6 +57,10 @@ class StateKeeper:
         self.sockets = sockets
         self.events = events
         self.dirty = False  # changed since the last automatic save
+        # What the configuration file described when main last read it (start, reload): a
+        # reload applies the file's changes since then (reconfigure.py).
+        self.file_state = ConfigState()
+        self._deferred: set[ListenerKey] | None = None  # sockets to close when a batch ends
 
     def apply(self, request: Request) -> Prepared:
         """Apply to main's state (binding sockets as needed); raise `ChangeRefused`."""
@@ -66,25 +77,33 @@ class StateKeeper:
         self.dirty = True
         if verb in ("deactivate_listener", "remove_listener"):
             # Workers close their copies; the port is free once main closes its own.
-            self.sockets.close(body.address, body.proxy)
+            if self._deferred is not None:
+                self._deferred.add((ListenerType(body.proxy), body.address))
+            else:
+                self.sockets.close(body.address, body.proxy)
         self.events.emit_for(request)
         return Prepared(request)
 
     def _activate(self, request: Request, body: ActivateListener) -> Prepared:
         key = (ListenerType(body.proxy), body.address)
+        taken_over = self._take_over(key)
         newly_bound = key not in self.sockets
         try:
             self.sockets.bind(body.address, body.proxy)
         except ListenerBindError as error:
+            self._give_back(taken_over, key)
             raise ChangeRefused(str(error)) from None
         try:
             self.state.dispatch(request)
         except StateError as error:
             if newly_bound:
                 self.sockets.close(body.address, body.proxy)
+            self._give_back(taken_over, key)
             raise ChangeRefused(
                 f"could not dispatch request on the main process state: {error}"
             ) from None
+        if self._deferred is not None:
+            self._deferred.discard(key)
         self.dirty = True
         self.events.emit_for(request)
         handoff = Request.of(
@@ -93,6 +112,40 @@ class StateKeeper:
             )
         )
         return Prepared(handoff, self.sockets.for_scm(only=key))
+
+    def _take_over(self, key: ListenerKey) -> ListenerKey | None:
+        """In a batch: the socket of a listener of another TCP protocol that left this address."""
+        kind, address = key
+        if self._deferred is None or key in self.sockets or kind == ListenerType.UDP:
+            return None
+        for old in sorted(self._deferred):
+            if old[1] == address and old[0] != ListenerType.UDP and old in self.sockets:
+                self._deferred.discard(old)
+                self.sockets.move(old, key)
+                return old
+        return None
+
+    def _give_back(self, taken_over: ListenerKey | None, key: ListenerKey) -> None:
+        if taken_over is not None and key in self.sockets:
+            self.sockets.move(key, taken_over)
+            assert self._deferred is not None
+            self._deferred.add(taken_over)
+
+    def defer_closing(self) -> None:
+        """From now on, deactivations keep their socket open (a batch's `apply` calls)."""
+        self._deferred = set()
+
+    def stop_deferring(self) -> set[ListenerKey]:
+        """The sockets kept open since `defer_closing`, for `close_unused` later."""
+        deferred, self._deferred = self._deferred or set(), None
+        return deferred
+
+    def close_unused(self, deferred: set[ListenerKey]) -> None:
+        """Close those of these sockets whose listener is now inactive (or removed)."""
+        for kind, address in deferred:
+            listener = self.state.listener_table(kind).get(address)
+            if listener is None or not listener.active:
+                self.sockets.close(address, kind)
 
 
 def send_to_workers(pool: WorkerPool, prepared: Prepared, timeout: float | None) -> Gather:
@@ -131,20 +184,29 @@ BatchJob = Generator[Gather, Gather, BatchResult]
 def apply_batch(
     keeper: StateKeeper, pool: WorkerPool, requests: Iterable[Request], timeout: float | None
 ) -> BatchJob:
-    """Apply many changes (use with `yield from`); refused ones are counted, not fatal."""
+    """Apply many changes (use with `yield from`); refused ones are counted, not fatal.
+
+    Listening sockets are closed once the workers answered (see the module's docstring)."""
     sent: list[Gather] = []
     refused: list[str] = []
-    for request in requests:
-        try:
-            prepared = keeper.apply(request)
-        except ChangeRefused as error:
-            refused.append(f"{request.verb}: {error}")
-            continue
-        sent.append(send_to_workers(pool, prepared, timeout))
-    worker_failures: list[str] = []
-    for gather in sent:
-        if not gather.done:
-            yield gather
-        if gather.failures:
-            worker_failures.append(f"{gather.request.verb}: {gather.failure_message()}")
+    keeper.defer_closing()  # for the loop below only: it never yields, batches never overlap
+    try:
+        for request in requests:
+            try:
+                prepared = keeper.apply(request)
+            except ChangeRefused as error:
+                refused.append(f"{request.verb}: {error}")
+                continue
+            sent.append(send_to_workers(pool, prepared, timeout))
+    finally:
+        deferred = keeper.stop_deferring()
+    try:
+        worker_failures: list[str] = []
+        for gather in sent:
+            if not gather.done:
+                yield gather
+            if gather.failures:
+                worker_failures.append(f"{gather.request.verb}: {gather.failure_message()}")
+    finally:
+        keeper.close_unused(deferred)
     return BatchResult(len(sent), refused, worker_failures)

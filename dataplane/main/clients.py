@@ -2,7 +2,9 @@
 
 Requests are answered one at a time, in order: frames that arrive while a request is being
 handled wait in a short queue. A client that floods the queue, sends a frame above the size
-limit, or stops reading its answers is disconnected; nobody else notices.
+limit, or stops reading its answers is disconnected; nobody else notices. So is one that
+leaves a frame half sent for `PARTIAL_FRAME_TIMEOUT`, or sits idle (no request in progress,
+nothing received) for `IDLE_TIMEOUT`: `expired` says so, the client table cuts it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import re
 import selectors
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -25,6 +28,16 @@ CLIENT_BUFFER_SIZE = 4096
 MAX_QUEUED_REQUESTS = 16
 # Frames queued while the client reads nothing (bounds memory for a stalled subscriber).
 MAX_STALLED_FRAMES = 256
+# The CLI and the operator write a frame in one go on a local socket: even the largest
+# (`max_command_buffer_size`, 2 MB by default) arrives within milliseconds. Ten seconds leaves
+# room for a machine under heavy load and still frees a slot held by a stuck or hostile writer
+# soon. sozu has no key for it (nor any timeout on its command socket): a constant.
+PARTIAL_FRAME_TIMEOUT = 10.0
+# Idle: connected, no request in progress, nothing received. The operator keeps one connection
+# open between reconciliations and reads the whole state every 300 s, so 15 minutes never cuts
+# it, while forgotten connections do not hold slots for hours. Under pressure (a full table)
+# the longest-silent idle client goes at once (`client_table.py`).
+IDLE_TIMEOUT = 900.0
 
 Incoming = Request | FrameError
 _UNKNOWN_VERB = re.compile(r"unknown field `([^`]*)` - at `\$\.request_type`")
@@ -56,6 +69,8 @@ class Client:
         self.busy = False
         self.closed = False
         self._stalled_frames = 0
+        self.last_activity = time.monotonic()  # last byte received or request finished
+        self.partial_since: float | None = None  # when the frame being received began
         self._on_request = on_request
         self._on_close = on_close
         loop.add(self.channel, selectors.EVENT_READ, self._on_ready)
@@ -81,6 +96,7 @@ class Client:
             return
         self.send(response)
         self.busy = False
+        self.last_activity = time.monotonic()
         self.pump()
 
     def pump(self) -> None:
@@ -110,6 +126,12 @@ class Client:
         except ChannelError:
             self.close()
             return
+        now = time.monotonic()
+        self.last_activity = now
+        if not self.channel.pending_bytes:
+            self.partial_since = None
+        elif self.partial_since is None or incoming:  # a new frame began
+            self.partial_since = now
         self.queue.extend(incoming)
         if len(self.queue) > MAX_QUEUED_REQUESTS:
             log.warning("client %d sent too many requests without reading answers", self.id)
@@ -135,6 +157,17 @@ class Client:
         if self.channel.wants_write:
             events |= selectors.EVENT_WRITE
         self.loop.modify(self.channel, events, self._on_ready)
+
+    def expired(self, now: float) -> str | None:
+        """Why this client should be cut now (None: it may stay)."""
+        if self.partial_since is not None and now - self.partial_since > PARTIAL_FRAME_TIMEOUT:
+            return (
+                f"a frame left incomplete for {now - self.partial_since:.0f} s "
+                f"({self.channel.pending_bytes} bytes received)"
+            )
+        if not self.busy and not self.queue and now - self.last_activity > IDLE_TIMEOUT:
+            return f"idle for {now - self.last_activity:.0f} s"
+        return None
 
     def flush_blocking(self, timeout: float) -> None:
         """Best effort before main exits: push out what is left."""

@@ -68,6 +68,10 @@ class ListenerSockets:
         if sock is not None:
             sock.close()
 
+    def move(self, old: Key, new: Key) -> None:
+        """The socket held for `old` now serves `new` (same address, another TCP protocol)."""
+        self._sockets[new] = self._sockets.pop(old)
+
     def adopt(self, address: SocketAddress, proxy: ListenerType, sock: socket.socket) -> None:
         """A socket bound by a previous main (upgrade)."""
         sock.setblocking(False)

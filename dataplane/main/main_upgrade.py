@@ -15,6 +15,12 @@ carries on as if nothing happened (FAILURE).
 New main (`take_over`): rebuild the state, adopt the sockets and workers, write the pid file,
 confirm, tell systemd `MAINPID=<pid>` + `READY=1`, serve. Its process settings come from the
 configuration file again (sozu carries them in UpgradeData), so they must still load.
+
+The state the file described when the old main last read it (`file_state`: what a reload
+compares the file with) travels too, so a reload after an upgrade applies the file's changes
+since that read, not since the upgrade. A main too old to send it hands over without it: the
+new main then takes the file as it reads it now, and says so (a change made to the file before
+the upgrade and not reloaded is then not applied by the next reload).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import msgspec
 from dataplane.command import codec
 from dataplane.command.address import SocketAddress
 from dataplane.command.channel import Channel
+from dataplane.command.config import Config
 from dataplane.command.messages import ListenerType, Request
 from dataplane.command.responses import RunState, WorkerResponse
 from dataplane.command.state import ConfigState, StateError
@@ -116,6 +123,7 @@ class UpgradeData(msgspec.Struct, kw_only=True):
     main_upgrades: int = 0
     demo_backend_pids: list[int] = msgspec.field(default_factory=list)
     prometheus_address: str | None = None  # from the command line: the config has the rest
+    file_state: list[Request] | None = None  # None: handed over by a main that did not keep it
 
     def descriptors(self) -> list[int]:
         fds = [self.command_socket_fd]
@@ -219,6 +227,7 @@ def snapshot(
     figures: LifecycleFigures,
     demo_backend_pids: list[int],
     prometheus_address: str | None = None,
+    file_state: ConfigState | None = None,
 ) -> UpgradeData:
     """What the new main needs, descriptors by number (they are inherited as they are)."""
     workers = [
@@ -250,6 +259,7 @@ def snapshot(
         main_upgrades=figures.main_upgrades + 1,
         demo_backend_pids=demo_backend_pids,
         prometheus_address=prometheus_address,
+        file_state=file_state.generate_requests() if file_state is not None else None,
     )
 
 
@@ -284,3 +294,27 @@ def restore(
         )
     figures.request_counts.update(data.request_counts)
     figures.main_upgrades = data.main_upgrades
+
+
+def file_state(data: UpgradeData, config: Config) -> ConfigState:
+    """The state the file described when the old main last read it (see the docstring)."""
+    state = ConfigState()
+    requests = data.file_state
+    if requests is None:
+        log.warning(
+            "the previous main did not hand over the configuration it last read: the next "
+            "reload applies the changes made to %s from now on",
+            data.config_path or "the embedded default configuration",
+        )
+        requests = config.generate_requests()
+    try:
+        for request in requests:
+            state.dispatch(request)
+    except StateError as error:
+        log.warning(
+            "the configuration last read does not apply (%s): the next reload applies the "
+            "whole file over the running state",
+            error,
+        )
+        return ConfigState()
+    return state

@@ -1,9 +1,12 @@
 """Whole-state verbs: `save_state`, `load_state` and `reload_configuration`.
 
 `load_state` merges (what exists stays; each record is applied as a request and counted).
-`reload_configuration` re-reads the TOML file and applies only the difference between the
-running state and the file's (sozu re-adds everything and reports every duplicate as an
-error); runtime changes made through the CLI that the file does not hold are undone.
+`reload_configuration` re-reads the TOML file and applies what changed in it since main last
+read it (at start or at the last reload: `StateKeeper.file_state`), and only that (sozu
+re-adds everything and reports every duplicate as an error). Changes made through the command
+socket stay unless the file's own change touches the same object, whose file version then
+wins (state_merge.py). The file counts as read even when some of its changes were refused: the
+answer names them, and a later reload does not retry them unless the file changes them again.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from dataplane.command.config import ConfigError, default_config, load_config
 from dataplane.command.responses import Event, EventKind, Response
 from dataplane.command.state import ConfigState, StateError
+from dataplane.command.state_merge import three_way
 from dataplane.command.statefile import read_state_file, write_state_file
 from dataplane.main.changes import BatchResult, StateKeeper, apply_batch
 from dataplane.main.events import EventHub
@@ -73,12 +77,16 @@ def reload_configuration(
         return Response.failure(f"could not reload {source}: {problems}")
     except StateError as error:
         return Response.failure(f"could not reload {source}: {error}")
-    changes = keeper.state.diff(wanted)
-    if not changes:
+    target, conflicts = three_way(keeper.state, keeper.file_state, wanted)
+    keeper.file_state = wanted
+    changes = keeper.state.diff(target)
+    for conflict in conflicts:
+        log.warning("reload of %s: %s", source, conflict)
+    if not changes and not conflicts:
         return Response.ok(f"Reloaded {source}: nothing changed")
     reply.processing(f"Reloading {source}: {len(changes)} changes")
     result = yield from apply_batch(keeper, pool, changes, timeout)
-    counts, errors = _summary(result, [])
+    counts, errors = _summary(result, conflicts)
     keeper.events.emit("main", Event(kind=EventKind.CONFIGURATION_RELOADED))
     if errors:
         return Response.failure(f"Reloaded {source} with errors ({counts}): " + "; ".join(errors))

@@ -69,6 +69,9 @@ def _apply_config(supervisor: Supervisor, config: Config) -> None:
             supervisor.keeper.apply(request)
         except ChangeRefused as error:
             raise MainError(f"cannot apply the configuration ({request.verb}): {error}") from None
+    # What the file says, before saved_state and the command socket add theirs: what the
+    # first reload compares the file with.
+    supervisor.keeper.file_state = supervisor.state.copy()
 
 
 def _apply_saved_state(supervisor: Supervisor, path: str) -> None:
@@ -226,6 +229,7 @@ def run_upgraded_main(confirm_fd: int, upgrade_fd: int) -> int:
             config.command_buffer_size,
             config.max_command_buffer_size,
         )
+        supervisor.keeper.file_state = main_upgrade.file_state(data, config)
         command_socket = CommandSocket.adopt(data.command_socket_path, data.command_socket_fd)
         if config.pid_file_path:
             # Before confirming: the old main exits on the confirmation and removes the pid

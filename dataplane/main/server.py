@@ -8,12 +8,10 @@ RELOADING=1 / READY=1. See LIFECYCLE.md beside this file.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import selectors
 import signal
-import socket
 from typing import Any
 
 import dataplane
@@ -25,6 +23,7 @@ from dataplane.command.state import ConfigState
 from dataplane.command.statefile import write_state_file
 from dataplane.main import main_upgrade, notify, queries, reconfigure
 from dataplane.main.changes import StateKeeper, apply_change
+from dataplane.main.client_table import MAX_SUBSCRIBERS, ClientTable
 from dataplane.main.clients import Client
 from dataplane.main.command_socket import CommandSocket
 from dataplane.main.events import EventHub
@@ -43,7 +42,6 @@ from dataplane.main.workers import WorkerPool
 
 log = logging.getLogger("pysozu.main")
 
-MAX_CLIENTS = 1024
 EXIT_GRACE = 3.0
 
 NOT_SUPPORTED = {
@@ -110,8 +108,7 @@ class Supervisor:
         self.main_metrics = MainFigures(workers_alive=lambda: len(self.pool.live()))
         self.prometheus: PrometheusEndpoint | None = None  # prometheus_main.start_prometheus
         self.prometheus_address: str | None = None  # --prometheus-address (kept on upgrade)
-        self.clients: dict[int, Client] = {}
-        self._client_ids = itertools.count(1)
+        self.clients = ClientTable(self.loop, config.max_command_buffer_size, self._on_request)
         self.command_socket: CommandSocket | None = None
         # From now on a signal never kills main half-started: it waits for the loop.
         self.signals = SignalPipe()
@@ -126,6 +123,7 @@ class Supervisor:
         """Serve clients on `command_socket` (its owner closes it) and handle signals."""
         self.command_socket = command_socket
         self.loop.add(command_socket.sock, selectors.EVENT_READ, self._accept)
+        self.clients.start()
         self.loop.add(self.signals, selectors.EVENT_READ, self._on_signals)
 
     def start_workers(self) -> None:
@@ -142,9 +140,7 @@ class Supervisor:
         if self.prometheus is not None:
             self.prometheus.close()
         self.pool.shutdown(EXIT_GRACE)
-        for client in list(self.clients.values()):
-            client.flush_blocking(0.5)
-            client.close()
+        self.clients.close_all(0.5)
         self.signals.close()
         self.sockets.close_all()
         self.loop.close()
@@ -161,25 +157,7 @@ class Supervisor:
             except OSError as error:
                 log.error("could not accept a command client: %s", error)
                 return
-            if len(self.clients) >= MAX_CLIENTS:
-                log.warning("too many command clients (%d): refusing one", MAX_CLIENTS)
-                sock.close()
-                continue
-            self._add_client(sock)
-
-    def _add_client(self, sock: socket.socket) -> None:
-        client_id = next(self._client_ids)
-        self.clients[client_id] = Client(
-            client_id,
-            sock,
-            self.loop,
-            self.config.max_command_buffer_size,
-            self._on_request,
-            self._forget_client,
-        )
-
-    def _forget_client(self, client: Client) -> None:
-        self.clients.pop(client.id, None)
+            self.clients.admit(sock)
 
     def _on_request(self, client: Client, request: Request) -> None:
         self.request_counts[request.verb] += 1
@@ -253,6 +231,10 @@ class Supervisor:
             case "upgrade_main":
                 return self._upgrade_main(reply)
             case "subscribe_events":
+                if isinstance(reply, Client) and not self.clients.may_subscribe(reply):
+                    return Response.failure(
+                        f"too many event subscribers ({MAX_SUBSCRIBERS}): try again later"
+                    )
                 self.events.subscribe(reply)  # type: ignore[arg-type]
                 return None
             case "logging":
@@ -306,6 +288,7 @@ class Supervisor:
             self.figures,
             self.demo_backend_pids,
             self.prometheus_address,
+            self.keeper.file_state,
         )
         try:
             pid = main_upgrade.hand_over(

@@ -25,6 +25,8 @@ from dataplane.command.messages import (
 from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.load_balancing import Backend, BackendSet
 
+MAX_RETIRED_LISTENERS = 16
+
 
 class ClusterRuntime:
     """A cluster as the hot path needs it: flat attributes and its backends."""
@@ -79,6 +81,8 @@ class HttpProxy:
         self.max_connections_per_ip = max_connections_per_ip
         self.retry_after = retry_after
         self._peers: dict[tuple[str, str], int] = {}
+        # Listeners removed lately, by address: one added again there is the same object.
+        self._retired: dict[SocketAddress, HttpListener] = {}
 
     # -- per client IP accounting ------------------------------------------------------------
 
@@ -104,6 +108,14 @@ class HttpProxy:
             handler(request.body)
 
     def _add_http_listener(self, config: HttpListenerConfig) -> None:
+        retired = self._retired.pop(config.address, None)
+        if type(retired) is HttpListener:
+            # Re-created at the same address (a reload changing what no update can say): the
+            # connections it accepted keep it, so it takes the new settings and routes in place
+            # instead of leaving them on an empty router.
+            HttpListener.__init__(retired, self, config)
+            self.listeners[config.address] = retired
+            return
         self.listeners[config.address] = HttpListener(self, config)
 
     def _update_http_listener(self, patch: UpdateHttpListenerConfig) -> None:
@@ -120,7 +132,11 @@ class HttpProxy:
         listener.set_answers(config)
 
     def _remove_listener(self, request: RemoveListener) -> None:
-        self.listeners.pop(request.address, None)
+        listener = self.listeners.pop(request.address, None)
+        if listener is not None:
+            self._retired[request.address] = listener
+            while len(self._retired) > MAX_RETIRED_LISTENERS:
+                del self._retired[next(iter(self._retired))]
 
     def _add_http_frontend(self, front: RequestHttpFrontend) -> None:
         self.listeners[front.address].add_frontend(front)

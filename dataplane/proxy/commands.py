@@ -13,12 +13,15 @@ import os
 from collections import Counter
 from typing import Any
 
+import msgspec
+
 import dataplane
 from dataplane.command.logs import LogTargetError, set_level
 from dataplane.command.messages import (
     STATE_VERBS,
     ListenerType,
     MetricsConfiguration,
+    Request,
     WorkerRequest,
 )
 from dataplane.command.responses import (
@@ -34,11 +37,36 @@ from dataplane.command.responses import (
     WorkerResponse,
 )
 from dataplane.command.scm import ScmError
-from dataplane.command.state import StateError
+from dataplane.command.state import ConfigState, StateError
 from dataplane.proxy.tls_listener import apply_tls, certificates_by_address
 from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
+
+
+_UPDATED_KIND = {
+    "update_http_listener": ListenerType.HTTP,
+    "update_https_listener": ListenerType.HTTPS,
+}
+
+
+def _as_merged(request: Request, state: ConfigState) -> Request:
+    """A listener update with its answer maps as the state merged them (the patch's entries
+    over the listener's): the proxy structures take a patch's maps whole, and would otherwise
+    drop the listener's other custom answers."""
+    kind = _UPDATED_KIND.get(request.verb)
+    if kind is None:
+        return request
+    patch = request.body
+    listener = state.listener_table(kind)[patch.address]
+    merged: dict[str, Any] = {}
+    if patch.answers:
+        merged["answers"] = dict(listener.answers)
+    if patch.http_answers is not None:
+        merged["http_answers"] = listener.http_answers
+    if not merged:
+        return request
+    return Request.of(**{request.verb: msgspec.structs.replace(patch, **merged)})
 
 
 def _ok(request_id: str, content: ResponseContent | None = None) -> WorkerResponse:
@@ -164,9 +192,10 @@ class CommandHandler:
         loop = self.loop
         trial = loop.state.copy() if trial_copy else loop.state
         trial.dispatch(message.content)
+        content = _as_merged(message.content, trial)
         try:
-            loop.proxy.apply(message.content)
-            apply_tls(loop.proxy, message.content.verb, message.content.body)
+            loop.proxy.apply(content)
+            apply_tls(loop.proxy, content.verb, content.body)
         except Exception as error:
             raise StateError(f"{message.content.verb}: {error}") from None
         loop.state = trial

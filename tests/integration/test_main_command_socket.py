@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,10 +30,19 @@ def minimal_config(pysozu: Any) -> str:
 
 
 def connect(path: str) -> socket.socket:
+    """A client connection; while main's accept backlog is full, retry (for 10 s at most)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(10)
-    sock.connect(path)
-    return sock
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sock.connect(path)
+            return sock
+        except BlockingIOError:  # a unix socket's full backlog: main accepts them in turn
+            if time.monotonic() > deadline:
+                sock.close()
+                raise
+            time.sleep(0.01)
 
 
 def frame(body: bytes) -> bytes:
@@ -168,3 +178,83 @@ def test_pid_file_lives_as_long_as_main(pysozu: Any) -> None:
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_file.exists()
+
+
+def _stuck_crowd(path: str, count: int) -> list[socket.socket]:
+    """`count` connections that each send half a `status` frame and then nothing."""
+    crowd: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = connect(path)
+            crowd.append(sock)
+            sock.sendall(STATUS[:10])
+    except BaseException:
+        for sock in crowd:
+            sock.close()
+        raise
+    return crowd
+
+
+def test_eleven_hundred_half_frames_do_not_lock_status_out(pysozu: Any) -> None:
+    proxy = pysozu.start(minimal_config(pysozu))
+    subscriber = connect(proxy.socket_path)  # busy for ever: never cut for a newcomer
+    subscriber.sendall(frame(encode(Request.of(subscribe_events=Empty()))))
+    channel: Channel[Response] = Channel(subscriber, Response)
+    assert channel.receive_one(timeout=10).status == ResponseStatus.PROCESSING  # type: ignore[union-attr]
+    crowd = _stuck_crowd(proxy.socket_path, 1100)
+    try:
+        started = time.monotonic()
+        answer = proxy.cli("status", timeout=20)
+        elapsed = time.monotonic() - started
+        assert answer.returncode == 0, answer.stdout + answer.stderr
+        assert elapsed < 5, f"status took {elapsed:.1f} s"
+        subscriber.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # still open, nothing to read: good
+            assert subscriber.recv(1) != b"", "the subscriber was cut"
+    finally:
+        for sock in crowd:
+            sock.close()
+        subscriber.close()
+    assert "command socket full (1024 clients): closing client" in proxy.log()
+    assert proxy.process.poll() is None
+
+
+def test_a_half_sent_frame_times_out(pysozu: Any) -> None:
+    proxy = pysozu.start(minimal_config(pysozu))
+    stuck = connect(proxy.socket_path)
+    idle = connect(proxy.socket_path)  # connected, sends nothing: far from its idle timeout
+    stuck.sendall(STATUS[:12])
+    stuck.settimeout(20)
+    started = time.monotonic()
+    assert stuck.recv(1) == b""  # main closed it
+    assert 9 < time.monotonic() - started < 15
+    assert "cut: a frame left incomplete for 1" in proxy.log()  # 10 to 14 s
+    assert "(12 bytes received)" in proxy.log()
+    idle.sendall(STATUS)
+    assert read_final(idle).status == ResponseStatus.OK
+    stuck.close()
+    idle.close()
+
+
+def test_subscriptions_are_capped_so_they_cannot_fill_the_table(pysozu: Any) -> None:
+    proxy = pysozu.start(minimal_config(pysozu))
+    subscribe = frame(encode(Request.of(subscribe_events=Empty())))
+    subscribers: list[socket.socket] = []
+    try:
+        for _ in range(512):
+            sock = connect(proxy.socket_path)
+            subscribers.append(sock)
+            sock.sendall(subscribe)
+        for sock in subscribers:  # each got its EVENTS_SUBSCRIBED frame
+            answer = Channel(sock, Response).receive_one(timeout=10)
+            assert isinstance(answer, Response) and answer.status == ResponseStatus.PROCESSING
+        one_more = connect(proxy.socket_path)
+        subscribers.append(one_more)
+        one_more.sendall(subscribe)
+        refused = read_final(one_more)
+        assert refused.status == ResponseStatus.FAILURE
+        assert "too many event subscribers (512)" in refused.message
+        assert proxy.cli("status").returncode == 0
+    finally:
+        for sock in subscribers:
+            sock.close()

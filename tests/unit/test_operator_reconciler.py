@@ -110,9 +110,8 @@ def test_first_push_sends_everything_then_nothing(tmp_path: Path) -> None:
     assert harness.reconciler.ready
     first = harness.dataplane.verbs()
     assert first.count("add_backend") == 2 and "add_cluster" in first
-    assert sorted(first[:4]) == sorted(
-        ["add_http_listener", "add_https_listener"] + ["activate_listener"] * 2
-    )
+    assert sorted(first[:2]) == ["add_http_listener", "add_https_listener"]
+    assert first[-2:] == ["activate_listener"] * 2  # listeners serve once their routes are in
     assert harness.reconcile()
     assert harness.dataplane.verbs() == []
 
