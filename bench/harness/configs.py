@@ -104,12 +104,14 @@ def nginx_proxy(setup: ProxySetup) -> str:
             f"location / {{ proxy_pass http://c{i}; }} }}"
         )
     servers = "\n".join(blocks)
+    # worker_connections counts upstream connections too: a request in flight on each held
+    # connection (idle-kept-10k) takes two.
     return f"""worker_processes 1;
 daemon off;
 pid {setup.workdir}/nginx.pid;
 error_log {setup.workdir}/nginx-error.log warn;
 worker_rlimit_nofile {setup.fd_limit};
-events {{ worker_connections {setup.max_connections + 1000}; }}
+events {{ worker_connections {2 * setup.max_connections + 1000}; }}
 http {{
   {log}
   {_temp_paths(setup.workdir, "nginx")}

@@ -26,9 +26,26 @@ def raise_fd_limit(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def answered(data: bytes | bytearray) -> bool:
+    """A whole response is in `data` (a head, then a Content-Length body)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    length = 0
+    for line in bytes(data[:end]).split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return len(data) >= end + 4 + length
+
+
 @contextlib.contextmanager
-def idle_connections(port: int, count: int, timeout_s: float = 60.0) -> Iterator[int]:
-    """Open `count` TCP connections to 127.0.0.1:port, send nothing, hold them for the block.
+def idle_connections(
+    port: int, count: int, timeout_s: float = 60.0, request: bytes | None = None
+) -> Iterator[int]:
+    """Open `count` TCP connections to 127.0.0.1:port and hold them for the block. With
+    `request`, each first sends it and reads the whole answer (a kept-alive client between two
+    requests); without, each sends nothing.
 
     Yields how many are established; fails if fewer than all within timeout_s.
     """
@@ -42,17 +59,37 @@ def idle_connections(port: int, count: int, timeout_s: float = 60.0) -> Iterator
             code = sock.connect_ex(("127.0.0.1", port))
             if code not in (0, errno.EINPROGRESS):
                 raise TargetFailed(f"idle connection refused: {errno.errorcode.get(code, code)}")
-            pending.register(sock, selectors.EVENT_WRITE)
+            pending.register(sock, selectors.EVENT_WRITE, bytearray())
         established = 0
         deadline = time.monotonic() + timeout_s
         while established < count and time.monotonic() < deadline:
-            for key, _ in pending.select(timeout=1.0):
+            for key, events in pending.select(timeout=1.0):
                 sock = key.fileobj  # type: ignore[assignment]
-                pending.unregister(sock)
-                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                    established += 1
+                if events & selectors.EVENT_WRITE:
+                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                        pending.unregister(sock)
+                    elif request is None:
+                        pending.unregister(sock)
+                        established += 1
+                    else:
+                        try:
+                            sock.send(request)  # a few dozen bytes: one send on a new socket
+                        except OSError:
+                            pending.unregister(sock)  # counted as not answered
+                            continue
+                        pending.modify(sock, selectors.EVENT_READ, key.data)
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""  # reset: counted as not answered
+                key.data.extend(data)
+                if not data or answered(key.data):
+                    pending.unregister(sock)
+                    established += bool(data)
         if established < count:
-            raise TargetFailed(f"only {established} of {count} idle connections established")
+            what = "answered" if request else "established"
+            raise TargetFailed(f"only {established} of {count} idle connections {what}")
         yield established
     finally:
         pending.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.results import LatencySample, Outcome, ScenarioResult
+from harness.results import MEMORY_AFTER_S, LatencySample, MemorySample, Outcome, ScenarioResult
 
 REFERENCE = "nginx"
 COLUMNS = (
@@ -49,8 +49,32 @@ def scenario_table(result: ScenarioResult) -> str:
     lines += [outcome_row(outcome, reference_rps) for outcome in result.outcomes]
     if result.reconfiguration:
         lines += ["", *latency_lines(result.reconfiguration)]
+    if result.memory:
+        lines += ["", *memory_lines(result.memory)]
     lines += [f"\n{note}" for note in result.notes]
     return "\n".join(lines) + "\n"
+
+
+def memory_lines(samples: dict[str, MemorySample]) -> list[str]:
+    """Resident memory of each proxy's serving processes around the held connections."""
+
+    def mb(value: int) -> str:
+        return f"{value / 1e6:,.1f}"
+
+    lines = [
+        "Memory: RSS of the serving processes (workers) before the connections open, while they "
+        f"are held (each made one request), and {MEMORY_AFTER_S:g} s after they close.",
+        "",
+        "| target | connections | before MB | held MB | per connection KB | after MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for target, sample in samples.items():
+        per = (sample.held - sample.before) / sample.connections / 1e3 if sample.connections else 0
+        lines.append(
+            f"| {target} | {sample.connections:,} | {mb(sample.before)} | {mb(sample.held)} | "
+            f"{per:,.1f} | {mb(sample.after)} |"
+        )
+    return lines
 
 
 def latency_lines(samples: dict[str, LatencySample]) -> list[str]:

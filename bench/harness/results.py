@@ -59,6 +59,18 @@ class LatencySample:
         return cuts[round(q * 100) - 1]
 
 
+MEMORY_AFTER_S = 5.0  # when the "after" figure of a memory sample is read
+MEMORY_HELD_S = 3.0  # how long connections are held before the "held" figure is read
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    connections: int
+    before: int
+    held: int
+    after: int  # MEMORY_AFTER_S seconds after the connections closed
+
+
 @dataclass
 class ScenarioResult:
     name: str
@@ -67,3 +79,6 @@ class ScenarioResult:
     commands: list[str] = field(default_factory=list)
     reconfiguration: dict[str, LatencySample] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Per target: serving processes' RSS in bytes before, while and after idle connections
+    # are held (scenarios with idle_requests).
+    memory: dict[str, MemorySample] = field(default_factory=dict)

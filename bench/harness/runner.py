@@ -6,6 +6,7 @@ import contextlib
 import shlex
 import statistics
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,14 @@ from harness.errors import ParseError, TargetFailed
 from harness.idle import idle_connections
 from harness.procs import Supervisor, free_port, http_get, http_status, pinned, wait_until
 from harness.profiling import flame_graph
-from harness.results import Measurement, Outcome, ScenarioResult
+from harness.results import (
+    MEMORY_AFTER_S,
+    MEMORY_HELD_S,
+    Measurement,
+    MemorySample,
+    Outcome,
+    ScenarioResult,
+)
 from harness.scenarios import Scenario
 from harness.targets import Pysozu, Running, Target
 
@@ -113,6 +121,10 @@ class Bench:
             if ready:
                 result.notes.append("Start-up, to the first routed request: " + ", ".join(ready))
                 print("  started: " + ", ".join(ready), flush=True)
+            if scenario.idle_requests:
+                for target, running, outcome in started:
+                    if outcome.skipped is None and running.proc:
+                        self._memory(scenario, target, running, result)
             for run_index in range(self.options.runs):
                 for target, running, outcome in started:
                     if outcome.skipped is None:
@@ -129,6 +141,31 @@ class Bench:
             for note in result.notes[-1:]:
                 print(f"  {note}", flush=True)
         return result
+
+    def _memory(
+        self, scenario: Scenario, target: Target, running: Running, result: ScenarioResult
+    ) -> None:
+        """RSS of the serving processes before, while and after the scenario's idle connections
+        (each with one request answered) are held."""
+        count = self.options.idle_count(scenario)
+        workers = running.worker_pids()
+        request = f"GET {scenario.path} HTTP/1.1\r\nHost: {configs.TARGET_HOST}\r\n\r\n"
+        before = procfs.rss_bytes(workers)
+        try:
+            with idle_connections(running.port, count, request=request.encode()):
+                time.sleep(MEMORY_HELD_S)
+                held = procfs.rss_bytes(workers)
+        except TargetFailed as error:
+            result.notes.append(f"{target.name}: memory not measured: {error}")
+            return
+        time.sleep(MEMORY_AFTER_S)
+        sample = MemorySample(count, before, held, procfs.rss_bytes(workers))
+        result.memory[target.name] = sample
+        print(
+            f"  memory {target.name:8} {sample.before / 1e6:.1f} MB -> {sample.held / 1e6:.1f} MB "
+            f"held -> {sample.after / 1e6:.1f} MB after",
+            flush=True,
+        )
 
     def _reconfiguration_latency(
         self, pysozu: Target, running: Running, result: ScenarioResult

@@ -24,6 +24,9 @@ class Scenario:
     tls: bool = False
     http2: bool = False  # measured with h2load instead of wrk
     idle_connections: int = 0
+    # Each held connection first sends one request and reads its answer, and the proxies' RSS
+    # is measured before, while they are held, and after they close (a memory table).
+    idle_requests: bool = False
     changes_per_s: int = 0  # pysozu only: backend add/remove rate applied during the runs
     reconfiguration_latency: bool = False  # pysozu only: `pysozu backend add` -> traffic
     needs: frozenset[str] = frozenset()
@@ -58,6 +61,12 @@ SCENARIOS = [
         "idle-10k",
         "keep-alive GET / while 10,000 idle connections are held open",
         idle_connections=10_000,
+    ),
+    Scenario(
+        "idle-kept-10k",
+        "keep-alive GET / while 10,000 connections that each made one request are held open",
+        idle_connections=10_000,
+        idle_requests=True,
     ),
     Scenario(
         "reconfig",

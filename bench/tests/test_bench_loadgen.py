@@ -62,3 +62,12 @@ def test_headers_always_have_the_space_wrk_needs():
 def test_malformed_header_names_are_refused(name):
     with pytest.raises(ValueError):
         loadgen.header(name, "x")
+
+
+def test_an_idle_connection_waits_for_the_whole_answer():
+    from harness.idle import answered
+
+    assert not answered(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n")
+    assert not answered(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel")
+    assert answered(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+    assert answered(b"HTTP/1.1 204 No Content\r\n\r\n")

@@ -79,3 +79,16 @@ def test_access_log_cost_is_taken_over_every_run_of_both_pysozus():
 def test_no_cost_line_without_both_pysozus():
     on = Outcome("pysozu", _runs((900, 0.054)))
     assert runner._access_log_cost([on, Outcome("nginx", _runs((2000, 0.05)))]) == []
+
+
+def test_memory_table_per_target():
+    from harness.results import MemorySample
+
+    result = ScenarioResult("idle-kept-10k", "t", [Outcome("pysozu", runs=[run(5)])])
+    result.memory["pysozu"] = MemorySample(10_000, 40_000_000, 88_000_000, 45_000_000)
+    result.memory["nginx"] = MemorySample(10_000, 3_000_000, 8_000_000, 3_100_000)
+    table = report.scenario_table(result)
+    assert "| target | connections | before MB | held MB | per connection KB | after MB |" in table
+    assert "| pysozu | 10,000 | 40.0 | 88.0 | 4.8 | 45.0 |" in table
+    assert "| nginx | 10,000 | 3.0 | 8.0 | 0.5 | 3.1 |" in table
+    assert "5 s after they close" in table
