@@ -449,7 +449,7 @@ class ConfigState(StateQueries):
     def _add_certificate(self, request: AddCertificate) -> None:
         known = self._certificates_at(request.address)
         fingerprint = check_certificate(request.certificate)
-        check_certificate_servable(request.certificate, request.expired_at)
+        check_certificate_servable(request.certificate)
         if fingerprint in known:
             raise StateError(
                 f"certificate {fingerprint} already exists on listener {request.address}"
@@ -474,7 +474,7 @@ class ConfigState(StateQueries):
         if old not in known:
             raise StateError(f"certificate {old} not found on listener {request.address}")
         new = check_certificate(request.new_certificate)
-        check_certificate_servable(request.new_certificate, request.new_expired_at)
+        check_certificate_servable(request.new_certificate)
         if new != old and new in known:
             raise StateError(f"certificate {new} already exists on listener {request.address}")
         # The new certificate goes in before the old one goes out: no moment without a cert.

@@ -268,9 +268,9 @@ def check_certificate(certificate: CertificateAndKey) -> str:
     return leaf.fingerprint(hashes.SHA256()).hex()
 
 
-def check_certificate_servable(certificate: CertificateAndKey, expired_at: int | None) -> None:
+def check_certificate_servable(certificate: CertificateAndKey) -> None:
     """What a worker would refuse to serve: a chain out of order (each certificate must be
-    issued by the next), or an expired certificate unless `expired_at` puts its end later."""
+    issued by the next). An expired certificate is served, as sozu does (`expiry_warning`)."""
     leaf = _leaf(certificate.certificate)
     chain = [
         extra
@@ -286,10 +286,18 @@ def check_certificate_servable(certificate: CertificateAndKey, expired_at: int |
                 f"chain out of order: certificate {index} ({child.subject.rfc4514_string()}) "
                 f"is not issued by certificate {index + 1} ({issuer.subject.rfc4514_string()})"
             ) from None
+
+
+def expiry_warning(certificate: CertificateAndKey, expired_at: int | None) -> str | None:
+    """What to tell the operator about an expired certificate (None: not expired). sozu loads
+    expired certificates; so does pysozu, saying so, and counting them (`tls.cert.expired`)."""
+    leaf = _leaf(certificate.certificate)
     expiration = expired_at if expired_at is not None else leaf.not_valid_after_utc.timestamp()
-    if expiration < time.time():
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiration))
-        raise StateError(f"certificate expired on {when} (give a later expired_at to serve it)")
+    if expiration >= time.time():
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiration))
+    names = ", ".join(certificate.names or certificate_names(certificate.certificate))
+    return f"certificate for {names} expired on {when}: loaded and served anyway, as sozu does"
 
 
 def with_names(certificate: CertificateAndKey) -> CertificateAndKey:

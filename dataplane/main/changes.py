@@ -22,10 +22,17 @@ import logging
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 
-from dataplane.command.messages import ActivateListener, ListenerType, Request
+from dataplane.command.messages import (
+    ActivateListener,
+    AddCertificate,
+    ListenerType,
+    ReplaceCertificate,
+    Request,
+)
 from dataplane.command.responses import Response
 from dataplane.command.scm import Listeners
 from dataplane.command.state import ConfigState, StateError
+from dataplane.command.state_rules import expiry_warning
 from dataplane.main.errors import ListenerBindError
 from dataplane.main.events import EventHub
 from dataplane.main.jobs import Job, Reply
@@ -43,10 +50,21 @@ class ChangeRefused(Exception):
 
 @dataclass
 class Prepared:
-    """A change accepted by main's state: what to send to workers, with which sockets."""
+    """A change accepted by main's state: what to send to workers, with which sockets, and
+    what the client should be told beside OK (an expired certificate, loaded anyway)."""
 
     request: Request
     listeners: Listeners | None = None
+    warning: str | None = None
+
+
+def _warning(request: Request) -> str | None:
+    body = request.body
+    if isinstance(body, AddCertificate):
+        return expiry_warning(body.certificate, body.expired_at)
+    if isinstance(body, ReplaceCertificate):
+        return expiry_warning(body.new_certificate, body.new_expired_at)
+    return None
 
 
 class StateKeeper:
@@ -82,7 +100,10 @@ class StateKeeper:
             else:
                 self.sockets.close(body.address, body.proxy)
         self.events.emit_for(request)
-        return Prepared(request)
+        warning = _warning(request)
+        if warning is not None:
+            log.warning("%s on %s: %s", verb, getattr(body, "address", "?"), warning)
+        return Prepared(request, warning=warning)
 
     def _activate(self, request: Request, body: ActivateListener) -> Prepared:
         key = (ListenerType(body.proxy), body.address)
@@ -168,6 +189,10 @@ def apply_change(
         )
         log.error("%s: %s", request.verb, message)
         return Response.failure(message)
+    if prepared.warning is not None:
+        return Response.ok(
+            f"Successfully applied request to all workers (warning: {prepared.warning})"
+        )
     return Response.ok("Successfully applied request to all workers")
 
 

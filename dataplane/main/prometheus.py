@@ -72,7 +72,24 @@ _TABLE: dict[str, tuple[str, str, str, tuple[str, ...], str]] = {
                        ("version",), "p"),
     "tls.handshake.failed": ("tls_handshake_failures", "counter",
                              "TLS handshakes failed, by version.", ("version",), "p"),
+    "tls.cert.min_expires_at_seconds": ("tls_certificate_min_expiry_timestamp_seconds", "gauge",
+                                        "Soonest end of validity of a served certificate "
+                                        "(unix time; 0: no certificate).", (), "p"),
+    "tls.cert.expired": ("tls_certificates_expired", "gauge",
+                         "Served certificates whose validity has ended.", (), "p"),
 }  # fmt: skip
+
+
+def _earliest(a: int, b: int) -> int:
+    """The earlier of two timestamps, 0 standing for none."""
+    return min(a, b) if a and b else a or b
+
+
+# Gauges that every worker reports alike (they describe the shared state): combined, not summed.
+_COMBINED: dict[str, Callable[[int, int], int]] = {
+    "tls.cert.min_expires_at_seconds": _earliest,
+    "tls.cert.expired": max,
+}
 _IGNORED = {"http.requests"}  # the sum of http.status.*: Prometheus sums by itself
 
 
@@ -133,8 +150,12 @@ class _Merged:
                 for bucket in inner.histogram.buckets:
                     merged.buckets[bucket.le] = merged.buckets.get(bucket.le, 0) + bucket.count
             elif inner.count is not None or inner.gauge is not None:
-                value = inner.count if inner.count is not None else inner.gauge
-                self.values[key] = self.values.get(key, 0) + (value or 0)
+                value = (inner.count if inner.count is not None else inner.gauge) or 0
+                combine = _COMBINED.get(key)
+                if combine is not None and key in self.values:
+                    self.values[key] = combine(self.values[key], value)
+                else:
+                    self.values[key] = self.values.get(key, 0) + value
                 self.kinds[key] = "counter" if inner.count is not None else "gauge"
 
 

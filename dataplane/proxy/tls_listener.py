@@ -13,7 +13,9 @@ the session over TLS in `tls_session.py`, the handshake and the TLS stream in
 
 from __future__ import annotations
 
+import logging
 import ssl
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +38,15 @@ from dataplane.command.state import frontend_key
 from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.session_fields import EPOLLIN
 from dataplane.proxy.tls import CertificateStore, StoredCertificate, TlsError
-from dataplane.proxy.tls_policy import SniBinding, check_expiry, served_alpn
+from dataplane.proxy.tls_policy import SniBinding, served_alpn
 from dataplane.proxy.tls_session import HttpsSession
 from dataplane.proxy.tls_transport import TlsHandshake, TlsSocket, TlsStream
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
     from dataplane.proxy.worker import Loop
+
+log = logging.getLogger("dataplane.worker")
 
 
 class HttpsListener(HttpListener):
@@ -122,9 +126,17 @@ class HttpsListener(HttpListener):
     # -- certificates -------------------------------------------------------------------------
 
     def add_certificate(self, certificate: CertificateAndKey, expired_at: int | None) -> str:
-        check_expiry(certificate, expired_at)
         fingerprint = self.certificates.add(certificate, expired_at)
         self._certificates[fingerprint] = (certificate, expired_at)
+        stored = self.certificates.get(fingerprint)
+        if stored is not None and stored.expiration < time.time():  # served, as sozu does
+            log.warning(
+                "certificate %s (%s) on %s expired on %s: served anyway",
+                fingerprint,
+                ", ".join(stored.certificate.names),
+                self.config.address,
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stored.expiration)),
+            )
         return fingerprint
 
     def remove_certificate(self, fingerprint: str) -> None:
@@ -224,6 +236,22 @@ def tls_counters(proxy: HttpProxy) -> dict[str, int]:
         "tls.handshake.timeouts": sum(h.handshake_timeouts for h in https),
         "tls.default_cert_used": sum(h.certificates.default_cert_used for h in https),
         "tls.certificate.load_failures": sum(h.certificates.load_failures for h in https),
+    }
+
+
+def tls_gauges(proxy: HttpProxy) -> dict[str, int]:
+    """Certificate expiry, as sozu names it: the soonest `not_after` (unix seconds, 0 with no
+    certificate) and how many served certificates have expired. Read at scrape time only."""
+    expirations = [
+        stored.expiration
+        for listener in proxy.listeners.values()
+        if isinstance(listener, HttpsListener)
+        for stored in listener.certificates
+    ]
+    now = time.time()
+    return {
+        "tls.cert.min_expires_at_seconds": min(expirations, default=0),
+        "tls.cert.expired": sum(1 for expiration in expirations if expiration < now),
     }
 
 

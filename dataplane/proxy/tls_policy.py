@@ -1,5 +1,5 @@
 """The rules of an HTTPS listener that need no socket: which ALPN protocols are offered,
-strict SNI binding (421), and refusing expired certificates.
+strict SNI binding (421).
 
 ALPN: only `http/1.1` is advertised until the HTTP/2 engine exists; `h2` in the configuration
 is dropped with a warning, and a listener that would be left with `h2` only is refused.
@@ -8,11 +8,9 @@ is dropped with a warning, and a listener that would be left with `h2` only is r
 from __future__ import annotations
 
 import logging
-import time
 
-from dataplane.command.messages import CertificateAndKey, HttpsListenerConfig
+from dataplane.command.messages import HttpsListenerConfig
 from dataplane.proxy.tls import TlsError, name_matches
-from dataplane.proxy.tls_certificate import parse_certificate
 
 log = logging.getLogger("dataplane.worker")
 
@@ -51,13 +49,3 @@ class SniBinding:
         if host == self._exact:
             return True
         return any(name_matches(name, host) for name in self._names)
-
-
-def check_expiry(certificate: CertificateAndKey, expired_at: int | None) -> None:
-    """An expired certificate is refused, unless `expired_at` says it is still valid."""
-    parsed = parse_certificate(certificate, expired_at)
-    if parsed.expiration < time.time():
-        raise TlsError(
-            f"certificate {parsed.fingerprint} expired on "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(parsed.expiration))}"
-        )

@@ -35,7 +35,7 @@ from dataplane.proxy.metrics import MetricsRegistry
 from dataplane.proxy.request_ends import RequestEnd, RequestEnds
 from dataplane.proxy.session import HttpSession
 from dataplane.proxy.timers import TimerWheel
-from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor, tls_counters
+from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor, tls_counters, tls_gauges
 
 if TYPE_CHECKING:
     from dataplane.proxy.access_log_worker import WorkerAccessLogs
@@ -68,6 +68,7 @@ class Loop:
         self.metrics.counter_sources.append(self.counters.snapshot)
         self.metrics.gauge_sources.append(self._gauges)
         self.metrics.counter_sources.append(lambda: tls_counters(self.proxy))
+        self.metrics.gauge_sources.append(lambda: tls_gauges(self.proxy))
         self.buffer_size = max(config.buffer_size, 4096)
         self.buffers = BufferPool(
             self.buffer_size,

@@ -5,6 +5,7 @@ served ones keep working."""
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from https_support import Pki, TlsClient, https_config, insecure_context, served_fingerprint
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -113,11 +115,6 @@ def _bad_certificates(pki: Pki) -> dict[str, tuple[str, str, str]]:
     garbage.write_text(
         "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
     )
-    expired = pki.issue(
-        "expired.example",
-        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
-        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC),
-    )
     intermediate = pki.ca.create_child_ca()
     leaf = intermediate.issue_cert("chained.example")
     chained_cert = pki.directory / "chained.pem"
@@ -130,7 +127,6 @@ def _bad_certificates(pki: Pki) -> dict[str, tuple[str, str, str]]:
     return {
         "unparsable": (str(garbage), chain, good["key"]),
         "key mismatch": (good["certificate"], chain, other["key"]),
-        "expired": (expired["certificate"], chain, expired["key"]),
         "chain order": (str(chained_cert), str(wrong_order), str(chained_key)),
     }
 
@@ -151,7 +147,6 @@ def test_bad_certificates_are_refused_and_served_ones_keep_working(pysozu, backe
             reason = {
                 "unparsable": "pem",
                 "key mismatch": "key does not match",
-                "expired": "expired",
                 "chain order": "chain out of order",
             }[name]
             assert reason in output, f"{name}: {output}"
@@ -242,3 +237,53 @@ def test_a_relaunched_worker_serves_the_certificates_added_at_run_time(
         with TlsClient(port, "www.a.example", pki.client_context()) as client:
             assert served_fingerprint(client.sock) == added["fingerprint"]
             assert client.get("www.a.example").status == 404  # bound by SNI; no such route
+
+
+def test_an_expired_certificate_is_loaded_with_a_warning_and_its_expiry_is_a_metric(
+    pysozu, backends, pki
+) -> None:
+    """sozu loads expired certificates (its own command/assets config has one); so does pysozu,
+    telling the client that added it and the logs, and exporting the soonest expiry."""
+    port, prometheus = pysozu.free_port(), pysozu.free_port()
+    served = pki.issue("a.example")
+    expired = pki.issue(
+        "expired.example",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC),
+    )
+    config = https_config(
+        port,
+        {
+            "a": ("a.example", backends.start("app-a"), served),
+            "old": ("expired.example", backends.start("app-old"), expired),
+        },
+    )
+    proxy = pysozu.start(f'[prometheus]\naddress = "127.0.0.1:{prometheus}"\n\n{config}')
+    with TlsClient(port, "expired.example", insecure_context()) as client:
+        assert served_fingerprint(client.sock) == expired["fingerprint"]
+        assert client.get("expired.example").status == 200
+    assert "expired on 2021-01-01 00:00:00 UTC" in proxy.log()
+    later = pki.issue(
+        "later.example",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+        not_after=datetime.datetime(2022, 1, 1, tzinfo=datetime.UTC),
+    )
+    result = proxy.cli(
+        "certificate", "add", "-a", f"127.0.0.1:{port}", "--certificate", later["certificate"],
+        "--certificate-chain", ca_chain(pki), "--key", later["key"],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "warning: certificate for later.example expired on 2022-01-01" in result.stdout
+    body = http.client.HTTPConnection("127.0.0.1", prometheus, timeout=10)
+    body.request("GET", "/metrics")
+    text = body.getresponse().read().decode()
+    body.close()
+    found = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    # Every worker serves the same certificates: the figures are not summed over the two.
+    assert found["pysozu_tls_certificates_expired"] == 2
+    earliest = datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC).timestamp()
+    assert found["pysozu_tls_certificate_min_expiry_timestamp_seconds"] == earliest

@@ -4,6 +4,7 @@ certificate changes applied to the listener's store, bad certificates refused.""
 from __future__ import annotations
 
 import datetime
+import logging
 
 import pytest
 import trustme
@@ -20,10 +21,11 @@ from dataplane.command.messages import (
     UpdateHttpsListenerConfig,
 )
 from dataplane.command.state import ConfigState, StateError
+from dataplane.command.state_rules import expiry_warning
 from dataplane.proxy.clusters import HttpProxy
 from dataplane.proxy.router_route import hsts_value
 from dataplane.proxy.tls import TlsError
-from dataplane.proxy.tls_listener import HttpsListener, apply_tls
+from dataplane.proxy.tls_listener import HttpsListener, apply_tls, tls_gauges
 from dataplane.proxy.tls_policy import SniBinding, served_alpn
 
 ADDRESS = SocketAddress.parse("127.0.0.1:8443")
@@ -103,19 +105,36 @@ def test_certificates_added_replaced_removed_by_requests() -> None:
     assert https.certificates.lookup("a.example") is https.certificates.default
 
 
-def test_expired_certificate_refused_unless_its_expiry_is_overridden() -> None:
-    https = listener()
+def test_an_expired_certificate_is_served_with_a_warning_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """sozu loads expired certificates; pysozu too, saying so in the log and in its gauges."""
+    proxy = HttpProxy(0, 0)
+    apply_tls(proxy, "add_https_listener", HttpsListenerConfig(address=ADDRESS))
+    https = proxy.listeners[ADDRESS]
+    assert isinstance(https, HttpsListener)
+    assert tls_gauges(proxy) == {"tls.cert.min_expires_at_seconds": 0, "tls.cert.expired": 0}
     expired = certificate(
         "old.example",
         not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
         not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC),
     )
-    with pytest.raises(TlsError, match="expired on 2021-01-01"):
+    with caplog.at_level(logging.WARNING, "dataplane.worker"):
         https.add_certificate(expired, None)
-    assert len(https.certificates) == 0
+    assert "expired on 2021-01-01 00:00:00 UTC: served anyway" in caplog.text
+    assert https.certificates.lookup("old.example") is not https.certificates.default
+    https.add_certificate(certificate("new.example"), None)
+    gauges = tls_gauges(proxy)
+    assert gauges["tls.cert.expired"] == 1
+    assert gauges["tls.cert.min_expires_at_seconds"] == int(
+        datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC).timestamp()
+    )
+    caplog.clear()
     later = int(datetime.datetime(2999, 1, 1, tzinfo=datetime.UTC).timestamp())
-    https.add_certificate(expired, later)
-    assert len(https.certificates) == 1
+    https.add_certificate(
+        certificate("overridden.example", not_after=datetime.datetime(2021, 1, 1)), later
+    )
+    assert "overridden" not in caplog.text  # expired_at says when it ends
 
 
 def test_certificate_requests_need_an_https_listener() -> None:
@@ -126,7 +145,8 @@ def test_certificate_requests_need_an_https_listener() -> None:
 
 
 def test_main_state_refuses_what_a_worker_would_not_serve() -> None:
-    """Checked in main first, so a refused certificate never enters the saved state."""
+    """Checked in main first, so a refused certificate never enters the saved state. An expired
+    one is not refused (sozu loads it): main says so (`expiry_warning`), and keeps it."""
     state = ConfigState()
     state.dispatch(Request.of(add_https_listener=HttpsListenerConfig(address=ADDRESS)))
     expired = certificate(
@@ -134,10 +154,13 @@ def test_main_state_refuses_what_a_worker_would_not_serve() -> None:
         not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
         not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC),
     )
-    with pytest.raises(StateError, match="expired on 2021-01-01"):
-        state.dispatch(
-            Request.of(add_certificate=AddCertificate(address=ADDRESS, certificate=expired))
-        )
+    state.dispatch(Request.of(add_certificate=AddCertificate(address=ADDRESS, certificate=expired)))
+    warning = expiry_warning(expired, None)
+    assert warning is not None and "old.example expired on 2021-01-01" in warning
+    assert expiry_warning(expired, 4_000_000_000) is None
+    assert expiry_warning(certificate("new.example"), None) is None
+    state = ConfigState()
+    state.dispatch(Request.of(add_https_listener=HttpsListenerConfig(address=ADDRESS)))
     intermediate = CA.create_child_ca()
     leaf = intermediate.issue_cert("chained.example")
     wrong_order = CertificateAndKey(
