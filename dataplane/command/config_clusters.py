@@ -62,6 +62,7 @@ from dataplane.command.state_rules import (
     check_http_frontend,
     check_id,
     check_port,
+    expiry_warning,
 )
 
 U32 = 2**32 - 1
@@ -321,6 +322,12 @@ def _http_frontend(
         ),
     )
     config.certificates.append(add)
+    try:
+        expired = expiry_warning(add.certificate, None)
+    except StateError:
+        expired = None  # unparsable: the state refuses it, with the reason, when it is applied
+    if expired is not None:
+        table.warn("certificate", expired)
     config.https_frontends.append(route)
     config.origins[id(add)] = config.origins[id(route)] = table.name
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -805,3 +807,37 @@ def test_hostile_configurations_never_crash(text: str) -> None:
         assert error.problems and all(p.file == "config.toml" and p.message for p in error.problems)
     else:
         config.routing_state()  # a configuration that loads is one the state accepts
+
+
+def test_an_expired_certificate_is_loaded_with_a_warning(config_dir: Path) -> None:
+    """As sozu does: its own sample configuration names an expired certificate."""
+    leaf = trustme.CA().issue_cert(
+        "old.example",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC),
+    )
+    (config_dir / "old.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    (config_dir / "old-key.pem").write_bytes(leaf.private_key_pem.bytes())
+    config = load_config(
+        write(
+            config_dir,
+            """
+            [[listeners]]
+            protocol = "https"
+            address = "127.0.0.1:8443"
+            [clusters.a]
+            protocol = "http"
+            backends = []
+            [[clusters.a.frontends]]
+            address = "127.0.0.1:8443"
+            hostname = "old.example"
+            certificate = "old.pem"
+            key = "old-key.pem"
+            """,
+        )
+    )
+    assert any(
+        "certificate: certificate for old.example expired on 2021-01-01 00:00:00 UTC" in warning
+        for warning in config.warnings
+    ), config.warnings
+    assert len(replayed(config).certificates[SocketAddress.parse("127.0.0.1:8443")]) == 1
