@@ -78,13 +78,9 @@ class HttpListener:
         self._public = (str(public.ip), public.port)
         # None: no peer is trusted, and connections skip the lookup altogether.
         self._trusted = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
-        if config.expect_proxy:
-            log.warning(
-                "listener %s: expect_proxy is set, but PROXY protocol is not implemented yet: "
-                "connections are read as plain HTTP and their peers are not trusted for "
-                "forwarding headers (see trusted_proxies)",
-                config.address,
-            )
+        # Connections start with a PROXY protocol header (proxy_accept.py): the address it
+        # carries is the peer everything here sees, `trusted_proxies` included.
+        self.expect_proxy = config.expect_proxy
 
     def set_answers(self, config: HttpListenerConfig) -> None:
         answers = Answers(listener_answer_map(config), self.request_id_header)
@@ -96,7 +92,9 @@ class HttpListener:
     def connection_context(self, peer: tuple[str, int]) -> ConnectionContext:
         """What this connection's forwarded requests say about it, decided once, at accept:
         its address, the listener's scheme and public address, and whether the peer is one
-        of `trusted_proxies` (a connection keeps what it got when the listener changes)."""
+        of `trusted_proxies` (a connection keeps what it got when the listener changes).
+        `peer` is the client: on an `expect_proxy` listener, the source of its PROXY header
+        (the load balancer adds no HTTP headers, so it is never the one trusted)."""
         config = self.config
         return ConnectionContext(
             peer,
