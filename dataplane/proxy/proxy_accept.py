@@ -6,7 +6,8 @@ carries (the connection's own peer for LOCAL, UNSPEC or UNKNOWN headers) to what
 starts next: an `HttpSession` on HTTP listeners, a `TlsHandshake` on HTTPS ones (the PROXY
 header comes before the TLS ClientHello). That stage never learns the real peer: the address it
 gets is the client address everywhere (forwarding headers, `trusted_proxies`, the per-IP
-limit, access logs).
+limit, access logs), and the header's destination, riding along on it (`ProxiedPeer`), is the
+public address (`X-Forwarded-Port`, `Forwarded: by`), as in sozu.
 
 Bytes are looked at with `MSG_PEEK` and only the header's own bytes are consumed, so the
 request (or ClientHello) sent in the same segment stays in the socket for the next stage. An
@@ -147,7 +148,7 @@ class ProxyHeaderReader:
         figures.headers += 1
         if header.source is None:
             figures.local += 1
-        self._hand_on(header.source)
+        self._hand_on(header.peer(self.peer))
 
     def _wait(self) -> None:
         if not self.registered:
@@ -156,14 +157,14 @@ class ProxyHeaderReader:
             loop.register(self.fd, self.on_event, EPOLLIN)
             loop.timers.arm(self, loop.now + self.listener.request_timeout)
 
-    def _hand_on(self, source: tuple[str, int] | None) -> None:
+    def _hand_on(self, peer: tuple[str, int]) -> None:
         loop = self.loop
         if self.registered:
             loop.unregister(self.fd)
             loop.timers.cancel(self)
         loop.sessions.discard(self)
         self.fd = -1
-        self.start(self.sock, source or self.peer, self.figures)
+        self.start(self.sock, peer, self.figures)
 
     def _refuse(self, reason: str, empty: bool = False) -> None:
         figures = self.loop.proxy_protocol

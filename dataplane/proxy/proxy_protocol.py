@@ -61,6 +61,13 @@ _V1_LINE = re.compile(
 )
 
 
+class ProxiedPeer(tuple[str, int]):
+    """A client's (ip, port) read from a PROXY header; `public`: the (ip, port) the client
+    connected to (the header's destination), which stands for the listener's address."""
+
+    public: tuple[str, int] | None = None
+
+
 class ProxyProtocolError(ValueError):
     """Not a PROXY protocol header, or a malformed or oversized one: close the connection."""
 
@@ -75,6 +82,14 @@ class ProxyHeader:
     local: bool  # the LOCAL command: a connection the load balancer made itself
     source: tuple[str, int] | None = None
     destination: tuple[str, int] | None = None
+
+    def peer(self, real: tuple[str, int]) -> tuple[str, int]:
+        """The client address a connection gets: the source, else its `real` peer."""
+        if self.source is None:
+            return real
+        peer = ProxiedPeer(self.source)
+        peer.public = self.destination
+        return peer
 
 
 def parse_header(data: bytes) -> ProxyHeader | None:

@@ -107,9 +107,10 @@ def test_the_source_is_the_client_address_in_every_forwarding_header(
             literal = f"[{source[0]}]" if ":" in source[0] else source[0]
             assert seen.header("X-Forwarded-For") == [source[0]]  # the client's claim dropped
             assert seen.header("X-Real-IP") == [source[0]]
-            assert seen.header("Forwarded") == [
-                f'proto=http;for="{literal}:{source[1]}";by=127.0.0.1'
-            ]
+            # The address the client connected to (the load balancer's) is the public one.
+            by = f'"[{destination[0]}]"' if ":" in destination[0] else destination[0]
+            assert seen.header("Forwarded") == [f'proto=http;for="{literal}:{source[1]}";by={by}']
+            assert seen.header("X-Forwarded-Port") == [str(destination[1])]
         assert counters(worker) == {
             "headers": 1,
             "local": 0,
@@ -158,6 +159,7 @@ def test_headers_without_an_address_use_the_real_peer(header: bytes) -> None:
         seen = seen_by_backend(client)
         assert seen.header("X-Forwarded-For") == ["127.0.0.1"]
         assert seen.header("Forwarded") == [f'proto=http;for="127.0.0.1:{peer_port}";by=127.0.0.1']
+        assert seen.header("X-Forwarded-Port") == [str(port)]  # the listener's own
         assert counters(worker)["local"] == 1
 
 
@@ -270,9 +272,11 @@ def test_https_reads_the_header_before_the_handshake(pysozu: Any, tmp_path: Path
             head = read_head(tls, bytearray())
         assert head is not None and head.startswith(b"HTTP/1.1 200 ")
     first, second = (Seen(seen.head, b"") for seen in backend.seen)
-    assert first.header("Forwarded") == ['proto=https;for="203.0.113.7:4242";by=127.0.0.1']
+    assert first.header("Forwarded") == ['proto=https;for="203.0.113.7:4242";by=10.0.0.1']
     assert first.header("X-Forwarded-For") == [CLIENT[0]]
-    assert second.header("Forwarded") == ['proto=https;for="[2001:db8::7]:4242";by=127.0.0.1']
+    assert first.header("X-Forwarded-Port") == ["80"]
+    assert second.header("Forwarded") == ['proto=https;for="[2001:db8::7]:4242";by="[2001:db8::1]"']
+    assert second.header("X-Forwarded-Port") == ["443"]
     # A TLS client without a header is refused before any handshake.
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
@@ -386,9 +390,9 @@ def test_haproxy_as_the_sender(tmp_path: Path, send: str) -> None:
             seen = seen_by_backend(client, CLAIMS)
             literal = f"[{host}]" if ":" in host else host
             assert seen.header("X-Forwarded-For") == [host]
-            assert seen.header("Forwarded") == [
-                f'proto=http;for="{literal}:{own_port}";by=127.0.0.1'
-            ]
+            by = f'"{literal}"' if ":" in host else host  # HAProxy's frontend, as destination
+            assert seen.header("Forwarded") == [f'proto=http;for="{literal}:{own_port}";by={by}']
+            assert seen.header("X-Forwarded-Port") == [str(edge)]
             client.close()
         # Its health checks (LOCAL headers with v2) went through pysozu to the backend.
         deadline = time.monotonic() + 5

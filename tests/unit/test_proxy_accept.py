@@ -93,6 +93,7 @@ def test_a_header_there_at_accept_never_touches_epoll_or_the_wheel() -> None:
     sock.incoming += HEADER + REQUEST
     found.on_event(EPOLLIN)
     assert started == [(sock, ("203.0.113.7", 4242))]
+    assert started[0][1].public == ("10.0.0.1", 80)  # the listener's public address for it
     assert sock.incoming == REQUEST  # left for the HTTP session
     assert loop.registered == {} and len(loop.timers) == 0 and loop.sessions == set()
     assert loop.proxy_protocol.snapshot()["proxy_protocol.headers"] == 1

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from dataplane.proxy.proxy_protocol import (
     MAX_V2_HEADER,
     V1_MAX_HEADER,
+    ProxiedPeer,
     ProxyHeader,
     ProxyProtocolError,
     parse_header,
@@ -263,3 +264,14 @@ def test_v1_at_most_107_bytes() -> None:
     too_long = b"PROXY UNKNOWN " + b"x" * (V1_MAX_HEADER - 15) + b"\r\n"
     with pytest.raises(ProxyProtocolError):
         parse_header(too_long)
+
+
+def test_the_peer_a_connection_gets() -> None:
+    """The source, carrying the destination as the public address; else the real peer."""
+    header = parse_header(HAPROXY_V2_TCP6)
+    assert header is not None
+    peer = header.peer(("127.0.0.1", 1))
+    assert peer == ("::1", 57428) and isinstance(peer, ProxiedPeer)
+    assert peer.public == ("::1", 50141)
+    local = parse_header(HAPROXY_V2_HEALTH_CHECK)
+    assert local is not None and local.peer(("127.0.0.1", 1)) == ("127.0.0.1", 1)
