@@ -31,6 +31,7 @@ from dataplane.proxy.proxy_protocol import v2_header
 
 pytestmark = pytest.mark.timeout(60)
 
+HAPROXY_LIFETIME = 90  # seconds, at most: longer than the test's own timeout
 CLIENT = ("203.0.113.7", 4242)
 LB_SIDE = ("10.0.0.1", 80)
 CLAIMS = "X-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n"
@@ -344,9 +345,10 @@ def haproxy(tmp_path: Path, target: int, send: str) -> Iterator[tuple[int, int]]
         f"  server s 127.0.0.1:{target} {send} check inter 300 check-send-proxy\n"
     )
     log = open(tmp_path / "haproxy.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        ["haproxy", "-f", str(config), "-db"], stdout=log, stderr=subprocess.STDOUT
-    )
+    # `timeout` bounds its life even if this test process dies without cleaning up; it
+    # passes on the SIGTERM below.
+    command = ["timeout", str(HAPROXY_LIFETIME), "haproxy", "-f", str(config), "-db"]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
         while True:
