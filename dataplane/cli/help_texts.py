@@ -21,8 +21,8 @@ LISTENER_HELP = {
     "back_timeout": "inactivity timeout of the backend connection, in seconds",
     "connect_timeout": "how long to wait for a backend connection to open, in seconds",
     "request_timeout": "how long a client has to send a complete request (then 408), in seconds",
-    "expect_proxy": "expect a PROXY protocol v2 header at the start of each client connection "
-    "(not read yet on HTTP/HTTPS: accepted with a warning, and grants no trust)",
+    "expect_proxy": "expect a PROXY protocol header (v2, or v1 text) at the start of each "
+    "client connection; its source address becomes the client's",
     "no_expect_proxy": "stop expecting a PROXY protocol header from clients",
     "sticky_name": "name of the sticky session cookie",
     "trusted_proxies": "peers (IP networks, CIDR, or addresses) whose X-Forwarded-*, Forwarded "

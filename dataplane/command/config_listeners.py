@@ -4,8 +4,7 @@ Keys follow sozu 2.1's `ListenerBuilder` (which denies unknown fields: an unknow
 error). A key that exists in sozu but does not apply to the listener's protocol (a cipher list on
 a plain HTTP listener) is accepted with a warning, as sozu accepts and ignores it; HSTS on plain
 HTTP and `expect_proxy` on UDP are errors, as in sozu. Timeouts default to the top-level ones.
-`expect_proxy = true` on HTTP/HTTPS is accepted with a warning (PROXY protocol is not read yet,
-and it grants no trust); `trusted_proxies` (a pysozu extension) must hold IP networks.
+`trusted_proxies` (a pysozu extension) must hold IP networks.
 """
 
 from __future__ import annotations
@@ -239,12 +238,6 @@ def build_listener(
         common["connect_timeout"] = table.integer(
             "connect_timeout", defaults.connect_timeout, high=U32
         )
-        if expect_proxy and protocol != "tcp":
-            table.warn(
-                "expect_proxy",
-                "PROXY protocol is not implemented yet: connections are read as plain HTTP, "
-                "and their peers are not trusted for forwarding headers (see trusted_proxies)",
-            )
         if protocol == "tcp":
             listener = TcpListenerConfig(**common)
         elif protocol == "http":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.command.messages import HttpListenerConfig, RequestHttpFrontend
@@ -18,6 +19,7 @@ from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.forwarding import ConnectionContext, TrustedProxies
 from dataplane.proxy.http_head import RequestHead, RequestParser
 from dataplane.proxy.policy import has_policy
+from dataplane.proxy.proxy_protocol import ProxiedPeer
 from dataplane.proxy.request_path import route_path
 from dataplane.proxy.router import Route, Router, normalize_host
 
@@ -52,6 +54,7 @@ class HttpListener:
     """One HTTP listener's configuration, router and answers; its socket when active."""
 
     scheme = "http"  # "https" for HttpsListener (tls_listener.py)
+    connection_context: Callable[[tuple[str, int]], ConnectionContext]  # set by `configure`
 
     def __init__(self, proxy: HttpProxy, config: HttpListenerConfig) -> None:
         self.proxy = proxy
@@ -78,13 +81,14 @@ class HttpListener:
         self._public = (str(public.ip), public.port)
         # None: no peer is trusted, and connections skip the lookup altogether.
         self._trusted = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
-        if config.expect_proxy:
-            log.warning(
-                "listener %s: expect_proxy is set, but PROXY protocol is not implemented yet: "
-                "connections are read as plain HTTP and their peers are not trusted for "
-                "forwarding headers (see trusted_proxies)",
-                config.address,
-            )
+        # Connections start with a PROXY protocol header (proxy_accept.py): the address it
+        # carries is the peer everything here sees, `trusted_proxies` included, and the one
+        # the client connected to is the public address. Chosen here, so that listeners
+        # without it do no PROXY work per connection.
+        self.expect_proxy = config.expect_proxy
+        self.connection_context = (
+            self._proxied_context if config.expect_proxy else self._connection_context
+        )
 
     def set_answers(self, config: HttpListenerConfig) -> None:
         answers = Answers(listener_answer_map(config), self.request_id_header)
@@ -93,14 +97,34 @@ class HttpListener:
                 answers.set_cluster_answers(cluster.cluster_id, cluster.config.answers)
         self.answers = answers
 
-    def connection_context(self, peer: tuple[str, int]) -> ConnectionContext:
-        """What this connection's forwarded requests say about it, decided once, at accept:
-        its address, the listener's scheme and public address, and whether the peer is one
-        of `trusted_proxies` (a connection keeps what it got when the listener changes)."""
+    def _connection_context(self, peer: tuple[str, int]) -> ConnectionContext:
+        """`connection_context`: what this connection's forwarded requests say about it,
+        decided once, at accept: its address, the listener's scheme and public address, and
+        whether the peer is one of `trusted_proxies` (a connection keeps what it got when
+        the listener changes)."""
         config = self.config
         return ConnectionContext(
             peer,
             self._public,
+            self.scheme,
+            self.request_id_header,
+            config.send_x_real_ip,
+            config.elide_x_real_ip,
+            self._trusted,
+        )
+
+    def _proxied_context(self, peer: tuple[str, int]) -> ConnectionContext:
+        """`connection_context` on an `expect_proxy` listener: `peer` is the source of the
+        PROXY header (the load balancer adds no HTTP headers: it is never the one checked
+        against `trusted_proxies`), and the header's destination, the address the client
+        connected to, is the public address (as sozu does; `public_address` cannot be set
+        with `expect_proxy`). Headers without addresses leave the real peer and the
+        listener's address."""
+        config = self.config
+        public = peer.public if isinstance(peer, ProxiedPeer) else None
+        return ConnectionContext(
+            peer,
+            public or self._public,
             self.scheme,
             self.request_id_header,
             config.send_x_real_ip,

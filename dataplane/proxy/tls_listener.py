@@ -14,6 +14,7 @@ the session over TLS in `tls_session.py`, the handshake and the TLS stream in
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from dataplane.command.responses import (
 )
 from dataplane.command.state import frontend_key
 from dataplane.proxy.listener import HttpListener
+from dataplane.proxy.proxy_accept import accept_proxied
 from dataplane.proxy.session_fields import EPOLLIN
 from dataplane.proxy.tls import CertificateStore, StoredCertificate, TlsError
 from dataplane.proxy.tls_policy import SniBinding, served_alpn
@@ -44,6 +46,7 @@ from dataplane.proxy.tls_transport import TlsHandshake, TlsSocket, TlsStream
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
+    from dataplane.proxy.metrics import ListenerFigures
     from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
@@ -205,9 +208,27 @@ class HttpsListener(HttpListener):
 
 
 def tls_acceptor(loop: Loop, listener: HttpsListener) -> Callable[[int], None]:
-    """The accept handler of an HTTPS listener: each connection starts its handshake."""
+    """The accept handler of an HTTPS listener: each connection starts its handshake (after
+    its PROXY header, on an `expect_proxy` listener)."""
+
+    def start_handshake(
+        sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None
+    ) -> None:
+        try:
+            handshake = TlsHandshake(loop, listener, sock, peer)
+        except (ssl.SSLError, OSError):
+            sock.close()
+            if figures is not None:
+                figures.closed()
+            return
+        handshake.figures = figures
+        loop.sessions.add(handshake)  # type: ignore[arg-type]
+        handshake.on_event(EPOLLIN)  # the ClientHello may already be there
 
     def on_accept(mask: int) -> None:
+        if listener.expect_proxy:
+            accept_proxied(loop, listener, start_handshake, nodelay=True)
+            return
         sessions = loop.sessions
         figures = loop.metrics.listener(str(listener.config.address))
         for sock, peer in listener.accept_batch(loop.max_connections - len(sessions)):

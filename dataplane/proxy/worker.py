@@ -31,7 +31,8 @@ from dataplane.proxy.forwarding import RequestIds
 from dataplane.proxy.heap import HeapTrimmer
 from dataplane.proxy.http_head import ResponseParser
 from dataplane.proxy.listener import HttpListener, bind_listener
-from dataplane.proxy.metrics import MetricsRegistry
+from dataplane.proxy.metrics import ListenerFigures, MetricsRegistry
+from dataplane.proxy.proxy_accept import ProxyProtocolFigures, accept_proxied
 from dataplane.proxy.request_ends import RequestEnd, RequestEnds
 from dataplane.proxy.session import HttpSession
 from dataplane.proxy.timers import TimerWheel
@@ -69,6 +70,8 @@ class Loop:
         self.metrics.gauge_sources.append(self._gauges)
         self.metrics.counter_sources.append(lambda: tls_counters(self.proxy))
         self.metrics.gauge_sources.append(lambda: tls_gauges(self.proxy))
+        self.proxy_protocol = ProxyProtocolFigures()  # expect_proxy listeners' headers
+        self.metrics.counter_sources.append(self.proxy_protocol.snapshot)
         self.buffer_size = max(config.buffer_size, 4096)
         self.buffers = BufferPool(
             self.buffer_size,
@@ -263,7 +266,17 @@ class Loop:
         if isinstance(listener, HttpsListener):
             return tls_acceptor(self, listener)  # connections start with a TLS handshake
 
+        def open_session(
+            sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None
+        ) -> None:
+            session = HttpSession(self, listener, sock, peer)
+            session.figures = figures
+            self.sessions.add(session)
+
         def on_accept(mask: int) -> None:
+            if listener.expect_proxy:
+                accept_proxied(self, listener, open_session)  # the PROXY header first
+                return
             counters = self.counters
             sessions = self.sessions
             figures = self.metrics.listener(str(listener.config.address))

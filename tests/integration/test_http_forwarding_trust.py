@@ -270,18 +270,3 @@ def test_https_listeners_decide_trust_alike(pysozu: Any, tmp_path: Any, trusted:
         assert seen.header("X-Forwarded-Port") == [str(port)]
         assert seen.header("X-Real-IP") == []
     assert seen.header("Forwarded") == [f'proto=https;for="127.0.0.1:{peer_port}";by=127.0.0.1']
-
-
-def test_expect_proxy_grants_no_trust_and_says_so(pysozu: Any) -> None:
-    """PROXY protocol is not read yet: `expect_proxy = true` must not make a peer trusted."""
-    backend = Backend(echo_head)
-    port = pysozu.free_port()
-    toml = pysozu.http_config(port, {"a": ("example.com", [backend.port])}).replace(
-        f'address = "127.0.0.1:{port}"\n', f'address = "127.0.0.1:{port}"\nexpect_proxy = true\n', 1
-    )
-    proxy = pysozu.start(toml, workers=1)
-    client = Client(port)
-    assert forwarded(client) == ours(client, port)
-    log = proxy.log()
-    assert "expect_proxy: PROXY protocol is not implemented yet" in log  # the config's warning
-    assert "expect_proxy is set, but PROXY protocol is not implemented yet" in log  # the worker's

@@ -359,17 +359,14 @@ def test_trusted_proxies_are_read_and_checked() -> None:
     ]
 
 
-def test_expect_proxy_on_http_warns_that_it_is_not_read_and_grants_no_trust() -> None:
+@pytest.mark.parametrize("protocol", ["http", "https"])
+def test_expect_proxy_on_http_and_https_is_read_without_a_warning(protocol: str) -> None:
     config = parse_config(
-        '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:80"\nexpect_proxy = true\n',
+        f'[[listeners]]\nprotocol = "{protocol}"\naddress = "127.0.0.1:80"\nexpect_proxy = true\n',
         "config.toml",
     )
-    assert config.listeners[0].expect_proxy is True  # kept: sozu state and diffs see it
-    assert warnings(config) == [
-        "[listeners.0] expect_proxy: PROXY protocol is not implemented yet: connections are "
-        "read as plain HTTP, and their peers are not trusted for forwarding headers "
-        "(see trusted_proxies)"
-    ]
+    assert config.listeners[0].expect_proxy is True
+    assert warnings(config) == []
 
 
 def test_h2_needs_a_large_enough_buffer() -> None:
