@@ -220,6 +220,12 @@ def _uids(root: Table) -> list[int] | None:
     ):
         root.error("command_allowed_uids", "expected an array of user ids")
         return None
+    if not value:  # as sozu: an empty allowlist allows nobody
+        root.warn(
+            "command_allowed_uids",
+            "command_allowed_uids is empty: every command is refused, root's included "
+            "(main still stops on SIGTERM)",
+        )
     return list(value)
 
 

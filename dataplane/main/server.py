@@ -108,7 +108,13 @@ class Supervisor:
         self.main_metrics = MainFigures(workers_alive=lambda: len(self.pool.live()))
         self.prometheus: PrometheusEndpoint | None = None  # prometheus_main.start_prometheus
         self.prometheus_address: str | None = None  # --prometheus-address (kept on upgrade)
-        self.clients = ClientTable(self.loop, config.max_command_buffer_size, self._on_request)
+        self.clients = ClientTable(
+            self.loop,
+            config.max_command_buffer_size,
+            self._on_request,
+            allowed_uids=config.command_allowed_uids,
+            on_refused=self._on_refused,
+        )
         self.command_socket: CommandSocket | None = None
         # From now on a signal never kills main half-started: it waits for the loop.
         self.signals = SignalPipe()
@@ -172,6 +178,18 @@ class Supervisor:
             client.finish(response)
 
         self._run(self.handle(request, client), finish, reloading)
+
+    def _on_refused(self, client: Client, request: Request | None) -> None:
+        """`command_allowed_uids` refused this client's peer: say who tried what."""
+        peer = client.peer
+        log.warning(
+            "client %d refused: uid %s (pid %s, %s) is not in command_allowed_uids (%s)",
+            client.id,
+            "unknown" if peer.uid is None else peer.uid,
+            peer.pid or "unknown",
+            peer.comm or "unknown",
+            request.verb if request is not None else "an unreadable frame",
+        )
 
     def _reloading(self, verb: str) -> bool:
         """Tell systemd before the handler starts (some finish within `handle`)."""
