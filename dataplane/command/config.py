@@ -167,8 +167,8 @@ def _top_level(root: Table, base_dir: str) -> Config:
             "access_logs_format", AccessLogFormat, AccessLogFormat.ASCII
         ),
         access_logs_colored=root.flag("access_logs_colored"),
-        audit_logs_target=root.text("audit_logs_target"),
-        audit_logs_json_target=root.text("audit_logs_json_target"),
+        audit_logs_target=_audit_target(root, "audit_logs_target", base_dir),
+        audit_logs_json_target=_audit_target(root, "audit_logs_json_target", base_dir),
         max_connections=root.integer("max_connections", 10_000, low=1),
         min_buffers=root.integer("min_buffers", 1),
         max_buffers=root.integer("max_buffers", 1000, low=1),
@@ -208,6 +208,24 @@ def _log_target(root: Table, key: str, default: str | None) -> Any:
         root.error(key, f"{target!r}: expected stdout, udp://, tcp://, unix:// or file://")
         return default
     return target
+
+
+def _audit_target(root: Table, key: str, base_dir: str) -> str | None:
+    """sozu's plain file path (relative to the config's directory), or, as a pysozu
+    extension, a log target (stdout, stderr, file://, udp://, tcp://, unix://)."""
+    target: str | None = root.text(key)
+    if target is None or target in ("stdout", "stderr") or target.startswith(LOG_SCHEMES):
+        return target
+    if not target:
+        root.error(key, "an empty path")
+        return None
+    if "://" in target:
+        root.error(
+            key,
+            f"{target!r}: expected a file path, stdout, stderr, file://, udp://, tcp:// or unix://",
+        )
+        return None
+    return os.path.normpath(os.path.join(base_dir, target))
 
 
 def _uids(root: Table) -> list[int] | None:

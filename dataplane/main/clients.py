@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataplane.command.channel import Channel, ChannelError, FrameError, FrameTooLarge
 from dataplane.command.messages import Request
 from dataplane.command.responses import Response, ResponseContent
+from dataplane.main.audit_record import ulid
 from dataplane.main.loop import EventLoop
 from dataplane.main.peer import Peer
 
@@ -74,6 +75,7 @@ class Client:
         sock.setblocking(False)
         self.id = client_id
         self.peer = peer if peer is not None else Peer()
+        self.session = ulid()  # names this connection in every audit record it causes
         self.refusal = refusal  # set: this peer may not send commands (command_allowed_uids)
         self._on_refused = on_refused
         self.closing = False  # close once what is queued for the client is sent

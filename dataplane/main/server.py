@@ -12,6 +12,7 @@ import logging
 import os
 import selectors
 import signal
+import time
 from typing import Any
 
 import dataplane
@@ -22,6 +23,8 @@ from dataplane.command.responses import Event, EventKind, Response, ResponseStat
 from dataplane.command.state import ConfigState
 from dataplane.command.statefile import write_state_file
 from dataplane.main import main_upgrade, notify, queries, reconfigure
+from dataplane.main.audit import AuditLog
+from dataplane.main.audit_record import AUDIT_VERBS
 from dataplane.main.changes import StateKeeper, apply_change
 from dataplane.main.client_table import MAX_SUBSCRIBERS, ClientTable
 from dataplane.main.clients import Client
@@ -78,6 +81,9 @@ RELOADING = CHANGING | {
     "upgrade_worker",
 }
 HANDOVER_FLUSH_TIMEOUT = 2.0
+# Audited when accepted rather than when they end: a stop may end with main, a subscription
+# never ends.
+AUDITED_AT_START = {"soft_stop", "hard_stop", "subscribe_events"}
 
 
 class Supervisor:
@@ -116,6 +122,14 @@ class Supervisor:
             on_refused=self._on_refused,
         )
         self.command_socket: CommandSocket | None = None
+        # Raises AuditTargetError (the start fails) when a target cannot be opened.
+        self.audit = AuditLog(
+            self.loop,
+            config.audit_logs_target,
+            config.audit_logs_json_target,
+            config.command_socket,
+            lambda: self.figures.main_upgrades,
+        )
         # From now on a signal never kills main half-started: it waits for the loop.
         self.signals = SignalPipe()
         self.stopping = False
@@ -143,6 +157,7 @@ class Supervisor:
         return self.exit_code
 
     def close(self) -> None:
+        self.audit.close()
         if self.prometheus is not None:
             self.prometheus.close()
         self.pool.shutdown(EXIT_GRACE)
@@ -170,26 +185,24 @@ class Supervisor:
         log.info("client %d: %s", client.id, request.verb)
         log.debug("client %d: %r", client.id, request)
         reloading = self._reloading(request.verb)
+        audited = request.verb in AUDIT_VERBS
+        started = time.monotonic()
+        if audited and request.verb in AUDITED_AT_START:
+            self.audit.request(client, request, Response.ok(""), None)
 
         def finish(response: Response | None) -> None:
             if response is not None:  # counted for Prometheus, by verb and result
                 ok = response.status == ResponseStatus.OK
                 self.main_metrics.config_request(request.verb, ok)
+                if audited and request.verb not in AUDITED_AT_START:
+                    self.audit.request(client, request, response, time.monotonic() - started)
             client.finish(response)
 
         self._run(self.handle(request, client), finish, reloading)
 
     def _on_refused(self, client: Client, request: Request | None) -> None:
         """`command_allowed_uids` refused this client's peer: say who tried what."""
-        peer = client.peer
-        log.warning(
-            "client %d refused: uid %s (pid %s, %s) is not in command_allowed_uids (%s)",
-            client.id,
-            "unknown" if peer.uid is None else peer.uid,
-            peer.pid or "unknown",
-            peer.comm or "unknown",
-            request.verb if request is not None else "an unreadable frame",
-        )
+        self.audit.refused(client, request)
 
     def _reloading(self, verb: str) -> bool:
         """Tell systemd before the handler starts (some finish within `handle`)."""
@@ -391,6 +404,7 @@ class Supervisor:
         """SIGUSR1 (logrotate's postrotate): main reopens its log file, the workers theirs
         and their access log files."""
         reopen_log_file()
+        self.audit.reopen()
         workers = [w for w in self.pool.live() if w.booted]  # a booting one has no handler yet
         log.info("received SIGUSR1: log file reopened, forwarding to %d workers", len(workers))
         for worker in workers:
