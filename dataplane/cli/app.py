@@ -51,11 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run == "start":
             from dataplane.main.run import run_main
 
+            set_process_title("pysozu main")
             return run_main(config_path(args), args.prometheus_address)
         if run == "worker":
+            set_process_title(f"pysozu worker {args.id}")
             return _worker(args)
         if run == "main":
             from dataplane.main.run import run_upgraded_main
+
+            set_process_title("pysozu main")
 
             return run_upgraded_main(args.fd, args.upgrade_fd)
         if run == "config_check":
@@ -65,6 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `pysozu events | head`
         return 0
+
+
+def set_process_title(title: str) -> None:
+    """What `ps` and /proc/<pid>/cmdline show (and /proc/<pid>/comm, cut to 15 bytes), in
+    place of the interpreter's command line, which names neither the role nor the worker."""
+    import setproctitle
+
+    setproctitle.setproctitle(title)
 
 
 def _worker(args: argparse.Namespace) -> int:
