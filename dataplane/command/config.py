@@ -4,8 +4,10 @@ A sozu user's file loads unchanged: every top-level key of sozu 2.1 with sozu's 
 `[[listeners]]` (config_listeners), `[clusters.<id>]` (config_clusters), `[metrics]`, plus
 pysozu's `[prometheus] address = "host:port"`. Problems are collected, not raised one by one:
 `ConfigError.problems` lists each with its file, table and key. Keys that sozu knows but pysozu
-does not act on load with one warning each (`Config.warnings`); unknown top-level keys are
-warnings (sozu ignores them), unknown keys in listeners, clusters, frontends and backends errors.
+does not act on load with one warning each (`Config.warnings`); an unknown key is an error, at
+the top level too (sozu ignores unknown top-level keys; it denies them everywhere else), with a
+"did you mean" when a known key is close. A top-level `[hsts]` table (which sozu's docs lead to)
+is a warning: it applies to nothing.
 
 Once every object in the file is valid on its own, the load replays `Config.generate_requests`
 on an empty `ConfigState` (reporting conflicts, such as two identical routes, at the table they
@@ -128,7 +130,10 @@ def _parse(text: str, source: str, base_dir: str) -> Config:
     config.listeners = list(by_address.values())
     _check_whole(config, root)
     _warn_unserved(report, config)
-    root.finish(strict=False, ignored={"hsts": _TOP_LEVEL_HSTS})
+    # Unknown top-level keys are errors, as unknown keys in listeners, clusters, frontends and
+    # backends are (sozu ignores them silently at the top level only: a typo such as
+    # `worker_cout` would go unnoticed). The top-level [hsts] of sozu's own docs: a warning.
+    root.finish(strict=True, ignored={"hsts": _TOP_LEVEL_HSTS})
     if not report.problems:  # conflicts between objects, once each object is valid
         _replay(config, report)
     if report.problems:
