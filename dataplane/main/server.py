@@ -81,9 +81,9 @@ RELOADING = CHANGING | {
     "upgrade_worker",
 }
 HANDOVER_FLUSH_TIMEOUT = 2.0
-# Audited when accepted rather than when they end: a stop may end with main, a subscription
-# never ends.
-AUDITED_AT_START = {"soft_stop", "hard_stop", "subscribe_events"}
+# Audited when asked for (as sozu's "stop requested") rather than when they end: a stop may
+# end with main. A subscription is audited when it starts (its request never ends).
+AUDITED_AT_START = {"soft_stop", "hard_stop"}
 
 
 class Supervisor:
@@ -191,11 +191,12 @@ class Supervisor:
             self.audit.request(client, request, Response.ok(""), None)
 
         def finish(response: Response | None) -> None:
+            if audited and request.verb not in AUDITED_AT_START:
+                elapsed = time.monotonic() - started  # None: subscribed, the stream goes on
+                self.audit.request(client, request, response or Response.ok(""), elapsed)
             if response is not None:  # counted for Prometheus, by verb and result
                 ok = response.status == ResponseStatus.OK
                 self.main_metrics.config_request(request.verb, ok)
-                if audited and request.verb not in AUDITED_AT_START:
-                    self.audit.request(client, request, response, time.monotonic() - started)
             client.finish(response)
 
         self._run(self.handle(request, client), finish, reloading)
