@@ -2,12 +2,16 @@
 
 Exit status: 0 when main answered OK, 1 when it answered FAILURE (the message is on stderr) or
 the configuration is invalid, 2 for a usage error, 3 when main could not be reached or did not
-answer in time.
+answer in time. With `-j`, stdout holds JSON in every case: main's answer (enum values by
+name), or a FAILURE-shaped object for the CLI's own errors (usage, configuration, main
+unreachable); the human message still goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import time
@@ -38,24 +42,60 @@ def _error(message: str) -> None:
     print(f"pysozu: {message}", file=sys.stderr)
 
 
-def _config_problems(error: ConfigError) -> None:
-    for line in [str(p) for p in error.problems] or [str(error)]:
+def _config_problems(error: ConfigError, as_json: bool = False) -> None:
+    lines = [str(p) for p in error.problems] or [str(error)]
+    for line in lines:
         _error(line)
+    if as_json:
+        output.print_json_failure("invalid configuration:\n" + "\n".join(lines))
+
+
+def _fail(message: str, as_json: bool) -> None:
+    """An error of the CLI itself: on stderr, and as a JSON FAILURE on stdout with `-j`."""
+    _error(message)
+    if as_json:
+        output.print_json_failure(message)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    return any(arg in ("-j", "--json") for arg in argv)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """argparse's usage errors (exit 2) are JSON too when `-j` is on the command line."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if not _wants_json(words):
+        return parser.parse_args(words)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return parser.parse_args(words)
+    except SystemExit as leaving:
+        sys.stderr.write(said.getvalue())
+        if leaving.code not in (0, None):
+            lines = said.getvalue().strip().splitlines()
+            message = lines[-1] if lines else "usage error"
+            output.print_json_failure(message.removeprefix("pysozu: error: "))
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     run = getattr(args, "run", None)
     try:
         if run == "start":
             from dataplane.main.run import run_main
 
+            set_process_title("pysozu main")
             return run_main(config_path(args), args.prometheus_address)
         if run == "worker":
+            set_process_title(f"pysozu worker {args.id}")
             return _worker(args)
         if run == "main":
             from dataplane.main.run import run_upgraded_main
+
+            set_process_title("pysozu main")
 
             return run_upgraded_main(args.fd, args.upgrade_fd)
         if run == "config_check":
@@ -65,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `pysozu events | head`
         return 0
+
+
+def set_process_title(title: str) -> None:
+    """What `ps` and /proc/<pid>/cmdline show (and /proc/<pid>/comm, cut to 15 bytes), in
+    place of the interpreter's command line, which names neither the role nor the worker."""
+    import setproctitle
+
+    setproctitle.setproctitle(title)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -84,16 +132,19 @@ def _worker(args: argparse.Namespace) -> int:
 def _config_check(args: argparse.Namespace) -> int:
     path = config_path(args)
     if path is None:
-        _error("config check needs a configuration file: pysozu config check -c FILE")
+        _fail("config check needs a configuration file: pysozu config check -c FILE", args.json)
         return EXIT_USAGE
     try:
         config = load_config(path)
     except ConfigError as error:
-        _config_problems(error)
+        _config_problems(error, args.json)
         return EXIT_FAILURE
     for warning in config.warnings:
         _error(f"warning: {warning}")
-    print(f"{path}: configuration is valid")
+    if args.json:
+        output.print_json(Response.ok(f"{path}: configuration is valid"))
+    else:
+        print(f"{path}: configuration is valid")
     return 0
 
 
@@ -102,12 +153,12 @@ def _command(args: argparse.Namespace) -> int:
     try:
         config = load_config(path) if path else default_config()
     except ConfigError as error:
-        _config_problems(error)
+        _config_problems(error, args.json)
         return EXIT_FAILURE
     try:
         request: Request = args.build(args)
     except argparse.ArgumentTypeError as error:
-        _error(str(error))
+        _fail(str(error), args.json)
         return EXIT_USAGE
     if args.timeout is not None:
         timeout = args.timeout / 1000 if args.timeout > 0 else None
@@ -139,7 +190,7 @@ def _command(args: argparse.Namespace) -> int:
             if getattr(args, "h2_enabled", None) is not None and response.status == 0:
                 response = _toggle_h2(client, response, args)
     except CommandError as error:
-        _error(str(error))
+        _fail(str(error), args.json)
         return EXIT_UNREACHABLE
     return _print_final(response, args)
 
@@ -159,6 +210,8 @@ def _stream_events(client: CommandClient, request: Request, as_json: bool) -> in
     for response in client.responses(request):
         if response.status == ResponseStatus.FAILURE:
             _error(response.message)
+            if as_json:
+                output.print_json(response)
             return EXIT_FAILURE
         if as_json:
             output.print_json(response)

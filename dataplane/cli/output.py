@@ -1,13 +1,20 @@
-"""Printing main's answers: tables for people, the final Response as JSON with `-j`."""
+"""Printing main's answers: tables for people, the final Response as JSON with `-j`.
+
+With `-j`, stdout holds one JSON object per answer in the wire's shape with enum values by name,
+and errors of the CLI itself are JSON too (`print_json_failure`); people's messages go to
+stderr either way.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+import msgspec
 from cryptography import x509
 
 from dataplane.command import codec
@@ -15,9 +22,46 @@ from dataplane.command.responses import Response, ResponseContent, RunState
 from dataplane.command.state_rules import certificate_names
 
 
-def print_json(response: Response, out: TextIO = sys.stdout) -> None:
-    out.write(json.dumps(codec.to_builtins(response), sort_keys=True) + "\n")
+def named(value: Any) -> Any:
+    """A message as plain JSON values in the wire's shape, except that enum values are
+    given by name (`"RUNNING"`, `"FAILURE"`, `"ROUND_ROBIN"`), not by number."""
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, msgspec.Struct):
+        omit_defaults = value.__struct_config__.omit_defaults
+        fields = {}
+        for info in msgspec.structs.fields(value):
+            item = getattr(value, info.name)
+            if omit_defaults and _is_default(info, item):
+                continue
+            fields[info.encode_name] = named(item)
+        return fields
+    if isinstance(value, dict):
+        return {named(key): named(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [named(item) for item in value]
+    return codec.to_builtins(value)  # scalars, socket addresses, bytes
+
+
+def _is_default(info: msgspec.structs.FieldInfo, item: Any) -> bool:
+    if info.default is not msgspec.NODEFAULT:
+        return bool(item == info.default)
+    if info.default_factory is not msgspec.NODEFAULT:
+        return bool(item == info.default_factory())
+    return False
+
+
+def print_json(response: Response, out: TextIO | None = None) -> None:
+    """The final answer (or an event) as one JSON line, enums by name."""
+    out = sys.stdout if out is None else out
+    out.write(json.dumps(named(response), sort_keys=True) + "\n")
     out.flush()
+
+
+def print_json_failure(message: str, out: TextIO | None = None) -> None:
+    """With `--json`, an error of the CLI itself (usage, config, main unreachable) in the same
+    shape as main's FAILURE, so that a script reads `status` and `message` in every case."""
+    print_json(Response.failure(message), out)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO = sys.stdout) -> None:

@@ -4,8 +4,10 @@ A sozu user's file loads unchanged: every top-level key of sozu 2.1 with sozu's 
 `[[listeners]]` (config_listeners), `[clusters.<id>]` (config_clusters), `[metrics]`, plus
 pysozu's `[prometheus] address = "host:port"`. Problems are collected, not raised one by one:
 `ConfigError.problems` lists each with its file, table and key. Keys that sozu knows but pysozu
-does not act on load with one warning each (`Config.warnings`); unknown top-level keys are
-warnings (sozu ignores them), unknown keys in listeners, clusters, frontends and backends errors.
+does not act on load with one warning each (`Config.warnings`); an unknown key is an error, at
+the top level too (sozu ignores unknown top-level keys; it denies them everywhere else), with a
+"did you mean" when a known key is close. A top-level `[hsts]` table (which sozu's docs lead to)
+is a warning: it applies to nothing.
 
 Once every object in the file is valid on its own, the load replays `Config.generate_requests`
 on an empty `ConfigState` (reporting conflicts, such as two identical routes, at the table they
@@ -128,7 +130,10 @@ def _parse(text: str, source: str, base_dir: str) -> Config:
     config.listeners = list(by_address.values())
     _check_whole(config, root)
     _warn_unserved(report, config)
-    root.finish(strict=False, ignored={"hsts": _TOP_LEVEL_HSTS})
+    # Unknown top-level keys are errors, as unknown keys in listeners, clusters, frontends and
+    # backends are (sozu ignores them silently at the top level only: a typo such as
+    # `worker_cout` would go unnoticed). The top-level [hsts] of sozu's own docs: a warning.
+    root.finish(strict=True, ignored={"hsts": _TOP_LEVEL_HSTS})
     if not report.problems:  # conflicts between objects, once each object is valid
         _replay(config, report)
     if report.problems:
@@ -167,8 +172,8 @@ def _top_level(root: Table, base_dir: str) -> Config:
             "access_logs_format", AccessLogFormat, AccessLogFormat.ASCII
         ),
         access_logs_colored=root.flag("access_logs_colored"),
-        audit_logs_target=root.text("audit_logs_target"),
-        audit_logs_json_target=root.text("audit_logs_json_target"),
+        audit_logs_target=_audit_target(root, "audit_logs_target", base_dir),
+        audit_logs_json_target=_audit_target(root, "audit_logs_json_target", base_dir),
         max_connections=root.integer("max_connections", 10_000, low=1),
         min_buffers=root.integer("min_buffers", 1),
         max_buffers=root.integer("max_buffers", 1000, low=1),
@@ -210,6 +215,24 @@ def _log_target(root: Table, key: str, default: str | None) -> Any:
     return target
 
 
+def _audit_target(root: Table, key: str, base_dir: str) -> str | None:
+    """sozu's plain file path (relative to the config's directory), or, as a pysozu
+    extension, a log target (stdout, stderr, file://, udp://, tcp://, unix://)."""
+    target: str | None = root.text(key)
+    if target is None or target in ("stdout", "stderr") or target.startswith(LOG_SCHEMES):
+        return target
+    if not target:
+        root.error(key, "an empty path")
+        return None
+    if "://" in target:
+        root.error(
+            key,
+            f"{target!r}: expected a file path, stdout, stderr, file://, udp://, tcp:// or unix://",
+        )
+        return None
+    return os.path.normpath(os.path.join(base_dir, target))
+
+
 def _uids(root: Table) -> list[int] | None:
     value = root.data.get("command_allowed_uids")
     root.used.add("command_allowed_uids")
@@ -220,6 +243,12 @@ def _uids(root: Table) -> list[int] | None:
     ):
         root.error("command_allowed_uids", "expected an array of user ids")
         return None
+    if not value:  # as sozu: an empty allowlist allows nobody
+        root.warn(
+            "command_allowed_uids",
+            "command_allowed_uids is empty: every command is refused, root's included "
+            "(main still stops on SIGTERM)",
+        )
     return list(value)
 
 

@@ -9,6 +9,7 @@ declares `deny_unknown_fields`, a warning elsewhere.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import os
 from dataclasses import dataclass, field
@@ -204,7 +205,8 @@ class Table:
             if ignored and key in ignored:
                 self.warn(key, f"accepted but ignored: {ignored[key]}")
             elif strict:
-                self.error(key, "unknown key")
+                near = difflib.get_close_matches(key, sorted(self.used), n=1, cutoff=0.8)
+                self.error(key, f"unknown key (did you mean {near[0]}?)" if near else "unknown key")
             else:
                 self.warn(key, "unknown key, ignored")
 

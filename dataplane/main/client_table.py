@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataplane.command.messages import Request
 from dataplane.main.clients import Client
 from dataplane.main.loop import EventLoop, Timer
+from dataplane.main.peer import peer_of, refusal
 
 log = logging.getLogger("pysozu.main.clients")
 
@@ -40,8 +41,12 @@ class ClientTable:
         loop: EventLoop,
         max_buffer_size: int,
         on_request: Callable[[Client, Request], None],
+        allowed_uids: list[int] | None = None,
+        on_refused: Callable[[Client, Request | None], None] | None = None,
     ) -> None:
         self.loop = loop
+        self.allowed_uids = allowed_uids  # command_allowed_uids (None: no allowlist)
+        self.on_refused = on_refused
         self.max_buffer_size = max_buffer_size
         self.on_request = on_request
         self.clients: dict[int, Client] = {}
@@ -82,8 +87,17 @@ class ClientTable:
                 self._refused = 0
             return None
         client_id = next(self._ids)
+        peer = peer_of(sock)
         client = Client(
-            client_id, sock, self.loop, self.max_buffer_size, self.on_request, self._forget
+            client_id,
+            sock,
+            self.loop,
+            self.max_buffer_size,
+            self.on_request,
+            self._forget,
+            peer=peer,
+            refusal=refusal(self.allowed_uids, peer),
+            on_refused=self.on_refused,
         )
         self.clients[client_id] = client
         return client
@@ -96,11 +110,12 @@ class ClientTable:
         return True
 
     def _make_room(self) -> bool:
-        """Cut the client silent the longest among those not busy; False if all are busy."""
+        """Cut the client silent the longest among those not busy (refused peers first);
+        False if all are busy."""
         quiet = [client for client in self.clients.values() if not client.busy]
         if not quiet:
             return False
-        victim = min(quiet, key=lambda client: client.last_activity)
+        victim = min(quiet, key=lambda client: (client.refusal is None, client.last_activity))
         silent = time.monotonic() - victim.last_activity
         state = (
             f"a frame of which {victim.channel.pending_bytes} bytes arrived"

@@ -5,6 +5,10 @@ handled wait in a short queue. A client that floods the queue, sends a frame abo
 limit, or stops reading its answers is disconnected; nobody else notices. So is one that
 leaves a frame half sent for `PARTIAL_FRAME_TIMEOUT`, or sits idle (no request in progress,
 nothing received) for `IDLE_TIMEOUT`: `expired` says so, the client table cuts it.
+
+A client whose peer `command_allowed_uids` refuses (`peer.py`) gets, for its first frame
+whatever it holds, one FAILURE saying so; the connection is closed once it is sent. One that
+sends nothing is cut after `REFUSED_GRACE`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from collections.abc import Callable
 from dataplane.command.channel import Channel, ChannelError, FrameError, FrameTooLarge
 from dataplane.command.messages import Request
 from dataplane.command.responses import Response, ResponseContent
+from dataplane.main.audit_record import ulid
 from dataplane.main.loop import EventLoop
+from dataplane.main.peer import Peer
 
 log = logging.getLogger("pysozu.main.clients")
 
@@ -38,6 +44,8 @@ PARTIAL_FRAME_TIMEOUT = 10.0
 # it, while forgotten connections do not hold slots for hours. Under pressure (a full table)
 # the longest-silent idle client goes at once (`client_table.py`).
 IDLE_TIMEOUT = 900.0
+# A refused peer's client writes its request at once; one that does not is cut soon.
+REFUSED_GRACE = 5.0
 
 Incoming = Request | FrameError
 _UNKNOWN_VERB = re.compile(r"unknown field `([^`]*)` - at `\$\.request_type`")
@@ -60,9 +68,17 @@ class Client:
         max_buffer_size: int,
         on_request: Callable[[Client, Request], None],
         on_close: Callable[[Client], None],
+        peer: Peer | None = None,
+        refusal: str | None = None,
+        on_refused: Callable[[Client, Request | None], None] | None = None,
     ) -> None:
         sock.setblocking(False)
         self.id = client_id
+        self.peer = peer if peer is not None else Peer()
+        self.session = ulid()  # names this connection in every audit record it causes
+        self.refusal = refusal  # set: this peer may not send commands (command_allowed_uids)
+        self._on_refused = on_refused
+        self.closing = False  # close once what is queued for the client is sent
         self.loop = loop
         self.channel: Channel[Request] = Channel(sock, Request, CLIENT_BUFFER_SIZE, max_buffer_size)
         self.queue: deque[Incoming] = deque()
@@ -100,6 +116,10 @@ class Client:
         self.pump()
 
     def pump(self) -> None:
+        if self.refusal is not None:
+            if self.queue and not self.closing:
+                self._refuse(self.queue.popleft())
+            return
         while not self.busy and self.queue and not self.closed:
             item = self.queue.popleft()
             if isinstance(item, FrameError):
@@ -107,6 +127,15 @@ class Client:
                 continue
             self.busy = True
             self._on_request(self, item)
+
+    def _refuse(self, item: Incoming) -> None:
+        """Answer the one frame of a refused peer, then close (nothing else is read)."""
+        assert self.refusal is not None
+        self.queue.clear()
+        self.closing = True
+        if self._on_refused is not None:
+            self._on_refused(self, item if isinstance(item, Request) else None)
+        self.send(Response.failure(self.refusal))
 
     # -- I/O ----------------------------------------------------------------------------------
 
@@ -117,6 +146,8 @@ class Client:
             self._read()
 
     def _read(self) -> None:
+        if self.closing:  # a refused peer: its answer is on its way, nothing more is read
+            return
         try:
             incoming = self.channel.receive()
         except FrameTooLarge as error:
@@ -149,17 +180,23 @@ class Client:
             return
         if not self.channel.wants_write:
             self._stalled_frames = 0
+            if self.closing:
+                self.close()
+                return
         elif self._stalled_frames > MAX_STALLED_FRAMES:
             log.warning("client %d does not read its answers; closing the connection", self.id)
             self.close()
             return
-        events = selectors.EVENT_READ
+        # A client being closed is not read any more (its answer is all it gets).
+        events = 0 if self.closing else selectors.EVENT_READ
         if self.channel.wants_write:
             events |= selectors.EVENT_WRITE
         self.loop.modify(self.channel, events, self._on_ready)
 
     def expired(self, now: float) -> str | None:
         """Why this client should be cut now (None: it may stay)."""
+        if self.refusal is not None and now - self.last_activity > REFUSED_GRACE:
+            return f"a refused peer (uid {self.peer.uid}) sent no request"
         if self.partial_since is not None and now - self.partial_since > PARTIAL_FRAME_TIMEOUT:
             return (
                 f"a frame left incomplete for {now - self.partial_since:.0f} s "

@@ -25,6 +25,7 @@ from dataplane.command.logs import LogTargetError, setup_logging
 from dataplane.command.statefile import read_state_file
 from dataplane.main import main_upgrade, notify
 from dataplane.main.adopted import AdoptedProcess
+from dataplane.main.audit import AuditTargetError
 from dataplane.main.changes import ChangeRefused
 from dataplane.main.command_socket import CommandSocket
 from dataplane.main.demo import DemoProcess, start_demo_backends, stop_demo_backends
@@ -177,7 +178,11 @@ def run_main(config_path: str | None, prometheus_address: str | None = None) -> 
     config = _configure(config_path)
     if config is None:
         return 1
-    supervisor = Supervisor(config, config_path)
+    try:
+        supervisor = Supervisor(config, config_path)
+    except AuditTargetError as error:
+        log.error("%s", error)
+        return 1
     supervisor.prometheus_address = prometheus_address
     demo: list[subprocess.Popen[bytes]] = []
     command_socket: CommandSocket | None = None
@@ -213,7 +218,11 @@ def run_upgraded_main(confirm_fd: int, upgrade_fd: int) -> int:
     config = _configure(data.config_path)
     if config is None:
         return 1
-    supervisor = Supervisor(config, data.config_path)
+    try:
+        supervisor = Supervisor(config, data.config_path)
+    except AuditTargetError as error:
+        log.error("%s", error)
+        return 1
     supervisor.prometheus_address = data.prometheus_address
     command_socket: CommandSocket | None = None
     demo: list[AdoptedProcess] = []

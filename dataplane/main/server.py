@@ -12,6 +12,7 @@ import logging
 import os
 import selectors
 import signal
+import time
 from typing import Any
 
 import dataplane
@@ -22,6 +23,8 @@ from dataplane.command.responses import Event, EventKind, Response, ResponseStat
 from dataplane.command.state import ConfigState
 from dataplane.command.statefile import write_state_file
 from dataplane.main import main_upgrade, notify, queries, reconfigure
+from dataplane.main.audit import AuditLog
+from dataplane.main.audit_record import AUDIT_VERBS
 from dataplane.main.changes import StateKeeper, apply_change
 from dataplane.main.client_table import MAX_SUBSCRIBERS, ClientTable
 from dataplane.main.clients import Client
@@ -78,6 +81,9 @@ RELOADING = CHANGING | {
     "upgrade_worker",
 }
 HANDOVER_FLUSH_TIMEOUT = 2.0
+# Audited when asked for (as sozu's "stop requested") rather than when they end: a stop may
+# end with main. A subscription is audited when it starts (its request never ends).
+AUDITED_AT_START = {"soft_stop", "hard_stop"}
 
 
 class Supervisor:
@@ -108,8 +114,22 @@ class Supervisor:
         self.main_metrics = MainFigures(workers_alive=lambda: len(self.pool.live()))
         self.prometheus: PrometheusEndpoint | None = None  # prometheus_main.start_prometheus
         self.prometheus_address: str | None = None  # --prometheus-address (kept on upgrade)
-        self.clients = ClientTable(self.loop, config.max_command_buffer_size, self._on_request)
+        self.clients = ClientTable(
+            self.loop,
+            config.max_command_buffer_size,
+            self._on_request,
+            allowed_uids=config.command_allowed_uids,
+            on_refused=self._on_refused,
+        )
         self.command_socket: CommandSocket | None = None
+        # Raises AuditTargetError (the start fails) when a target cannot be opened.
+        self.audit = AuditLog(
+            self.loop,
+            config.audit_logs_target,
+            config.audit_logs_json_target,
+            config.command_socket,
+            lambda: self.figures.main_upgrades,
+        )
         # From now on a signal never kills main half-started: it waits for the loop.
         self.signals = SignalPipe()
         self.stopping = False
@@ -137,6 +157,7 @@ class Supervisor:
         return self.exit_code
 
     def close(self) -> None:
+        self.audit.close()
         if self.prometheus is not None:
             self.prometheus.close()
         self.pool.shutdown(EXIT_GRACE)
@@ -164,14 +185,25 @@ class Supervisor:
         log.info("client %d: %s", client.id, request.verb)
         log.debug("client %d: %r", client.id, request)
         reloading = self._reloading(request.verb)
+        audited = request.verb in AUDIT_VERBS
+        started = time.monotonic()
+        if audited and request.verb in AUDITED_AT_START:
+            self.audit.request(client, request, Response.ok(""), None)
 
         def finish(response: Response | None) -> None:
+            if audited and request.verb not in AUDITED_AT_START:
+                elapsed = time.monotonic() - started  # None: subscribed, the stream goes on
+                self.audit.request(client, request, response or Response.ok(""), elapsed)
             if response is not None:  # counted for Prometheus, by verb and result
                 ok = response.status == ResponseStatus.OK
                 self.main_metrics.config_request(request.verb, ok)
             client.finish(response)
 
         self._run(self.handle(request, client), finish, reloading)
+
+    def _on_refused(self, client: Client, request: Request | None) -> None:
+        """`command_allowed_uids` refused this client's peer: say who tried what."""
+        self.audit.refused(client, request)
 
     def _reloading(self, verb: str) -> bool:
         """Tell systemd before the handler starts (some finish within `handle`)."""
@@ -373,6 +405,7 @@ class Supervisor:
         """SIGUSR1 (logrotate's postrotate): main reopens its log file, the workers theirs
         and their access log files."""
         reopen_log_file()
+        self.audit.reopen()
         workers = [w for w in self.pool.live() if w.booted]  # a booting one has no handler yet
         log.info("received SIGUSR1: log file reopened, forwarding to %d workers", len(workers))
         for worker in workers:

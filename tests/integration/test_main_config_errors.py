@@ -67,3 +67,22 @@ def test_cli_without_a_running_proxy_says_so(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "is pysozu running" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("verb", [["start"], ["config", "check"]])
+def test_an_unknown_top_level_key_is_an_error_as_a_nested_one(
+    tmp_path: Path, verb: list[str]
+) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text(
+        f'command_socket = "{tmp_path}/s.sock"\nworker_cout = 4\n'
+        '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:1"\n'
+    )
+    result = pysozu(*verb, "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        f"pysozu: {config}: worker_cout: unknown key (did you mean worker_count?)"
+        in result.stderr.splitlines()
+    )
+    assert "configuration is valid" not in result.stdout
+    assert not (tmp_path / "s.sock").exists()  # main never started

@@ -189,7 +189,7 @@ def _orphans(proxy: Any) -> list[int]:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"dataplane\0worker" in cmdline and os.getppid() != int(entry):
+            if cmdline.startswith(b"pysozu worker") and os.getppid() != int(entry):
                 status = Path(f"/proc/{entry}/status").read_text()
                 if f"PPid:\t{proxy.process.pid}\n" in status or "PPid:\t1\n" in status:
                     pids.append(int(entry))

@@ -39,7 +39,7 @@ class Watcher:
         for line in self.process.stdout:
             answer = json.loads(line)
             event = answer["content"]["content_type"]["EVENT"]
-            self.events.put((EventKind(event["kind"]), answer["message"], event))
+            self.events.put((EventKind[event["kind"]], answer["message"], event))
 
     def wait_for(
         self, kind: EventKind, timeout: float, poke: Callable[[], object] = lambda: None

@@ -58,7 +58,7 @@ def test_events_print_one_line_each() -> None:
 def test_json_is_the_wire_shape() -> None:
     out = io.StringIO()
     output.print_json(Response.failure("no"), out)
-    assert json.loads(out.getvalue()) == {"status": 2, "message": "no", "content": None}
+    assert json.loads(out.getvalue()) == {"status": "FAILURE", "message": "no", "content": None}
 
 
 def test_listener_list_shows_trusted_proxies() -> None:
@@ -76,3 +76,61 @@ def test_listener_list_shows_trusted_proxies() -> None:
     assert rows[0] == ["PROTOCOL", "ADDRESS", "ACTIVE", "PUBLIC ADDRESS", "TRUSTED PROXIES"]
     assert rows[1] == ["HTTP", "0.0.0.0:80", "no", "-", "10.0.0.0/8,::1"]
     assert rows[2] == ["TCP", "0.0.0.0:9000", "no", "-", "-"]
+
+
+def test_json_gives_enum_values_by_name_in_the_wire_shape() -> None:
+    from dataplane.command import codec
+    from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, Request
+
+    infos = WorkerInfos(vec=[WorkerInfo(id=0, pid=9, run_state=RunState.NOT_ANSWERING)])
+    response = Response.ok(content=ResponseContent.of(workers=infos))
+    named = output.named(response)
+    assert named["status"] == "OK"
+    assert named["content"]["content_type"]["WORKERS"]["vec"][0]["run_state"] == "NOT_ANSWERING"
+    wire = codec.to_builtins(response)  # the same keys and values, but for the enums
+    wire["status"] = "OK"
+    wire["content"]["content_type"]["WORKERS"]["vec"][0]["run_state"] = "NOT_ANSWERING"
+    assert named == wire
+    cluster = Cluster(cluster_id="app", load_balancing=LoadBalancingAlgorithms.RANDOM)
+    request = output.named(Request.of(add_cluster=cluster))
+    assert list(request["request_type"]) == ["ADD_CLUSTER"]  # omit_defaults kept
+    assert request["request_type"]["ADD_CLUSTER"]["load_balancing"] == "RANDOM"
+    listener = output.named(HttpListenerConfig(address=SocketAddress.parse("127.0.0.1:80")))
+    assert listener["address"] == codec.to_builtins(SocketAddress.parse("127.0.0.1:80"))
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from dataplane.cli.app import main
+
+    try:
+        code = main(argv)
+    except SystemExit as leaving:
+        code = int(leaving.code or 0)
+    said = capsys.readouterr()
+    return code, said.out, said.err
+
+
+def test_json_usage_errors_are_json_too(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(["-j", "backend", "add", "--id", "app"], capsys)
+    assert code == 2
+    answer = json.loads(out)
+    assert answer["status"] == "FAILURE" and "required" in answer["message"]
+    assert "usage:" in err  # people still get argparse's help on stderr
+    code, out, _ = run_cli(["backend", "add", "--id", "app"], capsys)
+    assert code == 2 and out == ""  # without -j, nothing on stdout
+
+
+def test_json_configuration_errors_are_json_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    config = Path(str(tmp_path)) / "bad.toml"
+    config.write_text("worker_count = 'two'\n")
+    code, out, err = run_cli(["-c", str(config), "--json", "status"], capsys)
+    assert code == 1
+    answer = json.loads(out)
+    assert answer["status"] == "FAILURE" and "worker_count" in answer["message"]
+    assert "worker_count" in err
+    code, out, _ = run_cli(["-c", str(config), "-j", "config", "check"], capsys)
+    assert code == 1 and json.loads(out)["status"] == "FAILURE"

@@ -685,7 +685,7 @@ def test_top_level_errors_and_warnings() -> None:
         "automatic_state_save: needs saved_state (the file to save to)",
     ]
     config = parse_config(
-        "surprise = 1\nsplice_pipe_capacity_bytes = 65536\nmin_buffers = 5\nmax_buffers = 2\n"
+        "splice_pipe_capacity_bytes = 65536\nmin_buffers = 5\nmax_buffers = 2\n"
         '[hsts]\nenabled = true\n[prometheus]\naddress = "0.0.0.0:9100"',
         "config.toml",
     )
@@ -694,7 +694,6 @@ def test_top_level_errors_and_warnings() -> None:
     assert warnings(config) == [
         "splice_pipe_capacity_bytes: accepted but ignored: pysozu does not use splice(2)",
         "min_buffers: larger than max_buffers, lowered to 2",
-        "surprise: unknown key, ignored",
         "hsts: accepted but ignored: a top-level [hsts] table applies to nothing: "
         "write [listeners.hsts]",
     ]
@@ -838,3 +837,12 @@ def test_an_expired_certificate_is_loaded_with_a_warning(config_dir: Path) -> No
         for warning in config.warnings
     ), config.warnings
     assert len(replayed(config).certificates[SocketAddress.parse("127.0.0.1:8443")]) == 1
+
+
+def test_unknown_top_level_keys_are_errors_as_nested_ones() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("worker_cout = 4\nsurprise = 1\n", "config.toml")
+    assert [str(problem) for problem in caught.value.problems] == [
+        "config.toml: worker_cout: unknown key (did you mean worker_count?)",
+        "config.toml: surprise: unknown key",
+    ]
