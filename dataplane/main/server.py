@@ -238,6 +238,8 @@ class Supervisor:
             return queries.from_state(self.state, request)
         if verb in GATHERED:
             return queries.gathered(self.state, self.pool, request, self.timeout)
+        if verb == "configure_metrics":
+            return self._configure_metrics(request)
         if verb in FORWARDED:
             return queries.forwarded(self.pool, request, self.timeout)
         match verb:
@@ -292,6 +294,7 @@ class Supervisor:
         response = yield from upgrade_worker(self.pool, worker_id, reply, self.timeout)
         if response is not None and response.status == ResponseStatus.OK:
             self.figures.worker_upgrades += 1
+            self.events.emit("main", Event(kind=EventKind.WORKER_UPGRADED))
         return response
 
     def _upgrade_main(self, reply: Reply) -> Response:
@@ -331,6 +334,8 @@ class Supervisor:
             self.heartbeat.start()
             return Response.failure(f"upgrade failed: {error}")
         self.handed_over = True
+        # Subscribers are this main's clients: they hear it before it goes, then reconnect.
+        self.events.emit("main", Event(kind=EventKind.MAIN_UPGRADED))
         self.pool.release()
         self.loop.remove(self.command_socket.sock)
         self.loop.call_later(0, self.loop.stop)
@@ -338,6 +343,12 @@ class Supervisor:
         return Response.ok(
             f"Upgrade successful, closing main process. New main process has pid {pid}"
         )
+
+    def _configure_metrics(self, request: Request) -> Job:
+        response = yield from queries.forwarded(self.pool, request, self.timeout)
+        if response is not None and response.status == ResponseStatus.OK:
+            self.events.emit("main", Event(kind=EventKind.METRICS_CONFIGURED))
+        return response
 
     def _logging(self, spec: str) -> Job:
         try:

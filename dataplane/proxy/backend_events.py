@@ -8,7 +8,9 @@ main forwards to its `subscribe_events` clients:
 - BACKEND_DOWN: this failure opened the breaker (the backend is no longer available);
 - NO_AVAILABLE_BACKENDS: ... and no backend of its cluster is available any more;
 - BACKEND_UP: a connect succeeded while the breaker was open;
-- CLUSTER_RECOVERED: ... and it is the first backend of its cluster available again.
+- CLUSTER_RECOVERED: ... and it is the first backend of its cluster available again;
+- REMOVED_BACKEND_HAS_NO_CONNECTIONS: a backend removed from its cluster has no connection left
+  (at once if it had none): the operator may stop it.
 
 Only state changes cost anything: a connect that changes nothing is a counter increment.
 """
@@ -59,6 +61,34 @@ def connect_succeeded(loop: Loop, cluster: ClusterRuntime, backend: Backend, too
         _push(loop, EventKind.CLUSTER_RECOVERED, cluster, None)
 
 
+def backend_removed(loop: Loop, cluster_id: str, backend: Backend) -> None:
+    """`backend` left `cluster_id`: its idle pooled connections close now, and the event goes
+    out once no connection to it is left (see `connection_closed`)."""
+    backend.removed = True
+    loop.pool.discard_backend(backend)
+    if not backend.active_connections:
+        _drained(loop, cluster_id, backend)
+
+
+def connection_closed(loop: Loop, cluster_id: str, backend: Backend) -> None:
+    backend.connection_closed()
+    if backend.removed and not backend.active_connections:
+        _drained(loop, cluster_id, backend)
+
+
+def _drained(loop: Loop, cluster_id: str, backend: Backend) -> None:
+    log.info("removed backend %s at %s has no connection left", backend.backend_id, backend.address)
+    _send(
+        loop,
+        Event(
+            kind=EventKind.REMOVED_BACKEND_HAS_NO_CONNECTIONS,
+            cluster_id=cluster_id,
+            backend_id=backend.backend_id,
+            address=backend.address,
+        ),
+    )
+
+
 def _push(loop: Loop, kind: EventKind, cluster: ClusterRuntime, backend: Backend | None) -> None:
     event = Event(
         kind=kind,
@@ -66,6 +96,10 @@ def _push(loop: Loop, kind: EventKind, cluster: ClusterRuntime, backend: Backend
         backend_id=backend.backend_id if backend is not None else None,
         address=backend.address if backend is not None else None,
     )
+    _send(loop, event)
+
+
+def _send(loop: Loop, event: Event) -> None:
     loop.send(
         WorkerResponse(
             id=f"EVENT-{next(_numbers)}",

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
+from dataplane.proxy import backend_events
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.http_head import ResponseHead
 from dataplane.proxy.load_balancing import Backend
@@ -120,7 +121,7 @@ class BackendConnection:
         self.sock.close()
         if self.connected:
             self.connected = False
-            self.backend.connection_closed()
+            backend_events.connection_closed(loop, self.cluster_id, self.backend)
 
 
 class BackendPool:
@@ -151,8 +152,8 @@ class BackendPool:
     def give_back(self, conn: BackendConnection) -> None:
         """Park a clean connection (its owner has already checked it is reusable)."""
         idle = self._idle.setdefault(conn.address, [])
-        if len(idle) >= MAX_IDLE_PER_BACKEND or self.loop.stopping:
-            conn.close()
+        if len(idle) >= MAX_IDLE_PER_BACKEND or self.loop.stopping or conn.backend.removed:
+            conn.close(reuse_buffer=True)  # clean: no byte in its buffer, no view into it
             return
         idle.append(conn)
         if conn.buffer is not NO_BUFFER:  # clean: no byte in it, no view into it
@@ -176,6 +177,13 @@ class BackendPool:
             self.discard(conn)  # an idle backend that speaks or hangs up cannot be reused
 
         return on_idle_event
+
+    def discard_backend(self, backend: Backend) -> None:
+        """Close the idle connections to a backend that left its cluster."""
+        idle = self._idle.get(backend.address)
+        if idle:
+            for conn in [conn for conn in idle if conn.backend is backend]:
+                self.discard(conn)
 
     def close_all(self) -> None:
         for idle in self._idle.values():

@@ -38,6 +38,8 @@ from dataplane.command.responses import (
 )
 from dataplane.command.scm import ScmError
 from dataplane.command.state import ConfigState, StateError
+from dataplane.proxy import backend_events
+from dataplane.proxy.load_balancing_backend import Backend
 from dataplane.proxy.tls_listener import apply_tls, certificates_by_address
 from dataplane.proxy.worker import Loop
 
@@ -193,6 +195,7 @@ class CommandHandler:
         trial = loop.state.copy() if trial_copy else loop.state
         trial.dispatch(message.content)
         content = _as_merged(message.content, trial)
+        leaving = _backend_of(loop, content) if content.verb == "remove_backend" else None
         try:
             loop.proxy.apply(content)
             apply_tls(loop.proxy, content.verb, content.body)
@@ -204,6 +207,8 @@ class CommandHandler:
             loop.metrics.remove_cluster(body)
         elif message.content.verb == "remove_backend":
             loop.metrics.remove_backend(body.cluster_id, body.backend_id)
+            if leaving is not None:
+                backend_events.backend_removed(loop, body.cluster_id, leaving)
 
     def _info(self) -> WorkerInfo:
         return WorkerInfo(
@@ -217,3 +222,15 @@ class CommandHandler:
     def _stopped(self, request_id: str) -> None:
         self.loop.send(_ok(request_id))
         self.loop.running = False
+
+
+def _backend_of(loop: Loop, request: Request) -> Backend | None:
+    """The live backend a `remove_backend` request names (None: not known here)."""
+    body = request.body
+    cluster = loop.proxy.clusters.get(body.cluster_id)
+    if cluster is None:
+        return None
+    for backend in cluster.backends:
+        if backend.backend_id == body.backend_id and backend.address == body.address:
+            return backend
+    return None

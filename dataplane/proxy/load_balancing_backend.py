@@ -44,6 +44,7 @@ class Backend:
         "backup",
         "failures",
         "healthy",
+        "removed",
         "retry_at",
         "salt",
         "sticky_id",
@@ -68,6 +69,7 @@ class Backend:
         self.active_requests = 0
         self.failures = 0  # total failed connects, for metrics
         self.healthy = True  # the active health check's verdict
+        self.removed = False  # taken out of its cluster; its last connections may still run
         self.retry_at = 0.0  # no connect attempt before this time
         self.salt = hash_bytes(str(address).encode())
         self._tries = 0

@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -112,3 +113,38 @@ def test_backend_down_then_up(pysozu: Any, backends: Any, watcher_factory: Any) 
     up = watcher.wait_for(EventKind.BACKEND_UP, timeout=60, poke=poke)  # next try: <= 31 s
     assert up is not None and up["backend_id"] == "app-1"
     assert pysozu.http_get(listen, "app.com") == (200, b"app-1")
+
+
+def test_a_removed_backend_says_when_its_last_connection_is_gone(
+    pysozu: Any, backends: Any, watcher_factory: Any
+) -> None:
+    listen = pysozu.free_port()
+    ports = [backends.start("app-1"), backends.start("app-2")]
+    proxy = pysozu.start(
+        "worker_count = 1\n" + pysozu.http_config(listen, {"app": ("app.com", ports)}), workers=1
+    )
+    watcher = watcher_factory(proxy)
+    with socket.create_connection(("127.0.0.1", listen), timeout=5) as client:
+        served = b""
+        while b"app-1" not in served:  # a kept-alive client on app-1 holds a connection to it
+            client.sendall(b"GET / HTTP/1.1\r\nHost: app.com\r\n\r\n")
+            served = client.recv(4096)
+        removed = proxy.cli(
+            "backend", "remove", "--id", "app", "--backend-id", "app-1",
+            "--address", f"127.0.0.1:{ports[0]}",
+        )  # fmt: skip
+        assert removed.returncode == 0, removed.stderr
+        assert watcher.wait_for(EventKind.REMOVED_BACKEND_HAS_NO_CONNECTIONS, timeout=1.5) is None
+    event = watcher.wait_for(EventKind.REMOVED_BACKEND_HAS_NO_CONNECTIONS, timeout=10)
+    assert event is not None and (event["cluster_id"], event["backend_id"]) == ("app", "app-1")
+    assert event["source"] == "WRK-00"
+
+
+def test_worker_upgraded_and_metrics_configured(pysozu: Any, watcher_factory: Any) -> None:
+    proxy = pysozu.start(pysozu.http_config(pysozu.free_port(), {}))
+    watcher = watcher_factory(proxy)
+    assert proxy.cli("metrics", "disable").returncode == 0
+    assert watcher.wait_for(EventKind.METRICS_CONFIGURED, timeout=10) is not None
+    assert proxy.cli("upgrade", "--worker", "0", timeout=60).returncode == 0
+    upgraded = watcher.wait_for(EventKind.WORKER_UPGRADED, timeout=10)
+    assert upgraded is not None and upgraded["source"] == "main"
