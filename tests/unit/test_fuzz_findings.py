@@ -5,12 +5,25 @@
   and read the body as the next request (a desynchronisation), or got no Host. Found by
   fuzz/targets/http_request.py's property "the forwarded head parses again, same framing".
   Now refused: 400 for a request, 502 for a response.
+- A regex path rule whose repeat count is above `re`'s limit (OverflowError) or whose nesting
+  is too deep (RecursionError) escaped validation: `pysozu config check` crashed with a
+  traceback, and so did anything dispatching the frontend. Now a StateError / ConfigError.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from dataplane.command.address import SocketAddress
+from dataplane.command.config import ConfigError, parse_config
+from dataplane.command.messages import (
+    PathRule,
+    PathRuleKind,
+    Request,
+    RequestHttpFrontend,
+)
+from dataplane.command.state import ConfigState, StateError
+from dataplane.command.statefile import decode_state
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.forwarding import ConnectionContext, forward_request
 from dataplane.proxy.http_head import RequestParser, ResponseParser
@@ -49,3 +62,40 @@ def test_other_listed_headers_are_still_dropped_and_the_framing_kept() -> None:
     forwarded = RequestParser().parse(forward_request(request, context, b"ID", b""))
     assert (forwarded.host, forwarded.content_length) == (b"a", 2)
     assert b"X-A" not in forwarded.block
+
+
+HUGE_REPEAT = "/a{99999999999}"
+DEEP_NESTING = "(" * 1000 + "/" + ")" * 1000
+
+
+@pytest.mark.parametrize("regex", [HUGE_REPEAT, DEEP_NESTING])
+def test_a_regex_path_re_cannot_compile_is_a_state_error(regex: str) -> None:
+    front = RequestHttpFrontend(
+        cluster_id="app",
+        address=SocketAddress.parse("127.0.0.1:80"),
+        hostname="example.com",
+        path=PathRule(kind=PathRuleKind.REGEX, value=regex),
+    )
+    with pytest.raises(StateError, match="does not compile"):
+        ConfigState().dispatch(Request.of(add_http_frontend=front))
+
+
+@pytest.mark.parametrize("regex", [HUGE_REPEAT, DEEP_NESTING])
+def test_config_check_reports_such_a_regex(regex: str) -> None:
+    text = (
+        '[clusters.app]\nprotocol = "http"\n[[clusters.app.frontends]]\n'
+        f'address = "127.0.0.1:80"\nhostname = "a"\npath_type = "REGEX"\npath = "{regex}"\n'
+    )
+    with pytest.raises(ConfigError, match="does not compile"):
+        parse_config(text)
+
+
+def test_a_state_file_holding_such_a_regex_loads_as_a_refused_request() -> None:
+    record = (
+        b'{"id":"SAVE-0","content":{"request_type":{"ADD_HTTP_FRONTEND":{"cluster_id":"app",'
+        b'"address":"127.0.0.1:80","hostname":"a","path":{"kind":1,"value":"a{99999999999}"}}}}}'
+    )
+    requests, errors = decode_state(record + b"\n\0")
+    assert errors == [] and len(requests) == 1
+    with pytest.raises(StateError, match="does not compile"):
+        ConfigState().dispatch(requests[0])
