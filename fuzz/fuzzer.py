@@ -189,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
             "http_request`. Grown corpora and findings go to fuzz/.work/ (kept between runs)."
         ),
         epilog=(
-            "Arguments after `--` go to libFuzzer (e.g. -- -jobs=2 -workers=2, -dict=FILE). "
+            "Arguments after `--` go to libFuzzer (e.g. -- -seed=1234; not -jobs or -fork). "
             "A finding is replayed without libFuzzer by --replay TARGET FILE..."
         ),
     )

@@ -2,12 +2,14 @@
 
 - A `Connection` header naming Host, Content-Length or Transfer-Encoding made the proxy drop
   that header while still framing the body by it: the backend got `POST` without its length
-  and read the body as the next request (a desynchronisation), or got no Host. Found by
-  fuzz/targets/http_request.py's property "the forwarded head parses again, same framing".
-  Now refused: 400 for a request, 502 for a response.
+  and read the body as the next request (a desynchronisation), or got no Host. Seen while
+  writing fuzz/targets/http_request.py: its property "the forwarded head parses again, same
+  host and framing" fails on it. Now refused: 400 for a request, 502 for a response (the
+  raw-byte cases are also in tests/unit/fixtures/http, so real workers get them too).
 - A regex path rule whose repeat count is above `re`'s limit (OverflowError) or whose nesting
   is too deep (RecursionError) escaped validation: `pysozu config check` crashed with a
   traceback, and so did anything dispatching the frontend. Now a StateError / ConfigError.
+  Seen while probing the config_toml and state_file targets' inputs by hand.
 """
 
 from __future__ import annotations
