@@ -99,7 +99,8 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
     if front.path.kind == PathRuleKind.REGEX:
         try:
             re.compile(value)
-        except re.error as error:
+        # A repeat count above re's limit is an OverflowError, deep nesting a RecursionError.
+        except (re.error, OverflowError, RecursionError) as error:
             raise StateError(f"path regex {value!r} does not compile: {error}") from None
     elif _BLANK_OR_CONTROL.search(value) or (value and not value.startswith("/")):
         raise StateError(f"path {value!r} must start with / and contain no spaces")

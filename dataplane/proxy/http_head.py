@@ -44,6 +44,7 @@ HEAD_END = b"\r\n\r\n"
 _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 _NO_TOKENS: frozenset[bytes] = frozenset()
 _SINGLE_TOKENS = {token: frozenset((token,)) for token in _CONNECTION_OPTIONS}
+_END_TO_END = frozenset((b"host", b"content-length", b"transfer-encoding"))
 
 # Framing of a message body, as announced by its head.
 NO_BODY = 0
@@ -217,8 +218,16 @@ class RequestParser:
         return request
 
 
-def _remove_listed(block: bytes, tokens: frozenset[bytes], removed: list[tuple[int, int]]) -> None:
-    """Drop the headers a Connection header names (RFC 9110 7.6.1), except our own rewrites."""
+def _remove_listed(
+    block: bytes, tokens: frozenset[bytes], removed: list[tuple[int, int]], status: int = 400
+) -> None:
+    """Drop the headers a Connection header names (RFC 9110 7.6.1), except our own rewrites.
+
+    Naming Host, Content-Length or Transfer-Encoding is refused: dropping them would forward
+    a message whose body (or route) the next hop reads differently from us.
+    """
+    if not tokens.isdisjoint(_END_TO_END):
+        raise HttpSyntaxError("Connection names Host, Content-Length or Transfer-Encoding", status)
     lower = block.lower()
     for token in tokens - _CONNECTION_OPTIONS:
         if _LINE.fullmatch(b"\r\n" + token + b":") is None:
@@ -311,7 +320,7 @@ class ResponseParser:
             elif b"keep-alive" in tokens and version == b"0":
                 response.keep_alive = True
             if tokens - _CONNECTION_OPTIONS:
-                _remove_listed(block, tokens, removed)
+                _remove_listed(block, tokens, removed, 502)
         return response
 
 
