@@ -12,6 +12,7 @@ class Counters:
     __slots__ = (
         "accepted",
         "backend_connections",
+        "early_rejects",
         "timeouts",
         "upgrades",
     )
@@ -20,6 +21,7 @@ class Counters:
         self.accepted = 0
         self.backend_connections = 0
         self.timeouts = 0
+        self.early_rejects = 0  # request heads refused before they were complete
         self.upgrades = 0
 
     def snapshot(self) -> dict[str, int]:
@@ -27,5 +29,6 @@ class Counters:
             "client.connections.accepted": self.accepted,
             "backend.connections": self.backend_connections,
             "http.timeouts": self.timeouts,
+            "http.early_rejects": self.early_rejects,
             "http.upgrades": self.upgrades,
         }

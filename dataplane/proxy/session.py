@@ -67,6 +67,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.response_body = None
         self.request_done = self.response_done = self.closing = False
         self.head_started = self.front_full = False
+        self.head_scan = None
         self.request_id = b""
         self.backend_id = None
         self.request_started = self.response_started = loop.now

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.forwarding import ConnectionContext
     from dataplane.proxy.http_body import Body
     from dataplane.proxy.http_head import RequestHead, ResponseHead
+    from dataplane.proxy.http_head_scan import HeadScanner
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.metrics import ListenerFigures
     from dataplane.proxy.tls_policy import SniBinding
@@ -58,6 +59,7 @@ class SessionFields:
         "fd",
         "figures",
         "front_full",
+        "head_scan",
         "head_started",
         "host",
         "host_raw",
@@ -113,6 +115,7 @@ class SessionFields:
     fd: int
     figures: ListenerFigures | None
     front_full: bool  # pipelined bytes filled the buffer: reading paused
+    head_scan: HeadScanner | None  # follows a head arriving in pieces (http_head_scan.py)
     head_started: bool  # some bytes of the next head arrived (request timeout runs)
     host: str
     host_raw: bytes

@@ -14,7 +14,8 @@ from dataplane.proxy.forwarding import (
     sticky_cookie,
 )
 from dataplane.proxy.http_body import Body, ChunkedBody, LengthBody
-from dataplane.proxy.http_head import HEAD_END, RequestHead, has_bare_line_feed
+from dataplane.proxy.http_head import HEAD_END, RequestHead
+from dataplane.proxy.http_head_scan import HeadScanner
 from dataplane.proxy.policy import Answer, Edits, decide, rewrite_request_head
 from dataplane.proxy.session_fields import (
     ANSWER,
@@ -119,17 +120,48 @@ class RequestSide(SessionFields):
         self.close()
 
     def _on_head_bytes(self) -> None:
+        if self.head_started:
+            self._on_head_piece()
+            return
         at = self.buffer.find(HEAD_END, self.start, self.end)
         if at < 0:
-            if has_bare_line_feed(self.view[self.start : self.end].tobytes()):
-                self._answer(400, "bare LF in request head")
-            elif not self.head_started and self.start < self.end:
-                self.head_started = True
-                self.request_started = self.loop.now
-                self.loop.timers.arm(self, self.loop.now + self.listener.request_timeout)
+            if self.start < self.end:
+                self._head_in_pieces()
             return
         head = bytes(self.view[self.start : at + 4])
         self.start = at + 4
+        self._begin_request(head)
+
+    def _head_in_pieces(self) -> None:
+        """The first bytes of a head that did not come whole: the request timeout starts, and
+        a scanner follows the head from now on (http_head_scan.py), refusing it as soon as it
+        can no longer become valid."""
+        self.head_started = True
+        now = self.loop.now
+        self.request_started = now
+        self.loop.timers.arm(self, now + self.listener.request_timeout)
+        self.head_scan = HeadScanner()
+        self._on_head_piece()
+
+    def _on_head_piece(self) -> None:
+        scan = self.head_scan
+        assert scan is not None
+        try:
+            length = scan.feed(self.buffer, self.start, self.end)
+        except HttpSyntaxError as error:
+            self.loop.counters.early_rejects += 1
+            self._answer(400, error.reason)
+            return
+        if length < 0:
+            if self.start == 0 and self.end == len(self.buffer):  # no room left: say so now
+                if scan.in_request_line:
+                    self._answer(400, f"request line longer than {self.end} bytes")
+                else:
+                    self._answer(431, "request head too large")
+            return
+        self.head_scan = None
+        head = bytes(self.view[self.start : self.start + length])
+        self.start += length
         self._begin_request(head)
 
     def _begin_request(self, head: bytes) -> None:
