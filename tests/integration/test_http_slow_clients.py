@@ -153,6 +153,19 @@ def test_a_trickled_body_gets_408_within_the_window(pysozu: Any) -> None:
     assert proxying["http.request_body_timeouts"]["inner"]["COUNT"] == 1
 
 
+@pytest.mark.timeout(90)
+def test_the_default_ends_a_body_sent_one_byte_per_5_seconds(pysozu: Any) -> None:
+    """The defaults (500 B/s over 30 s windows) end the trickle of the issue within the
+    window plus one gap; nginx (client_body_timeout 60 s between reads) never does."""
+    _proxy, backend, port = start(pysozu)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: 100\r\n\r\n")
+        took = trickle(sock, b"x" * 100, 1, 5.0)
+        assert answer_of(sock).startswith(b"HTTP/1.1 408 ")
+        assert 29 < took < 30 + 5 + 3
+    assert not backend.seen
+
+
 def test_a_slow_but_steady_upload_is_not_cut(pysozu: Any) -> None:
     _proxy, backend, port = start(pysozu, BODY_LIMITS)
     body = bytes(range(256)) * 1024  # 256 KiB at 64 KiB/s: four seconds, two windows
