@@ -21,6 +21,11 @@ LISTENER_HELP = {
     "back_timeout": "inactivity timeout of the backend connection, in seconds",
     "connect_timeout": "how long to wait for a backend connection to open, in seconds",
     "request_timeout": "how long a client has to send a complete request (then 408), in seconds",
+    "request_body_timeout": "window, in seconds, over which a request body's rate is measured: "
+    "a body slower than --request-body-min-rate over a window is cut with 408; 0: no check "
+    "(pysozu extension)",
+    "request_body_min_rate": "slowest request body accepted, in bytes per second, averaged "
+    "over each --request-body-timeout window; 0: no check (pysozu extension)",
     "expect_proxy": "expect a PROXY protocol header (v2, or v1 text) at the start of each "
     "client connection; its source address becomes the client's",
     "no_expect_proxy": "stop expecting a PROXY protocol header from clients",
@@ -80,7 +85,8 @@ ANSWER_HELP = {
     "400": "a request that cannot be parsed",
     "401": "a request without valid credentials",
     "404": "a request no frontend matches",
-    "408": "a request not received within request_timeout",
+    "408": "a request not received within request_timeout, or a body slower than "
+    "request_body_min_rate",
     "413": "a request head larger than the buffer",
     "421": "a host the connection's TLS certificate does not cover",
     "429": "a client over the per-(cluster, source IP) connection limit",

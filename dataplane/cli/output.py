@@ -121,9 +121,27 @@ def show_listeners(response: Response, out: TextIO) -> None:
                         "yes" if config.active else "no",
                         str(public) if public else "-",
                         ",".join(trusted) if trusted else "-",
+                        _body_rate(config),
                     )
                 )
-    table(("PROTOCOL", "ADDRESS", "ACTIVE", "PUBLIC ADDRESS", "TRUSTED PROXIES"), rows, out)
+    headers = (
+        "PROTOCOL",
+        "ADDRESS",
+        "ACTIVE",
+        "PUBLIC ADDRESS",
+        "TRUSTED PROXIES",
+        "BODY MIN RATE",
+    )
+    table(headers, rows, out)
+
+
+def _body_rate(config: Any) -> str:
+    """`500 B/s per 30 s`, `off`, or `-` where it does not apply (TCP, UDP)."""
+    rate = getattr(config, "request_body_min_rate", None)
+    if rate is None:
+        return "-"
+    window = config.request_body_timeout
+    return f"{rate} B/s per {window} s" if rate and window else "off"
 
 
 def _route(front: Any) -> tuple[str, str, str, str]:

@@ -239,6 +239,7 @@ def _set(message: Any, a: argparse.Namespace, names: tuple[str, ...]) -> Any:
 
 
 TIMEOUTS = ("front_timeout", "back_timeout", "request_timeout", "connect_timeout")
+BODY_RATE = ("request_body_timeout", "request_body_min_rate")  # pysozu extension
 H2_KNOBS = _H2Knobs.__struct_fields__
 
 
@@ -259,7 +260,7 @@ def _http_listener(a: argparse.Namespace, tls: bool) -> Request:
         )
     else:
         listener = HttpListenerConfig(address=a.address)
-    _set(listener, a, ("public_address", "sticky_name", "trusted_proxies", *TIMEOUTS))
+    _set(listener, a, ("public_address", "sticky_name", "trusted_proxies", *TIMEOUTS, *BODY_RATE))
     listener.expect_proxy = a.expect_proxy
     listener.http_answers = _answers(a)
     verb = "add_https_listener" if tls else "add_http_listener"
@@ -272,7 +273,11 @@ def _http_update(a: argparse.Namespace, tls: bool) -> Request:
         if tls
         else UpdateHttpListenerConfig(address=a.address)
     )
-    _set(patch, a, ("public_address", "sticky_name", "sozu_id_header", *TIMEOUTS, *H2_KNOBS))
+    _set(
+        patch,
+        a,
+        ("public_address", "sticky_name", "sozu_id_header", *TIMEOUTS, *BODY_RATE, *H2_KNOBS),
+    )
     patch.trusted_proxies = a.trusted_proxies
     patch.expect_proxy = a.expect_proxy
     patch.http_answers = _answers(a)
@@ -321,6 +326,8 @@ def _settings(
     """Timeouts and sizes: `defaults` is the message of an `add` (None: an `update`)."""
     for name in names:
         unit = "BYTES" if name.endswith("size") else "N" if name == "max_flows" else "SECONDS"
+        if name.endswith("rate"):
+            unit = "BYTES_PER_SECOND"
         listener_option(parser, name, defaults, udp=udp, type=value.unsigned, metavar=unit)
 
 
@@ -371,6 +378,7 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
     listener_option(add, "sticky_name", message, metavar="NAME")
     _trusted_proxies(add, updating=False)
     _settings(add, TIMEOUTS, message)
+    _settings(add, BODY_RATE, message)
     if tls:
         add.add_argument(
             "--tls-versions",
@@ -401,6 +409,7 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
     listener_option(update, "public_address", type=value.address, metavar="IP:PORT")
     listener_option(update, "sticky_name", metavar="NAME")
     _settings(update, TIMEOUTS)
+    _settings(update, BODY_RATE)
     _expect_proxy(update, updating=True)
     _trusted_proxies(update, updating=True)
     h2 = update.add_argument_group(H2_GROUP, H2_GROUP_DESCRIPTION)

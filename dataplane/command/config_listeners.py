@@ -5,6 +5,8 @@ error). A key that exists in sozu but does not apply to the listener's protocol 
 a plain HTTP listener) is accepted with a warning, as sozu accepts and ignores it; HSTS on plain
 HTTP and `expect_proxy` on UDP are errors, as in sozu. Timeouts default to the top-level ones.
 `trusted_proxies` (a pysozu extension) must hold IP networks.
+`request_body_timeout` / `request_body_min_rate` (pysozu extensions) bound how slowly a request
+body may come (see the README).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataplane.command.config_reader import Report, Table
 from dataplane.command.messages import (
     DEFAULT_CIPHER_LIST,
     DEFAULT_GROUPS_LIST,
+    DEFAULT_REQUEST_BODY_MIN_RATE,
+    DEFAULT_REQUEST_BODY_TIMEOUT,
     DEFAULT_STICKY_NAME,
     CertificateAndKey,
     HstsConfig,
@@ -47,6 +51,8 @@ HTTP_KEYS = (
     "elide_x_real_ip",
     "send_x_real_ip",
     "trusted_proxies",
+    "request_body_timeout",
+    "request_body_min_rate",
     *(f"answer_{code}" for code in LEGACY_ANSWER_CODES),
     *H2_KEYS,
 )
@@ -262,6 +268,12 @@ def _http_fields(table: Table, defaults: Defaults) -> dict[str, Any]:
         "elide_x_real_ip": table.flag("elide_x_real_ip", False),
         "send_x_real_ip": table.flag("send_x_real_ip", False),
         "trusted_proxies": trusted_proxies(table),
+        "request_body_timeout": table.integer(
+            "request_body_timeout", DEFAULT_REQUEST_BODY_TIMEOUT, high=U32
+        ),
+        "request_body_min_rate": table.integer(
+            "request_body_min_rate", DEFAULT_REQUEST_BODY_MIN_RATE, high=U32
+        ),
     }
     for key in H2_KEYS:
         low = 0 if key == "h2_graceful_shutdown_deadline_seconds" else 1

@@ -136,6 +136,10 @@ class AccessLogFormat(enum.IntEnum):
 # Listeners
 
 DEFAULT_STICKY_NAME = "SOZUBALANCEID"
+# pysozu's request body rate check (HTTP listeners): at least 500 bytes/s (Apache
+# mod_reqtimeout's MinRate) over each 30 s window.
+DEFAULT_REQUEST_BODY_TIMEOUT = 30
+DEFAULT_REQUEST_BODY_MIN_RATE = 500
 DEFAULT_CIPHER_LIST = [
     "TLS13_AES_256_GCM_SHA384",
     "TLS13_AES_128_GCM_SHA256",
@@ -216,6 +220,10 @@ class HttpListenerConfig(_H2Knobs, kw_only=True):
     # pysozu extension: peers (CIDR) whose X-Forwarded-*, Forwarded and X-Real-IP are kept and
     # appended to; any other peer's are replaced by what the proxy saw (forwarding.py).
     trusted_proxies: list[str] = []
+    # pysozu extension: a request body must bring at least request_body_min_rate bytes/s over
+    # each window of request_body_timeout seconds, else 408 (0 in either: no such check).
+    request_body_timeout: int = DEFAULT_REQUEST_BODY_TIMEOUT
+    request_body_min_rate: int = DEFAULT_REQUEST_BODY_MIN_RATE
 
 
 class HttpsListenerConfig(HttpListenerConfig):
@@ -275,6 +283,8 @@ class UpdateHttpListenerConfig(_H2Knobs, kw_only=True):
     elide_x_real_ip: bool | None = None
     send_x_real_ip: bool | None = None
     trusted_proxies: list[str] | None = None  # pysozu extension; [] trusts no peer again
+    request_body_timeout: int | None = None  # pysozu extension
+    request_body_min_rate: int | None = None  # pysozu extension
 
 
 class UpdateHttpsListenerConfig(UpdateHttpListenerConfig):

@@ -12,6 +12,8 @@ class Counters:
     __slots__ = (
         "accepted",
         "backend_connections",
+        "body_timeouts",
+        "early_rejects",
         "timeouts",
         "upgrades",
     )
@@ -20,6 +22,8 @@ class Counters:
         self.accepted = 0
         self.backend_connections = 0
         self.timeouts = 0
+        self.body_timeouts = 0  # request bodies cut for arriving too slowly (also in timeouts)
+        self.early_rejects = 0  # request heads refused before they were complete
         self.upgrades = 0
 
     def snapshot(self) -> dict[str, int]:
@@ -27,5 +31,7 @@ class Counters:
             "client.connections.accepted": self.accepted,
             "backend.connections": self.backend_connections,
             "http.timeouts": self.timeouts,
+            "http.request_body_timeouts": self.body_timeouts,
+            "http.early_rejects": self.early_rejects,
             "http.upgrades": self.upgrades,
         }

@@ -73,6 +73,11 @@ class HttpListener:
         self.back_timeout = float(config.back_timeout)
         self.connect_timeout = float(config.connect_timeout)
         self.request_timeout = float(config.request_timeout)
+        # Request bodies must come at `body_min_rate` bytes/s or more over each window of
+        # `body_window` seconds (session_request._body_too_slow); 0: no such check.
+        self.body_min_rate = float(config.request_body_min_rate)
+        body_window = float(config.request_body_timeout)
+        self.body_window = body_window if self.body_min_rate and body_window else 0.0
         self.sticky_name = config.sticky_name.encode("ascii")
         self.request_id_header = config.sozu_id_header or "Sozu-Id"
         self.parser = RequestParser(self.request_id_header)

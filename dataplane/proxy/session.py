@@ -33,6 +33,8 @@ from dataplane.proxy.session_flow import FlowControl
 from dataplane.proxy.session_request import RequestSide
 from dataplane.proxy.timers import NOT_FILED
 
+INFINITY = float("inf")
+
 if TYPE_CHECKING:
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.worker import Loop
@@ -67,6 +69,8 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.response_body = None
         self.request_done = self.response_done = self.closing = False
         self.head_started = self.front_full = False
+        self.head_scan = None
+        self.body_mark, self.body_until = 0, INFINITY
         self.request_id = b""
         self.backend_id = None
         self.request_started = self.response_started = loop.now
@@ -198,6 +202,8 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
             self._connect_failed()
         elif phase == EXCHANGE and self.response is None:
             self.loop.counters.timeouts += 1
+            if not self.request_done:  # the client stalled its upload
+                self.loop.counters.body_timeouts += 1
             self._fail(504 if self.request_done else 408, "timeout")
         elif phase == HEAD and self.loop.stopping:
             self._close_gently()  # the soft stop's grace is over

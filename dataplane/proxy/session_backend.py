@@ -118,6 +118,7 @@ class BackendSide(SessionFields):
         parts, self.to_back = self.to_back or [], None
         self._sync_masks()
         if self._send_to_back(parts, sum(map(len, parts))) and not self.request_done:
+            self._body_resumed()  # the body's rate is measured from now on
             self._forward_request_body()
 
     def on_back(self, events: int) -> None:

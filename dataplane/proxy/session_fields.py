@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.forwarding import ConnectionContext
     from dataplane.proxy.http_body import Body
     from dataplane.proxy.http_head import RequestHead, ResponseHead
+    from dataplane.proxy.http_head_scan import HeadScanner
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.metrics import ListenerFigures
     from dataplane.proxy.tls_policy import SniBinding
@@ -33,6 +34,9 @@ LINGER_SECONDS = 2.0
 # Soft stop: an idle connection may still send one request (answered `Connection: close`)
 # for this long, so a request racing the worker's stop is served instead of cut.
 STOP_GRACE_SECONDS = 1.0
+# `body_mark` of a request body window during which the proxy itself stopped reading the
+# client (backend behind, no buffer): that window is not held against the client.
+BODY_PAUSED = -1
 # What the access log formatted for a connection: (request, cluster, backend id, backend, parts).
 LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
@@ -46,6 +50,8 @@ class SessionFields:
         "back",
         "back_timeout",
         "backend_id",
+        "body_mark",
+        "body_until",
         "buffer",
         "bytes_in",
         "bytes_out",
@@ -58,6 +64,7 @@ class SessionFields:
         "fd",
         "figures",
         "front_full",
+        "head_scan",
         "head_started",
         "host",
         "host_raw",
@@ -101,6 +108,10 @@ class SessionFields:
     back: BackendConnection | None
     back_timeout: float  # of the current request: its cluster's, else the listener's
     backend_id: str | None  # of the backend the current exchange went to
+    # The request body's rate check (`RequestSide._body_too_slow`): `bytes_in` when the current
+    # window began (BODY_PAUSED: the proxy stopped reading meanwhile), and when it ends.
+    body_mark: int
+    body_until: float
     buffer: Buffer  # the client's bytes: [start, end) not yet consumed; NO_BUFFER when none
     bytes_in: int  # of the current request
     bytes_out: int  # of the current response
@@ -113,6 +124,7 @@ class SessionFields:
     fd: int
     figures: ListenerFigures | None
     front_full: bool  # pipelined bytes filled the buffer: reading paused
+    head_scan: HeadScanner | None  # follows a head arriving in pieces (http_head_scan.py)
     head_started: bool  # some bytes of the next head arrived (request timeout runs)
     host: str
     host_raw: bytes
@@ -179,6 +191,7 @@ class SessionFields:
         def _pipe(self, data: memoryview, to_back: bool) -> None: ...
         def _on_head_bytes(self) -> None: ...
         def _forward_request_body(self) -> None: ...
+        def _body_resumed(self) -> None: ...
         def _connect(self) -> None: ...
         def _on_response_head_bytes(self, back: BackendConnection) -> None: ...
         def _forward_response_body(self, back: BackendConnection) -> None: ...

@@ -14,10 +14,12 @@ from dataplane.proxy.forwarding import (
     sticky_cookie,
 )
 from dataplane.proxy.http_body import Body, ChunkedBody, LengthBody
-from dataplane.proxy.http_head import HEAD_END, RequestHead, has_bare_line_feed
+from dataplane.proxy.http_head import HEAD_END, RequestHead
+from dataplane.proxy.http_head_scan import HeadScanner
 from dataplane.proxy.policy import Answer, Edits, decide, rewrite_request_head
 from dataplane.proxy.session_fields import (
     ANSWER,
+    BODY_PAUSED,
     CLOSED,
     EPOLLERR,
     EPOLLHUP,
@@ -31,6 +33,7 @@ from dataplane.proxy.session_fields import (
 )
 
 DISCARD_SIZE = 16384  # bytes read and dropped at a time from a client we are done with
+INFINITY = float("inf")
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
@@ -58,6 +61,7 @@ class RequestSide(SessionFields):
                     return
                 pair = self.loop.buffers.take_client(self)
                 if pair is None:
+                    self.body_mark = BODY_PAUSED  # not reading: not the client's fault
                     self._starve(STARVED_FRONT)
                     return
                 self.buffer, self.view = pair
@@ -87,7 +91,10 @@ class RequestSide(SessionFields):
             self._on_head_bytes()
         elif phase == EXCHANGE:
             if not self.request_done:
-                self.deadline = self.loop.now + self.back_timeout
+                now = self.loop.now
+                self.deadline = now + self.back_timeout
+                if now >= self.body_until and self._body_too_slow(now, received):
+                    return
                 self._forward_request_body()
         elif phase == PIPE:
             self._pipe(self.view[self.start : self.end], to_back=True)
@@ -119,17 +126,48 @@ class RequestSide(SessionFields):
         self.close()
 
     def _on_head_bytes(self) -> None:
+        if self.head_started:
+            self._on_head_piece()
+            return
         at = self.buffer.find(HEAD_END, self.start, self.end)
         if at < 0:
-            if has_bare_line_feed(self.view[self.start : self.end].tobytes()):
-                self._answer(400, "bare LF in request head")
-            elif not self.head_started and self.start < self.end:
-                self.head_started = True
-                self.request_started = self.loop.now
-                self.loop.timers.arm(self, self.loop.now + self.listener.request_timeout)
+            if self.start < self.end:
+                self._head_in_pieces()
             return
         head = bytes(self.view[self.start : at + 4])
         self.start = at + 4
+        self._begin_request(head)
+
+    def _head_in_pieces(self) -> None:
+        """The first bytes of a head that did not come whole: the request timeout starts, and
+        a scanner follows the head from now on (http_head_scan.py), refusing it as soon as it
+        can no longer become valid."""
+        self.head_started = True
+        now = self.loop.now
+        self.request_started = now
+        self.loop.timers.arm(self, now + self.listener.request_timeout)
+        self.head_scan = HeadScanner()
+        self._on_head_piece()
+
+    def _on_head_piece(self) -> None:
+        scan = self.head_scan
+        assert scan is not None
+        try:
+            length = scan.feed(self.buffer, self.start, self.end)
+        except HttpSyntaxError as error:
+            self.loop.counters.early_rejects += 1
+            self._answer(400, error.reason)
+            return
+        if length < 0:
+            if self.start == 0 and self.end == len(self.buffer):  # no room left: say so now
+                if scan.in_request_line:
+                    self._answer(400, f"request line longer than {self.end} bytes")
+                else:
+                    self._answer(431, "request head too large")
+            return
+        self.head_scan = None
+        head = bytes(self.view[self.start : self.start + length])
+        self.start += length
         self._begin_request(head)
 
     def _begin_request(self, head: bytes) -> None:
@@ -234,6 +272,11 @@ class RequestSide(SessionFields):
                 self.bytes_in += taken
             self.request_done = body.done
             self.replay = None
+            if body.done or not listener.body_window:
+                self.body_until = INFINITY
+            else:  # the body's first window; one behind a new connection starts paused
+                self.body_until = self.loop.now + listener.body_window
+                self.body_mark = self.bytes_in if back is not None else BODY_PAUSED
         else:
             self.request_done = True
             self.replay = head
@@ -252,7 +295,9 @@ class RequestSide(SessionFields):
         else:
             self.loop.timers.arm(self, deadline)
         back.backend.active_requests += 1
-        if self._send_to_back(parts, len(head) + taken) and self.start == self.end:
+        if not self._send_to_back(parts, len(head) + taken):
+            self.body_mark = BODY_PAUSED  # the backend is behind: we stop reading the client
+        elif self.start == self.end:
             self.start = self.end = 0
 
     def _bind_cluster(self, cluster: ClusterRuntime) -> bool:
@@ -288,6 +333,39 @@ class RequestSide(SessionFields):
             self.start += taken
             self.bytes_in += taken
             if not self._send_to_back([part], taken):
+                self.body_mark = BODY_PAUSED
                 return
         if self.start == self.end:
             self.start = self.end = 0
+
+    def _body_resumed(self) -> None:
+        """The proxy reads the request body again after a pause of its own (a new backend
+        connection was opened): a fresh window starts now."""
+        if self.body_until != INFINITY:
+            self.body_mark = self.bytes_in
+            self.body_until = self.loop.now + self.listener.body_window
+
+    def _body_too_slow(self, now: float, received: int) -> bool:
+        """At the client's first read after a body window ends: True (and 408) if the bytes
+        of that window came slower than the listener's `request_body_min_rate`, else a new
+        window begins. A window in which the proxy stopped reading (BODY_PAUSED) or that saw
+        no byte before this read (a client waiting for `100 Continue`) is not held against
+        the client. Bytes held unread count as received (see LIFECYCLE.md, Timeouts)."""
+        listener = self.listener
+        if not listener.body_window:  # turned off by a listener update meanwhile
+            self.body_until = INFINITY
+            return False
+        held = self.bytes_in + self.end - self.start  # every byte of the request so far
+        before = held - received
+        mark = self.body_mark
+        if mark != BODY_PAUSED and before > mark:
+            elapsed = now - self.body_until + listener.body_window
+            if held - mark < listener.body_min_rate * elapsed:
+                counters = self.loop.counters
+                counters.body_timeouts += 1
+                counters.timeouts += 1
+                self._fail(408, f"request body slower than {listener.body_min_rate:g} bytes/s")
+                return True
+        self.body_mark = before
+        self.body_until = now + listener.body_window
+        return False

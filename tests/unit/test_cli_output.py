@@ -73,9 +73,16 @@ def test_listener_list_shows_trusted_proxies() -> None:
     output.show_listeners(Response.ok(content=ResponseContent.of(listeners_list=listeners)), out)
     lines = [line.split("  ") for line in out.getvalue().splitlines()]
     rows = [[cell.strip() for cell in line if cell.strip()] for line in lines]
-    assert rows[0] == ["PROTOCOL", "ADDRESS", "ACTIVE", "PUBLIC ADDRESS", "TRUSTED PROXIES"]
-    assert rows[1] == ["HTTP", "0.0.0.0:80", "no", "-", "10.0.0.0/8,::1"]
-    assert rows[2] == ["TCP", "0.0.0.0:9000", "no", "-", "-"]
+    assert rows[0] == [
+        "PROTOCOL",
+        "ADDRESS",
+        "ACTIVE",
+        "PUBLIC ADDRESS",
+        "TRUSTED PROXIES",
+        "BODY MIN RATE",
+    ]
+    assert rows[1] == ["HTTP", "0.0.0.0:80", "no", "-", "10.0.0.0/8,::1", "500 B/s per 30 s"]
+    assert rows[2] == ["TCP", "0.0.0.0:9000", "no", "-", "-", "-"]
 
 
 def test_json_gives_enum_values_by_name_in_the_wire_shape() -> None:

@@ -242,6 +242,19 @@ def test_listener_update_only_patches_what_is_given() -> None:
     assert patch.hsts is not None and patch.hsts.max_age == 10
 
 
+def test_listener_request_body_rate_add_and_update() -> None:
+    add = request("listener", "http", "add", "-a", "127.0.0.1:80")
+    assert (add.body.request_body_timeout, add.body.request_body_min_rate) == (30, 500)
+    add = request(
+        "listener", "https", "add", "-a", "127.0.0.1:443",
+        "--request-body-timeout", "5", "--request-body-min-rate", "0",
+    )  # fmt: skip
+    assert (add.body.request_body_timeout, add.body.request_body_min_rate) == (5, 0)
+    base = ("listener", "http", "update", "-a", "127.0.0.1:80")
+    patch = request(*base, "--request-body-min-rate", "2048")
+    assert (patch.body.request_body_timeout, patch.body.request_body_min_rate) == (None, 2048)
+
+
 def test_listener_trusted_proxies_add_update_and_clear() -> None:
     req = request(
         "listener", "http", "add", "-a", "127.0.0.1:80", "--trusted-proxies", "10.0.0.0/8,::1"

@@ -324,6 +324,30 @@ def test_keys_for_another_protocol_are_warned_about() -> None:
     ]
 
 
+def test_request_body_rate_keys_are_read_with_defaults() -> None:
+    config = parse_config(
+        '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:80"\n'
+        "request_body_timeout = 5\nrequest_body_min_rate = 0\n"
+        '[[listeners]]\nprotocol = "https"\naddress = "127.0.0.1:443"\n'
+        '[[listeners]]\nprotocol = "tcp"\naddress = "127.0.0.1:81"\n'
+        "request_body_min_rate = 10\n",
+        "config.toml",
+    )
+    http, https = config.listeners[0], config.listeners[1]
+    assert isinstance(http, HttpListenerConfig) and isinstance(https, HttpsListenerConfig)
+    assert (http.request_body_timeout, http.request_body_min_rate) == (5, 0)
+    assert (https.request_body_timeout, https.request_body_min_rate) == (30, 500)
+    assert "[listeners.2] request_body_min_rate: does not apply to a tcp listener, ignored" in (
+        warnings(config)
+    )
+    with pytest.raises(ConfigError, match="request_body_timeout: -1 is out of range"):
+        parse_config(
+            '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:80"\n'
+            "request_body_timeout = -1\n",
+            "config.toml",
+        )
+
+
 def test_trusted_proxies_are_read_and_checked() -> None:
     config = parse_config(
         '[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:80"\n'
@@ -764,7 +788,7 @@ VALUES = ["0", "-1", "70000", "1e3", '"x"', '"127.0.0.1:80"', '"file://nope"', "
 VALUES += ['["h2"]', "{ a = 1 }", '{ "503" = "x" }', '"PRE"', '"/"', '"(["']
 LISTENER_KEYS = ["address", "protocol", "certificate", "key", "hsts", "answers", "front_timeout"]
 LISTENER_KEYS += ["alpn_protocols", "expect_proxy", "public_address", "tls_versions"]
-LISTENER_KEYS += ["trusted_proxies"]
+LISTENER_KEYS += ["trusted_proxies", "request_body_timeout", "request_body_min_rate"]
 FRONTEND_KEYS = ["address", "hostname", "path", "path_type", "position", "certificate", "tags"]
 FRONTEND_KEYS += ["redirect", "rewrite_port", "hsts", "headers", "method"]
 CLUSTER_KEYS = ["protocol", "load_balancing", "send_proxy", "answers", "health_check", "udp"]

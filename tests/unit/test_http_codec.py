@@ -30,6 +30,7 @@ from dataplane.proxy.http_head import (
     ResponseParser,
     has_bare_line_feed,
 )
+from dataplane.proxy.http_head_scan import HeadScanner
 
 CORPUS = Path(__file__).parent / "fixtures" / "http"
 FRAMING_NAMES = {
@@ -76,14 +77,21 @@ def drive(kind: str, pieces: list[bytes]) -> Outcome:
     outcome = Outcome()
     buffer = bytearray()
     body: Body | None = None
+    scanner: HeadScanner | None = None  # a request head in pieces, as the session follows it
     try:
         for piece in pieces:
             buffer += piece
             if outcome.head is None:
-                at = buffer.find(HEAD_END)
+                if scanner is not None:
+                    at = scanner.feed(buffer, 0, len(buffer)) - 4
+                else:
+                    at = buffer.find(HEAD_END)
                 if at < 0:
-                    if has_bare_line_feed(bytes(buffer)):
-                        raise HttpSyntaxError("bare LF", 400 if kind == "request" else 502)
+                    if kind == "request":
+                        scanner = scanner or HeadScanner()
+                        scanner.feed(buffer, 0, len(buffer))
+                    elif has_bare_line_feed(bytes(buffer)):
+                        raise HttpSyntaxError("bare LF", 502)
                     continue
                 head = bytes(buffer[: at + 4])
                 del buffer[: at + 4]

@@ -330,6 +330,19 @@ def test_trusted_proxies_are_checked_patched_and_cleared(state: ConfigState) -> 
     assert state.http_listeners[HTTP].trusted_proxies == []
 
 
+def test_request_body_rate_is_patched_and_refused_negative(state: ConfigState) -> None:
+    assert state.http_listeners[HTTP].request_body_min_rate == 500
+    patch = UpdateHttpListenerConfig(address=HTTP, request_body_timeout=3)
+    apply(state, update_http_listener=patch)
+    listener = state.http_listeners[HTTP]
+    assert (listener.request_body_timeout, listener.request_body_min_rate) == (3, 500)
+    refused(
+        state,
+        r"request_body_min_rate must not be negative",
+        update_http_listener=UpdateHttpListenerConfig(address=HTTP, request_body_min_rate=-1),
+    )
+
+
 def test_update_https_listener(state: ConfigState) -> None:
     apply(
         state,
