@@ -226,8 +226,6 @@ def _log_target(root: Table, key: str, default: str | None) -> Any:
     if target is not None and target != "stdout" and not target.startswith(LOG_SCHEMES):
         root.error(key, f"{target!r}: expected stdout, udp://, tcp://, unix:// or file://")
         return default
-    if key == "log_target" and target is not None and target.startswith(LOG_SCHEMES[:3]):
-        root.warn(key, f"{target}: network targets are not supported yet: logging to stdout")
     return target
 
 

@@ -2,17 +2,24 @@
 
 The tag is `MAIN` or `WRK-NN`, as in sozu. sozu's `log_level` is a RUST_LOG-like filter (`info`,
 `sozu=debug,info`); the most verbose level named in it applies. `log_target` is `stdout`,
-`stderr` or `file:///path`; the network targets sozu knows (udp://, tcp://, unix://) are not
-implemented for these lines (access logs have them): the process logs to stdout and says so.
+`stderr`, `file:///path`, or a network target as sozu's: `udp://ip:port` and `unix:///path` (a
+unix datagram socket) take one line per datagram, `tcp://ip:port` a stream of lines. A log
+line never blocks the process: one that finds the socket full, or nobody listening, is dropped
+(and counted), and a broken connection is opened again at most once a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from typing import TextIO
+
+from dataplane.command.log_targets import AccessLogTargetError, Target
+from dataplane.command.log_targets import open_target as open_network_target
 
 LEVELS = {
     "error": logging.ERROR,
@@ -86,6 +93,67 @@ def open_target(target: str) -> TextIO:
 
 
 NETWORK_TARGETS = ("udp://", "tcp://", "unix://")
+MAX_PENDING = 64 * 1024  # a TCP target's bytes waiting for room; lines beyond are dropped
+RETRY_EVERY = 1.0  # seconds between two attempts to open a broken network target again
+
+
+class _NetworkHandler(logging.Handler):
+    """Writes lines to a udp://, tcp:// or unix:// target without ever blocking."""
+
+    def __init__(self, spec: str) -> None:
+        super().__init__()
+        try:
+            self.target: Target = open_network_target(spec)
+        except AccessLogTargetError as error:
+            raise LogTargetError(str(error)) from None
+        self.pending = b""  # TCP: the rest of a line the socket took only part of
+        self.dropped = 0
+        self._retry_at = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = (self.format(record) + "\n").encode("utf-8", "replace")
+        except Exception:  # logging's contract: emit never raises
+            self.handleError(record)
+            return
+        self.send(line)
+
+    def send(self, line: bytes) -> None:
+        target = self.target
+        if target.datagram:
+            data = line
+        elif len(self.pending) + len(line) > MAX_PENDING:
+            self.dropped += 1
+            data = self.pending
+            line = b""
+        else:
+            data = self.pending + line
+        try:
+            sent = target.write(data) if data else 0
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # nobody listens, or the connection broke: drop, reopen later
+            self.dropped += 1
+            self.pending = b""
+            self._reopen()
+            return
+        if target.datagram:
+            if not sent:
+                self.dropped += 1
+        else:
+            self.pending = data[sent:]
+
+    def _reopen(self) -> None:
+        now = time.monotonic()
+        if now < self._retry_at:
+            return
+        self._retry_at = now + RETRY_EVERY
+        with contextlib.suppress(AccessLogTargetError):  # tried again after the next line
+            self.target.reopen()
+
+    def close(self) -> None:
+        self.target.close()
+        super().close()
 
 
 class _TargetHandler(logging.StreamHandler[TextIO]):
@@ -116,16 +184,19 @@ def reopen_log_file() -> None:
 
 def setup_logging(target: str, level: str, tag: str = "MAIN") -> None:
     """Route this process's logs to `target` at `level` (replacing any earlier setup)."""
-    fallback = target.startswith(NETWORK_TARGETS)
-    handler = _TargetHandler("stdout" if fallback else target)
+    handler: logging.Handler
+    if target.startswith(NETWORK_TARGETS):
+        handler = _NetworkHandler(target)
+    else:
+        handler = _TargetHandler(target)
     handler.setFormatter(_Formatter(tag))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, _NetworkHandler):  # its socket is ours
+            old.close()
     root.addHandler(handler)
     root.setLevel(parse_level(level))
-    if fallback:
-        log.warning("log target %s is not supported yet: logging to stdout", target)
 
 
 def set_level(spec: str) -> None:

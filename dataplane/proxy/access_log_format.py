@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from dataplane.command.log_targets import AccessLogTargetError
 from dataplane.command.messages import AccessLogFormat
-from dataplane.proxy.access_log_targets import AccessLogTargetError
 
 if TYPE_CHECKING:
     from dataplane.proxy.request_ends import RequestEnd

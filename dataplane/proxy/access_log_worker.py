@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dataplane.command.log_targets import AccessLogTargetError, open_target
 from dataplane.command.messages import ServerConfig
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import AccessRecord, Fixed, formatter_for
-from dataplane.proxy.access_log_targets import AccessLogTargetError, open_target
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.log_targets import Target
 from dataplane.command.messages import AccessLogFormat
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import formatter_for
-from dataplane.proxy.access_log_targets import Target
 from dataplane.proxy.access_log_worker import WorkerAccessLogs
 from dataplane.proxy.http_head import RequestParser
 from dataplane.proxy.load_balancing_backend import Backend
