@@ -65,13 +65,9 @@ NOT_IMPLEMENTED = {
     "audit_logs_target": "pysozu writes no audit log yet",
     "audit_logs_json_target": "pysozu writes no audit log yet",
     "command_allowed_uids": "the command socket is only protected by its mode (0600)",
-    "log_colored": "log lines are never coloured",
-    "access_logs_colored": "access log lines are never coloured",
 }
 # A flag that is off is not ignored: pysozu behaves as sozu does with it off.
-_IGNORED_WHEN_OFF = frozenset(
-    {"evict_on_queue_full", "disable_cluster_metrics", "log_colored", "access_logs_colored"}
-)
+_IGNORED_WHEN_OFF = frozenset({"evict_on_queue_full", "disable_cluster_metrics"})
 # [metrics] keys of sozu's StatsD drain (`detail` also sets the Prometheus detail).
 _STATSD = "pysozu has no StatsD drain (export Prometheus metrics with [prometheus] address)"
 _DETAIL = {

@@ -6,6 +6,8 @@ The tag is `MAIN` or `WRK-NN`, as in sozu. sozu's `log_level` is a RUST_LOG-like
 unix datagram socket) take one line per datagram, `tcp://ip:port` a stream of lines. A log
 line never blocks the process: one that finds the socket full, or nobody listening, is dropped
 (and counted), and a broken connection is opened again at most once a second.
+`log_colored` colours the pid, the tag and the level with sozu's ANSI codes, on stdout and
+stderr only (as sozu, which colours its stdout only).
 """
 
 from __future__ import annotations
@@ -37,15 +39,33 @@ class LogTargetError(ValueError):
     """The log target or level cannot be used."""
 
 
+COLOURED_TARGETS = ("stdout", "stderr")  # as sozu: never colours in a file or a socket
+# sozu's colours for each level (`log_colored`), and for the pid and the tag.
+LEVEL_COLOURS = {
+    logging.ERROR: "\x1b[;31;1m",
+    logging.WARNING: "\x1b[;33;1m",
+    logging.INFO: "\x1b[;32;1m",
+    logging.DEBUG: "\x1b[;36m",
+}
+
+
 class _Formatter(logging.Formatter):
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, coloured: bool = False) -> None:
         super().__init__()
         self.tag = tag
+        self.coloured = coloured
 
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         level = "WARN" if record.levelno == logging.WARNING else record.levelname
-        line = f"{when} {os.getpid()} {self.tag} {level} {record.getMessage()}"
+        if self.coloured:
+            colour = LEVEL_COLOURS.get(record.levelno, "\x1b[;90m")
+            line = (
+                f"{when} \x1b[;2;1m{os.getpid()} \x1b[0;1m{self.tag} {colour}{level}\x1b[m "
+                f"{record.getMessage()}"
+            )
+        else:
+            line = f"{when} {os.getpid()} {self.tag} {level} {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -182,14 +202,15 @@ def reopen_log_file() -> None:
                 log.error("%s: still logging to the previous file", error)
 
 
-def setup_logging(target: str, level: str, tag: str = "MAIN") -> None:
-    """Route this process's logs to `target` at `level` (replacing any earlier setup)."""
+def setup_logging(target: str, level: str, tag: str = "MAIN", colored: bool = False) -> None:
+    """Route this process's logs to `target` at `level` (replacing any earlier setup);
+    `colored` (sozu's `log_colored`) only colours stdout and stderr."""
     handler: logging.Handler
     if target.startswith(NETWORK_TARGETS):
         handler = _NetworkHandler(target)
     else:
         handler = _TargetHandler(target)
-    handler.setFormatter(_Formatter(tag))
+    handler.setFormatter(_Formatter(tag, colored and target in COLOURED_TARGETS))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

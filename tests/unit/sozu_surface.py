@@ -81,11 +81,20 @@ TOP_LEVEL: dict[str, Proof] = {
         I + "test_main_traffic.py::test_automatic_state_save_keeps_the_file_current"
     ),
     "log_level": Tested(VERBS + "test_logging_level_changes"),
-    "log_target": Tested(ACCESS + "test_sigusr1_reopens_the_log_files_of_main_and_workers"),
-    "log_colored": Warned(True),
+    "log_target": Tested(
+        I
+        + "test_observability_log_targets.py::test_tcp_target_gets_a_stream_of_lines_from_each_process"
+    ),
+    "log_colored": Tested(
+        I
+        + "test_observability_log_colours.py::test_log_colored_colours_main_workers_and_access_lines_on_stdout"
+    ),
     "access_logs_target": Tested(ACCESS + "test_one_line_per_request"),
     "access_logs_format": Tested(ACCESS + "test_one_line_per_request"),
-    "access_logs_colored": Warned(True),
+    "access_logs_colored": Tested(
+        I
+        + "test_observability_log_colours.py::test_access_logs_colored_false_keeps_access_lines_plain"
+    ),
     "audit_logs_target": Warned("/tmp/audit.log"),
     "audit_logs_json_target": Warned("/tmp/audit.json"),
     "max_connections": Tested(

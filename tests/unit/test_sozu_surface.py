@@ -177,7 +177,7 @@ def test_warnings_go_to_mains_log_at_start(
 ) -> None:
     path = tmp_path / "c.toml"
     path.write_text("zombie_check_interval = 10\n")
-    monkeypatch.setattr(run, "setup_logging", lambda *args: None)
+    monkeypatch.setattr(run, "setup_logging", lambda *args, **kwargs: None)
     with caplog.at_level(logging.WARNING):
         assert run._configure(str(path)) is not None
     assert any("zombie_check_interval" in r.getMessage() for r in caplog.records)
