@@ -58,8 +58,6 @@ NOT_IMPLEMENTED = {
     "(front_timeout, back_timeout, request_timeout), so there are no zombies to sweep",
     "accept_queue_timeout": "pysozu has no accept queue of its own: while a worker is at "
     "max_connections, new connections wait in the kernel's listen backlog",
-    "evict_on_queue_full": "at max_connections new connections wait in the kernel's listen "
-    "backlog; no idle connection is closed to admit them",
     "basic_auth_max_credential_bytes": "credentials are limited to 4096 bytes",
     "disable_cluster_metrics": "there is no StatsD drain; Prometheus exports every cluster",
     "audit_logs_target": "pysozu writes no audit log yet",
@@ -67,7 +65,7 @@ NOT_IMPLEMENTED = {
     "command_allowed_uids": "the command socket is only protected by its mode (0600)",
 }
 # A flag that is off is not ignored: pysozu behaves as sozu does with it off.
-_IGNORED_WHEN_OFF = frozenset({"evict_on_queue_full", "disable_cluster_metrics"})
+_IGNORED_WHEN_OFF = frozenset({"disable_cluster_metrics"})
 # [metrics] keys of sozu's StatsD drain (`detail` also sets the Prometheus detail).
 _STATSD = "pysozu has no StatsD drain (export Prometheus metrics with [prometheus] address)"
 _DETAIL = {

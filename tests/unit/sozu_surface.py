@@ -115,7 +115,9 @@ TOP_LEVEL: dict[str, Proof] = {
     "request_timeout": Tested(LIMITS + "test_slow_request_head_gets_408"),
     "zombie_check_interval": Warned(1800),
     "accept_queue_timeout": Warned(60),
-    "evict_on_queue_full": Warned(True),
+    "evict_on_queue_full": Tested(
+        I + "test_http_eviction.py::test_a_waiting_connection_evicts_the_longest_idle_one"
+    ),
     "activate_listeners": Tested(
         CONFIG_T + "test_activate_listeners_false_adds_without_activating"
     ),
