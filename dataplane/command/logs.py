@@ -5,7 +5,7 @@ The tag is `MAIN` or `WRK-NN`, as in sozu. sozu's `log_level` is a RUST_LOG-like
 `stderr`, `file:///path`, or a network target as sozu's: `udp://ip:port` and `unix:///path` (a
 unix datagram socket) take one line per datagram, `tcp://ip:port` a stream of lines. A log
 line never blocks the process: one that finds the socket full, or nobody listening, is dropped
-(and counted), and a broken connection is opened again at most once a second.
+(`dropped` counts them), and a broken connection is opened again at most once a second.
 `log_colored` colours the pid, the tag and the level with sozu's ANSI codes, on stdout and
 stderr only (as sozu, which colours its stdout only).
 """
@@ -145,7 +145,6 @@ class _NetworkHandler(logging.Handler):
         elif len(self.pending) + len(line) > MAX_PENDING:
             self.dropped += 1
             data = self.pending
-            line = b""
         else:
             data = self.pending + line
         try:
