@@ -23,6 +23,7 @@ import msgspec
 from dataplane.cli import output
 from dataplane.cli.client import CommandClient, CommandError
 from dataplane.cli.tree import build_parser
+from dataplane.cli.unserved import unserved_flags
 from dataplane.cli.upgrade import say, upgrade_everything, upgrade_one_worker
 from dataplane.command.config import ConfigError, default_config, load_config
 from dataplane.command.messages import Request
@@ -160,6 +161,8 @@ def _command(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as error:
         _fail(str(error), args.json)
         return EXIT_USAGE
+    for flag in unserved_flags(args):
+        _error(f"warning: {flag}")
     if args.timeout is not None:
         timeout = args.timeout / 1000 if args.timeout > 0 else None
     elif args.command in NO_DEFAULT_TIMEOUT:

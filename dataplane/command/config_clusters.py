@@ -66,6 +66,8 @@ from dataplane.command.state_rules import (
 )
 
 U32 = 2**32 - 1
+NO_H2C = "pysozu speaks HTTP/1.1 to backends (h2c is not implemented yet)"
+PER_CERTIFICATE_VERSIONS = "the listener's tls_versions apply to every certificate"
 HTTP_ONLY_FRONTEND_KEYS = (
     "method",
     "position",
@@ -128,6 +130,8 @@ def parse_cluster(
         if table.has("send_proxy"):
             table.used.add("send_proxy")
             table.warn("send_proxy", "does not apply to an http cluster, ignored")
+        if cluster.http2:
+            table.warn("http2", f"accepted but ignored: {NO_H2C}")
     else:
         _tcp_frontends(table, frontends, config, listeners, defaults)
         for key in ("sticky_session", "https_redirect", "http2", "answer_503", "sticky_name"):
@@ -249,6 +253,8 @@ def _http_frontend(
     kind = table.choice("path_type", PathRuleKind, PathRuleKind.PREFIX)
     certificate, chain, key = read_certificate(table)
     versions = tls_versions(table, "tls_versions") or []
+    if table.has("tls_versions"):
+        table.warn("tls_versions", f"accepted but ignored: {PER_CERTIFICATE_VERSIONS}")
     headers = []
     for header in table.tables("headers"):
         position = header.choice("position", HeaderPosition)

@@ -163,6 +163,7 @@ class Config:
             metrics=self.metrics,
             access_log_format=self.access_logs_format,
             log_colored=self.log_colored,
+            access_logs_colored=self.access_logs_colored,
             audit_logs_target=self.audit_logs_target,
             audit_logs_json_target=self.audit_logs_json_target,
             slab_entries_per_connection=self.slab_entries_per_connection,

@@ -577,6 +577,7 @@ class ServerConfig(Message, kw_only=True):
     splice_pipe_capacity_bytes: int | None = None
     # pysozu additions
     version: str | None = None
+    access_logs_colored: bool | None = None  # None: as log_colored
 
 
 # ---------------------------------------------------------------------------------------------

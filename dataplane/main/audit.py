@@ -20,6 +20,7 @@ import selectors
 from collections.abc import Callable
 
 import dataplane
+from dataplane.command.log_targets import AccessLogTargetError, open_target
 from dataplane.command.messages import Request
 from dataplane.command.responses import Response, ResponseStatus
 from dataplane.main.audit_record import (
@@ -34,7 +35,6 @@ from dataplane.main.clients import Client
 from dataplane.main.loop import EventLoop, Timer
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import AsciiFormatter
-from dataplane.proxy.access_log_targets import AccessLogTargetError, open_target
 
 log = logging.getLogger("pysozu.main.audit")
 

@@ -103,7 +103,7 @@ def _configure(config_path: str | None) -> Config | None:
         print_config_problems(error)
         return None
     try:
-        setup_logging(config.log_target, config.log_level)
+        setup_logging(config.log_target, config.log_level, colored=config.log_colored)
     except LogTargetError as error:
         print(f"pysozu: {error}", file=sys.stderr)
         return None

@@ -14,8 +14,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from dataplane.command.log_targets import AccessLogTargetError, Target
 from dataplane.proxy.access_log_format import AccessRecord, Formatter
-from dataplane.proxy.access_log_targets import AccessLogTargetError, Target
 
 DEFAULT_MAX_QUEUED_BYTES = 1 << 20
 _WRITE_CHUNK = 1 << 16  # bytes gathered into one write on stream targets

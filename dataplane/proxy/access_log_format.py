@@ -26,6 +26,11 @@ requests/s):
 
 `format(record)` does the three for one `AccessRecord`, through `lines` as the worker does.
 
+`access_logs_colored` (ASCII only, on a terminal's stdout or stderr, as sozu): the same line with
+sozu's ANSI colours: the nanoseconds dim, the pid bold and dim, the level magenta, the tag and
+the session context bold, the tags dim, the request bold, and the status green (2xx), blue
+(3xx), yellow (4xx) or red (5xx).
+
 Lines are bytes from the start: a `str` holding `μ` takes two bytes per character, and every
 part of the line would be widened to it and then encoded again.
 """
@@ -38,8 +43,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from dataplane.command.log_targets import AccessLogTargetError
 from dataplane.command.messages import AccessLogFormat
-from dataplane.proxy.access_log_targets import AccessLogTargetError
 
 if TYPE_CHECKING:
     from dataplane.proxy.request_ends import RequestEnd
@@ -93,6 +98,14 @@ def duration(seconds: float | None) -> bytes:
 
 _NO_TIME = b"0ns"
 _STATUSES = (b"-", *(b"%d" % status for status in range(1, 1000)))  # 0: no response
+_STATUS_COLOURS = {2: b"\x1b[32m", 3: b"\x1b[34m", 4: b"\x1b[33m", 5: b"\x1b[31m"}
+_COLOURED_STATUSES = tuple(
+    _STATUS_COLOURS.get(status // 100, b"") + text for status, text in enumerate(_STATUSES)
+)
+# ANSI codes sozu puts around the parts of a line: (after the context, before the tags,
+# before the request, after the status); none without colours.
+_PLAIN = ("", "", "", b"")
+_COLOURS = ("\x1b[m", "\x1b[2m", "\x1b[;1m", b"\x1b[m")
 
 
 def _one_line(text: str) -> bytes:
@@ -215,12 +228,16 @@ class Formatter:
 
 
 class AsciiFormatter(Formatter):
+    _statuses = _STATUSES
+    _paint = _PLAIN
+    _stamp = b"%s.%06dZ %d"
+
     def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
         # The stamp is formatted once, then joined to each level's rest (`_heads`).
         return f" {pid} INFO-ACCESS  {tag}\t[".encode(), f" {pid} ERROR-ACCESS {tag}\t[".encode()
 
     def _heads(self, date: bytes, micros: int, nanos: int) -> tuple[bytes, bytes]:
-        stamp = b"%s.%06dZ %d" % (date, micros, nanos)
+        stamp = self._stamp % (date, micros, nanos)
         success, failure = self._head_formats
         return stamp + success, stamp + failure
 
@@ -232,17 +249,18 @@ class AsciiFormatter(Formatter):
         if r.user_agent is not None:
             agent = r.user_agent.replace(" ", "_").replace("[", "{").replace("]", "}")
             parts.append(f"user-agent={agent}")
+        context_end, tags_start, request_start, status_end = self._paint
         session = _one_line(f"{r.session_id} ").replace(b"%", b"%%")
         route = _one_line(
-            f" {r.cluster_id or '-'} {r.backend_id or '-'}] "
+            f" {r.cluster_id or '-'} {r.backend_id or '-'}]{context_end} "
             f"{r.client_address or '-'} {r.backend_address or '-'} "
         ).replace(b"%", b"%%")
         request = _one_line(
-            f" [{', '.join(parts)}] None {r.protocol} {r.authority or '-'} "
-            f"{r.method or '-'} {r.path or '-'} "
+            f" {tags_start}[{', '.join(parts)}] None {request_start}{r.protocol} "
+            f"{r.authority or '-'} {r.method or '-'} {r.path or '-'} "
         ).replace(b"%", b"%%")
         start = b"%s" + session + b"%s" + route
-        end = b" %d %d" + request + b"%s%s\n"
+        end = b" %d %d" + request + b"%s" + status_end + b"%s\n"
         return (
             start + b"%d\xce\xbcs/%s/%d\xce\xbcs/-/-" + end,
             start + b"%s/%s/%s/-/-" + end,
@@ -255,7 +273,7 @@ class AsciiFormatter(Formatter):
         duration as sozu's LogDuration does."""
         out: list[bytes] = []
         append = out.append
-        statuses = _STATUSES
+        statuses = self._statuses
         stamped = -1.0
         heads = self.heads
         for (
@@ -345,9 +363,21 @@ class AsciiFormatter(Formatter):
             response,
             bytes_in,
             bytes_out,
-            b"%d" % status if status else b"-",
+            self._statuses[status] if status < 1000 else b"%d" % status,
             b"" if message is None else b" | " + _one_line(message),
         )
+
+
+class ColouredAsciiFormatter(AsciiFormatter):
+    """The ASCII line with sozu's ANSI colours (`access_logs_colored`)."""
+
+    _statuses = _COLOURED_STATUSES
+    _paint = _COLOURS
+    _stamp = b"%s.%06dZ \x1b[2m%d"
+
+    def _make_head_formats(self, tag: str, pid: int) -> tuple[bytes, bytes]:
+        rest = f" \x1b[;2;1m{pid} \x1b[;35;1m%s \x1b[0;1m{tag}\x1b[m\t\x1b[;1m["
+        return (rest % "INFO-ACCESS ").encode(), (rest % "ERROR-ACCESS").encode()
 
 
 _JSON_LINE = (
@@ -429,10 +459,15 @@ class JsonFormatter(Formatter):
 
 
 def formatter_for(
-    log_format: AccessLogFormat, tag: str, pid: int, clock: Callable[[], int] = time.time_ns
+    log_format: AccessLogFormat,
+    tag: str,
+    pid: int,
+    clock: Callable[[], int] = time.time_ns,
+    coloured: bool = False,
 ) -> Formatter:
+    """The formatter of `log_format`; `coloured` only changes ASCII lines (as sozu)."""
     if log_format == AccessLogFormat.ASCII:
-        return AsciiFormatter(tag, pid, clock)
+        return (ColouredAsciiFormatter if coloured else AsciiFormatter)(tag, pid, clock)
     if log_format == AccessLogFormat.JSON:
         return JsonFormatter(tag, pid, clock)
     if log_format == AccessLogFormat.PROTOBUF:

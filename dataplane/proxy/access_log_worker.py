@@ -29,10 +29,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dataplane.command.log_targets import AccessLogTargetError, open_target
+from dataplane.command.logs import COLOURED_TARGETS
 from dataplane.command.messages import ServerConfig
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import AccessRecord, Fixed, formatter_for
-from dataplane.proxy.access_log_targets import AccessLogTargetError, open_target
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
@@ -47,6 +48,14 @@ log = logging.getLogger("dataplane.worker")
 _WRITE_EVERY = 0.1  # seconds between writes under traffic
 _WRITE_NOW = 1 << 16  # ... unless this many bytes are waiting
 _USER_AGENT = re.compile(rb"\r\nuser-agent:[ \t]*([^\r]*)", re.IGNORECASE)
+
+
+def coloured(config: ServerConfig) -> bool:
+    """sozu's rule: colours only on stdout (pysozu: or stderr), `access_logs_colored` or else
+    `log_colored` deciding."""
+    spec = config.access_logs_target or config.log_target
+    wanted = config.access_logs_colored
+    return spec in COLOURED_TARGETS and (config.log_colored if wanted is None else wanted)
 
 
 class WorkerAccessLogs:
@@ -66,8 +75,11 @@ class WorkerAccessLogs:
     def open(cls, loop: Loop, config: ServerConfig, worker_id: int) -> WorkerAccessLogs | None:
         """The access log of `config` (None, after logging why, if it cannot be used)."""
         spec = config.access_logs_target or config.log_target
+        tag = f"WRK-{worker_id:02d}"
         try:
-            formatter = formatter_for(config.access_log_format, f"WRK-{worker_id:02d}", os.getpid())
+            formatter = formatter_for(
+                config.access_log_format, tag, os.getpid(), coloured=coloured(config)
+            )
             target = open_target(spec)
         except AccessLogTargetError as error:
             log.error("access logs disabled: %s", error)

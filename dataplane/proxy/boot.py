@@ -158,6 +158,7 @@ def _apply_state_file(state_fd: int, commands: CommandHandler) -> None:
 
 def _setup_logging(config: ServerConfig, worker_id: int) -> None:
     try:
-        setup_logging(config.log_target, config.log_level, f"WRK-{worker_id:02d}")
+        tag = f"WRK-{worker_id:02d}"
+        setup_logging(config.log_target, config.log_level, tag, colored=config.log_colored)
     except LogTargetError as error:
         raise BootError(str(error)) from None

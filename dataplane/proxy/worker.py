@@ -27,6 +27,7 @@ from dataplane.proxy.backend_pool import RELAY_BUFFER_SIZE, BackendPool
 from dataplane.proxy.buffers import BufferPool
 from dataplane.proxy.clusters import HttpProxy
 from dataplane.proxy.counters import Counters
+from dataplane.proxy.eviction import Eviction
 from dataplane.proxy.forwarding import RequestIds
 from dataplane.proxy.heap import HeapTrimmer
 from dataplane.proxy.http_head import ResponseParser
@@ -88,6 +89,8 @@ class Loop:
         self.sessions: set[HttpSession] = set()
         self.max_connections = config.max_connections
         self.accept_paused = False
+        # evict_on_queue_full: idle connections make room for waiting ones (eviction.py)
+        self.eviction = Eviction() if config.evict_on_queue_full else None
         self.stopping = False
         self.running = True
         self.channel = channel
@@ -293,6 +296,10 @@ class Loop:
         return on_accept
 
     def _pause_accept(self) -> None:
+        """Full: new connections wait in the kernel's backlog (unless idle ones can go)."""
+        eviction = self.eviction
+        if eviction is not None and not self.stopping and eviction.make_room(self):
+            return
         if not self.accept_paused:
             self.accept_paused = True
             self._set_accepting(0)
@@ -319,6 +326,7 @@ class Loop:
             "client.connections": len(self.sessions),
             "backend.pool.idle": len(self.pool),
             "timers": len(self.timers),
+            "sessions.evicted": self.eviction.evicted if self.eviction is not None else 0,
             **self.buffers.figures(),
         }
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dataplane.command.log_targets import AccessLogTargetError, Target, open_target
 from dataplane.command.messages import AccessLogFormat
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import AccessRecord, Formatter, duration, formatter_for
-from dataplane.proxy.access_log_targets import AccessLogTargetError, Target, open_target
 
 NOW_NS = 1_764_216_000_123_456_789  # 2025-11-27T04:00:00.123456Z
 
@@ -51,6 +52,25 @@ def test_ascii_line_in_sozu_layout() -> None:
         "[a=1, b=2, user-agent=curl/8.5_{x}] None HTTP example.com GET /index.html 200\n"
     )
     assert line == expected.encode()
+
+
+def test_coloured_ascii_line_has_sozus_colours_around_the_same_fields() -> None:
+    made = formatter_for(AccessLogFormat.ASCII, "WRK-00", 4242, lambda: NOW_NS, coloured=True)
+    line = made.format(record(tags={"a": "1"})).decode()
+    expected = (
+        "2025-11-27T04:00:00.123456Z \x1b[2m1764216000123456789 \x1b[;2;1m4242 "
+        "\x1b[;35;1mINFO-ACCESS  \x1b[0;1mWRK-00\x1b[m\t"
+        "\x1b[;1m[S1 R1 api api-0]\x1b[m 127.0.0.1:51234 127.0.0.1:9000 2130μs/40μs/2090μs/-/- "
+        "120 5120 \x1b[2m[a=1] None \x1b[;1mHTTP example.com GET /index.html \x1b[32m200\x1b[m\n"
+    )
+    assert line == expected
+    slow = made.format(record(status=503, request_time=12.5, message="backend_timeout"))
+    assert slow.decode().endswith("\x1b[31m503\x1b[m | backend_timeout\n")
+    failed = made.format(AccessRecord(session_id="S2")).decode()
+    assert "\x1b[;35;1mERROR-ACCESS \x1b[0;1mWRK-00" in failed and " - -\x1b[m\n" in failed
+    # without colours, the same fields and nothing else
+    plain = formatter().format(record(tags={"a": "1"})).decode()
+    assert plain == re.sub("\x1b\\[[0-9;]*m", "", expected)
 
 
 def test_ascii_line_with_missing_values_and_an_error() -> None:

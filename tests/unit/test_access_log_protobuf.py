@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dataplane.command.log_targets import open_target
 from dataplane.command.messages import AccessLogFormat
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import AccessRecord, formatter_for
@@ -22,7 +23,6 @@ from dataplane.proxy.access_log_protobuf import (
     socket_address,
     varint,
 )
-from dataplane.proxy.access_log_targets import open_target
 
 NOW_NS = 1_764_216_000_123_456_789
 ULID = 0x0193_6F2A_1B2C_3D4E_5F60_7182_93A4_B5C6  # any 128-bit value below 2**128

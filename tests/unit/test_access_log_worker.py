@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from dataplane.command.address import SocketAddress
-from dataplane.command.messages import AccessLogFormat
+from dataplane.command.log_targets import Target
+from dataplane.command.messages import AccessLogFormat, ServerConfig
 from dataplane.proxy.access_log import AccessLog
 from dataplane.proxy.access_log_format import formatter_for
-from dataplane.proxy.access_log_targets import Target
-from dataplane.proxy.access_log_worker import WorkerAccessLogs
+from dataplane.proxy.access_log_worker import WorkerAccessLogs, coloured
 from dataplane.proxy.http_head import RequestParser
 from dataplane.proxy.load_balancing_backend import Backend
 from dataplane.proxy.metrics import MetricsRegistry
@@ -335,3 +335,15 @@ def test_a_failing_batch_is_logged_and_the_next_one_counts(
     end(loop, session(), 200)
     close(loop)
     assert len(target.lines()) == 1
+
+
+def test_access_log_colours_follow_sozus_rule() -> None:
+    """Colours on stdout (or stderr) only; access_logs_colored, else log_colored, decides."""
+    assert coloured(ServerConfig(log_colored=True))
+    assert not coloured(ServerConfig(log_colored=True, access_logs_colored=False))
+    assert coloured(ServerConfig(access_logs_colored=True))
+    assert not coloured(ServerConfig(log_colored=True, access_logs_target="file:///x.log"))
+    assert not coloured(ServerConfig(log_colored=True, log_target="udp://127.0.0.1:9"))
+    assert coloured(
+        ServerConfig(log_colored=True, log_target="file:///x.log", access_logs_target="stdout")
+    )

@@ -1,0 +1,39 @@
+"""Flags that sozu's CLI has and pysozu accepts, but whose value changes nothing yet.
+
+Main takes the request (the value is kept in the state, for the day pysozu acts on it), so the
+CLI says it on stderr, naming the flag, before sending: a flag is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NO_H2 = "pysozu does not serve HTTP/2 yet (the value is kept for when it does)"
+NO_H2C = "pysozu speaks HTTP/1.1 to backends (h2c is not implemented yet)"
+CERTIFICATE_VERSIONS = "the listener's TLS versions apply to every certificate"
+TCP_PROXY_PROTOCOL = (
+    "a cluster's PROXY protocol mode applies to TCP clusters, which pysozu does not serve yet"
+)
+
+
+def unserved_flags(args: argparse.Namespace) -> list[str]:
+    """One `--flag: reason` line per flag of `args` that pysozu accepts but does not act on."""
+    found = []
+    for dest, value in sorted(vars(args).items()):
+        if (
+            dest.startswith("h2_")
+            and dest not in ("h2_enabled", "h2_command")
+            and value is not None
+        ):
+            found.append(f"--{dest.replace('_', '-')}: {NO_H2}")
+    command = getattr(args, "command", None)
+    if command == "cluster" and getattr(args, "http2", False):
+        found.append(f"--http2: {NO_H2C}")
+    for flag in ("send_proxy", "expect_proxy"):
+        if command == "cluster" and getattr(args, flag, False):
+            found.append(f"--{flag.replace('_', '-')}: {TCP_PROXY_PROTOCOL}")
+    if command == "cluster" and getattr(args, "h2_command", None) == "enable":
+        found.append(f"cluster h2 enable: {NO_H2C}")
+    if command == "certificate" and getattr(args, "tls_versions", None):
+        found.append(f"--tls-versions: {CERTIFICATE_VERSIONS}")
+    return found
