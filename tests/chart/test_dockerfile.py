@@ -112,13 +112,31 @@ def test_oci_labels_carry_the_version_build_arg(dockerfile: Dockerfile) -> None:
         assert "PYSOZU_VERSION" in {k for a in stage.all("ARG") for k in a.assignments()}
 
 
+def test_builds_without_arguments_with_pyproject_version(dockerfile: Dockerfile) -> None:
+    # `docker build -t pysozu .` (README) takes the version label from the ARG's default,
+    # which the build stage checks against pyproject.toml (next test).
+    assert dockerfile.global_args["PYSOZU_VERSION"] == project_version()
+    for stage in dockerfile.stages:  # each stage inherits the default
+        assert {"PYSOZU_VERSION": ""} in [a.assignments() for a in stage.all("ARG")]
+
+
+def test_readme_and_dockerfile_header_give_the_same_build_command() -> None:
+    command = re.compile(r"docker build -t pysozu \.")
+    readme = (REPO / "README.md").read_text()
+    header = DOCKERFILE.read_text().split("\nARG ", 1)[0]
+    assert command.search(readme) and command.search(header)
+    assert "--build-arg PYSOZU_VERSION" not in readme + header
+
+
 @pytest.mark.parametrize(("version", "accepted"), [(None, True), ("9.9.9", False), ("", False)])
 def test_build_refuses_a_version_label_other_than_pyproject(
     dockerfile: Dockerfile, tmp_path: Path, version: str | None, accepted: bool
 ) -> None:
+    """None: no --build-arg, the Dockerfile's default."""
     check = next(r for r in dockerfile.stage("build").all("RUN") if "tomllib" in r.arguments)
     shutil.copy(REPO / "pyproject.toml", tmp_path)
-    env = {**os.environ, "PYSOZU_VERSION": project_version() if version is None else version}
+    default = dockerfile.global_args["PYSOZU_VERSION"]
+    env = {**os.environ, "PYSOZU_VERSION": default if version is None else version}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     result = subprocess.run(
         ["sh", "-c", check.arguments], cwd=tmp_path, env=env, capture_output=True, timeout=30
