@@ -35,11 +35,13 @@ COPY operator ./operator
 # shadow the standard library's operator module.)
 RUN python -P -c 'import sys, tomllib; v = tomllib.load(open("pyproject.toml", "rb"))["project"]["version"]; sys.exit(None if v == sys.argv[1] else f"PYSOZU_VERSION={sys.argv[1]!r} (the Dockerfile default or --build-arg) but pyproject.toml says {v!r}")' "${PYSOZU_VERSION}"
 # The metrics' and access log's per-request work is compiled by mypyc (PYSOZU_COMPILE=1,
-# setup.py): a C compiler for this stage only. (The check skips apt where one is present, as
-# when tests/chart/test_dockerfile.py replays this stage on a build machine.)
-RUN command -v gcc >/dev/null || { apt-get update \
- && apt-get install --yes --no-install-recommends gcc libc6-dev \
- && rm -rf /var/lib/apt/lists/*; }
+# setup.py): a C compiler for this stage only. And Debian's tini (not PyPI's unrelated
+# "tini"), which the runtime stage copies, so that it needs no apt of its own. Versions are
+# the base's Debian release's (pinning them would break the build at each security update).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends gcc libc6-dev tini \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -P -m venv "${VIRTUAL_ENV}" \
  && PYSOZU_COMPILE=1 "${VIRTUAL_ENV}/bin/pip" install ".[operator]" \
  && "${VIRTUAL_ENV}/bin/pip" uninstall --yes pip setuptools
@@ -57,11 +59,9 @@ LABEL org.opencontainers.image.title="pysozu" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="pysozu"
 # tini is PID 1: with -g it forwards SIGTERM to the whole process group (main and its
-# workers) and reaps exited workers. Debian's tini, not PyPI's unrelated "tini".
-RUN apt-get update \
- && apt-get install --yes --no-install-recommends tini \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 pysozu \
+# workers) and reaps exited workers. Its static build: nothing to install beside it.
+COPY --from=build /usr/bin/tini-static /usr/bin/tini
+RUN groupadd --system --gid 10001 pysozu \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin pysozu \
  && install --directory --owner=10001 --group=10001 --mode=0750 /run/pysozu
