@@ -117,7 +117,7 @@ class Podman:
     def cleanup(self) -> None:
         for kind, name in reversed(self.owned):
             if kind == "container":
-                self("rm", "--force", "--time", "0", name, check=False)
+                self("rm", "--force", "--volumes", "--time", "0", name, check=False)
             else:
                 self("volume", "rm", "--force", name, check=False)
         self.owned.clear()
