@@ -42,9 +42,12 @@ RUN python -P -c 'import sys, tomllib; v = tomllib.load(open("pyproject.toml", "
 RUN apt-get update \
  && apt-get install --yes --no-install-recommends gcc libc6-dev tini \
  && rm -rf /var/lib/apt/lists/*
+# The kubernetes client's asyncio copy (kubernetes/aio, about 70 MB installed) goes: neither
+# pysozu-ingress (kubernetes.client) nor kopf (kubernetes_asyncio, a separate project) uses it.
 RUN python -P -m venv "${VIRTUAL_ENV}" \
  && PYSOZU_COMPILE=1 "${VIRTUAL_ENV}/bin/pip" install ".[operator]" \
- && "${VIRTUAL_ENV}/bin/pip" uninstall --yes pip setuptools
+ && "${VIRTUAL_ENV}/bin/pip" uninstall --yes pip setuptools \
+ && rm -rf "${VIRTUAL_ENV}"/lib/python3*/site-packages/kubernetes/aio
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG PYSOZU_VERSION

@@ -206,6 +206,12 @@ print(line.split()[3].decode())
 """
 
 
+# What pysozu-ingress imports when it runs (its --help imports none of it).
+CONTROLLER_IMPORTS = (
+    "import kopf, kubernetes.client, kubernetes.config, ingress_operator.controller"
+)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_build_stage_installs_a_working_pysozu(dockerfile: Dockerfile, tmp_path: Path) -> None:
@@ -264,3 +270,6 @@ def test_build_stage_installs_a_working_pysozu(dockerfile: Dockerfile, tmp_path:
     names = ", ".join(module.rsplit(".", 1)[1] for module in modules)
     assert described.splitlines() == [f"compiled: {names}", "INFO-ACCESS"]
     assert not (venv / "bin" / "pip").exists(), "the image carries no pip"
+    # The kubernetes client without its unused asyncio copy: the controller still imports.
+    assert not list(venv.glob("lib/python3*/site-packages/kubernetes/aio"))
+    installed("python", "-P", "-c", CONTROLLER_IMPORTS)
