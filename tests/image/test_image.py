@@ -114,6 +114,8 @@ def test_image_facts_and_size(podman: Podman, image: str) -> None:
     version = podman("run", "--rm", "--network", "none", image, "pysozu", "--version")
     assert version.stdout.split() == ["pysozu", VERSION]
     assert "--command-socket" in podman("run", "--rm", image, "pysozu-ingress", "--help").stdout
+    imports = "import kopf, kubernetes.client, kubernetes.config, ingress_operator.controller"
+    podman("run", "--rm", "--network", "none", image, "python", "-c", imports)
     # Size: the whole image, and what the Dockerfile adds to its base.
     size, base_size = facts["Size"], podman.image_facts(base_image())["Size"]
     REPORT.append(

@@ -3,17 +3,20 @@ container share the command socket's volume, the controller talks to an API serv
 kmock stand-in of tests/e2e), and an Ingress applied with kubectl becomes traffic.
 
 Both containers are started from the chart's own rendering (helm template): the proxy's
-config.toml from the ConfigMap, each container's args, the user, the read-only root and the
-dropped capabilities. What a node would provide differs, and only that: the pod network is
-this machine's (`--network host`), so the listeners' 0.0.0.0 becomes 127.0.0.1 and the ports
-are free ones; the service account is a kubeconfig pointing at kmock; POD_NAMESPACE, which
-the kubelet fills from metadata.namespace, is set to the namespace used here.
+config.toml from the ConfigMap, each container's args, the user, the read-only root, the
+dropped capabilities, and the default certificate's Secret (defaultTLSCertificate) mounted.
+What a node would provide differs, and only that: the pod network is this machine's
+(`--network host`), so the listeners' 0.0.0.0 becomes 127.0.0.1 and the ports are free ones;
+the service account is a kubeconfig pointing at kmock; POD_NAMESPACE, which the kubelet fills
+from metadata.namespace, is set to the namespace used here.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 from podman_tools import REPO, Podman, wait_for
 from test_image import SlowBackend, free_port, get
@@ -33,6 +37,8 @@ pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
 KMOCK = REPO / "tests" / "e2e" / "kmock_apiserver.py"
 PUBLISHED = "192.0.2.10"
+DEFAULT_CERTIFICATE_SECRET = "default-tls"
+DEFAULT_CERTIFICATE_HOST = "default.pysozu.test"
 NAMESPACE = "default"
 
 
@@ -97,7 +103,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def rendered_pod(ports: dict[str, int]) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     """The chart's objects, its pod spec and config.toml, rendered for these ports."""
     values = [f"ports.{name}={port}" for name, port in ports.items()]
-    values += [f"publishAddress={PUBLISHED}", "config.workerCount=1"]
+    values += [f"publishAddress={PUBLISHED}", "config.workerCount=1",
+               f"defaultTLSCertificate.secretName={DEFAULT_CERTIFICATE_SECRET}"]  # fmt: skip
     documents = load_documents(helm_template(set_values=values))
     workload = next(d for d in documents if d["kind"] == "Deployment")
     config_map = next(d for d in documents if d["kind"] == "ConfigMap")
@@ -122,6 +129,21 @@ def local(args: list[str]) -> list[str]:
     return [arg.replace("0.0.0.0:", "127.0.0.1:") for arg in args]
 
 
+def default_certificate_names(authority: trustme.CA, port: int) -> list[str]:
+    """The DNS names of the certificate the listener presents for an unknown SNI name."""
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    context.check_hostname = False
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="unknown.pysozu.test") as tls,
+    ):
+        certificate = tls.getpeercert()
+    assert certificate is not None
+    names: tuple[tuple[str, str], ...] = certificate.get("subjectAltName", ())  # type: ignore[assignment]
+    return [value for kind, value in names if kind == "DNS"]
+
+
 def test_an_ingress_becomes_traffic_through_the_charts_pod(
     podman: Podman, image: str, cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -139,12 +161,22 @@ def test_an_ingress_becomes_traffic_through_the_charts_pod(
         config_dir.mkdir(mode=0o755)
         (config_dir / "config.toml").write_text(config.replace("0.0.0.0:", "127.0.0.1:"))
         (config_dir / "config.toml").chmod(0o644)
+        # The default certificate's Secret, as the kubelet mounts it (tls.crt, tls.key).
+        authority = trustme.CA()
+        tls_dir = tmp_path / "default-tls"
+        tls_dir.mkdir(mode=0o755)
+        issued = authority.issue_cert(DEFAULT_CERTIFICATE_HOST)
+        issued.cert_chain_pems[0].write_to_path(str(tls_dir / "tls.crt"))
+        issued.private_key_pem.write_to_path(str(tls_dir / "tls.key"))
+        for file in tls_dir.iterdir():
+            file.chmod(0o644)  # a Secret volume's default mode
         run_volume = podman.volume("run")
         shared = ["--volume", f"{run_volume}:{mounts['run']}", "--tmpfs", "/tmp"]
         proxy = podman.run(
             image, *local(proxy_spec["args"]), what="proxy",
             options=[*podman_options(pod, proxy_spec), *shared,
-                     "--volume", f"{config_dir}:{mounts['config']}:ro"],
+                     "--volume", f"{config_dir}:{mounts['config']}:ro",
+                     "--volume", f"{tls_dir}:{mounts['default-tls']}:ro"],
         )  # fmt: skip
         proxy.wait_ready()
         env = {e["name"]: e.get("value", "") for e in controller_spec["env"]}
@@ -180,6 +212,9 @@ def test_an_ingress_becomes_traffic_through_the_charts_pod(
             return bool(addresses == [{"ip": PUBLISHED}])
 
         wait_for("the Ingress status (the elected controller writes it)", published)
+        # A name no Ingress has: the HTTPS listener answers with the default certificate,
+        # still there after the controller took the listener over.
+        assert default_certificate_names(authority, ports["https"]) == [DEFAULT_CERTIFICATE_HOST]
         cluster.kubectl("delete", "ingress", "app")
         wait_for("the route to go", lambda: get(ports["http"], "app.test")[0] == 404)
         # Both containers stop cleanly, as the kubelet stops them.
