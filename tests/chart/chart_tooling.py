@@ -32,6 +32,11 @@ KUBE_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 RELEASE = "pysozu"
 NAMESPACE = "pysozu"
 
+# The chart has no default image (none is published): every rendering here names this one,
+# as a user names the registry they pushed to. example.com never resolves to a registry.
+IMAGE_REPOSITORY = "registry.example.com/pysozu"
+IMAGE_VALUES = ["--set", f"image.repository={IMAGE_REPOSITORY}"]
+
 # Labels and annotations that only say "Helm made this"; deploy/ leaves them out.
 HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 HELM_ONLY_ANNOTATIONS = ("checksum/config",)
@@ -77,7 +82,7 @@ def run_tool(tool: str, *args: str, stdin: str | None = None, timeout: float = 6
 def helm_template(
     values_files: Iterable[Path] = (), set_values: Iterable[str] = (), kube_version: str = ""
 ) -> str:
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, *IMAGE_VALUES]
     for values_file in values_files:
         args += ["--values", str(values_file)]
     for assignment in set_values:

@@ -4,11 +4,14 @@ pysozu's own configuration reader, in every scenario."""
 
 from __future__ import annotations
 
+import functools
 import shlex
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from chart_facts import scenario_values
 from chart_tooling import SCENARIOS, container, one, pod_spec
 from ingress_operator import cli as ingress_cli
@@ -16,6 +19,7 @@ from ingress_operator import cli as ingress_cli
 from dataplane.cli.tree import build_parser
 from dataplane.command.address import SocketAddress
 from dataplane.command.config import parse_config
+from dataplane.command.messages import HttpsListenerConfig
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,8 +104,27 @@ def test_rendered_config_loads_with_pysozu(
     ports = scenario_values(scenario)["ports"]
     assert config.prometheus_address == f"0.0.0.0:{ports['metrics']}"
     assert len(config.listeners) == 2
+    https = next(li for li in config.listeners if isinstance(li, HttpsListenerConfig))
+    has_default = bool(scenario_values(scenario)["defaultTLSCertificate"]["secretName"])
+    assert (https.certificate is not None, https.key is not None) == (has_default, has_default)
 
 
 def config_text(objects: list[dict[str, Any]]) -> str:
+    """The ConfigMap's config.toml, with the default certificate's Secret "mounted" (a test
+    certificate in a temporary directory, as the kubelet would mount the Secret's files)."""
     text: str = one(objects, "ConfigMap")["data"]["config.toml"]
+    if TLS_DIR in text:
+        text = text.replace(TLS_DIR, str(_mounted_default_certificate()))
     return text
+
+
+TLS_DIR = "/etc/pysozu-tls"
+
+
+@functools.cache
+def _mounted_default_certificate() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="pysozu-default-tls-"))
+    certificate = trustme.CA().issue_cert("default.example")
+    certificate.private_key_pem.write_to_path(str(directory / "tls.key"))
+    certificate.cert_chain_pems[0].write_to_path(str(directory / "tls.crt"))
+    return directory

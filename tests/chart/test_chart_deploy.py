@@ -13,6 +13,7 @@ import yaml
 from chart_tooling import (
     CHART,
     DEPLOY,
+    IMAGE_REPOSITORY,
     KUBE_VERSIONS,
     NAMESPACE,
     REPO,
@@ -78,7 +79,7 @@ def test_versions_are_the_project_version() -> None:
         if "app.kubernetes.io/version" in labels:
             assert labels["app.kubernetes.io/version"] == version, key_of(obj)
     spec = one(deploy_objects(), "Deployment")["spec"]["template"]["spec"]
-    assert {c["image"] for c in spec["containers"]} == {f"ghcr.io/pysozu/pysozu:{version}"}
+    assert {c["image"] for c in spec["containers"]} == {f"{IMAGE_REPOSITORY}:{version}"}
 
 
 def test_kustomization_installs_the_same_objects(k8s_tools: None) -> None:

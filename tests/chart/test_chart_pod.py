@@ -17,6 +17,7 @@ from chart_facts import (
     scenario_values,
 )
 from chart_tooling import (
+    IMAGE_REPOSITORY,
     NAMESPACE,
     RELEASE,
     SCENARIOS,
@@ -57,6 +58,11 @@ WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
 pytestmark = pytest.mark.timeout(300)
 
 
+def ours(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The proxy and the controller (not the extraContainers)."""
+    return [c for c in spec["containers"] if c["name"] in ("pysozu", "pysozu-ingress")]
+
+
 def permissions(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return {
         (group, resource, verb)
@@ -76,8 +82,10 @@ def test_pod_runs_non_root_read_only_without_capabilities(
     assert pod_security["runAsNonRoot"] is True
     assert pod_security["runAsUser"] == 10001  # the image's USER (see test_dockerfile.py)
     assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert {c["name"] for c in spec["containers"]} == {"pysozu", "pysozu-ingress"}
-    for c in spec["containers"]:
+    names = [c["name"] for c in spec["containers"]]
+    extra = [c["name"] for c in scenario_values(scenario)["extraContainers"]]
+    assert names == ["pysozu", "pysozu-ingress", *extra]
+    for c in ours(spec):
         security = c["securityContext"]
         assert security["readOnlyRootFilesystem"] is True, c["name"]
         assert security["allowPrivilegeEscalation"] is False, c["name"]
@@ -86,7 +94,7 @@ def test_pod_runs_non_root_read_only_without_capabilities(
         assert "runAsUser" not in security, c["name"]
         # `args`, not `command`: the image's ENTRYPOINT (tini -g) must stay PID 1.
         assert "command" not in c, c["name"]
-        assert c["image"] == f"ghcr.io/pysozu/pysozu:{project_version()}"
+        assert c["image"] == f"{IMAGE_REPOSITORY}:{project_version()}"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -98,19 +106,18 @@ def test_command_socket_volume_is_shared_by_both_containers(
     socket = proxy_config(objects)["command_socket"]
     assert controller_flags(spec)["--command-socket"] == [socket]
     volumes = {v["name"]: v for v in spec["volumes"]}
-    mounts = {
-        c["name"]: {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-        for c in spec["containers"]
-    }
+    mounts = {c["name"]: {m["mountPath"]: m["name"] for m in c["volumeMounts"]} for c in ours(spec)}
     socket_dir = socket.rsplit("/", 1)[0]
     assert mounts["pysozu"][socket_dir] == mounts["pysozu-ingress"][socket_dir] == "run"
     assert "emptyDir" in volumes["run"]
     # The proxy reads its config from the ConfigMap, at the path its command line names.
     assert mounts["pysozu"]["/etc/pysozu"] == "config"
     assert volumes["config"]["configMap"]["name"] == one(objects, "ConfigMap")["metadata"]["name"]
-    assert container(spec, "pysozu")["args"] == ["pysozu", "start", "-c", "/etc/pysozu/config.toml"]
+    extra_args = scenario_values(scenario)["proxy"]["extraArgs"]
+    start = ["pysozu", "start", "-c", "/etc/pysozu/config.toml", *extra_args]
+    assert container(spec, "pysozu")["args"] == start
     # Read-only root: each container's writable places are volumes.
-    for c in spec["containers"]:
+    for c in ours(spec):
         assert mounts[c["name"]]["/tmp"] == "tmp"
 
 
@@ -132,7 +139,7 @@ def test_probes_check_each_process(
     assert container_ports(spec, "pysozu-ingress")["health"]["containerPort"] == health_port
     assert ingress["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert ingress["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    for c in spec["containers"]:
+    for c in ours(spec):
         assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"]
 
 

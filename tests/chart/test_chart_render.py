@@ -12,6 +12,7 @@ import yaml
 from chart_tooling import (
     CHART,
     CI_VALUES,
+    IMAGE_VALUES,
     KUBE_VERSIONS,
     NAMESPACE,
     RELEASE,
@@ -31,19 +32,20 @@ CUSTOM_RESOURCE_KINDS = {"ServiceMonitor"}  # no bundled schema: test_chart_scen
     "values_file", [None, *CI_VALUES], ids=lambda p: p.name if p else "default"
 )
 def test_helm_lint_strict(k8s_tools: None, values_file: Any) -> None:
-    args = ["lint", "--strict", str(CHART)] + (
+    args = ["lint", "--strict", str(CHART), *IMAGE_VALUES] + (
         ["--values", str(values_file)] if values_file else []
     )
     output = run_tool("helm", *args)
     assert "0 chart(s) failed" in output
 
 
-def test_ci_scenarios_cover_daemonset_metrics_and_custom_class() -> None:
+def test_ci_scenarios_cover_daemonset_metrics_custom_class_and_extras() -> None:
     assert set(SCENARIOS) == {
         "default",
         "daemonset-hostnetwork",
         "metrics-servicemonitor",
         "custom-class",
+        "extras",
     }
 
 
@@ -98,6 +100,11 @@ def test_app_version_is_the_project_version() -> None:
         ("replicaCont=3", "replicaCont"),
         ("metrics.serviceMonitor.interval=often", "interval"),
         ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
+        ("defaultTLSCertificate.secretName=Not_A_Secret", "secretName"),
+        ("defaultTLSCertificate.secretname=x", "secretname"),
+        ("proxy.extraArgs[0]=value-without-dash", "extraArgs"),
+        ("extraContainers[0].name=sidecar", "image"),
+        ("controller.extraVolumeMounts[0].name=x", "mountPath"),
     ],
 )
 def test_schema_rejects_bad_values(k8s_tools: None, assignment: str, complaint: str) -> None:
@@ -113,6 +120,9 @@ def test_schema_rejects_bad_values(k8s_tools: None, assignment: str, complaint: 
         (["hostNetwork=true", "hostPort.enabled=true"], "exclusive"),
         (["kind=DaemonSet", "autoscaling.enabled=true"], "autoscaling"),
         (["metrics.enabled=false", "metrics.serviceMonitor.enabled=true"], "serviceMonitor"),
+        (["image.repository="], "image.repository is required"),
+        (["hostNetwork=true", "ports.http=80"], "cannot bind ports below 1024"),
+        (["hostNetwork=true", "ports.https=443"], "hostPort.enabled=true"),
     ],
 )
 def test_render_rejects_inconsistent_values(
@@ -171,6 +181,7 @@ def test_notes_tell_what_to_do_next(k8s_tools: None) -> None:
         ([CHART / "ci" / "custom-class-values.yaml"], ["ingressClassName: edge", "nodePort"]),
     ]:
         args = ["install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE]
+        args += IMAGE_VALUES
         for path in values:
             args += ["--values", str(path)]
         notes = run_tool("helm", *args).split("NOTES:", 1)[1]

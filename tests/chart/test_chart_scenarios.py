@@ -8,7 +8,16 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from chart_facts import container_ports, controller_flags, proxy_config
-from chart_tooling import KUBE_VERSIONS, NAMESPACE, RELEASE, by_kind, one, pod_spec, render
+from chart_tooling import (
+    IMAGE_REPOSITORY,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
+    by_kind,
+    one,
+    pod_spec,
+    render,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -164,7 +173,7 @@ def test_scheduling_image_and_metadata_values_reach_the_pod(k8s_tools: None) -> 
     assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
     assert spec["priorityClassName"] == "system-cluster-critical"
     assert spec["imagePullSecrets"] == [{"name": "registry"}]
-    assert {c["image"] for c in spec["containers"]} == {f"ghcr.io/pysozu/pysozu:0.1.0-rc1@{digest}"}
+    assert {c["image"] for c in spec["containers"]} == {f"{IMAGE_REPOSITORY}:0.1.0-rc1@{digest}"}
     assert deployment["spec"]["template"]["metadata"]["annotations"]["team"] == "edge"
     assert all(obj["metadata"]["labels"]["owner"] == "edge" for obj in objects)
     kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)

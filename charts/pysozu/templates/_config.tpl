@@ -36,4 +36,9 @@ address = "0.0.0.0:{{ .Values.ports.http }}"
 [[listeners]]
 protocol = "https"
 address = "0.0.0.0:{{ .Values.ports.https }}"
+{{- if .Values.defaultTLSCertificate.secretName }}
+# The default certificate (defaultTLSCertificate.secretName), for SNI no Ingress names.
+certificate = "{{ include "pysozu.defaultTlsDir" . }}/tls.crt"
+key = "{{ include "pysozu.defaultTlsDir" . }}/tls.key"
+{{- end }}
 {{ end }}

@@ -65,6 +65,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "pysozu.commandSocket" -}}{{ include "pysozu.runDir" . }}/pysozu.sock{{- end }}
 {{- define "pysozu.configDir" -}}/etc/pysozu{{- end }}
 {{- define "pysozu.configFile" -}}{{ include "pysozu.configDir" . }}/config.toml{{- end }}
+{{- define "pysozu.defaultTlsDir" -}}/etc/pysozu-tls{{- end }}
+
+{{/* The lowest listener port when one is below 1024 (and the pod has its own network). */}}
+{{- define "pysozu.unprivilegedPortStart" -}}
+{{- $lowest := min .Values.ports.http .Values.ports.https }}
+{{- if and (lt (int $lowest) 1024) (not .Values.hostNetwork) }}{{ $lowest }}{{ end }}
+{{- end }}
 
 {{/* The Lease pysozu-ingress elects its status writer with (ingress_operator.settings). */}}
 {{- define "pysozu.leaseName" -}}pysozu-ingress-leader{{- end }}
@@ -79,6 +86,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $drain := add .Values.drain.lbDeregistrationSeconds .Values.drain.timeoutSeconds }}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int $drain) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed drain.lbDeregistrationSeconds + drain.timeoutSeconds (%v)" .Values.terminationGracePeriodSeconds $drain) }}
+{{- end }}
+{{- if not .Values.image.repository }}
+{{- fail "image.repository is required: no official pysozu image is published yet. Build it from the repository's Dockerfile, push it to a registry your cluster pulls from (docker build -t REGISTRY/pysozu:VERSION . && docker push REGISTRY/pysozu:VERSION), then set image.repository=REGISTRY/pysozu (charts/pysozu/README.md)" }}
+{{- end }}
+{{- if and .Values.hostNetwork (lt (int (min .Values.ports.http .Values.ports.https)) 1024) }}
+{{- fail (printf "hostNetwork with ports.http=%v / ports.https=%v: the proxy runs as uid 10001 without capabilities and cannot bind ports below 1024 on the node. Keep ports of 1024 and above (an external load balancer maps 80/443 onto them), or use hostPort.enabled=true without hostNetwork to publish the node's ports 80 and 443" .Values.ports.http .Values.ports.https) }}
 {{- end }}
 {{- if and .Values.hostNetwork .Values.hostPort.enabled }}
 {{- fail "hostNetwork and hostPort.enabled are exclusive: with hostNetwork the listeners already bind the node's ports" }}

@@ -37,11 +37,28 @@ spec:
   terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
   securityContext:
     {{- toYaml .Values.podSecurityContext | nindent 4 }}
+    {{- with include "pysozu.unprivilegedPortStart" . }}
+    # Listener ports below 1024 in the pod's own network, without any capability.
+    sysctls:
+      - name: net.ipv4.ip_unprivileged_port_start
+        value: {{ . | quote }}
+    {{- end }}
+  {{- with .Values.initContainers }}
+  initContainers:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   containers:
     - name: pysozu
       image: {{ include "pysozu.image" . }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
-      args: ["pysozu", "start", "-c", {{ include "pysozu.configFile" . | quote }}]
+      args:
+        - pysozu
+        - start
+        - -c
+        - {{ include "pysozu.configFile" . }}
+        {{- range .Values.proxy.extraArgs }}
+        - {{ . | quote }}
+        {{- end }}
       {{- with .Values.proxy.extraEnv }}
       env:
         {{- toYaml . | nindent 8 }}
@@ -103,6 +120,14 @@ spec:
         - name: config
           mountPath: {{ include "pysozu.configDir" . }}
           readOnly: true
+        {{- if .Values.defaultTLSCertificate.secretName }}
+        - name: default-tls
+          mountPath: {{ include "pysozu.defaultTlsDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- with .Values.proxy.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
     - name: pysozu-ingress
       image: {{ include "pysozu.image" . }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -167,6 +192,12 @@ spec:
           mountPath: {{ include "pysozu.runDir" . }}
         - name: tmp
           mountPath: /tmp
+        {{- with .Values.controller.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    {{- with .Values.extraContainers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   volumes:
     # The command socket (mode 0600, hence one uid for both containers) and runtime state.
     - name: run
@@ -179,6 +210,14 @@ spec:
     - name: config
       configMap:
         name: {{ include "pysozu.fullname" . }}
+    {{- with .Values.defaultTLSCertificate.secretName }}
+    - name: default-tls
+      secret:
+        secretName: {{ . }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
