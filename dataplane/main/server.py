@@ -373,6 +373,9 @@ class Supervisor:
         self.heartbeat.stop()
         notify.stopping()
         self.events.emit("main", Event(kind=EventKind.SOZU_STOP_REQUESTED))
+        # Main's copies of the listening sockets go now; each worker closes its own once it
+        # has accepted what was queued, and then new connections are refused, not left waiting.
+        self.keeper.sockets.close_all()
         response = yield from stop_workers(self.pool, options, reply, self.timeout, soft)
         self.loop.call_later(0, self.loop.stop)
         if response is not None and response.status != ResponseStatus.OK:

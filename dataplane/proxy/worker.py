@@ -336,11 +336,26 @@ class Loop:
         """Stop accepting, close idle connections, finish the rest, then call `on_drained`."""
         self.stopping = True
         self.on_drained = on_drained
+        self._close_listeners()
         self._pause_accept()
         for session in list(self.sessions):
             session.soft_stop()
         self.pool.close_all()
         self._check_drained()
+
+    def _close_listeners(self) -> None:
+        """Soft stop: accept what the kernel already queued (those clients are served, never
+        reset), then close this worker's copy of each listening socket. Main closes its own
+        when the whole proxy stops, so once every worker has too, the kernel refuses new
+        connections at once instead of queueing them for nobody until the last process exits
+        (a worker upgrade loses nothing: main and the new worker keep the socket open)."""
+        for address, listener in list(self.proxy.listeners.items()):
+            if listener.sock is None:
+                continue
+            accept = self.handlers.get(listener.sock.fileno())
+            if accept is not None and not self.accept_paused:
+                accept(EPOLLIN)
+            self.deactivate(address)
 
     def _check_drained(self) -> None:
         if self.stopping and not self.sessions and self.on_drained is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
@@ -68,6 +70,59 @@ def test_sigterm_is_a_soft_stop(pysozu: Any, slow_backend: SlowBackend) -> None:
     assert proxy.process.wait(timeout=10) == 0
     thread.join(10)
     assert result == [(200, b"slow")]
+
+
+def test_while_draining_new_connections_are_refused_not_left_waiting(
+    pysozu: Any, slow_backend: SlowBackend
+) -> None:
+    """`docker stop`: a request in flight is finished, and a client arriving meanwhile is
+    refused at once (it can go to another replica) instead of waiting for an answer that
+    comes from nobody, until the process exits and its connection is reset."""
+    proxy, port = _start(pysozu, slow_backend)
+    thread, result = _slow_request(pysozu, port)
+    assert slow_backend.arrived.wait(10)
+    proxy.process.terminate()
+    time.sleep(0.5)  # main and both workers have had the stop
+    assert proxy.process.poll() is None  # still draining the request in flight
+    started = time.monotonic()
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", port), 5) as late,
+    ):
+        late.sendall(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        late.settimeout(5)
+        late.recv(1024)
+    assert time.monotonic() - started < 1
+    assert proxy.process.wait(timeout=10) == 0
+    thread.join(10)
+    assert result == [(200, b"slow")]
+
+
+def test_a_connection_queued_before_the_stop_is_served(pysozu: Any, backends: Any) -> None:
+    """What the kernel had queued when the stop came is accepted and answered, not reset."""
+    port = pysozu.free_port()
+    proxy = pysozu.start(
+        "worker_count = 1\n"
+        + pysozu.http_config(port, {"app": ("example.com", [backends.start("app-1")])}),
+        workers=1,
+    )
+    worker = proxy.workers()[0].pid
+    os.kill(worker, signal.SIGSTOP)  # the worker accepts nothing while frozen: clients queue
+    try:
+        queued = [socket.create_connection(("127.0.0.1", port), 5) for _ in range(5)]
+        for sock in queued:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        proxy.process.terminate()
+        time.sleep(0.5)  # main has closed its copy of the listening socket
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    for sock in queued:
+        sock.settimeout(5)
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        assert b"app-1" in answer
+        sock.close()
+    assert proxy.process.wait(timeout=10) == 0
 
 
 def test_hard_stop_does_not_wait(pysozu: Any, slow_backend: SlowBackend) -> None:
