@@ -1,8 +1,9 @@
 """Ingress annotations -> typed options, with every bad value reported, never raised.
 
 Our keys live under `pysozu.io/`. With `--nginx-annotations`, the common ingress-nginx keys are
-read too, where the dataplane can honour them; ours win when both are set. Keys the dataplane
-cannot honour produce a "not supported" problem instead of being silently ignored.
+read too, where the dataplane can honour them; ours win when both are set. Every other key in
+either namespace is reviewed by `annotation_review`: refused (the Ingress fails closed), or
+reported as ignored, never silently.
 
 Timeouts and the sticky cookie's name are per cluster (a pysozu extension of sozu's Cluster):
 `connect-timeout` / `proxy-connect-timeout` -> `connect_timeout`, `backend-timeout` /
@@ -16,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
 from dataplane.command.state_rules import StateError, check_cookie_name
-
-PREFIX = "pysozu.io/"
-NGINX = "nginx.ingress.kubernetes.io/"
 
 _ALGORITHMS = {
     "round_robin": LoadBalancingAlgorithms.ROUND_ROBIN,
@@ -40,16 +40,31 @@ ANSWER_CODES = ("400", "401", "404", "408", "413", "429", "502", "503", "504", "
 _MAX_ANSWER_BYTES = 16 * 1024
 _MAX_TIMEOUT_SECONDS = 3600
 _MAX_WEIGHT = 10_000
-_NGINX_UNSUPPORTED = (
-    "whitelist-source-range",
-    "allowlist-source-range",
-    "denylist-source-range",
-    "rewrite-target",
-    "configuration-snippet",
-    "server-snippet",
-    "auth-type",
-    "auth-url",
-    "limit-rps",
+# The names read here; every other key in either namespace goes through annotation_review.
+NGINX_MAPPED = frozenset(
+    {
+        "ssl-redirect",
+        "force-ssl-redirect",
+        "affinity",
+        "session-cookie-name",
+        "load-balance",
+        "proxy-connect-timeout",
+        "proxy-read-timeout",
+        "proxy-send-timeout",
+    }
+)
+PYSOZU_MAPPED = frozenset(
+    {
+        "sticky-sessions",
+        "load-balancing",
+        "load-metric",
+        "connect-timeout",
+        "backend-timeout",
+        "session-cookie-name",
+        "ssl-redirect",
+        "force-ssl-redirect",
+        "backend-weights",
+    }
 )
 
 
@@ -68,6 +83,8 @@ class Options:
     force_ssl_redirect: bool = False
     weights: dict[str, int] = field(default_factory=dict)  # pod name or IP -> weight
     problems: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # restricting keys not enforced
+    notices: list[Notice] = field(default_factory=list)
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
@@ -134,6 +151,8 @@ def _check_cookie_name_applies(options: Options, annotations: Mapping[str, str])
 def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options = Options()
     problems = options.problems
+    mapped = (NGINX_MAPPED if nginx else frozenset()) | PYSOZU_MAPPED
+    options.refused, options.notices = review(annotations.items(), nginx, mapped)
     if nginx:
         _parse_nginx(annotations, options)
     for key, value in annotations.items():
@@ -175,7 +194,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             options.force_ssl_redirect = bool(_bool(key, value, problems))
         elif name == "backend-weights":
             options.weights = _weights(key, value, problems)
-        else:
+        elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)
     return options
@@ -216,6 +235,3 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
         if (seconds := _seconds(NGINX + name, value, problems)) is not None:
             current = getattr(options, target)
             setattr(options, target, seconds if current is None else max(current, seconds))
-    for name in _NGINX_UNSUPPORTED:
-        if get(name) is not None:
-            problems.append(f"annotation {NGINX}{name}: not supported by pysozu")

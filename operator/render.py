@@ -11,6 +11,10 @@ the Ingress API's tie rule: an Exact path beats a Prefix path of the same length
 Every route is served on the HTTP listener; on the HTTPS listener, the routes of hosts that
 have a certificate (an Ingress `tls` entry with a usable Secret). Plain HTTP to those hosts is
 redirected to HTTPS (308) unless the Ingress says otherwise.
+
+An Ingress with an access restriction pysozu cannot enforce (`annotation_review`) fails closed:
+its routes are claimed as usual but go to a cluster of its own that never gets a backend, so
+they answer 503 and never reach its Services.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ingress_operator.ingress_semantics import (
     is_ours,
     normalize_host,
     path_rules,
+    refused_cluster_id,
 )
 from ingress_operator.interned import Encoded
 from ingress_operator.model import (
@@ -61,6 +66,7 @@ class Problem:
     ingress: ObjectKey
     reason: str  # Event reason, CamelCase
     message: str
+    type: str = "Warning"  # the Event's type: "Warning", or "Normal" for information
 
 
 @dataclass(slots=True)
@@ -68,6 +74,7 @@ class Rendered:
     requests: list[Request]
     keys: list[bytes]  # each request's encoding: equal keys, equal requests
     served: frozenset[ObjectKey]
+    refused: frozenset[ObjectKey]  # served, but failing closed: every route answers 503
     problems: list[Problem]
     cluster_owner: dict[str, ObjectKey]  # cluster id -> the Ingress it was rendered for
     certificate_owner: dict[str, ObjectKey]  # fingerprint -> Ingress
@@ -103,6 +110,7 @@ class _Renderer:
     routes: dict[tuple[str, PathRuleKind, str], _Route] = field(default_factory=dict)
     default_route: _Route | None = None
     clusters: dict[str, tuple[Ingress, BackendRef, Options]] = field(default_factory=dict)
+    refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
     tls_hosts: dict[str, tuple[str, Ingress]] = field(default_factory=dict)  # host -> fingerprint
     certificates: dict[str, tuple[Ingress, TlsSecret, set[str]]] = field(default_factory=dict)
 
@@ -117,6 +125,11 @@ class _Renderer:
         options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
         for message in options.problems:
             self.problem(ingress, "InvalidAnnotation", message)
+        for notice in options.notices:
+            self.problems.append(Problem(ingress.key, notice.reason, notice.message, notice.type))
+        if options.refused:  # fail closed: every route of this Ingress goes nowhere
+            refusing = refused_cluster_id(ingress.key)
+            self.refusing[refusing] = ingress
         self.add_tls(ingress)
         for rule in ingress.rules:
             try:
@@ -132,12 +145,12 @@ class _Renderer:
                     continue
                 if entry.backend is None:
                     continue
-                cluster = self.add_cluster(ingress, entry.backend, options)
+                cluster = self.route_cluster(ingress, entry.backend, options)
                 for path in rules:
                     route = _Route(cluster, ingress, options, entry.path_type == EXACT)
                     self.claim_route(host, path, route)
         if ingress.default_backend is not None:
-            cluster = self.add_cluster(ingress, ingress.default_backend, options)
+            cluster = self.route_cluster(ingress, ingress.default_backend, options)
             route = _Route(cluster, ingress, options, exact=False)
             if self.default_route is None:
                 self.default_route = route
@@ -155,6 +168,13 @@ class _Renderer:
             where = f"{host}{path.value or '/'}"
             message = f"route {where} is already served by older Ingress {current.owner.key}"
             self.problem(route.owner, "Conflict", message)
+
+    def route_cluster(self, ingress: Ingress, ref: BackendRef, options: Options) -> str:
+        """The cluster a route of this Ingress goes to: its backend's, or when the Ingress
+        fails closed, its cluster without backends (the dataplane answers 503)."""
+        if options.refused:
+            return refused_cluster_id(ingress.key)
+        return self.add_cluster(ingress, ref, options)
 
     def add_cluster(self, ingress: Ingress, ref: BackendRef, options: Options) -> str:
         cid = cluster_id(ingress.key.namespace, ref.service, ref.port_label)
@@ -267,7 +287,8 @@ class _Renderer:
             used.add(self.default_route.cluster)
         cluster_ids = sorted(used)
         for cid in cluster_ids:
-            out.append(interned.encoded(Request.of(add_cluster=self.clusters[cid][2].cluster(cid))))
+            options = self.clusters[cid][2] if cid in self.clusters else Options()
+            out.append(interned.encoded(Request.of(add_cluster=options.cluster(cid))))
         fronts = [
             (host, kind, value, route) for (host, kind, value), route in sorted(self.routes.items())
         ]
@@ -305,8 +326,9 @@ class _Renderer:
             if self.secured(host):
                 out.append(_front_of("add_https_frontend", https, host, kind, value, route, False))
         for cid in cluster_ids:
-            owner, ref, _ = self.clusters[cid]
-            out.extend(self.backends(cid, owner, ref))
+            if cid in self.clusters:  # a refusing cluster never gets a backend
+                owner, ref, _ = self.clusters[cid]
+                out.extend(self.backends(cid, owner, ref))
         return out
 
 
@@ -331,11 +353,14 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     for ingress in ours:
         renderer.add_ingress(ingress)
     encoded = renderer.requests()
+    cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
+    cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())
     return Rendered(
         requests=[request for request, _ in encoded],
         keys=[key for _, key in encoded],
         served=frozenset(ingress.key for ingress in ours),
+        refused=frozenset(owner.key for owner in renderer.refusing.values()),
         problems=renderer.problems,
-        cluster_owner={cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()},
+        cluster_owner=cluster_owner,
         certificate_owner={fp: owner.key for fp, (owner, _, _) in renderer.certificates.items()},
     )

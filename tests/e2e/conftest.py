@@ -66,6 +66,7 @@ class Backend:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                outer.hits += 1
                 body = f"{outer.name} {self.path}".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -81,6 +82,7 @@ class Backend:
             allow_reuse_address = True
 
         self.name = name
+        self.hits = 0  # requests that reached this backend
         self.server = Server((ip, port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -1,0 +1,124 @@
+"""Annotations pysozu cannot honour, end to end: an access restriction makes the Ingress's
+routes answer 503 through the real proxy (the backend never sees a request), with a Warning
+Event naming it and an error in the Ingress's status; raw nginx config and nginx internals
+are served with an Event saying what was ignored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import PUBLISHED, World, wait_for
+from objects import endpoint_slice, ingress, ingress_class, service
+
+pytestmark = pytest.mark.timeout(120)
+
+NGINX = "nginx.ingress.kubernetes.io/"
+REFUSED_ERROR = "pysozu.io/AnnotationNotEnforced"
+
+
+def events_for(world: World, name: str) -> list[tuple[str, str, str]]:
+    items = json.loads(world.kubectl("get", "events", "-o", "json"))["items"]
+    return [
+        (event["type"], event["reason"], event["message"])
+        for event in items
+        if event.get("involvedObject", {}).get("name") == name
+    ]
+
+
+def status_of(world: World, name: str) -> list[dict[str, object]]:
+    body = json.loads(world.kubectl("get", "ingress", name, "-o", "json"))
+    return body.get("status", {}).get("loadBalancer", {}).get("ingress") or []
+
+
+def refused_status(ports: tuple[int, int]) -> list[dict[str, object]]:
+    entries = [{"port": port, "protocol": "TCP", "error": REFUSED_ERROR} for port in ports]
+    return [{"ip": PUBLISHED, "ports": entries}]
+
+
+def start(world: World, *flags: str) -> None:
+    world.apply(ingress_class())
+    world.start_operator(*flags)
+    wait_for("the operator's first push (/readyz)", world.operator_ready)
+
+
+@pytest.mark.parametrize("flags", [(), ("--nginx-annotations",)], ids=["nginx-off", "nginx-on"])
+def test_a_source_range_fails_closed_until_it_is_removed(world: World, flags: tuple[str]) -> None:
+    app = world.backend("127.0.0.2", "app-0")
+    start(world, *flags)
+    key = NGINX + "whitelist-source-range"
+    world.apply(
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        ingress("open", "open.example", "app"),
+        ingress("closed", "closed.example", "app", annotations={key: "10.0.0.0/8"}),
+    )
+    wait_for("the open route", lambda: world.get("open.example")[0] == 200)
+    hits = app.hits
+    for _ in range(5):
+        assert world.get("closed.example")[0] == 503
+        assert world.get("closed.example", "/deep/path")[0] == 503
+    assert app.hits == hits  # not one request reached the backend
+    warnings = wait_for(
+        "a Warning naming the annotation",
+        lambda: [e for e in events_for(world, "closed") if e[1] == "AnnotationNotEnforced"],
+    )
+    assert warnings[0][0] == "Warning" and key in warnings[0][2]
+    assert ("--nginx-annotations is off" in warnings[0][2]) == (not flags)
+    ports = (world.http_port, world.https_port)
+    wait_for("the status error", lambda: status_of(world, "closed") == refused_status(ports))
+    assert status_of(world, "open") == [{"ip": PUBLISHED}]
+    # The restriction removed: served, and the status says nothing more.
+    world.kubectl("annotate", "ingress", "closed", f"{key}-")
+    wait_for("the route served", lambda: world.get("closed.example")[1] == "app-0 /")
+    wait_for("the status cleared", lambda: status_of(world, "closed") == [{"ip": PUBLISHED}])
+
+
+def test_auth_annotations_fail_closed_and_the_rest_is_served_with_events(world: World) -> None:
+    app = world.backend("127.0.0.2", "app-0")
+    start(world, "--nginx-annotations")
+    world.apply(
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        ingress(
+            "auth",
+            "auth.example",
+            "app",
+            annotations={NGINX + "auth-type": "basic", NGINX + "auth-secret": "htpasswd"},
+        ),
+        ingress(
+            "tuned",
+            "tuned.example",
+            "app",
+            annotations={
+                NGINX + "configuration-snippet": "deny all;",
+                NGINX + "proxy-buffering": "off",
+                NGINX + "enable-cors": "true",
+            },
+        ),
+    )
+    wait_for("the tuned route", lambda: world.get("tuned.example")[1] == "app-0 /")
+    hits = app.hits
+    assert world.get("auth.example")[0] == 503
+    assert app.hits == hits
+    not_enforced = wait_for(
+        "two not-enforced Warnings",
+        lambda: (
+            sorted(
+                m
+                for t, r, m in events_for(world, "auth")
+                if (t, r) == ("Warning", "AnnotationNotEnforced")
+            )
+            if len(events_for(world, "auth")) >= 2
+            else None
+        ),
+    )
+    assert NGINX + "auth-secret" in not_enforced[0] and NGINX + "auth-type" in not_enforced[1]
+    seen = wait_for("three Events on tuned", lambda: len(events_for(world, "tuned")) >= 3)
+    assert seen
+    kinds = {(t, r) for t, r, _ in events_for(world, "tuned")}
+    assert kinds == {
+        ("Warning", "SnippetIgnored"),
+        ("Normal", "NoMeaningHere"),
+        ("Warning", "Unsupported"),
+    }
