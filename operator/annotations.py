@@ -10,10 +10,16 @@ Timeouts and the sticky cookie's name are per cluster (a pysozu extension of soz
 `proxy-read-timeout` / `proxy-send-timeout` (the larger of the two) -> `back_timeout`,
 `session-cookie-name` -> `sticky_name`. A cookie name only means something with sticky sessions
 (`pysozu.io/sticky-sessions: "true"` or nginx `affinity: cookie`); without them it is reported.
+
+Basic auth, as the dataplane does it (sozu's): `pysozu.io/authorized-hashes` (entries
+`user:hex(sha256(password))`) -> the cluster's `authorized_hashes` and `required_auth` on every
+route of the Ingress; `pysozu.io/www-authenticate` -> the realm. ingress-nginx's basic auth
+(htpasswd hashes: bcrypt, apr1, SHA, crypt) cannot be turned into these: it fails closed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -64,8 +70,11 @@ PYSOZU_MAPPED = frozenset(
         "ssl-redirect",
         "force-ssl-redirect",
         "backend-weights",
+        "authorized-hashes",
+        "www-authenticate",
     }
 )
+_HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
 
 
 @dataclass(slots=True)
@@ -78,6 +87,8 @@ class Options:
     connect_timeout: int | None = None
     back_timeout: int | None = None
     sticky_name: str | None = None
+    authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
+    www_authenticate: str | None = None  # the basic auth realm
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -97,7 +108,13 @@ class Options:
             connect_timeout=self.connect_timeout,
             back_timeout=self.back_timeout,
             sticky_name=self.sticky_name,
+            authorized_hashes=list(self.authorized_hashes or ()),
+            www_authenticate=self.www_authenticate,
         )
+
+    @property
+    def required_auth(self) -> bool:
+        return self.authorized_hashes is not None
 
 
 def _bool(key: str, value: str, problems: list[str]) -> bool | None:
@@ -133,6 +150,23 @@ def _cookie_name(key: str, value: str, problems: list[str]) -> str | None:
         problems.append(f"annotation {key}: {error}")
         return None
     return value
+
+
+_REALM = re.compile(r"^[ !#-~]{1,128}$")
+
+
+def _hashes(key: str, value: str, problems: list[str]) -> list[str]:
+    """`user:hex(sha256(password))` entries, comma or space separated. A bad entry is reported
+    and left out (that user cannot log in); none left still asks for auth: every request 401."""
+    hashes = []
+    for entry in value.replace(",", " ").split():
+        if _HASH_ENTRY.match(entry):
+            hashes.append(entry)
+        else:
+            problems.append(
+                f"annotation {key}: {entry.partition(':')[0]!r}: not user:hex(sha256(password))"
+            )
+    return hashes
 
 
 def _check_cookie_name_applies(options: Options, annotations: Mapping[str, str]) -> None:
@@ -194,9 +228,23 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             options.force_ssl_redirect = bool(_bool(key, value, problems))
         elif name == "backend-weights":
             options.weights = _weights(key, value, problems)
+        elif name == "authorized-hashes":
+            options.authorized_hashes = _hashes(key, value, problems)
+        elif name == "www-authenticate":
+            if _REALM.match(value):
+                options.www_authenticate = value
+            else:
+                problems.append(
+                    f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
+                )
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)
+    if options.www_authenticate is not None and not options.required_auth:
+        options.problems.append(
+            f"annotation {PREFIX}www-authenticate: has no effect without {PREFIX}authorized-hashes"
+        )
+        options.www_authenticate = None
     return options
 
 

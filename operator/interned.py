@@ -78,6 +78,7 @@ def frontend(
     cluster_id: str,
     owner: ObjectKey,
     redirect: bool,
+    auth: bool = False,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position)."""
@@ -93,10 +94,11 @@ def frontend(
             tags={"namespace": owner.namespace, "ingress": owner.name},
             redirect=RedirectPolicy.PERMANENT_REDIRECT if redirect else None,
             redirect_scheme=RedirectScheme.USE_HTTPS if redirect else None,
+            required_auth=True if auth else None,
         )
         return Request.of(**{verb: body})
 
-    key = (verb, address, host, kind, value, cluster_id, owner, redirect)
+    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth)
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend
     return entry

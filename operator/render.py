@@ -342,7 +342,15 @@ def _front_of(
     redirect: bool,
 ) -> Encoded:
     return interned.frontend(
-        verb, address, host, kind, value, route.cluster, route.owner.key, redirect
+        verb,
+        address,
+        host,
+        kind,
+        value,
+        route.cluster,
+        route.owner.key,
+        redirect,
+        route.options.required_auth,
     )
 
 

@@ -5,7 +5,11 @@ are served with an Event saying what was ignored."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import http.client
 import json
+from unittest.mock import ANY
 
 import pytest
 from conftest import PUBLISHED, World, wait_for
@@ -122,3 +126,49 @@ def test_auth_annotations_fail_closed_and_the_rest_is_served_with_events(world: 
         ("Normal", "NoMeaningHere"),
         ("Warning", "Unsupported"),
     }
+
+
+def get_with(world: World, host: str, authorization: str | None) -> tuple[int, str, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", world.http_port, timeout=5)
+    headers = {"Host": host}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    try:
+        connection.request("GET", "/", headers=headers)
+        response = connection.getresponse()
+        body = response.read().decode(errors="replace")
+        return response.status, body, response.getheader("WWW-Authenticate") or ""
+    finally:
+        connection.close()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_pysozu_basic_auth_is_enforced_by_the_proxy(world: World) -> None:
+    app = world.backend("127.0.0.2", "app-0")
+    start(world)
+    digest = hashlib.sha256(b"correct horse").hexdigest()
+    annotations = {
+        "pysozu.io/authorized-hashes": f"alice:{digest}",
+        "pysozu.io/www-authenticate": "staff",
+    }
+    world.apply(
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        ingress("guarded", "guarded.example", "app", annotations=annotations),
+    )
+    wait_for(
+        "the guarded route",
+        lambda: (
+            get_with(world, "guarded.example", basic("alice", "correct horse"))[:2]
+            == (200, "app-0 /")
+        ),
+    )
+    hits = app.hits
+    assert get_with(world, "guarded.example", None) == (401, ANY, 'Basic realm="staff"')
+    assert get_with(world, "guarded.example", basic("alice", "wrong"))[0] == 401
+    assert get_with(world, "guarded.example", basic("mallory", "correct horse"))[0] == 401
+    assert app.hits == hits
+    assert not [e for e in events_for(world, "guarded") if e[0] == "Warning"]

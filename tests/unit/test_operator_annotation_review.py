@@ -233,3 +233,63 @@ def test_events_keep_their_type() -> None:
 
     asyncio.run(scenario())
     assert api.events == [("Normal", "NoMeaningHere"), ("Warning", "X")]
+
+
+# -- basic auth the dataplane enforces (sozu's authorized_hashes) -----------------------------
+
+ALICE = "alice:" + "ab" * 32
+BOB = "bob:" + "CD" * 32
+
+
+def fronts(rendered: Rendered) -> list[Any]:
+    return [r.body for r in rendered.requests if r.verb.endswith("_frontend")]
+
+
+def test_pysozu_basic_auth_maps_onto_the_cluster_and_every_route() -> None:
+    tls = [{"hosts": ["foo.bar.com"], "secretName": "conformance-tls"}]
+    annotations = {
+        "pysozu.io/authorized-hashes": f"{ALICE}, {BOB}",
+        "pysozu.io/www-authenticate": "staff only",
+    }
+    body = ingress("web", [TLS_RULE], tls=tls, annotations=annotations)
+    for settings in (ON, OFF):
+        rendered = go(body, settings=settings)
+        assert rendered.problems == [] and rendered.refused == frozenset()
+        [cluster] = [r.body for r in rendered.requests if r.verb == "add_cluster"]
+        assert (cluster.cluster_id, cluster.authorized_hashes) == (SERVED, [ALICE, BOB])
+        assert cluster.www_authenticate == "staff only"
+        assert answer(rendered, HTTPS, "foo.bar.com", "/") == SERVED
+        assert [f.required_auth for f in fronts(rendered)] == [True, True]  # HTTP and HTTPS
+    plain = go(ingress("web", [TLS_RULE], tls=tls))
+    assert {f.required_auth for f in fronts(plain)} == {None}
+
+
+def test_bad_hash_entries_are_reported_and_no_entry_left_means_every_request_is_refused() -> None:
+    annotations = {"pysozu.io/authorized-hashes": "alice:secret"}
+    rendered = go(ingress("web", [WEB], annotations=annotations))
+    [problem] = rendered.problems
+    assert problem.reason == "InvalidAnnotation" and "'alice'" in problem.message
+    assert "secret" not in problem.message  # never echo what may be a password
+    [cluster] = [r.body for r in rendered.requests if r.verb == "add_cluster"]
+    assert cluster.authorized_hashes == []  # the dataplane answers 401 to everyone
+    assert {f.required_auth for f in fronts(rendered)} == {True}
+
+
+def test_a_realm_without_hashes_is_reported() -> None:
+    rendered = go(ingress("web", [WEB], annotations={"pysozu.io/www-authenticate": "x"}))
+    assert [p.reason for p in rendered.problems] == ["InvalidAnnotation"]
+    assert {f.required_auth for f in fronts(rendered)} == {None}
+
+
+def test_auth_on_a_cluster_an_older_ingress_owns_stays_closed() -> None:
+    older = ingress("old", [rule("old.example", ("/", "Prefix", "echo-service"))])
+    newer = ingress(
+        "new",
+        [rule("new.example", ("/", "Prefix", "echo-service"))],
+        created="2026-03-01T00:00:00Z",
+        annotations={"pysozu.io/authorized-hashes": ALICE},
+    )
+    rendered = go(older, newer)
+    assert [p.reason for p in rendered.problems] == ["Conflict"]
+    by_host = {f.hostname: f.required_auth for f in fronts(rendered)}
+    assert by_host == {"old.example": None, "new.example": True}  # the older's empty list: 401
