@@ -5,6 +5,7 @@ Normal Event. Pure: no sockets, no kopf."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +294,14 @@ def test_auth_on_a_cluster_an_older_ingress_owns_stays_closed() -> None:
     assert [p.reason for p in rendered.problems] == ["Conflict"]
     by_host = {f.hostname: f.required_auth for f in fronts(rendered)}
     assert by_host == {"old.example": None, "new.example": True}  # the older's empty list: 401
+
+
+def test_the_annotation_docs_name_every_key_the_controller_judges() -> None:
+    from ingress_operator.annotation_review import NO_MEANING, RAW_CONFIG
+    from ingress_operator.annotations import NGINX_MAPPED, PYSOZU_MAPPED
+
+    doc = (Path(__file__).parents[2] / "docs" / "ingress-annotations.md").read_text()
+    wildcards = re.findall(r"`([a-z-]+)\*`", doc)
+    for key in sorted(RESTRICTING_NGINX | RAW_CONFIG | NO_MEANING | NGINX_MAPPED | PYSOZU_MAPPED):
+        listed = re.search(rf"`(pysozu\.io/)?{re.escape(key)}[`:]", doc) is not None
+        assert listed or any(key.startswith(w) for w in wildcards), key
