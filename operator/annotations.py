@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+from ingress_operator.redirects import Redirect, parse_redirect
 
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
 from dataplane.command.state_rules import StateError, check_cookie_name
@@ -57,6 +58,10 @@ NGINX_MAPPED = frozenset(
         "proxy-connect-timeout",
         "proxy-read-timeout",
         "proxy-send-timeout",
+        "temporal-redirect",
+        "temporal-redirect-code",
+        "permanent-redirect",
+        "permanent-redirect-code",
     }
 )
 PYSOZU_MAPPED = frozenset(
@@ -89,6 +94,7 @@ class Options:
     sticky_name: str | None = None
     authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
     www_authenticate: str | None = None  # the basic auth realm
+    redirect: Redirect | None = None  # every route answers this redirect
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -258,6 +264,7 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
         options.ssl_redirect = _bool(NGINX + "ssl-redirect", value, problems)
     if (value := get("force-ssl-redirect")) is not None:
         options.force_ssl_redirect = bool(_bool(NGINX + "force-ssl-redirect", value, problems))
+    options.redirect = parse_redirect(get, problems)
     if (value := get("affinity")) is not None:
         if value == "cookie":
             options.sticky_session = True

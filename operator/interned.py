@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ingress_operator.model import ObjectKey
+from ingress_operator.redirects import TEMPLATE, Redirect
 
 from dataplane.command import codec
 from dataplane.command.address import SocketAddress
@@ -79,6 +80,7 @@ def frontend(
     owner: ObjectKey,
     redirect: bool,
     auth: bool = False,
+    custom: Redirect | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position)."""
@@ -96,9 +98,11 @@ def frontend(
             redirect_scheme=RedirectScheme.USE_HTTPS if redirect else None,
             required_auth=True if auth else None,
         )
+        if custom is not None:  # the answer comes from its cluster's template
+            body.redirect, body.redirect_template = custom.policy, TEMPLATE
         return Request.of(**{verb: body})
 
-    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth)
+    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth, custom)
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend
     return entry

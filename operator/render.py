@@ -43,6 +43,7 @@ from ingress_operator.model import (
     TlsSecret,
     der_fingerprint,
 )
+from ingress_operator.redirects import Redirect, redirect_cluster_id
 from ingress_operator.settings import RenderSettings
 
 from dataplane.command.address import SocketAddress
@@ -111,6 +112,7 @@ class _Renderer:
     default_route: _Route | None = None
     clusters: dict[str, tuple[Ingress, BackendRef, Options]] = field(default_factory=dict)
     refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
+    redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
     tls_hosts: dict[str, tuple[str, Ingress]] = field(default_factory=dict)  # host -> fingerprint
     certificates: dict[str, tuple[Ingress, TlsSecret, set[str]]] = field(default_factory=dict)
 
@@ -174,6 +176,10 @@ class _Renderer:
         fails closed, its cluster without backends (the dataplane answers 503)."""
         if options.refused:
             return refused_cluster_id(ingress.key)
+        if options.redirect is not None:
+            cid = redirect_cluster_id(ingress.key)
+            self.redirecting[cid] = (ingress, options.redirect)
+            return cid
         return self.add_cluster(ingress, ref, options)
 
     def add_cluster(self, ingress: Ingress, ref: BackendRef, options: Options) -> str:
@@ -287,8 +293,12 @@ class _Renderer:
             used.add(self.default_route.cluster)
         cluster_ids = sorted(used)
         for cid in cluster_ids:
-            options = self.clusters[cid][2] if cid in self.clusters else Options()
-            out.append(interned.encoded(Request.of(add_cluster=options.cluster(cid))))
+            if cid in self.redirecting:
+                cluster = self.redirecting[cid][1].cluster(cid)
+            else:
+                options = self.clusters[cid][2] if cid in self.clusters else Options()
+                cluster = options.cluster(cid)
+            out.append(interned.encoded(Request.of(add_cluster=cluster)))
         fronts = [
             (host, kind, value, route) for (host, kind, value), route in sorted(self.routes.items())
         ]
@@ -341,6 +351,9 @@ def _front_of(
     route: _Route,
     redirect: bool,
 ) -> Encoded:
+    # nginx answers an Ingress's own redirect before any HTTP-to-HTTPS one; failing closed
+    # comes before both (the route goes to the refusing cluster).
+    custom = None if route.options.refused else route.options.redirect
     return interned.frontend(
         verb,
         address,
@@ -349,8 +362,9 @@ def _front_of(
         value,
         route.cluster,
         route.owner.key,
-        redirect,
+        redirect and custom is None,
         route.options.required_auth,
+        custom,
     )
 
 
@@ -363,6 +377,7 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     encoded = renderer.requests()
     cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
     cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())
+    cluster_owner.update((cid, owner.key) for cid, (owner, _) in renderer.redirecting.items())
     return Rendered(
         requests=[request for request, _ in encoded],
         keys=[key for _, key in encoded],

@@ -172,3 +172,37 @@ def test_pysozu_basic_auth_is_enforced_by_the_proxy(world: World) -> None:
     assert get_with(world, "guarded.example", basic("mallory", "correct horse"))[0] == 401
     assert app.hits == hits
     assert not [e for e in events_for(world, "guarded") if e[0] == "Warning"]
+
+
+def test_nginx_redirect_annotations_answer_through_the_proxy(world: World) -> None:
+    app = world.backend("127.0.0.2", "app-0")
+    start(world, "--nginx-annotations")
+    world.apply(
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        ingress("plain", "plain.example", "app"),
+        ingress(
+            "moved",
+            "moved.example",
+            "app",
+            annotations={
+                NGINX + "permanent-redirect": "https://new.example/home",
+                NGINX + "permanent-redirect-code": "308",
+            },
+        ),
+        ingress(
+            "away",
+            "away.example",
+            "app",
+            annotations={NGINX + "temporal-redirect": "http://elsewhere.example/"},
+        ),
+    )
+    wait_for("the plain route", lambda: world.get("plain.example")[0] == 200)
+    wait_for("the redirect", lambda: world.get("moved.example", "/a?b=c")[0] == 308)
+    hits = app.hits
+    status, _, headers = world.get("moved.example", "/deep/path?q=1")
+    assert (status, headers["location"]) == (308, "https://new.example/home")
+    status, _, headers = world.get("away.example", "/x")
+    assert (status, headers["location"]) == (302, "http://elsewhere.example/")
+    assert app.hits == hits
+    assert not [e for e in events_for(world, "moved") if e[0] == "Warning"]

@@ -1,0 +1,123 @@
+"""ingress-nginx's temporal-redirect / permanent-redirect (+ -code) rendered onto the
+dataplane: a backendless cluster per Ingress holding the answer template, its routes pointing
+at it. Pure: no sockets, no kopf."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ingress_operator.model import ObjectKey
+from ingress_operator.redirects import TEMPLATE, redirect_cluster_id
+from ingress_operator.render import Rendered
+from ingress_operator.settings import RenderSettings
+from test_operator_conformance import backends
+from test_operator_render import TLS_RULE, WEB, go, ingress, state_of
+
+from dataplane.command.messages import RedirectPolicy
+from dataplane.proxy.answers import compile_template
+
+NGINX = "nginx.ingress.kubernetes.io/"
+ON = RenderSettings(nginx_annotations=True)
+CID = "default/web:-redirect"
+URL = "https://new.example/landing?from=old"
+
+
+def fronts(rendered: Rendered) -> list[Any]:
+    return [r.body for r in rendered.requests if r.verb.endswith("_frontend")]
+
+
+def cluster(rendered: Rendered, cid: str) -> Any:
+    return next(
+        r.body for r in rendered.requests if r.verb == "add_cluster" and r.body.cluster_id == cid
+    )
+
+
+def redirect_of(annotations: dict[str, str]) -> tuple[int, str] | None:
+    """(status, Location) every route of the Ingress answers, or None when it forwards."""
+    rendered = go(ingress("web", [WEB], annotations=annotations), settings=ON)
+    fronts_ = fronts(rendered)
+    if fronts_[0].cluster_id != CID:
+        return None
+    assert {(f.redirect_template, f.cluster_id) for f in fronts_} == {(TEMPLATE, CID)}
+    template = compile_template(TEMPLATE, cluster(rendered, CID).answers[TEMPLATE])
+    data = template.render({}).decode()
+    status = int(data.split(" ")[1])
+    location = next(
+        line.split(": ", 1)[1] for line in data.split("\r\n") if line.startswith("Location: ")
+    )
+    return status, location
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        ({"permanent-redirect": URL}, (301, URL)),
+        ({"permanent-redirect": URL, "permanent-redirect-code": "308"}, (308, URL)),
+        ({"permanent-redirect": URL, "permanent-redirect-code": "418"}, (301, URL)),  # default
+        ({"temporal-redirect": URL}, (302, URL)),
+        ({"temporal-redirect": URL, "temporal-redirect-code": "307"}, (307, URL)),
+        ({"temporal-redirect": URL, "permanent-redirect": "https://x.example/"}, (302, URL)),
+        ({"permanent-redirect": "http://plain.example"}, (301, "http://plain.example")),
+    ],
+)
+def test_redirect_annotations_answer_as_ingress_nginx(
+    annotations: dict[str, str], expected: tuple[int, str]
+) -> None:
+    assert redirect_of({NGINX + k: v for k, v in annotations.items()}) == expected
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected", "message"),
+    [
+        ({"permanent-redirect": "ftp://x.example/"}, None, "is not an http(s) URL"),
+        ({"permanent-redirect": "https://x.example$request_uri"}, None, "nginx variables"),
+        ({"permanent-redirect": "https://a.example/\r\nX: y"}, None, "is not an http(s) URL"),
+        ({"permanent-redirect": URL, "permanent-redirect-code": "300"}, (301, URL), "body"),
+        ({"permanent-redirect": URL, "permanent-redirect-code": "x"}, (301, URL), "not a number"),
+        ({"permanent-redirect-code": "308"}, None, "has no effect"),
+        ({"temporal-redirect": URL, "permanent-redirect": URL}, (302, URL), "wins"),
+    ],
+)
+def test_what_cannot_be_honoured_is_reported(
+    annotations: dict[str, str], expected: tuple[int, str] | None, message: str
+) -> None:
+    annotated = {NGINX + k: v for k, v in annotations.items()}
+    assert redirect_of(annotated) == expected
+    rendered = go(ingress("web", [WEB], annotations=annotated), settings=ON)
+    [problem] = rendered.problems
+    assert problem.reason == "InvalidAnnotation" and message in problem.message
+
+
+def test_the_redirect_comes_before_the_https_one_and_the_cluster_has_no_backend() -> None:
+    tls = [{"hosts": ["foo.bar.com"], "secretName": "conformance-tls"}]
+    body = ingress("web", [TLS_RULE], tls=tls, annotations={NGINX + "permanent-redirect": URL})
+    rendered = go(body, settings=ON)
+    by_verb = {r.verb: r.body for r in rendered.requests if r.verb.endswith("_frontend")}
+    for front in by_verb.values():
+        assert (front.cluster_id, front.redirect) == (CID, RedirectPolicy.PERMANENT)
+        assert front.redirect_scheme is None and front.redirect_template == TEMPLATE
+    assert set(by_verb) == {"add_http_frontend", "add_https_frontend"}
+    assert backends(rendered, CID) == []
+    assert redirect_cluster_id(ObjectKey("default", "web")) == CID
+
+
+def test_without_the_flag_nothing_redirects() -> None:
+    body = ingress("web", [WEB], annotations={NGINX + "permanent-redirect": URL})
+    assert {f.cluster_id for f in fronts(go(body))} == {"default/echo-service:80"}
+
+
+def test_fail_closed_wins_over_a_redirect() -> None:
+    annotations = {NGINX + "permanent-redirect": URL, NGINX + "limit-rps": "1"}
+    rendered = go(ingress("web", [WEB], annotations=annotations), settings=ON)
+    assert {(f.cluster_id, f.redirect) for f in fronts(rendered)} == {
+        ("default/web:-refused", None)
+    }
+
+
+def test_the_redirect_state_is_accepted_and_removed_with_the_annotation() -> None:
+    body = ingress("web", [WEB], annotations={NGINX + "temporal-redirect": URL})
+    state = state_of(go(body, settings=ON))
+    assert CID in state.clusters
+    fixed = state_of(go(ingress("web", [WEB]), settings=ON))
+    assert [r.body for r in state.diff(fixed) if r.verb == "remove_cluster"] == [CID]
