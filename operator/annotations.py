@@ -15,6 +15,9 @@ Basic auth, as the dataplane does it (sozu's): `pysozu.io/authorized-hashes` (en
 `user:hex(sha256(password))`) -> the cluster's `authorized_hashes` and `required_auth` on every
 route of the Ingress; `pysozu.io/www-authenticate` -> the realm. ingress-nginx's basic auth
 (htpasswd hashes: bcrypt, apr1, SHA, crypt) cannot be turned into these: it fails closed.
+
+nginx `upstream-vhost` -> `rewrite_host` on the Ingress's forwarding routes: the Host header
+the backends get (the dataplane sends the client's as X-Forwarded-Host, as ingress-nginx does).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ NGINX_MAPPED = frozenset(
         "temporal-redirect-code",
         "permanent-redirect",
         "permanent-redirect-code",
+        "upstream-vhost",
     }
 )
 PYSOZU_MAPPED = frozenset(
@@ -79,6 +83,7 @@ PYSOZU_MAPPED = frozenset(
         "www-authenticate",
     }
 )
+_VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
 
 
@@ -95,6 +100,7 @@ class Options:
     authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
     www_authenticate: str | None = None  # the basic auth realm
     redirect: Redirect | None = None  # every route answers this redirect
+    upstream_vhost: str | None = None  # the Host header sent to the backends
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -265,6 +271,14 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
     if (value := get("force-ssl-redirect")) is not None:
         options.force_ssl_redirect = bool(_bool(NGINX + "force-ssl-redirect", value, problems))
     options.redirect = parse_redirect(get, problems)
+    if (value := get("upstream-vhost")) is not None:
+        if _VHOST.match(value):
+            options.upstream_vhost = value
+        else:
+            problems.append(
+                f"annotation {NGINX}upstream-vhost: {value!r} is not a host name "
+                "(nginx variables are not supported); the request's Host is sent"
+            )
     if (value := get("affinity")) is not None:
         if value == "cookie":
             options.sticky_session = True

@@ -81,6 +81,7 @@ def frontend(
     redirect: bool,
     auth: bool = False,
     custom: Redirect | None = None,
+    host_header: str | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position)."""
@@ -97,12 +98,13 @@ def frontend(
             redirect=RedirectPolicy.PERMANENT_REDIRECT if redirect else None,
             redirect_scheme=RedirectScheme.USE_HTTPS if redirect else None,
             required_auth=True if auth else None,
+            rewrite_host=host_header,
         )
         if custom is not None:  # the answer comes from its cluster's template
             body.redirect, body.redirect_template = custom.policy, TEMPLATE
         return Request.of(**{verb: body})
 
-    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth, custom)
+    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth, custom, host_header)
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend
     return entry

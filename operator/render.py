@@ -354,6 +354,9 @@ def _front_of(
     # nginx answers an Ingress's own redirect before any HTTP-to-HTTPS one; failing closed
     # comes before both (the route goes to the refusing cluster).
     custom = None if route.options.refused else route.options.redirect
+    redirect = redirect and custom is None
+    # A Host rewrite only on routes that forward (a redirect's Location keeps the client's host).
+    forwards = not (route.options.refused or custom or redirect)
     return interned.frontend(
         verb,
         address,
@@ -362,9 +365,10 @@ def _front_of(
         value,
         route.cluster,
         route.owner.key,
-        redirect and custom is None,
+        redirect,
         route.options.required_auth,
         custom,
+        route.options.upstream_vhost if forwards else None,
     )
 
 

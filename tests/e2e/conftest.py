@@ -70,6 +70,9 @@ class Backend:
                 body = f"{outer.name} {self.path}".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
+                # What the proxy sent, for tests of header rewrites.
+                self.send_header("X-Seen-Host", self.headers.get("Host", ""))
+                self.send_header("X-Seen-Forwarded-Host", self.headers.get("X-Forwarded-Host", ""))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -206,3 +206,25 @@ def test_nginx_redirect_annotations_answer_through_the_proxy(world: World) -> No
     assert (status, headers["location"]) == (302, "http://elsewhere.example/")
     assert app.hits == hits
     assert not [e for e in events_for(world, "moved") if e[0] == "Warning"]
+
+
+def test_nginx_upstream_vhost_is_the_host_the_backend_gets(world: World) -> None:
+    world.backend("127.0.0.2", "app-0")
+    start(world, "--nginx-annotations")
+    world.apply(
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        ingress("plain", "plain.example", "app"),
+        ingress(
+            "vhost", "vhost.example", "app", annotations={NGINX + "upstream-vhost": "app.internal"}
+        ),
+    )
+    wait_for("the plain route", lambda: world.get("plain.example")[0] == 200)
+    _, body, headers = wait_for(
+        "the vhost route",
+        lambda: (answer := world.get("vhost.example", "/p?q=1"))[0] == 200 and answer,
+    )
+    assert body == "app-0 /p?q=1"
+    assert headers["x-seen-host"] == "app.internal"
+    assert headers["x-seen-forwarded-host"] == "vhost.example"
+    assert world.get("plain.example")[2]["x-seen-host"] == "plain.example"

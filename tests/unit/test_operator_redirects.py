@@ -121,3 +121,28 @@ def test_the_redirect_state_is_accepted_and_removed_with_the_annotation() -> Non
     assert CID in state.clusters
     fixed = state_of(go(ingress("web", [WEB]), settings=ON))
     assert [r.body for r in state.diff(fixed) if r.verb == "remove_cluster"] == [CID]
+
+
+# -- upstream-vhost ---------------------------------------------------------------------------
+
+
+def test_upstream_vhost_rewrites_the_host_of_forwarding_routes_only() -> None:
+    tls = [{"hosts": ["foo.bar.com"], "secretName": "conformance-tls"}]
+    body = ingress(
+        "web", [TLS_RULE], tls=tls, annotations={NGINX + "upstream-vhost": "app.internal"}
+    )
+    rendered = go(body, settings=ON)
+    by_verb = {r.verb: r.body for r in rendered.requests if r.verb.endswith("_frontend")}
+    assert by_verb["add_https_frontend"].rewrite_host == "app.internal"
+    http = by_verb["add_http_frontend"]  # the 308 to HTTPS keeps the client's host
+    assert (http.redirect, http.rewrite_host) == (RedirectPolicy.PERMANENT_REDIRECT, None)
+    assert rendered.problems == []
+    assert {f.rewrite_host for f in fronts(go(body))} == {None}  # not without the flag
+
+
+@pytest.mark.parametrize("value", ["$service_name.svc", "a b", "x.example/path", ""])
+def test_an_upstream_vhost_that_is_not_a_host_is_reported(value: str) -> None:
+    body = ingress("web", [WEB], annotations={NGINX + "upstream-vhost": value})
+    rendered = go(body, settings=ON)
+    assert [p.reason for p in rendered.problems] == ["InvalidAnnotation"]
+    assert {f.rewrite_host for f in fronts(rendered)} == {None}
