@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import itertools
 import json
+from typing import Any
 from unittest.mock import ANY
 
 import pytest
@@ -228,3 +230,49 @@ def test_nginx_upstream_vhost_is_the_host_the_backend_gets(world: World) -> None
     assert headers["x-seen-host"] == "app.internal"
     assert headers["x-seen-forwarded-host"] == "vhost.example"
     assert world.get("plain.example")[2]["x-seen-host"] == "plain.example"
+
+
+def cluster_config(world: World, cluster_id: str) -> dict[str, Any]:
+    answer = world.pysozu_json("cluster", "list", "--id", cluster_id)
+    text = json.dumps(answer)
+    assert cluster_id in text, text
+    found: list[dict[str, Any]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get("cluster_id") == cluster_id and "load_balancing" in value:
+                found.append(value)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(answer)
+    assert found, text
+    return found[0]
+
+
+def test_nginx_load_balance_picks_the_dataplane_policy(world: World) -> None:
+    world.backend("127.0.0.2", "pod-2")
+    world.backend("127.0.0.3", "pod-3")
+    start(world, "--nginx-annotations")
+    world.apply(
+        service("rr"),
+        endpoint_slice("rr", ["127.0.0.2", "127.0.0.3"], world.backend_port),
+        service("ewma"),
+        endpoint_slice("ewma", ["127.0.0.2", "127.0.0.3"], world.backend_port),
+        ingress("rr", "rr.example", "rr", annotations={NGINX + "load-balance": "round_robin"}),
+        ingress("ewma", "ewma.example", "ewma", annotations={NGINX + "load-balance": "ewma"}),
+    )
+    for host in ("rr.example", "ewma.example"):
+        wait_for(f"traffic to {host}", lambda host=host: world.get(host)[0] == 200)
+    names = [world.get("rr.example")[1].split(" ")[0] for _ in range(6)]
+    assert sorted(set(names)) == ["pod-2", "pod-3"]
+    assert all(a != b for a, b in itertools.pairwise(names)), names  # alternating
+    rr = cluster_config(world, "default/rr:http")
+    ewma = cluster_config(world, "default/ewma:http")
+    assert rr["load_balancing"] == "ROUND_ROBIN", rr
+    assert (ewma["load_balancing"], ewma["load_metric"]) == ("LEAST_LOADED", "CONNECTION_TIME")
+    seen = {world.get("ewma.example")[1].split(" ")[0] for _ in range(20)}
+    assert seen <= {"pod-2", "pod-3"} and seen
