@@ -14,8 +14,9 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
+import trustme
 from conftest import PUBLISHED, World, wait_for
-from objects import endpoint_slice, ingress, ingress_class, service
+from objects import endpoint_slice, ingress, ingress_class, service, tls_secret
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -276,3 +277,32 @@ def test_nginx_load_balance_picks_the_dataplane_policy(world: World) -> None:
     assert (ewma["load_balancing"], ewma["load_metric"]) == ("LEAST_LOADED", "CONNECTION_TIME")
     seen = {world.get("ewma.example")[1].split(" ")[0] for _ in range(20)}
     assert seen <= {"pod-2", "pod-3"} and seen
+
+
+def test_nginx_ssl_redirect_annotations(world: World) -> None:
+    world.backend("127.0.0.2", "app-0")
+    issued = trustme.CA().issue_cert("secure.example")
+    start(world, "--nginx-annotations")
+    world.apply(
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        tls_secret("secure-tls", issued.cert_chain_pems[0].bytes(), issued.private_key_pem.bytes()),
+        ingress("tls-default", "secure.example", "app", tls_secret="secure-tls"),
+        ingress(
+            "tls-off",
+            "secure.example",
+            "app",
+            path="/open",
+            tls_secret="secure-tls",
+            annotations={NGINX + "ssl-redirect": "false"},
+        ),
+        ingress(
+            "forced", "forced.example", "app", annotations={NGINX + "force-ssl-redirect": "true"}
+        ),
+    )
+    wait_for("the plain route", lambda: world.get("secure.example", "/open")[0] == 200)
+    status, _, headers = world.get("secure.example", "/x?y=1")
+    # No port: ingress-nginx's redirects name none either (the HTTPS port is 443 in front).
+    assert (status, headers["location"]) == (308, "https://secure.example/x?y=1")
+    status, _, headers = world.get("forced.example", "/a")
+    assert status == 308 and headers["location"].startswith("https://forced.example")
