@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
-from ingress_operator.redirects import Redirect, parse_redirect
+from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
 from dataplane.command.state_rules import StateError, check_cookie_name
@@ -66,6 +66,7 @@ NGINX_MAPPED = frozenset(
         "permanent-redirect",
         "permanent-redirect-code",
         "upstream-vhost",
+        "app-root",
     }
 )
 PYSOZU_MAPPED = frozenset(
@@ -101,6 +102,7 @@ class Options:
     www_authenticate: str | None = None  # the basic auth realm
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
+    app_root: str | None = None  # where `/` redirects (302)
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -271,6 +273,8 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
     if (value := get("force-ssl-redirect")) is not None:
         options.force_ssl_redirect = bool(_bool(NGINX + "force-ssl-redirect", value, problems))
     options.redirect = parse_redirect(get, problems)
+    if (value := get("app-root")) is not None:
+        options.app_root = parse_app_root(value, problems)
     if (value := get("upstream-vhost")) is not None:
         if _VHOST.match(value):
             options.upstream_vhost = value

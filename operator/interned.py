@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ingress_operator.model import ObjectKey
-from ingress_operator.redirects import TEMPLATE, Redirect
 
 from dataplane.command import codec
 from dataplane.command.address import SocketAddress
@@ -80,7 +79,7 @@ def frontend(
     owner: ObjectKey,
     redirect: bool,
     auth: bool = False,
-    custom: Redirect | None = None,
+    answer: tuple[RedirectPolicy, str] | None = None,
     host_header: str | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
@@ -100,11 +99,11 @@ def frontend(
             required_auth=True if auth else None,
             rewrite_host=host_header,
         )
-        if custom is not None:  # the answer comes from its cluster's template
-            body.redirect, body.redirect_template = custom.policy, TEMPLATE
+        if answer is not None:  # (policy, template): the answer is its cluster's template
+            body.redirect, body.redirect_template = answer
         return Request.of(**{verb: body})
 
-    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth, custom, host_header)
+    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header)
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend
     return entry

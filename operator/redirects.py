@@ -10,6 +10,12 @@ cluster of its own, `<namespace>/<ingress>:-redirect`, with no backend and one a
 holding the fixed `Location`, and its routes point at it with `redirect_template`. nginx sends
 a URL as `Location` only for 301, 302, 303, 307 and 308 (other codes send it as the body): those
 five are mapped; other codes are reported and the default is used.
+
+`app-root`: ingress-nginx answers a request for exactly `/` on the Ingress's hosts with
+`302 $scheme://$http_host<app-root>` (no query), before anything else. Here: an EQUALS `/`
+route per rule host, to the cluster `<namespace>/<ingress>:-app-root` holding one answer per
+scheme and host with that fixed Location (a client that names a port in Host gets none back).
+Hostless and wildcard rules have no fixed host: reported.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataplane.command.messages import Cluster, RedirectPolicy
 
 TEMPLATE = "ingress-redirect"
 _URL = re.compile(r"^https?://[^\s\x00-\x1f\x7f]+$", re.IGNORECASE)
+_PATH = re.compile(r"^/[^\s\x00-\x1f\x7f]*$")
 _REASONS = {
     301: "Moved Permanently",
     302: "Found",
@@ -51,6 +58,30 @@ class Redirect:
             f"Location: {self.url}\r\nContent-Length: 0\r\n\r\n"
         )
         return Cluster(cluster_id=cluster_id, answers={TEMPLATE: answer})
+
+
+def app_root_cluster_id(ingress: ObjectKey) -> str:
+    return f"{ingress.namespace}/{ingress.name}:-app-root"
+
+
+def app_root_template(scheme: str, host: str) -> str:
+    """The answer's name in the app-root cluster: one per scheme and host."""
+    return f"app-root {scheme}://{host}"
+
+
+def app_root_answer(scheme: str, host: str, root: str) -> str:
+    """ingress-nginx: `if ($uri = /) { return 302 $scheme://$http_host<app-root>; }`."""
+    return f"HTTP/1.1 302 Found\r\nLocation: {scheme}://{host}{root}\r\nContent-Length: 0\r\n\r\n"
+
+
+def parse_app_root(value: str, problems: list[str]) -> str | None:
+    if "$" in value:
+        problems.append(f"annotation {NGINX}app-root: nginx variables are not supported")
+    elif not _PATH.match(value):
+        problems.append(f"annotation {NGINX}app-root: {value!r} is not a path starting with /")
+    else:
+        return value
+    return None
 
 
 def redirect_cluster_id(ingress: ObjectKey) -> str:

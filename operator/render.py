@@ -43,7 +43,14 @@ from ingress_operator.model import (
     TlsSecret,
     der_fingerprint,
 )
-from ingress_operator.redirects import Redirect, redirect_cluster_id
+from ingress_operator.redirects import (
+    TEMPLATE,
+    Redirect,
+    app_root_answer,
+    app_root_cluster_id,
+    app_root_template,
+    redirect_cluster_id,
+)
 from ingress_operator.settings import RenderSettings
 
 from dataplane.command.address import SocketAddress
@@ -51,11 +58,13 @@ from dataplane.command.messages import (
     ActivateListener,
     AddCertificate,
     CertificateAndKey,
+    Cluster,
     HttpListenerConfig,
     HttpsListenerConfig,
     ListenerType,
     PathRule,
     PathRuleKind,
+    RedirectPolicy,
     Request,
 )
 
@@ -100,6 +109,7 @@ class _Route:
     owner: Ingress
     options: Options
     exact: bool  # rendered from an Exact path: wins a tie against a Prefix path
+    app_root: str | None = None  # an nginx app-root redirect of `/`
 
 
 @dataclass(slots=True)
@@ -113,6 +123,7 @@ class _Renderer:
     clusters: dict[str, tuple[Ingress, BackendRef, Options]] = field(default_factory=dict)
     refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
     redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
+    app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
     tls_hosts: dict[str, tuple[str, Ingress]] = field(default_factory=dict)  # host -> fingerprint
     certificates: dict[str, tuple[Ingress, TlsSecret, set[str]]] = field(default_factory=dict)
 
@@ -151,6 +162,8 @@ class _Renderer:
                 for path in rules:
                     route = _Route(cluster, ingress, options, entry.path_type == EXACT)
                     self.claim_route(host, path, route)
+        if options.app_root is not None and not options.refused:
+            self.add_app_root(ingress, options, options.app_root)
         if ingress.default_backend is not None:
             cluster = self.route_cluster(ingress, ingress.default_backend, options)
             route = _Route(cluster, ingress, options, exact=False)
@@ -159,6 +172,26 @@ class _Renderer:
             elif self.default_route.cluster != cluster:
                 older = self.default_route.owner.key
                 self.problem(ingress, "Conflict", f"defaultBackend: older Ingress {older} wins")
+
+    def add_app_root(self, ingress: Ingress, options: Options, root: str) -> None:
+        """`/` on each of the Ingress's hosts redirects to `root` (before its own `/` route)."""
+        cid = app_root_cluster_id(ingress.key)
+        for rule in ingress.rules:
+            try:
+                host = normalize_host(rule.host)
+            except SemanticError:
+                continue  # reported with the rule
+            if host == ANY_HOST or host.startswith("*."):
+                message = f"annotation app-root: the rule for {host!r} has no fixed host; ignored"
+                self.problem(ingress, "InvalidAnnotation", message)
+                continue
+            self.app_roots[cid] = ingress
+            route = _Route(cid, ingress, options, exact=True, app_root=root)
+            current = self.routes.get((host, PathRuleKind.EQUALS, "/"))
+            if current is not None and current.owner is ingress:
+                self.routes[(host, PathRuleKind.EQUALS, "/")] = route
+            else:
+                self.claim_route(host, PathRule(kind=PathRuleKind.EQUALS, value="/"), route)
 
     def claim_route(self, host: str, path: PathRule, route: _Route) -> None:
         key = (host, path.kind, path.value)
@@ -239,6 +272,15 @@ class _Renderer:
 
     # -- output -----------------------------------------------------------------------------
 
+    def app_root_cluster(self, cid: str) -> Cluster:
+        answers = {}
+        for (host, _, _), route in self.routes.items():
+            if route.cluster == cid and route.app_root is not None:
+                for scheme in ("http", "https") if self.secured(host) else ("http",):
+                    answer = app_root_answer(scheme, host, route.app_root)
+                    answers[app_root_template(scheme, host)] = answer
+        return Cluster(cluster_id=cid, answers=answers)
+
     def backends(
         self, cid: str, owner: Ingress, ref: BackendRef
     ) -> Iterable[tuple[Request, bytes]]:
@@ -295,6 +337,8 @@ class _Renderer:
         for cid in cluster_ids:
             if cid in self.redirecting:
                 cluster = self.redirecting[cid][1].cluster(cid)
+            elif cid in self.app_roots:
+                cluster = self.app_root_cluster(cid)
             else:
                 options = self.clusters[cid][2] if cid in self.clusters else Options()
                 cluster = options.cluster(cid)
@@ -351,12 +395,16 @@ def _front_of(
     route: _Route,
     redirect: bool,
 ) -> Encoded:
-    # nginx answers an Ingress's own redirect before any HTTP-to-HTTPS one; failing closed
-    # comes before both (the route goes to the refusing cluster).
+    # nginx answers app-root, then an Ingress's own redirect, before any HTTP-to-HTTPS one;
+    # failing closed comes before all (the route goes to the refusing cluster).
     custom = None if route.options.refused else route.options.redirect
-    redirect = redirect and custom is None
+    answer = (custom.policy, TEMPLATE) if custom is not None else None
+    if route.app_root is not None:
+        scheme = "https" if verb == "add_https_frontend" else "http"
+        answer = (RedirectPolicy.FOUND, app_root_template(scheme, host))
+    redirect = redirect and answer is None
     # A Host rewrite only on routes that forward (a redirect's Location keeps the client's host).
-    forwards = not (route.options.refused or custom or redirect)
+    forwards = not (route.options.refused or answer or redirect)
     return interned.frontend(
         verb,
         address,
@@ -366,8 +414,8 @@ def _front_of(
         route.cluster,
         route.owner.key,
         redirect,
-        route.options.required_auth,
-        custom,
+        route.options.required_auth and answer is None,
+        answer,
         route.options.upstream_vhost if forwards else None,
     )
 
@@ -382,6 +430,7 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
     cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())
     cluster_owner.update((cid, owner.key) for cid, (owner, _) in renderer.redirecting.items())
+    cluster_owner.update((cid, owner.key) for cid, owner in renderer.app_roots.items())
     return Rendered(
         requests=[request for request, _ in encoded],
         keys=[key for _, key in encoded],

@@ -306,3 +306,18 @@ def test_nginx_ssl_redirect_annotations(world: World) -> None:
     assert (status, headers["location"]) == (308, "https://secure.example/x?y=1")
     status, _, headers = world.get("forced.example", "/a")
     assert status == 308 and headers["location"].startswith("https://forced.example")
+
+
+def test_nginx_app_root_redirects_slash_only(world: World) -> None:
+    world.backend("127.0.0.2", "app-0")
+    start(world, "--nginx-annotations")
+    world.apply(
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        ingress("rooted", "rooted.example", "app", annotations={NGINX + "app-root": "/app1"}),
+    )
+    wait_for("the app-root redirect", lambda: world.get("rooted.example", "/")[0] == 302)
+    status, _, headers = world.get("rooted.example", "/?q=1")
+    assert (status, headers["location"]) == (302, "http://rooted.example/app1")
+    assert world.get("rooted.example", "/app1")[1] == "app-0 /app1"
+    assert world.get("rooted.example", "/other?x=y")[1] == "app-0 /other?x=y"

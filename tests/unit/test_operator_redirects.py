@@ -12,7 +12,7 @@ from ingress_operator.redirects import TEMPLATE, redirect_cluster_id
 from ingress_operator.render import Rendered
 from ingress_operator.settings import RenderSettings
 from test_operator_conformance import backends
-from test_operator_render import TLS_RULE, WEB, go, ingress, state_of
+from test_operator_render import TLS_RULE, WEB, go, ingress, rule, state_of
 
 from dataplane.command.messages import RedirectPolicy
 from dataplane.proxy.answers import compile_template
@@ -146,3 +146,78 @@ def test_an_upstream_vhost_that_is_not_a_host_is_reported(value: str) -> None:
     rendered = go(body, settings=ON)
     assert [p.reason for p in rendered.problems] == ["InvalidAnnotation"]
     assert {f.rewrite_host for f in fronts(rendered)} == {None}
+
+
+# -- app-root ---------------------------------------------------------------------------------
+
+
+def app_root_answers(rendered: Rendered) -> dict[str, tuple[int, str]]:
+    """Template name -> (status, Location) in the app-root cluster."""
+    answers = cluster(rendered, "default/web:-app-root").answers
+    out = {}
+    for name, text in answers.items():
+        data = compile_template(name, text).render({}).decode()
+        location = next(h.split(": ", 1)[1] for h in data.split("\r\n") if h.startswith("Location"))
+        out[name] = (int(data.split(" ")[1]), location)
+    return out
+
+
+def test_app_root_redirects_exactly_slash_on_every_host_and_scheme() -> None:
+    tls = [{"hosts": ["foo.bar.com"], "secretName": "conformance-tls"}]
+    rules = [TLS_RULE, WEB]
+    body = ingress("web", rules, tls=tls, annotations={NGINX + "app-root": "/app/"})
+    rendered = go(body, settings=ON)
+    assert rendered.problems == []
+    assert app_root_answers(rendered) == {
+        "app-root http://foo.bar.com": (302, "http://foo.bar.com/app/"),
+        "app-root https://foo.bar.com": (302, "https://foo.bar.com/app/"),
+        "app-root http://web.example": (302, "http://web.example/app/"),
+    }
+    slash = [f for f in fronts(rendered) if f.path.value == "/" and f.path.kind.name == "EQUALS"]
+    assert sorted((f.hostname, f.redirect_template, f.redirect) for f in slash) == [
+        ("foo.bar.com", "app-root http://foo.bar.com", RedirectPolicy.FOUND),  # before the 308
+        ("foo.bar.com", "app-root https://foo.bar.com", RedirectPolicy.FOUND),
+        ("web.example", "app-root http://web.example", RedirectPolicy.FOUND),
+    ]
+    # Deeper paths still reach the Service.
+    others = {f.cluster_id for f in fronts(rendered) if f.path.kind.name != "EQUALS"}
+    assert others == {"default/echo-service:80"}
+
+
+def test_app_root_wins_over_the_ingress_own_exact_slash_and_its_redirect() -> None:
+    rules = [rule("web.example", ("/", "Exact", "echo-service"), ("/x", "Prefix", "echo-service"))]
+    annotations = {NGINX + "app-root": "/app", NGINX + "permanent-redirect": URL}
+    rendered = go(ingress("web", rules, annotations=annotations), settings=ON)
+    assert rendered.problems == []
+    by_path = {(f.path.kind.name, f.path.value): f for f in fronts(rendered)}
+    assert by_path[("EQUALS", "/")].redirect_template == "app-root http://web.example"
+    assert by_path[("PREFIX", "/x/")].redirect_template == TEMPLATE
+
+
+@pytest.mark.parametrize(
+    ("host", "value", "message"),
+    [
+        (None, "/app", "no fixed host"),
+        ("*.web.example", "/app", "no fixed host"),
+        ("web.example", "app", "not a path"),
+        ("web.example", "/$request_uri", "nginx variables"),
+    ],
+)
+def test_app_root_that_cannot_be_honoured_is_reported(
+    host: str | None, value: str, message: str
+) -> None:
+    body = ingress(
+        "web",
+        [rule(host, ("/", "Prefix", "echo-service"))],
+        annotations={NGINX + "app-root": value},
+    )
+    rendered = go(body, settings=ON)
+    [problem] = rendered.problems
+    assert problem.reason == "InvalidAnnotation" and message in problem.message
+    assert {f.redirect_template for f in fronts(rendered)} == {None}
+
+
+def test_app_root_of_a_refused_ingress_is_not_rendered() -> None:
+    annotations = {NGINX + "app-root": "/app", NGINX + "limit-rps": "1"}
+    rendered = go(ingress("web", [WEB], annotations=annotations), settings=ON)
+    assert {f.cluster_id for f in fronts(rendered)} == {"default/web:-refused"}
