@@ -1,26 +1,36 @@
 """Ingress annotations -> typed options, with every bad value reported, never raised.
 
 Our keys live under `pysozu.io/`. With `--nginx-annotations`, the common ingress-nginx keys are
-read too, where the dataplane can honour them; ours win when both are set. Keys the dataplane
-cannot honour produce a "not supported" problem instead of being silently ignored.
+read too, where the dataplane can honour them; ours win when both are set. Every other key in
+either namespace is reviewed by `annotation_review`: refused (the Ingress fails closed), or
+reported as ignored, never silently.
 
 Timeouts and the sticky cookie's name are per cluster (a pysozu extension of sozu's Cluster):
 `connect-timeout` / `proxy-connect-timeout` -> `connect_timeout`, `backend-timeout` /
 `proxy-read-timeout` / `proxy-send-timeout` (the larger of the two) -> `back_timeout`,
 `session-cookie-name` -> `sticky_name`. A cookie name only means something with sticky sessions
 (`pysozu.io/sticky-sessions: "true"` or nginx `affinity: cookie`); without them it is reported.
+
+Basic auth, as the dataplane does it (sozu's): `pysozu.io/authorized-hashes` (entries
+`user:hex(sha256(password))`) -> the cluster's `authorized_hashes` and `required_auth` on every
+route of the Ingress; `pysozu.io/www-authenticate` -> the realm. ingress-nginx's basic auth
+(htpasswd hashes: bcrypt, apr1, SHA, crypt) cannot be turned into these: it fails closed.
+
+nginx `upstream-vhost` -> `rewrite_host` on the Ingress's forwarding routes: the Host header
+the backends get (the dataplane sends the client's as X-Forwarded-Host, as ingress-nginx does).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
+
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
 from dataplane.command.state_rules import StateError, check_cookie_name
-
-PREFIX = "pysozu.io/"
-NGINX = "nginx.ingress.kubernetes.io/"
 
 _ALGORITHMS = {
     "round_robin": LoadBalancingAlgorithms.ROUND_ROBIN,
@@ -40,17 +50,42 @@ ANSWER_CODES = ("400", "401", "404", "408", "413", "429", "502", "503", "504", "
 _MAX_ANSWER_BYTES = 16 * 1024
 _MAX_TIMEOUT_SECONDS = 3600
 _MAX_WEIGHT = 10_000
-_NGINX_UNSUPPORTED = (
-    "whitelist-source-range",
-    "allowlist-source-range",
-    "denylist-source-range",
-    "rewrite-target",
-    "configuration-snippet",
-    "server-snippet",
-    "auth-type",
-    "auth-url",
-    "limit-rps",
+# The names read here; every other key in either namespace goes through annotation_review.
+NGINX_MAPPED = frozenset(
+    {
+        "ssl-redirect",
+        "force-ssl-redirect",
+        "affinity",
+        "session-cookie-name",
+        "load-balance",
+        "proxy-connect-timeout",
+        "proxy-read-timeout",
+        "proxy-send-timeout",
+        "temporal-redirect",
+        "temporal-redirect-code",
+        "permanent-redirect",
+        "permanent-redirect-code",
+        "upstream-vhost",
+        "app-root",
+    }
 )
+PYSOZU_MAPPED = frozenset(
+    {
+        "sticky-sessions",
+        "load-balancing",
+        "load-metric",
+        "connect-timeout",
+        "backend-timeout",
+        "session-cookie-name",
+        "ssl-redirect",
+        "force-ssl-redirect",
+        "backend-weights",
+        "authorized-hashes",
+        "www-authenticate",
+    }
+)
+_VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
+_HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
 
 
 @dataclass(slots=True)
@@ -63,11 +98,18 @@ class Options:
     connect_timeout: int | None = None
     back_timeout: int | None = None
     sticky_name: str | None = None
+    authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
+    www_authenticate: str | None = None  # the basic auth realm
+    redirect: Redirect | None = None  # every route answers this redirect
+    upstream_vhost: str | None = None  # the Host header sent to the backends
+    app_root: str | None = None  # where `/` redirects (302)
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
     weights: dict[str, int] = field(default_factory=dict)  # pod name or IP -> weight
     problems: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # restricting keys not enforced
+    notices: list[Notice] = field(default_factory=list)
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
@@ -80,7 +122,13 @@ class Options:
             connect_timeout=self.connect_timeout,
             back_timeout=self.back_timeout,
             sticky_name=self.sticky_name,
+            authorized_hashes=list(self.authorized_hashes or ()),
+            www_authenticate=self.www_authenticate,
         )
+
+    @property
+    def required_auth(self) -> bool:
+        return self.authorized_hashes is not None
 
 
 def _bool(key: str, value: str, problems: list[str]) -> bool | None:
@@ -118,6 +166,23 @@ def _cookie_name(key: str, value: str, problems: list[str]) -> str | None:
     return value
 
 
+_REALM = re.compile(r"^[ !#-~]{1,128}$")
+
+
+def _hashes(key: str, value: str, problems: list[str]) -> list[str]:
+    """`user:hex(sha256(password))` entries, comma or space separated. A bad entry is reported
+    and left out (that user cannot log in); none left still asks for auth: every request 401."""
+    hashes = []
+    for entry in value.replace(",", " ").split():
+        if _HASH_ENTRY.match(entry):
+            hashes.append(entry)
+        else:
+            problems.append(
+                f"annotation {key}: {entry.partition(':')[0]!r}: not user:hex(sha256(password))"
+            )
+    return hashes
+
+
 def _check_cookie_name_applies(options: Options, annotations: Mapping[str, str]) -> None:
     """A cookie name without sticky sessions would be silently unused: say so, drop it."""
     if options.sticky_name is not None and not options.sticky_session:
@@ -134,6 +199,8 @@ def _check_cookie_name_applies(options: Options, annotations: Mapping[str, str])
 def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options = Options()
     problems = options.problems
+    mapped = (NGINX_MAPPED if nginx else frozenset()) | PYSOZU_MAPPED
+    options.refused, options.notices = review(annotations.items(), nginx, mapped)
     if nginx:
         _parse_nginx(annotations, options)
     for key, value in annotations.items():
@@ -175,9 +242,23 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             options.force_ssl_redirect = bool(_bool(key, value, problems))
         elif name == "backend-weights":
             options.weights = _weights(key, value, problems)
-        else:
+        elif name == "authorized-hashes":
+            options.authorized_hashes = _hashes(key, value, problems)
+        elif name == "www-authenticate":
+            if _REALM.match(value):
+                options.www_authenticate = value
+            else:
+                problems.append(
+                    f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
+                )
+        elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)
+    if options.www_authenticate is not None and not options.required_auth:
+        options.problems.append(
+            f"annotation {PREFIX}www-authenticate: has no effect without {PREFIX}authorized-hashes"
+        )
+        options.www_authenticate = None
     return options
 
 
@@ -191,6 +272,17 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
         options.ssl_redirect = _bool(NGINX + "ssl-redirect", value, problems)
     if (value := get("force-ssl-redirect")) is not None:
         options.force_ssl_redirect = bool(_bool(NGINX + "force-ssl-redirect", value, problems))
+    options.redirect = parse_redirect(get, problems)
+    if (value := get("app-root")) is not None:
+        options.app_root = parse_app_root(value, problems)
+    if (value := get("upstream-vhost")) is not None:
+        if _VHOST.match(value):
+            options.upstream_vhost = value
+        else:
+            problems.append(
+                f"annotation {NGINX}upstream-vhost: {value!r} is not a host name "
+                "(nginx variables are not supported); the request's Host is sent"
+            )
     if (value := get("affinity")) is not None:
         if value == "cookie":
             options.sticky_session = True
@@ -216,6 +308,3 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
         if (seconds := _seconds(NGINX + name, value, problems)) is not None:
             current = getattr(options, target)
             setattr(options, target, seconds if current is None else max(current, seconds))
-    for name in _NGINX_UNSUPPORTED:
-        if get(name) is not None:
-            problems.append(f"annotation {NGINX}{name}: not supported by pysozu")

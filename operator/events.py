@@ -52,7 +52,8 @@ class EventRecorder:
             self._posted.move_to_end(problem)
             while len(self._posted) > _MEMORY:
                 self._posted.popitem(last=False)
-            log.warning("%s %s: %s", problem.ingress, problem.reason, problem.message)
+            level = logging.WARNING if problem.type == "Warning" else logging.INFO
+            log.log(level, "%s %s: %s", problem.ingress, problem.reason, problem.message)
             try:
                 self._queue.put_nowait((problem, uids.get(problem.ingress, "")))
             except asyncio.QueueFull:
@@ -69,7 +70,12 @@ class EventRecorder:
                 continue
             try:
                 await self.api.post_event(
-                    problem.ingress, uid, "Warning", problem.reason, problem.message, self.component
+                    problem.ingress,
+                    uid,
+                    problem.type,
+                    problem.reason,
+                    problem.message,
+                    self.component,
                 )
             except KubeError as error:
                 log.error("cannot post an event on %s: %s", problem.ingress, error)

@@ -20,7 +20,7 @@ import functools
 import re
 from collections.abc import Mapping
 
-from ingress_operator.model import Ingress, IngressClass
+from ingress_operator.model import Ingress, IngressClass, ObjectKey
 from ingress_operator.settings import RenderSettings
 
 from dataplane.command.messages import PathRule, PathRuleKind
@@ -102,6 +102,12 @@ def path_rules(path_type: str, path: str) -> tuple[PathRule, ...]:
 def cluster_id(namespace: str, service: str, port: str) -> str:
     """Readable and deterministic: `<namespace>/<service>:<port as the Ingress names it>`."""
     return f"{namespace}/{service}:{port}"
+
+
+def refused_cluster_id(ingress: ObjectKey) -> str:
+    """The backendless cluster of a failing-closed Ingress: `<namespace>/<ingress>:-refused`.
+    A Service port name never starts with "-", so no route to a Service shares it."""
+    return f"{ingress.namespace}/{ingress.name}:-refused"
 
 
 _CLUSTER_ID = re.compile(r"^[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9.]*:[-a-z0-9]+$")

@@ -78,6 +78,9 @@ def frontend(
     cluster_id: str,
     owner: ObjectKey,
     redirect: bool,
+    auth: bool = False,
+    answer: tuple[RedirectPolicy, str] | None = None,
+    host_header: str | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position)."""
@@ -93,10 +96,14 @@ def frontend(
             tags={"namespace": owner.namespace, "ingress": owner.name},
             redirect=RedirectPolicy.PERMANENT_REDIRECT if redirect else None,
             redirect_scheme=RedirectScheme.USE_HTTPS if redirect else None,
+            required_auth=True if auth else None,
+            rewrite_host=host_header,
         )
+        if answer is not None:  # (policy, template): the answer is its cluster's template
+            body.redirect, body.redirect_template = answer
         return Request.of(**{verb: body})
 
-    key = (verb, address, host, kind, value, cluster_id, owner, redirect)
+    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header)
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend
     return entry

@@ -129,9 +129,19 @@ class KubeApi:
         await self._call(self._core.create_namespaced_event, ingress.namespace, body)
 
     async def patch_ingress_status(
-        self, ingress: ObjectKey, addresses: tuple[tuple[str, str], ...]
+        self,
+        ingress: ObjectKey,
+        addresses: tuple[tuple[str, str], ...],
+        error: str | None = None,
+        ports: tuple[int, ...] = (),
     ) -> None:
-        entries = [{kind: value} for kind, value in addresses] or None
+        """Write `status.loadBalancer.ingress`; with an `error`, each address lists `ports`
+        with that error (the only place an Ingress's status can say why: no conditions)."""
+        port_status = [{"port": port, "protocol": "TCP", "error": error} for port in ports]
+        entries: list[dict[str, Any]] | None = [
+            {kind: value, "ports": port_status} if error else {kind: value}
+            for kind, value in addresses
+        ] or None
         body = {"status": {"loadBalancer": {"ingress": entries}}}
         await self._call(
             self._networking.patch_namespaced_ingress_status,

@@ -74,6 +74,7 @@ class Ingress:
     tls: tuple[IngressTls, ...]
     status_addresses: tuple[tuple[str, str], ...]  # (("ip"|"hostname"), value) as last written
     problems: tuple[str, ...] = ()
+    status_error: str | None = None  # the first `ports[].error` in the status, as last written
 
     @property
     def age_key(self) -> tuple[str, str, str]:
@@ -171,6 +172,14 @@ def _lb_addresses(status: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _lb_error(status: Any) -> str | None:
+    for entry in _list(_dict(_dict(status).get("loadBalancer")).get("ingress")):
+        for port in _list(_dict(entry).get("ports")):
+            if error := _str(_dict(port).get("error")):
+                return error
+    return None
+
+
 def _backend(value: Any, where: str, problems: list[str]) -> BackendRef | None:
     backend = _dict(value)
     service = _dict(backend.get("service"))
@@ -219,6 +228,7 @@ def parse_ingress(body: Mapping[str, Any]) -> Ingress:
         rules=tuple(rules),
         tls=tuple(tls),
         status_addresses=_lb_addresses(body.get("status")),
+        status_error=_lb_error(body.get("status")),
         problems=tuple(problems),
     )
 

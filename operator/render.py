@@ -11,6 +11,10 @@ the Ingress API's tie rule: an Exact path beats a Prefix path of the same length
 Every route is served on the HTTP listener; on the HTTPS listener, the routes of hosts that
 have a certificate (an Ingress `tls` entry with a usable Secret). Plain HTTP to those hosts is
 redirected to HTTPS (308) unless the Ingress says otherwise.
+
+An Ingress with an access restriction pysozu cannot enforce (`annotation_review`) fails closed:
+its routes are claimed as usual but go to a cluster of its own that never gets a backend, so
+they answer 503 and never reach its Services.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ingress_operator.ingress_semantics import (
     is_ours,
     normalize_host,
     path_rules,
+    refused_cluster_id,
 )
 from ingress_operator.interned import Encoded
 from ingress_operator.model import (
@@ -38,6 +43,14 @@ from ingress_operator.model import (
     TlsSecret,
     der_fingerprint,
 )
+from ingress_operator.redirects import (
+    TEMPLATE,
+    Redirect,
+    app_root_answer,
+    app_root_cluster_id,
+    app_root_template,
+    redirect_cluster_id,
+)
 from ingress_operator.settings import RenderSettings
 
 from dataplane.command.address import SocketAddress
@@ -45,11 +58,13 @@ from dataplane.command.messages import (
     ActivateListener,
     AddCertificate,
     CertificateAndKey,
+    Cluster,
     HttpListenerConfig,
     HttpsListenerConfig,
     ListenerType,
     PathRule,
     PathRuleKind,
+    RedirectPolicy,
     Request,
 )
 
@@ -61,6 +76,7 @@ class Problem:
     ingress: ObjectKey
     reason: str  # Event reason, CamelCase
     message: str
+    type: str = "Warning"  # the Event's type: "Warning", or "Normal" for information
 
 
 @dataclass(slots=True)
@@ -68,6 +84,7 @@ class Rendered:
     requests: list[Request]
     keys: list[bytes]  # each request's encoding: equal keys, equal requests
     served: frozenset[ObjectKey]
+    refused: frozenset[ObjectKey]  # served, but failing closed: every route answers 503
     problems: list[Problem]
     cluster_owner: dict[str, ObjectKey]  # cluster id -> the Ingress it was rendered for
     certificate_owner: dict[str, ObjectKey]  # fingerprint -> Ingress
@@ -92,6 +109,7 @@ class _Route:
     owner: Ingress
     options: Options
     exact: bool  # rendered from an Exact path: wins a tie against a Prefix path
+    app_root: str | None = None  # an nginx app-root redirect of `/`
 
 
 @dataclass(slots=True)
@@ -103,6 +121,9 @@ class _Renderer:
     routes: dict[tuple[str, PathRuleKind, str], _Route] = field(default_factory=dict)
     default_route: _Route | None = None
     clusters: dict[str, tuple[Ingress, BackendRef, Options]] = field(default_factory=dict)
+    refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
+    redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
+    app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
     tls_hosts: dict[str, tuple[str, Ingress]] = field(default_factory=dict)  # host -> fingerprint
     certificates: dict[str, tuple[Ingress, TlsSecret, set[str]]] = field(default_factory=dict)
 
@@ -117,6 +138,11 @@ class _Renderer:
         options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
         for message in options.problems:
             self.problem(ingress, "InvalidAnnotation", message)
+        for notice in options.notices:
+            self.problems.append(Problem(ingress.key, notice.reason, notice.message, notice.type))
+        if options.refused:  # fail closed: every route of this Ingress goes nowhere
+            refusing = refused_cluster_id(ingress.key)
+            self.refusing[refusing] = ingress
         self.add_tls(ingress)
         for rule in ingress.rules:
             try:
@@ -132,18 +158,40 @@ class _Renderer:
                     continue
                 if entry.backend is None:
                     continue
-                cluster = self.add_cluster(ingress, entry.backend, options)
+                cluster = self.route_cluster(ingress, entry.backend, options)
                 for path in rules:
                     route = _Route(cluster, ingress, options, entry.path_type == EXACT)
                     self.claim_route(host, path, route)
+        if options.app_root is not None and not options.refused:
+            self.add_app_root(ingress, options, options.app_root)
         if ingress.default_backend is not None:
-            cluster = self.add_cluster(ingress, ingress.default_backend, options)
+            cluster = self.route_cluster(ingress, ingress.default_backend, options)
             route = _Route(cluster, ingress, options, exact=False)
             if self.default_route is None:
                 self.default_route = route
             elif self.default_route.cluster != cluster:
                 older = self.default_route.owner.key
                 self.problem(ingress, "Conflict", f"defaultBackend: older Ingress {older} wins")
+
+    def add_app_root(self, ingress: Ingress, options: Options, root: str) -> None:
+        """`/` on each of the Ingress's hosts redirects to `root` (before its own `/` route)."""
+        cid = app_root_cluster_id(ingress.key)
+        for rule in ingress.rules:
+            try:
+                host = normalize_host(rule.host)
+            except SemanticError:
+                continue  # reported with the rule
+            if host == ANY_HOST or host.startswith("*."):
+                message = f"annotation app-root: the rule for {host!r} has no fixed host; ignored"
+                self.problem(ingress, "InvalidAnnotation", message)
+                continue
+            self.app_roots[cid] = ingress
+            route = _Route(cid, ingress, options, exact=True, app_root=root)
+            current = self.routes.get((host, PathRuleKind.EQUALS, "/"))
+            if current is not None and current.owner is ingress:
+                self.routes[(host, PathRuleKind.EQUALS, "/")] = route
+            else:
+                self.claim_route(host, PathRule(kind=PathRuleKind.EQUALS, value="/"), route)
 
     def claim_route(self, host: str, path: PathRule, route: _Route) -> None:
         key = (host, path.kind, path.value)
@@ -155,6 +203,17 @@ class _Renderer:
             where = f"{host}{path.value or '/'}"
             message = f"route {where} is already served by older Ingress {current.owner.key}"
             self.problem(route.owner, "Conflict", message)
+
+    def route_cluster(self, ingress: Ingress, ref: BackendRef, options: Options) -> str:
+        """The cluster a route of this Ingress goes to: its backend's, or when the Ingress
+        fails closed, its cluster without backends (the dataplane answers 503)."""
+        if options.refused:
+            return refused_cluster_id(ingress.key)
+        if options.redirect is not None:
+            cid = redirect_cluster_id(ingress.key)
+            self.redirecting[cid] = (ingress, options.redirect)
+            return cid
+        return self.add_cluster(ingress, ref, options)
 
     def add_cluster(self, ingress: Ingress, ref: BackendRef, options: Options) -> str:
         cid = cluster_id(ingress.key.namespace, ref.service, ref.port_label)
@@ -213,6 +272,15 @@ class _Renderer:
 
     # -- output -----------------------------------------------------------------------------
 
+    def app_root_cluster(self, cid: str) -> Cluster:
+        answers = {}
+        for (host, _, _), route in self.routes.items():
+            if route.cluster == cid and route.app_root is not None:
+                for scheme in ("http", "https") if self.secured(host) else ("http",):
+                    answer = app_root_answer(scheme, host, route.app_root)
+                    answers[app_root_template(scheme, host)] = answer
+        return Cluster(cluster_id=cid, answers=answers)
+
     def backends(
         self, cid: str, owner: Ingress, ref: BackendRef
     ) -> Iterable[tuple[Request, bytes]]:
@@ -267,7 +335,14 @@ class _Renderer:
             used.add(self.default_route.cluster)
         cluster_ids = sorted(used)
         for cid in cluster_ids:
-            out.append(interned.encoded(Request.of(add_cluster=self.clusters[cid][2].cluster(cid))))
+            if cid in self.redirecting:
+                cluster = self.redirecting[cid][1].cluster(cid)
+            elif cid in self.app_roots:
+                cluster = self.app_root_cluster(cid)
+            else:
+                options = self.clusters[cid][2] if cid in self.clusters else Options()
+                cluster = options.cluster(cid)
+            out.append(interned.encoded(Request.of(add_cluster=cluster)))
         fronts = [
             (host, kind, value, route) for (host, kind, value), route in sorted(self.routes.items())
         ]
@@ -305,8 +380,9 @@ class _Renderer:
             if self.secured(host):
                 out.append(_front_of("add_https_frontend", https, host, kind, value, route, False))
         for cid in cluster_ids:
-            owner, ref, _ = self.clusters[cid]
-            out.extend(self.backends(cid, owner, ref))
+            if cid in self.clusters:  # a refusing cluster never gets a backend
+                owner, ref, _ = self.clusters[cid]
+                out.extend(self.backends(cid, owner, ref))
         return out
 
 
@@ -319,8 +395,28 @@ def _front_of(
     route: _Route,
     redirect: bool,
 ) -> Encoded:
+    # nginx answers app-root, then an Ingress's own redirect, before any HTTP-to-HTTPS one;
+    # failing closed comes before all (the route goes to the refusing cluster).
+    custom = None if route.options.refused else route.options.redirect
+    answer = (custom.policy, TEMPLATE) if custom is not None else None
+    if route.app_root is not None:
+        scheme = "https" if verb == "add_https_frontend" else "http"
+        answer = (RedirectPolicy.FOUND, app_root_template(scheme, host))
+    redirect = redirect and answer is None
+    # A Host rewrite only on routes that forward (a redirect's Location keeps the client's host).
+    forwards = not (route.options.refused or answer or redirect)
     return interned.frontend(
-        verb, address, host, kind, value, route.cluster, route.owner.key, redirect
+        verb,
+        address,
+        host,
+        kind,
+        value,
+        route.cluster,
+        route.owner.key,
+        redirect,
+        route.options.required_auth and answer is None,
+        answer,
+        route.options.upstream_vhost if forwards else None,
     )
 
 
@@ -331,11 +427,16 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     for ingress in ours:
         renderer.add_ingress(ingress)
     encoded = renderer.requests()
+    cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
+    cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())
+    cluster_owner.update((cid, owner.key) for cid, (owner, _) in renderer.redirecting.items())
+    cluster_owner.update((cid, owner.key) for cid, owner in renderer.app_roots.items())
     return Rendered(
         requests=[request for request, _ in encoded],
         keys=[key for _, key in encoded],
         served=frozenset(ingress.key for ingress in ours),
+        refused=frozenset(owner.key for owner in renderer.refusing.values()),
         problems=renderer.problems,
-        cluster_owner={cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()},
+        cluster_owner=cluster_owner,
         certificate_owner={fp: owner.key for fp, (owner, _, _) in renderer.certificates.items()},
     )

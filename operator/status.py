@@ -2,7 +2,10 @@
 
 Every replica serves traffic; only the Lease holder writes status. It writes our address on the
 Ingresses we serve and clears it from those we stop serving (an Ingress whose status holds our
-address but that is no longer ours), comparing before patching so a steady state writes nothing.
+address but that is no longer ours), comparing before patching so a steady state writes
+nothing. An Ingress that fails closed (an access restriction pysozu cannot enforce) gets our
+address with the error `pysozu.io/AnnotationNotEnforced` on each listener port (Ingress status
+has no conditions); its Events name the annotation.
 The address: --publish-address, else the --publish-service Service's, else the pod's own.
 """
 
@@ -16,6 +19,7 @@ import os
 import socket
 from typing import Any
 
+from ingress_operator.annotation_review import NOT_ENFORCED
 from ingress_operator.kube import KubeApi, KubeError, now
 from ingress_operator.model import ObjectKey, Snapshot
 from ingress_operator.render import Rendered
@@ -24,6 +28,9 @@ from ingress_operator.settings import Settings
 log = logging.getLogger("pysozu.ingress.status")
 
 Addresses = tuple[tuple[str, str], ...]
+# An Ingress failing closed: its address with this error on the listeners' ports (Ingress
+# status has no conditions; `ports[].error` takes a CamelCase value, prefixed by our domain).
+REFUSED_ERROR = "pysozu.io/" + NOT_ENFORCED
 _PARALLEL_WRITES = 8
 
 
@@ -160,21 +167,28 @@ class StatusPublisher:
         if not ours:
             log.warning("no address to publish in Ingress status yet")
             return
-        changes: list[tuple[ObjectKey, Addresses]] = []
+        changes: list[tuple[ObjectKey, Addresses, str | None]] = []
         for key, ingress in snapshot.ingresses.items():
-            if key in rendered.served and ingress.status_addresses != ours:
-                changes.append((key, ours))
-            elif key not in rendered.served and ingress.status_addresses == ours:
-                changes.append((key, ()))
+            if key in rendered.served:
+                error = REFUSED_ERROR if key in rendered.refused else None
+                if ingress.status_addresses != ours or ingress.status_error != error:
+                    changes.append((key, ours, error))
+            elif ingress.status_addresses == ours:
+                changes.append((key, (), None))
         if not changes:
             return
         semaphore = asyncio.Semaphore(_PARALLEL_WRITES)
+        render = self.settings.render
+        ports = (render.http_address.port, render.https_address.port)
 
-        async def write(key: ObjectKey, addresses: Addresses) -> None:
+        async def write(key: ObjectKey, addresses: Addresses, error: str | None) -> None:
             async with semaphore:
                 try:
-                    await self.api.patch_ingress_status(key, addresses)
-                except KubeError as error:
-                    log.warning("cannot write the status of %s: %s", key, error)
+                    if error is None:
+                        await self.api.patch_ingress_status(key, addresses)
+                    else:
+                        await self.api.patch_ingress_status(key, addresses, error, ports)
+                except KubeError as failure:
+                    log.warning("cannot write the status of %s: %s", key, failure)
 
-        await asyncio.gather(*(write(key, addresses) for key, addresses in changes))
+        await asyncio.gather(*(write(*change) for change in changes))

@@ -66,9 +66,13 @@ class Backend:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                outer.hits += 1
                 body = f"{outer.name} {self.path}".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
+                # What the proxy sent, for tests of header rewrites.
+                self.send_header("X-Seen-Host", self.headers.get("Host", ""))
+                self.send_header("X-Seen-Forwarded-Host", self.headers.get("X-Forwarded-Host", ""))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -81,6 +85,7 @@ class Backend:
             allow_reuse_address = True
 
         self.name = name
+        self.hits = 0  # requests that reached this backend
         self.server = Server((ip, port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -565,17 +565,6 @@ def test_nginx_annotations_only_with_the_flag() -> None:
     assert mapped.problems == []
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["whitelist-source-range", "auth-url", "rewrite-target"],
-)
-def test_nginx_annotations_pysozu_cannot_honour_are_reported(name: str) -> None:
-    body = ingress("web", [WEB], annotations={NGINX + name: "10.0.0.0/8"})
-    rendered = go(body, settings=RenderSettings(nginx_annotations=True))
-    assert reasons(rendered) == ["InvalidAnnotation"]
-    assert "not supported" in rendered.problems[0].message
-
-
 def test_timeout_and_cookie_annotations_configure_the_cluster() -> None:
     annotations = {
         "pysozu.io/connect-timeout": "2",
