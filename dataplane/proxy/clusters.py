@@ -16,14 +16,19 @@ from dataplane.command.messages import (
     AddBackend,
     Cluster,
     HttpListenerConfig,
+    ListenerType,
     RemoveBackend,
     RemoveListener,
     Request,
     RequestHttpFrontend,
+    RequestTcpFrontend,
+    TcpListenerConfig,
     UpdateHttpListenerConfig,
+    UpdateTcpListenerConfig,
 )
 from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.load_balancing import Backend, BackendSet
+from dataplane.proxy.tcp_listener import TcpListeners
 
 MAX_RETIRED_LISTENERS = 16
 
@@ -72,10 +77,11 @@ class ClusterRuntime:
 
 
 class HttpProxy:
-    """HTTP listeners and clusters of one worker."""
+    """HTTP listeners, TCP listeners (`tcp`) and clusters of one worker."""
 
     def __init__(self, max_connections_per_ip: int, retry_after: int) -> None:
         self.listeners: dict[SocketAddress, HttpListener] = {}
+        self.tcp = TcpListeners()
         self.clusters: dict[str, ClusterRuntime] = {}
         self.undefined_clusters: set[str] = set()  # runtimes that only hold backends
         self.max_connections_per_ip = max_connections_per_ip
@@ -132,6 +138,9 @@ class HttpProxy:
         listener.set_answers(config)
 
     def _remove_listener(self, request: RemoveListener) -> None:
+        if request.proxy == ListenerType.TCP:
+            self.tcp.remove_listener(request.address)
+            return
         listener = self.listeners.pop(request.address, None)
         if listener is not None:
             self._retired[request.address] = listener
@@ -143,6 +152,18 @@ class HttpProxy:
 
     def _remove_http_frontend(self, front: RequestHttpFrontend) -> None:
         self.listeners[front.address].remove_frontend(front)
+
+    def _add_tcp_listener(self, config: TcpListenerConfig) -> None:
+        self.tcp.add_listener(config)
+
+    def _update_tcp_listener(self, patch: UpdateTcpListenerConfig) -> None:
+        self.tcp.update_listener(patch)
+
+    def _add_tcp_frontend(self, front: RequestTcpFrontend) -> None:
+        self.tcp.add_frontend(front)
+
+    def _remove_tcp_frontend(self, front: RequestTcpFrontend) -> None:
+        self.tcp.remove_frontend(front)
 
     # As in sozu, backends belong to a cluster id, not to the cluster's settings: they may
     # arrive before `add_cluster` and outlive `remove_cluster` (which resets the settings to
