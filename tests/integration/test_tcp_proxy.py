@@ -281,3 +281,82 @@ backends = [
         assert recv_exactly(client, 1) == b"w"
     with contextlib.suppress(OSError):
         pass
+
+
+def echo_once(port: int, message: bytes = b"ping") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(message)
+        return recv_exactly(client, len(message))
+
+
+def test_worker_upgrade_hands_the_tcp_listener_over_and_keeps_open_connections(
+    pysozu: Any, echo: list[EchoServer]
+) -> None:
+    proxy, port = start(pysozu, echo, extra="worker_count = 1")
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    client.sendall(b"old")
+    assert recv_exactly(client, 3) == b"old"
+    outcome: list[Any] = []
+    upgrader = threading.Thread(
+        target=lambda: outcome.append(proxy.cli("upgrade", "--worker", "0", timeout=60))
+    )
+    upgrader.start()
+    time.sleep(1.5)
+    assert echo_once(port, b"new worker") == b"new worker"  # the new worker serves
+    client.sendall(b"still")  # the old one drains the connection it had
+    assert recv_exactly(client, 5) == b"still"
+    client.close()
+    upgrader.join(timeout=60)
+    assert outcome and outcome[0].returncode == 0, outcome[0].stderr
+    assert echo_once(port) == b"ping"
+
+
+def test_a_killed_worker_is_replaced_and_serves_the_tcp_listener(
+    pysozu: Any, echo: list[EchoServer]
+) -> None:
+    proxy, port = start(pysozu, echo, extra="worker_count = 1")
+    (victim,) = proxy.workers()
+    os.kill(victim.pid, 9)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        workers = proxy.workers()
+        if workers and all(w.pid != victim.pid for w in workers):
+            break
+        time.sleep(0.1)
+    proxy.wait_ready(1)
+    assert echo_once(port) == b"ping"
+
+
+def test_metrics_count_tcp_connections_bytes_and_connect_failures(
+    pysozu: Any, echo: list[EchoServer]
+) -> None:
+    live = EchoServer()
+    echo.append(live)
+    dead, port = pysozu.free_port(), pysozu.free_port()
+    proxy = pysozu.start("worker_count = 1\n" + tcp_config(port, [dead, live.port]), workers=1)
+    for _ in range(3):
+        assert echo_once(port, b"12345") == b"12345"
+    result = proxy.cli("-j", "metrics", "get")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    for name in ("tcp.requests", "tcp.bytes_in", "protocol.tcp", "backend.connections.error"):
+        assert name in text, name
+
+
+def test_per_ip_limit_closes_extra_connections_before_any_backend(
+    pysozu: Any, echo: list[EchoServer]
+) -> None:
+    server = EchoServer()
+    echo.append(server)
+    port = pysozu.free_port()
+    proxy = pysozu.start(
+        "worker_count = 1\nmax_connections_per_ip = 1\n" + tcp_config(port, [server.port]),
+        workers=1,
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as first:
+        first.sendall(b"one")
+        assert recv_exactly(first, 3) == b"one"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+            assert second.recv(10) == b""  # closed at once
+        assert server.connections == 1
+    assert proxy.process.poll() is None
