@@ -7,6 +7,7 @@ the worker's business (`worker.py`); per-(client IP, cluster) connection counts 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ from dataplane.command.messages import (
     Cluster,
     HttpListenerConfig,
     ListenerType,
+    ProxyProtocolConfig,
     RemoveBackend,
     RemoveListener,
     Request,
@@ -30,7 +32,10 @@ from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.load_balancing import Backend, BackendSet
 from dataplane.proxy.tcp_listener import TcpListeners
 
+log = logging.getLogger("dataplane.worker")
+
 MAX_RETIRED_LISTENERS = 16
+_SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
 
 
 class ClusterRuntime:
@@ -177,6 +182,11 @@ class HttpProxy:
         return cluster
 
     def _add_cluster(self, config: Cluster) -> None:
+        if config.proxy_protocol in _SENT_HEADERS:
+            log.warning(
+                "cluster %s: send_proxy is not implemented: TCP backends get no PROXY header",
+                config.cluster_id,
+            )
         self._runtime(config.cluster_id).configure(config)
         self.undefined_clusters.discard(config.cluster_id)
         for listener in self.listeners.values():

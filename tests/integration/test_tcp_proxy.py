@@ -360,3 +360,27 @@ def test_per_ip_limit_closes_extra_connections_before_any_backend(
             assert second.recv(10) == b""  # closed at once
         assert server.connections == 1
     assert proxy.process.poll() is None
+
+
+def test_reload_applies_a_changed_tcp_cluster(pysozu: Any, echo: list[EchoServer]) -> None:
+    first, second = EchoServer(greeting=b"1"), EchoServer(greeting=b"2")
+    echo.extend([first, second])
+    port = pysozu.free_port()
+    proxy = pysozu.start(tcp_config(port, [first.port]))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        assert recv_exactly(client, 1) == b"1"
+    text = proxy.config_path.read_text().replace(str(first.port), str(second.port))
+    proxy.config_path.write_text(text)
+    result = proxy.cli("reload")
+    assert result.returncode == 0, result.stderr
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        assert recv_exactly(client, 1) == b"2"
+
+
+def test_expect_proxy_on_a_tcp_listener_takes_the_header_off(
+    pysozu: Any, echo: list[EchoServer]
+) -> None:
+    _, port = start(pysozu, echo, listener="expect_proxy = true")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(b"PROXY TCP4 192.0.2.1 192.0.2.2 1111 2222\r\npayload")
+        assert recv_exactly(client, 7) == b"payload"  # the backend never saw the header
