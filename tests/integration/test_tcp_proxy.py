@@ -384,3 +384,13 @@ def test_expect_proxy_on_a_tcp_listener_takes_the_header_off(
     with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
         client.sendall(b"PROXY TCP4 192.0.2.1 192.0.2.2 1111 2222\r\npayload")
         assert recv_exactly(client, 7) == b"payload"  # the backend never saw the header
+
+
+def test_main_and_worker_upgrade_keep_the_tcp_listener(pysozu: Any, echo: list[EchoServer]) -> None:
+    proxy, port = start(pysozu, echo)
+    assert echo_once(port) == b"ping"
+    result = proxy.cli("upgrade", timeout=90)
+    assert result.returncode == 0, result.stderr
+    for _ in range(4):
+        assert echo_once(port) == b"ping"
+    assert proxy.cli("shutdown").returncode == 0
