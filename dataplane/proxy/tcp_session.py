@@ -11,10 +11,11 @@ accept -> CONNECTING --connected--> RELAY --both FINs passed on, or error, or id
   backend tried. No backend, no cluster, or the per-(client IP, cluster) limit reached: the
   client connection is closed before any backend is contacted, as sozu does.
 - **Relay**: each direction (`Pipe`) reads into a buffer lent by the worker's `BufferPool` only
-  when its source is readable (client to backend: a client buffer; backend to client: a relay
-  buffer), sends what it read at once, and while the destination has not taken it all, stops
-  reading its source (back-pressure: memory per connection is one buffer per direction,
-  whatever the transfer's size). Buffers holding no byte go back at the pool's sweep.
+  when its source is readable (a relay buffer both ways: 128 KiB reads moved 2-4x the bytes per
+  second of `buffer_size` ones in a bulk upload here), sends what it read at once, and while
+  the destination has not taken it all, stops reading its source (back-pressure: memory per
+  connection is one buffer per direction, whatever the transfer's size). Buffers holding no
+  byte go back at the pool's sweep.
 - **Half-close**: a FIN from one side is passed on (`shutdown(SHUT_WR)` on the other) once
   the bytes before it are sent; the other direction carries on. Both FINs passed on: closed.
 - **Timeouts**: `front_timeout` without client activity, `back_timeout` without backend
@@ -60,7 +61,7 @@ class Pipe:
     __slots__ = ("buffer", "done", "end", "eof", "moved", "relay", "start", "starved", "view")
 
     def __init__(self, relay: bool) -> None:
-        self.relay = relay  # lent from the relay free list (backend to client) or the client one
+        self.relay = relay  # lent from the relay free list, else the client one
         self.buffer: Buffer = NO_BUFFER
         self.view = NO_VIEW
         self.start = self.end = 0
@@ -123,7 +124,7 @@ class TcpSession:
         self.back_mask = 0
         self.backend_id: str | None = None
         self.failed: set[str] = set()
-        self.up = Pipe(relay=False)  # client to backend
+        self.up = Pipe(relay=True)  # client to backend
         self.down = Pipe(relay=True)  # backend to client
         self.phase = CONNECTING
         self.started = self.front_at = self.back_at = loop.now
