@@ -394,3 +394,19 @@ def test_main_and_worker_upgrade_keep_the_tcp_listener(pysozu: Any, echo: list[E
     for _ in range(4):
         assert echo_once(port) == b"ping"
     assert proxy.cli("shutdown").returncode == 0
+
+
+def test_soft_stop_deadline_closes_a_connection_that_does_not_end(
+    pysozu: Any, echo: list[EchoServer]
+) -> None:
+    proxy, port = start(pysozu, echo)
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as client:
+        assert echo_once(port) == b"ping"
+        client.sendall(b"open")
+        assert recv_exactly(client, 4) == b"open"
+        started = time.monotonic()
+        result = proxy.cli("shutdown", "--deadline", "2", timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert 1.5 < time.monotonic() - started < 10
+        assert client.recv(10) == b""  # cut when the deadline came
+    assert proxy.process.wait(timeout=10) == 0
