@@ -6,15 +6,17 @@ active sessions) plus round robin, timeouts, runtime listeners through the CLI a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+pytestmark = pytest.mark.timeout(120)
 
 MIB = 1024 * 1024
 
@@ -186,12 +188,11 @@ def test_connect_failure_is_retried_on_another_backend(pysozu: Any, echo: list[E
     echo.append(live)
     dead = pysozu.free_port()  # nothing listens there: connection refused
     port = pysozu.free_port()
-    proxy = pysozu.start(tcp_config(port, [dead, live.port]) + "", workers=2)
+    proxy = pysozu.start(tcp_config(port, [dead, live.port]), workers=2)
     for _ in range(6):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
             assert recv_exactly(client, 4) == b"live"
-    result = proxy.cli("-j", "metrics", "get")
-    assert result.returncode == 0, result.stderr
+    assert proxy.process.poll() is None  # (connect errors are counted: see the metrics test)
 
 
 def test_idle_client_is_closed_after_front_timeout(pysozu: Any, echo: list[EchoServer]) -> None:
@@ -279,8 +280,6 @@ backends = [
     assert "not supported" not in proxy.log()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
         assert recv_exactly(client, 1) == b"w"
-    with contextlib.suppress(OSError):
-        pass
 
 
 def echo_once(port: int, message: bytes = b"ping") -> bytes:
@@ -410,3 +409,38 @@ def test_soft_stop_deadline_closes_a_connection_that_does_not_end(
         assert 1.5 < time.monotonic() - started < 10
         assert client.recv(10) == b""  # cut when the deadline came
     assert proxy.process.wait(timeout=10) == 0
+
+
+def buffer_gauges(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        body = response.read().decode()
+    found: dict[str, float] = {}
+    for line in body.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith(("pysozu_buffer_in_use", "pysozu_protocol_tcp")):
+            found[name.split("{")[0]] = found.get(name.split("{")[0], 0) + float(value)
+    return found
+
+
+def test_idle_tcp_connections_hold_no_buffer(pysozu: Any, echo: list[EchoServer]) -> None:
+    prometheus = pysozu.free_port()
+    extra = f'worker_count = 1\n[prometheus]\naddress = "127.0.0.1:{prometheus}"\n'
+    proxy, port = start(pysozu, echo, extra=extra)
+    (worker,) = proxy.workers()
+    before = rss_kb(worker.pid)
+    clients = []
+    try:
+        for _ in range(200):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.sendall(b"x" * 1000)
+            assert recv_exactly(client, 1000) == b"x" * 1000
+            clients.append(client)
+        time.sleep(2.5)  # the pool's sweep takes back what idle connections hold
+        figures = buffer_gauges(prometheus)
+        held = rss_kb(worker.pid)
+    finally:
+        for client in clients:
+            client.close()
+    assert figures.get("pysozu_buffer_in_use") == 0, figures
+    assert figures.get("pysozu_protocol_tcp") == 200, figures
+    assert held - before < 10 * 1024, (before, held)
