@@ -444,3 +444,18 @@ def test_idle_tcp_connections_hold_no_buffer(pysozu: Any, echo: list[EchoServer]
     assert figures.get("pysozu_buffer_in_use") == 0, figures
     assert figures.get("pysozu_protocol_tcp") == 200, figures
     assert held - before < 10 * 1024, (before, held)
+
+
+def test_state_saved_by_one_proxy_serves_tcp_when_loaded_by_another(
+    pysozu: Any, echo: list[EchoServer], tmp_path: Any
+) -> None:
+    donor, port = start(pysozu, echo)
+    state_file = tmp_path / "tcp.state"
+    assert donor.cli("state", "save", "-f", str(state_file)).returncode == 0
+    assert donor.cli("shutdown", "--hard").returncode == 0
+    donor.process.wait(timeout=10)
+    http_port = pysozu.free_port()
+    proxy = pysozu.start(f'[[listeners]]\nprotocol = "http"\naddress = "127.0.0.1:{http_port}"\n')
+    result = proxy.cli("state", "load", "-f", str(state_file))
+    assert result.returncode == 0, result.stderr
+    assert echo_once(port, b"restored") == b"restored"
