@@ -36,6 +36,7 @@ from dataplane.command.messages import (
     AccessLogFormat,
     HttpsListenerConfig,
     MetricDetail,
+    ProxyProtocolConfig,
     ServerMetricsConfig,
 )
 from dataplane.command.state import ConfigState
@@ -320,6 +321,9 @@ def _replay(config: Config, report: Report) -> None:
             report.error(origin, None, str(error))
 
 
+_SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
+
+
 def _warn_unserved(report: Report, config: Config) -> None:
     """One warning for each part of a sozu config that pysozu loads but does not serve yet."""
     served = {id(listener) for listener in config.served_listeners()}
@@ -328,14 +332,21 @@ def _warn_unserved(report: Report, config: Config) -> None:
             report.warn(
                 config.listener_origins.get(id(listener), "listeners"),
                 "protocol",
-                f"TCP and UDP proxying are not supported yet: {listener.address} is not opened",
+                f"UDP proxying is not supported yet: {listener.address} is not opened",
             )
     for cluster_id, cluster in config.clusters.items():
-        if cluster.tcp_frontends or cluster.udp_frontends:
+        if cluster.cluster.proxy_protocol in _SENT_HEADERS:
+            report.warn(
+                f"clusters.{cluster_id}",
+                "send_proxy",
+                "the PROXY header is not sent to TCP backends yet: they get the client's bytes "
+                "only",
+            )
+        if cluster.udp_frontends:
             report.warn(
                 f"clusters.{cluster_id}",
                 "frontends",
-                "TCP and UDP proxying are not supported yet: these frontends are not served",
+                "UDP proxying is not supported yet: these frontends are not served",
             )
         if cluster.cluster.health_check is not None:
             report.warn(

@@ -94,8 +94,8 @@ class Config:
 
     def located_requests(self, served_only: bool = True) -> list[tuple[Request, str]]:
         """The static configuration's requests, each with the table it comes from; with
-        `served_only=False`, also those of TCP and UDP listeners and frontends (to validate
-        the whole file)."""
+        `served_only=False`, also those of UDP listeners and frontends (to validate the whole
+        file)."""
         located: list[tuple[Request, str]] = []
         listeners = self.served_listeners() if served_only else self.listeners
         for listener in listeners:
@@ -115,9 +115,9 @@ class Config:
                     located.append((Request.of(add_certificate=add), origin(id(add), "")))
             for front in cluster.https_frontends:
                 located.append((Request.of(add_https_frontend=front), origin(id(front), "")))
+            for tcp in cluster.tcp_frontends:
+                located.append((Request.of(add_tcp_frontend=tcp), origin(id(tcp), "")))
             if not served_only:  # left out otherwise, like their listeners (served_listeners)
-                for tcp in cluster.tcp_frontends:
-                    located.append((Request.of(add_tcp_frontend=tcp), origin(id(tcp), "")))
                 for udp in cluster.udp_frontends:
                     located.append((Request.of(add_udp_frontend=udp), origin(id(udp), "")))
             for backend in cluster.backends:
@@ -131,13 +131,11 @@ class Config:
         return located
 
     def served_listeners(self) -> list[AnyListenerConfig]:
-        """HTTP and HTTPS listeners. TCP and UDP proxying are not implemented yet: their
-        listeners (and frontends) are loaded, reported as warnings, and never opened, so that
-        no client connects to a socket that nobody would serve."""
+        """HTTP, HTTPS and TCP listeners. UDP proxying is not implemented yet: UDP listeners
+        (and frontends) are loaded, reported as warnings, and never opened, so that no client
+        sends datagrams to a socket that nobody would read."""
         return [
-            listener
-            for listener in self.listeners
-            if _listener_kind(listener) in (ListenerType.HTTP, ListenerType.HTTPS)
+            listener for listener in self.listeners if _listener_kind(listener) != ListenerType.UDP
         ]
 
     def _origin(self, listener: AnyListenerConfig) -> str:

@@ -51,11 +51,9 @@ NOT_SUPPORTED = {
     "launch_worker": "launch_worker (never implemented by sozu either)",
     "set_metric_detail": "metrics detail leases",
     "set_health_check": "active health checks",
-    # No worker serves TCP or UDP yet: refusing them keeps main from opening sockets whose
-    # connections nobody would accept (the config loader skips them with a warning too).
-    "add_tcp_listener": "TCP proxying",
+    # No worker serves UDP yet: refusing it keeps main from opening sockets whose datagrams
+    # nobody would read (the config loader skips UDP listeners with a warning too).
     "add_udp_listener": "UDP proxying",
-    "add_tcp_frontend": "TCP proxying",
     "add_udp_frontend": "UDP proxying",
 }
 FROM_STATE = {

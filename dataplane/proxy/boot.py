@@ -92,15 +92,17 @@ def _boot(
         loop.receive_scm()
     except ScmError as error:
         raise BootError(f"cannot receive listening sockets: {error}") from None
-    served = {**loop.state.http_listeners, **loop.state.https_listeners}
-    for address, config_listener in served.items():
-        if config_listener.active:
-            try:
-                loop.activate(address)
-            except OSError as error:
-                raise BootError(f"cannot listen on {address}: {error.strerror}") from None
-            except ScmError as error:  # its settings were refused above (logged): serve the rest
-                log.error("listener %s is not served: %s", address, error)
+    state = loop.state
+    served = [address for address, config in state.http_listeners.items() if config.active]
+    served += [address for address, config in state.https_listeners.items() if config.active]
+    served += [address for address, config in state.tcp_listeners.items() if config.active]
+    for address in served:
+        try:
+            loop.activate(address)
+        except OSError as error:
+            raise BootError(f"cannot listen on {address}: {error.strerror}") from None
+        except ScmError as error:  # its settings were refused above (logged): serve the rest
+            log.error("listener %s is not served: %s", address, error)
     channel_sock.setblocking(False)
     return loop
 

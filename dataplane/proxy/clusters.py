@@ -7,6 +7,7 @@ the worker's business (`worker.py`); per-(client IP, cluster) connection counts 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -16,16 +17,25 @@ from dataplane.command.messages import (
     AddBackend,
     Cluster,
     HttpListenerConfig,
+    ListenerType,
+    ProxyProtocolConfig,
     RemoveBackend,
     RemoveListener,
     Request,
     RequestHttpFrontend,
+    RequestTcpFrontend,
+    TcpListenerConfig,
     UpdateHttpListenerConfig,
+    UpdateTcpListenerConfig,
 )
 from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.load_balancing import Backend, BackendSet
+from dataplane.proxy.tcp_listener import TcpListeners
+
+log = logging.getLogger("dataplane.worker")
 
 MAX_RETIRED_LISTENERS = 16
+_SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
 
 
 class ClusterRuntime:
@@ -72,10 +82,11 @@ class ClusterRuntime:
 
 
 class HttpProxy:
-    """HTTP listeners and clusters of one worker."""
+    """HTTP listeners, TCP listeners (`tcp`) and clusters of one worker."""
 
     def __init__(self, max_connections_per_ip: int, retry_after: int) -> None:
         self.listeners: dict[SocketAddress, HttpListener] = {}
+        self.tcp = TcpListeners()
         self.clusters: dict[str, ClusterRuntime] = {}
         self.undefined_clusters: set[str] = set()  # runtimes that only hold backends
         self.max_connections_per_ip = max_connections_per_ip
@@ -132,6 +143,9 @@ class HttpProxy:
         listener.set_answers(config)
 
     def _remove_listener(self, request: RemoveListener) -> None:
+        if request.proxy == ListenerType.TCP:
+            self.tcp.remove_listener(request.address)
+            return
         listener = self.listeners.pop(request.address, None)
         if listener is not None:
             self._retired[request.address] = listener
@@ -143,6 +157,18 @@ class HttpProxy:
 
     def _remove_http_frontend(self, front: RequestHttpFrontend) -> None:
         self.listeners[front.address].remove_frontend(front)
+
+    def _add_tcp_listener(self, config: TcpListenerConfig) -> None:
+        self.tcp.add_listener(config)
+
+    def _update_tcp_listener(self, patch: UpdateTcpListenerConfig) -> None:
+        self.tcp.update_listener(patch)
+
+    def _add_tcp_frontend(self, front: RequestTcpFrontend) -> None:
+        self.tcp.add_frontend(front)
+
+    def _remove_tcp_frontend(self, front: RequestTcpFrontend) -> None:
+        self.tcp.remove_frontend(front)
 
     # As in sozu, backends belong to a cluster id, not to the cluster's settings: they may
     # arrive before `add_cluster` and outlive `remove_cluster` (which resets the settings to
@@ -156,6 +182,11 @@ class HttpProxy:
         return cluster
 
     def _add_cluster(self, config: Cluster) -> None:
+        if config.proxy_protocol in _SENT_HEADERS:
+            log.warning(
+                "cluster %s: send_proxy is not implemented: TCP backends get no PROXY header",
+                config.cluster_id,
+            )
         self._runtime(config.cluster_id).configure(config)
         self.undefined_clusters.discard(config.cluster_id)
         for listener in self.listeners.values():

@@ -46,6 +46,9 @@ from dataplane.proxy.worker import Loop
 log = logging.getLogger("dataplane.worker")
 
 
+# Listener kinds a worker serves (UDP listeners are kept in the state only).
+_SERVED = (ListenerType.HTTP, ListenerType.HTTPS, ListenerType.TCP)
+
 _UPDATED_KIND = {
     "update_http_listener": ListenerType.HTTP,
     "update_https_listener": ListenerType.HTTPS,
@@ -178,10 +181,10 @@ class CommandHandler:
                 if body.from_scm:  # main sends one SCM message whatever the listener kind
                     loop.receive_scm()
                 self._change_state(message)
-                if body.proxy in (ListenerType.HTTP, ListenerType.HTTPS):
+                if body.proxy in _SERVED:
                     loop.activate(body.address)
             elif verb in ("deactivate_listener", "remove_listener"):
-                if body.proxy in (ListenerType.HTTP, ListenerType.HTTPS):
+                if body.proxy in _SERVED:
                     loop.deactivate(body.address, getattr(body, "to_scm", False))
                 self._change_state(message)
             else:

@@ -36,6 +36,7 @@ from dataplane.proxy.metrics import ListenerFigures, MetricsRegistry
 from dataplane.proxy.proxy_accept import ProxyProtocolFigures, accept_proxied
 from dataplane.proxy.request_ends import RequestEnd, RequestEnds
 from dataplane.proxy.session import HttpSession
+from dataplane.proxy.tcp_listener import TcpListener, accept_handler, bind_tcp_listener
 from dataplane.proxy.timers import TimerWheel
 from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor, tls_counters, tls_gauges
 
@@ -86,6 +87,8 @@ class Loop:
         self.response_parser = ResponseParser()
         self.state = ConfigState()
         self.proxy = HttpProxy(config.max_connections_per_ip or 0, config.retry_after or 0)
+        self.metrics.counter_sources.append(self.proxy.tcp.figures.snapshot)
+        self.metrics.gauge_sources.append(self.proxy.tcp.figures.gauges)
         self.sessions: set[HttpSession] = set()
         self.max_connections = config.max_connections
         self.accept_paused = False
@@ -227,39 +230,50 @@ class Loop:
 
     def activate(self, address: SocketAddress) -> None:
         """Serve a listener: on main's socket for that address if we hold one, else bind."""
-        listener = self.proxy.listeners.get(address)
+        listener = self._listener(address)
         if listener is None:
-            raise ScmError(f"no HTTP listener at {address}")
+            raise ScmError(f"no HTTP or TCP listener at {address}")
         if listener.sock is not None:
             return
         sock = self.scm_listeners.pop(str(address), None)
-        if sock is None:
-            sock = bind_listener(listener.config)
+        if isinstance(listener, TcpListener):
+            sock = sock or bind_tcp_listener(listener.config)
+            acceptor = accept_handler(self, listener)
+        else:
+            sock = sock or bind_listener(listener.config)
+            acceptor = self._acceptor(listener)
         sock.setblocking(False)
         listener.sock = sock
         listener.accepting = True
-        self.register(sock.fileno(), self._acceptor(listener), 0 if self.accept_paused else EPOLLIN)
+        self.register(sock.fileno(), acceptor, 0 if self.accept_paused else EPOLLIN)
+
+    def _listener(self, address: SocketAddress) -> HttpListener | TcpListener | None:
+        return self.proxy.listeners.get(address) or self.proxy.tcp.listeners.get(address)
+
+    def _all_listeners(self) -> list[HttpListener | TcpListener]:
+        return [*self.proxy.listeners.values(), *self.proxy.tcp.listeners.values()]
 
     def deactivate(self, address: SocketAddress, to_scm: bool = False) -> None:
-        listener = self.proxy.listeners.get(address)
+        listener = self._listener(address)
         if listener is None or listener.sock is None:
             return
         sock, listener.sock = listener.sock, None
         listener.accepting = False
         self.unregister(sock.fileno())
         if to_scm:
-            group = "tls" if listener.scheme == "https" else "http"
+            group = {"https": "tls", "tcp": "tcp"}.get(listener.scheme, "http")
             send_listeners(self.scm, Listeners(**{group: {str(address): sock}}))
         sock.close()
 
     def return_listen_sockets(self) -> None:
         """Upgrade: stop accepting and hand every listening socket back to main."""
         returned = Listeners()
-        for address, listener in self.proxy.listeners.items():
+        groups = {"https": returned.tls, "tcp": returned.tcp}
+        for listener in self._all_listeners():
             if listener.sock is not None:
                 self.unregister(listener.sock.fileno())
-                group = returned.tls if listener.scheme == "https" else returned.http
-                group[str(address)] = listener.sock
+                group = groups.get(listener.scheme, returned.http)
+                group[str(listener.config.address)] = listener.sock
                 listener.sock = None
                 listener.accepting = False
         send_listeners(self.scm, returned)
@@ -305,7 +319,7 @@ class Loop:
             self._set_accepting(0)
 
     def _set_accepting(self, mask: int) -> None:
-        for listener in self.proxy.listeners.values():
+        for listener in self._all_listeners():
             if listener.sock is not None:
                 self.modify(listener.sock.fileno(), mask)
 
@@ -369,7 +383,7 @@ class Loop:
         if self.access_logs is not None:
             self.access_logs.close()
         self.pool.close_all()
-        for listener in self.proxy.listeners.values():
+        for listener in self._all_listeners():
             if listener.sock is not None:
                 listener.sock.close()
                 listener.sock = None

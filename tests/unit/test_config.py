@@ -159,9 +159,10 @@ def test_sozu_sample_loads_unchanged() -> None:
     ) in config.warnings
     statsd = [w for w in config.warnings if "[metrics]" in w and "no StatsD drain" in w]
     assert len(statsd) == 3  # address, tagged_metrics, prefix
-    # what pysozu loads but does not serve yet is said, never silently dropped
-    assert any("127.0.0.1:8081 is not opened" in warning for warning in config.warnings)
-    assert not any(r.verb.startswith("add_tcp") for r in config.generate_requests())
+    # its TCP listener and frontend are served, without a warning
+    assert not any("8081" in warning for warning in config.warnings)
+    verbs = [r.verb for r in config.generate_requests()]
+    assert verbs.count("add_tcp_listener") == verbs.count("add_tcp_frontend") == 1
     http, https, tcp = config.listeners
     assert type(http) is HttpListenerConfig and http.front_timeout == 55  # the top-level value
     assert http.answers["503"].startswith("HTTP/1.1 503 Service Unavailable\r\n")
@@ -453,7 +454,8 @@ def test_frontends_create_their_listeners(config_dir: Path) -> None:
     assert config.clusters["db"].cluster.proxy_protocol == ProxyProtocolConfig.SEND_HEADER
     state = replayed(config)
     assert len(state.http_fronts) == len(state.https_fronts) == 1
-    assert state.tcp_fronts == {}  # TCP is not served yet: loaded, warned, not applied
+    assert [str(address) for address in state.tcp_fronts] == ["127.0.0.1:5432"]
+    assert any("send_proxy: the PROXY header is not sent" in w for w in config.warnings)
 
 
 def test_frontend_options() -> None:
@@ -778,11 +780,30 @@ def test_http_only_cluster_keys_on_a_tcp_cluster_are_ignored_with_a_warning() ->
     assert warnings(config) == [
         "[clusters.t.frontends.0] method: does not apply to a tcp cluster's frontend, ignored",
         "[clusters.t] sticky_session: does not apply to a tcp cluster, ignored",
-        "[clusters.t] protocol: TCP and UDP proxying are not supported yet: "
-        "127.0.0.1:81 is not opened",
-        "[clusters.t] frontends: TCP and UDP proxying are not supported yet: "
-        "these frontends are not served",
     ]
+
+
+def test_udp_listeners_and_frontends_load_with_a_warning_and_tcp_ones_without() -> None:
+    config = parse_config(
+        """
+        [[listeners]]
+        protocol = "udp"
+        address = "127.0.0.1:53"
+
+        [clusters.t]
+        protocol = "tcp"
+        frontends = [{ address = "127.0.0.1:81" }, { address = "127.0.0.1:53" }]
+        backends = []
+        """,
+        "config.toml",
+    )
+    assert warnings(config) == [
+        "[listeners.0] protocol: UDP proxying is not supported yet: 127.0.0.1:53 is not opened",
+        "[clusters.t] frontends: UDP proxying is not supported yet: these frontends are not served",
+    ]
+    verbs = [request.verb for request in config.generate_requests()]
+    assert verbs.count("add_tcp_listener") == verbs.count("add_tcp_frontend") == 1
+    assert "add_udp_listener" not in verbs and "add_udp_frontend" not in verbs
 
 
 # Hostile configurations: any mix of known keys and odd values gives a Config or a ConfigError.
