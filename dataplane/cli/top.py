@@ -1,11 +1,8 @@
 """`pysozu top`: sozu's live view (workers, clusters, requests/s, latency, connections).
 
 Every `--refresh-ms` it asks main `status` and `query_metrics` on one command connection and
-redraws (`top_frame.render`). On a terminal it uses plain ANSI escapes only (alternate screen,
-hidden cursor, no curses), so it works over ssh; `q`, `Q` or ctrl-C quit with status 0. The
-terminal is given back as found (cursor shown, line mode and echo back, main screen) on every
-way out: q, ctrl-C, SIGTERM/SIGHUP, main gone (status 3), terminal too small (status 1); the
-message is printed after that, on the restored screen.
+redraws (`top_frame.render`) on the terminal (`top_terminal`: plain ANSI escapes, `q` quits,
+the terminal given back as found on every way out).
 
 `--snapshot N` prints N frames to stdout without escapes and exits, `--tick-once` is
 `--snapshot 1`: for scripts. The first frame needs two polls (rates are differences), so it
@@ -21,18 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import shutil
-import signal
 import sys
-import termios
 import time
-import tty
-from types import FrameType
 
 from dataplane.cli.args import unsigned
 from dataplane.cli.client import CommandClient, CommandError
-from dataplane.cli.top_frame import MIN_HEIGHT, MIN_WIDTH, Poll, render
+from dataplane.cli.top_frame import Poll, render
+from dataplane.cli.top_terminal import interactive
 from dataplane.cli.tree_base import Subparsers, leaf
 from dataplane.command.config import Config
 from dataplane.command.messages import (
@@ -44,22 +37,11 @@ from dataplane.command.messages import (
 )
 from dataplane.command.responses import AggregatedMetrics, Response, ResponseStatus
 
-EXIT_FAILURE = 1
 EXIT_UNREACHABLE = 3
 DETAILS = {
     name: MetricDetail[f"DETAIL_{name.upper()}"]
     for name in ("process", "frontend", "cluster", "backend")
 }
-ENTER = "\x1b[?1049h\x1b[?25l"  # alternate screen, cursor hidden
-LEAVE = "\x1b[?25h\x1b[?1049l"  # cursor shown, main screen
-
-
-class Quit(Exception):
-    """A signal asked us to leave (SIGTERM, SIGHUP: the ssh session is gone)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def _refresh_ms(text: str) -> int:
@@ -185,7 +167,7 @@ def run_top(args: argparse.Namespace, config: Config) -> int:
         source = Source(client, args)
         if frames is not None:
             return _snapshots(source, args.refresh_ms, frames)
-        return _interactive(source, args.refresh_ms)
+        return interactive(source.poll, lambda: source.note, args.refresh_ms)
 
 
 def _snapshots(source: Source, refresh_ms: int, frames: int) -> int:
@@ -205,87 +187,3 @@ def _snapshots(source: Source, refresh_ms: int, frames: int) -> int:
         print(f"pysozu: main is gone: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
     return 0
-
-
-def _too_small(fd: int) -> str | None:
-    size = os.get_terminal_size(fd)
-    if size.columns < MIN_WIDTH or size.lines < MIN_HEIGHT:
-        return (
-            f"terminal too small ({size.columns}x{size.lines}):"
-            f" pysozu top needs at least {MIN_WIDTH}x{MIN_HEIGHT}"
-        )
-    return None
-
-
-def _interactive(source: Source, refresh_ms: int) -> int:
-    keys, screen = sys.stdin.fileno(), sys.stdout.fileno()
-    if not (os.isatty(keys) and os.isatty(screen)):
-        print(
-            "pysozu: top draws on a terminal (stdin and stdout); for scripts use --snapshot N",
-            file=sys.stderr,
-        )
-        return 2
-    small = _too_small(screen)
-    if small is not None:
-        print(f"pysozu: {small}", file=sys.stderr)
-        return EXIT_FAILURE
-    saved = termios.tcgetattr(keys)
-
-    def leave(signum: int, _frame: FrameType | None) -> None:
-        raise Quit(signum)
-
-    handlers = {s: signal.signal(s, leave) for s in (signal.SIGTERM, signal.SIGHUP)}
-    code, message = 0, ""
-    try:
-        tty.setcbreak(keys)  # one key at a time, no echo; ctrl-C still raises KeyboardInterrupt
-        os.write(screen, ENTER.encode())
-        code, message = _loop(source, refresh_ms, keys, screen)
-    except KeyboardInterrupt:
-        code = 0
-    except Quit as leaving:
-        code = 128 + leaving.signum
-    except CommandError as error:
-        code, message = EXIT_UNREACHABLE, f"main is gone: {error}"
-    except OSError as error:  # the terminal went away
-        code, message = EXIT_FAILURE, f"terminal: {error.strerror or error}"
-    finally:
-        try:
-            os.write(screen, LEAVE.encode())
-            termios.tcsetattr(keys, termios.TCSADRAIN, saved)
-        except OSError:
-            pass
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-    if message:
-        print(f"pysozu: {message}", file=sys.stderr)
-    return code
-
-
-def _draw(screen: int, lines: list[str]) -> None:
-    body = "\x1b[K\r\n".join(lines)
-    os.write(screen, f"\x1b[?2026h\x1b[H{body}\x1b[K\x1b[J\x1b[?2026l".encode())
-
-
-def _loop(source: Source, refresh_ms: int, keys: int, screen: int) -> tuple[int, str]:
-    """Poll, draw, wait for a key or the next poll; (exit status, message) when leaving."""
-    before: Poll | None = None
-    now = source.poll()
-    size = os.get_terminal_size(screen)
-    next_poll = time.monotonic() + refresh_ms / 1000
-    while True:
-        small = _too_small(screen)
-        if small is not None:
-            return EXIT_FAILURE, small
-        size = os.get_terminal_size(screen)
-        _draw(screen, render(now, before, size.columns, size.lines, refresh_ms, source.note))
-        while time.monotonic() < next_poll and os.get_terminal_size(screen) == size:
-            ready, _, _ = select.select(
-                [keys], [], [], min(0.2, max(0.0, next_poll - time.monotonic()))
-            )
-            if ready:
-                typed = os.read(keys, 64)
-                if not typed or any(key in typed for key in b"qQ\x03"):
-                    return 0, ""
-        if time.monotonic() >= next_poll:
-            before, now = now, source.poll()
-            next_poll = time.monotonic() + refresh_ms / 1000

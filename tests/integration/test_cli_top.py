@@ -66,6 +66,11 @@ class Terminal:
         self.pid = 0
         return os.waitstatus_to_exitcode(status)
 
+    def line_mode(self) -> bool:
+        """The pty's line discipline has echo and canonical input (as before top ran)."""
+        lflag = termios.tcgetattr(self.fd)[3]
+        return bool(lflag & termios.ECHO and lflag & termios.ICANON)
+
     def close(self) -> None:
         if self.pid:
             with contextlib.suppress(ProcessLookupError):
@@ -116,9 +121,10 @@ def test_top_shows_the_cluster_and_its_request_rate_then_q_quits(
         sender.join(timeout=10)
     assert b"\x1b[?1049h" in seen and b"\x1b[?25l" in seen  # alternate screen, cursor hidden
     assert b"WORKER" in seen and b"RUNNING" in seen and b"shop-1" in seen
+    assert not terminal.line_mode()  # keys one by one, no echo, while top runs
     os.write(terminal.fd, b"q")
     assert terminal.exit_status() == 0
-    assert terminal.seen.endswith(LEAVE)
+    assert terminal.seen.endswith(LEAVE) and terminal.line_mode()
 
 
 def test_ctrl_c_quits_and_gives_the_terminal_back(
@@ -129,7 +135,7 @@ def test_ctrl_c_quits_and_gives_the_terminal_back(
     terminal.read_until(lambda seen: b"CLUSTER" in seen)
     os.write(terminal.fd, b"\x03")  # the pty's line discipline turns it into SIGINT
     assert terminal.exit_status() == 0
-    assert terminal.seen.endswith(LEAVE)
+    assert terminal.seen.endswith(LEAVE) and terminal.line_mode()
 
 
 def test_main_gone_exits_3_with_a_message_on_the_restored_screen(
@@ -142,6 +148,7 @@ def test_main_gone_exits_3_with_a_message_on_the_restored_screen(
     assert terminal.exit_status(timeout=20) == 3
     after = terminal.seen.rpartition(LEAVE)[2]
     assert LEAVE in terminal.seen and b"main is gone" in after, terminal.seen[-500:]
+    assert terminal.line_mode()
 
 
 def test_a_terminal_too_small_is_refused_with_the_size_it_needs(
