@@ -171,7 +171,8 @@ def run_top(args: argparse.Namespace, config: Config) -> int:
 
 
 def _snapshots(source: Source, refresh_ms: int, frames: int) -> int:
-    width, height = shutil.get_terminal_size((120, 40))
+    """Whole frames (every cluster: no height limit), as wide as the terminal or $COLUMNS."""
+    width, height = shutil.get_terminal_size((120, 40)).columns, 1_000_000
     try:
         before = source.poll()
         for index in range(frames):
