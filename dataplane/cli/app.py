@@ -25,7 +25,7 @@ from dataplane.cli.client import CommandClient, CommandError
 from dataplane.cli.tree import build_parser
 from dataplane.cli.unserved import unserved_flags
 from dataplane.cli.upgrade import say, upgrade_everything, upgrade_one_worker
-from dataplane.command.config import ConfigError, default_config, load_config
+from dataplane.command.config import Config, ConfigError, default_config, load_config
 from dataplane.command.messages import Request
 from dataplane.command.responses import Response, ResponseStatus
 
@@ -101,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_upgraded_main(args.fd, args.upgrade_fd)
         if run == "config_check":
             return _config_check(args)
+        if run == "top":
+            return _top(args)
         return _command(args)
     except KeyboardInterrupt:
         return 130
@@ -149,12 +151,33 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> Config | None:
+    """The config named by -c or $SOZU_CONFIG (else the embedded one); None if invalid."""
     path = config_path(args)
     try:
-        config = load_config(path) if path else default_config()
+        return load_config(path) if path else default_config()
     except ConfigError as error:
         _config_problems(error, args.json)
+        return None
+
+
+def _top(args: argparse.Namespace) -> int:
+    from dataplane.cli.top import run_top
+
+    if args.json:  # stdout is JSON whatever happens with -j: top has none to give
+        _fail("top draws text frames; for JSON use `pysozu metrics get --json`", True)
+        return EXIT_USAGE
+    config = _load(args)
+    if config is None:
+        return EXIT_FAILURE
+    for flag in unserved_flags(args):
+        _error(f"warning: {flag}")
+    return run_top(args, config)
+
+
+def _command(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
         return EXIT_FAILURE
     try:
         request: Request = args.build(args)

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import msgspec
 from cryptography import x509
 
+from dataplane.cli.metrics_text import show_aggregated
 from dataplane.command import codec
 from dataplane.command.responses import Response, ResponseContent, RunState
 from dataplane.command.state_rules import certificate_names
@@ -248,19 +249,6 @@ def show_request_counts(response: Response, out: TextIO) -> None:
     table(("REQUEST", "COUNT"), rows, out)
 
 
-def _figure(metric: Any) -> str:
-    inner = metric.inner
-    for kind in ("count", "gauge", "time"):
-        if getattr(inner, kind) is not None:
-            return str(getattr(inner, kind))
-    if inner.percentiles is not None:
-        p = inner.percentiles
-        return f"p50={p.p_50} p99={p.p_99} max={p.p_100} n={p.samples}"
-    if inner.histogram is not None:  # microseconds, as sozu
-        return f"n={inner.histogram.count} sum={inner.histogram.sum}us"
-    return "-"
-
-
 def show_metrics(response: Response, out: TextIO) -> None:
     available = _content(response, "available_metrics")
     if available is not None:
@@ -271,10 +259,9 @@ def show_metrics(response: Response, out: TextIO) -> None:
     if metrics is None:
         show_message(response, out)
         return
-    rows = [("all", name, _figure(m)) for name, m in sorted(metrics.proxying.items())]
-    for worker_id, figures in sorted(metrics.workers.items()):
-        rows += [(worker_id, name, _figure(m)) for name, m in sorted(figures.proxy.items())]
-    table(("WORKER", "METRIC", "VALUE"), rows, out)
+    show_aggregated(metrics, out)
+    if response.message:  # "some workers did not answer: ..."
+        out.write(f"\n{response.message}\n")
 
 
 def show_message(response: Response, out: TextIO) -> None:

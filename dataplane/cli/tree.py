@@ -10,6 +10,7 @@ import argparse
 
 import dataplane
 from dataplane.cli.args import comma_separated, unsigned
+from dataplane.cli.top import add_top
 from dataplane.cli.tree_base import (
     GLOBAL,
     Build,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_listener_tree(top)
     add_certificate_tree(top)
     _add_misc(top)
+    add_top(top)
     return root
 
 

@@ -15,6 +15,12 @@ TCP_PROXY_PROTOCOL = (
     "a cluster's PROXY protocol mode applies to TCP clusters, which pysozu does not serve yet"
 )
 
+TOP_LOOKS = {
+    "skin": "pysozu top draws plain text, without colours or skins",
+    "glyphs": "pysozu top draws no sparklines",
+    "no-mouse": "pysozu top never captures the mouse",
+}
+
 
 def unserved_flags(args: argparse.Namespace) -> list[str]:
     """One `--flag: reason` line per flag of `args` that pysozu accepts but does not act on."""
@@ -34,6 +40,12 @@ def unserved_flags(args: argparse.Namespace) -> list[str]:
             found.append(f"--{flag.replace('_', '-')}: {TCP_PROXY_PROTOCOL}")
     if command == "cluster" and getattr(args, "h2_command", None) == "enable":
         found.append(f"cluster h2 enable: {NO_H2C}")
+    if command == "top":
+        found += [
+            f"--{flag}: {reason}"
+            for flag, reason in TOP_LOOKS.items()
+            if getattr(args, flag.replace("-", "_"), None)
+        ]
     if command == "certificate" and getattr(args, "tls_versions", None):
         found.append(f"--tls-versions: {CERTIFICATE_VERSIONS}")
     return found

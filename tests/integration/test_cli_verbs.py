@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -300,6 +301,26 @@ def test_file_errors_and_hard_shutdown(pysozu: Any, tmp_path: Any) -> None:
     assert hard["message"] == "Proxy stopped"
     assert proxy.process.wait(timeout=20) == 0
     assert "Traceback" not in proxy.log()
+
+
+def test_metrics_get_prints_cluster_and_backend_figures(pysozu: Any, backends: Any) -> None:
+    """As sozu's text: PROXYING, then Clusters, one block per cluster and per backend."""
+    port = pysozu.free_port()
+    backend = backends.start("m")
+    metrics = '[metrics]\naddress = "127.0.0.1:8125"\ndetail = "BACKEND"\n'
+    proxy = pysozu.start(metrics + pysozu.http_config(port, {"app": ("m.com", [backend])}))
+    for _ in range(3):
+        assert pysozu.http_get(port, "m.com") == (200, b"m")
+    shown = proxy.cli("metrics", "get")
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "\nPROXYING\n" in text and "\nClusters\n" in text
+    cluster = text.partition("\nCluster app\n")[2].partition("\napp/app-1\n")
+    assert re.search(r"^http\.requests +3 *$", cluster[0], re.MULTILINE), text
+    assert re.search(r"^http\.status\.2xx +3 *$", cluster[2], re.MULTILINE), text
+    assert re.search(r"^request_time +3 ", cluster[0], re.MULTILINE), text
+    only_process = proxy.cli("metrics", "get", "--no-clusters").stdout
+    assert "PROXYING" in only_process and "Cluster app" not in only_process
 
 
 def test_metrics_are_gathered_from_the_workers(pysozu: Any, backends: Any) -> None:

@@ -310,8 +310,8 @@ def test_toml_cli_and_access_logs(pysozu: Any, tmp_path: Path) -> None:
     assert "expect_proxy" not in proxy.log()  # no warning left
     metrics = proxy.cli("metrics", "get")
     assert metrics.returncode == 0, metrics.stderr
-    assert re.search(r"proxy_protocol\.errors +1 ", metrics.stdout), metrics.stdout
-    assert re.search(r"proxy_protocol\.headers +1 ", metrics.stdout), metrics.stdout
+    assert re.search(r"^proxy_protocol\.errors +1$", metrics.stdout, re.M), metrics.stdout
+    assert re.search(r"^proxy_protocol\.headers +1$", metrics.stdout, re.M), metrics.stdout
 
     address = f"127.0.0.1:{port}"
     result = proxy.cli("listener", "http", "update", "-a", address, "--no-expect-proxy")

@@ -56,6 +56,8 @@ CLI_T = U + "test_cli_tree.py::"
 VERBS = I + "test_cli_verbs.py::"
 CERTS = I + "test_https_certificate_cli.py::"
 HSTS = I + "test_https_hsts.py::"
+TOP = I + "test_cli_top.py::"
+TOP_U = U + "test_cli_top_frame.py::"
 
 # 4.1 top-level keys
 TOP_LEVEL: dict[str, Proof] = {
@@ -653,5 +655,21 @@ CLI: dict[str, dict[str, Proof]] = {
     "connection-limit show": {
         "": Tested(LIMITS + "test_max_connections_per_ip_answers_429_with_retry_after")
     },
-    "top": {"": Refused(("top",))},
+    "top": {
+        "": Tested(TOP + "test_top_shows_the_cluster_and_its_request_rate_then_q_quits"),
+        "--refresh-ms": Tested(
+            TOP + "test_top_shows_the_cluster_and_its_request_rate_then_q_quits"
+        ),
+        "--detail": Tested(
+            TOP_U + "test_the_detail_lease_asks_for_the_detail_and_ttl_and_is_renewed_at_half"
+        ),
+        "--lease-ttl-seconds": Tested(
+            TOP_U + "test_the_detail_lease_asks_for_the_detail_and_ttl_and_is_renewed_at_half"
+        ),
+        "--snapshot": Tested(TOP + "test_snapshot_prints_frames_without_a_terminal"),
+        "--tick-once": Tested(TOP + "test_snapshot_prints_frames_without_a_terminal"),
+        "--skin": Warned("dark"),
+        "--glyphs": Warned("tty"),
+        "--no-mouse": Warned(True),
+    },
 }
