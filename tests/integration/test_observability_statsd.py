@@ -15,6 +15,7 @@ import pytest
 import dataplane
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
+    Empty,
     PathRule,
     QueryMetricsOptions,
     RemoveBackend,
@@ -192,3 +193,29 @@ def test_a_removed_cluster_stops_at_once(pysozu: Any, backends: Any, receiver: R
     assert not [line for line in receiver.lines if old.fullmatch(line.partition(":")[0])]
     assert receiver.total(re.compile(r"sozu\.WRK-\d\d\.http\.404\.errors")) == 3
     assert not [line for line in receiver.lines if "configuration" in line]  # unchanged
+
+
+@pytest.mark.timeout(90)
+def test_an_upgraded_main_goes_on_without_sending_counts_twice(
+    pysozu: Any, backends: Any, receiver: Receiver
+) -> None:
+    listen = pysozu.free_port()
+    routes = pysozu.http_config(listen, {"app": ("app.com", [backends.start("app-1")])})
+    proxy = pysozu.start(metrics_toml(receiver) + routes)
+    get(listen, "app.com", 5)
+    requests = re.compile(r"sozu\.WRK-\d\d\.http\.requests")
+    receiver.wait_for(lambda r: r.total(requests) >= 5)
+    try:
+        answer = proxy.request(Request.of(upgrade_main=Empty()), timeout=60)
+        assert answer.status == ResponseStatus.OK, answer.message + proxy.log()
+        assert proxy.process.wait(timeout=10) == 0  # the new main sends from now on
+        receiver.lines.clear()
+        receiver.wait_for(lambda r: any(".MAIN." in line for line in r.lines))  # it started
+        receiver.collect(1.5)
+        assert receiver.total(requests) == 0  # the same workers: their 5 were sent already
+        get(listen, "app.com", 3)
+        receiver.wait_for(lambda r: r.total(requests) >= 3)
+        receiver.collect(1.5)
+        assert receiver.total(requests) == 3
+    finally:
+        assert proxy.cli("shutdown").returncode == 0
