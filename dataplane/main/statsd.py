@@ -92,8 +92,12 @@ class Drain:
             parsed = SocketAddress.parse(address)
             family = socket.AF_INET if parsed.ip.version == 4 else socket.AF_INET6
             sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            sock.connect((str(parsed.ip), parsed.port))
+            try:
+                sock.setblocking(False)
+                sock.connect((str(parsed.ip), parsed.port))
+            except OSError:
+                sock.close()
+                raise
         self.sock = sock
 
     def round(self, answers: dict[str, WorkerMetrics | None], main: Flat) -> list[str]:
