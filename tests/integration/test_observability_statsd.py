@@ -205,11 +205,12 @@ def test_an_upgraded_main_goes_on_without_sending_counts_twice(
     get(listen, "app.com", 5)
     requests = re.compile(r"sozu\.WRK-\d\d\.http\.requests")
     receiver.wait_for(lambda r: r.total(requests) >= 5)
+    receiver.collect(1.5)
+    receiver.lines.clear()  # the old main has nothing more to send: no traffic, same state
     try:
         answer = proxy.request(Request.of(upgrade_main=Empty()), timeout=60)
         assert answer.status == ResponseStatus.OK, answer.message + proxy.log()
         assert proxy.process.wait(timeout=10) == 0  # the new main sends from now on
-        receiver.lines.clear()
         receiver.wait_for(lambda r: any(".MAIN." in line for line in r.lines))  # it started
         receiver.collect(1.5)
         assert receiver.total(requests) == 0  # the same workers: their 5 were sent already
