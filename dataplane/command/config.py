@@ -62,12 +62,7 @@ NOT_IMPLEMENTED = {
     "accept_queue_timeout": "pysozu has no accept queue of its own: while a worker is at "
     "max_connections, new connections wait in the kernel's listen backlog",
     "basic_auth_max_credential_bytes": "credentials are limited to 4096 bytes",
-    "disable_cluster_metrics": "there is no StatsD drain; Prometheus exports every cluster",
 }
-# A flag that is off is not ignored: pysozu behaves as sozu does with it off.
-_IGNORED_WHEN_OFF = frozenset({"disable_cluster_metrics"})
-# [metrics] keys of sozu's StatsD drain (`detail` also sets the Prometheus detail).
-_STATSD = "pysozu has no StatsD drain (export Prometheus metrics with [prometheus] address)"
 _DETAIL = {
     "PROCESS": MetricDetail.DETAIL_PROCESS,
     "FRONTEND": MetricDetail.DETAIL_FRONTEND,
@@ -208,7 +203,7 @@ def _top_level(root: Table, base_dir: str) -> Config:
         prometheus_address=_prometheus(root),
     )
     for key, reason in NOT_IMPLEMENTED.items():
-        if root.has(key) and not (key in _IGNORED_WHEN_OFF and root.data[key] is False):
+        if root.has(key):
             root.warn(key, f"accepted but ignored: {reason}")
     if config.automatic_state_save and config.saved_state is None:
         root.error("automatic_state_save", "needs saved_state (the file to save to)")
@@ -281,9 +276,6 @@ def _metrics(root: Table) -> ServerMetricsConfig | None:
         prefix=table.text("prefix", "sozu"),
         detail=detail,
     )
-    for key in ("address", "tagged_metrics", "prefix"):
-        if table.has(key):
-            table.warn(key, f"accepted but ignored: {_STATSD}")
     table.finish(strict=True)
     return metrics if address is not None else None
 

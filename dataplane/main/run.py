@@ -32,6 +32,8 @@ from dataplane.main.demo import DemoProcess, start_demo_backends, stop_demo_back
 from dataplane.main.errors import MainError
 from dataplane.main.prometheus_main import start_prometheus
 from dataplane.main.server import Supervisor
+from dataplane.main.statsd import Drain, StatsdPoller
+from dataplane.main.statsd_lines import Format
 
 log = logging.getLogger("pysozu.main")
 
@@ -128,6 +130,7 @@ def _serve(
             if not upgraded:
                 raise MainError(f"cannot serve Prometheus metrics on {address}: {error}") from None
             _retry_prometheus(supervisor, address, PROMETHEUS_BIND_RETRIES)
+    _start_statsd(supervisor, upgraded)
     log.info(
         "pysozu %s main process %d ready: command socket %s, %d workers",
         dataplane.__version__,
@@ -136,6 +139,25 @@ def _serve(
         config.worker_count,
     )
     return supervisor.run()
+
+
+def _start_statsd(supervisor: Supervisor, upgraded: bool) -> None:
+    """`[metrics] address`: sozu's StatsD drain, fed by main's polls of the workers."""
+    metrics = supervisor.config.metrics
+    if metrics is None or not metrics.address:
+        return
+    form = Format(metrics.prefix or "sozu", metrics.tagged_metrics, dataplane.__version__)
+    try:
+        drain = Drain(metrics.address, form)
+    except (OSError, ValueError) as error:
+        raise MainError(f"cannot send StatsD metrics to {metrics.address}: {error}") from None
+    process_only = supervisor.config.disable_cluster_metrics
+    poller = StatsdPoller(
+        supervisor.loop, supervisor.pool, drain, lambda: supervisor.state, process_only
+    )
+    supervisor.statsd = poller
+    poller.start(adopted=upgraded)
+    log.info("sending StatsD metrics to %s every second", metrics.address)
 
 
 def _retry_prometheus(supervisor: Supervisor, address: str, retries: int) -> None:

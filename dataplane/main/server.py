@@ -39,6 +39,7 @@ from dataplane.main.metrics_query import query_metrics
 from dataplane.main.prometheus import MainFigures
 from dataplane.main.prometheus_http import PrometheusEndpoint
 from dataplane.main.signals import SignalPipe
+from dataplane.main.statsd import StatsdPoller
 from dataplane.main.stopping import stop_workers
 from dataplane.main.worker_upgrade import upgrade_worker
 from dataplane.main.workers import WorkerPool
@@ -112,6 +113,7 @@ class Supervisor:
         self.main_metrics = MainFigures(workers_alive=lambda: len(self.pool.live()))
         self.prometheus: PrometheusEndpoint | None = None  # prometheus_main.start_prometheus
         self.prometheus_address: str | None = None  # --prometheus-address (kept on upgrade)
+        self.statsd: StatsdPoller | None = None  # run._start_statsd ([metrics] address)
         self.clients = ClientTable(
             self.loop,
             config.max_command_buffer_size,
@@ -158,6 +160,8 @@ class Supervisor:
         self.audit.close()
         if self.prometheus is not None:
             self.prometheus.close()
+        if self.statsd is not None:
+            self.statsd.close()
         self.pool.shutdown(EXIT_GRACE)
         self.clients.close_all(0.5)
         self.signals.close()
@@ -247,6 +251,8 @@ class Supervisor:
                 )
                 return queries.status(self.pool, self.timeout, described)
             case "query_metrics":
+                if self.config.disable_cluster_metrics:  # sozu: no cluster figures kept
+                    request.body.no_clusters = True
                 return query_metrics(self.pool, request, self.timeout)
             case "list_workers":
                 return queries.list_workers(self.pool)

@@ -5,7 +5,7 @@ answers each one. `test_sozu_surface.py` walks these tables.
 Each entry is one of:
 - `Tested("tests/...py::test_name")`: implemented; the named test exercises its behaviour.
 - `Warned(value)`: loads with a warning naming the key; the walk writes `key = value` and
-  checks `config check`'s loader says so (HTTP/2, StatsD, ... keys).
+  checks `config check`'s loader says so (HTTP/2, ... keys).
 - `Unserved(value)`: the key belongs to something pysozu does not serve yet (TCP and UDP
   proxying, active health checks); the walk checks that the table holding it gets the
   "not supported yet" warning.
@@ -137,18 +137,23 @@ TOP_LEVEL: dict[str, Proof] = {
         I
         + "test_main_command_auth.py::test_a_uid_outside_the_list_gets_a_failure_then_the_connection_closes"
     ),
-    "disable_cluster_metrics": Warned(True),
+    "disable_cluster_metrics": Tested(
+        I + "test_observability_statsd.py::test_disable_cluster_metrics_sends_process_keys_only"
+    ),
     "metrics": Tested(
         "tests/integration/test_observability_metrics.py::test_figures_after_known_traffic"
     ),
     "listeners": Tested(I + "test_main_traffic.py::test_two_clusters_each_get_their_own_traffic"),
     "clusters": Tested(I + "test_main_traffic.py::test_two_clusters_each_get_their_own_traffic"),
 }
-# [metrics]: sozu's StatsD drain; `detail` also sets pysozu's metric detail.
+# [metrics]: sozu's StatsD drain (main polls the workers); `detail` also bounds `metrics get`
+# and Prometheus.
 METRICS: dict[str, Proof] = {
-    "address": Warned("127.0.0.1:8125"),
-    "tagged_metrics": Warned(True),
-    "prefix": Warned("sozu"),
+    "address": Tested(
+        I + "test_observability_statsd.py::test_untagged_lines_count_the_requests_sent"
+    ),
+    "tagged_metrics": Tested(I + "test_observability_statsd.py::test_tagged_lines_with_a_prefix"),
+    "prefix": Tested(I + "test_observability_statsd.py::test_tagged_lines_with_a_prefix"),
     "detail": Tested(U + "test_worker_metrics.py::test_detail_levels_bound_what_is_reported"),
 }
 
