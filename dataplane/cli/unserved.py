@@ -12,7 +12,8 @@ NO_H2 = "pysozu does not serve HTTP/2 yet (the value is kept for when it does)"
 NO_H2C = "pysozu speaks HTTP/1.1 to backends (h2c is not implemented yet)"
 CERTIFICATE_VERSIONS = "the listener's TLS versions apply to every certificate"
 TCP_PROXY_PROTOCOL = (
-    "a cluster's PROXY protocol mode applies to TCP clusters, which pysozu does not serve yet"
+    "a cluster's PROXY protocol mode is not applied yet: no header is sent to TCP backends "
+    "(a TCP listener's --expect-proxy reads one from clients)"
 )
 
 TOP_LOOKS = {

@@ -137,6 +137,8 @@ def parse_cluster(
         for key in ("sticky_session", "https_redirect", "http2", "answer_503", "sticky_name"):
             if table.has(key):
                 table.warn(key, "does not apply to a tcp cluster, ignored")
+        if table.has("udp"):
+            table.warn("udp", "UDP proxying is not supported yet: these settings do nothing")
         cluster.sticky_session = cluster.https_redirect = False  # as sozu's TCP clusters
         cluster.http2 = cluster.answer_503 = cluster.sticky_name = None
     for index, backend_table in enumerate(backends):

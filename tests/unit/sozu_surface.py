@@ -319,7 +319,7 @@ CLUSTER: dict[str, tuple[str, Proof]] = {
         Tested(LIMITS + "test_max_connections_per_ip_answers_429_with_retry_after"),
     ),
     "health_check": ("http", Unserved({"uri": "/health"})),
-    "udp": ("tcp", Unserved({"affinity_key": "SOURCE_IP"})),
+    "udp": ("tcp", Warned({"affinity_key": "SOURCE_IP"})),
 }
 
 # 4.4 frontend keys (http cluster)
@@ -362,9 +362,7 @@ BACKEND: dict[str, Proof] = {
 # Verbs about what pysozu does not serve yet: refused (add, set) or acting on nothing that
 # serves (remove, update...), as `_NOT_SERVED` shows; their flags need no entry of their own.
 UNSERVED_VERBS = (
-    "listener tcp ",
     "listener udp ",
-    "frontend tcp ",
     "frontend udp ",
     "cluster health-check ",
 )
@@ -400,6 +398,8 @@ _FRONTEND = CLI_T + "test_frontend_deny_route_and_path_kinds"
 _LISTENER_ADD = CLI_T + "test_listener_add_and_activate"
 _LISTENER_UPDATE = CLI_T + "test_listener_update_only_patches_what_is_given"
 _NOT_SERVED = VERBS + "test_what_is_not_served_yet_is_refused_or_never_opened"
+_TCP_CLI = I + "test_tcp_proxy.py::test_listener_and_frontend_added_and_removed_through_the_cli"
+_SOZU_LINES = CLI_T + "test_sozu_command_lines_send_what_sozu_sends"
 _H2_FLAGS = {"--" + key.replace("_", "-"): Warned(7) for key in H2_LISTENER_KEYS}
 _ANSWER_FLAGS = {
     f"--answer-{code}": Tested(_LISTENER_UPDATE) for code in ANSWER_CODES if code != 400
@@ -554,8 +554,17 @@ CLI: dict[str, dict[str, Proof]] = {
     "frontend https add": _FRONTEND_HTTP_ADD,
     "frontend http remove": _FRONTEND_HTTP_REMOVE,
     "frontend https remove": _FRONTEND_HTTP_REMOVE,
-    "frontend tcp add": {"": Refused(("frontend", "tcp", "add", "-i", "c", "-a", "127.0.0.1:9"))},
-    "frontend tcp remove": {"": Tested(_NOT_SERVED)},
+    "frontend tcp add": {
+        "": Tested(_TCP_CLI),
+        "--id": Tested(_TCP_CLI),
+        "--address": Tested(_TCP_CLI),
+        "--tags": Tested(_SOZU_LINES),
+    },
+    "frontend tcp remove": {
+        "": Tested(_TCP_CLI),
+        "--id": Tested(_TCP_CLI),
+        "--address": Tested(_TCP_CLI),
+    },
     "frontend udp add": {"": Refused(("frontend", "udp", "add", "-i", "c", "-a", "127.0.0.1:9"))},
     "frontend udp remove": {"": Tested(_NOT_SERVED)},
     "frontend list": {
@@ -605,11 +614,32 @@ CLI: dict[str, dict[str, Proof]] = {
         for kind in ("http", "https")
         for verb in ("remove", "activate", "deactivate")
     },
-    "listener tcp add": {"": Refused(("listener", "tcp", "add", "-a", "127.0.0.1:9"))},
+    "listener tcp add": {
+        "": Tested(_TCP_CLI),
+        "--address": Tested(_TCP_CLI),
+        "--front-timeout": Tested(_TCP_CLI),
+        "--public-address": Tested(_SOZU_LINES),
+        "--expect-proxy": Tested(_SOZU_LINES),
+        "--back-timeout": Tested(_LISTENER_ADD),
+        "--connect-timeout": Tested(_LISTENER_ADD),
+    },
+    "listener tcp update": {
+        "": Tested(_SOZU_LINES),
+        "--address": Tested(_SOZU_LINES),
+        "--front-timeout": Tested(_SOZU_LINES),
+        "--expect-proxy": Tested(_SOZU_LINES),
+        "--no-expect-proxy": Tested(_LISTENER_UPDATE),
+        "--public-address": Tested(_LISTENER_UPDATE),
+        "--back-timeout": Tested(_LISTENER_UPDATE),
+        "--connect-timeout": Tested(_LISTENER_UPDATE),
+    },
+    **{
+        f"listener tcp {verb}": {"": Tested(_TCP_CLI), "--address": Tested(_TCP_CLI)}
+        for verb in ("remove", "activate", "deactivate")
+    },
     "listener udp add": {"": Refused(("listener", "udp", "add", "-a", "127.0.0.1:9"))},
     **{
-        f"listener {kind} {verb}": {"": Tested(_NOT_SERVED)}
-        for kind in ("tcp", "udp")
+        f"listener udp {verb}": {"": Tested(_NOT_SERVED)}
         for verb in ("remove", "activate", "deactivate", "update")
     },
     "listener list": {"": Tested(VERBS + "test_the_issue_walkthrough")},
