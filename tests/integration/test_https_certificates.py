@@ -76,7 +76,9 @@ def test_replace_under_load_answers_every_request(pysozu, backends, pki) -> None
     def keep_alive_client() -> None:
         try:
             with TlsClient(port, "a.example", pki.client_context()) as client:
-                while not stop.is_set() and len(statuses) < 2000:
+                # Bounded by `stop` (set within about 2 s of the replace) and a count high
+                # enough that a fast proxy cannot finish before the replace has returned.
+                while not stop.is_set() and len(statuses) < 200_000:
                     statuses.append(client.get("a.example").status)
         except BaseException as error:  # reported by the main thread
             errors.append(error)
