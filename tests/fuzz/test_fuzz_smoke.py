@@ -28,6 +28,7 @@ def test_every_target_is_found() -> None:
         "command_channel",
         "config_toml",
         "state_file",
+        "proxy_header",
     } <= set(TARGETS)
 
 
