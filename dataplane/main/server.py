@@ -18,8 +18,22 @@ from typing import Any
 import dataplane
 from dataplane.command.config import Config
 from dataplane.command.logs import LogTargetError, level_name, reopen_log_file, set_level
-from dataplane.command.messages import STATE_VERBS, HardStopOptions, Request
-from dataplane.command.responses import Event, EventKind, Response, ResponseStatus
+from dataplane.command.messages import (
+    STATE_VERBS,
+    HardStopOptions,
+    MetricDetail,
+    Request,
+    SetMetricDetail,
+)
+from dataplane.command.responses import (
+    Event,
+    EventKind,
+    MetricDetailStatus,
+    MetricDetailTransition,
+    Response,
+    ResponseContent,
+    ResponseStatus,
+)
 from dataplane.command.state import ConfigState
 from dataplane.command.statefile import write_state_file
 from dataplane.main import main_upgrade, notify, queries, reconfigure
@@ -35,12 +49,14 @@ from dataplane.main.heartbeat import Heartbeat
 from dataplane.main.jobs import Job, NoReply, Outcome, Reply, run_job
 from dataplane.main.listeners import ListenerSockets
 from dataplane.main.loop import EventLoop
+from dataplane.main.metric_leases import LeaseError, MetricLeases
 from dataplane.main.metrics_query import query_metrics
 from dataplane.main.prometheus import MainFigures
 from dataplane.main.prometheus_http import PrometheusEndpoint
 from dataplane.main.signals import SignalPipe
 from dataplane.main.statsd import StatsdPoller
 from dataplane.main.stopping import stop_workers
+from dataplane.main.tasks import Gather
 from dataplane.main.worker_upgrade import upgrade_worker
 from dataplane.main.workers import WorkerPool
 
@@ -50,7 +66,6 @@ EXIT_GRACE = 3.0
 
 NOT_SUPPORTED = {
     "launch_worker": "launch_worker (never implemented by sozu either)",
-    "set_metric_detail": "metrics detail leases",
     "set_health_check": "active health checks",
     # No worker serves UDP yet: refusing it keeps main from opening sockets whose datagrams
     # nobody would read (the config loader skips UDP listeners with a warning too).
@@ -114,6 +129,8 @@ class Supervisor:
         self.prometheus: PrometheusEndpoint | None = None  # prometheus_main.start_prometheus
         self.prometheus_address: str | None = None  # --prometheus-address (kept on upgrade)
         self.statsd: StatsdPoller | None = None  # run._start_statsd ([metrics] address)
+        configured = server_config.metrics.detail if server_config.metrics else None
+        self.leases = MetricLeases(configured or MetricDetail.DETAIL_CLUSTER)
         self.clients = ClientTable(
             self.loop,
             config.max_command_buffer_size,
@@ -277,6 +294,8 @@ class Supervisor:
                 return None
             case "logging":
                 return self._logging(body)
+            case "set_metric_detail":
+                return self._set_metric_detail(body)
             case "soft_stop":
                 return self._stop(body, reply, soft=True)
             case "hard_stop":
@@ -346,6 +365,54 @@ class Supervisor:
         log.info("main process %d took over; this one exits without touching the workers", pid)
         return Response.ok(
             f"Upgrade successful, closing main process. New main process has pid {pid}"
+        )
+
+    def _set_metric_detail(self, lease: SetMetricDetail) -> Job:
+        previous = self.leases.effective
+        try:
+            end = self.leases.apply(lease, time.monotonic())
+        except LeaseError as error:
+            return Response.failure(f"set_metric_detail: {error}")
+        if end is not None:
+            self.loop.call_later(end - time.monotonic() + 0.01, self._expire_leases)
+        effective = self.leases.effective
+        gather = yield self._send_metric_detail()
+        if effective != previous:
+            self._metric_detail_changed(previous, lease.client_id, "lease")
+        status = MetricDetailStatus(
+            configured=self.leases.configured, effective=effective, previous_effective=previous
+        )
+        content = ResponseContent.of(metric_detail_status=status)
+        if gather.failures:
+            return Response.failure(f"metric detail: {gather.failure_message()}")
+        return Response.ok(
+            f"metric detail is {effective.name} ({len(self.leases)} leases)", content
+        )
+
+    def _send_metric_detail(self) -> Gather:
+        detail = SetMetricDetail(client_id="main", detail=self.leases.effective)
+        return self.pool.scatter(Request.of(set_metric_detail=detail), self.timeout)
+
+    def _expire_leases(self) -> None:
+        previous = self.leases.effective
+        ended = self.leases.expire(time.monotonic())
+        if ended and self.leases.effective != previous:
+            self._send_metric_detail()  # answers are not awaited: a worker that misses it
+            # catches up at the next change or renewal
+            self._metric_detail_changed(previous, ended[0], "expired")
+
+    def _metric_detail_changed(self, previous: MetricDetail, client: str, kind: str) -> None:
+        transition = MetricDetailTransition(
+            previous_effective=previous,
+            effective=self.leases.effective,
+            transition_kind=kind,
+            client_id=client,
+        )
+        log.info(
+            "metric detail %s -> %s (%s %s)", previous.name, transition.effective.name, kind, client
+        )
+        self.events.emit(
+            "main", Event(kind=EventKind.METRIC_DETAIL_CHANGED, metric_detail=transition)
         )
 
     def _configure_metrics(self, request: Request) -> Job:

@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from dataplane.command.responses import EventKind
+from dataplane.command.messages import (
+    MetricDetail,
+    QueryMetricsOptions,
+    Request,
+    SetMetricDetail,
+)
+from dataplane.command.responses import EventKind, ResponseStatus
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -148,3 +154,47 @@ def test_worker_upgraded_and_metrics_configured(pysozu: Any, watcher_factory: An
     assert proxy.cli("upgrade", "--worker", "0", timeout=60).returncode == 0
     upgraded = watcher.wait_for(EventKind.WORKER_UPGRADED, timeout=10)
     assert upgraded is not None and upgraded["source"] == "main"
+
+
+def test_a_metric_detail_lease_raises_the_detail_until_it_ends(
+    pysozu: Any, backends: Any, watcher_factory: Any
+) -> None:
+    """sozu's set_metric_detail: backend figures while a lease asks for them (the configured
+    detail is `cluster`), an event when the effective detail changes, back when it expires."""
+    listen = pysozu.free_port()
+    proxy = pysozu.start(
+        "worker_count = 1\n"
+        + pysozu.http_config(listen, {"app": ("app.com", [backends.start("app-1")])}),
+        workers=1,
+    )
+    watcher = watcher_factory(proxy)
+
+    def backends_counted() -> list[object]:
+        assert pysozu.http_get(listen, "app.com") == (200, b"app-1")
+        answer = proxy.request(Request.of(query_metrics=QueryMetricsOptions()))
+        assert answer.content is not None
+        return [
+            backend
+            for cluster in answer.content.value.clusters.values()
+            for backend in cluster.backends
+        ]
+
+    assert backends_counted() == []  # detail `cluster`: no backend figures
+    lease = SetMetricDetail(
+        client_id="test", detail=MetricDetail.DETAIL_BACKEND, ttl_seconds=2, reason="debug"
+    )
+    answer = proxy.request(Request.of(set_metric_detail=lease))
+    assert answer.status == ResponseStatus.OK, answer.message
+    assert answer.content is not None
+    assert answer.content.value.effective == MetricDetail.DETAIL_BACKEND
+    changed = watcher.wait_for(EventKind.METRIC_DETAIL_CHANGED, timeout=5)
+    assert changed is not None
+    assert changed["metric_detail"]["effective"] == "DETAIL_BACKEND"
+    assert backends_counted() != []
+    expired = watcher.wait_for(EventKind.METRIC_DETAIL_CHANGED, timeout=10)
+    assert expired is not None and expired["metric_detail"]["transition_kind"] == "expired"
+    too_long = SetMetricDetail(
+        client_id="test", detail=MetricDetail.DETAIL_BACKEND, ttl_seconds=301
+    )
+    refused = proxy.request(Request.of(set_metric_detail=too_long))
+    assert refused.status == ResponseStatus.FAILURE and "ttl_seconds" in refused.message
