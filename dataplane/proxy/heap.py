@@ -17,7 +17,6 @@ the trim, 77 MB with pymalloc. See the README's "Memory" section.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 
@@ -28,10 +27,10 @@ MIN_SECONDS_BETWEEN = 2.0  # a trim costs about 1 ms, 20 ms right after a large 
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`, or None where the C library has none (musl, other systems)."""
-    name = ctypes.util.find_library("c")
+    """glibc's `malloc_trim`, or None where the C library has none (musl, other systems).
+    Looked up among the symbols the process already has (no `ldconfig` run at start)."""
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError, TypeError):
         return None
     trim.argtypes = [ctypes.c_size_t]

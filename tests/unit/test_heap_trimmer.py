@@ -1,0 +1,28 @@
+"""When a worker hands freed memory back to the system (dataplane/proxy/heap.py)."""
+
+from __future__ import annotations
+
+from dataplane.proxy.heap import CLOSED_BEFORE_TRIM, MIN_SECONDS_BETWEEN, HeapTrimmer, _malloc_trim
+
+
+def test_a_trim_follows_a_burst_of_closes_at_most_every_few_seconds() -> None:
+    calls: list[int] = []
+
+    def trim(pad: int) -> int:
+        calls.append(pad)
+        return 1
+
+    heap = HeapTrimmer(trim)
+    assert not heap.tick(now=0.0, closed=CLOSED_BEFORE_TRIM - 1)  # not enough closed yet
+    assert heap.tick(now=1.0, closed=CLOSED_BEFORE_TRIM)
+    assert calls == [0]
+    assert not heap.tick(now=1.0 + MIN_SECONDS_BETWEEN / 2, closed=10 * CLOSED_BEFORE_TRIM)
+    assert heap.tick(now=1.0 + MIN_SECONDS_BETWEEN, closed=10 * CLOSED_BEFORE_TRIM)
+    assert not heap.tick(now=100.0, closed=10 * CLOSED_BEFORE_TRIM)  # nothing closed since
+    assert heap.trims == 2
+
+
+def test_glibcs_malloc_trim_is_found_here() -> None:
+    trim = _malloc_trim()
+    assert trim is not None  # these machines and the image run glibc
+    assert trim(0) in (0, 1)
