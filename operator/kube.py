@@ -52,12 +52,12 @@ class KubeApi:
         self._discovery = kubernetes.client.DiscoveryV1Api(client)
 
     @classmethod
-    def from_environment(cls) -> KubeApi:
+    def from_environment(cls, timeout: float = DEFAULT_TIMEOUT) -> KubeApi:
         try:
             kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-        return cls(kubernetes.client.ApiClient())
+        return cls(kubernetes.client.ApiClient(), timeout)
 
     async def _call(
         self, method: Any, *args: Any, bound: float | None = None, **kwargs: Any

@@ -191,3 +191,19 @@ def test_events_are_retried_when_the_api_server_may_recover_and_dropped_when_ref
     asyncio.run(scenario())
     assert api.posted == ["First", "Third"]  # "Refused" got a 422: logged and dropped
     assert sleeps.delays == [0.5, 1.0]
+
+
+def test_api_timeout_and_election_id_flags() -> None:
+    from ingress_operator.cli import parser, settings_from
+
+    defaults = settings_from(parser().parse_args(["--command-socket", "s"]))
+    assert defaults.api_timeout == 10.0 and defaults.lease_name == "pysozu-ingress-leader"
+    chosen = settings_from(
+        parser().parse_args(
+            ["--command-socket", "s", "--api-timeout", "2.5", "--election-id", "edge-leader"]
+        )
+    )
+    assert chosen.api_timeout == 2.5 and chosen.lease_name == "edge-leader"
+    for bad in (["--api-timeout", "0"], ["--api-timeout", "x"], ["--election-id", "Not_A_Name"]):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["--command-socket", "s", *bad])
