@@ -110,3 +110,39 @@ def test_500s_and_silent_calls_are_retried_until_they_pass(world: World) -> None
     wait_for("the status", lambda: status_of(world, "app") == [{"ip": PUBLISHED}], 40)
     wait_for("the Event", lambda: "ServiceNotFound" in reasons(world, "ghost"), 40)
     assert world.health() == (200, "ok\n")
+
+
+# -- the dataplane going away and coming back -------------------------------------------------
+
+
+def test_readyz_is_503_from_a_dataplane_restart_until_the_state_is_back(world: World) -> None:
+    start(world, ingress("app", "app.example", "app"))
+    wait_for("traffic", lambda: world.get("app.example")[0] == 200)
+    world.processes["dataplane"].stop()
+    wait_for("/readyz 503 once the dataplane is gone", lambda: world.health("/readyz")[0] == 503)
+    assert world.health() == (200, "ok\n")  # alive: only not ready
+    world.start_dataplane()
+    # The restarted dataplane is empty: never ready before the routes are back.
+    while world.health("/readyz")[0] != 200:
+        time.sleep(0.02)
+    assert world.get("app.example")[0] == 200
+
+
+def test_the_first_push_starts_as_soon_as_the_command_socket_appears(world: World) -> None:
+    world.processes.pop("dataplane").stop()
+    world.socket.unlink(missing_ok=True)
+    world.backend("127.0.0.2", "app-0")
+    world.apply(
+        ingress_class(),
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        ingress("app", "app.example", "app"),
+    )
+    world.start_operator()
+    # Pushes fail meanwhile; the back-off grows to 8 s (after 0.5 + 1 + 2 + 4 s of retries).
+    wait_for("five failed pushes", lambda: operator_log(world).count("retrying in") >= 5)
+    world.start_dataplane()
+    appeared = time.monotonic()
+    wait_for("the first push", world.operator_ready, timeout=20)
+    assert time.monotonic() - appeared < 3
+    assert world.get("app.example")[0] == 200
