@@ -146,3 +146,12 @@ def test_the_first_push_starts_as_soon_as_the_command_socket_appears(world: Worl
     wait_for("the first push", world.operator_ready, timeout=20)
     assert time.monotonic() - appeared < 3
     assert world.get("app.example")[0] == 200
+
+
+def test_the_election_id_names_the_lease(world: World) -> None:
+    world.apply(ingress_class())
+    world.start_operator("--election-id", "edge-leader")
+    wait_for("the first push", world.operator_ready)
+    holder = wait_for("the edge-leader Lease", lambda: lease_holder(world, "edge-leader"))
+    assert lease_holder(world) is None  # the default Lease is left alone
+    assert holder
