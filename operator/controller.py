@@ -95,8 +95,10 @@ class Controller:
             self.settings.health_address, lambda: self.reconciler.ready, self.supervisor.problems
         )
         spawn = self.supervisor.spawn
+        # A loop beats between API calls: its bound leaves room for a few calls timing out.
+        api_stall = max(status.STALL_AFTER, 4 * self.settings.api_timeout)
         self._tasks.append(asyncio.create_task(self._await_listing(), name="startup-listing"))
-        spawn("events", self.events.post_forever, events.STALL_AFTER)
+        spawn("events", self.events.post_forever, max(events.STALL_AFTER, api_stall))
         spawn("reconciler", self.reconciler.run, reconciler.STALL_AFTER)
         spawn("dataplane-watch", self.reconciler.watch_dataplane, reconciler.STALL_AFTER)
         spawn("dataplane-resync", self.reconciler.resync_periodically, reconciler.STALL_AFTER)
@@ -106,8 +108,8 @@ class Controller:
             async def lease(heartbeat: Heartbeat) -> None:
                 await elector.run(on_elected, heartbeat)
 
-            spawn("lease", lease, status.STALL_AFTER)
-            spawn("status", self.status.run, status.STALL_AFTER)
+            spawn("lease", lease, api_stall)
+            spawn("status", self.status.run, api_stall)
         log.info(
             "pysozu ingress controller %s (class %s) -> %s",
             self.settings.render.controller_name,

@@ -175,6 +175,7 @@ class StatusPublisher:
         self.elector = elector
         self._latest: tuple[Rendered, Snapshot] | None = None
         self._wake = asyncio.Event()
+        self._beat = Heartbeat("status", STALL_AFTER)
 
     async def update(self, rendered: Rendered, snapshot: Snapshot) -> None:
         self._latest = (rendered, snapshot)
@@ -184,7 +185,7 @@ class StatusPublisher:
         self._wake.set()
 
     async def run(self, heartbeat: Heartbeat | None = None) -> None:
-        beat = heartbeat or Heartbeat("status", STALL_AFTER)
+        beat = self._beat = heartbeat or self._beat
         backoff = Backoff()
         retry: list[Change] = []
         while True:
@@ -247,6 +248,7 @@ class StatusPublisher:
                     log.warning("cannot write the status of %s: %s", key, failure)
                     if failure.status != 404:  # a deleted Ingress needs no status
                         failed.append((key, addresses, error))
+                self._beat.beat()  # thousands of writes to a slow API server are progress
 
         await asyncio.gather(*(write(*change) for change in changes))
         return failed

@@ -207,3 +207,29 @@ def test_api_timeout_and_election_id_flags() -> None:
     for bad in (["--api-timeout", "0"], ["--api-timeout", "x"], ["--election-id", "Not_A_Name"]):
         with pytest.raises(SystemExit):
             parser().parse_args(["--command-socket", "s", *bad])
+
+
+def test_status_writes_to_a_slow_api_server_are_progress() -> None:
+    """A thousand writes, each slow: the status loop beats after every one, never stuck."""
+    from pathlib import Path
+
+    from ingress_operator.settings import Settings
+    from ingress_operator.status import StatusPublisher
+
+    clock = Clock()
+
+    class SlowApi:
+        async def patch_ingress_status(self, key: ObjectKey, *_: Any) -> None:
+            clock.now += 10  # each write takes the API timeout
+            if key.name == "bad":
+                raise KubeError("500", 500)
+
+    elector = LeaseElector(SlowApi(), "ns", "lease", "me")  # type: ignore[arg-type]
+    publisher = StatusPublisher(SlowApi(), Settings(Path("s")), elector)  # type: ignore[arg-type]
+    beat = Heartbeat("status", 120, clock)
+    publisher._beat = beat
+    changes = [(ObjectKey("d", f"i{n}"), (("ip", "192.0.2.1"),), None) for n in range(30)]
+    changes.append((ObjectKey("d", "bad"), (("ip", "192.0.2.1"),), None))
+    failed = asyncio.run(publisher._apply(changes))
+    assert [key.name for key, _, _ in failed] == ["bad"]  # retried later, by the loop
+    assert beat.stalled() is None and clock.now - beat.last == 0
