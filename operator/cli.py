@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
 
 from ingress_operator.settings import (
     DEFAULT_CONTROLLER_NAME,
+    DEFAULT_ELECTION_ID,
     DEFAULT_INGRESS_CLASS,
     RenderSettings,
     Settings,
 )
 
 from dataplane.command.address import SocketAddress
+
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def _address(text: str) -> SocketAddress:
@@ -30,6 +34,23 @@ def _namespaced_name(text: str) -> tuple[str, str]:
     if not sep or not namespace or not name or "/" in name:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAMESPACE/NAME")
     return namespace, name
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _lease_name(text: str) -> str:
+    """A Lease name is a DNS subdomain: lowercase alphanumerics, '-' and '.', 253 at most."""
+    if not _SUBDOMAIN.fullmatch(text) or len(text) > 253:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid Lease name")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -90,6 +111,21 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait for this much quiet before pushing (default: %(default)s)",
     )
+    p.add_argument(
+        "--election-id",
+        default=DEFAULT_ELECTION_ID,
+        type=_lease_name,
+        metavar="NAME",
+        help="the Lease the replicas elect their status writer with; one per release "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--api-timeout",
+        type=_positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="bound of one Kubernetes API call, retries included (default: %(default)s)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p  # fmt: skip
 
@@ -110,6 +146,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         publish_service=args.publish_service,
         health_address=args.health_address,
         debounce_seconds=max(0.0, args.debounce),
+        lease_name=args.election_id,
+        api_timeout=args.api_timeout,
     )
 
 
@@ -120,7 +158,7 @@ async def run(settings: Settings) -> None:
     from ingress_operator.indices import build_registry
     from ingress_operator.kube import KubeApi
 
-    controller = Controller(settings, KubeApi.from_environment())
+    controller = Controller(settings, KubeApi.from_environment(settings.api_timeout))
     await kopf.operator(
         registry=build_registry(),
         memo=kopf.Memo(controller=controller),

@@ -2,7 +2,8 @@
 
 Started by kopf's startup handler (inside kopf's event loop) and stopped by its cleanup
 handler. Background tasks are operator-level, never per object: kopf would put finalizers on
-users' objects for per-object daemons and timers.
+users' objects for per-object daemons and timers. Each runs supervised (supervision.py): an
+exception restarts it after a back-off, and /healthz fails while one is dead or stuck.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
+from ingress_operator import events, reconciler, status
 from ingress_operator.events import EventRecorder
 from ingress_operator.health import serve_health
 from ingress_operator.indices import FIELD_SELECTORS, RESOURCES, Indices
@@ -27,6 +27,7 @@ from ingress_operator.reconciler import Reconciler
 from ingress_operator.render import Rendered
 from ingress_operator.settings import Settings
 from ingress_operator.status import LeaseElector, StatusPublisher
+from ingress_operator.supervision import Heartbeat, Supervisor
 
 log = logging.getLogger("pysozu.ingress")
 
@@ -59,6 +60,7 @@ class Controller:
             self._elector = LeaseElector(api, namespace, settings.lease_name, identity)
             self.status = StatusPublisher(api, settings, self._elector)
         self._health: web.AppRunner | None = None
+        self.supervisor = Supervisor()
         self._tasks: list[asyncio.Task[None]] = []
 
     def snapshot(self) -> Snapshot | None:
@@ -88,21 +90,26 @@ class Controller:
         if self.status is not None:
             await self.status.update(rendered, snapshot)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coroutine, name=name))
-
     async def start(self) -> None:
         self._health = await serve_health(
-            self.settings.health_address, lambda: self.reconciler.ready
+            self.settings.health_address, lambda: self.reconciler.ready, self.supervisor.problems
         )
-        self.events.start()
-        self._spawn(self._await_listing(), "startup-listing")
-        self._spawn(self.reconciler.run(), "reconciler")
-        self._spawn(self.reconciler.watch_dataplane(), "dataplane-watch")
-        self._spawn(self.reconciler.resync_periodically(), "dataplane-resync")
+        spawn = self.supervisor.spawn
+        # A loop beats between API calls: its bound leaves room for a few calls timing out.
+        api_stall = max(status.STALL_AFTER, 4 * self.settings.api_timeout)
+        self._tasks.append(asyncio.create_task(self._await_listing(), name="startup-listing"))
+        spawn("events", self.events.post_forever, max(events.STALL_AFTER, api_stall))
+        spawn("reconciler", self.reconciler.run, reconciler.STALL_AFTER)
+        spawn("dataplane-watch", self.reconciler.watch_dataplane, reconciler.STALL_AFTER)
+        spawn("dataplane-resync", self.reconciler.resync_periodically, reconciler.STALL_AFTER)
         if self._elector is not None and self.status is not None:
-            self._spawn(self._elector.run(self.status.on_elected), "lease")
-            self._spawn(self.status.run(), "status")
+            elector, on_elected = self._elector, self.status.on_elected
+
+            async def lease(heartbeat: Heartbeat) -> None:
+                await elector.run(on_elected, heartbeat)
+
+            spawn("lease", lease, api_stall)
+            spawn("status", self.status.run, api_stall)
         log.info(
             "pysozu ingress controller %s (class %s) -> %s",
             self.settings.render.controller_name,
@@ -117,7 +124,7 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.events.stop()
+        await self.supervisor.stop()
         await self.reconciler.client.close()
         if self._health is not None:
             await self._health.cleanup()

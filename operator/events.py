@@ -3,6 +3,9 @@
 A problem is posted when first seen and again only after `repeat_after` seconds while it
 persists. Posting runs in the background through a bounded queue: a slow API server never
 slows reconciling, and a flood of problems is dropped (and logged) rather than kept in memory.
+A post that fails for a reason that may pass (no answer, 5xx, 429) is retried with back-off
+(capped) while later Events wait in the queue; one the API server refuses (other 4xx) is logged
+and dropped.
 """
 
 from __future__ import annotations
@@ -17,16 +20,31 @@ from collections.abc import Iterable, Mapping
 from ingress_operator.kube import KubeApi, KubeError
 from ingress_operator.model import ObjectKey
 from ingress_operator.render import Problem
+from ingress_operator.supervision import Backoff, Heartbeat, Sleep
 
 log = logging.getLogger("pysozu.ingress.events")
 
 _QUEUE_SIZE = 1000
 _MEMORY = 10_000
+IDLE_BEAT = 10.0  # an idle poster still beats this often
+STALL_AFTER = 120.0  # /healthz: the poster is stuck after this long without a beat
+
+
+def retryable(error: KubeError) -> bool:
+    """No answer, a server error or throttling may pass; another 4xx will not."""
+    return error.status is None or error.status >= 500 or error.status == 429
 
 
 class EventRecorder:
-    def __init__(self, api: KubeApi | None, component: str, repeat_after: float = 3600.0) -> None:
+    def __init__(
+        self,
+        api: KubeApi | None,
+        component: str,
+        repeat_after: float = 3600.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.api = api
+        self._sleep = sleep
         self.component = component
         self.repeat_after = repeat_after
         self._posted: OrderedDict[Problem, float] = OrderedDict()
@@ -34,7 +52,8 @@ class EventRecorder:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._post_forever(), name="pysozu-ingress-events")
+        """Post in an unsupervised task (tests); the controller supervises `post_forever`."""
+        self._task = asyncio.create_task(self.post_forever(), name="pysozu-ingress-events")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -63,19 +82,39 @@ class EventRecorder:
         """Allow a problem to be posted again at once (it was solved, then came back)."""
         self._posted.pop(problem, None)
 
-    async def _post_forever(self) -> None:
+    async def post_forever(self, heartbeat: Heartbeat | None = None) -> None:
+        beat = heartbeat or Heartbeat("events", STALL_AFTER)
+        backoff = Backoff()
         while True:
-            problem, uid = await self._queue.get()
-            if self.api is None:
-                continue
+            beat.beat()
             try:
-                await self.api.post_event(
-                    problem.ingress,
-                    uid,
-                    problem.type,
-                    problem.reason,
-                    problem.message,
-                    self.component,
-                )
-            except KubeError as error:
-                log.error("cannot post an event on %s: %s", problem.ingress, error)
+                async with asyncio.timeout(IDLE_BEAT):
+                    problem, uid = await self._queue.get()
+            except TimeoutError:
+                continue
+            while self.api is not None:
+                try:
+                    await self.api.post_event(
+                        problem.ingress,
+                        uid,
+                        problem.type,
+                        problem.reason,
+                        problem.message,
+                        self.component,
+                    )
+                except KubeError as error:
+                    if not retryable(error):
+                        log.error("cannot post an event on %s: %s", problem.ingress, error)
+                        break
+                    delay = backoff.next()
+                    log.warning(
+                        "cannot post an event on %s (%s); retrying in %.1fs",
+                        problem.ingress,
+                        error,
+                        delay,
+                    )
+                    await self._sleep(delay)
+                    beat.beat()
+                else:
+                    backoff.reset()
+                    break

@@ -1,4 +1,9 @@
-"""/healthz (the process answers) and /readyz (the first full state is in the dataplane)."""
+"""/healthz (every supervised task alive and making progress) and /readyz (the dataplane holds
+the state: the first full push, and again after a dataplane restart).
+
+/healthz answers 503 naming the tasks that are dead or stuck, so a liveness probe restarts a
+controller whose loops can no longer do their work, instead of trusting a process that answers.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,20 @@ from aiohttp import web
 from dataplane.command.address import SocketAddress
 
 
-async def serve_health(address: SocketAddress, is_ready: Callable[[], bool]) -> web.AppRunner:
+async def serve_health(
+    address: SocketAddress,
+    is_ready: Callable[[], bool],
+    problems: Callable[[], list[str]] = list,
+) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
+        if found := problems():
+            return web.Response(status=503, text="".join(f"{line}\n" for line in found))
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
         if is_ready():
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="the first state is not pushed yet\n")
+        return web.Response(status=503, text="the state is not pushed to the dataplane yet\n")
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

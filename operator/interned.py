@@ -49,8 +49,11 @@ def _interned(key: tuple[object, ...], build: Callable[[], Request | None]) -> E
     return entry
 
 
-def backend(cluster_id: str, ip: str, port: int, weight: int | None) -> Encoded | None:
-    """`add_backend` for an endpoint (None when the address is not an IP address)."""
+def backend(
+    cluster_id: str, ip: str, port: int, weight: int | None, backup: bool = False
+) -> Encoded | None:
+    """`add_backend` for an endpoint (None when the address is not an IP address); a
+    terminating endpoint is a backup backend (see render.py)."""
 
     def build() -> Request | None:
         try:
@@ -63,10 +66,11 @@ def backend(cluster_id: str, ip: str, port: int, weight: int | None) -> Encoded 
             backend_id=str(address),
             address=address,
             load_balancing_parameters=params,
+            backup=True if backup else None,
         )
         return Request.of(add_backend=body)
 
-    return _interned(("backend", cluster_id, ip, port, weight), build)
+    return _interned(("backend", cluster_id, ip, port, weight, backup), build)
 
 
 def frontend(

@@ -3,6 +3,10 @@
 kopf watches; these calls post Events, write `status.loadBalancer` and hold the Lease. They use
 the official client with the same credentials kopf finds (in-cluster service account, else
 KUBECONFIG), each call in a worker thread so the event loop never blocks.
+
+Every call is bounded: urllib3 gets a connect and read timeout, and the whole call (urllib3's
+own retries included) is abandoned after `timeout` seconds. Every failure of a call, whatever
+the library raises for it (urllib3's `MaxRetryError` is not an OSError), is a `KubeError`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kubernetes
+import urllib3
 from ingress_operator.model import ObjectKey
 
 log = logging.getLogger("pysozu.ingress.kube")
@@ -32,28 +37,44 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+DEFAULT_TIMEOUT = 10.0  # seconds for one API call, retries included
+_LIST_TIMEOUT = 60.0  # the startup listing of every watched object may be large
+
+
 class KubeApi:
-    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+    def __init__(
+        self, client: kubernetes.client.ApiClient, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.timeout = timeout
         self._core = kubernetes.client.CoreV1Api(client)
         self._networking = kubernetes.client.NetworkingV1Api(client)
         self._coordination = kubernetes.client.CoordinationV1Api(client)
         self._discovery = kubernetes.client.DiscoveryV1Api(client)
 
     @classmethod
-    def from_environment(cls) -> KubeApi:
+    def from_environment(cls, timeout: float = DEFAULT_TIMEOUT) -> KubeApi:
         try:
             kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-        return cls(kubernetes.client.ApiClient())
+        return cls(kubernetes.client.ApiClient(), timeout)
 
-    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _call(
+        self, method: Any, *args: Any, bound: float | None = None, **kwargs: Any
+    ) -> Any:
+        """Call `method` in a thread; `bound` (default: the API's timeout) limits the whole call."""
+        timeout = bound or self.timeout
+        kwargs.setdefault("_request_timeout", (min(5.0, timeout), timeout))
         try:
-            return await asyncio.to_thread(method, *args, **kwargs)
+            # The thread cannot be cancelled; past the bound it is left to urllib3's timeouts.
+            return await asyncio.wait_for(asyncio.to_thread(method, *args, **kwargs), timeout)
         except kubernetes.client.ApiException as error:
             raise KubeError(f"{error.status} {error.reason}", error.status) from None
-        except (OSError, ValueError) as error:  # connection problems, bad answers
-            raise KubeError(str(error)) from None
+        except TimeoutError:
+            raise KubeError(f"no answer within {timeout:.0f}s") from None
+        except (OSError, ValueError, urllib3.exceptions.HTTPError) as error:
+            # connection refused or reset, timeouts, retries exhausted, unreadable answers
+            raise KubeError(f"{type(error).__name__}: {error}") from None
 
     def _listers(self, resource: tuple[str, ...]) -> tuple[Any, Any]:
         """(list in all namespaces, list in one namespace) for a watched resource."""
@@ -91,7 +112,7 @@ class KubeApi:
             if namespaces and in_namespace is not None:
                 calls = [(in_namespace, (namespace,)) for namespace in namespaces]
             for method, args in calls:
-                raw = await self._call(method, *args, **options)
+                raw = await self._call(method, *args, bound=_LIST_TIMEOUT, **options)
                 try:
                     listed = json.loads(raw.data)
                 except ValueError as error:

@@ -111,6 +111,7 @@ class Service:
 class Endpoint:
     address: str
     pod: str | None
+    terminating: bool = False  # terminating but still serving: only for what is under way
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class EndpointSlice:
     key: ObjectKey
     service: str
     ports: tuple[ServicePort, ...]  # name -> container port
-    ready: tuple[Endpoint, ...]  # only endpoints that may receive traffic
+    ready: tuple[Endpoint, ...]  # endpoints that may receive traffic (see parse_endpoint_slice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,19 +271,36 @@ def parse_service(body: Mapping[str, Any]) -> Service:
     )
 
 
+def endpoint_state(conditions: Mapping[str, Any]) -> bool | None:
+    """None: no traffic; False: in rotation; True: terminating but serving.
+
+    As Traefik reads EndpointSlice conditions: an endpoint is used while it is ready or serving,
+    and one that is terminating but serving gets no new requests ("fenced"); ingress-nginx
+    drops it (it is no longer ready) and lets requests under way finish. API conventions: an
+    unknown `ready` (null) is ready, an unknown `serving` is `ready`, an unknown `terminating`
+    is false.
+    """
+    ready = conditions.get("ready") is not False
+    serving = conditions.get("serving")
+    serving = ready if serving is None else serving is True
+    if conditions.get("terminating") is True:
+        return True if serving else None
+    return False if ready else None
+
+
 def parse_endpoint_slice(body: Mapping[str, Any]) -> EndpointSlice:
     labels = _str_map(_dict(body.get("metadata")).get("labels"))
     ready = []
     if _str(body.get("addressType")) in ("IPv4", "IPv6"):
         for endpoint in _list(body.get("endpoints")):
             endpoint = _dict(endpoint)
-            # API convention: an unknown readiness (null) is to be read as ready.
-            if _dict(endpoint.get("conditions")).get("ready", True) is False:
+            terminating = endpoint_state(_dict(endpoint.get("conditions")))
+            if terminating is None:
                 continue
             pod = _str(_dict(endpoint.get("targetRef")).get("name"))
             for address in _list(endpoint.get("addresses")):
                 if isinstance(address, str):
-                    ready.append(Endpoint(address, pod))
+                    ready.append(Endpoint(address, pod, terminating))
     return EndpointSlice(
         key=_key(body),
         service=labels.get(SERVICE_NAME_LABEL, ""),

@@ -6,8 +6,11 @@
 - A FAILURE answer becomes an Event on the Ingress the request came from; the push is retried
   with exponential back-off (the next diff holds exactly what is still missing).
 - The dataplane going away (socket closed, seen at once on an event subscription) forgets the
-  applied state: the next push starts with a resync (the dataplane's own state file) and sends
-  whatever it lacks (all of it after a restart). A periodic resync catches hand-made drift.
+  applied state and makes the controller unready: the next push starts with a resync (the
+  dataplane's own state file) and sends whatever it lacks (all of it after a restart); ready
+  again once it is all there. A periodic resync catches hand-made drift.
+- The command socket appearing (a dataplane starting, or back) cuts any back-off short: the
+  push starts at once.
 - Requests are pipelined (a few in flight); a first sync of thousands goes as state files
   (`load_state`), which main applies without a round trip per request.
 """
@@ -15,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -31,6 +35,7 @@ from ingress_operator.events import EventRecorder
 from ingress_operator.model import Snapshot
 from ingress_operator.render import Problem, Rendered, render
 from ingress_operator.settings import Settings
+from ingress_operator.supervision import Backoff, Heartbeat
 
 from dataplane.command.messages import Empty, Request
 from dataplane.command.responses import ResponseStatus
@@ -42,18 +47,10 @@ OnPushed = Callable[[Rendered, Snapshot], Awaitable[None]]
 # From this many requests on (a first sync), a push goes as state files through `load_state`.
 BULK_REQUESTS = 500
 BULK_CHUNK = 1000
-
-
-class Backoff:
-    def __init__(self, first: float = 0.5, limit: float = 30.0) -> None:
-        self.first, self.limit, self.current = first, limit, 0.0
-
-    def next(self) -> float:
-        self.current = min(self.limit, self.current * 2 if self.current else self.first)
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
+IDLE_BEAT = 10.0  # idle loops still beat this often
+# /healthz: stuck after this long without a beat (a push of thousands, or 30 s timeouts of a
+# silent dataplane, are progress too slow to beat within; this bound is well above them).
+STALL_AFTER = 300.0
 
 
 class Reconciler:
@@ -79,6 +76,7 @@ class Reconciler:
         self._desired = DesiredState()
         self._in_sync = False  # the dataplane holds the desired state as last rendered
         self._wake = asyncio.Event()
+        self._dataplane_up = asyncio.Event()  # the command socket answered: retry at once
         self._backoff = Backoff()
 
     def trigger(self) -> None:
@@ -91,16 +89,33 @@ class Reconciler:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    def dataplane_restarted(self) -> None:
+        """The dataplane went away: it may come back empty, so unready until pushed again."""
+        if self.ready:
+            log.warning("unready until the state is pushed to the dataplane again")
+        self.ready = False
+        self.dataplane_lost()
+
+    async def run(self, heartbeat: Heartbeat | None = None) -> None:
+        beat = heartbeat or Heartbeat("reconciler", STALL_AFTER)
         while True:
-            await self._wake.wait()
+            beat.beat()
+            try:
+                async with asyncio.timeout(IDLE_BEAT):
+                    await self._wake.wait()
+            except TimeoutError:
+                continue
             await self._debounce()
+            self._dataplane_up.clear()
             if await self.reconcile_once():
                 self._backoff.reset()
             else:
                 delay = self._backoff.next()
-                log.info("retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
+                log.info("retrying in %.1fs (at once if the dataplane comes up)", delay)
+                beat.beat()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._dataplane_up.wait()
                 self.trigger()
 
     async def _debounce(self) -> None:
@@ -218,32 +233,51 @@ class Reconciler:
 
     # -- noticing a restarted or drifted dataplane --------------------------------------------
 
-    async def watch_dataplane(self) -> None:
-        """Hold an event subscription: main closes it only when it goes away."""
-        backoff = Backoff(first=0.2, limit=5.0)
+    async def watch_dataplane(self, heartbeat: Heartbeat | None = None) -> None:
+        """Hold an event subscription: main closes it only when it goes away. The socket is
+        tried every second while it is absent, so a starting dataplane is seen at once."""
+        beat = heartbeat or Heartbeat("dataplane-watch", STALL_AFTER)
+        backoff = Backoff(first=0.2, limit=1.0)
         first = True
         while True:
+            beat.beat()
             watcher = DataplaneClient(self.settings.command_socket)
             try:
                 await watcher.connect()
                 await watcher.send_only(Request.of(subscribe_events=Empty()))
             except DataplaneError:
+                await watcher.close()
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
             if not first:
                 log.info("dataplane is back: resyncing")
-                self.dataplane_lost()
+                self.dataplane_restarted()
             first = False
-            await watcher.wait_closed()
+            self._dataplane_up.set()
+            closed = asyncio.ensure_future(watcher.wait_closed())
+            try:
+                while not closed.done():
+                    beat.beat()
+                    await asyncio.wait({closed}, timeout=IDLE_BEAT)
+            finally:
+                closed.cancel()
+                await watcher.close()
             log.warning("dataplane connection closed")
             await self.client.close()
-            self.dataplane_lost()
+            self.dataplane_restarted()
 
-    async def resync_periodically(self) -> None:
+    async def resync_periodically(self, heartbeat: Heartbeat | None = None) -> None:
         """Now and then, read the dataplane's state again: what someone changed by hand (or a
         dataplane restart this side missed) is put back by the next diff."""
+        beat = heartbeat or Heartbeat("dataplane-resync", STALL_AFTER)
+        step = min(IDLE_BEAT, self.resync_interval)
+        elapsed = 0.0
         while True:
-            await asyncio.sleep(self.resync_interval)
-            if self._in_sync:
-                self.dataplane_lost()
+            beat.beat()
+            await asyncio.sleep(step)
+            elapsed += step
+            if elapsed >= self.resync_interval:
+                elapsed = 0.0
+                if self._in_sync:
+                    self.dataplane_lost()

@@ -37,6 +37,7 @@ from ingress_operator.ingress_semantics import (
 from ingress_operator.interned import Encoded
 from ingress_operator.model import (
     BackendRef,
+    Endpoint,
     Ingress,
     ObjectKey,
     Snapshot,
@@ -304,19 +305,23 @@ class _Renderer:
             )
             return
         weights = self.clusters[cid][2].weights
-        seen: set[tuple[str, int]] = set()
+        chosen: dict[tuple[str, int], Endpoint] = {}
         for endpoint_slice in self.snapshot.slices.get(service.key, ()):
             target = next((p.port for p in endpoint_slice.ports if p.name == port.name), None)
             if target is None:
                 continue
             for endpoint in endpoint_slice.ready:
-                if (endpoint.address, target) in seen:
-                    continue
-                seen.add((endpoint.address, target))
-                weight = weights.get(endpoint.pod or "", weights.get(endpoint.address))
-                entry = interned.backend(cid, endpoint.address, target, weight)
-                if entry is not None:
-                    yield entry
+                known = chosen.get((endpoint.address, target))
+                if known is None or (known.terminating and not endpoint.terminating):
+                    chosen[endpoint.address, target] = endpoint
+        # A terminating but serving endpoint is a backup backend: no new requests while another
+        # is in rotation, requests under way finish (it stays in the dataplane); when every
+        # endpoint is terminating, they serve rather than a 503, as kube-proxy does (KEP-1669).
+        for (address, target), endpoint in chosen.items():
+            weight = weights.get(endpoint.pod or "", weights.get(address))
+            entry = interned.backend(cid, address, target, weight, endpoint.terminating)
+            if entry is not None:
+                yield entry
 
     def requests(self) -> list[Encoded]:
         http, https = self.settings.http_address, self.settings.https_address

@@ -12,6 +12,7 @@ DEFAULT_INGRESS_CLASS = "pysozu"
 DEFAULT_HTTP_ADDRESS = SocketAddress.parse("0.0.0.0:8080")
 DEFAULT_HTTPS_ADDRESS = SocketAddress.parse("0.0.0.0:8443")
 DEFAULT_HEALTH_ADDRESS = SocketAddress.parse("0.0.0.0:10254")
+DEFAULT_ELECTION_ID = "pysozu-ingress-leader"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Settings:
     publish_service: tuple[str, str] | None = None  # (namespace, name)
     health_address: SocketAddress = DEFAULT_HEALTH_ADDRESS
     debounce_seconds: float = 0.2
-    lease_name: str = "pysozu-ingress-leader"
+    lease_name: str = DEFAULT_ELECTION_ID
+    api_timeout: float = 10.0  # seconds for one Kubernetes API call
     lease_namespace: str | None = None  # None: the pod's namespace
     identity: str = field(default="")

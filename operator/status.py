@@ -7,6 +7,10 @@ nothing. An Ingress that fails closed (an access restriction pysozu cannot enfor
 address with the error `pysozu.io/AnnotationNotEnforced` on each listener port (Ingress status
 has no conditions); its Events name the annotation.
 The address: --publish-address, else the --publish-service Service's, else the pod's own.
+
+Both loops outlive API failures: the Lease is tried again with back-off (an unreachable API
+server means we are not the leader), and status writes that failed are retried with back-off
+until they pass or a newer state supersedes them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ingress_operator.kube import KubeApi, KubeError, now
 from ingress_operator.model import ObjectKey, Snapshot
 from ingress_operator.render import Rendered
 from ingress_operator.settings import Settings
+from ingress_operator.supervision import Backoff, Heartbeat, Sleep
 
 log = logging.getLogger("pysozu.ingress.status")
 
@@ -32,6 +37,9 @@ Addresses = tuple[tuple[str, str], ...]
 # status has no conditions; `ports[].error` takes a CamelCase value, prefixed by our domain).
 REFUSED_ERROR = "pysozu.io/" + NOT_ENFORCED
 _PARALLEL_WRITES = 8
+IDLE_BEAT = 10.0  # an idle status writer still beats this often
+STALL_AFTER = 120.0  # /healthz: a loop is stuck after this long without a beat
+Change = tuple[ObjectKey, Addresses, str | None]
 
 
 def _micro_time(stamp: datetime.datetime) -> str:
@@ -74,20 +82,36 @@ def publish_addresses(settings: Settings, snapshot: Snapshot) -> Addresses:
 
 class LeaseElector:
     def __init__(
-        self, api: KubeApi, namespace: str, name: str, identity: str, duration: int = 15
+        self,
+        api: KubeApi,
+        namespace: str,
+        name: str,
+        identity: str,
+        duration: int = 15,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.api = api
+        self._sleep = sleep
         self.namespace, self.name, self.identity = namespace, name, identity
         self.duration = duration
         self.is_leader = False
 
-    async def run(self, on_elected: Any) -> None:
-        """Try to take or renew the Lease every third of its duration, forever."""
+    async def run(self, on_elected: Any, heartbeat: Heartbeat | None = None) -> None:
+        """Try to take or renew the Lease every third of its duration, forever; after a
+        failure, sooner (back-off from 0.5 s up to that third)."""
+        beat = heartbeat or Heartbeat("lease", STALL_AFTER)
+        backoff = Backoff(limit=self.duration / 3)
         while True:
+            beat.beat()
+            failed = True
             try:
                 leader = await self._try_acquire()
+                failed = False
             except KubeError as error:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, error)
+                leader = False
+            except Exception:  # a bug or an odd answer: logged, and the Lease is tried again
+                log.exception("lease %s/%s", self.namespace, self.name)
                 leader = False
             if leader != self.is_leader:
                 log.info(
@@ -99,7 +123,11 @@ class LeaseElector:
                 self.is_leader = leader
                 if leader:
                     await on_elected()
-            await asyncio.sleep(self.duration / 3)
+            if failed:
+                await self._sleep(backoff.next())
+            else:
+                backoff.reset()
+                await self._sleep(self.duration / 3)
 
     async def _try_acquire(self) -> bool:
         stamp = now()
@@ -147,6 +175,7 @@ class StatusPublisher:
         self.elector = elector
         self._latest: tuple[Rendered, Snapshot] | None = None
         self._wake = asyncio.Event()
+        self._beat = Heartbeat("status", STALL_AFTER)
 
     async def update(self, rendered: Rendered, snapshot: Snapshot) -> None:
         self._latest = (rendered, snapshot)
@@ -155,19 +184,42 @@ class StatusPublisher:
     async def on_elected(self) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
+    async def run(self, heartbeat: Heartbeat | None = None) -> None:
+        beat = self._beat = heartbeat or self._beat
+        backoff = Backoff()
+        retry: list[Change] = []
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self.elector.is_leader and self._latest is not None:
-                await self._write(*self._latest)
+            beat.beat()
+            try:
+                async with asyncio.timeout(backoff.next() if retry else IDLE_BEAT):
+                    await self._wake.wait()
+            except TimeoutError:
+                if not (retry and self.elector.is_leader):
+                    retry = []
+                    continue
+                changes = retry
+            else:
+                self._wake.clear()
+                if not (self.elector.is_leader and self._latest is not None):
+                    retry = []
+                    continue
+                changes = self._changes(*self._latest)
+            retry = await self._apply(changes)
+            if retry:
+                log.warning("%d status writes failed; retrying", len(retry))
+            else:
+                backoff.reset()
 
-    async def _write(self, rendered: Rendered, snapshot: Snapshot) -> None:
+    async def _write(self, rendered: Rendered, snapshot: Snapshot) -> list[Change]:
+        """Write what differs; return the writes that failed."""
+        return await self._apply(self._changes(rendered, snapshot))
+
+    def _changes(self, rendered: Rendered, snapshot: Snapshot) -> list[Change]:
         ours = publish_addresses(self.settings, snapshot)
         if not ours:
             log.warning("no address to publish in Ingress status yet")
-            return
-        changes: list[tuple[ObjectKey, Addresses, str | None]] = []
+            return []
+        changes: list[Change] = []
         for key, ingress in snapshot.ingresses.items():
             if key in rendered.served:
                 error = REFUSED_ERROR if key in rendered.refused else None
@@ -175,11 +227,15 @@ class StatusPublisher:
                     changes.append((key, ours, error))
             elif ingress.status_addresses == ours:
                 changes.append((key, (), None))
+        return changes
+
+    async def _apply(self, changes: list[Change]) -> list[Change]:
         if not changes:
-            return
+            return []
         semaphore = asyncio.Semaphore(_PARALLEL_WRITES)
         render = self.settings.render
         ports = (render.http_address.port, render.https_address.port)
+        failed: list[Change] = []
 
         async def write(key: ObjectKey, addresses: Addresses, error: str | None) -> None:
             async with semaphore:
@@ -190,5 +246,9 @@ class StatusPublisher:
                         await self.api.patch_ingress_status(key, addresses, error, ports)
                 except KubeError as failure:
                     log.warning("cannot write the status of %s: %s", key, failure)
+                    if failure.status != 404:  # a deleted Ingress needs no status
+                        failed.append((key, addresses, error))
+                self._beat.beat()  # thousands of writes to a slow API server are progress
 
         await asyncio.gather(*(write(*change) for change in changes))
+        return failed

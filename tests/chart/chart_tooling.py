@@ -80,9 +80,12 @@ def run_tool(tool: str, *args: str, stdin: str | None = None, timeout: float = 6
 
 
 def helm_template(
-    values_files: Iterable[Path] = (), set_values: Iterable[str] = (), kube_version: str = ""
+    values_files: Iterable[Path] = (),
+    set_values: Iterable[str] = (),
+    kube_version: str = "",
+    release: str = RELEASE,
 ) -> str:
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, *IMAGE_VALUES]
+    args = ["template", release, str(CHART), "--namespace", NAMESPACE, *IMAGE_VALUES]
     for values_file in values_files:
         args += ["--values", str(values_file)]
     for assignment in set_values:

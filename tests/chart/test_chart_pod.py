@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +22,13 @@ from chart_tooling import (
     SCENARIOS,
     by_kind,
     container,
+    helm_template,
+    load_documents,
     one,
     pod_spec,
     project_version,
 )
-from ingress_operator.settings import Settings
+from ingress_operator.cli import parser
 
 # Everything pysozu-ingress does, as (API group, resource, verb): list and watch what its kopf
 # indices cover (it never GETs them), patch Ingress status, post Events (operator/kube.py).
@@ -43,16 +44,22 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     ("networking.k8s.io", "ingresses/status", "patch"),
     ("", "events", "create"),
 }
-# Leader election for status writes, in the release namespace only, on one named Lease.
-EXPECTED_NAMESPACE_RULES = [
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-    {
-        "apiGroups": ["coordination.k8s.io"],
-        "resources": ["leases"],
-        "resourceNames": [Settings(command_socket=Path("unused")).lease_name],
-        "verbs": ["get", "patch"],
-    },
-]
+
+
+def expected_namespace_rules(lease: str) -> list[dict[str, Any]]:
+    """Leader election for status writes, in the release namespace only, on the release's
+    own Lease (the one --election-id names)."""
+    return [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [lease],
+            "verbs": ["get", "patch"],
+        },
+    ]
+
+
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
 
 pytestmark = pytest.mark.timeout(300)
@@ -211,7 +218,8 @@ def test_rbac_grants_exactly_what_the_controller_needs(
     cluster_role = one(objects, "ClusterRole")
     assert permissions(cluster_role["rules"]) == EXPECTED_CLUSTER_PERMISSIONS
     role = one(objects, "Role")
-    assert role["rules"] == EXPECTED_NAMESPACE_RULES
+    (lease,) = controller_flags(pod_spec(objects))["--election-id"]
+    assert role["rules"] == expected_namespace_rules(lease)
     writes = {p for p in EXPECTED_CLUSTER_PERMISSIONS if p[2] in WRITE_VERBS}
     assert {resource for _, resource, _ in writes} == {"ingresses/status", "events"}
     account = one(objects, "ServiceAccount")["metadata"]
@@ -244,3 +252,19 @@ def test_ingress_class_names_this_controller(
         .get("ingressclass.kubernetes.io/is-default-class")
     )
     assert is_default == ("true" if values["ingressClass"]["default"] else None)
+
+
+def test_each_release_elects_with_its_own_lease(k8s_tools: None) -> None:
+    """Two releases in one namespace: two Leases, each Role allowing its own; a chosen
+    electionID is passed as it is, and pysozu-ingress accepts what the chart passes."""
+    leases = {}
+    for release in ("edge", "internal"):
+        objects = load_documents(helm_template(release=release))
+        (lease,) = controller_flags(pod_spec(objects))["--election-id"]
+        assert one(objects, "Role")["rules"] == expected_namespace_rules(lease)
+        args = ["--command-socket", "s", f"--election-id={lease}"]
+        assert parser().parse_args(args).election_id == lease
+        leases[release] = lease
+    assert leases == {"edge": "edge-pysozu-leader", "internal": "internal-pysozu-leader"}
+    chosen = load_documents(helm_template(set_values=["controller.electionID=shared-leader"]))
+    assert controller_flags(pod_spec(chosen))["--election-id"] == ["shared-leader"]

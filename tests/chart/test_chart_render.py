@@ -105,6 +105,7 @@ def test_app_version_is_the_project_version() -> None:
         ("proxy.extraArgs[0]=value-without-dash", "extraArgs"),
         ("extraContainers[0].name=sidecar", "image"),
         ("controller.extraVolumeMounts[0].name=x", "mountPath"),
+        ("controller.electionID=Not_A_Lease", "electionID"),
     ],
 )
 def test_schema_rejects_bad_values(k8s_tools: None, assignment: str, complaint: str) -> None:

@@ -128,22 +128,29 @@ class World:
             f'worker_count = 1\ncommand_socket = "{self.socket}"\nlog_level = "info"\n'
         )
         self.kubeconfig = tmp / "kubeconfig"
+        self.faults = tmp / "faults.json"
         self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "POD_NAMESPACE": "default"}
         self.processes: dict[str, Process] = {}
         self.backends: list[Backend] = []
 
     # -- processes ---------------------------------------------------------------------------
 
-    def start_apiserver(self, preload: Path | None = None) -> None:
+    def start_apiserver(self, preload: Path | None = None, port: int | None = None) -> None:
+        """kmock (on `port` when given: coming back where a stopped one was); the rules in
+        `self.faults` (see kmock_apiserver.py) are read on every request."""
         port_file = self.tmp / "kmock.port"
         port_file.unlink(missing_ok=True)
         args = [sys.executable, str(HERE / "kmock_apiserver.py"), "--port-file", str(port_file)]
+        args += ["--faults", str(self.faults)]
         if preload is not None:
             args += ["--preload", str(preload)]
+        if port is not None:
+            args += ["--port", str(port)]
         self.processes["kmock"] = Process("kmock", args, self.tmp / "kmock.log", self.env)
         port = wait_for(
             "the kmock API server", lambda: port_file.exists() and port_file.read_text()
         )
+        self.api_port = int(port)
         self.kubeconfig.write_text(
             yaml.safe_dump(
                 {
@@ -185,12 +192,20 @@ class World:
         self.processes["operator"] = Process("operator", args, self.tmp / "operator.log", self.env)
 
     def operator_ready(self) -> bool:
+        return self.health("/readyz")[0] == 200
+
+    def health(self, path: str = "/healthz") -> tuple[int, str]:
         connection = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=2)
         try:
-            connection.request("GET", "/readyz")
-            return connection.getresponse().status == 200
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read().decode()
         finally:
             connection.close()
+
+    def inject(self, *rules: dict[str, Any]) -> None:
+        """Make kmock answer matching requests with a fault (none: clear them)."""
+        self.faults.write_text(json.dumps(list(rules)))
 
     def stop(self) -> None:
         for backend in self.backends:

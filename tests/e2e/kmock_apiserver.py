@@ -1,14 +1,18 @@
 """kmock 0.8 as a Kubernetes API server for the e2e tests, with the gaps a real one fills.
 
-`python tests/e2e/kmock_apiserver.py --port-file F [--preload objects.json]` serves until
-killed and writes its port to F once listening. What it adds to `kmock.KubernetesEmulator`:
+`python tests/e2e/kmock_apiserver.py --port-file F [--preload objects.json] [--port N]
+[--faults faults.json]` serves until killed and writes its port to F once listening (`--port`:
+that port, to come back where a killed one was). What it adds to `kmock.KubernetesEmulator`:
 
 - CREATE: metadata.namespace from the URL, uid, creationTimestamp, generation, a name for
   `generateName`, `kind`/`apiVersion` when missing (kopf, kubectl and Events need them);
 - every CREATE/PATCH: a new metadata.resourceVersion (a cluster-wide counter);
 - lists carry `kind: <Kind>List` and `apiVersion` (kubectl refuses lists without them);
 - `/api/v1` discovery says `groupVersion: v1`, not `/v1` (kubectl cannot map core kinds);
-- `--preload`: objects stored before the first client connects (the scale test).
+- `--preload`: objects stored before the first client connects (the scale test);
+- `--faults`: fault injection, read again on every request: a JSON list of
+  `{"match": "<substring of 'METHOD /path'>", "answer": 500 | "hang"}`; the first match
+  answers 500 (a Status body) or never answers.
 
 Still not a real API server (see reference/kubernetes.md): no validation, no defaulting, no
 server-side selectors, merge-patch for every patch type, watches replay from scratch.
@@ -27,6 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import kmock
 from kmock._internal import enums
 
@@ -42,6 +47,23 @@ def _api_version(resource: Any) -> str:
 
 
 class ApiServerLikeEmulator(kmock.KubernetesEmulator):
+    faults: Path | None = None
+
+    async def _injected(self, request: kmock.Request) -> Any:
+        """The answer a fault rule gives this request, or None."""
+        if self.faults is None or not self.faults.exists():
+            return None
+        line = f"{request.method} {request.url.path}"
+        for rule in json.loads(self.faults.read_text() or "[]"):
+            if rule["match"].lower() not in line.lower():
+                continue
+            if rule["answer"] == "hang":
+                await asyncio.Event().wait()
+            status = int(rule["answer"])
+            body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status}
+            return aiohttp.web.json_response(body, status=status)
+        return None
+
     def _info(self, resource: Any) -> Any:
         for known in self._get_resources():
             if known == resource:
@@ -68,6 +90,8 @@ class ApiServerLikeEmulator(kmock.KubernetesEmulator):
         body.setdefault("apiVersion", _api_version(resource))
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if (injected := await self._injected(request)) is not None:
+            return injected
         if request.resource is not None:
             if request.action == enums.action.CREATE and isinstance(request.data, dict):
                 self.complete(request.resource, request.namespace, request.data)
@@ -110,12 +134,15 @@ def preload(emulator: ApiServerLikeEmulator, path: Path) -> int:
     return count
 
 
-async def serve(port_file: Path, preload_file: Path | None) -> None:
+async def serve(
+    port_file: Path, preload_file: Path | None, port: int | None, faults: Path | None
+) -> None:
     emulator = ApiServerLikeEmulator()
+    emulator.faults = faults
     emulator.resources.load_bundled()
     if preload_file is not None:
         preload(emulator, preload_file)
-    async with emulator, kmock.Server(emulator) as server:
+    async with emulator, kmock.Server(emulator, port=port) as server:
         port_file.write_text(str(server.port))
         await asyncio.Event().wait()
 
@@ -124,9 +151,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--preload", type=Path)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--faults", type=Path)
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port_file, args.preload))
+        asyncio.run(serve(args.port_file, args.preload, args.port, args.faults))
 
 
 if __name__ == "__main__":

@@ -246,3 +246,21 @@ def test_the_default_backend_answers_any_host_and_path(world: World) -> None:
     wait_for(
         "the status", lambda: status_addresses(world, "default-backend") == [{"ip": PUBLISHED}]
     )
+
+
+def test_a_terminating_serving_endpoint_gets_no_new_requests_while_another_is_ready(
+    world: World,
+) -> None:
+    world.backend("127.0.0.2", "new")
+    world.backend("127.0.0.3", "draining")
+    start(world)
+    both = endpoint_slice("app", ["127.0.0.2", "127.0.0.3"], world.backend_port)
+    both["endpoints"][1]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    world.apply(service("app"), both, ingress("app", "app.example", "app"))
+    wait_for("the ready endpoint", lambda: names_seen(world, "app.example", 5) == {"new"})
+    assert names_seen(world, "app.example", 20) == {"new"}
+    # The ready pod goes away too: the draining one answers rather than a 503 (KEP-1669).
+    only = endpoint_slice("app", ["127.0.0.3"], world.backend_port)
+    only["endpoints"][0]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    world.apply(only)
+    wait_for("the draining endpoint", lambda: names_seen(world, "app.example", 5) == {"draining"})

@@ -323,6 +323,85 @@ def test_ipv6_endpoints_and_several_slices() -> None:
     ]
 
 
+def conditioned(ip: str, **conditions: bool | None) -> dict[str, Any]:
+    return {"addresses": [ip], "conditions": conditions}
+
+
+def backup_flags(rendered: Rendered, cluster_id: str) -> dict[str, bool]:
+    """address -> backup, for the backends of a cluster."""
+    return {
+        str(r.body.address): bool(r.body.backup)
+        for r in rendered.requests
+        if r.verb == "add_backend" and r.body.cluster_id == cluster_id
+    }
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expected"),
+    [
+        ({"ready": True}, False),
+        ({}, False),  # unknown readiness: ready (API convention)
+        ({"ready": None, "serving": None, "terminating": None}, False),
+        ({"ready": True, "serving": True, "terminating": False}, False),
+        ({"ready": False}, None),  # starting, or failing its readiness probe
+        ({"ready": False, "serving": False, "terminating": False}, None),
+        ({"ready": False, "serving": True, "terminating": True}, True),  # draining
+        ({"ready": False, "terminating": True}, None),  # serving unknown: ready's value
+        ({"ready": False, "serving": False, "terminating": True}, None),
+        ({"ready": True, "terminating": True}, True),  # hand-made: serving, terminating
+    ],
+)
+def test_endpoint_conditions_in_rotation_draining_or_out(
+    conditions: dict[str, bool | None], expected: bool | None
+) -> None:
+    """expected: False in rotation, True a backup backend (draining), None not a backend."""
+    slice_ = endpoint_slice(
+        "app-1", "app", [{"name": "web", "port": 8080}], [conditioned("10.0.0.9", **conditions)]
+    )
+    body = ingress("web", [rule("app.example", ("/", "Prefix", "app"))])
+    flags = backup_flags(go(body, APP_SERVICE, slice_), "default/app:80")
+    assert flags == ({} if expected is None else {"10.0.0.9:8080": expected})
+
+
+def test_terminating_endpoints_are_backups_beside_the_ready_ones() -> None:
+    """A rolling update: the old pod drains (no new requests while a ready one exists, the
+    requests under way finish); the same address ready in another slice wins."""
+    first = endpoint_slice(
+        "app-1",
+        "app",
+        [{"name": "web", "port": 8080}],
+        [
+            conditioned("10.0.0.1", ready=True, serving=True, terminating=False),
+            conditioned("10.0.0.2", ready=False, serving=True, terminating=True),
+            conditioned("10.0.0.3", ready=False, serving=True, terminating=True),
+        ],
+    )
+    second = endpoint_slice(
+        "app-2", "app", [{"name": "web", "port": 8080}], [conditioned("10.0.0.3", ready=True)]
+    )
+    body = ingress("web", [rule("app.example", ("/", "Prefix", "app"))])
+    flags = backup_flags(go(body, APP_SERVICE, first, second), "default/app:80")
+    assert flags == {"10.0.0.1:8080": False, "10.0.0.2:8080": True, "10.0.0.3:8080": False}
+
+
+def test_an_endpoint_starting_to_drain_diffs_to_one_backend_upsert() -> None:
+    """ready -> terminating: the backend stays (an upsert marks it backup), never removed and
+    re-added, so connections to it are left alone."""
+    body = ingress("web", [rule("app.example", ("/", "Prefix", "app"))])
+
+    def state(**conditions: bool) -> ConfigState:
+        slice_ = endpoint_slice(
+            "app-1", "app", [{"name": "web", "port": 8080}], [conditioned("10.0.0.1", **conditions)]
+        )
+        return state_of(go(body, APP_SERVICE, slice_))
+
+    before = state(ready=True, serving=True, terminating=False)
+    after = state(ready=False, serving=True, terminating=True)
+    requests = before.diff(after)
+    assert [r.verb for r in requests] == ["add_backend"]
+    assert requests[0].body.backup is True
+
+
 @pytest.mark.parametrize(
     ("extra", "port", "reason"),
     [

@@ -73,8 +73,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (lt (int $lowest) 1024) (not .Values.hostNetwork) }}{{ $lowest }}{{ end }}
 {{- end }}
 
-{{/* The Lease pysozu-ingress elects its status writer with (ingress_operator.settings). */}}
-{{- define "pysozu.leaseName" -}}pysozu-ingress-leader{{- end }}
+{{/* The Lease pysozu-ingress elects its status writer with (--election-id): one per release,
+so two releases in one namespace each elect their own leader. */}}
+{{- define "pysozu.leaseName" -}}
+{{- .Values.controller.electionID | default (printf "%s-leader" (include "pysozu.fullname" .)) }}
+{{- end }}
 
 {{/* The Service whose address goes into Ingress status, as namespace/name. */}}
 {{- define "pysozu.publishService" -}}

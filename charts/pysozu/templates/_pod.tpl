@@ -150,6 +150,7 @@ spec:
         - --publish-service={{ include "pysozu.publishService" . }}
         {{- end }}
         - --health-address=0.0.0.0:{{ .Values.ports.health }}
+        - --election-id={{ include "pysozu.leaseName" . }}
         {{- if .Values.nginxAnnotations }}
         - --nginx-annotations
         {{- end }}
