@@ -202,20 +202,26 @@ class HttpListener:
     def accept_batch(
         self, room: int, nodelay: bool = True
     ) -> list[tuple[socket.socket, tuple[str, int]]]:
-        """Up to `room` (at most ACCEPT_BATCH) pending connections, non-blocking; Nagle off
-        when `nodelay` (plain HTTP sessions turn it off themselves, only when it matters)."""
-        accepted: list[tuple[socket.socket, tuple[str, int]]] = []
-        sock = self.sock
-        assert sock is not None
-        for _ in range(min(room, ACCEPT_BATCH)):
-            try:
-                conn, peer = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break  # ECONNABORTED, EMFILE...: try again on the next readiness
-            conn.setblocking(False)
-            if nodelay:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            accepted.append((conn, peer))
-        return accepted
+        assert self.sock is not None
+        return accept_batch(self.sock, room, nodelay)
+
+
+def accept_batch(
+    sock: socket.socket, room: int, nodelay: bool = True
+) -> list[tuple[socket.socket, tuple[str, int]]]:
+    """Up to `room` (at most ACCEPT_BATCH) pending connections of a listening socket, made
+    non-blocking; Nagle off when `nodelay` (plain HTTP sessions turn it off themselves, only
+    when it matters). Shared by every kind of listener."""
+    accepted: list[tuple[socket.socket, tuple[str, int]]] = []
+    for _ in range(min(room, ACCEPT_BATCH)):
+        try:
+            conn, peer = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:
+            break  # ECONNABORTED, EMFILE...: try again on the next readiness
+        conn.setblocking(False)
+        if nodelay:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        accepted.append((conn, peer))
+    return accepted

@@ -25,7 +25,7 @@ from dataplane.command.messages import (
     TcpListenerConfig,
     UpdateTcpListenerConfig,
 )
-from dataplane.proxy.listener import ACCEPT_BATCH, BACKLOG
+from dataplane.proxy.listener import BACKLOG, accept_batch
 from dataplane.proxy.proxy_accept import accept_proxied
 from dataplane.proxy.tcp_session import TcpSession
 
@@ -76,22 +76,8 @@ class TcpListener:
     def accept_batch(
         self, room: int, nodelay: bool = True
     ) -> list[tuple[socket.socket, tuple[str, int]]]:
-        """Up to `room` (at most ACCEPT_BATCH) pending connections, non-blocking."""
-        accepted: list[tuple[socket.socket, tuple[str, int]]] = []
-        sock = self.sock
-        assert sock is not None
-        for _ in range(min(room, ACCEPT_BATCH)):
-            try:
-                conn, peer = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break  # ECONNABORTED, EMFILE...: try again on the next readiness
-            conn.setblocking(False)
-            if nodelay:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            accepted.append((conn, peer))
-        return accepted
+        assert self.sock is not None
+        return accept_batch(self.sock, room, nodelay)
 
 
 class TcpFigures:
