@@ -13,7 +13,11 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dataplane.command.messages import HttpListenerConfig, RequestHttpFrontend
+from dataplane.command.messages import (
+    HttpListenerConfig,
+    RequestHttpFrontend,
+    TcpListenerConfig,
+)
 from dataplane.proxy.answers import Answers, listener_answer_map
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.forwarding import ConnectionContext, TrustedProxies
@@ -36,7 +40,8 @@ HEAD_CACHE_MAX_BYTES = 1024  # only short heads are remembered: at most 1 MiB in
 BACKLOG = 1024
 
 
-def bind_listener(config: HttpListenerConfig) -> socket.socket:
+def bind_listener(config: HttpListenerConfig | TcpListenerConfig) -> socket.socket:
+    """A listening socket for a listener this worker must bind itself (main holds none)."""
     address = config.address
     family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

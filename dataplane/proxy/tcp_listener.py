@@ -25,7 +25,7 @@ from dataplane.command.messages import (
     TcpListenerConfig,
     UpdateTcpListenerConfig,
 )
-from dataplane.proxy.listener import BACKLOG, accept_batch
+from dataplane.proxy.listener import accept_batch
 from dataplane.proxy.proxy_accept import accept_proxied
 from dataplane.proxy.tcp_session import TcpSession
 
@@ -34,20 +34,6 @@ if TYPE_CHECKING:
     from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
-
-
-def bind_tcp_listener(config: TcpListenerConfig) -> socket.socket:
-    address = config.address
-    family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address.sockaddr())
-        sock.listen(BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class TcpListener:

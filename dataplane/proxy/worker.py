@@ -36,7 +36,7 @@ from dataplane.proxy.metrics import ListenerFigures, MetricsRegistry
 from dataplane.proxy.proxy_accept import ProxyProtocolFigures, accept_proxied
 from dataplane.proxy.request_ends import RequestEnd, RequestEnds
 from dataplane.proxy.session import HttpSession
-from dataplane.proxy.tcp_listener import TcpListener, accept_handler, bind_tcp_listener
+from dataplane.proxy.tcp_listener import TcpListener, accept_handler
 from dataplane.proxy.timers import TimerWheel
 from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor, tls_counters, tls_gauges
 
@@ -237,7 +237,7 @@ class Loop:
             return
         sock = self.scm_listeners.pop(str(address), None)
         if isinstance(listener, TcpListener):
-            sock = sock or bind_tcp_listener(listener.config)
+            sock = sock or bind_listener(listener.config)
             acceptor = accept_handler(self, listener)
         else:
             sock = sock or bind_listener(listener.config)
