@@ -216,13 +216,14 @@ def apply_batch(
     refused: list[str] = []
     keeper.defer_closing()  # for the loop below only: it never yields, batches never overlap
     try:
-        for request in requests:
-            try:
-                prepared = keeper.apply(request)
-            except ChangeRefused as error:
-                refused.append(f"{request.verb}: {error}")
-                continue
-            sent.append(send_to_workers(pool, prepared, timeout))
+        with pool.batch():  # each worker reads the whole batch at once (WorkerPool.batch)
+            for request in requests:
+                try:
+                    prepared = keeper.apply(request)
+                except ChangeRefused as error:
+                    refused.append(f"{request.verb}: {error}")
+                    continue
+                sent.append(send_to_workers(pool, prepared, timeout))
     finally:
         deferred = keeper.stop_deferring()
     try:

@@ -17,7 +17,7 @@ import selectors
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import dataplane
@@ -122,6 +122,7 @@ class WorkerPool:
         self.next_id = 0
         self._request_numbers = itertools.count()
         self._pending: dict[str, tuple[Gather, int]] = {}
+        self._corked: dict[int, Worker] | None = None  # see `batch`
         self._respawn_delay = RESPAWN_DELAY
         self._respawns_scheduled = 0
         self.stopping = False
@@ -222,6 +223,21 @@ class WorkerPool:
             gather.timer = self.loop.call_later(timeout, gather.expire)
         return gather
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold what is scattered meanwhile and write it at the end, in one write per worker.
+
+        A worker applies every request of one read before it serves again, so it then sees a
+        batch (a reload) whole: never the gap between a re-created listener's frontends going
+        and coming back, where its requests would get 404s."""
+        self._corked = {}
+        try:
+            yield
+        finally:
+            corked, self._corked = self._corked, None
+            for worker in corked.values():
+                self._flush(worker)
+
     def _deliver(self, worker: Worker, message: WorkerRequest, listeners: Listeners | None) -> None:
         if listeners is not None and not self._send_listeners(worker, listeners):
             pending = self._pending.pop(message.id, None)
@@ -240,6 +256,14 @@ class WorkerPool:
             return
         except ChannelError as error:
             self._lose(worker, f"channel broke: {error}")
+            return
+        if self._corked is not None:
+            self._corked[worker.id] = worker
+            return
+        self._flush(worker)
+
+    def _flush(self, worker: Worker) -> None:
+        if not worker.alive:
             return
         try:
             worker.channel.flush()
