@@ -27,7 +27,7 @@ _BLOCK = rb"((?:\r\n" + _TOKEN + rb":" + _VALUE + rb")*)\r\n\r\n"
 
 _REQUEST = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])" + _BLOCK)
 _RESPONSE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: " + _VALUE + rb")?" + _BLOCK)
-_LINE = re.compile(rb"(?:\r\n" + _TOKEN + rb":" + _VALUE + rb")*")
+_IS_TOKEN = re.compile(_TOKEN)
 
 _ABSOLUTE = re.compile(rb"https?://([^/?#]*)([/?#].*)?", re.IGNORECASE)
 
@@ -230,8 +230,8 @@ def _remove_listed(
         raise HttpSyntaxError("Connection names Host, Content-Length or Transfer-Encoding", status)
     lower = block.lower()
     for token in tokens - _CONNECTION_OPTIONS:
-        if _LINE.fullmatch(b"\r\n" + token + b":") is None:
-            continue
+        if _IS_TOKEN.fullmatch(token) is None:
+            continue  # names no header (`host: a` must not drop `Host: a:80`)
         needle = b"\r\n" + token + b":"
         at = lower.find(needle)
         while at >= 0:

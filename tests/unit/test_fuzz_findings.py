@@ -10,6 +10,9 @@
   is too deep (RecursionError) escaped validation: `pysozu config check` crashed with a
   traceback, and so did anything dispatching the frontend. Now a StateError / ConfigError.
   Seen while probing the config_toml and state_file targets' inputs by hand.
+- A Connection option that is not a token (`Connection: x, Host: a`) was turned into the
+  prefix `\r\nhost: a:` and dropped a `Host: a:80` line with it: the backend got no Host.
+  Found by the suite's bounded http_request run. Options that are not tokens name no header.
 """
 
 from __future__ import annotations
@@ -101,3 +104,14 @@ def test_a_state_file_holding_such_a_regex_loads_as_a_refused_request() -> None:
     assert errors == [] and len(requests) == 1
     with pytest.raises(StateError, match="does not compile"):
         ConfigState().dispatch(requests[0])
+
+
+def test_a_connection_option_that_is_not_a_token_names_no_header() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: a:80\r\nConnection: x, Host: a\r\nX: 1\r\n\r\n"
+    request = RequestParser().parse(head)
+    context = ConnectionContext(
+        ("192.0.2.1", 1), ("127.0.0.1", 80), "http", "Sozu-Id", False, False
+    )
+    forwarded = RequestParser().parse(forward_request(request, context, b"ID", b""))
+    assert forwarded.host == b"a:80"
+    assert b"\r\nX:" not in forwarded.block  # a real token still drops its header
