@@ -30,6 +30,7 @@ from dataplane.command.messages import (
     ListenerType,
     PathRule,
     PathRuleKind,
+    RateLimit,
     RemoveListener,
     Request,
     RequestHttpFrontend,
@@ -81,7 +82,75 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.required_auth = True if a.required_auth else None
     front.headers = a.header
     front.hsts = value.hsts(a)
+    front.allowed_sources = a.allow_source
+    front.denied_sources = a.deny_source
+    front.max_body_size = a.max_body_size
+    if a.rate_limit is not None:
+        front.rate_limits = [
+            RateLimit(
+                rate=a.rate_limit,
+                burst=a.rate_burst,
+                status=a.rate_limit_status,
+                exempt_sources=a.rate_limit_exempt,
+            )
+        ]
+    elif a.rate_burst or a.rate_limit_exempt or a.rate_limit_status != 503:
+        raise argparse.ArgumentTypeError(
+            "--rate-burst, --rate-limit-status and --rate-limit-exempt need --rate-limit"
+        )
     return front
+
+
+def _access_flags(add: argparse.ArgumentParser) -> None:
+    """pysozu extensions (docs/access-control.md): who may use the route, and how much."""
+    add.add_argument(
+        "--allow-source",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="only clients in this network may use the route (others get 403); repeatable",
+    )
+    add.add_argument(
+        "--deny-source",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="clients in this network get 403; repeatable",
+    )
+    add.add_argument(
+        "--max-body-size",
+        type=int,
+        metavar="BYTES",
+        help="larger request bodies get 413 (chunked ones too); 0: no limit",
+    )
+    add.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="PER_SECOND",
+        help="requests per second allowed per client address (each worker counts its own)",
+    )
+    add.add_argument(
+        "--rate-burst",
+        type=int,
+        default=0,
+        metavar="N",
+        help="requests a client may run ahead of --rate-limit (default 0)",
+    )
+    add.add_argument(
+        "--rate-limit-status",
+        type=int,
+        default=503,
+        metavar="STATUS",
+        choices=(429, 503),
+        help="status answered beyond the limit: 429 or 503 (default, as ingress-nginx)",
+    )
+    add.add_argument(
+        "--rate-limit-exempt",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="clients in this network are not rate limited; repeatable",
+    )
 
 
 def _http_route_flags(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +240,7 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
         "<request|response|both>=<name>=<value>; an empty value removes it; repeatable",
     )
     value.add_hsts_flags(add)
+    _access_flags(add)
     _route_target(add)
     remove = leaf(
         sub,

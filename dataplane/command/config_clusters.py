@@ -43,6 +43,7 @@ from dataplane.command.messages import (
     PathRule,
     PathRuleKind,
     ProxyProtocolConfig,
+    RateLimit,
     RedirectPolicy,
     RedirectScheme,
     RequestHttpFrontend,
@@ -83,6 +84,10 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "tls_versions",
     "key",
     "path_type",
+    "allowed_sources",
+    "denied_sources",
+    "rate_limits",
+    "max_body_size",
 )
 
 
@@ -243,6 +248,24 @@ def _udp(table: Table) -> UdpClusterConfig | None:
     return config
 
 
+def _rate_limits(table: Table) -> list[RateLimit]:
+    """`[[...frontends.rate_limits]]`: rate (per second), burst, status, exempt_sources."""
+    limits = []
+    for sub in table.tables("rate_limits"):
+        rate = sub.number("rate")
+        if not sub.has("rate"):
+            sub.error("rate", "missing required key (requests per second per client address)")
+        limit = dict(
+            burst=sub.integer("burst", 0),
+            status=sub.integer("status", 503, low=429, high=503),
+            exempt_sources=sub.str_list("exempt_sources", []),
+        )
+        sub.finish(strict=True)
+        if rate is not None:
+            limits.append(RateLimit(rate=float(rate), **limit))
+    return limits
+
+
 def _http_frontend(
     table: Table,
     config: ClusterConfig,
@@ -285,6 +308,10 @@ def _http_frontend(
         rewrite_port=table.integer("rewrite_port", low=1, high=65535),
         headers=headers,
         hsts=front_hsts,
+        allowed_sources=table.str_list("allowed_sources", []),
+        denied_sources=table.str_list("denied_sources", []),
+        rate_limits=_rate_limits(table),
+        max_body_size=table.integer("max_body_size"),
     )
     table.finish(strict=True)
     if address is None or hostname is None:

@@ -128,6 +128,16 @@ class Table:
             return default
         return value
 
+    def number(self, key: str, default: Any = None) -> Any:
+        """An integer or a float (finite)."""
+        value = self._typed(key, (int, float), "a number", False)
+        if value is _MISSING:
+            return default
+        if value != value or value in (float("inf"), float("-inf")):
+            self.error(key, f"{value} is not a finite number")
+            return default
+        return value
+
     def str_list(self, key: str, default: Any = None) -> Any:
         value = self._typed(key, (list,), "an array of strings", False)
         if value is _MISSING:

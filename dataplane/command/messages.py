@@ -396,8 +396,25 @@ class Header(Message, kw_only=True):
     val: str
 
 
+class RateLimit(Message, kw_only=True):
+    """A pysozu extension: requests per second allowed per client address on a frontend.
+
+    nginx's `limit_req ... nodelay` (ingress-nginx's `limit-rps`/`limit-rpm`): a client may
+    run `burst` requests ahead of `rate`; beyond, it is answered `status`. `exempt_sources`
+    (CIDRs) are never limited. Counted by each worker on its own connections."""
+
+    rate: float
+    burst: int = 0
+    status: int = 503
+    exempt_sources: list[str] = []
+
+
 class RequestHttpFrontend(Message, kw_only=True):
-    """An HTTP or HTTPS route. No cluster_id means a deny route (401)."""
+    """An HTTP or HTTPS route. No cluster_id means a deny route (401).
+
+    `allowed_sources`, `denied_sources`, `rate_limits` and `max_body_size` are pysozu
+    extensions (docs/access-control.md): source lists answer 403, rate limits their status,
+    a body over `max_body_size` bytes 413."""
 
     cluster_id: str | None = None
     address: SocketAddress
@@ -415,6 +432,10 @@ class RequestHttpFrontend(Message, kw_only=True):
     rewrite_port: int | None = None
     headers: list[Header] = []
     hsts: HstsConfig | None = None
+    allowed_sources: list[str] = []
+    denied_sources: list[str] = []
+    rate_limits: list[RateLimit] = []
+    max_body_size: int | None = None
 
 
 class RequestTcpFrontend(Message, kw_only=True):

@@ -113,6 +113,36 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
     if front.rewrite_port is not None and not 0 < front.rewrite_port < 65536:
         raise StateError(f"rewrite_port {front.rewrite_port} is not in 1..65535")
     check_non_negative(f"frontend {front.hostname}", front)
+    check_access(f"frontend {front.hostname}", front)
+
+
+RATE_LIMIT_STATUSES = (429, 503)  # the statuses with a rate-limit answer
+
+
+def check_access(where: str, front: RequestHttpFrontend) -> None:
+    """The pysozu access fields of a frontend (source lists, rate limits, body size)."""
+    for field, networks in (
+        ("allowed_sources", front.allowed_sources),
+        ("denied_sources", front.denied_sources),
+        *(
+            (f"rate_limits[{n}].exempt_sources", r.exempt_sources)
+            for n, r in enumerate(front.rate_limits)
+        ),
+    ):
+        for text in networks:
+            try:
+                parse_network(text)
+            except ValueError as error:
+                raise StateError(f"{where}: {field}: {error}") from None
+    for n, limit in enumerate(front.rate_limits):
+        if not limit.rate > 0 or limit.rate != limit.rate or limit.rate == float("inf"):
+            raise StateError(f"{where}: rate_limits[{n}].rate must be a positive number")
+        if limit.burst < 0:
+            raise StateError(f"{where}: rate_limits[{n}].burst must not be negative")
+        if limit.status not in RATE_LIMIT_STATUSES:
+            raise StateError(f"{where}: rate_limits[{n}].status must be 429 or 503")
+    if front.max_body_size is not None and front.max_body_size < 0:
+        raise StateError(f"{where}: max_body_size must not be negative (0: no limit)")
 
 
 def check_health_check(cluster_id: str, config: HealthCheckConfig) -> None:

@@ -16,6 +16,8 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     "308": (*_COMMON, "REDIRECT_LOCATION"),
     "400": (*_COMMON, *_PARSE),
     "401": (*_COMMON, "WWW_AUTHENTICATE"),
+    # 403 is a pysozu addition: a frontend's source lists (access.py).
+    "403": _COMMON,
     "404": _COMMON,
     "408": (*_COMMON, "DURATION"),
     "413": (*_COMMON, "CAPACITY", "MESSAGE", "PHASE"),
@@ -40,6 +42,7 @@ REASONS = {
     308: "Permanent Redirect",
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     408: "Request Timeout",
     413: "Payload Too Large",
@@ -65,13 +68,14 @@ _EXPLANATIONS = {
     400: "The request could not be parsed (%PHASE). %MESSAGE\n"
     "Parsed: %SUCCESSFULLY_PARSED\nPartially parsed: %PARTIALLY_PARSED\nInvalid: %INVALID",
     401: "This resource requires authentication.",
+    403: "Your address may not use this route.",
     404: "No frontend matches this host and path.",
     408: "The request was not received completely within %DURATION.",
-    413: "The request head does not fit in %CAPACITY bytes (%PHASE). %MESSAGE",
+    413: "The request body is larger than this route accepts: %MESSAGE",
     431: "The request head does not fit in %CAPACITY bytes (%PHASE). %MESSAGE",
     421: "This host is not served by the certificate of this TLS connection. "
     "Open a new connection for it.",
-    429: "Too many connections from your address to cluster %CLUSTER_ID. Retry later.",
+    429: "Too many connections or requests from your address to cluster %CLUSTER_ID. Retry later.",
     502: "The backend %BACKEND_ID of cluster %CLUSTER_ID sent an invalid response (%PHASE). "
     "%MESSAGE\nParsed: %SUCCESSFULLY_PARSED\nPartially parsed: %PARTIALLY_PARSED\n"
     "Invalid: %INVALID",

@@ -27,10 +27,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
 import time
-from collections.abc import Iterable
 
+from dataplane.proxy.access import Networks
 from dataplane.proxy.http_head import RequestHead, ResponseHead, strip_spans
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -68,34 +67,11 @@ def _ip_literal(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-class TrustedProxies:
-    """The peers whose forwarding headers are believed: a listener's `trusted_proxies`.
+class TrustedProxies(Networks):
+    """The peers whose forwarding headers are believed: a listener's `trusted_proxies`,
+    looked up once per connection."""
 
-    Entries were checked by main (`address.parse_network`); networks are kept as (network,
-    mask) integers so that a lookup, once per connection, is one `inet_pton` and a few ANDs.
-    """
-
-    __slots__ = ("_v4", "_v6")
-
-    def __init__(self, networks: Iterable[str]) -> None:
-        self._v4: list[tuple[int, int]] = []
-        self._v6: list[tuple[int, int]] = []
-        for text in networks:
-            network = ipaddress.ip_network(text, strict=False)
-            table = self._v4 if network.version == 4 else self._v6
-            table.append((int(network.network_address), int(network.netmask)))
-
-    def __contains__(self, ip: str) -> bool:
-        """`ip` as `_client_ip` gives it (IPv4-mapped addresses unwrapped, no scope)."""
-        if ":" in ip:
-            family, table = socket.AF_INET6, self._v6
-        else:
-            family, table = socket.AF_INET, self._v4
-        try:
-            value = int.from_bytes(socket.inet_pton(family, ip), "big")
-        except OSError:
-            return False
-        return any(value & mask == network for network, mask in table)
+    __slots__ = ()
 
 
 class ConnectionContext:

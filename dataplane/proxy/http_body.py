@@ -100,9 +100,12 @@ _SIZE, _DATA, _DATA_END, _TRAILERS = range(4)
 class ChunkedBody:
     """A chunked body (RFC 9112 7.1), followed up to the end of its trailer section."""
 
-    __slots__ = ("_line", "_remaining", "_state", "_trailer_bytes", "done")
+    __slots__ = ("_budget", "_limit", "_line", "_remaining", "_state", "_trailer_bytes", "done")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 1 << 62) -> None:
+        """`limit`: the most payload bytes allowed (a frontend's max_body_size): past it,
+        HttpSyntaxError with status 413, before the chunk that crosses it is forwarded."""
+        self._limit = self._budget = limit
         self.done = False
         self._state = _SIZE
         self._remaining = 0
@@ -141,8 +144,11 @@ class ChunkedBody:
             match = _SIZE_LINE.fullmatch(line)
             if match is None:
                 raise HttpSyntaxError(f"invalid chunk size line {bytes(line[:32])!r}")
-            self._remaining = int(match.group(1), 16)
-            self._state = _DATA if self._remaining else _TRAILERS
+            self._remaining = size = int(match.group(1), 16)
+            self._budget -= size
+            if self._budget < 0:
+                raise HttpSyntaxError(f"the limit is {self._limit} bytes", 413)
+            self._state = _DATA if size else _TRAILERS
         elif line == b"\r\n":
             self.done = True
         else:

@@ -90,7 +90,9 @@ class HttpListener:
         public = config.public_address or config.address
         self._public = (str(public.ip), public.port)
         # None: no peer is trusted, and connections skip the lookup altogether.
-        self._trusted = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
+        self.trusted_proxies = (
+            TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
+        )
         # Connections start with a PROXY protocol header (proxy_accept.py): the address it
         # carries is the peer everything here sees, `trusted_proxies` included, and the one
         # the client connected to is the public address. Chosen here, so that listeners
@@ -120,7 +122,7 @@ class HttpListener:
             self.request_id_header,
             config.send_x_real_ip,
             config.elide_x_real_ip,
-            self._trusted,
+            self.trusted_proxies,
         )
 
     def _proxied_context(self, peer: tuple[str, int]) -> ConnectionContext:
@@ -139,7 +141,7 @@ class HttpListener:
             self.request_id_header,
             config.send_x_real_ip,
             config.elide_x_real_ip,
-            self._trusted,
+            self.trusted_proxies,
         )
 
     def parse(self, head: bytes) -> RequestHead:

@@ -17,6 +17,7 @@ from dataplane.command.messages import (
     RedirectScheme,
     RequestHttpFrontend,
 )
+from dataplane.proxy.access import Access
 from dataplane.proxy.router_rules import HostPattern, PathPattern, RewriteTemplate, RouterError
 
 _REDIRECT_STATUS = {
@@ -65,6 +66,7 @@ class Route:
     required_auth: bool
     hsts: str | None
     hsts_force_replace: bool
+    access: Access | None  # source lists, rate limits, body size (None: none set)
 
     @classmethod
     def build(cls, front: RequestHttpFrontend, host: HostPattern, path: PathPattern) -> Route:
@@ -105,6 +107,7 @@ class Route:
             required_auth=bool(front.required_auth),
             hsts=str(hsts[0][1]) if hsts else None,
             hsts_force_replace=bool(hsts) and type(hsts[0][1]) is not IfAbsent,
+            access=Access.build(front),
         )
 
     @property

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dataplane.proxy.access import Access, client_address, too_large
 from dataplane.proxy.buffers import NO_BUFFER
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.forwarding import (
@@ -37,6 +38,9 @@ INFINITY = float("inf")
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
+
+
+_REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
 
 
 class RequestSide(SessionFields):
@@ -210,6 +214,17 @@ class RequestSide(SessionFields):
             self._answer(503, f"cluster {route.cluster_id} does not exist", hsts=route.hsts or "")
             return
         self.routed = cluster
+        body_limit = None
+        access = route.access
+        if access is not None:
+            refused = self._refused_by(access)
+            if refused:
+                self._answer(refused, _REFUSALS[refused], hsts=route.hsts or "")
+                return
+            body_limit = access.max_body_size
+            if body_limit is not None and request.content_length > body_limit:
+                self._answer(413, too_large(body_limit), hsts=route.hsts or "")
+                return
         edits = None
         if needs_policy or cluster.https_redirect:
             decision = decide(route, cluster.config, request, self.host, listener.scheme)
@@ -222,9 +237,24 @@ class RequestSide(SessionFields):
                 )
                 return
             edits = decision
-        self._forward(request, cluster, edits)
+        self._forward(request, cluster, edits, body_limit)
 
-    def _forward(self, request: RequestHead, cluster: ClusterRuntime, edits: Edits | None) -> None:
+    def _refused_by(self, access: Access) -> int:
+        """The status `access` answers this request with (0: none): see access.py."""
+        context = self.context
+        ip = context.peer_ip.decode("ascii")
+        if context.trusted:
+            assert self.request is not None
+            ip = client_address(ip, self.request.x_forwarded_for, self.listener.trusted_proxies)
+        return access.refusal(ip, self.loop.now)
+
+    def _forward(
+        self,
+        request: RequestHead,
+        cluster: ClusterRuntime,
+        edits: Edits | None,
+        body_limit: int | None = None,
+    ) -> None:
         if cluster is not self.cluster and not self._bind_cluster(cluster):
             return
         listener = self.listener
@@ -252,7 +282,7 @@ class RequestSide(SessionFields):
             head = rewrite_request_head(head, request, edits)
             self.response_edits = edits.response_headers
         if request.chunked:
-            body: Body | None = ChunkedBody()
+            body: Body | None = ChunkedBody() if body_limit is None else ChunkedBody(body_limit)
         elif request.content_length:
             body = LengthBody(request.content_length)
         else:
@@ -264,7 +294,7 @@ class RequestSide(SessionFields):
             try:
                 taken = body.feed(self.buffer, self.start, self.end)
             except HttpSyntaxError as error:
-                self._answer(400, error.reason)
+                self._answer(error.status, error.reason)
                 return
             if taken:
                 parts.append(self.view[self.start : self.start + taken])
@@ -324,7 +354,7 @@ class RequestSide(SessionFields):
         try:
             taken = body.feed(self.buffer, self.start, self.end)
         except HttpSyntaxError as error:
-            self._fail(400, error.reason)
+            self._fail(error.status, error.reason)  # 400, or 413 past a chunked body's limit
             return
         if body.done:
             self.request_done = True

@@ -888,3 +888,26 @@ def test_what_sozu_refuses_is_a_usage_error(line: str, capsys: pytest.CaptureFix
         request(*shlex.split(line))
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_frontend_access_flags() -> None:
+    req = request(
+        *shlex.split(
+            "frontend http add -a 127.0.0.1:80 --hostname a.com --allow-source 10.0.0.0/8 "
+            "--allow-source 2001:db8::/32 --deny-source 10.9.0.0/16 --max-body-size 1048576 "
+            "--rate-limit 0.5 --rate-burst 4 --rate-limit-status 429 "
+            "--rate-limit-exempt 10.1.0.0/16 id app"
+        )
+    )
+    front = req.body
+    assert front.allowed_sources == ["10.0.0.0/8", "2001:db8::/32"]
+    assert front.denied_sources == ["10.9.0.0/16"]
+    assert front.max_body_size == 1048576
+    [limit] = front.rate_limits
+    assert (limit.rate, limit.burst, limit.status) == (0.5, 4, 429)
+    assert limit.exempt_sources == ["10.1.0.0/16"]
+
+
+def test_rate_limit_details_without_a_rate_are_refused() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="need --rate-limit"):
+        request(*shlex.split("frontend http add -a 127.0.0.1:80 --hostname a --rate-burst 3 id a"))

@@ -30,6 +30,9 @@ from dataplane.main.server import NOT_SUPPORTED
 ROOT = Path(__file__).resolve().parents[2]
 # pysozu's own keys and flags (extensions, documented in the README): not in sozu's lists.
 EXTENSION_LISTENER_KEYS = {"trusted_proxies", "request_body_timeout", "request_body_min_rate"}
+# A frontend's access rules (docs/access-control.md), tested in test_access.py and
+# tests/integration/test_http_access.py.
+EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
 EXTENSION_FLAGS = {
     "--version",
     "--prometheus-address",
@@ -46,6 +49,13 @@ EXTENSION_FLAGS = {
     "--cert",
     "--old-cert",
     "--alpn-protocols",
+    "--allow-source",
+    "--deny-source",
+    "--max-body-size",
+    "--rate-limit",
+    "--rate-burst",
+    "--rate-limit-status",
+    "--rate-limit-exempt",
 }
 # What names the object a verb works on: covered by the verb's own entry.
 IDENTIFYING = {"--id", "--address", "--backend-id", "--file"}
@@ -171,7 +181,7 @@ def test_every_sozu_key_is_tested_or_warned(
 def test_pysozus_own_listener_and_frontend_keys_are_all_in_sozus_lists() -> None:
     """A key the loader accepts but the walk does not know would escape it."""
     assert set(surface.LISTENER) >= LISTENER_KEYS - EXTENSION_LISTENER_KEYS
-    assert set(HTTP_ONLY_FRONTEND_KEYS) <= set(surface.FRONTEND)
+    assert set(HTTP_ONLY_FRONTEND_KEYS) - EXTENSION_FRONTEND_KEYS <= set(surface.FRONTEND)
 
 
 def test_warnings_go_to_mains_log_at_start(
