@@ -15,7 +15,7 @@ from hyperframe.frame import (
     SettingsFrame,
     WindowUpdateFrame,
 )
-from test_http2_support import PREFACE, RawClient, closed, request
+from test_http2_support import RawClient, closed, request
 
 from dataplane.proxy.http2 import FrontConnection, H2Limits, RequestHead, StreamReset
 

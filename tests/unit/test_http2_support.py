@@ -76,7 +76,9 @@ class BackPair:
         self.now = 0.0
         self.counters = H2Counters()
         self.back = BackConnection(limits, self.counters, self.now)
-        config = h2.config.H2Configuration(client_side=False)
+        config = h2.config.H2Configuration(
+            client_side=False, normalize_outbound_headers=False, validate_outbound_headers=False
+        )
         self.server = h2.connection.H2Connection(config)
         self.server.local_settings = h2.settings.Settings(
             client=False,

@@ -147,8 +147,9 @@ class BackConnection(Endpoint):
     def _peer_going_away(self, last_stream_id: int, out: list[Event]) -> None:
         self.going_away = True
         dropped = sorted(stream_id for stream_id in self.active if stream_id > last_stream_id)
-        for stream_id in dropped:
-            self.reset(stream_id, ErrorCodes.CANCEL)
+        for stream_id in dropped:  # never processed (RFC 9113 6.8): no RST_STREAM needed
+            del self.active[stream_id]
+            self._forget(stream_id)
             out.append(StreamReset(stream_id, ErrorCodes.REFUSED_STREAM, True))
 
     def _forget(self, stream_id: int) -> None:
