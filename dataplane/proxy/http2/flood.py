@@ -223,7 +223,14 @@ class GuardedConnection(H2Connection):
             and stream_id not in self.streams
             and stream_id > self.highest_inbound_stream_id
             and stream_id & 1
-            and (self.refuse_new or self.open_inbound_streams >= self.stream_limit)
+            and (
+                self.refuse_new
+                # len(streams) bounds the open ones: count them only when it might matter
+                or (
+                    len(self.streams) >= self.stream_limit
+                    and self.open_inbound_streams >= self.stream_limit
+                )
+            )
         ):
             _decode_headers(self.decoder, frame.data)  # keeps the HPACK table in step
             self.highest_inbound_stream_id = stream_id
