@@ -39,6 +39,10 @@ def now() -> datetime.datetime:
 
 DEFAULT_TIMEOUT = 10.0  # seconds for one API call, retries included
 _LIST_TIMEOUT = 60.0  # the startup listing of every watched object may be large
+# Listings need names and uids only: ask for PartialObjectMetadataList, plain JSON otherwise.
+_METADATA_ONLY = {
+    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+}
 
 
 class KubeApi:
@@ -102,15 +106,28 @@ class KubeApi:
         field_selectors: Mapping[tuple[str, ...], str],
     ) -> set[str]:
         """The uids of every object of these resources (all namespaces, or these ones)."""
-        uids: set[str] = set()
+        listed = await self.list_keys(resources, namespaces, field_selectors)
+        return {uid for by_uid in listed.values() for uid in by_uid}
+
+    async def list_keys(
+        self,
+        resources: Iterable[tuple[str, ...]],
+        namespaces: Iterable[str],
+        field_selectors: Mapping[tuple[str, ...], str],
+    ) -> dict[tuple[str, ...], dict[str, ObjectKey]]:
+        """Per resource, uid -> key of every object (all namespaces, or these ones); only the
+        metadata is asked for (a real API server then sends no specs, no secret data)."""
+        namespaces = tuple(namespaces)
+        found: dict[tuple[str, ...], dict[str, ObjectKey]] = {}
         for resource in resources:
             everywhere, in_namespace = self._listers(resource)
-            options: dict[str, Any] = {"_preload_content": False}
+            options: dict[str, Any] = {"_preload_content": False, "_headers": _METADATA_ONLY}
             if selector := field_selectors.get(resource):
                 options["field_selector"] = selector
             calls: list[tuple[Any, tuple[str, ...]]] = [(everywhere, ())]
             if namespaces and in_namespace is not None:
                 calls = [(in_namespace, (namespace,)) for namespace in namespaces]
+            keys = found.setdefault(resource, {})
             for method, args in calls:
                 raw = await self._call(method, *args, bound=_LIST_TIMEOUT, **options)
                 try:
@@ -118,10 +135,11 @@ class KubeApi:
                 except ValueError as error:
                     raise KubeError(f"unreadable list of {resource[-1]}: {error}") from None
                 for item in listed.get("items") or []:
-                    uid = (item.get("metadata") or {}).get("uid")
-                    if isinstance(uid, str):
-                        uids.add(uid)
-        return uids
+                    meta = item.get("metadata") or {}
+                    uid, name = meta.get("uid"), meta.get("name")
+                    if isinstance(uid, str) and isinstance(name, str):
+                        keys[uid] = ObjectKey(str(meta.get("namespace") or ""), name)
+        return found
 
     async def post_event(
         self, ingress: ObjectKey, uid: str, kind: str, reason: str, message: str, component: str
