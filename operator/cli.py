@@ -87,10 +87,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--namespace",
+        "--watch-namespace",  # ingress-nginx's name
+        dest="namespace",
         action="append",
         default=[],
         metavar="NS",
-        help="watch only this namespace (repeatable; default: all)",
+        help="watch only this namespace (repeatable; default: all); then the controller needs "
+        "namespaced rights only, beside reading IngressClasses",
     )
     p.add_argument("--http-address", default="0.0.0.0:8080", type=_address)
     p.add_argument("--https-address", default="0.0.0.0:8443", type=_address)
