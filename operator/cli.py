@@ -46,6 +46,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
 def _lease_name(text: str) -> str:
     """A Lease name is a DNS subdomain: lowercase alphanumerics, '-' and '.', 253 at most."""
     if not _SUBDOMAIN.fullmatch(text) or len(text) > 253:
@@ -77,10 +87,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--namespace",
+        "--watch-namespace",  # ingress-nginx's name
+        dest="namespace",
         action="append",
         default=[],
         metavar="NS",
-        help="watch only this namespace (repeatable; default: all)",
+        help="watch only this namespace (repeatable; default: all); then the controller needs "
+        "namespaced rights only, beside reading IngressClasses",
     )
     p.add_argument("--http-address", default="0.0.0.0:8080", type=_address)
     p.add_argument("--https-address", default="0.0.0.0:8443", type=_address)
@@ -126,6 +139,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="bound of one Kubernetes API call, retries included (default: %(default)s)",
     )
+    p.add_argument(
+        "--sweep-period",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="list every watched resource this often and drop what was deleted unseen; "
+        "re-listed resources (a watch restarted after 410 Gone) are swept at once; "
+        "0: only those (default: %(default)s)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p  # fmt: skip
 
@@ -148,6 +170,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         debounce_seconds=max(0.0, args.debounce),
         lease_name=args.election_id,
         api_timeout=args.api_timeout,
+        sweep_period=args.sweep_period,
     )
 
 

@@ -22,12 +22,14 @@ from ingress_operator.events import EventRecorder
 from ingress_operator.health import serve_health
 from ingress_operator.indices import FIELD_SELECTORS, RESOURCES, Indices
 from ingress_operator.kube import KubeApi
-from ingress_operator.model import Snapshot
+from ingress_operator.model import ObjectKey, Snapshot
+from ingress_operator.publish import PublishedService
 from ingress_operator.reconciler import Reconciler
 from ingress_operator.render import Rendered
 from ingress_operator.settings import Settings
 from ingress_operator.status import LeaseElector, StatusPublisher
 from ingress_operator.supervision import Heartbeat, Supervisor
+from ingress_operator.sweep import Sweeper
 
 log = logging.getLogger("pysozu.ingress")
 
@@ -59,6 +61,16 @@ class Controller:
             namespace = settings.lease_namespace or pod_namespace()
             self._elector = LeaseElector(api, namespace, settings.lease_name, identity)
             self.status = StatusPublisher(api, settings, self._elector)
+        self.published: PublishedService | None = None
+        if api is not None and self.status is not None and settings.publish_service:
+            published = PublishedService(api, *settings.publish_service, self._republish)
+            self.status.followed = lambda: published.addresses
+            self.published = published
+        self.sweeper: Sweeper | None = None
+        if api is not None:
+            self.sweeper = Sweeper(
+                self.indices, self._list_keys, self.reconciler.trigger, settings.sweep_period
+            )
         self._health: web.AppRunner | None = None
         self.supervisor = Supervisor()
         self._tasks: list[asyncio.Task[None]] = []
@@ -86,6 +98,17 @@ class Controller:
             self.indices.settle()
             self.reconciler.trigger()
 
+    async def _list_keys(self, resource: tuple[str, ...]) -> dict[str, ObjectKey]:
+        assert self.api is not None
+        namespaces = self.settings.namespaces
+        listed = await self.api.list_keys((resource,), namespaces, FIELD_SELECTORS)
+        return listed.get(resource, {})
+
+    def _republish(self) -> None:
+        """The publish Service's address changed: the status writer writes it everywhere."""
+        if self.status is not None:
+            self.status.wake()
+
     async def _pushed(self, rendered: Rendered, snapshot: Snapshot) -> None:
         if self.status is not None:
             await self.status.update(rendered, snapshot)
@@ -110,6 +133,10 @@ class Controller:
 
             spawn("lease", lease, api_stall)
             spawn("status", self.status.run, api_stall)
+        if self.published is not None:
+            spawn("publish-service", self.published.run, api_stall)
+        if self.sweeper is not None:
+            spawn("sweep", self.sweeper.run, max(api_stall, reconciler.STALL_AFTER))
         log.info(
             "pysozu ingress controller %s (class %s) -> %s",
             self.settings.render.controller_name,

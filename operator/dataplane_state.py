@@ -33,7 +33,7 @@ from dataplane.command.address import SocketAddress
 from dataplane.command.messages import ListenerType, RemoveBackend, RemoveCertificate, Request
 from dataplane.command.responses import ResponseStatus
 from dataplane.command.state import ConfigState, StateError
-from dataplane.command.statefile import read_state_file, write_state_file
+from dataplane.command.statefile import encode_state, read_state_file
 
 log = logging.getLogger("pysozu.ingress.state")
 
@@ -200,6 +200,23 @@ class DesiredState:
         return state, problems
 
 
+_TAKING = ("remove_", "deactivate_")
+
+
+def is_swap(requests: list[Request]) -> bool:
+    """Whether a diff both takes away and adds: then the order it reaches the workers in could
+    show clients the gap (a route gone before it is back, a cluster without backends)."""
+    takes = adds = False
+    for request in requests:
+        if request.verb.startswith(_TAKING):
+            takes = True
+        else:
+            adds = True
+        if takes and adds:
+            return True
+    return False
+
+
 _ERRORS = re.compile(r"\b(\d+) errors\b")  # main's summary: "..., N ok messages, M errors"
 
 
@@ -209,7 +226,8 @@ async def load_in_bulk(client: DataplaneClient, scratch_dir: Path, requests: lis
     is missing is sent (and reported) one request at a time."""
     path = scratch_dir / f".pysozu-ingress-{os.getpid()}-{next(_scratch_numbers)}.state"
     try:
-        await asyncio.to_thread(write_state_file, path, requests)
+        # Private, and read by main at once: no need for write_state_file's fsync and rename.
+        await asyncio.to_thread(path.write_bytes, encode_state(requests))
         response = await client.call(Request.of(load_state=str(path)))
     except OSError as error:
         raise DataplaneError(f"cannot write a state file in {scratch_dir}: {error}") from None

@@ -9,12 +9,18 @@ compact typed values per key, updated before the reconciler is woken, dropped on
 
 A restarted controller must not push a partial state (it would remove the routes of objects not
 seen yet): `Indices.settled` stays False until every object listed at startup has been seen.
+
+A watch that kopf restarts after 410 Gone (resource version too old) re-lists: the objects that
+exist come again as events of type None, and the ones deleted meanwhile never come at all. Such
+events after the startup are reported to `on_relist`, and `sweep` drops what a fresh listing no
+longer holds (sweep.py). Every stored object carries the sequence number of its last event, so
+an object that arrived after the listing started is never swept by that listing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -66,6 +72,10 @@ class Indices:
         self.secrets: dict[ObjectKey, TlsSecret] = {}
         self._pending: set[str] | None = None  # uids listed at startup and not yet seen
         self._seen: set[str] = set()  # uids seen before the startup listing answered
+        self._sequence = 0  # events applied so far
+        # per resource: the table key of each stored object -> the sequence of its last event
+        self._stamps: dict[tuple[str, ...], dict[Any, int]] = {r: {} for r in RESOURCES}
+        self.on_relist: Callable[[tuple[str, ...]], None] | None = None
 
     # -- startup barrier ----------------------------------------------------------------------
 
@@ -90,22 +100,58 @@ class Indices:
         uid = str(_meta(body).get("uid") or "")
         if self._pending is None:
             self._seen.add(uid)
-        else:
+        elif self._pending:
             self._pending.discard(uid)
-        key = _key(body)
+        elif event_type is None and self.on_relist is not None:
+            self.on_relist(resource)  # a listing after the startup one: kopf re-listed
+        key: Any = _key(body)
         deleted = event_type == "DELETED"
+        value: Any = None
         if resource == INGRESSES:
-            _put(self.ingresses, key, None if deleted else parse_ingress(body))
+            value = None if deleted else parse_ingress(body)
         elif resource == INGRESS_CLASSES:
-            _put(self.classes, key.name, None if deleted else parse_ingress_class(body))
+            key = key.name
+            value = None if deleted else parse_ingress_class(body)
         elif resource == SERVICES:
-            _put(self.services, key, None if deleted else parse_service(body))
+            value = None if deleted else parse_service(body)
         elif resource == ENDPOINT_SLICES:
-            _put(self.slices, key, None if deleted else parse_endpoint_slice(body))
+            value = None if deleted else parse_endpoint_slice(body)
         elif resource == SECRETS:
             # Also filtered on the server (field selector), which some API servers ignore.
             tls = body.get("type") == TLS_SECRET_TYPE and not deleted
-            _put(self.secrets, key, parse_tls_secret(body) if tls else None)
+            value = parse_tls_secret(body) if tls else None
+        else:
+            return
+        self._sequence += 1
+        _put(self._table(resource), key, value)
+        _put(self._stamps[resource], key, None if value is None else self._sequence)
+
+    def _table(self, resource: tuple[str, ...]) -> dict[Any, Any]:
+        tables: dict[tuple[str, ...], dict[Any, Any]] = {
+            INGRESSES: self.ingresses,
+            INGRESS_CLASSES: self.classes,
+            SERVICES: self.services,
+            ENDPOINT_SLICES: self.slices,
+            SECRETS: self.secrets,
+        }
+        return tables[resource]
+
+    # -- sweeping after a re-list -------------------------------------------------------------
+
+    def mark(self) -> int:
+        """The sequence now: objects stamped at or before it existed when a listing starts."""
+        return self._sequence
+
+    def sweep(self, resource: tuple[str, ...], listed: Iterable[ObjectKey], mark: int) -> list[Any]:
+        """Drop the objects of `resource` that a listing started at `mark` does not hold and
+        that no event has touched since; return their keys."""
+        names = {key.name if resource == INGRESS_CLASSES else key for key in listed}
+        stamps, table = self._stamps[resource], self._table(resource)
+        gone = [key for key, stamp in stamps.items() if stamp <= mark and key not in names]
+        for key in gone:
+            del stamps[key]
+            table.pop(key, None)
+        return gone
 
     def snapshot(self) -> Snapshot:
         by_service: dict[ObjectKey, list[EndpointSlice]] = {}

@@ -15,12 +15,14 @@ import asyncio
 import datetime
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kubernetes
 import urllib3
 from ingress_operator.model import ObjectKey
+from kubernetes.watch.watch import iter_resp_lines
 
 log = logging.getLogger("pysozu.ingress.kube")
 
@@ -39,6 +41,11 @@ def now() -> datetime.datetime:
 
 DEFAULT_TIMEOUT = 10.0  # seconds for one API call, retries included
 _LIST_TIMEOUT = 60.0  # the startup listing of every watched object may be large
+WATCH_TIMEOUT = 50  # seconds the API server keeps a watch of ours open
+# Listings need names and uids only: ask for PartialObjectMetadataList, plain JSON otherwise.
+_METADATA_ONLY = {
+    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+}
 
 
 class KubeApi:
@@ -102,15 +109,28 @@ class KubeApi:
         field_selectors: Mapping[tuple[str, ...], str],
     ) -> set[str]:
         """The uids of every object of these resources (all namespaces, or these ones)."""
-        uids: set[str] = set()
+        listed = await self.list_keys(resources, namespaces, field_selectors)
+        return {uid for by_uid in listed.values() for uid in by_uid}
+
+    async def list_keys(
+        self,
+        resources: Iterable[tuple[str, ...]],
+        namespaces: Iterable[str],
+        field_selectors: Mapping[tuple[str, ...], str],
+    ) -> dict[tuple[str, ...], dict[str, ObjectKey]]:
+        """Per resource, uid -> key of every object (all namespaces, or these ones); only the
+        metadata is asked for (a real API server then sends no specs, no secret data)."""
+        namespaces = tuple(namespaces)
+        found: dict[tuple[str, ...], dict[str, ObjectKey]] = {}
         for resource in resources:
             everywhere, in_namespace = self._listers(resource)
-            options: dict[str, Any] = {"_preload_content": False}
+            options: dict[str, Any] = {"_preload_content": False, "_headers": _METADATA_ONLY}
             if selector := field_selectors.get(resource):
                 options["field_selector"] = selector
             calls: list[tuple[Any, tuple[str, ...]]] = [(everywhere, ())]
             if namespaces and in_namespace is not None:
                 calls = [(in_namespace, (namespace,)) for namespace in namespaces]
+            keys = found.setdefault(resource, {})
             for method, args in calls:
                 raw = await self._call(method, *args, bound=_LIST_TIMEOUT, **options)
                 try:
@@ -118,10 +138,105 @@ class KubeApi:
                 except ValueError as error:
                     raise KubeError(f"unreadable list of {resource[-1]}: {error}") from None
                 for item in listed.get("items") or []:
-                    uid = (item.get("metadata") or {}).get("uid")
-                    if isinstance(uid, str):
-                        uids.add(uid)
-        return uids
+                    meta = item.get("metadata") or {}
+                    uid, name = meta.get("uid"), meta.get("name")
+                    if isinstance(uid, str) and isinstance(name, str):
+                        keys[uid] = ObjectKey(str(meta.get("namespace") or ""), name)
+        return found
+
+    async def list_service(self, namespace: str, name: str) -> tuple[dict[str, Any] | None, str]:
+        """The Service `namespace/name` (None: there is none) and the list's resourceVersion,
+        to watch from. Listed by name, so `list` and `watch` on services are the rights used."""
+        raw = await self._call(
+            self._core.list_namespaced_service,
+            namespace,
+            field_selector=f"metadata.name={name}",
+            _preload_content=False,
+        )
+        try:
+            listed = json.loads(raw.data)
+        except ValueError as error:
+            raise KubeError(f"unreadable list of services: {error}") from None
+        version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+        for item in listed.get("items") or []:  # also filtered here: some servers ignore it
+            if isinstance(item, dict) and (item.get("metadata") or {}).get("name") == name:
+                return item, version
+        return None, version
+
+    async def watch_service(
+        self,
+        namespace: str,
+        name: str,
+        since: str,
+        deliver: Callable[[str, dict[str, Any]], None],
+        server_timeout: int = WATCH_TIMEOUT,
+    ) -> str:
+        """Watch the Service `namespace/name` from `since`, calling `deliver(type, object)` in
+        the event loop for each event, until the server ends the watch (`server_timeout`; the
+        read is abandoned `timeout` later); return the last resourceVersion seen. An ERROR
+        event (410 Gone: `since` is too old) is a KubeError with its code.
+
+        The stream is read in a daemon thread (a watch is long: a pooled thread would hold the
+        process's exit); cancelling this call stops delivering at once."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str] = loop.create_future()
+        stop = threading.Event()
+
+        def finish(version: str | None, error: KubeError | None) -> None:
+            if done.done():
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(version or since)
+
+        def post(function: Callable[..., None], *args: Any) -> None:
+            if stop.is_set():
+                return
+            try:
+                loop.call_soon_threadsafe(function, *args)
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                stop.set()
+
+        def read() -> None:
+            version = since
+            try:
+                response: Any = self._core.list_namespaced_service(
+                    namespace,
+                    field_selector=f"metadata.name={name}",
+                    watch=True,
+                    resource_version=since or None,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=server_timeout,
+                    _preload_content=False,
+                    _request_timeout=(min(5.0, self.timeout), server_timeout + self.timeout),
+                )
+                for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+                    if stop.is_set():
+                        response.release_conn()
+                        return
+                    event = json.loads(line)
+                    kind, body = str(event.get("type")), event.get("object") or {}
+                    if kind == "ERROR":
+                        code = body.get("code")
+                        message = f"watch ended: {code} {body.get('message', '')}".rstrip()
+                        post(finish, None, KubeError(message, code))
+                        return
+                    meta = body.get("metadata") or {}
+                    version = meta.get("resourceVersion") or version
+                    if kind != "BOOKMARK" and meta.get("name") == name:
+                        post(deliver, kind, body)
+                post(finish, version, None)
+            except kubernetes.client.ApiException as error:
+                post(finish, None, KubeError(f"{error.status} {error.reason}", error.status))
+            except Exception as error:  # connection lost, read timeout, an unreadable line
+                post(finish, None, KubeError(f"{type(error).__name__}: {error}"))
+
+        threading.Thread(target=read, name=f"watch {namespace}/{name}", daemon=True).start()
+        try:
+            return await done
+        finally:
+            stop.set()
 
     async def post_event(
         self, ingress: ObjectKey, uid: str, kind: str, reason: str, message: str, component: str

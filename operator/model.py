@@ -17,6 +17,7 @@ from typing import Any
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+Address = tuple[str, str]  # ("ip" | "hostname", value), as in status.loadBalancer.ingress
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -104,7 +105,7 @@ class Service:
     key: ObjectKey
     type: str
     ports: tuple[ServicePort, ...]
-    addresses: tuple[tuple[str, str], ...] = ()  # for --publish-service: (("ip"|"hostname"), value)
+    addresses: tuple[Address, ...] = ()  # for --publish-service (published_addresses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,20 +255,32 @@ def _ports(value: Any, number_field: str) -> tuple[ServicePort, ...]:
     return tuple(out)
 
 
+def published_addresses(kind: str, spec: Mapping[str, Any], status: Any) -> tuple[Address, ...]:
+    """The addresses a --publish-service Service gives Ingress status: a LoadBalancer's
+    load-balancer addresses and external IPs (a pending one: its external IPs only, never its
+    cluster IP, which clients outside cannot reach); an ExternalName its name; another type its
+    external IPs, else its cluster IP (none when headless)."""
+    external = [("ip", ip) for ip in _list(spec.get("externalIPs")) if isinstance(ip, str) and ip]
+    if kind == "LoadBalancer":
+        found = list(_lb_addresses(status))
+        return tuple(found + [entry for entry in external if entry not in found])
+    if kind == "ExternalName":
+        name = _str(spec.get("externalName"))
+        return (("hostname", name),) if name else ()
+    if external:
+        return tuple(external)
+    cluster_ip = _str(spec.get("clusterIP"))
+    return (("ip", cluster_ip),) if cluster_ip and cluster_ip != "None" else ()
+
+
 def parse_service(body: Mapping[str, Any]) -> Service:
     spec = _dict(body.get("spec"))
-    addresses = _lb_addresses(body.get("status"))
-    if not addresses:
-        ips = [ip for ip in _list(spec.get("externalIPs")) if isinstance(ip, str)]
-        cluster_ip = _str(spec.get("clusterIP"))
-        if not ips and cluster_ip and cluster_ip != "None":
-            ips = [cluster_ip]
-        addresses = tuple(("ip", ip) for ip in ips)
+    kind = _str(spec.get("type")) or "ClusterIP"
     return Service(
         key=_key(body),
-        type=_str(spec.get("type")) or "ClusterIP",
+        type=kind,
         ports=_ports(spec.get("ports"), "port"),
-        addresses=addresses,
+        addresses=published_addresses(kind, spec, body.get("status")),
     )
 
 

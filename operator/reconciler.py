@@ -13,6 +13,10 @@
   push starts at once.
 - Requests are pipelined (a few in flight); a first sync of thousands goes as state files
   (`load_state`), which main applies without a round trip per request.
+- A push that removes and adds (a changed route, a Service's endpoints replaced) goes as one
+  state file too: main hands a `load_state` batch to each worker in one write, and a worker
+  applies all of it before it serves again, so no request sees the route gone or the cluster
+  empty in between (sent one by one, each removal reached the workers before its addition).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ingress_operator.dataplane_client import DataplaneClient, DataplaneError
 from ingress_operator.dataplane_state import (
     DesiredState,
     fetch_state,
+    is_swap,
     load_in_bulk,
     owned_view,
 )
@@ -191,7 +196,7 @@ class Reconciler:
         self.last_push = Counter(request.verb for request in requests)
         if not requests:
             return [], 0
-        if len(requests) >= BULK_REQUESTS:
+        if len(requests) >= BULK_REQUESTS or is_swap(requests):
             requests = await self._push_in_bulk(requests, desired)
             applied = self._applied or applied
             if not requests:
@@ -216,8 +221,9 @@ class Reconciler:
         return failures, refused
 
     async def _push_in_bulk(self, requests: list[Request], desired: ConfigState) -> list[Request]:
-        """A first sync: state files of BULK_CHUNK requests (each within main's patience for
-        its workers); returns what is still missing afterwards."""
+        """A first sync or a swap: state files of BULK_CHUNK requests (each within main's
+        patience for its workers; a swap of more is atomic per chunk only); returns what is
+        still missing afterwards (sent one by one, so each refusal is reported)."""
         scratch = self.settings.command_socket.parent
         clean = True
         for start in range(0, len(requests), BULK_CHUNK):

@@ -38,5 +38,6 @@ class Settings:
     debounce_seconds: float = 0.2
     lease_name: str = DEFAULT_ELECTION_ID
     api_timeout: float = 10.0  # seconds for one Kubernetes API call
+    sweep_period: float = 600.0  # seconds between sweeps of every resource (0: after re-lists)
     lease_namespace: str | None = None  # None: the pod's namespace
     identity: str = field(default="")

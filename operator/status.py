@@ -6,7 +6,8 @@ address but that is no longer ours), comparing before patching so a steady state
 nothing. An Ingress that fails closed (an access restriction pysozu cannot enforce) gets our
 address with the error `pysozu.io/AnnotationNotEnforced` on each listener port (Ingress status
 has no conditions); its Events name the annotation.
-The address: --publish-address, else the --publish-service Service's, else the pod's own.
+The address: --publish-address, else the --publish-service Service's (watched on its own,
+publish.py: a change of its address is written at once), else the pod's own.
 
 Both loops outlive API failures: the Lease is tried again with back-off (an unreachable API
 server means we are not the leader), and status writes that failed are retried with back-off
@@ -21,6 +22,7 @@ import ipaddress
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from ingress_operator.annotation_review import NOT_ENFORCED
@@ -65,10 +67,17 @@ def address_entry(value: str) -> tuple[str, str]:
     return ("ip", value)
 
 
-def publish_addresses(settings: Settings, snapshot: Snapshot) -> Addresses:
+def publish_addresses(
+    settings: Settings, snapshot: Snapshot, followed: Addresses | None = None
+) -> Addresses:
+    """--publish-address; else the --publish-service Service's addresses (`followed`: from its
+    own watch, publish.py; before it answered, the Service as indexed when it is in a watched
+    namespace); else the pod's IP."""
     if settings.publish_address:
         return (address_entry(settings.publish_address),)
     if settings.publish_service:
+        if followed is not None:
+            return followed
         service = snapshot.services.get(ObjectKey(*settings.publish_service))
         return service.addresses if service is not None else ()
     pod_ip = os.environ.get("POD_IP")
@@ -173,6 +182,7 @@ class StatusPublisher:
         self.api = api
         self.settings = settings
         self.elector = elector
+        self.followed: Callable[[], Addresses | None] = lambda: None  # the publish Service's
         self._latest: tuple[Rendered, Snapshot] | None = None
         self._wake = asyncio.Event()
         self._beat = Heartbeat("status", STALL_AFTER)
@@ -182,6 +192,10 @@ class StatusPublisher:
         self._wake.set()
 
     async def on_elected(self) -> None:
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Write again what differs (the published address changed)."""
         self._wake.set()
 
     async def run(self, heartbeat: Heartbeat | None = None) -> None:
@@ -215,7 +229,7 @@ class StatusPublisher:
         return await self._apply(self._changes(rendered, snapshot))
 
     def _changes(self, rendered: Rendered, snapshot: Snapshot) -> list[Change]:
-        ours = publish_addresses(self.settings, snapshot)
+        ours = publish_addresses(self.settings, snapshot, self.followed())
         if not ours:
             log.warning("no address to publish in Ingress status yet")
             return []

@@ -44,6 +44,10 @@ EXPECTED_CLUSTER_PERMISSIONS = {
     ("networking.k8s.io", "ingresses/status", "patch"),
     ("", "events", "create"),
 }
+# rbac.scope=namespace: the cluster-scoped resource stays in the ClusterRole, the rest goes
+# into a Role in each watched namespace.
+CLUSTER_SCOPED_PERMISSIONS = {p for p in EXPECTED_CLUSTER_PERMISSIONS if p[1] == "ingressclasses"}
+NAMESPACED_PERMISSIONS = EXPECTED_CLUSTER_PERMISSIONS - CLUSTER_SCOPED_PERMISSIONS
 
 
 def expected_namespace_rules(lease: str) -> list[dict[str, Any]]:
@@ -215,22 +219,49 @@ def test_rbac_grants_exactly_what_the_controller_needs(
     rendered_scenarios: dict[str, list[dict[str, Any]]], scenario: str
 ) -> None:
     objects = rendered_scenarios[scenario]
+    values = scenario_values(scenario)
     cluster_role = one(objects, "ClusterRole")
-    assert permissions(cluster_role["rules"]) == EXPECTED_CLUSTER_PERMISSIONS
-    role = one(objects, "Role")
+    fullname = cluster_role["metadata"]["name"]
+    account = one(objects, "ServiceAccount")["metadata"]
+    bindings: list[tuple[str, dict[str, Any]]] = [("ClusterRoleBinding", cluster_role)]
+    if values["rbac"]["scope"] == "namespace":
+        # IngressClasses are the one cluster-wide read; the rest, per watched namespace.
+        assert permissions(cluster_role["rules"]) == CLUSTER_SCOPED_PERMISSIONS
+        watch_roles = {
+            r["metadata"]["namespace"]: r
+            for r in by_kind(objects, "Role")
+            if r["metadata"]["name"] == f"{fullname}-watch"
+        }
+        assert set(watch_roles) == set(values["watchNamespaces"])
+        for watch in watch_roles.values():
+            assert permissions(watch["rules"]) == NAMESPACED_PERMISSIONS
+    else:
+        assert permissions(cluster_role["rules"]) == EXPECTED_CLUSTER_PERMISSIONS
+        assert [r["metadata"]["name"] for r in by_kind(objects, "Role")] == [fullname]
+    role = one([r for r in by_kind(objects, "Role") if r["metadata"]["namespace"] == NAMESPACE
+                and r["metadata"]["name"] == fullname], "Role")  # fmt: skip
     (lease,) = controller_flags(pod_spec(objects))["--election-id"]
     assert role["rules"] == expected_namespace_rules(lease)
     writes = {p for p in EXPECTED_CLUSTER_PERMISSIONS if p[2] in WRITE_VERBS}
     assert {resource for _, resource, _ in writes} == {"ingresses/status", "events"}
-    account = one(objects, "ServiceAccount")["metadata"]
     # pysozu-ingress finds the Lease's namespace (the Role's) in POD_NAMESPACE.
     env = {e["name"]: e for e in container(pod_spec(objects), "pysozu-ingress")["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert role["metadata"]["namespace"] == account["namespace"] == NAMESPACE
     assert pod_spec(objects)["serviceAccountName"] == account["name"]
-    for binding, role_obj in (("ClusterRoleBinding", cluster_role), ("RoleBinding", role)):
-        bound = one(objects, binding)
-        assert bound["roleRef"]["name"] == role_obj["metadata"]["name"]
+    for binding in by_kind(objects, "RoleBinding"):
+        namespace = binding["metadata"]["namespace"]
+        bindings.append(("RoleBinding", one(
+            [r for r in by_kind(objects, "Role") if r["metadata"]["namespace"] == namespace],
+            "Role", binding["roleRef"]["name"],
+        )))  # fmt: skip
+    assert len(bindings) == 1 + len(by_kind(objects, "Role"))  # every Role is bound
+    for kind, role_obj in bindings:
+        bound = next(
+            b for b in by_kind(objects, kind)
+            if b["roleRef"]["name"] == role_obj["metadata"]["name"]
+            and b["metadata"].get("namespace") == role_obj["metadata"].get("namespace")
+        )  # fmt: skip
         assert bound["subjects"] == [
             {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
         ]

@@ -179,14 +179,14 @@ class World:
         )
         wait_for("the dataplane's command socket", lambda: self.pysozu("status").returncode == 0)
 
-    def start_operator(self, *extra: str) -> None:
+    def start_operator(self, *extra: str, publish_address: str | None = PUBLISHED) -> None:
         args = [
             str(VENV_BIN / "pysozu-ingress"),
             "--command-socket", str(self.socket),
             "--http-address", f"127.0.0.1:{self.http_port}",
             "--https-address", f"127.0.0.1:{self.https_port}",
             "--health-address", f"127.0.0.1:{self.health_port}",
-            "--publish-address", PUBLISHED,
+            *(("--publish-address", publish_address) if publish_address else ()),
             *extra,
         ]  # fmt: skip
         self.processes["operator"] = Process("operator", args, self.tmp / "operator.log", self.env)

@@ -11,8 +11,12 @@ that port, to come back where a killed one was). What it adds to `kmock.Kubernet
 - `/api/v1` discovery says `groupVersion: v1`, not `/v1` (kubectl cannot map core kinds);
 - `--preload`: objects stored before the first client connects (the scale test);
 - `--faults`: fault injection, read again on every request: a JSON list of
-  `{"match": "<substring of 'METHOD /path'>", "answer": 500 | "hang"}`; the first match
-  answers 500 (a Status body) or never answers.
+  `{"match": "<substring of 'METHOD /path'>", "answer": 500 | "hang" | "deaf" | "gone"}`;
+  the first match answers 500 (a Status body) or never answers. Two answers are for watch
+  streams only (polled every 0.1 s, also by streams already open): "deaf" drops every event
+  of a matching watch while the rule is there (the watch is down: events are lost, nothing
+  ends), and "gone" ends a matching watch with an ERROR event, 410 Gone (its resource version
+  is too old), once: the rule is taken out of the file when it fires.
 
 Still not a real API server (see reference/kubernetes.md): no validation, no defaulting, no
 server-side selectors, merge-patch for every patch type, watches replay from scratch.
@@ -46,16 +50,84 @@ def _api_version(resource: Any) -> str:
     return f"{resource.group}/{resource.version}" if resource.group else str(resource.version)
 
 
+_WATCH_FAULTS = ("deaf", "gone")
+_GONE = {
+    "type": "ERROR",
+    "object": {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "Expired",
+        "message": "too old resource version",
+        "code": 410,
+    },
+}
+
+
 class ApiServerLikeEmulator(kmock.KubernetesEmulator):
     faults: Path | None = None
 
+    def _rules(self) -> list[dict[str, Any]]:
+        if self.faults is None or not self.faults.exists():
+            return []
+        rules: list[dict[str, Any]] = json.loads(self.faults.read_text() or "[]")
+        return rules
+
+    def _watch_fault(self, request: kmock.Request) -> str | None:
+        """The watch fault ("deaf", "gone") a rule sets for this watch; "gone" fires once."""
+        line = f"{request.method} {request.url.path}".lower()
+        rules = self._rules()
+        for index, rule in enumerate(rules):
+            if rule["answer"] in _WATCH_FAULTS and rule["match"].lower() in line:
+                if rule["answer"] == "gone":
+                    del rules[index]
+                    assert self.faults is not None
+                    self.faults.write_text(json.dumps(rules))
+                return str(rule["answer"])
+        return None
+
+    async def _serve_watch(self, request: kmock.Request) -> Any:
+        """kmock's watch (replay what exists, then stream the bus), with the watch faults."""
+        yield b""
+        check = self._KubernetesEmulator__check  # kmock's own (name-mangled) helpers
+        get_objs = self._KubernetesEmulator__get_objs
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for event in self._buses[request.resource]:
+                queue.put_nowait(event)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            await asyncio.sleep(0)  # the pump subscribes first: nothing falls between the two
+            async with self._lock:
+                objs = get_objs(request, strict=False)
+                replay = [{"type": "ADDED", "object": obj.raw} for obj in objs if not obj.deleted]
+            for event in replay:
+                yield event
+            while True:
+                fault = self._watch_fault(request)
+                if fault == "gone":
+                    yield _GONE
+                    return
+                try:
+                    event = await asyncio.wait_for(queue.get(), 0.1)
+                except TimeoutError:
+                    continue
+                if fault == "deaf":
+                    continue  # lost, as on a broken connection
+                meta = event.get("object", {}).get("metadata", {})
+                namespace, name = meta.get("namespace"), meta.get("name")
+                if check(request, request.resource, namespace, name, strict=False):
+                    yield event
+        finally:
+            pumping.cancel()
+
     async def _injected(self, request: kmock.Request) -> Any:
         """The answer a fault rule gives this request, or None."""
-        if self.faults is None or not self.faults.exists():
-            return None
         line = f"{request.method} {request.url.path}"
-        for rule in json.loads(self.faults.read_text() or "[]"):
-            if rule["match"].lower() not in line.lower():
+        for rule in self._rules():
+            if rule["answer"] in _WATCH_FAULTS or rule["match"].lower() not in line.lower():
                 continue
             if rule["answer"] == "hang":
                 await asyncio.Event().wait()

@@ -125,7 +125,52 @@ def test_endpoint_changes_send_only_backend_requests(tmp_path: Path) -> None:
     )
     harness.change(WEB, APP_SERVICE, scaled)
     assert harness.reconcile()
-    assert sorted(set(harness.dataplane.verbs())) == ["add_backend", "remove_backend"]
+    verbs = harness.dataplane.verbs()
+    assert sorted(set(verbs) - {"load_state"}) == ["add_backend", "remove_backend"]
+
+
+def slice_of(*ips: str) -> dict[str, Any]:
+    return endpoint_slice("app-1", "app", [{"name": "web", "port": 8080}], [ep(i) for i in ips])
+
+
+def test_a_swap_goes_as_one_batch_and_the_rest_one_by_one(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, WEB, APP_SERVICE, slice_of("10.0.1.1"))
+    harness.reconcile()
+    harness.dataplane.verbs()
+    # Replacing every endpoint: one load_state (the workers get it in one write), so no
+    # request finds the cluster empty between the removal and the addition.
+    harness.change(WEB, APP_SERVICE, slice_of("10.0.1.2"))
+    assert harness.reconcile()
+    assert harness.dataplane.verbs() == ["load_state", "remove_backend", "add_backend"]
+    # Adding only, or removing only, has no gap to hide: pipelined as it is.
+    harness.change(WEB, APP_SERVICE, slice_of("10.0.1.2", "10.0.1.3"))
+    assert harness.reconcile()
+    assert harness.dataplane.verbs() == ["add_backend"]
+    harness.change(WEB, APP_SERVICE, slice_of("10.0.1.3"))
+    assert harness.reconcile()
+    assert harness.dataplane.verbs() == ["remove_backend"]
+    # A route moving to another Service: removals and additions, one batch.
+    other = {**APP_SERVICE, "metadata": {**APP_SERVICE["metadata"], "name": "other"}}
+    moved = ingress("web", [rule("app.example", ("/", "Prefix", "other"))])
+    harness.change(moved, APP_SERVICE, other, slice_of("10.0.1.3"))
+    assert harness.reconcile()
+    verbs = harness.dataplane.verbs()
+    assert verbs[0] == "load_state" and verbs.count("load_state") == 1
+    assert "remove_http_frontend" in verbs and "add_http_frontend" in verbs
+
+
+def test_what_a_swap_batch_missed_is_resent_alone_and_reported(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, WEB, APP_SERVICE, slice_of("10.0.1.1"))
+    harness.reconcile()
+    harness.dataplane.refuse = {"add_backend"}
+    harness.change(WEB, APP_SERVICE, slice_of("10.0.1.2"))
+    assert not harness.reconcile()
+    refused = [p for p in harness.events.problems if p.reason == "DataplaneRefused"]
+    assert [p.ingress.name for p in refused] == ["web"] and "add_backend" in refused[0].message
+    harness.dataplane.verbs()
+    harness.dataplane.refuse = set()
+    assert harness.reconcile()
+    assert harness.dataplane.verbs() == ["add_backend"]  # exactly what was missing
 
 
 def test_a_refused_request_is_an_event_on_its_ingress_and_is_retried(tmp_path: Path) -> None:

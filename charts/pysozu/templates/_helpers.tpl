@@ -102,6 +102,9 @@ so two releases in one namespace each elect their own leader. */}}
 {{- if and (eq .Values.kind "DaemonSet") .Values.autoscaling.enabled }}
 {{- fail "autoscaling applies to kind Deployment only" }}
 {{- end }}
+{{- if and (eq .Values.rbac.scope "namespace") (not .Values.watchNamespaces) }}
+{{- fail "rbac.scope=namespace needs watchNamespaces: the controller watching every namespace needs the ClusterRole (rbac.scope=cluster)" }}
+{{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled (the ServiceMonitor scrapes the metrics Service)" }}
 {{- end }}
