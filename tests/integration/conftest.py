@@ -115,6 +115,36 @@ def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
             process.wait()
 
 
+def _stop_successors(directory: Path) -> None:
+    """Stop what still runs in a test's directory: a main started by `upgrade` (the first
+    main exits, its successor is nobody's child) and the workers it spawned."""
+    target = str(directory)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(entry / "cwd") in (target, target + " (deleted)"):
+                pids.append(int(entry.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10.0
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
 class Backends:
     """Tiny keep-alive HTTP servers answering their own id (dataplane.main.demo)."""
 
@@ -263,6 +293,8 @@ class PysozuFactory:
     def stop_all(self) -> None:
         for instance in self.instances:
             _stop(instance.process, grace=10.0)
+        for instance in self.instances:
+            _stop_successors(instance.directory)
         for directory in self.directories:
             shutil.rmtree(directory, ignore_errors=True)
 
