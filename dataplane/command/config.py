@@ -306,7 +306,7 @@ def _check_whole(config: Config, root: Table) -> None:
 def _replay(config: Config, report: Report) -> None:
     """Apply the requests to an empty state: what the proxy would refuse, the load refuses."""
     state = ConfigState()
-    for request, origin in config.located_requests(served_only=False):
+    for request, origin in config.located_requests():
         try:
             state.dispatch(request)
         except StateError as error:
@@ -318,14 +318,6 @@ _SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEAD
 
 def _warn_unserved(report: Report, config: Config) -> None:
     """One warning for each part of a sozu config that pysozu loads but does not serve yet."""
-    served = {id(listener) for listener in config.served_listeners()}
-    for listener in config.listeners:
-        if id(listener) not in served:
-            report.warn(
-                config.listener_origins.get(id(listener), "listeners"),
-                "protocol",
-                f"UDP proxying is not supported yet: {listener.address} is not opened",
-            )
     for cluster_id, cluster in config.clusters.items():
         if cluster.cluster.proxy_protocol in _SENT_HEADERS:
             report.warn(
@@ -333,12 +325,6 @@ def _warn_unserved(report: Report, config: Config) -> None:
                 "send_proxy",
                 "the PROXY header is not sent to TCP backends yet: they get the client's bytes "
                 "only",
-            )
-        if cluster.udp_frontends:
-            report.warn(
-                f"clusters.{cluster_id}",
-                "frontends",
-                "UDP proxying is not supported yet: these frontends are not served",
             )
         if cluster.cluster.health_check is not None:
             report.warn(

@@ -146,6 +146,8 @@ class HttpProxy:
         if request.proxy == ListenerType.TCP:
             self.tcp.remove_listener(request.address)
             return
+        if request.proxy == ListenerType.UDP:
+            return  # the worker's UdpProxy (udp/proxy.py) has it
         listener = self.listeners.pop(request.address, None)
         if listener is not None:
             self._retired[request.address] = listener

@@ -58,6 +58,7 @@ CERTS = I + "test_https_certificate_cli.py::"
 HSTS = I + "test_https_hsts.py::"
 TOP = I + "test_cli_top.py::"
 TOP_U = U + "test_cli_top_frame.py::"
+UDP = I + "test_udp_proxy.py::"
 
 # 4.1 top-level keys
 TOP_LEVEL: dict[str, Proof] = {
@@ -269,8 +270,11 @@ LISTENER: dict[str, tuple[str, Proof]] = {
         "https",
         Tested(HSTS + "test_listener_hsts_is_added_once_and_the_backend_header_wins"),
     ),
-    "max_rx_datagram_size": ("udp", Unserved(1500)),
-    "max_flows": ("udp", Unserved(10)),
+    "max_rx_datagram_size": (
+        "udp",
+        Tested(UDP + "test_an_oversized_datagram_is_dropped_and_counted"),
+    ),
+    "max_flows": ("udp", Tested(UDP + "test_the_flow_table_is_bounded_and_evicts_the_oldest")),
 }
 
 # 4.3 cluster keys: (cluster protocol, proof)
@@ -319,7 +323,7 @@ CLUSTER: dict[str, tuple[str, Proof]] = {
         Tested(LIMITS + "test_max_connections_per_ip_answers_429_with_retry_after"),
     ),
     "health_check": ("http", Unserved({"uri": "/health"})),
-    "udp": ("tcp", Warned({"affinity_key": "SOURCE_IP"})),
+    "udp": ("tcp", Tested(UDP + "test_source_ip_port_affinity_keeps_each_client_on_one_backend")),
 }
 
 # 4.4 frontend keys (http cluster)
@@ -361,11 +365,7 @@ BACKEND: dict[str, Proof] = {
 
 # Verbs about what pysozu does not serve yet: refused (add, set) or acting on nothing that
 # serves (remove, update...), as `_NOT_SERVED` shows; their flags need no entry of their own.
-UNSERVED_VERBS = (
-    "listener udp ",
-    "frontend udp ",
-    "cluster health-check ",
-)
+UNSERVED_VERBS = ("cluster health-check ",)
 
 # What a CLI walk adds to a verb path so that it parses (for Warned entries).
 CLI_REQUIRED: dict[str, tuple[str, ...]] = {
@@ -400,6 +400,17 @@ _LISTENER_UPDATE = CLI_T + "test_listener_update_only_patches_what_is_given"
 _NOT_SERVED = VERBS + "test_what_is_not_served_yet_is_refused_or_never_opened"
 _TCP_CLI = I + "test_tcp_proxy.py::test_listener_and_frontend_added_and_removed_through_the_cli"
 _SOZU_LINES = CLI_T + "test_sozu_command_lines_send_what_sozu_sends"
+_UDP_CLI = UDP + "test_udp_listener_and_frontend_added_and_removed_through_the_cli"
+_UDP_FLAGS: dict[str, Proof] = {
+    flag: Tested(_UDP_CLI)
+    for flag in (
+        "--public-address",
+        "--front-timeout",
+        "--back-timeout",
+        "--max-rx-datagram-size",
+        "--max-flows",
+    )
+}
 _H2_FLAGS = {"--" + key.replace("_", "-"): Warned(7) for key in H2_LISTENER_KEYS}
 _ANSWER_FLAGS = {
     f"--answer-{code}": Tested(_LISTENER_UPDATE) for code in ANSWER_CODES if code != 400
@@ -565,8 +576,8 @@ CLI: dict[str, dict[str, Proof]] = {
         "--id": Tested(_TCP_CLI),
         "--address": Tested(_TCP_CLI),
     },
-    "frontend udp add": {"": Refused(("frontend", "udp", "add", "-i", "c", "-a", "127.0.0.1:9"))},
-    "frontend udp remove": {"": Tested(_NOT_SERVED)},
+    "frontend udp add": {"": Tested(_UDP_CLI), "--tags": Tested(_UDP_CLI)},
+    "frontend udp remove": {"": Tested(_UDP_CLI)},
     "frontend list": {
         "": Tested(VERBS + "test_human_tables"),
         "--http": Tested(VERBS + "test_human_tables"),
@@ -637,10 +648,10 @@ CLI: dict[str, dict[str, Proof]] = {
         f"listener tcp {verb}": {"": Tested(_TCP_CLI), "--address": Tested(_TCP_CLI)}
         for verb in ("remove", "activate", "deactivate")
     },
-    "listener udp add": {"": Refused(("listener", "udp", "add", "-a", "127.0.0.1:9"))},
+    **{f"listener udp {verb}": {"": Tested(_UDP_CLI), **_UDP_FLAGS} for verb in ("add", "update")},
     **{
-        f"listener udp {verb}": {"": Tested(_NOT_SERVED)}
-        for verb in ("remove", "activate", "deactivate", "update")
+        f"listener udp {verb}": {"": Tested(_UDP_CLI)}
+        for verb in ("remove", "activate", "deactivate")
     },
     "listener list": {"": Tested(VERBS + "test_the_issue_walkthrough")},
     "certificate list": {
