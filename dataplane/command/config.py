@@ -326,10 +326,3 @@ def _warn_unserved(report: Report, config: Config) -> None:
                 "the PROXY header is not sent to TCP backends yet: they get the client's bytes "
                 "only",
             )
-        if cluster.cluster.health_check is not None:
-            report.warn(
-                f"clusters.{cluster_id}",
-                "health_check",
-                "active health checks are not run yet (kept in the state; backends are "
-                "still taken out by the circuit breaker on connection failures)",
-            )

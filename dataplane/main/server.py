@@ -66,7 +66,6 @@ EXIT_GRACE = 3.0
 
 NOT_SUPPORTED = {
     "launch_worker": "launch_worker (never implemented by sozu either)",
-    "set_health_check": "active health checks",
 }
 FROM_STATE = {
     "list_frontends",

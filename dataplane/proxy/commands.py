@@ -206,6 +206,7 @@ class CommandHandler:
         try:
             loop.proxy.apply(content)
             loop.udp.apply(content)  # UDP listeners, frontends, flows (udp/proxy.py)
+            loop.health.apply(content)  # health checks (health/checks.py)
             apply_tls(loop.proxy, content.verb, content.body)
         except Exception as error:
             raise StateError(f"{message.content.verb}: {error}") from None

@@ -29,6 +29,7 @@ from dataplane.proxy.clusters import HttpProxy
 from dataplane.proxy.counters import Counters
 from dataplane.proxy.eviction import Eviction
 from dataplane.proxy.forwarding import RequestIds
+from dataplane.proxy.health.checks import HealthChecks
 from dataplane.proxy.heap import HeapTrimmer
 from dataplane.proxy.http_head import ResponseParser
 from dataplane.proxy.listener import HttpListener, bind_listener
@@ -92,6 +93,7 @@ class Loop:
         self.metrics.gauge_sources.append(self.proxy.tcp.figures.gauges)
         self.sessions: set[HttpSession] = set()
         self.udp = UdpProxy(self)  # UDP listeners and flows (udp/)
+        self.health = HealthChecks(self)  # active health checks (health/)
         self.max_connections = config.max_connections
         self.accept_paused = False
         # evict_on_queue_full: idle connections make room for waiting ones (eviction.py)
@@ -165,6 +167,7 @@ class Loop:
                 if self.reopen_logs:
                     self._reopen_logs()
                 timers.expire(now)
+                self.health.tick(now)
                 self.buffers.tick()
                 self.heap.tick(now, self.counters.accepted - len(self.sessions))
                 self.request_ids.refresh()
@@ -394,6 +397,7 @@ class Loop:
                 listener.sock.close()
                 listener.sock = None
         self.udp.close_all()
+        self.health.close_all()
         for sock in self.scm_listeners.values():
             sock.close()
         self.epoll.close()

@@ -215,14 +215,6 @@ def test_upgrade_of_an_unknown_worker_fails(pysozu: Any) -> None:
     assert "there is no live worker 7" in result.stderr
 
 
-def test_what_is_not_served_yet_is_refused_or_never_opened(pysozu: Any) -> None:
-    proxy = pysozu.start(listener_only(pysozu, pysozu.free_port()))
-    for argv in (["cluster", "health-check", "set", "-i", "app", "-u", "/health"],):
-        result = proxy.cli(*argv)
-        assert result.returncode == 1, argv
-        assert "is not supported yet by pysozu" in result.stderr, result.stderr
-
-
 def test_logging_level_changes(pysozu: Any) -> None:
     proxy = pysozu.start(listener_only(pysozu, pysozu.free_port()))
     proxy.cli("status")

@@ -59,6 +59,9 @@ HSTS = I + "test_https_hsts.py::"
 TOP = I + "test_cli_top.py::"
 TOP_U = U + "test_cli_top_frame.py::"
 UDP = I + "test_udp_proxy.py::"
+HEALTH = I + "test_health_checks.py::"
+_CHECK_SET = HEALTH + "test_a_check_set_at_run_time_with_an_expected_status"
+_CHECK_REMOVE = HEALTH + "test_removing_the_check_puts_backends_back"
 
 # 4.1 top-level keys
 TOP_LEVEL: dict[str, Proof] = {
@@ -322,7 +325,10 @@ CLUSTER: dict[str, tuple[str, Proof]] = {
         "http",
         Tested(LIMITS + "test_max_connections_per_ip_answers_429_with_retry_after"),
     ),
-    "health_check": ("http", Unserved({"uri": "/health"})),
+    "health_check": (
+        "http",
+        Tested(HEALTH + "test_an_unhealthy_backend_leaves_rotation_and_comes_back"),
+    ),
     "udp": ("tcp", Tested(UDP + "test_source_ip_port_affinity_keeps_each_client_on_one_backend")),
 }
 
@@ -364,8 +370,8 @@ BACKEND: dict[str, Proof] = {
 }
 
 # Verbs about what pysozu does not serve yet: refused (add, set) or acting on nothing that
-# serves (remove, update...), as `_NOT_SERVED` shows; their flags need no entry of their own.
-UNSERVED_VERBS = ("cluster health-check ",)
+# serves (remove, update...); their flags need no entry of their own. (None left.)
+UNSERVED_VERBS: tuple[str, ...] = ()
 
 # What a CLI walk adds to a verb path so that it parses (for Warned entries).
 CLI_REQUIRED: dict[str, tuple[str, ...]] = {
@@ -397,7 +403,6 @@ _ADD_CLUSTER = CLI_T + "test_cluster_add_flags"
 _FRONTEND = CLI_T + "test_frontend_deny_route_and_path_kinds"
 _LISTENER_ADD = CLI_T + "test_listener_add_and_activate"
 _LISTENER_UPDATE = CLI_T + "test_listener_update_only_patches_what_is_given"
-_NOT_SERVED = VERBS + "test_what_is_not_served_yet_is_refused_or_never_opened"
 _TCP_CLI = I + "test_tcp_proxy.py::test_listener_and_frontend_added_and_removed_through_the_cli"
 _SOZU_LINES = CLI_T + "test_sozu_command_lines_send_what_sozu_sends"
 _UDP_CLI = UDP + "test_udp_listener_and_frontend_added_and_removed_through_the_cli"
@@ -548,10 +553,21 @@ CLI: dict[str, dict[str, Proof]] = {
     "cluster h2 enable": {"": Warned(None)},
     "cluster h2 disable": {"": Tested(_ADD_CLUSTER)},
     "cluster health-check set": {
-        "": Refused(("cluster", "health-check", "set", "-i", "c", "-u", "/health"))
+        "": Tested(_CHECK_SET),
+        "--uri": Tested(_CHECK_SET),
+        **{
+            flag: Tested(_CHECK_SET)
+            for flag in (
+                "--interval",
+                "--timeout",
+                "--healthy-threshold",
+                "--unhealthy-threshold",
+                "--expected-status",
+            )
+        },
     },
-    "cluster health-check remove": {"": Tested(_NOT_SERVED)},
-    "cluster health-check list": {"": Tested(_NOT_SERVED)},
+    "cluster health-check remove": {"": Tested(_CHECK_REMOVE)},
+    "cluster health-check list": {"": Tested(_CHECK_REMOVE)},
     "backend add": {
         "": Tested(VERBS + "test_the_issue_walkthrough"),
         "--id": Tested(VERBS + "test_the_issue_walkthrough"),
