@@ -36,7 +36,6 @@ from dataplane.command.messages import (
     AccessLogFormat,
     HttpsListenerConfig,
     MetricDetail,
-    ProxyProtocolConfig,
     ServerMetricsConfig,
 )
 from dataplane.command.state import ConfigState
@@ -135,7 +134,6 @@ def _parse(text: str, source: str, base_dir: str) -> Config:
                 config.clusters[cluster_id] = cluster
     config.listeners = list(by_address.values())
     _check_whole(config, root)
-    _warn_unserved(report, config)
     # Unknown top-level keys are errors, as unknown keys in listeners, clusters, frontends and
     # backends are (sozu ignores them silently at the top level only: a typo such as
     # `worker_cout` would go unnoticed). The top-level [hsts] of sozu's own docs: a warning.
@@ -311,18 +309,3 @@ def _replay(config: Config, report: Report) -> None:
             state.dispatch(request)
         except StateError as error:
             report.error(origin, None, str(error))
-
-
-_SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
-
-
-def _warn_unserved(report: Report, config: Config) -> None:
-    """One warning for each part of a sozu config that pysozu loads but does not serve yet."""
-    for cluster_id, cluster in config.clusters.items():
-        if cluster.cluster.proxy_protocol in _SENT_HEADERS:
-            report.warn(
-                f"clusters.{cluster_id}",
-                "send_proxy",
-                "the PROXY header is not sent to TCP backends yet: they get the client's bytes "
-                "only",
-            )

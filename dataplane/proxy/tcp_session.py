@@ -36,8 +36,10 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
+from dataplane.command.messages import ProxyProtocolConfig
 from dataplane.proxy import backend_events
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW, Buffer
+from dataplane.proxy.proxy_protocol import ProxiedPeer, v2_header
 from dataplane.proxy.session_fields import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_CONNECT_TRIES
 from dataplane.proxy.timers import NOT_FILED
 
@@ -53,6 +55,7 @@ log = logging.getLogger("dataplane.worker")
 CONNECTING = 0
 RELAY = 1
 CLOSED = 2
+SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
 
 
 class Pipe:
@@ -203,6 +206,8 @@ class TcpSession:
             loop, self.cluster, back.backend, loop.now - back.connect_started
         )
         back.connected = True  # its close reports the connection's end to the backend
+        if self.cluster.config.proxy_protocol in SENT_HEADERS and not self._send_proxy_header():
+            return  # send_proxy: a PROXY v2 header first (could not be sent: closed)
         self.backend_id = back.backend.backend_id
         self.phase = RELAY
         loop.proxy.tcp.figures.relayed += 1
@@ -412,3 +417,30 @@ class TcpSession:
             backend = cluster.backend(self.backend_id)
             backend.bytes_in += up
             backend.bytes_out += down
+
+    # -- send_proxy (SEND_HEADER, or RELAY_HEADER with an expect_proxy listener) ------------
+
+    def _send_proxy_header(self) -> bool:
+        """The backend first gets a PROXY v2 header: the client's address (the one a PROXY
+        header from the client carried, when the listener expects one: relayed) and the
+        address it connected to. False: it could not be sent, the session is closed."""
+        peer = self.peer
+        destination = peer.public if isinstance(peer, ProxiedPeer) else None
+        try:
+            if destination is None:
+                destination = self.front.getsockname()
+            source = (peer[0], peer[1])
+            if (":" in source[0]) == (":" in destination[0]):
+                header = v2_header(source, (destination[0], destination[1]))
+            else:
+                header = v2_header(None)  # mixed families: no address (UNSPEC)
+            back = self.back
+            assert back is not None
+            if back.sock.send(header) != len(header):  # a few dozen bytes, fresh socket
+                raise ConnectionError("PROXY header cut short")
+        except OSError as error:
+            log.warning("tcp %s: PROXY header not sent: %s", self.listener.config.address, error)
+            self.close()
+            return False
+        self.loop.proxy.tcp.figures.proxy_headers_sent += 1
+        return True

@@ -60,6 +60,7 @@ TOP = I + "test_cli_top.py::"
 TOP_U = U + "test_cli_top_frame.py::"
 UDP = I + "test_udp_proxy.py::"
 HEALTH = I + "test_health_checks.py::"
+SEND = I + "test_tcp_send_proxy.py::"
 _CHECK_SET = HEALTH + "test_a_check_set_at_run_time_with_an_expected_status"
 _CHECK_REMOVE = HEALTH + "test_removing_the_check_puts_backends_back"
 
@@ -305,7 +306,7 @@ CLUSTER: dict[str, tuple[str, Proof]] = {
         "http",
         Tested(SNI + "test_https_redirect_sends_plain_http_clients_to_https"),
     ),
-    "send_proxy": ("tcp", Unserved(True)),
+    "send_proxy": ("tcp", Tested(SEND + "test_send_proxy_puts_the_client_address_in_a_v2_header")),
     "http2": ("http", Warned(True)),
     "answers": (
         "http",
@@ -540,7 +541,7 @@ CLI: dict[str, dict[str, Proof]] = {
         "--id": Tested(VERBS + "test_the_issue_walkthrough"),
         "--sticky-session": Tested(_ADD_CLUSTER),
         "--https-redirect": Tested(_ADD_CLUSTER),
-        "--send-proxy": Warned(True),
+        "--send-proxy": Tested(SEND + "test_cluster_add_send_proxy_at_run_time"),
         "--expect-proxy": Warned(True),
         "--load-balancing-policy": Tested(VERBS + "test_the_issue_walkthrough"),
         "--http2": Warned(True),
