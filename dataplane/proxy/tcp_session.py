@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from dataplane.command.messages import ProxyProtocolConfig
 from dataplane.proxy import backend_events
+from dataplane.proxy.access_log_format import AccessRecord
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW, Buffer
 from dataplane.proxy.proxy_protocol import ProxiedPeer, v2_header
 from dataplane.proxy.session_fields import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_CONNECT_TRIES
@@ -97,6 +98,7 @@ class TcpSession:
         "front_mask",
         "listener",
         "loop",
+        "message",
         "peer",
         "peer_key",
         "phase",
@@ -133,6 +135,7 @@ class TcpSession:
         self.started = self.front_at = self.back_at = loop.now
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
+        self.message: str | None = None  # why the proxy ended it (access log), None: the ends
 
     # -- start: cluster, limits, backend -------------------------------------------------------
 
@@ -184,6 +187,7 @@ class TcpSession:
             backend_events.connect_failed(loop, cluster, backend)
             self.failed.add(backend.backend_id)
         loop.proxy.tcp.figures.no_backend += 1
+        self.message = "no backend available"
         log.debug("tcp %s: no backend available for %s", self.listener.config.address, self.peer)
         self.close()
 
@@ -375,6 +379,8 @@ class TcpSession:
             or now >= self.back_at + listener.back_timeout
         ):
             self.loop.proxy.tcp.figures.timeouts += 1
+            front_idle = now >= self.front_at + listener.front_timeout
+            self.message = "client_timeout" if front_idle else "backend_timeout"
             self.close()
         else:
             self._arm_idle()
@@ -387,6 +393,8 @@ class TcpSession:
             return
         self.phase = CLOSED
         loop = self.loop
+        if self.cluster is not None and (loop.access_log or loop.error_access_log):
+            self._access_log()  # (before the backend connection goes: its address is logged)
         loop.timers.cancel(self)
         self.up.end = self.down.end = 0  # no byte is kept: every buffer goes back
         self.release_idle_buffers()
@@ -444,3 +452,48 @@ class TcpSession:
             return False
         self.loop.proxy.tcp.figures.proxy_headers_sent += 1
         return True
+
+    # -- access log (one line per relayed connection, sozu's TCP shape) --------------------
+
+    def _access_log(self) -> None:
+        """`... <client> <backend> <time>/... <bytes in> <bytes out> [<tags>] None TCP - - - -`
+        at info level, or error level with a message (`client_timeout`, `backend_timeout`,
+        `no backend available`) when the proxy ended the connection."""
+        loop = self.loop
+        logs = loop.error_access_log if self.message is not None else loop.access_log
+        if logs is None:
+            return
+        back = self.back
+        backend = None if back is None else back.backend
+        peer = self.peer
+        host = f"[{peer[0]}]" if ":" in peer[0] else peer[0]
+        record = AccessRecord(
+            session_id="%X" % id(self),  # noqa: UP031 (as HTTP sessions)
+            cluster_id=self.cluster.cluster_id if self.cluster is not None else None,
+            backend_id=self.backend_id,
+            client_address=f"{host}:{peer[1]}",
+            backend_address=str(backend.address) if backend is not None else None,
+            protocol="TCP",
+            request_time=loop.now - self.started,
+            bytes_in=self.up.moved,
+            bytes_out=self.down.moved,
+            tags=self.listener.tags or None,
+            message=self.message,
+        )
+        formatter = logs.formatter
+        formatter.restamp()
+        duration = record.request_time
+        line = formatter.line(
+            self.message is not None,  # an error: the proxy ended it (no status to judge by)
+            formatter.fixed(record),
+            None,
+            duration,
+            duration,
+            None,
+            record.bytes_in,
+            record.bytes_out,
+            None,
+            self.message,
+        )
+        logs.log.enqueue(line)
+        logs.due_at = min(logs.due_at, loop.now)  # written at the loop's next turn
