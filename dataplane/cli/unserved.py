@@ -11,9 +11,9 @@ import argparse
 NO_H2 = "pysozu does not serve HTTP/2 yet (the value is kept for when it does)"
 NO_H2C = "pysozu speaks HTTP/1.1 to backends (h2c is not implemented yet)"
 CERTIFICATE_VERSIONS = "the listener's TLS versions apply to every certificate"
-TCP_PROXY_PROTOCOL = (
-    "a cluster's PROXY protocol mode is not applied yet: no header is sent to TCP backends "
-    "(a TCP listener's --expect-proxy reads one from clients)"
+CLUSTER_EXPECT_PROXY = (
+    "a cluster does not decide whether clients send a PROXY header: a TCP listener's "
+    "--expect-proxy does (with --send-proxy, the header read is relayed to the backend)"
 )
 
 TOP_LOOKS = {
@@ -36,9 +36,8 @@ def unserved_flags(args: argparse.Namespace) -> list[str]:
     command = getattr(args, "command", None)
     if command == "cluster" and getattr(args, "http2", False):
         found.append(f"--http2: {NO_H2C}")
-    for flag in ("send_proxy", "expect_proxy"):
-        if command == "cluster" and getattr(args, flag, False):
-            found.append(f"--{flag.replace('_', '-')}: {TCP_PROXY_PROTOCOL}")
+    if command == "cluster" and getattr(args, "expect_proxy", False):
+        found.append(f"--expect-proxy: {CLUSTER_EXPECT_PROXY}")
     if command == "cluster" and getattr(args, "h2_command", None) == "enable":
         found.append(f"cluster h2 enable: {NO_H2C}")
     if command == "top":

@@ -36,7 +36,6 @@ from dataplane.command.messages import (
     AccessLogFormat,
     HttpsListenerConfig,
     MetricDetail,
-    ProxyProtocolConfig,
     ServerMetricsConfig,
 )
 from dataplane.command.state import ConfigState
@@ -135,7 +134,6 @@ def _parse(text: str, source: str, base_dir: str) -> Config:
                 config.clusters[cluster_id] = cluster
     config.listeners = list(by_address.values())
     _check_whole(config, root)
-    _warn_unserved(report, config)
     # Unknown top-level keys are errors, as unknown keys in listeners, clusters, frontends and
     # backends are (sozu ignores them silently at the top level only: a typo such as
     # `worker_cout` would go unnoticed). The top-level [hsts] of sozu's own docs: a warning.
@@ -306,44 +304,8 @@ def _check_whole(config: Config, root: Table) -> None:
 def _replay(config: Config, report: Report) -> None:
     """Apply the requests to an empty state: what the proxy would refuse, the load refuses."""
     state = ConfigState()
-    for request, origin in config.located_requests(served_only=False):
+    for request, origin in config.located_requests():
         try:
             state.dispatch(request)
         except StateError as error:
             report.error(origin, None, str(error))
-
-
-_SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
-
-
-def _warn_unserved(report: Report, config: Config) -> None:
-    """One warning for each part of a sozu config that pysozu loads but does not serve yet."""
-    served = {id(listener) for listener in config.served_listeners()}
-    for listener in config.listeners:
-        if id(listener) not in served:
-            report.warn(
-                config.listener_origins.get(id(listener), "listeners"),
-                "protocol",
-                f"UDP proxying is not supported yet: {listener.address} is not opened",
-            )
-    for cluster_id, cluster in config.clusters.items():
-        if cluster.cluster.proxy_protocol in _SENT_HEADERS:
-            report.warn(
-                f"clusters.{cluster_id}",
-                "send_proxy",
-                "the PROXY header is not sent to TCP backends yet: they get the client's bytes "
-                "only",
-            )
-        if cluster.udp_frontends:
-            report.warn(
-                f"clusters.{cluster_id}",
-                "frontends",
-                "UDP proxying is not supported yet: these frontends are not served",
-            )
-        if cluster.cluster.health_check is not None:
-            report.warn(
-                f"clusters.{cluster_id}",
-                "health_check",
-                "active health checks are not run yet (kept in the state; backends are "
-                "still taken out by the circuit breaker on connection failures)",
-            )

@@ -142,8 +142,6 @@ def parse_cluster(
         for key in ("sticky_session", "https_redirect", "http2", "answer_503", "sticky_name"):
             if table.has(key):
                 table.warn(key, "does not apply to a tcp cluster, ignored")
-        if table.has("udp"):
-            table.warn("udp", "UDP proxying is not supported yet: these settings do nothing")
         cluster.sticky_session = cluster.https_redirect = False  # as sozu's TCP clusters
         cluster.http2 = cluster.answer_503 = cluster.sticky_name = None
     for index, backend_table in enumerate(backends):
@@ -236,6 +234,12 @@ def _udp(table: Table) -> UdpClusterConfig | None:
             probe_timeout_seconds=seconds("probe_timeout_seconds", 2, low=1, high=U32),
         )
         health_table.finish(strict=True)
+        if health.mode != UdpHealthMode.HEALTH_OFF:
+            health_table.warn(
+                None,
+                "UDP backend probes (TCP_PROBE / UDP_PROBE) are not run yet: backends leave "
+                "rotation only when they refuse datagrams (circuit breaker)",
+            )
     config = UdpClusterConfig(
         affinity_key=udp.choice("affinity_key", UdpAffinityKey),
         responses=udp.integer("responses", high=U32),

@@ -92,12 +92,10 @@ class Config:
             state.dispatch(request)
         return state
 
-    def located_requests(self, served_only: bool = True) -> list[tuple[Request, str]]:
-        """The static configuration's requests, each with the table it comes from; with
-        `served_only=False`, also those of UDP listeners and frontends (to validate the whole
-        file)."""
+    def located_requests(self) -> list[tuple[Request, str]]:
+        """The static configuration's requests, each with the table it comes from."""
         located: list[tuple[Request, str]] = []
-        listeners = self.served_listeners() if served_only else self.listeners
+        listeners = self.listeners
         for listener in listeners:
             verb = f"add_{_listener_kind(listener).name.lower()}_listener"
             located.append((Request.of(**{verb: listener}), self._origin(listener)))
@@ -117,9 +115,8 @@ class Config:
                 located.append((Request.of(add_https_frontend=front), origin(id(front), "")))
             for tcp in cluster.tcp_frontends:
                 located.append((Request.of(add_tcp_frontend=tcp), origin(id(tcp), "")))
-            if not served_only:  # left out otherwise, like their listeners (served_listeners)
-                for udp in cluster.udp_frontends:
-                    located.append((Request.of(add_udp_frontend=udp), origin(id(udp), "")))
+            for udp in cluster.udp_frontends:
+                located.append((Request.of(add_udp_frontend=udp), origin(id(udp), "")))
             for backend in cluster.backends:
                 located.append((Request.of(add_backend=backend), origin(id(backend), "")))
         if self.activate_listeners:
@@ -129,14 +126,6 @@ class Config:
                 )
                 located.append((Request.of(activate_listener=activate), self._origin(listener)))
         return located
-
-    def served_listeners(self) -> list[AnyListenerConfig]:
-        """HTTP, HTTPS and TCP listeners. UDP proxying is not implemented yet: UDP listeners
-        (and frontends) are loaded, reported as warnings, and never opened, so that no client
-        sends datagrams to a socket that nobody would read."""
-        return [
-            listener for listener in self.listeners if _listener_kind(listener) != ListenerType.UDP
-        ]
 
     def _origin(self, listener: AnyListenerConfig) -> str:
         return self.listener_origins.get(id(listener), "listeners")

@@ -66,11 +66,6 @@ EXIT_GRACE = 3.0
 
 NOT_SUPPORTED = {
     "launch_worker": "launch_worker (never implemented by sozu either)",
-    "set_health_check": "active health checks",
-    # No worker serves UDP yet: refusing it keeps main from opening sockets whose datagrams
-    # nobody would read (the config loader skips UDP listeners with a warning too).
-    "add_udp_listener": "UDP proxying",
-    "add_udp_frontend": "UDP proxying",
 }
 FROM_STATE = {
     "list_frontends",

@@ -367,6 +367,34 @@ class AsciiFormatter(Formatter):
             b"" if message is None else b" | " + _one_line(message),
         )
 
+    def line(
+        self,
+        error: bool,
+        fixed: Fixed,
+        request_id: bytes | None,
+        request_time: float,
+        service_time: float,
+        response_time: float | None,
+        bytes_in: int,
+        bytes_out: int,
+        status: int | None,
+        message: str | None,
+    ) -> bytes:
+        """One line outside a batch (a TCP connection's), at the level `error` says."""
+        head = self.heads[error]
+        return self._line(
+            (head, head),
+            fixed,
+            request_id or b"",
+            request_time,
+            0.0,
+            response_time,
+            status or 0,
+            message,
+            bytes_in,
+            bytes_out,
+        )
+
 
 class ColouredAsciiFormatter(AsciiFormatter):
     """The ASCII line with sozu's ANSI colours (`access_logs_colored`)."""

@@ -103,6 +103,11 @@ def _boot(
             raise BootError(f"cannot listen on {address}: {error.strerror}") from None
         except ScmError as error:  # its settings were refused above (logged): serve the rest
             log.error("listener %s is not served: %s", address, error)
+    for address in [a for a, config in state.udp_listeners.items() if config.active]:
+        try:
+            loop.udp.activate(address)
+        except (OSError, ScmError) as error:
+            log.error("UDP listener %s is not served: %s", address, error)
     channel_sock.setblocking(False)
     return loop
 

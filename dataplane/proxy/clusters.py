@@ -18,7 +18,6 @@ from dataplane.command.messages import (
     Cluster,
     HttpListenerConfig,
     ListenerType,
-    ProxyProtocolConfig,
     RemoveBackend,
     RemoveListener,
     Request,
@@ -35,7 +34,6 @@ from dataplane.proxy.tcp_listener import TcpListeners
 log = logging.getLogger("dataplane.worker")
 
 MAX_RETIRED_LISTENERS = 16
-_SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
 
 
 class ClusterRuntime:
@@ -146,6 +144,8 @@ class HttpProxy:
         if request.proxy == ListenerType.TCP:
             self.tcp.remove_listener(request.address)
             return
+        if request.proxy == ListenerType.UDP:
+            return  # the worker's UdpProxy (udp/proxy.py) has it
         listener = self.listeners.pop(request.address, None)
         if listener is not None:
             self._retired[request.address] = listener
@@ -182,11 +182,6 @@ class HttpProxy:
         return cluster
 
     def _add_cluster(self, config: Cluster) -> None:
-        if config.proxy_protocol in _SENT_HEADERS:
-            log.warning(
-                "cluster %s: send_proxy is not implemented: TCP backends get no PROXY header",
-                config.cluster_id,
-            )
         self._runtime(config.cluster_id).configure(config)
         self.undefined_clusters.discard(config.cluster_id)
         for listener in self.listeners.values():

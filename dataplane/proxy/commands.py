@@ -46,7 +46,7 @@ from dataplane.proxy.worker import Loop
 log = logging.getLogger("dataplane.worker")
 
 
-# Listener kinds a worker serves (UDP listeners are kept in the state only).
+# Listener kinds the loop's own listeners serve (UDP ones: `loop.udp`).
 _SERVED = (ListenerType.HTTP, ListenerType.HTTPS, ListenerType.TCP)
 
 _UPDATED_KIND = {
@@ -183,9 +183,13 @@ class CommandHandler:
                 self._change_state(message)
                 if body.proxy in _SERVED:
                     loop.activate(body.address)
+                elif body.proxy == ListenerType.UDP:
+                    loop.udp.activate(body.address)
             elif verb in ("deactivate_listener", "remove_listener"):
                 if body.proxy in _SERVED:
                     loop.deactivate(body.address, getattr(body, "to_scm", False))
+                elif body.proxy == ListenerType.UDP:
+                    loop.udp.deactivate(body.address, getattr(body, "to_scm", False))
                 self._change_state(message)
             else:
                 self._change_state(message)
@@ -201,6 +205,8 @@ class CommandHandler:
         leaving = _backend_of(loop, content) if content.verb == "remove_backend" else None
         try:
             loop.proxy.apply(content)
+            loop.udp.apply(content)  # UDP listeners, frontends, flows (udp/proxy.py)
+            loop.health.apply(content)  # health checks (health/checks.py)
             apply_tls(loop.proxy, content.verb, content.body)
         except Exception as error:
             raise StateError(f"{message.content.verb}: {error}") from None

@@ -78,6 +78,7 @@ class TcpFigures:
         "no_backend",
         "no_cluster",
         "per_ip_refused",
+        "proxy_headers_sent",
         "relayed",
         "timeouts",
     )
@@ -92,6 +93,7 @@ class TcpFigures:
         self.timeouts = 0  # closed by front_timeout / back_timeout
         self.bytes_in = 0  # client to backend, counted when a connection ends
         self.bytes_out = 0
+        self.proxy_headers_sent = 0  # send_proxy: PROXY v2 headers sent to backends
 
     def gauges(self) -> dict[str, int]:
         return {"protocol.tcp": self.active}
@@ -106,6 +108,7 @@ class TcpFigures:
             "tcp.timeouts": self.timeouts,
             "tcp.bytes_in": self.bytes_in,
             "tcp.bytes_out": self.bytes_out,
+            "tcp.proxy_protocol.sent": self.proxy_headers_sent,
         }
 
 

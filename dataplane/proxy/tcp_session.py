@@ -36,8 +36,11 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
+from dataplane.command.messages import ProxyProtocolConfig
 from dataplane.proxy import backend_events
+from dataplane.proxy.access_log_format import AccessRecord
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW, Buffer
+from dataplane.proxy.proxy_protocol import ProxiedPeer, v2_header
 from dataplane.proxy.session_fields import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_CONNECT_TRIES
 from dataplane.proxy.timers import NOT_FILED
 
@@ -53,6 +56,7 @@ log = logging.getLogger("dataplane.worker")
 CONNECTING = 0
 RELAY = 1
 CLOSED = 2
+SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
 
 
 class Pipe:
@@ -94,6 +98,7 @@ class TcpSession:
         "front_mask",
         "listener",
         "loop",
+        "message",
         "peer",
         "peer_key",
         "phase",
@@ -130,6 +135,7 @@ class TcpSession:
         self.started = self.front_at = self.back_at = loop.now
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
+        self.message: str | None = None  # why the proxy ended it (access log), None: the ends
 
     # -- start: cluster, limits, backend -------------------------------------------------------
 
@@ -181,6 +187,7 @@ class TcpSession:
             backend_events.connect_failed(loop, cluster, backend)
             self.failed.add(backend.backend_id)
         loop.proxy.tcp.figures.no_backend += 1
+        self.message = "no backend available"
         log.debug("tcp %s: no backend available for %s", self.listener.config.address, self.peer)
         self.close()
 
@@ -203,6 +210,8 @@ class TcpSession:
             loop, self.cluster, back.backend, loop.now - back.connect_started
         )
         back.connected = True  # its close reports the connection's end to the backend
+        if self.cluster.config.proxy_protocol in SENT_HEADERS and not self._send_proxy_header():
+            return  # send_proxy: a PROXY v2 header first (could not be sent: closed)
         self.backend_id = back.backend.backend_id
         self.phase = RELAY
         loop.proxy.tcp.figures.relayed += 1
@@ -370,6 +379,8 @@ class TcpSession:
             or now >= self.back_at + listener.back_timeout
         ):
             self.loop.proxy.tcp.figures.timeouts += 1
+            front_idle = now >= self.front_at + listener.front_timeout
+            self.message = "client_timeout" if front_idle else "backend_timeout"
             self.close()
         else:
             self._arm_idle()
@@ -382,6 +393,8 @@ class TcpSession:
             return
         self.phase = CLOSED
         loop = self.loop
+        if self.cluster is not None and (loop.access_log or loop.error_access_log):
+            self._access_log()  # (before the backend connection goes: its address is logged)
         loop.timers.cancel(self)
         self.up.end = self.down.end = 0  # no byte is kept: every buffer goes back
         self.release_idle_buffers()
@@ -412,3 +425,75 @@ class TcpSession:
             backend = cluster.backend(self.backend_id)
             backend.bytes_in += up
             backend.bytes_out += down
+
+    # -- send_proxy (SEND_HEADER, or RELAY_HEADER with an expect_proxy listener) ------------
+
+    def _send_proxy_header(self) -> bool:
+        """The backend first gets a PROXY v2 header: the client's address (the one a PROXY
+        header from the client carried, when the listener expects one: relayed) and the
+        address it connected to. False: it could not be sent, the session is closed."""
+        peer = self.peer
+        destination = peer.public if isinstance(peer, ProxiedPeer) else None
+        try:
+            if destination is None:
+                destination = self.front.getsockname()
+            source = (peer[0], peer[1])
+            if (":" in source[0]) == (":" in destination[0]):
+                header = v2_header(source, (destination[0], destination[1]))
+            else:
+                header = v2_header(None)  # mixed families: no address (UNSPEC)
+            back = self.back
+            assert back is not None
+            if back.sock.send(header) != len(header):  # a few dozen bytes, fresh socket
+                raise ConnectionError("PROXY header cut short")
+        except OSError as error:
+            log.warning("tcp %s: PROXY header not sent: %s", self.listener.config.address, error)
+            self.close()
+            return False
+        self.loop.proxy.tcp.figures.proxy_headers_sent += 1
+        return True
+
+    # -- access log (one line per relayed connection, sozu's TCP shape) --------------------
+
+    def _access_log(self) -> None:
+        """`... <client> <backend> <time>/... <bytes in> <bytes out> [<tags>] None TCP - - - -`
+        at info level, or error level with a message (`client_timeout`, `backend_timeout`,
+        `no backend available`) when the proxy ended the connection."""
+        loop = self.loop
+        logs = loop.error_access_log if self.message is not None else loop.access_log
+        if logs is None:
+            return
+        back = self.back
+        backend = None if back is None else back.backend
+        peer = self.peer
+        host = f"[{peer[0]}]" if ":" in peer[0] else peer[0]
+        record = AccessRecord(
+            session_id="%X" % id(self),  # noqa: UP031 (as HTTP sessions)
+            cluster_id=self.cluster.cluster_id if self.cluster is not None else None,
+            backend_id=self.backend_id,
+            client_address=f"{host}:{peer[1]}",
+            backend_address=str(backend.address) if backend is not None else None,
+            protocol="TCP",
+            request_time=loop.now - self.started,
+            bytes_in=self.up.moved,
+            bytes_out=self.down.moved,
+            tags=self.listener.tags or None,
+            message=self.message,
+        )
+        formatter = logs.formatter
+        formatter.restamp()
+        duration = record.request_time
+        line = formatter.line(
+            self.message is not None,  # an error: the proxy ended it (no status to judge by)
+            formatter.fixed(record),
+            None,
+            duration,
+            duration,
+            None,
+            record.bytes_in,
+            record.bytes_out,
+            None,
+            self.message,
+        )
+        logs.log.enqueue(line)
+        logs.due_at = min(logs.due_at, loop.now)  # written at the loop's next turn

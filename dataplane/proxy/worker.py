@@ -29,6 +29,7 @@ from dataplane.proxy.clusters import HttpProxy
 from dataplane.proxy.counters import Counters
 from dataplane.proxy.eviction import Eviction
 from dataplane.proxy.forwarding import RequestIds
+from dataplane.proxy.health.checks import HealthChecks
 from dataplane.proxy.heap import HeapTrimmer
 from dataplane.proxy.http_head import ResponseParser
 from dataplane.proxy.listener import HttpListener, bind_listener
@@ -39,6 +40,7 @@ from dataplane.proxy.session import HttpSession
 from dataplane.proxy.tcp_listener import TcpListener, accept_handler
 from dataplane.proxy.timers import TimerWheel
 from dataplane.proxy.tls_listener import HttpsListener, tls_acceptor, tls_counters, tls_gauges
+from dataplane.proxy.udp.proxy import UdpProxy, scm_key
 
 if TYPE_CHECKING:
     from dataplane.proxy.access_log_worker import WorkerAccessLogs
@@ -90,6 +92,8 @@ class Loop:
         self.metrics.counter_sources.append(self.proxy.tcp.figures.snapshot)
         self.metrics.gauge_sources.append(self.proxy.tcp.figures.gauges)
         self.sessions: set[HttpSession] = set()
+        self.udp = UdpProxy(self)  # UDP listeners and flows (udp/)
+        self.health = HealthChecks(self)  # active health checks (health/)
         self.max_connections = config.max_connections
         self.accept_paused = False
         # evict_on_queue_full: idle connections make room for waiting ones (eviction.py)
@@ -163,6 +167,7 @@ class Loop:
                 if self.reopen_logs:
                     self._reopen_logs()
                 timers.expire(now)
+                self.health.tick(now)
                 self.buffers.tick()
                 self.heap.tick(now, self.counters.accepted - len(self.sessions))
                 self.request_ids.refresh()
@@ -222,11 +227,13 @@ class Loop:
         """Blocking: one SCM message from main; its sockets wait in `scm_listeners`."""
         listeners = receive_listeners(self.scm)
         for group in listeners.groups():
+            udp = group is listeners.udp  # filed apart: a TCP listener may share the port
             for address, sock in group.items():
-                old = self.scm_listeners.pop(address, None)
+                key = scm_key(address) if udp else address
+                old = self.scm_listeners.pop(key, None)
                 if old is not None:
                     old.close()
-                self.scm_listeners[address] = sock
+                self.scm_listeners[key] = sock
 
     def activate(self, address: SocketAddress) -> None:
         """Serve a listener: on main's socket for that address if we hold one, else bind."""
@@ -276,6 +283,7 @@ class Loop:
                 group[str(listener.config.address)] = listener.sock
                 listener.sock = None
                 listener.accepting = False
+        self.udp.hand_back(returned)
         send_listeners(self.scm, returned)
         returned.close()
 
@@ -370,6 +378,7 @@ class Loop:
             if accept is not None and not self.accept_paused:
                 accept(EPOLLIN)
             self.deactivate(address)
+        self.udp.close_all()  # flows hold no client connection to drain
 
     def _check_drained(self) -> None:
         if self.stopping and not self.sessions and self.on_drained is not None:
@@ -387,6 +396,8 @@ class Loop:
             if listener.sock is not None:
                 listener.sock.close()
                 listener.sock = None
+        self.udp.close_all()
+        self.health.close_all()
         for sock in self.scm_listeners.values():
             sock.close()
         self.epoll.close()

@@ -123,7 +123,6 @@ def test_a_refused_change_fails_with_the_reason(pysozu: Any) -> None:
 
 
 def test_a_busy_port_is_a_clear_failure(pysozu: Any) -> None:
-    import socket
 
     proxy = pysozu.start(listener_only(pysozu, pysozu.free_port()))
     with socket.socket() as squatter:
@@ -216,23 +215,6 @@ def test_upgrade_of_an_unknown_worker_fails(pysozu: Any) -> None:
     assert "there is no live worker 7" in result.stderr
 
 
-def test_what_is_not_served_yet_is_refused_or_never_opened(pysozu: Any) -> None:
-    http_port, udp_port = pysozu.free_port(), pysozu.free_port()
-    config = listener_only(pysozu, http_port)
-    config += f'[[listeners]]\nprotocol = "udp"\naddress = "127.0.0.1:{udp_port}"\n'
-    proxy = pysozu.start(config)
-    # the UDP listener of the file was loaded with a warning and never opened
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", udp_port))  # free: nobody bound it
-    for argv in (
-        ["listener", "udp", "add", "-a", f"127.0.0.1:{pysozu.free_port()}"],
-        ["cluster", "health-check", "set", "-i", "app", "-u", "/health"],
-    ):
-        result = proxy.cli(*argv)
-        assert result.returncode == 1, argv
-        assert "is not supported yet by pysozu" in result.stderr, result.stderr
-
-
 def test_logging_level_changes(pysozu: Any) -> None:
     proxy = pysozu.start(listener_only(pysozu, pysozu.free_port()))
     proxy.cli("status")
@@ -250,7 +232,6 @@ def test_logging_level_changes(pysozu: Any) -> None:
 def test_a_listener_added_at_runtime_serves_through_every_worker(
     pysozu: Any, backends: Any
 ) -> None:
-    import socket
 
     backend = backends.start("late")
     proxy = pysozu.start(listener_only(pysozu, pysozu.free_port()))

@@ -58,6 +58,11 @@ CERTS = I + "test_https_certificate_cli.py::"
 HSTS = I + "test_https_hsts.py::"
 TOP = I + "test_cli_top.py::"
 TOP_U = U + "test_cli_top_frame.py::"
+UDP = I + "test_udp_proxy.py::"
+HEALTH = I + "test_health_checks.py::"
+SEND = I + "test_tcp_send_proxy.py::"
+_CHECK_SET = HEALTH + "test_a_check_set_at_run_time_with_an_expected_status"
+_CHECK_REMOVE = HEALTH + "test_removing_the_check_puts_backends_back"
 
 # 4.1 top-level keys
 TOP_LEVEL: dict[str, Proof] = {
@@ -269,8 +274,11 @@ LISTENER: dict[str, tuple[str, Proof]] = {
         "https",
         Tested(HSTS + "test_listener_hsts_is_added_once_and_the_backend_header_wins"),
     ),
-    "max_rx_datagram_size": ("udp", Unserved(1500)),
-    "max_flows": ("udp", Unserved(10)),
+    "max_rx_datagram_size": (
+        "udp",
+        Tested(UDP + "test_an_oversized_datagram_is_dropped_and_counted"),
+    ),
+    "max_flows": ("udp", Tested(UDP + "test_the_flow_table_is_bounded_and_evicts_the_oldest")),
 }
 
 # 4.3 cluster keys: (cluster protocol, proof)
@@ -298,7 +306,7 @@ CLUSTER: dict[str, tuple[str, Proof]] = {
         "http",
         Tested(SNI + "test_https_redirect_sends_plain_http_clients_to_https"),
     ),
-    "send_proxy": ("tcp", Unserved(True)),
+    "send_proxy": ("tcp", Tested(SEND + "test_send_proxy_puts_the_client_address_in_a_v2_header")),
     "http2": ("http", Warned(True)),
     "answers": (
         "http",
@@ -318,8 +326,11 @@ CLUSTER: dict[str, tuple[str, Proof]] = {
         "http",
         Tested(LIMITS + "test_max_connections_per_ip_answers_429_with_retry_after"),
     ),
-    "health_check": ("http", Unserved({"uri": "/health"})),
-    "udp": ("tcp", Warned({"affinity_key": "SOURCE_IP"})),
+    "health_check": (
+        "http",
+        Tested(HEALTH + "test_an_unhealthy_backend_leaves_rotation_and_comes_back"),
+    ),
+    "udp": ("tcp", Tested(UDP + "test_source_ip_port_affinity_keeps_each_client_on_one_backend")),
 }
 
 # 4.4 frontend keys (http cluster)
@@ -360,12 +371,8 @@ BACKEND: dict[str, Proof] = {
 }
 
 # Verbs about what pysozu does not serve yet: refused (add, set) or acting on nothing that
-# serves (remove, update...), as `_NOT_SERVED` shows; their flags need no entry of their own.
-UNSERVED_VERBS = (
-    "listener udp ",
-    "frontend udp ",
-    "cluster health-check ",
-)
+# serves (remove, update...); their flags need no entry of their own. (None left.)
+UNSERVED_VERBS: tuple[str, ...] = ()
 
 # What a CLI walk adds to a verb path so that it parses (for Warned entries).
 CLI_REQUIRED: dict[str, tuple[str, ...]] = {
@@ -397,9 +404,19 @@ _ADD_CLUSTER = CLI_T + "test_cluster_add_flags"
 _FRONTEND = CLI_T + "test_frontend_deny_route_and_path_kinds"
 _LISTENER_ADD = CLI_T + "test_listener_add_and_activate"
 _LISTENER_UPDATE = CLI_T + "test_listener_update_only_patches_what_is_given"
-_NOT_SERVED = VERBS + "test_what_is_not_served_yet_is_refused_or_never_opened"
 _TCP_CLI = I + "test_tcp_proxy.py::test_listener_and_frontend_added_and_removed_through_the_cli"
 _SOZU_LINES = CLI_T + "test_sozu_command_lines_send_what_sozu_sends"
+_UDP_CLI = UDP + "test_udp_listener_and_frontend_added_and_removed_through_the_cli"
+_UDP_FLAGS: dict[str, Proof] = {
+    flag: Tested(_UDP_CLI)
+    for flag in (
+        "--public-address",
+        "--front-timeout",
+        "--back-timeout",
+        "--max-rx-datagram-size",
+        "--max-flows",
+    )
+}
 _H2_FLAGS = {"--" + key.replace("_", "-"): Warned(7) for key in H2_LISTENER_KEYS}
 _ANSWER_FLAGS = {
     f"--answer-{code}": Tested(_LISTENER_UPDATE) for code in ANSWER_CODES if code != 400
@@ -524,7 +541,7 @@ CLI: dict[str, dict[str, Proof]] = {
         "--id": Tested(VERBS + "test_the_issue_walkthrough"),
         "--sticky-session": Tested(_ADD_CLUSTER),
         "--https-redirect": Tested(_ADD_CLUSTER),
-        "--send-proxy": Warned(True),
+        "--send-proxy": Tested(SEND + "test_cluster_add_send_proxy_at_run_time"),
         "--expect-proxy": Warned(True),
         "--load-balancing-policy": Tested(VERBS + "test_the_issue_walkthrough"),
         "--http2": Warned(True),
@@ -537,10 +554,21 @@ CLI: dict[str, dict[str, Proof]] = {
     "cluster h2 enable": {"": Warned(None)},
     "cluster h2 disable": {"": Tested(_ADD_CLUSTER)},
     "cluster health-check set": {
-        "": Refused(("cluster", "health-check", "set", "-i", "c", "-u", "/health"))
+        "": Tested(_CHECK_SET),
+        "--uri": Tested(_CHECK_SET),
+        **{
+            flag: Tested(_CHECK_SET)
+            for flag in (
+                "--interval",
+                "--timeout",
+                "--healthy-threshold",
+                "--unhealthy-threshold",
+                "--expected-status",
+            )
+        },
     },
-    "cluster health-check remove": {"": Tested(_NOT_SERVED)},
-    "cluster health-check list": {"": Tested(_NOT_SERVED)},
+    "cluster health-check remove": {"": Tested(_CHECK_REMOVE)},
+    "cluster health-check list": {"": Tested(_CHECK_REMOVE)},
     "backend add": {
         "": Tested(VERBS + "test_the_issue_walkthrough"),
         "--id": Tested(VERBS + "test_the_issue_walkthrough"),
@@ -565,8 +593,8 @@ CLI: dict[str, dict[str, Proof]] = {
         "--id": Tested(_TCP_CLI),
         "--address": Tested(_TCP_CLI),
     },
-    "frontend udp add": {"": Refused(("frontend", "udp", "add", "-i", "c", "-a", "127.0.0.1:9"))},
-    "frontend udp remove": {"": Tested(_NOT_SERVED)},
+    "frontend udp add": {"": Tested(_UDP_CLI), "--tags": Tested(_UDP_CLI)},
+    "frontend udp remove": {"": Tested(_UDP_CLI)},
     "frontend list": {
         "": Tested(VERBS + "test_human_tables"),
         "--http": Tested(VERBS + "test_human_tables"),
@@ -637,10 +665,10 @@ CLI: dict[str, dict[str, Proof]] = {
         f"listener tcp {verb}": {"": Tested(_TCP_CLI), "--address": Tested(_TCP_CLI)}
         for verb in ("remove", "activate", "deactivate")
     },
-    "listener udp add": {"": Refused(("listener", "udp", "add", "-a", "127.0.0.1:9"))},
+    **{f"listener udp {verb}": {"": Tested(_UDP_CLI), **_UDP_FLAGS} for verb in ("add", "update")},
     **{
-        f"listener udp {verb}": {"": Tested(_NOT_SERVED)}
-        for verb in ("remove", "activate", "deactivate", "update")
+        f"listener udp {verb}": {"": Tested(_UDP_CLI)}
+        for verb in ("remove", "activate", "deactivate")
     },
     "listener list": {"": Tested(VERBS + "test_the_issue_walkthrough")},
     "certificate list": {

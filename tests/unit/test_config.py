@@ -454,7 +454,7 @@ def test_frontends_create_their_listeners(config_dir: Path) -> None:
     state = replayed(config)
     assert len(state.http_fronts) == len(state.https_fronts) == 1
     assert [str(address) for address in state.tcp_fronts] == ["127.0.0.1:5432"]
-    assert any("send_proxy: the PROXY header is not sent" in w for w in config.warnings)
+    assert not any("send_proxy" in w for w in config.warnings)  # served: no warning
 
 
 def test_frontend_options() -> None:
@@ -782,7 +782,7 @@ def test_http_only_cluster_keys_on_a_tcp_cluster_are_ignored_with_a_warning() ->
     ]
 
 
-def test_udp_listeners_and_frontends_load_with_a_warning_and_tcp_ones_without() -> None:
+def test_udp_listeners_and_frontends_load_as_requests_without_a_warning() -> None:
     config = parse_config(
         """
         [[listeners]]
@@ -796,13 +796,33 @@ def test_udp_listeners_and_frontends_load_with_a_warning_and_tcp_ones_without() 
         """,
         "config.toml",
     )
-    assert warnings(config) == [
-        "[listeners.0] protocol: UDP proxying is not supported yet: 127.0.0.1:53 is not opened",
-        "[clusters.t] frontends: UDP proxying is not supported yet: these frontends are not served",
-    ]
+    assert warnings(config) == []
     verbs = [request.verb for request in config.generate_requests()]
     assert verbs.count("add_tcp_listener") == verbs.count("add_tcp_frontend") == 1
-    assert "add_udp_listener" not in verbs and "add_udp_frontend" not in verbs
+    assert verbs.count("add_udp_listener") == verbs.count("add_udp_frontend") == 1
+
+
+def test_udp_probes_are_warned_as_not_run() -> None:
+    config = parse_config(
+        """
+        [[listeners]]
+        protocol = "udp"
+        address = "127.0.0.1:53"
+
+        [clusters.t]
+        protocol = "tcp"
+        frontends = [{ address = "127.0.0.1:53" }]
+        backends = []
+        [clusters.t.udp]
+        affinity_key = "SOURCE_IP_PORT"
+        [clusters.t.udp.health]
+        mode = "UDP_PROBE"
+        """,
+        "config.toml",
+    )
+    assert len(warnings(config)) == 1
+    assert "[clusters.t.udp.health]" in warnings(config)[0]
+    assert "not run yet" in warnings(config)[0]
 
 
 # Hostile configurations: any mix of known keys and odd values gives a Config or a ConfigError.

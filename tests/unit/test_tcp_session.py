@@ -112,6 +112,8 @@ class FakeLoop:
         self.closed: list[TcpSession] = []
         self.events: list[Any] = []
         self.refused: dict[str, int] = {}
+        self.access_log: Any = None  # the loop's, while its level is on
+        self.error_access_log: Any = None
 
     def register(self, fd: int, handler: Any, mask: int) -> None:
         assert fd not in self.masks

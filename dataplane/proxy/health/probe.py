@@ -1,0 +1,116 @@
+"""One health probe of one backend: a non-blocking connect, then (HTTP) the request and the
+answer's status line. The result goes to `done(passed)` once, then the socket is closed.
+
+A TCP probe passes when the connect succeeds. An HTTP probe sends `verdict.http_request` and
+passes when the status line passes (`verdict.HttpAnswer`). Anything else fails: refused,
+reset, an answer that is not HTTP, the backend closing first, or no result within the
+timeout (the loop's timer wheel calls `on_timeout`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import select
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from dataplane.proxy.health.verdict import HttpAnswer
+from dataplane.proxy.timers import NOT_FILED
+
+if TYPE_CHECKING:
+    from dataplane.command.address import SocketAddress
+    from dataplane.proxy.worker import Loop
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+READ_SIZE = 4096
+
+
+class Probe:
+    __slots__ = ("answer", "deadline", "done", "fd", "loop", "request", "sock", "timer_slot")
+
+    def __init__(
+        self,
+        loop: Loop,
+        address: SocketAddress,
+        request: bytes | None,
+        expected_status: int,
+        timeout: float,
+        done: Callable[[bool], None],
+    ) -> None:
+        self.loop = loop
+        self.request = request  # None: a TCP connect check
+        self.answer = HttpAnswer(expected_status)
+        self.done: Callable[[bool], None] | None = done
+        self.deadline = 0.0
+        self.timer_slot = NOT_FILED
+        family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.fd = self.sock.fileno()
+        code = self.sock.connect_ex(address.sockaddr())
+        if code not in (0, errno.EINPROGRESS):
+            self.sock.close()
+            self.fd = -1
+            self.finish(False)
+            return
+        loop.register(self.fd, self.on_event, EPOLLOUT)
+        loop.timers.arm(self, loop.now + timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.done is not None
+
+    def on_event(self, events: int) -> None:
+        sock = self.sock
+        if events & EPOLLOUT:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                self.finish(False)
+                return
+            if self.request is None:
+                self.finish(True)  # TCP check: connected is healthy
+                return
+            try:
+                sock.send(self.request)  # a few hundred bytes: one send on a new connection
+            except OSError:
+                self.finish(False)
+                return
+            self.loop.modify(self.fd, EPOLLIN)
+            return
+        try:
+            chunk = sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.finish(False)
+            return
+        if not chunk:
+            self.finish(self.answer.ended())
+            return
+        passed = self.answer.feed(chunk)
+        if passed is not None:
+            self.finish(passed)
+
+    def on_timeout(self, now: float) -> None:
+        self.finish(False)
+
+    def close(self) -> None:
+        """Cancel without a result (the check was removed, the worker stops)."""
+        self.done = None
+        self._release()
+
+    def finish(self, passed: bool) -> None:
+        done, self.done = self.done, None
+        self._release()
+        if done is not None:
+            done(passed)
+
+    def _release(self) -> None:
+        self.loop.timers.cancel(self)
+        if self.fd >= 0:
+            self.loop.forget(self.fd)
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.fd = -1
