@@ -75,15 +75,13 @@ def test_allowed_sources_refuse_other_clients_with_403(pysozu: Any, backends: An
 
 
 def test_denied_sources_refuse_their_clients(pysozu: Any, backends: Any) -> None:
-    proxy, port = _start(pysozu, backends, 'denied_sources = ["127.0.0.1"]')
+    _proxy, port = _start(pysozu, backends, 'denied_sources = ["127.0.0.1"]')
     assert _status(port, "guarded.com") == 403
     assert _status(port, "open.com") == 200
 
 
-def test_behind_a_trusted_proxy_the_forwarded_client_is_checked(
-    pysozu: Any, backends: Any
-) -> None:
-    proxy, port = _start(
+def test_behind_a_trusted_proxy_the_forwarded_client_is_checked(pysozu: Any, backends: Any) -> None:
+    _proxy, port = _start(
         pysozu,
         backends,
         'allowed_sources = ["203.0.113.0/24"]',
@@ -95,7 +93,7 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_checked(
 
 
 def test_rate_limit_answers_its_status_beyond_the_burst(pysozu: Any, backends: Any) -> None:
-    proxy, port = _start(
+    _proxy, port = _start(
         pysozu, backends, "rate_limits = [{ rate = 0.01, burst = 2, status = 429 }]"
     )
     statuses = [_status(port, "guarded.com") for _ in range(5)]
@@ -105,10 +103,8 @@ def test_rate_limit_answers_its_status_beyond_the_burst(pysozu: Any, backends: A
     assert b"Too many connections or requests" in answer
 
 
-def test_max_body_size_answers_413_for_a_length_and_for_chunks(
-    pysozu: Any, backends: Any
-) -> None:
-    proxy, port = _start(pysozu, backends, "max_body_size = 100")
+def test_max_body_size_answers_413_for_a_length_and_for_chunks(pysozu: Any, backends: Any) -> None:
+    _proxy, port = _start(pysozu, backends, "max_body_size = 100")
     assert _status(port, "guarded.com", body=b"x" * 100) == 200
     answer = _exchange(
         port,
