@@ -31,15 +31,15 @@ from dataplane.command.responses import (
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
+    from dataplane.proxy.host import Host
     from dataplane.proxy.load_balancing_backend import Backend
-    from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
 
 _numbers = itertools.count()
 
 
-def connect_failed(loop: Loop, cluster: ClusterRuntime, backend: Backend) -> None:
+def connect_failed(loop: Host, cluster: ClusterRuntime, backend: Backend) -> None:
     loop.metrics.cluster(cluster.cluster_id).connect_failed(backend.backend_id)
     if not backend.connect_failed(loop.now):
         return
@@ -50,7 +50,7 @@ def connect_failed(loop: Loop, cluster: ClusterRuntime, backend: Backend) -> Non
         _push(loop, EventKind.NO_AVAILABLE_BACKENDS, cluster, None)
 
 
-def connect_succeeded(loop: Loop, cluster: ClusterRuntime, backend: Backend, took: float) -> None:
+def connect_succeeded(loop: Host, cluster: ClusterRuntime, backend: Backend, took: float) -> None:
     if not backend.connect_succeeded(took, loop.now):
         return
     log.info("backend server %s at %s is up", backend.backend_id, backend.address)
@@ -61,7 +61,7 @@ def connect_succeeded(loop: Loop, cluster: ClusterRuntime, backend: Backend, too
         _push(loop, EventKind.CLUSTER_RECOVERED, cluster, None)
 
 
-def backend_removed(loop: Loop, cluster_id: str, backend: Backend) -> None:
+def backend_removed(loop: Host, cluster_id: str, backend: Backend) -> None:
     """`backend` left `cluster_id`: its idle pooled connections close now, and the event goes
     out once no connection to it is left (see `connection_closed`)."""
     backend.removed = True
@@ -70,13 +70,13 @@ def backend_removed(loop: Loop, cluster_id: str, backend: Backend) -> None:
         _drained(loop, cluster_id, backend)
 
 
-def connection_closed(loop: Loop, cluster_id: str, backend: Backend) -> None:
+def connection_closed(loop: Host, cluster_id: str, backend: Backend) -> None:
     backend.connection_closed()
     if backend.removed and not backend.active_connections:
         _drained(loop, cluster_id, backend)
 
 
-def _drained(loop: Loop, cluster_id: str, backend: Backend) -> None:
+def _drained(loop: Host, cluster_id: str, backend: Backend) -> None:
     log.info("removed backend %s at %s has no connection left", backend.backend_id, backend.address)
     _send(
         loop,
@@ -89,7 +89,7 @@ def _drained(loop: Loop, cluster_id: str, backend: Backend) -> None:
     )
 
 
-def _push(loop: Loop, kind: EventKind, cluster: ClusterRuntime, backend: Backend | None) -> None:
+def _push(loop: Host, kind: EventKind, cluster: ClusterRuntime, backend: Backend | None) -> None:
     event = Event(
         kind=kind,
         cluster_id=cluster.cluster_id,
@@ -99,7 +99,7 @@ def _push(loop: Loop, kind: EventKind, cluster: ClusterRuntime, backend: Backend
     _send(loop, event)
 
 
-def _send(loop: Loop, event: Event) -> None:
+def _send(loop: Host, event: Event) -> None:
     loop.send(
         WorkerResponse(
             id=f"EVENT-{next(_numbers)}",

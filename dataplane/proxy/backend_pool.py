@@ -23,7 +23,7 @@ from dataplane.proxy.load_balancing import Backend
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
-    from dataplane.proxy.worker import Loop
+    from dataplane.proxy.host import Host
 
 IDLE_SECONDS = 30.0
 MAX_IDLE_PER_BACKEND = 256
@@ -127,7 +127,7 @@ class BackendConnection:
 class BackendPool:
     """Idle keep-alive connections, per backend address, most recently used first."""
 
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: Host) -> None:
         self.loop = loop
         self._idle: dict[SocketAddress, list[BackendConnection]] = {}
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import stat
 import sys
+from typing import TYPE_CHECKING
 
 from dataplane import build_info
 from dataplane.command.channel import Channel, ChannelError, FrameError
@@ -26,6 +27,9 @@ from dataplane.proxy.access_log_worker import WorkerAccessLogs
 from dataplane.proxy.commands import CommandHandler
 from dataplane.proxy.errors import BootError
 from dataplane.proxy.worker import Loop
+
+if TYPE_CHECKING:
+    from dataplane.proxy.host import Host
 
 log = logging.getLogger("dataplane.worker")
 
@@ -105,6 +109,13 @@ def _boot(
             log.error("listener %s is not served: %s", address, error)
     channel_sock.setblocking(False)
     return loop
+
+
+if TYPE_CHECKING:
+
+    def _host_of(loop: Loop) -> Host:
+        """The loop is its connections' host: here the type checker holds `Loop` to `Host`."""
+        return loop
 
 
 def _check_descriptors(channel_fd: int, scm_fd: int, state_fd: int) -> None:

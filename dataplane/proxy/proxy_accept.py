@@ -33,9 +33,9 @@ from dataplane.proxy.session_fields import EPOLLIN
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
+    from dataplane.proxy.host import Host
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.metrics import ListenerFigures
-    from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
 
@@ -65,7 +65,7 @@ class ProxyProtocolFigures:
         }
 
 
-def accept_proxied(loop: Loop, listener: HttpListener, start: Next, nodelay: bool = False) -> None:
+def accept_proxied(loop: Host, listener: HttpListener, start: Next, nodelay: bool = False) -> None:
     """The accept handler's work on an `expect_proxy` listener: read each connection's
     header (most are already there) before `start` gets it."""
     sessions = loop.sessions
@@ -75,10 +75,10 @@ def accept_proxied(loop: Loop, listener: HttpListener, start: Next, nodelay: boo
         figures.opened()
         reader = ProxyHeaderReader(loop, listener, sock, peer, start)
         reader.figures = figures
-        sessions.add(reader)  # type: ignore[arg-type]
+        sessions.add(reader)
         reader.on_event(EPOLLIN)
     if len(sessions) >= loop.max_connections:
-        loop._pause_accept()  # the rest waits in the kernel's backlog
+        loop.pause_accept()  # the rest waits in the kernel's backlog
 
 
 class ProxyHeaderReader:
@@ -100,7 +100,7 @@ class ProxyHeaderReader:
 
     def __init__(
         self,
-        loop: Loop,
+        loop: Host,
         listener: HttpListener,
         sock: socket.socket,
         peer: tuple[str, int],
@@ -192,4 +192,4 @@ class ProxyHeaderReader:
             loop.timers.cancel(self)
         self.fd = -1
         self.sock.close()
-        loop.session_closed(self)  # type: ignore[arg-type]
+        loop.session_closed(self)

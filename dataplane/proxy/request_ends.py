@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from dataplane.proxy.access_log_format import Fixed
 
 if TYPE_CHECKING:
-    from dataplane.proxy.worker import Loop
+    from dataplane.proxy.host import Host
 
 
 class Routed(Protocol):
@@ -61,7 +61,7 @@ SETTLE_SECONDS = 0.1  # ... or seconds since the last batch
 class RequestEnds:
     """The loop's pending request ends (see the module docstring)."""
 
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: Host) -> None:
         self.loop = loop
         self.pending: list[RequestEnd] = []  # the list `loop.ended` is, while wanted
         self.settle_at = 0.0

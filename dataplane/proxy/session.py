@@ -36,15 +36,15 @@ from dataplane.proxy.timers import NOT_FILED
 INFINITY = float("inf")
 
 if TYPE_CHECKING:
+    from dataplane.proxy.host import Host
     from dataplane.proxy.listener import HttpListener
-    from dataplane.proxy.worker import Loop
 
 
 class HttpSession(RequestSide, BackendSide, FlowControl):
     __slots__ = ()
 
     def __init__(
-        self, loop: Loop, listener: HttpListener, sock: socket.socket, peer: tuple[str, int]
+        self, loop: Host, listener: HttpListener, sock: socket.socket, peer: tuple[str, int]
     ) -> None:
         self.loop = loop
         self.listener = listener

@@ -15,13 +15,13 @@ if TYPE_CHECKING:
     from dataplane.proxy.buffers import Buffer
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.forwarding import ConnectionContext
+    from dataplane.proxy.host import Host
     from dataplane.proxy.http_body import Body
     from dataplane.proxy.http_head import RequestHead, ResponseHead
     from dataplane.proxy.http_head_scan import HeadScanner
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.metrics import ListenerFigures
     from dataplane.proxy.tls_policy import SniBinding
-    from dataplane.proxy.worker import Loop
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -132,7 +132,7 @@ class SessionFields:
     last_request: RequestHead | None
     listener: HttpListener
     log_parts: LogParts | None  # the access log's parts of a line (access_log_worker.py)
-    loop: Loop
+    loop: Host
     mask: int  # the client socket's epoll mask
     nodelay: bool  # TCP_NODELAY set on the client socket (see FlowControl._no_delay)
     peer_key: tuple[str, str]  # (client IP, cluster id) for the per-IP limit

@@ -30,8 +30,8 @@ from dataplane.proxy.proxy_accept import accept_proxied
 from dataplane.proxy.tcp_session import TcpSession
 
 if TYPE_CHECKING:
+    from dataplane.proxy.host import Host
     from dataplane.proxy.metrics import ListenerFigures
-    from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
 
@@ -147,14 +147,14 @@ class TcpListeners:
             listener.tags = {}
 
 
-def accept_handler(loop: Loop, listener: TcpListener) -> Callable[[int], None]:
+def accept_handler(loop: Host, listener: TcpListener) -> Callable[[int], None]:
     """The accept handler of an active TCP listener: each connection starts a TcpSession."""
 
     def open_session(
         sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None
     ) -> None:
         session = TcpSession(loop, listener, sock, peer, figures)
-        loop.sessions.add(session)  # type: ignore[arg-type]
+        loop.sessions.add(session)
         session.start()
 
     def on_accept(mask: int) -> None:
@@ -168,9 +168,9 @@ def accept_handler(loop: Loop, listener: TcpListener) -> Callable[[int], None]:
             counters.accepted += 1
             figures.opened()
             session = TcpSession(loop, listener, sock, peer, figures)
-            sessions.add(session)  # type: ignore[arg-type]
+            sessions.add(session)
             session.start()
         if len(sessions) >= loop.max_connections:
-            loop._pause_accept()  # the rest waits in the kernel's backlog
+            loop.pause_accept()  # the rest waits in the kernel's backlog
 
     return on_accept

@@ -44,9 +44,9 @@ from dataplane.proxy.timers import NOT_FILED
 if TYPE_CHECKING:
     from dataplane.proxy.backend_pool import BackendConnection
     from dataplane.proxy.clusters import ClusterRuntime
+    from dataplane.proxy.host import Host
     from dataplane.proxy.metrics import ListenerFigures
     from dataplane.proxy.tcp_listener import TcpListener
-    from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
 
@@ -104,7 +104,7 @@ class TcpSession:
 
     def __init__(
         self,
-        loop: Loop,
+        loop: Host,
         listener: TcpListener,
         sock: socket.socket,
         peer: tuple[str, int],
@@ -394,7 +394,7 @@ class TcpSession:
             loop.proxy.release_peer(self.peer_key)
             self.peer_key = None
         self._count()
-        loop.session_closed(self)  # type: ignore[arg-type]
+        loop.session_closed(self)
 
     def _count(self) -> None:
         loop = self.loop

@@ -46,8 +46,8 @@ from dataplane.proxy.tls_transport import TlsHandshake, TlsSocket, TlsStream
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
+    from dataplane.proxy.host import Host
     from dataplane.proxy.metrics import ListenerFigures
-    from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
 
@@ -174,7 +174,7 @@ class HttpsListener(HttpListener):
 
         return on_server_name
 
-    def open_session(self, loop: Loop, tls: TlsSocket, peer: tuple[str, int]) -> HttpsSession:
+    def open_session(self, loop: Host, tls: TlsSocket, peer: tuple[str, int]) -> HttpsSession:
         binding = None
         if self.strict_sni:
             served = tls.served or self.certificates.default
@@ -207,7 +207,7 @@ class HttpsListener(HttpListener):
         return tuple(n.lower() for n in names) if names else stored.names
 
 
-def tls_acceptor(loop: Loop, listener: HttpsListener) -> Callable[[int], None]:
+def tls_acceptor(loop: Host, listener: HttpsListener) -> Callable[[int], None]:
     """The accept handler of an HTTPS listener: each connection starts its handshake (after
     its PROXY header, on an `expect_proxy` listener)."""
 
@@ -222,7 +222,7 @@ def tls_acceptor(loop: Loop, listener: HttpsListener) -> Callable[[int], None]:
                 figures.closed()
             return
         handshake.figures = figures
-        loop.sessions.add(handshake)  # type: ignore[arg-type]
+        loop.sessions.add(handshake)
         handshake.on_event(EPOLLIN)  # the ClientHello may already be there
 
     def on_accept(mask: int) -> None:
@@ -241,10 +241,10 @@ def tls_acceptor(loop: Loop, listener: HttpsListener) -> Callable[[int], None]:
                 figures.closed()
                 continue
             handshake.figures = figures
-            sessions.add(handshake)  # type: ignore[arg-type]
+            sessions.add(handshake)
             handshake.on_event(EPOLLIN)  # the ClientHello may already be there
         if len(sessions) >= loop.max_connections:
-            loop._pause_accept()  # the rest waits in the kernel's backlog
+            loop.pause_accept()  # the rest waits in the kernel's backlog
 
     return on_accept
 

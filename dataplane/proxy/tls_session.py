@@ -14,10 +14,10 @@ from dataplane.proxy.session import HttpSession
 from dataplane.proxy.session_fields import CLOSED, EPOLLIN, EPOLLOUT
 
 if TYPE_CHECKING:
+    from dataplane.proxy.host import Host
     from dataplane.proxy.tls_listener import HttpsListener
     from dataplane.proxy.tls_policy import SniBinding
     from dataplane.proxy.tls_transport import TlsStream
-    from dataplane.proxy.worker import Loop
 
 MAX_PENDING_READS = 16  # TLS records drained per readiness event before yielding
 
@@ -29,7 +29,7 @@ class HttpsSession(HttpSession):
 
     def __init__(
         self,
-        loop: Loop,
+        loop: Host,
         listener: HttpsListener,
         stream: TlsStream,
         peer: tuple[str, int],

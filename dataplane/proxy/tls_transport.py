@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
+    from dataplane.proxy.host import Host
     from dataplane.proxy.metrics import ListenerFigures
     from dataplane.proxy.tls import StoredCertificate
     from dataplane.proxy.tls_listener import HttpsListener
-    from dataplane.proxy.worker import Loop
 
 log = logging.getLogger("dataplane.worker")
 
@@ -128,7 +128,7 @@ class TlsHandshake:
     )
 
     def __init__(
-        self, loop: Loop, listener: HttpsListener, sock: socket.socket, peer: tuple[str, int]
+        self, loop: Host, listener: HttpsListener, sock: socket.socket, peer: tuple[str, int]
     ) -> None:
         self.loop = loop
         self.listener = listener
@@ -189,4 +189,4 @@ class TlsHandshake:
         self.fd = -1
         loop.timers.cancel(self)
         self.tls.close()
-        loop.session_closed(self)  # type: ignore[arg-type]
+        loop.session_closed(self)

@@ -86,7 +86,9 @@ class Loop:
         self.request_ids = RequestIds()
         self.response_parser = ResponseParser()
         self.state = ConfigState()
-        self.proxy = HttpProxy(config.max_connections_per_ip or 0, config.retry_after or 0)
+        self.proxy: HttpProxy = HttpProxy(
+            config.max_connections_per_ip or 0, config.retry_after or 0
+        )
         self.metrics.counter_sources.append(self.proxy.tcp.figures.snapshot)
         self.metrics.gauge_sources.append(self.proxy.tcp.figures.gauges)
         self.sessions: set[HttpSession] = set()
@@ -305,11 +307,11 @@ class Loop:
                 session.figures = figures
                 sessions.add(session)
             if len(sessions) >= self.max_connections:
-                self._pause_accept()  # the rest waits in the kernel's backlog
+                self.pause_accept()  # the rest waits in the kernel's backlog
 
         return on_accept
 
-    def _pause_accept(self) -> None:
+    def pause_accept(self) -> None:
         """Full: new connections wait in the kernel's backlog (unless idle ones can go)."""
         eviction = self.eviction
         if eviction is not None and not self.stopping and eviction.make_room(self):
@@ -351,7 +353,7 @@ class Loop:
         self.stopping = True
         self.on_drained = on_drained
         self._close_listeners()
-        self._pause_accept()
+        self.pause_accept()
         for session in list(self.sessions):
             session.soft_stop()
         self.pool.close_all()
