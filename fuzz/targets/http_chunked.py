@@ -15,7 +15,7 @@ from __future__ import annotations
 import mmap
 
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.http_body import ChunkedBody
+from dataplane.proxy.http1.body import ChunkedBody
 
 DICTIONARY = (
     b"\r\n",

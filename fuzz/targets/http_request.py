@@ -20,17 +20,17 @@ import codecs
 from collections.abc import Iterator
 from pathlib import Path
 
-from dataplane.proxy import http_head
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.forwarding import (
+from dataplane.proxy.http1 import head as http_head
+from dataplane.proxy.http1.body import ChunkedBody, LengthBody
+from dataplane.proxy.http1.forwarding import (
     ConnectionContext,
     TrustedProxies,
     forward_request,
     sticky_cookie,
 )
-from dataplane.proxy.http_body import ChunkedBody, LengthBody
-from dataplane.proxy.http_head import HEAD_END, RequestHead, RequestParser, has_bare_line_feed
-from dataplane.proxy.router import normalize_host
+from dataplane.proxy.http1.head import HEAD_END, RequestHead, RequestParser, has_bare_line_feed
+from dataplane.proxy.routing.router import normalize_host
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "unit" / "fixtures" / "http"
 PARSER = RequestParser("Sozu-Id")
