@@ -1,6 +1,6 @@
 """The worker's access log: which requests are logged, what their lines say, when they are
 written. Sessions and the loop are stand-ins; a request's end (`HttpSession._record`), the
-batches (observability/request_ends.py), formatting and queueing are the real ones."""
+batches (worker/request_ends.py), formatting and queueing are the real ones."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.mux.session_fields import EXCHANGE
 from dataplane.proxy.observability.access_log import AccessLog
 from dataplane.proxy.observability.access_log_format import formatter_for
-from dataplane.proxy.observability.access_log_worker import WorkerAccessLogs, coloured
 from dataplane.proxy.observability.metrics import MetricsRegistry
-from dataplane.proxy.observability.request_ends import SETTLE_EVERY, RequestEnds
+from dataplane.proxy.worker.access_logs import WorkerAccessLogs, coloured
+from dataplane.proxy.worker.request_ends import SETTLE_EVERY, RequestEnds
 
 
 class Collect(Target):

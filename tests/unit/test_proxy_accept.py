@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataplane.proxy.mux.session_fields import EPOLLIN
-from dataplane.proxy.proxy_protocol.accept import ProxyHeaderReader, ProxyProtocolFigures
+from dataplane.proxy.observability.counters import ProxyProtocolFigures
+from dataplane.proxy.proxy_protocol.accept import ProxyHeaderReader
 from dataplane.proxy.proxy_protocol.header import v2_header
 from dataplane.proxy.timers import TimerWheel
 

@@ -29,15 +29,21 @@ if TYPE_CHECKING:
     from dataplane.proxy.http1.forwarding import RequestIds
     from dataplane.proxy.http1.head import ResponseParser
     from dataplane.proxy.mux.backend_pool import BackendPool
-    from dataplane.proxy.observability.access_log_worker import WorkerAccessLogs
-    from dataplane.proxy.observability.counters import Counters
+    from dataplane.proxy.mux.session_fields import SessionFields
+    from dataplane.proxy.observability.access_log_format import Fixed
+    from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
     from dataplane.proxy.observability.metrics import MetricsRegistry
-    from dataplane.proxy.observability.request_ends import RequestEnd, RequestEnds
-    from dataplane.proxy.proxy_protocol.accept import ProxyProtocolFigures
+    from dataplane.proxy.observability.request_end import RequestEnd
     from dataplane.proxy.timers import TimerWheel
 
 # What the event set calls for a descriptor: the handler, with the epoll event mask.
 Handler = Callable[[int], None]
+
+
+class AccessLogLines(Protocol):
+    """The access log, as a session sees it: what its requests' lines share."""
+
+    def fixed_parts(self, session: SessionFields, backend_id: str | None) -> Fixed: ...
 
 
 class Reactor(Protocol):
@@ -93,12 +99,19 @@ class Observability(Protocol):
     metrics: MetricsRegistry
     metrics_enabled: bool
     proxy_protocol: ProxyProtocolFigures
-    # Sessions append a finished request here (None: nobody wants them; see RequestEnds).
+    # Sessions append a finished request here (None: nobody wants them); the worker hands
+    # them to the metrics and the access log in batches (worker/request_ends.py).
     ended: list[RequestEnd] | None
-    request_ends: RequestEnds
-    access_logs: WorkerAccessLogs | None
-    access_log: WorkerAccessLogs | None  # set while the `info` level is on
-    error_access_log: WorkerAccessLogs | None  # set while the `error` level is on
+
+    @property
+    def access_log(self) -> AccessLogLines | None:
+        """Set while the access log's `info` level is on (requests that ended normally)."""
+        ...
+
+    @property
+    def error_access_log(self) -> AccessLogLines | None:
+        """Set while its `error` level is on (requests the proxy answered or gave up)."""
+        ...
 
     def send(self, response: WorkerResponse) -> None:
         """To main: events (a backend down, up, ...)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import select
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from dataplane.proxy.buffers import Buffer
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.backend_pool import BackendConnection
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
-    from dataplane.proxy.tls.policy import SniBinding
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -41,6 +40,12 @@ BODY_PAUSED = -1
 LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
 ID_SLOT = b"\x00"
+
+
+class SniCheck(Protocol):
+    """Strict SNI binding: whether a request's host may use this TLS connection (tls/)."""
+
+    def allows(self, host: str) -> bool: ...
 
 
 class SessionFields:
@@ -103,7 +108,7 @@ class SessionFields:
     )
 
     # Strict SNI binding: a slot of HttpsSession only; plain HTTP sessions read this None.
-    sni_binding: SniBinding | None = None
+    sni_binding: SniCheck | None = None
 
     back: BackendConnection | None
     back_timeout: float  # of the current request: its cluster's, else the listener's

@@ -47,7 +47,7 @@ from dataplane.command.log_targets import AccessLogTargetError
 from dataplane.command.messages import AccessLogFormat
 
 if TYPE_CHECKING:
-    from dataplane.proxy.observability.request_ends import RequestEnd
+    from dataplane.proxy.observability.request_end import RequestEnd
 
 # The parts of a line that stay the same for every request a connection sends on one route,
 # in the order `line` places them between the parts that change (ASCII: before the request id,

@@ -37,7 +37,7 @@ from dataplane.command.responses import (
 )
 
 if TYPE_CHECKING:
-    from dataplane.proxy.observability.request_ends import RequestEnd
+    from dataplane.proxy.observability.request_end import RequestEnd
 
 BOUNDS_SECONDS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,

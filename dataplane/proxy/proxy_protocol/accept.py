@@ -43,28 +43,6 @@ log = logging.getLogger("dataplane.worker")
 Next = Callable[[socket.socket, tuple[str, int], "ListenerFigures | None"], None]
 
 
-class ProxyProtocolFigures:
-    """The worker's PROXY protocol counters (`query_metrics`, Prometheus)."""
-
-    __slots__ = ("empty", "errors", "headers", "local", "timeouts")
-
-    def __init__(self) -> None:
-        self.headers = 0  # complete headers, connections handed on
-        self.local = 0  # of which carried no client address: the peer's own is used
-        self.errors = 0  # missing, malformed, oversized, or cut short by the client
-        self.timeouts = 0  # not complete within request_timeout
-        self.empty = 0  # closed before sending a byte (a load balancer's TCP check)
-
-    def snapshot(self) -> dict[str, int]:
-        return {
-            "proxy_protocol.headers": self.headers,
-            "proxy_protocol.local": self.local,
-            "proxy_protocol.errors": self.errors,
-            "proxy_protocol.timeouts": self.timeouts,
-            "proxy_protocol.empty": self.empty,
-        }
-
-
 def accept_proxied(loop: Host, listener: HttpListener, start: Next, nodelay: bool = False) -> None:
     """The accept handler's work on an `expect_proxy` listener: read each connection's
     header (most are already there) before `start` gets it."""

@@ -7,14 +7,13 @@ counts against the worker's `max_connections` together with the HTTP sessions (`
 and stops during a soft stop.
 
 `TcpListeners` mirrors the state requests about TCP listeners and frontends (`clusters.py` calls
-it); `accept_handler` is what the loop registers for an active listener's socket.
+it); the accept handler the loop registers for an active listener's socket is in accept.py.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -26,12 +25,9 @@ from dataplane.command.messages import (
     UpdateTcpListenerConfig,
 )
 from dataplane.proxy.listener import accept_batch
-from dataplane.proxy.proxy_protocol.accept import accept_proxied
-from dataplane.proxy.tcp.session import TcpSession
 
 if TYPE_CHECKING:
-    from dataplane.proxy.mux.host import Host
-    from dataplane.proxy.observability.metrics import ListenerFigures
+    pass
 
 log = logging.getLogger("dataplane.worker")
 
@@ -145,32 +141,3 @@ class TcpListeners:
         if listener is not None and listener.cluster_id == front.cluster_id:
             listener.cluster_id = None
             listener.tags = {}
-
-
-def accept_handler(loop: Host, listener: TcpListener) -> Callable[[int], None]:
-    """The accept handler of an active TCP listener: each connection starts a TcpSession."""
-
-    def open_session(
-        sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None
-    ) -> None:
-        session = TcpSession(loop, listener, sock, peer, figures)
-        loop.sessions.add(session)
-        session.start()
-
-    def on_accept(mask: int) -> None:
-        if listener.expect_proxy:
-            accept_proxied(loop, listener, open_session, nodelay=True)  # type: ignore[arg-type]
-            return
-        counters = loop.counters
-        sessions = loop.sessions
-        figures = loop.metrics.listener(str(listener.config.address))
-        for sock, peer in listener.accept_batch(loop.max_connections - len(sessions)):
-            counters.accepted += 1
-            figures.opened()
-            session = TcpSession(loop, listener, sock, peer, figures)
-            sessions.add(session)
-            session.start()
-        if len(sessions) >= loop.max_connections:
-            loop.pause_accept()  # the rest waits in the kernel's backlog
-
-    return on_accept

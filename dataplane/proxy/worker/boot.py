@@ -24,7 +24,7 @@ from dataplane.command.responses import ResponseStatus, WorkerResponse
 from dataplane.command.scm import ScmError
 from dataplane.command.statefile import decode_state
 from dataplane.proxy.errors import BootError
-from dataplane.proxy.observability.access_log_worker import WorkerAccessLogs
+from dataplane.proxy.worker.access_logs import WorkerAccessLogs
 from dataplane.proxy.worker.commands import CommandHandler
 from dataplane.proxy.worker.loop import Loop
 

@@ -30,18 +30,20 @@ from dataplane.proxy.http1.head import ResponseParser
 from dataplane.proxy.listener import HttpListener, bind_listener
 from dataplane.proxy.mux.backend_pool import RELAY_BUFFER_SIZE, BackendPool
 from dataplane.proxy.mux.session import HttpSession
-from dataplane.proxy.observability.counters import Counters
+from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
 from dataplane.proxy.observability.metrics import ListenerFigures, MetricsRegistry
-from dataplane.proxy.observability.request_ends import RequestEnd, RequestEnds
-from dataplane.proxy.proxy_protocol.accept import ProxyProtocolFigures, accept_proxied
-from dataplane.proxy.tcp.listener import TcpListener, accept_handler
+from dataplane.proxy.observability.request_end import RequestEnd
+from dataplane.proxy.proxy_protocol.accept import accept_proxied
+from dataplane.proxy.tcp.accept import accept_handler
+from dataplane.proxy.tcp.listener import TcpListener
 from dataplane.proxy.timers import TimerWheel
 from dataplane.proxy.tls.listener import HttpsListener, tls_acceptor, tls_counters, tls_gauges
 from dataplane.proxy.worker.eviction import Eviction
 from dataplane.proxy.worker.heap import HeapTrimmer
+from dataplane.proxy.worker.request_ends import RequestEnds
 
 if TYPE_CHECKING:
-    from dataplane.proxy.observability.access_log_worker import WorkerAccessLogs
+    from dataplane.proxy.worker.access_logs import WorkerAccessLogs
 
 log = logging.getLogger("dataplane.worker")
 
@@ -103,13 +105,13 @@ class Loop:
         self.scm_listeners: dict[str, socket.socket] = {}  # received, not yet served
         self.on_drained: Callable[[], None] | None = None
         self.on_message: Callable[[WorkerRequest], None] = lambda message: None
-        # Access logs (observability/access_log_worker.py): set only while their log level is on.
+        # Access logs (worker/access_logs.py): set only while their log level is on.
         self.access_logs: WorkerAccessLogs | None = None
         self.reopen_logs = False  # SIGUSR1 came (logrotate): reopen at the next tick
         self.access_log: WorkerAccessLogs | None = None
         self.error_access_log: WorkerAccessLogs | None = None
         # Where a session leaves its requests' ends (None: nobody wants them), and what takes
-        # them to the metrics and the access log in batches (observability/request_ends.py).
+        # them to the metrics and the access log in batches (worker/request_ends.py).
         self.ended: list[RequestEnd] | None = None
         self.request_ends = RequestEnds(self)
         self.request_ends.follow()

@@ -18,39 +18,13 @@ then a request's end costs one attribute read.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from dataplane.proxy.observability.access_log_format import Fixed
+from dataplane.proxy.observability.request_end import RequestEnd
 
 if TYPE_CHECKING:
-    from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.worker.loop import Loop
 
-
-class Routed(Protocol):
-    """What a request's end needs of its cluster (a `ClusterRuntime` in the worker)."""
-
-    @property
-    def cluster_id(self) -> str: ...
-
-
-# What a request leaves when it ends: the loop's time then, when the request started, when the
-# backend's response head came (None: no backend answered), the status sent (0: none), the
-# message (set: the proxy answered or gave up; such requests are logged at the error level),
-# the cluster it was routed to, the backend it reached (None: none), bytes in, bytes out, its
-# request id, and the access log's parts of its line (None: the access log does not want it).
-RequestEnd = tuple[
-    float,
-    float,
-    "float | None",
-    int,
-    "str | None",
-    "Routed | None",
-    "str | None",
-    int,
-    int,
-    bytes,
-    "Fixed | None",
-]
 
 log = logging.getLogger("dataplane.worker")
 
@@ -61,7 +35,7 @@ SETTLE_SECONDS = 0.1  # ... or seconds since the last batch
 class RequestEnds:
     """The loop's pending request ends (see the module docstring)."""
 
-    def __init__(self, loop: Host) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.loop = loop
         self.pending: list[RequestEnd] = []  # the list `loop.ended` is, while wanted
         self.settle_at = 0.0

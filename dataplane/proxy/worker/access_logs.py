@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from dataplane.proxy.balancing.backend import Backend
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http1.head import RequestHead
-    from dataplane.proxy.mux.host import Host
     from dataplane.proxy.mux.session_fields import LogParts, SessionFields
-    from dataplane.proxy.observability.request_ends import RequestEnd
+    from dataplane.proxy.observability.request_end import RequestEnd
+    from dataplane.proxy.worker.loop import Loop
 
 log = logging.getLogger("dataplane.worker")
 
@@ -61,7 +61,7 @@ def coloured(config: ServerConfig) -> bool:
 class WorkerAccessLogs:
     """The worker's access log, bound to its loop (see the module docstring)."""
 
-    def __init__(self, loop: Host, access_log: AccessLog) -> None:
+    def __init__(self, loop: Loop, access_log: AccessLog) -> None:
         self.loop = loop
         self.log = access_log
         self.formatter = access_log.formatter
@@ -72,7 +72,7 @@ class WorkerAccessLogs:
         loop.metrics.counter_sources.append(self._figures)
 
     @classmethod
-    def open(cls, loop: Host, config: ServerConfig, worker_id: int) -> WorkerAccessLogs | None:
+    def open(cls, loop: Loop, config: ServerConfig, worker_id: int) -> WorkerAccessLogs | None:
         """The access log of `config` (None, after logging why, if it cannot be used)."""
         spec = config.access_logs_target or config.log_target
         tag = f"WRK-{worker_id:02d}"
