@@ -1,4 +1,4 @@
-"""Chunked bodies (http_body.ChunkedBody): chunk-size lines, extensions, data, trailers.
+"""Chunked bodies (http1/body.ChunkedBody): chunk-size lines, extensions, data, trailers.
 
 The input (after a control byte that picks a read size) is what follows a chunked head. It is
 framed twice: whole, and in reads placed at an offset inside a larger buffer (the worker's

@@ -1,4 +1,4 @@
-"""HTTP/1.1 requests as a worker reads them: heads (http_head), bodies (http_body), paths.
+"""HTTP/1.1 requests as a worker reads them: heads (http1/head), bodies (http1/body), paths.
 
 The input is a client's byte stream, fed in reads of a size the first byte picks, the way a
 session does: find the blank line, refuse a bare LF early, parse the head (`RequestParser`,

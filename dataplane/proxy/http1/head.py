@@ -6,7 +6,7 @@ match refuses every smuggling shape that lives in a head: bare LF or CR, whitesp
 colon, obsolete line folding, NUL and control bytes, HTTP/0.9. The headers the proxy acts on are
 then found with a second regex over the lowercased head, so the cost per request does not grow
 with the headers nobody looks at. Framing rules (Content-Length, Transfer-Encoding) are checked
-here; `http_body` follows the body they announce. The path routes match (`route_path`:
+here; `body` follows the body they announce. The path routes match (`route_path`:
 normalised, no query; `request_path`) is made here too, once per parsed head, and a target
 that has none (a `#`, an escaped `/` or NUL...) is refused like any other bad head.
 

@@ -50,8 +50,8 @@ class TcpListener:
         self.front_timeout = float(config.front_timeout)
         self.back_timeout = float(config.back_timeout)
         self.connect_timeout = float(config.connect_timeout)
-        # proxy_accept.ProxyHeaderReader waits this long for an `expect_proxy` header: a TCP
-        # listener has no request timeout, its front timeout stands in for it.
+        # ProxyHeaderReader (proxy_protocol/accept.py) waits this long for an `expect_proxy`
+        # header: a TCP listener has no request timeout, its front timeout stands in for it.
         self.request_timeout = self.front_timeout
         self.expect_proxy = config.expect_proxy
 

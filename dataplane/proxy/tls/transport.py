@@ -138,7 +138,7 @@ class TlsHandshake:
         self.timer_slot = NOT_FILED
         self.tls: TlsSocket = listener.certificates.default_context.wrap_socket(
             sock, server_side=True, do_handshake_on_connect=False
-        )  # type: ignore[assignment]  # sslsocket_class is TlsSocket (tls_listener)
+        )  # type: ignore[assignment]  # sslsocket_class is TlsSocket (tls/listener.py)
         self.fd = self.tls.fileno()
         self.mask = EPOLLIN
         loop.register(self.fd, self.on_event, EPOLLIN)
