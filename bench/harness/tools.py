@@ -88,7 +88,8 @@ def pysozu_version(pysozu: str) -> str:
 
 
 _BUILD_CHECK = (
-    "import dataplane.proxy.boot; from dataplane import build_info; print(build_info.describe())"
+    "import dataplane.proxy.worker.boot; from dataplane import build_info;"
+    " print(build_info.describe())"
 )
 
 

@@ -119,7 +119,7 @@ def set_process_title(title: str) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from dataplane.proxy.boot import begin_worker_process
+    from dataplane.proxy.worker.boot import begin_worker_process
 
     max_buffer = args.max_command_buffer_size or 2 * args.command_buffer_size
     return begin_worker_process(

@@ -1,7 +1,7 @@
 """Where logs go: sozu's `log_target` and `access_logs_target` values, opened non-blocking.
 
-Access logs (a worker's `access_log.py`) and the network targets of main's and workers' own
-log lines (`logs.py`) share these.
+Access logs (a worker's `proxy/observability/access_log.py`) and the network targets of main's
+and workers' own log lines (`logs.py`) share these.
 
 `stdout`, `file:///path`, `udp://ip:port`, `tcp://ip:port` and `unix:///path` (a unix datagram
 socket, as sozu), plus `stderr` (main's log_target allows it). `write` never blocks: it raises

@@ -218,7 +218,7 @@ class HttpListenerConfig(_H2Knobs, kw_only=True):
     elide_x_real_ip: bool = False
     send_x_real_ip: bool = False
     # pysozu extension: peers (CIDR) whose X-Forwarded-*, Forwarded and X-Real-IP are kept and
-    # appended to; any other peer's are replaced by what the proxy saw (forwarding.py).
+    # appended to; any other peer's are replaced by what the proxy saw (http1/forwarding.py).
     trusted_proxies: list[str] = []
     # pysozu extension: a request body must bring at least request_body_min_rate bytes/s over
     # each window of request_body_timeout seconds, else 408 (0 in either: no such check).

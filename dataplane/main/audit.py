@@ -33,8 +33,8 @@ from dataplane.main.audit_record import (
 )
 from dataplane.main.clients import Client
 from dataplane.main.loop import EventLoop, Timer
-from dataplane.proxy.access_log import AccessLog
-from dataplane.proxy.access_log_format import AsciiFormatter
+from dataplane.proxy.observability.access_log import AccessLog
+from dataplane.proxy.observability.access_log_format import AsciiFormatter
 
 log = logging.getLogger("pysozu.main.audit")
 

@@ -75,7 +75,7 @@ def python_command() -> list[str]:
 def worker_environment() -> dict[str, str]:
     """A worker's environment: main's, with glibc's allocator for Python's small objects
     unless PYTHONMALLOC is set already, so that memory comes back after a burst of
-    connections (dataplane/proxy/heap.py says why and what it costs)."""
+    connections (dataplane/proxy/worker/heap.py says why and what it costs)."""
     environment = dict(os.environ)
     environment.setdefault("PYTHONMALLOC", "malloc")
     return environment

@@ -1,12 +1,13 @@
 """sozu's StatsD drain (`[metrics] address`): every worker's figures, once a second, over UDP.
 
 Where it runs, and why: in main. sozu's workers each send their own lines (origin `WRK-NN`);
-pysozu's workers keep cumulative counters and histograms (dataplane/proxy/metrics.py) and write
-nothing until main asks. So main asks every live worker once a second (`query_metrics`, as
-`metrics get` and Prometheus do) and sends, for each worker, the lines sozu's worker would
-have sent, with that worker's origin; the deltas are computed here (statsd_lines.py). Workers
-do no new per-request work: a poll costs each one snapshot per second, as a scrape does, and
-a worker that is slow to answer only delays the next round (one round at a time).
+pysozu's workers keep cumulative counters and histograms
+(dataplane/proxy/observability/metrics.py) and write nothing until main asks. So main asks
+every live worker once a second (`query_metrics`, as `metrics get` and Prometheus do) and
+sends, for each worker, the lines sozu's worker would have sent, with that worker's origin; the
+deltas are computed here (statsd_lines.py). Workers do no new per-request work: a poll costs
+each one snapshot per second, as a scrape does, and a worker that is slow to answer only delays
+the next round (one round at a time).
 
 What the workers answer follows their detail level (`[metrics] detail`: process, cluster or
 backend scopes); with `disable_cluster_metrics = true` main asks for process figures only. A

@@ -2,7 +2,7 @@
 
 `HttpProxy.apply` mirrors one state request (already accepted by `ConfigState.dispatch`) onto
 listeners (settings, routers, answers) and clusters (settings, backends). Listener sockets are
-the worker's business (`worker.py`); per-(client IP, cluster) connection counts live here.
+the worker's business (`worker/loop.py`); per-(client IP, cluster) connection counts live here.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from dataplane.command.messages import (
     UpdateHttpListenerConfig,
     UpdateTcpListenerConfig,
 )
+from dataplane.proxy.balancing.load_balancing import Backend, BackendSet
 from dataplane.proxy.listener import HttpListener
-from dataplane.proxy.load_balancing import Backend, BackendSet
-from dataplane.proxy.tcp_listener import TcpListeners
+from dataplane.proxy.tcp.listener import TcpListeners
 
 log = logging.getLogger("dataplane.worker")
 

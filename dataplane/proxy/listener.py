@@ -18,14 +18,14 @@ from dataplane.command.messages import (
     RequestHttpFrontend,
     TcpListenerConfig,
 )
-from dataplane.proxy.answers import Answers, listener_answer_map
+from dataplane.proxy.answers.responses import Answers, listener_answer_map
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.forwarding import ConnectionContext, TrustedProxies
-from dataplane.proxy.http_head import RequestHead, RequestParser
-from dataplane.proxy.policy import has_policy
-from dataplane.proxy.proxy_protocol import ProxiedPeer
-from dataplane.proxy.request_path import route_path
-from dataplane.proxy.router import Route, Router, normalize_host
+from dataplane.proxy.http1.forwarding import ConnectionContext, TrustedProxies
+from dataplane.proxy.http1.head import RequestHead, RequestParser
+from dataplane.proxy.http1.request_path import route_path
+from dataplane.proxy.proxy_protocol.header import ProxiedPeer
+from dataplane.proxy.routing.policy import has_policy
+from dataplane.proxy.routing.router import Route, Router, normalize_host
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
@@ -58,7 +58,7 @@ def bind_listener(config: HttpListenerConfig | TcpListenerConfig) -> socket.sock
 class HttpListener:
     """One HTTP listener's configuration, router and answers; its socket when active."""
 
-    scheme = "http"  # "https" for HttpsListener (tls_listener.py)
+    scheme = "http"  # "https" for HttpsListener (tls/listener.py)
     connection_context: Callable[[tuple[str, int]], ConnectionContext]  # set by `configure`
 
     def __init__(self, proxy: HttpProxy, config: HttpListenerConfig) -> None:
@@ -93,7 +93,7 @@ class HttpListener:
         self.trusted_proxies = (
             TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
         )
-        # Connections start with a PROXY protocol header (proxy_accept.py): the address it
+        # Connections start with a PROXY protocol header (proxy_protocol/accept.py): the address it
         # carries is the peer everything here sees, `trusted_proxies` included, and the one
         # the client connected to is the public address. Chosen here, so that listeners
         # without it do no PROXY work per connection.

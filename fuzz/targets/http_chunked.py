@@ -1,4 +1,4 @@
-"""Chunked bodies (http_body.ChunkedBody): chunk-size lines, extensions, data, trailers.
+"""Chunked bodies (http1/body.ChunkedBody): chunk-size lines, extensions, data, trailers.
 
 The input (after a control byte that picks a read size) is what follows a chunked head. It is
 framed twice: whole, and in reads placed at an offset inside a larger buffer (the worker's
@@ -15,7 +15,7 @@ from __future__ import annotations
 import mmap
 
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.http_body import ChunkedBody
+from dataplane.proxy.http1.body import ChunkedBody
 
 DICTIONARY = (
     b"\r\n",

@@ -1,4 +1,4 @@
-"""HTTP/1.1 requests as a worker reads them: heads (http_head), bodies (http_body), paths.
+"""HTTP/1.1 requests as a worker reads them: heads (http1/head), bodies (http1/body), paths.
 
 The input is a client's byte stream, fed in reads of a size the first byte picks, the way a
 session does: find the blank line, refuse a bare LF early, parse the head (`RequestParser`,
@@ -20,17 +20,17 @@ import codecs
 from collections.abc import Iterator
 from pathlib import Path
 
-from dataplane.proxy import http_head
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.forwarding import (
+from dataplane.proxy.http1 import head as http_head
+from dataplane.proxy.http1.body import ChunkedBody, LengthBody
+from dataplane.proxy.http1.forwarding import (
     ConnectionContext,
     TrustedProxies,
     forward_request,
     sticky_cookie,
 )
-from dataplane.proxy.http_body import ChunkedBody, LengthBody
-from dataplane.proxy.http_head import HEAD_END, RequestHead, RequestParser, has_bare_line_feed
-from dataplane.proxy.router import normalize_host
+from dataplane.proxy.http1.head import HEAD_END, RequestHead, RequestParser, has_bare_line_feed
+from dataplane.proxy.routing.router import normalize_host
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "unit" / "fixtures" / "http"
 PARSER = RequestParser("Sozu-Id")

@@ -18,11 +18,11 @@ import codecs
 from collections.abc import Iterator
 from pathlib import Path
 
-from dataplane.proxy import http_head
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.forwarding import CLOSE, forward_response
-from dataplane.proxy.http_body import ChunkedBody, LengthBody, UntilCloseBody
-from dataplane.proxy.http_head import HEAD_END, ResponseHead, ResponseParser, has_bare_line_feed
+from dataplane.proxy.http1 import head as http_head
+from dataplane.proxy.http1.body import ChunkedBody, LengthBody, UntilCloseBody
+from dataplane.proxy.http1.forwarding import CLOSE, forward_response
+from dataplane.proxy.http1.head import HEAD_END, ResponseHead, ResponseParser, has_bare_line_feed
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "unit" / "fixtures" / "http"
 PARSER = ResponseParser()

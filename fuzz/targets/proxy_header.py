@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from dataplane.proxy.proxy_protocol import (
+from dataplane.proxy.proxy_protocol.header import (
     MAX_V2_HEADER,
     V1_MAX_HEADER,
     V2_SIGNATURE,

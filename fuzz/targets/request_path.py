@@ -14,7 +14,7 @@ way routes on, so the two can meet.
 from __future__ import annotations
 
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.request_path import normalize_path, route_path, rule_path, with_query
+from dataplane.proxy.http1.request_path import normalize_path, route_path, rule_path, with_query
 
 MAX_LEN = 512
 DICTIONARY = (b"%2e", b"%2E", b"%2f", b"%00", b"%25", b"%7e", b"/../", b"/./", b"//", b"?", b"#")

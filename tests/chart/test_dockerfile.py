@@ -199,7 +199,7 @@ COMPILED_CHECK = """
 import {modules}
 from dataplane import build_info
 from dataplane.command.messages import AccessLogFormat
-from dataplane.proxy.access_log_format import AccessRecord, formatter_for
+from dataplane.proxy.observability.access_log_format import AccessRecord, formatter_for
 print(build_info.describe())
 line = formatter_for(AccessLogFormat.ASCII, "T", 1).format(AccessRecord(session_id="s", status=200))
 print(line.split()[3].decode())

@@ -7,7 +7,7 @@ import socket
 import pytest
 from http_support import Backend, Client, Seen, get, running_worker
 
-from dataplane.proxy.forwarding import ConnectionContext
+from dataplane.proxy.http1.forwarding import ConnectionContext
 
 pytestmark = pytest.mark.timeout(60)
 

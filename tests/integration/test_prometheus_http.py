@@ -25,7 +25,7 @@ from dataplane.command.responses import WorkerMetrics
 from dataplane.main.loop import EventLoop
 from dataplane.main.prometheus import MainFigures, WorkerAnswers, WorkersCollector
 from dataplane.main.prometheus_http import PrometheusEndpoint
-from dataplane.proxy.metrics import MetricsRegistry
+from dataplane.proxy.observability.metrics import MetricsRegistry
 
 pytestmark = pytest.mark.timeout(30)
 Done = Callable[[WorkerAnswers], None]

@@ -27,7 +27,7 @@ from https_support import Pki, https_config
 
 from dataplane.command.messages import QueryMetricsOptions, Request
 from dataplane.command.responses import ResponseStatus
-from dataplane.proxy.proxy_protocol import v2_header
+from dataplane.proxy.proxy_protocol.header import v2_header
 
 pytestmark = pytest.mark.timeout(60)
 

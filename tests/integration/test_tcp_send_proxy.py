@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dataplane.proxy.proxy_protocol import ProxyHeader, parse_header, v2_header
+from dataplane.proxy.proxy_protocol.header import ProxyHeader, parse_header, v2_header
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dataplane.proxy.proxy_protocol import ProxyProtocolError, parse_header
+from dataplane.proxy.proxy_protocol.header import ProxyProtocolError, parse_header
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,4 @@
-"""A frontend's access rules (dataplane/proxy/access.py): sources, client address, rate limits."""
+"""A frontend's access rules (proxy/routing/access.py): sources, client address, rate limits."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataplane.command.address import SocketAddress
 from dataplane.command.config import parse_config
 from dataplane.command.messages import RateLimit, RequestHttpFrontend
 from dataplane.command.state_rules import StateError, check_http_frontend
-from dataplane.proxy import access
-from dataplane.proxy.access import Access, Networks, RateLimiter, client_address
+from dataplane.proxy.routing import access
+from dataplane.proxy.routing.access import Access, Networks, RateLimiter, client_address
 
 ADDRESS = SocketAddress.parse("127.0.0.1:8080")
 

@@ -13,8 +13,13 @@ from hypothesis import strategies as st
 
 from dataplane.command.log_targets import AccessLogTargetError, Target, open_target
 from dataplane.command.messages import AccessLogFormat
-from dataplane.proxy.access_log import AccessLog
-from dataplane.proxy.access_log_format import AccessRecord, Formatter, duration, formatter_for
+from dataplane.proxy.observability.access_log import AccessLog
+from dataplane.proxy.observability.access_log_format import (
+    AccessRecord,
+    Formatter,
+    duration,
+    formatter_for,
+)
 
 NOW_NS = 1_764_216_000_123_456_789  # 2025-11-27T04:00:00.123456Z
 

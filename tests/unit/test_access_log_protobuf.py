@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from dataplane.command.log_targets import open_target
 from dataplane.command.messages import AccessLogFormat
-from dataplane.proxy.access_log import AccessLog
-from dataplane.proxy.access_log_format import AccessRecord, formatter_for
-from dataplane.proxy.access_log_protobuf import (
+from dataplane.proxy.observability.access_log import AccessLog
+from dataplane.proxy.observability.access_log_format import AccessRecord, formatter_for
+from dataplane.proxy.observability.access_log_protobuf import (
     ProtobufFormatter,
     parse_ulid,
     socket_address,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dataplane.command.messages import AccessLogFormat
-from dataplane.proxy.access_log_format import AccessRecord, formatter_for
+from dataplane.proxy.observability.access_log_format import AccessRecord, formatter_for
 
 RECORD = AccessRecord(
     session_id="S1",

@@ -1,6 +1,6 @@
 """The worker's access log: which requests are logged, what their lines say, when they are
 written. Sessions and the loop are stand-ins; a request's end (`HttpSession._record`), the
-batches (request_ends.py), formatting and queueing are the real ones."""
+batches (worker/request_ends.py), formatting and queueing are the real ones."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ import pytest
 from dataplane.command.address import SocketAddress
 from dataplane.command.log_targets import Target
 from dataplane.command.messages import AccessLogFormat, ServerConfig
-from dataplane.proxy.access_log import AccessLog
-from dataplane.proxy.access_log_format import formatter_for
-from dataplane.proxy.access_log_worker import WorkerAccessLogs, coloured
-from dataplane.proxy.http_head import RequestParser
-from dataplane.proxy.load_balancing_backend import Backend
-from dataplane.proxy.metrics import MetricsRegistry
-from dataplane.proxy.request_ends import SETTLE_EVERY, RequestEnds
-from dataplane.proxy.session import HttpSession
-from dataplane.proxy.session_fields import EXCHANGE
+from dataplane.proxy.balancing.backend import Backend
+from dataplane.proxy.http1.head import RequestParser
+from dataplane.proxy.mux.session import HttpSession
+from dataplane.proxy.mux.session_fields import EXCHANGE
+from dataplane.proxy.observability.access_log import AccessLog
+from dataplane.proxy.observability.access_log_format import formatter_for
+from dataplane.proxy.observability.metrics import MetricsRegistry
+from dataplane.proxy.worker.access_logs import WorkerAccessLogs, coloured
+from dataplane.proxy.worker.request_ends import SETTLE_EVERY, RequestEnds
 
 
 class Collect(Target):
@@ -314,7 +314,7 @@ def test_reopen_after_logrotate_keeps_what_waits() -> None:
     turn(loop)  # written
     end(loop, session(), 200)
     loop.request_ends.settle()  # formatted, not written yet
-    logs.reopen()  # the loop calls it at its next tick after SIGUSR1 (worker.py)
+    logs.reopen()  # the loop calls it at its next tick after SIGUSR1 (worker/loop.py)
     assert target.reopened == 1
     loop.now += 0.1
     turn(loop)

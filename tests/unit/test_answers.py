@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import CustomHttpAnswers, HttpListenerConfig
-from dataplane.proxy.answers import Answers, AnswersError, listener_answer_map
-from dataplane.proxy.answers_templates import REASONS
+from dataplane.proxy.answers.responses import Answers, AnswersError, listener_answer_map
+from dataplane.proxy.answers.templates import REASONS
 
 STATUSES = sorted(REASONS)
 

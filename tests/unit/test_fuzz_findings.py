@@ -30,8 +30,8 @@ from dataplane.command.messages import (
 from dataplane.command.state import ConfigState, StateError
 from dataplane.command.statefile import decode_state
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.forwarding import ConnectionContext, forward_request
-from dataplane.proxy.http_head import RequestParser, ResponseParser
+from dataplane.proxy.http1.forwarding import ConnectionContext, forward_request
+from dataplane.proxy.http1.head import RequestParser, ResponseParser
 
 CONNECTION_NAMES_FRAMING = [
     b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n",

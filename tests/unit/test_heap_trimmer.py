@@ -1,8 +1,13 @@
-"""When a worker hands freed memory back to the system (dataplane/proxy/heap.py)."""
+"""When a worker hands freed memory back to the system (dataplane/proxy/worker/heap.py)."""
 
 from __future__ import annotations
 
-from dataplane.proxy.heap import CLOSED_BEFORE_TRIM, MIN_SECONDS_BETWEEN, HeapTrimmer, _malloc_trim
+from dataplane.proxy.worker.heap import (
+    CLOSED_BEFORE_TRIM,
+    MIN_SECONDS_BETWEEN,
+    HeapTrimmer,
+    _malloc_trim,
+)
 
 
 def test_a_trim_follows_a_burst_of_closes_at_most_every_few_seconds() -> None:

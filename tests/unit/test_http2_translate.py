@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dataplane.proxy.errors import HttpSyntaxError
+from dataplane.proxy.http1.head import RequestParser, ResponseParser
 from dataplane.proxy.http2 import RequestHead, ResponseHead
 from dataplane.proxy.http2.translate import (
     chunk,
@@ -15,7 +16,6 @@ from dataplane.proxy.http2.translate import (
     h2_response_to_h1,
     last_chunk,
 )
-from dataplane.proxy.http_head import RequestParser, ResponseParser
 
 
 def h2_request(

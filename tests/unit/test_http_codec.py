@@ -15,22 +15,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataplane.proxy import http_head
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.http_body import (
+from dataplane.proxy.http1 import head as http_head
+from dataplane.proxy.http1.body import (
     FORBIDDEN_TRAILERS,
     Body,
     ChunkedBody,
     LengthBody,
     UntilCloseBody,
 )
-from dataplane.proxy.http_head import (
+from dataplane.proxy.http1.head import (
     HEAD_END,
     RequestParser,
     ResponseParser,
     has_bare_line_feed,
 )
-from dataplane.proxy.http_head_scan import HeadScanner
+from dataplane.proxy.http1.head_scan import HeadScanner
 
 CORPUS = Path(__file__).parent / "fixtures" / "http"
 FRAMING_NAMES = {

@@ -11,16 +11,16 @@ from hypothesis import strategies as st
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import Cluster, RedirectPolicy, RequestHttpFrontend
-from dataplane.proxy.forwarding import (
+from dataplane.proxy.http1.forwarding import (
     ConnectionContext,
     RequestIds,
     TrustedProxies,
     forward_request,
     forward_response,
 )
-from dataplane.proxy.http_head import RequestParser, ResponseParser
-from dataplane.proxy.policy import Answer, Edits, decide, set_headers
-from dataplane.proxy.router import Router
+from dataplane.proxy.http1.head import RequestParser, ResponseParser
+from dataplane.proxy.routing.policy import Answer, Edits, decide, set_headers
+from dataplane.proxy.routing.router import Router
 from dataplane.proxy.timers import NOT_FILED, TimerWheel
 
 

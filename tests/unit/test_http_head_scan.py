@@ -1,4 +1,4 @@
-"""The early head checks (http_head_scan.py), fed whole, byte by byte and in random pieces.
+"""The early head checks (http1/head_scan.py), fed whole, byte by byte and in random pieces.
 
 The scanner must refuse a head at the first byte that makes it invalid, and accept exactly
 the heads the full parse (`http_head._REQUEST`) accepts.
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.http_head import _REQUEST, HEAD_END
-from dataplane.proxy.http_head_scan import HeadScanner
+from dataplane.proxy.http1.head import _REQUEST, HEAD_END
+from dataplane.proxy.http1.head_scan import HeadScanner
 
 VALID = [
     b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",

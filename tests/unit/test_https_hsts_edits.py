@@ -4,8 +4,8 @@ default answers carry the header."""
 from __future__ import annotations
 
 from dataplane.command.messages import HstsConfig
-from dataplane.proxy.policy import edited_hsts, set_headers, with_hsts
-from dataplane.proxy.router_route import HSTS_HEADER, IfAbsent, _hsts_edit
+from dataplane.proxy.routing.policy import edited_hsts, set_headers, with_hsts
+from dataplane.proxy.routing.route import HSTS_HEADER, IfAbsent, _hsts_edit
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 WITH_STS = b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 0\r\n\r\n"

@@ -14,8 +14,8 @@ from dataplane.command.messages import (
     LoadBalancingParams,
     LoadMetric,
 )
-from dataplane.proxy import load_balancing
-from dataplane.proxy.load_balancing import MAX_CONNECT_TRIES, Backend, BackendSet
+from dataplane.proxy.balancing import load_balancing
+from dataplane.proxy.balancing.load_balancing import MAX_CONNECT_TRIES, Backend, BackendSet
 
 ALGORITHMS = list(LoadBalancingAlgorithms)
 

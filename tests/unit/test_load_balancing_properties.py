@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import AddBackend, LoadBalancingAlgorithms, LoadBalancingParams
-from dataplane.proxy.load_balancing import BackendSet
-from dataplane.proxy.load_balancing_hash import build_maglev_table, mix
+from dataplane.proxy.balancing.hashing import build_maglev_table, mix
+from dataplane.proxy.balancing.load_balancing import BackendSet
 
 KEYS = [
     f"10.{i // 256 % 256}.{i % 256}.{i // 65536}:{i * 7 % 65536}".encode() for i in range(10_000)

@@ -9,8 +9,8 @@ from typing import Any
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import MetricDetail, QueryMetricsOptions
 from dataplane.main.metrics_query import aggregate
-from dataplane.proxy.load_balancing_backend import MAX_CONNECT_TRIES, Backend
-from dataplane.proxy.metrics import MetricsRegistry
+from dataplane.proxy.balancing.backend import MAX_CONNECT_TRIES, Backend
+from dataplane.proxy.observability.metrics import MetricsRegistry
 
 
 def worker_figures(requests: int, seconds: float) -> Any:

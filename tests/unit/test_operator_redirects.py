@@ -15,7 +15,7 @@ from test_operator_conformance import backends
 from test_operator_render import TLS_RULE, WEB, go, ingress, rule, state_of
 
 from dataplane.command.messages import RedirectPolicy
-from dataplane.proxy.answers import compile_template
+from dataplane.proxy.answers.responses import compile_template
 
 NGINX = "nginx.ingress.kubernetes.io/"
 ON = RenderSettings(nginx_annotations=True)

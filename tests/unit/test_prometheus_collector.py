@@ -27,7 +27,7 @@ from dataplane.main.prometheus import (
 )
 from dataplane.main.prometheus_http import PrometheusEndpoint
 from dataplane.main.tasks import Gather
-from dataplane.proxy.metrics import MetricsRegistry
+from dataplane.proxy.observability.metrics import MetricsRegistry
 
 
 def worker(status: int = 200, cluster: str = "api") -> WorkerMetrics:

@@ -14,9 +14,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.proxy.proxy_accept import ProxyHeaderReader, ProxyProtocolFigures
-from dataplane.proxy.proxy_protocol import v2_header
-from dataplane.proxy.session_fields import EPOLLIN
+from dataplane.proxy.mux.session_fields import EPOLLIN
+from dataplane.proxy.observability.counters import ProxyProtocolFigures
+from dataplane.proxy.proxy_protocol.accept import ProxyHeaderReader
+from dataplane.proxy.proxy_protocol.header import v2_header
 from dataplane.proxy.timers import TimerWheel
 
 HEADER = v2_header(("203.0.113.7", 4242), ("10.0.0.1", 80), tlvs=b"\x05\x00\x03abc")

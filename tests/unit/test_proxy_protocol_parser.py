@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataplane.proxy.proxy_protocol import (
+from dataplane.proxy.proxy_protocol.header import (
     MAX_V2_HEADER,
     V1_MAX_HEADER,
     ProxiedPeer,

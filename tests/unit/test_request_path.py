@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.request_path import normalize_path, route_path, rule_path, with_query
+from dataplane.proxy.http1.request_path import normalize_path, route_path, rule_path, with_query
 
 # Each spelling of /admin that nginx's `location = /admin` also takes (checked against nginx on
 # 127.0.0.1: same $uri), plus the query forms.

@@ -15,7 +15,7 @@ from dataplane.command.messages import (
     RequestHttpFrontend,
     RulePosition,
 )
-from dataplane.proxy.router import Router, RouterError
+from dataplane.proxy.routing.router import Router, RouterError
 
 ADDRESS = SocketAddress.parse("127.0.0.1:8080")
 PREFIX, EQUALS, REGEX = PathRuleKind.PREFIX, PathRuleKind.EQUALS, PathRuleKind.REGEX

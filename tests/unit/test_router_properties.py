@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import PathRule, PathRuleKind, RequestHttpFrontend
-from dataplane.proxy import router as router_module
-from dataplane.proxy.router import Router, normalize_host
+from dataplane.proxy.routing import router as router_module
+from dataplane.proxy.routing.router import Router, normalize_host
 
 ADDRESS = SocketAddress.parse("127.0.0.1:8080")
 

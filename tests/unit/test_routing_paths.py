@@ -19,11 +19,11 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.clusters import HttpProxy
 from dataplane.proxy.errors import HttpSyntaxError
-from dataplane.proxy.http_head import RequestHead, RequestParser
+from dataplane.proxy.http1.head import RequestHead, RequestParser
+from dataplane.proxy.http1.request_path import route_path
 from dataplane.proxy.listener import HttpListener
-from dataplane.proxy.policy import Answer, Edits, decide, rewrite_request_head
-from dataplane.proxy.request_path import route_path
-from dataplane.proxy.router import Router
+from dataplane.proxy.routing.policy import Answer, Edits, decide, rewrite_request_head
+from dataplane.proxy.routing.router import Router
 
 ADDRESS = SocketAddress.parse("127.0.0.1:8080")
 PREFIX, EQUALS, REGEX = PathRuleKind.PREFIX, PathRuleKind.EQUALS, PathRuleKind.REGEX

@@ -188,7 +188,7 @@ def test_a_worker_recreating_an_http_listener_keeps_the_object_its_connections_h
 def test_a_workers_listener_update_keeps_the_other_custom_answers() -> None:
     """A runtime `listener http update --answer-404` (or a reload's update) must not drop the
     listener's other answers in the worker while main's state keeps them."""
-    from dataplane.proxy.commands import _as_merged
+    from dataplane.proxy.worker.commands import _as_merged
 
     proxy, state = HttpProxy(max_connections_per_ip=0, retry_after=0), ConfigState()
     added = HttpListenerConfig(address=HTTP, answers={"503": "HTTP/1.1 503 x\r\n\r\n"})

@@ -12,10 +12,10 @@ from dataplane.command.address import SocketAddress
 from dataplane.command.messages import AddBackend, Cluster, Request, TcpListenerConfig
 from dataplane.proxy.buffers import BufferPool
 from dataplane.proxy.clusters import HttpProxy
-from dataplane.proxy.counters import Counters
-from dataplane.proxy.metrics import MetricsRegistry
-from dataplane.proxy.tcp_listener import TcpListener
-from dataplane.proxy.tcp_session import CLOSED, CONNECTING, RELAY, TcpSession
+from dataplane.proxy.observability.counters import Counters
+from dataplane.proxy.observability.metrics import MetricsRegistry
+from dataplane.proxy.tcp.listener import TcpListener
+from dataplane.proxy.tcp.session import CLOSED, CONNECTING, RELAY, TcpSession
 from dataplane.proxy.timers import TimerWheel
 
 IN, OUT = select.EPOLLIN, select.EPOLLOUT

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import CertificateAndKey, HttpsListenerConfig, TlsVersion
-from dataplane.proxy import tls as tls_module
-from dataplane.proxy.tls import CertificateStore, TlsError, build_context, leaf_fingerprint
+from dataplane.proxy.tls import store as tls_module
+from dataplane.proxy.tls.store import CertificateStore, TlsError, build_context, leaf_fingerprint
 
 LISTENER = HttpsListenerConfig(address=SocketAddress.parse("127.0.0.1:8443"))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dataplane.proxy.tls_transport import JOIN_LIMIT, TlsStream
+from dataplane.proxy.tls.transport import JOIN_LIMIT, TlsStream
 
 
 class FakeTls:

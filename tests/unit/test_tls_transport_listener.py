@@ -23,10 +23,10 @@ from dataplane.command.messages import (
 from dataplane.command.state import ConfigState, StateError
 from dataplane.command.state_rules import expiry_warning
 from dataplane.proxy.clusters import HttpProxy
-from dataplane.proxy.router_route import hsts_value
-from dataplane.proxy.tls import TlsError
-from dataplane.proxy.tls_listener import HttpsListener, apply_tls, tls_gauges
-from dataplane.proxy.tls_policy import SniBinding, served_alpn
+from dataplane.proxy.routing.route import hsts_value
+from dataplane.proxy.tls.listener import HttpsListener, apply_tls, tls_gauges
+from dataplane.proxy.tls.policy import SniBinding, served_alpn
+from dataplane.proxy.tls.store import TlsError
 
 ADDRESS = SocketAddress.parse("127.0.0.1:8443")
 CA = trustme.CA()

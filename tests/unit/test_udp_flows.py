@@ -9,7 +9,7 @@ from dataplane.command.messages import (
     UdpListenerConfig,
     UpdateUdpListenerConfig,
 )
-from dataplane.proxy.load_balancing_backend import Backend
+from dataplane.proxy.balancing.backend import Backend
 from dataplane.proxy.udp.flows import Flow, FlowTable
 from dataplane.proxy.udp.listener import UdpListeners, auto_max_flows
 

@@ -12,7 +12,7 @@ import pytest
 from dataplane.command.codec import decode, encode
 from dataplane.command.messages import MetricDetail, QueryMetricsOptions
 from dataplane.command.responses import FilteredMetrics, WorkerMetrics
-from dataplane.proxy.metrics import BOUNDS_MICROSECONDS, MetricsRegistry
+from dataplane.proxy.observability.metrics import BOUNDS_MICROSECONDS, MetricsRegistry
 
 ALL = QueryMetricsOptions()
 BACKEND = MetricDetail.DETAIL_BACKEND
@@ -229,8 +229,8 @@ def test_a_batch_of_request_ends_counts_as_each_request_would() -> None:
 def test_a_metrics_query_counts_every_request_that_ended_before_it() -> None:
     """The worker counts request ends in batches; a command from main settles them first."""
     from dataplane.command.messages import MetricsConfiguration, Request, WorkerRequest
-    from dataplane.proxy.commands import CommandHandler
-    from dataplane.proxy.request_ends import RequestEnds
+    from dataplane.proxy.worker.commands import CommandHandler
+    from dataplane.proxy.worker.request_ends import RequestEnds
 
     sent: list[Any] = []
     loop: Any = SimpleNamespace(

@@ -39,9 +39,9 @@ from dataplane.proxy.health.probe import Probe
 from dataplane.proxy.health.verdict import Verdict, http_request
 
 if TYPE_CHECKING:
+    from dataplane.proxy.balancing.backend import Backend
     from dataplane.proxy.clusters import ClusterRuntime
-    from dataplane.proxy.load_balancing_backend import Backend
-    from dataplane.proxy.worker import Loop
+    from dataplane.proxy.mux.host import Host
 
 log = logging.getLogger("dataplane.worker")
 
@@ -52,7 +52,7 @@ _numbers = itertools.count()
 class HealthChecks:
     """Every health check of one worker (`loop.health`)."""
 
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: Host) -> None:
         self.loop = loop
         self.checks: dict[str, HealthCheckConfig] = {}
         self.due: dict[str, float] = {}

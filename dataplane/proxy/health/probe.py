@@ -21,7 +21,7 @@ from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
     from dataplane.command.address import SocketAddress
-    from dataplane.proxy.worker import Loop
+    from dataplane.proxy.mux.host import Host
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -33,7 +33,7 @@ class Probe:
 
     def __init__(
         self,
-        loop: Loop,
+        loop: Host,
         address: SocketAddress,
         request: bytes | None,
         expected_status: int,

@@ -26,11 +26,11 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from dataplane.proxy.errors import HttpSyntaxError
+from dataplane.proxy.http1.body import FORBIDDEN_TRAILERS
+from dataplane.proxy.http1.head import NO_BODY, strip_spans
+from dataplane.proxy.http1.head import RequestHead as H1Request
+from dataplane.proxy.http1.head import ResponseHead as H1Response
 from dataplane.proxy.http2.events import Fields, RequestHead, ResponseHead
-from dataplane.proxy.http_body import FORBIDDEN_TRAILERS
-from dataplane.proxy.http_head import NO_BODY, strip_spans
-from dataplane.proxy.http_head import RequestHead as H1Request
-from dataplane.proxy.http_head import ResponseHead as H1Response
 
 HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te")

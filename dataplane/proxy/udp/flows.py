@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
-    from dataplane.proxy.load_balancing_backend import Backend
+    from dataplane.proxy.balancing.backend import Backend
     from dataplane.proxy.udp.listener import UdpListener
 
 Client = tuple[str, int]

@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import ListenerType, Request, UdpAffinityKey
-from dataplane.command.scm import Listeners, ScmError, send_listeners
-from dataplane.proxy import backend_events
-from dataplane.proxy.proxy_protocol import v2_header
+from dataplane.command.scm import Listeners, ScmError
+from dataplane.proxy.mux import backend_events
+from dataplane.proxy.proxy_protocol.header import v2_header
 from dataplane.proxy.udp.flows import Client, Flow
 from dataplane.proxy.udp.listener import UdpListener, UdpListeners
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
-    from dataplane.proxy.worker import Loop
+    from dataplane.proxy.mux.host import Host
 
 log = logging.getLogger("dataplane.worker")
 
@@ -68,7 +68,7 @@ def bind_udp(address: SocketAddress) -> socket.socket:
 class UdpProxy:
     """UDP listeners and flows of one worker (`loop.udp`)."""
 
-    def __init__(self, loop: Loop) -> None:
+    def __init__(self, loop: Host) -> None:
         self.loop = loop
         self.state = UdpListeners()
         self.figures = self.state.figures
@@ -117,27 +117,27 @@ class UdpProxy:
 
     # -- listener sockets ------------------------------------------------------------------
 
-    def activate(self, address: SocketAddress) -> None:
+    def activate(self, address: SocketAddress, sock: socket.socket | None) -> None:
+        """Serve a listener on `sock` (main's, passed over SCM), or bind one."""
         listener = self.listeners.get(address)
         if listener is None:
             raise ScmError(f"no UDP listener at {address}")
         if listener.sock is not None:
             return
-        sock = self.loop.scm_listeners.pop(scm_key(address), None) or bind_udp(address)
+        sock = sock or bind_udp(address)
         sock.setblocking(False)
         listener.sock = sock
         self.loop.register(sock.fileno(), self._reader(listener), EPOLLIN)
 
-    def deactivate(self, address: SocketAddress, to_scm: bool = False) -> None:
+    def deactivate(self, address: SocketAddress) -> socket.socket | None:
+        """Stop serving a listener; its socket is the caller's (to close or hand back)."""
         listener = self.listeners.get(address)
         if listener is None or listener.sock is None:
-            return
+            return None
         sock, listener.sock = listener.sock, None
         self.loop.unregister(sock.fileno())
         self._close_flows(listener)
-        if to_scm:
-            send_listeners(self.loop.scm, Listeners(udp={str(address): sock}))
-        sock.close()
+        return sock
 
     def hand_back(self, returned: Listeners) -> None:
         """Upgrade: every active UDP socket joins those returned to main; flows close."""

@@ -1,0 +1,2 @@
+"""Default answers: the HTTP responses the proxy sends on its own, and their built-in
+templates."""

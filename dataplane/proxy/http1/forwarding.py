@@ -1,0 +1,225 @@
+"""What the proxy changes in the heads it forwards (sozu's header editor, section 6.5).
+
+Request: `X-Forwarded-For`, `Forwarded` (RFC 7239, IPv6 bracketed), `X-Forwarded-Proto`,
+`X-Forwarded-Port` and `X-Real-IP` (when `send_x_real_ip`) say what the proxy saw, `X-Request-Id`
+is added when absent, the request id header (`Sozu-Id` unless renamed) added, hop-by-hop headers
+dropped (RFC 9110 7.6.1), the sticky cookie removed. Response: hop-by-hop headers dropped,
+request id header added, `Set-Cookie` for a new sticky backend, `Connection: close` when the
+client connection ends after it.
+
+Whose forwarding headers count is decided once per connection, from the peer address
+(`TrustedProxies`, the listener's `trusted_proxies`, a pysozu extension):
+
+- a trusted peer (a load balancer in front) gets sozu 2.1's behaviour: its `X-Forwarded-For`
+  and `Forwarded` are appended to, its `X-Forwarded-Proto` / `X-Forwarded-Port` kept, its
+  `X-Real-IP` kept unless `elide_x_real_ip`;
+- any other peer's values are claims nobody vouches for: all five are dropped and replaced by
+  what the proxy saw (sozu appends to and keeps them for every peer, so a plain-HTTP client
+  could tell the backend it came over `https` on 443, or from any address).
+
+Everything that depends only on the connection is computed once per connection
+(`ConnectionContext`); per request only a join of a few byte strings remains, and a head
+without any forwarding header (most clients' heads) takes the same path whatever the trust.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import time
+
+from dataplane.proxy.http1.head import RequestHead, ResponseHead, strip_spans
+from dataplane.proxy.networks import Networks
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class RequestIds:
+    """ULID-shaped request ids: time to the second, then a random base plus a counter."""
+
+    def __init__(self) -> None:
+        self._base = int.from_bytes(os.urandom(8), "big") >> 1
+        self._count = 0
+        self._prefix = b""
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-stamp the time part (called by the worker's timer tick, once a second)."""
+        millis = int(time.time()) * 1000
+        chars = [_CROCKFORD[(millis >> shift) & 31] for shift in range(45, -1, -5)]
+        self._prefix = "".join(chars).encode("ascii")
+
+    def next(self) -> bytes:
+        self._count += 1
+        return b"%s%016X" % (self._prefix, (self._base + self._count) & 0xFFFF_FFFF_FFFF_FFFF)
+
+
+def _client_ip(text: str) -> str:
+    """The peer address as headers show it: IPv4 as is, IPv4-mapped IPv6 unwrapped."""
+    if ":" not in text:
+        return text  # the kernel already wrote a canonical dotted quad
+    address = ipaddress.IPv6Address(text.partition("%")[0])
+    return str(address.ipv4_mapped or address)
+
+
+def _ip_literal(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+class TrustedProxies(Networks):
+    """The peers whose forwarding headers are believed: a listener's `trusted_proxies`,
+    looked up once per connection."""
+
+    __slots__ = ()
+
+
+class ConnectionContext:
+    """The forwarding headers of one client connection, rendered once, and whether its peer
+    is a trusted proxy (`trusted`: decided here, at accept, never per request)."""
+
+    __slots__ = (
+        "absent_all",
+        "client_address",
+        "elide_real_ip",
+        "forwarded_element",
+        "forwarded_line",
+        "id_header",
+        "peer_ip",
+        "real_ip",
+        "trusted",
+        "x_port",
+        "x_proto",
+        "xff_line",
+    )
+
+    def __init__(
+        self,
+        peer: tuple[str, int],
+        public: tuple[str, int],
+        proto: str,
+        id_header: str,
+        send_real_ip: bool,
+        elide_real_ip: bool,
+        trusted_proxies: TrustedProxies | None = None,
+    ) -> None:
+        ip = _client_ip(peer[0])
+        self.trusted = trusted_proxies is not None and ip in trusted_proxies
+        public_ip = public[0]
+        by = f'"[{public_ip}]"' if ":" in public_ip else public_ip
+        self.client_address = f"{_ip_literal(ip)}:{peer[1]}"  # as access logs show it
+        element = f'proto={proto};for="{self.client_address}";by={by}'
+        self.peer_ip = ip.encode("ascii")
+        self.forwarded_element = element.encode("ascii")
+        self.xff_line = b"\r\nX-Forwarded-For: " + self.peer_ip
+        self.forwarded_line = b"\r\nForwarded: " + self.forwarded_element
+        self.x_proto = b"\r\nX-Forwarded-Proto: " + proto.encode("ascii")
+        self.x_port = b"\r\nX-Forwarded-Port: %d" % public[1]
+        self.real_ip = b"\r\nX-Real-IP: " + self.peer_ip if send_real_ip else b""
+        self.elide_real_ip = elide_real_ip
+        self.id_header = b"\r\n" + id_header.encode("ascii") + b": "
+        self.absent_all = self.xff_line + self.forwarded_line + self.real_ip + self.x_port
+        self.absent_all += self.x_proto
+
+
+# The client's own lines of the headers an untrusted peer may not set (the parser removes every
+# X-Forwarded-For and Forwarded line itself, and notes only that these are present).
+_CLAIMS = re.compile(rb"\r\n(?:x-forwarded-proto|x-forwarded-port|x-real-ip):[^\r]*", re.I)
+_REAL_IP = re.compile(rb"\r\nx-real-ip:[^\r]*", re.I)
+
+
+def _spans(pattern: re.Pattern[bytes], block: bytes) -> list[tuple[int, int]]:
+    return [match.span() for match in pattern.finditer(block)]
+
+
+def forward_request(
+    request: RequestHead, context: ConnectionContext, request_id: bytes, sticky_name: bytes
+) -> bytes:
+    """The head to send to the backend for `request`."""
+    removed = request.removed
+    trusted = context.trusted
+    if not trusted:
+        if request.has_x_proto or request.has_x_port or request.x_real_ip is not None:
+            removed = [*removed, *_spans(_CLAIMS, request.block)]  # rare: costs a search
+    elif request.x_real_ip is not None and context.elide_real_ip:
+        removed = [*removed, *_spans(_REAL_IP, request.block)]  # every line, not the last
+    cookie_lines: list[bytes] = []
+    if request.cookies and sticky_name:
+        removed, cookie_lines = _without_sticky_cookie(request, removed, sticky_name)
+    if removed is request.removed:  # the usual case: what every client sending it gets
+        block = request.stripped
+        if block is None:
+            block = request.stripped = strip_spans(request.block, removed)
+    else:
+        block = strip_spans(request.block, removed)
+    parts = [request.line, block, *cookie_lines]
+    if not trusted or (
+        request.x_forwarded_for is None
+        and request.forwarded is None
+        and not request.has_x_port
+        and not request.has_x_proto
+    ):
+        parts.append(context.absent_all)
+    else:
+        if request.x_forwarded_for is None:
+            parts.append(context.xff_line)
+        else:
+            parts += (b"\r\nX-Forwarded-For: ", request.x_forwarded_for, b", ", context.peer_ip)
+        if request.forwarded is None:
+            parts.append(context.forwarded_line)
+        else:
+            parts += (b"\r\nForwarded: ", request.forwarded, b", ", context.forwarded_element)
+        parts.append(context.real_ip)
+        if not request.has_x_port:
+            parts.append(context.x_port)
+        if not request.has_x_proto:
+            parts.append(context.x_proto)
+    if not request.has_request_id:
+        parts += (b"\r\nX-Request-Id: ", request_id)
+    parts += (context.id_header, request_id)
+    if request.upgrade is not None:
+        parts += (b"\r\nConnection: Upgrade\r\nUpgrade: ", request.upgrade)
+    parts.append(b"\r\n\r\n")
+    return b"".join(parts)
+
+
+def _without_sticky_cookie(
+    request: RequestHead, removed: list[tuple[int, int]], sticky_name: bytes
+) -> tuple[list[tuple[int, int]], list[bytes]]:
+    """Drop the sticky cookie from every Cookie header (and headers left empty)."""
+    prefix = sticky_name + b"="
+    lines: list[bytes] = []
+    removed = list(removed)
+    for start, end, value in request.cookies:
+        if prefix not in value:
+            continue
+        kept = [c for c in (c.strip() for c in value.split(b";")) if not c.startswith(prefix)]
+        removed.append((start, end))
+        if kept:
+            lines.append(b"\r\nCookie: " + b"; ".join(kept))
+    return removed, lines
+
+
+def sticky_cookie(request: RequestHead, sticky_name: bytes) -> str | None:
+    """The value of the sticky cookie the client sent, if any."""
+    prefix = sticky_name + b"="
+    for _start, _end, value in request.cookies:
+        for cookie in value.split(b";"):
+            cookie = cookie.strip()
+            if cookie.startswith(prefix):
+                return cookie[len(prefix) :].decode("ascii", "replace")
+    return None
+
+
+CLOSE = b"\r\nConnection: close"
+KEEP_ALIVE = b"\r\nConnection: keep-alive"  # HTTP/1.0 clients need to be told
+
+
+def forward_response(
+    response: ResponseHead, id_line: bytes, connection: bytes = b"", set_cookie: bytes = b""
+) -> bytes:
+    """The head to send to the client for a backend's `response`."""
+    if response.status == 101:
+        return b"".join((response.line, response.block, id_line, b"\r\n\r\n"))
+    block = strip_spans(response.block, response.removed) if response.removed else response.block
+    return b"".join((response.line, block, id_line, set_cookie, connection, b"\r\n\r\n"))

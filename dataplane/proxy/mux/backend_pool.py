@@ -1,0 +1,192 @@
+"""Connections to backends, and the pool that keeps idle ones alive for reuse.
+
+A `BackendConnection` belongs to one session while it carries that session's requests; when the
+session leaves (or moves to another backend) a connection that is still clean (a complete
+response read, nothing unexpected buffered) goes back to the pool, keyed by backend address. An
+idle pooled connection stays registered for reading: bytes or EOF from the backend mean it is
+unusable, so it is closed. Idle connections expire after `IDLE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from dataplane.command.address import SocketAddress
+from dataplane.proxy.balancing.load_balancing import Backend
+from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
+from dataplane.proxy.http1.head import ResponseHead
+from dataplane.proxy.mux import backend_events
+from dataplane.proxy.timers import NOT_FILED
+
+if TYPE_CHECKING:
+    from dataplane.proxy.mux.host import Host
+
+IDLE_SECONDS = 30.0
+MAX_IDLE_PER_BACKEND = 256
+# Response bodies are relayed through the backend connection's buffer: 128 KiB per read takes
+# a 100 KiB body in one or two loop turns instead of 7 with sozu's 16 KiB (LIFECYCLE.md,
+# "Performance notes"). A connection holds one only while response bytes sit in it
+# (buffers.py); `buffer_size` is used instead when it is larger.
+RELAY_BUFFER_SIZE = 131072
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+
+
+class BackendConnection:
+    """One TCP connection to a backend, with a receive buffer while response bytes are in it."""
+
+    __slots__ = (
+        "address",
+        "backend",
+        "buffer",
+        "cluster_id",
+        "connect_started",
+        "connected",
+        "deadline",
+        "end",
+        "fd",
+        "last_head",
+        "last_response",
+        "mask",
+        "pool",
+        "requests",
+        "sock",
+        "start",
+        "template",
+        "template_connection",
+        "template_cookie",
+        "template_id_header",
+        "timer_slot",
+        "view",
+    )
+
+    def __init__(self, pool: BackendPool, backend: Backend, cluster_id: str):
+        address = backend.address
+        family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.fd = self.sock.fileno()
+        self.pool = pool
+        self.backend = backend
+        self.address = address
+        self.cluster_id = cluster_id
+        self.buffer, self.view = NO_BUFFER, NO_VIEW  # lent by the pool while bytes are held
+        self.start = self.end = 0
+        self.connected = False
+        self.connect_started = 0.0
+        self.requests = 0
+        self.mask = 0
+        # The last response head and its forwarded form split at the request id: a backend
+        # answers the same head again and again (only `Date` changes, once a second).
+        self.last_head = b""
+        self.last_response: ResponseHead | None = None
+        self.template: list[bytes] | None = None
+        self.template_connection = b""
+        self.template_cookie = b""
+        self.template_id_header = b""
+        self.deadline = 0.0
+        self.timer_slot = NOT_FILED
+
+    def connect(self) -> int:
+        """Start a non-blocking connect; returns 0, EINPROGRESS or the errno of the failure."""
+        self.connect_started = self.pool.loop.now
+        try:
+            return self.sock.connect_ex(self.address.sockaddr())
+        except OSError as error:
+            return error.errno or errno.ECONNREFUSED
+
+    def connect_error(self) -> int:
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def on_timeout(self, now: float) -> None:
+        """Only idle pooled connections are on the wheel under their own name."""
+        self.pool.discard(self)
+
+    def close(self, reuse_buffer: bool = False) -> None:
+        """`reuse_buffer`: no view into the buffer is alive any more (nothing of it is queued
+        for the client), so the pool may lend it again."""
+        loop = self.pool.loop
+        if self.buffer is not NO_BUFFER:
+            loop.buffers.give_relay(self.buffer, self.view, reuse_buffer)
+            self.buffer, self.view = NO_BUFFER, NO_VIEW
+        if self.fd in loop.handlers:
+            loop.unregister(self.fd)
+            self.mask = 0
+        loop.timers.cancel(self)
+        self.sock.close()
+        if self.connected:
+            self.connected = False
+            backend_events.connection_closed(loop, self.cluster_id, self.backend)
+
+
+class BackendPool:
+    """Idle keep-alive connections, per backend address, most recently used first."""
+
+    def __init__(self, loop: Host) -> None:
+        self.loop = loop
+        self._idle: dict[SocketAddress, list[BackendConnection]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(conns) for conns in self._idle.values())
+
+    def open(self, backend: Backend, cluster_id: str) -> BackendConnection:
+        return BackendConnection(self, backend, cluster_id)
+
+    def take(self, backend: Backend, cluster_id: str) -> BackendConnection | None:
+        """An idle connection to `backend`, detached from the pool, or None."""
+        idle = self._idle.get(backend.address)
+        while idle:
+            conn = idle.pop()
+            self.loop.timers.cancel(conn)
+            if conn.backend is backend:
+                conn.cluster_id = cluster_id
+                return conn
+            conn.close()  # the backend was replaced by a new one at the same address
+        return None
+
+    def give_back(self, conn: BackendConnection) -> None:
+        """Park a clean connection (its owner has already checked it is reusable)."""
+        idle = self._idle.setdefault(conn.address, [])
+        if len(idle) >= MAX_IDLE_PER_BACKEND or self.loop.stopping or conn.backend.removed:
+            conn.close(reuse_buffer=True)  # clean: no byte in its buffer, no view into it
+            return
+        idle.append(conn)
+        if conn.buffer is not NO_BUFFER:  # clean: no byte in it, no view into it
+            self.loop.buffers.give_relay(conn.buffer, conn.view)
+            conn.buffer, conn.view = NO_BUFFER, NO_VIEW
+        conn.start = conn.end = 0
+        self.loop.set_handler(conn.fd, self._idle_handler(conn))
+        if conn.mask != EPOLLIN:
+            self.loop.modify(conn.fd, EPOLLIN)
+            conn.mask = EPOLLIN
+        self.loop.timers.arm(conn, self.loop.now + IDLE_SECONDS)
+
+    def discard(self, conn: BackendConnection) -> None:
+        idle = self._idle.get(conn.address)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
+        conn.close()
+
+    def _idle_handler(self, conn: BackendConnection) -> Callable[[int], None]:
+        def on_idle_event(events: int) -> None:
+            self.discard(conn)  # an idle backend that speaks or hangs up cannot be reused
+
+        return on_idle_event
+
+    def discard_backend(self, backend: Backend) -> None:
+        """Close the idle connections to a backend that left its cluster."""
+        idle = self._idle.get(backend.address)
+        if idle:
+            for conn in [conn for conn in idle if conn.backend is backend]:
+                self.discard(conn)
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()

@@ -1,0 +1,130 @@
+"""What a connection may use of the worker that runs it: the `Host` interface.
+
+HTTP sessions, TCP sessions, TLS handshakes, PROXY-header readers, backend connections and
+the request-end batches are written against `Host`, never against the worker's loop: the
+loop (`Loop`) is one host, a unit test's fake is another. Nothing here runs; the interface
+is for the type checker (the loop's conformance is checked where it is built, in boot).
+
+The interface is the sum of four small parts, each one concern:
+
+- `Reactor`: the clock of the current loop turn, the timer wheel, and the event set (a
+  handler per descriptor, called with the epoll mask).
+- `Admission`: the connections counted against `max_connections`, and what an acceptor does
+  when they are too many.
+- `Pools`: the buffer pool and the pool of idle backend connections.
+- `Observability`: counters, metrics, request ends and access logs, events to main.
+
+plus the worker's live configuration (`proxy`), its request ids and its response-head parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from dataplane.command.responses import WorkerResponse
+    from dataplane.proxy.buffers import BufferPool
+    from dataplane.proxy.clusters import HttpProxy
+    from dataplane.proxy.http1.forwarding import RequestIds
+    from dataplane.proxy.http1.head import ResponseParser
+    from dataplane.proxy.mux.backend_pool import BackendPool
+    from dataplane.proxy.mux.session_fields import SessionFields
+    from dataplane.proxy.observability.access_log_format import AccessRecord, Fixed
+    from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
+    from dataplane.proxy.observability.metrics import MetricsRegistry
+    from dataplane.proxy.observability.request_end import RequestEnd
+    from dataplane.proxy.timers import TimerWheel
+
+# What the event set calls for a descriptor: the handler, with the epoll event mask.
+Handler = Callable[[int], None]
+
+
+class AccessLogLines(Protocol):
+    """The access log, as a session sees it: what its requests' lines share."""
+
+    def fixed_parts(self, session: SessionFields, backend_id: str | None) -> Fixed: ...
+
+    def stream_line(self, record: AccessRecord, message: str | None) -> None:
+        """A relayed (TCP) connection's line; `message`: the proxy ended it (error level)."""
+        ...
+
+
+class Reactor(Protocol):
+    """The clock, the timers and the event set."""
+
+    now: float  # monotonic time, read once per loop turn
+    stopping: bool  # a soft stop is under way
+    timers: TimerWheel
+
+    @property
+    def handlers(self) -> Mapping[int, Handler]:
+        """The registered descriptors (read only: `fd in handlers` says whether it is)."""
+        ...
+
+    def register(self, fd: int, handler: Handler, mask: int) -> None: ...
+    def set_handler(self, fd: int, handler: Handler) -> None: ...
+    def modify(self, fd: int, mask: int) -> None: ...
+    def unregister(self, fd: int) -> None: ...
+    def forget(self, fd: int) -> None:
+        """Drop the handler of a socket about to be closed (its close leaves the epoll set)."""
+        ...
+
+
+class Admission(Protocol):
+    """The open connections (sessions, handshakes, PROXY-header readers), at most
+    `max_connections`."""
+
+    sessions: set[Any]
+    max_connections: int
+
+    def pause_accept(self) -> None:
+        """Full: stop accepting (or evict idle connections to make room)."""
+        ...
+
+    def session_closed(self, session: Any) -> None:
+        """A connection counted in `sessions` ended."""
+        ...
+
+
+class Pools(Protocol):
+    """Buffers (`buffer_size` is the client buffer's, the limit on a head) and idle backend
+    connections."""
+
+    buffers: BufferPool
+    buffer_size: int
+    pool: BackendPool
+
+
+class Observability(Protocol):
+    """Where figures, finished requests and events go."""
+
+    counters: Counters
+    metrics: MetricsRegistry
+    metrics_enabled: bool
+    proxy_protocol: ProxyProtocolFigures
+    # Sessions append a finished request here (None: nobody wants them); the worker hands
+    # them to the metrics and the access log in batches (worker/request_ends.py).
+    ended: list[RequestEnd] | None
+
+    @property
+    def access_log(self) -> AccessLogLines | None:
+        """Set while the access log's `info` level is on (requests that ended normally)."""
+        ...
+
+    @property
+    def error_access_log(self) -> AccessLogLines | None:
+        """Set while its `error` level is on (requests the proxy answered or gave up)."""
+        ...
+
+    def send(self, response: WorkerResponse) -> None:
+        """To main: events (a backend down, up, ...)."""
+        ...
+
+
+class Host(Reactor, Admission, Pools, Observability, Protocol):
+    """Everything a connection may use of its worker (see the module docstring)."""
+
+    proxy: HttpProxy  # listeners and clusters, as the worker's state has them
+    request_ids: RequestIds
+    response_parser: ResponseParser

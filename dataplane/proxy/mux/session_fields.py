@@ -1,0 +1,207 @@
+"""The state of one client connection, shared by HttpSession and its three parts.
+
+`SessionFields` declares every slot once, with its type and meaning; the phases and the
+constants of the state machine live here too (see mux/session.py and LIFECYCLE.md).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from dataplane.proxy.buffers import Buffer
+    from dataplane.proxy.clusters import ClusterRuntime
+    from dataplane.proxy.http1.body import Body
+    from dataplane.proxy.http1.forwarding import ConnectionContext
+    from dataplane.proxy.http1.head import RequestHead, ResponseHead
+    from dataplane.proxy.http1.head_scan import HeadScanner
+    from dataplane.proxy.listener import HttpListener
+    from dataplane.proxy.mux.backend_pool import BackendConnection
+    from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.observability.metrics import ListenerFigures
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+EPOLLERR = select.EPOLLERR
+EPOLLHUP = select.EPOLLHUP
+HEAD, CONNECTING, EXCHANGE, PIPE, ANSWER, CLOSED = range(6)
+STARVED_FRONT, STARVED_BACK = 1, 2  # which side waits for a buffer (buffers.py)
+MAX_CONNECT_TRIES = 4  # the first attempt and sozu's 3 retries
+LINGER_SECONDS = 2.0
+# Soft stop: an idle connection may still send one request (answered `Connection: close`)
+# for this long, so a request racing the worker's stop is served instead of cut.
+STOP_GRACE_SECONDS = 1.0
+# `body_mark` of a request body window during which the proxy itself stopped reading the
+# client (backend behind, no buffer): that window is not held against the client.
+BODY_PAUSED = -1
+# What the access log formatted for a connection: (request, cluster, backend id, backend, parts).
+LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
+# Stands for the request id in cached head templates: a NUL never survives head validation.
+ID_SLOT = b"\x00"
+
+
+class SniCheck(Protocol):
+    """Strict SNI binding: whether a request's host may use this TLS connection (tls/)."""
+
+    def allows(self, host: str) -> bool: ...
+
+
+class SessionFields:
+    """The state of one session, declared once for HttpSession and its mixins."""
+
+    __slots__ = (
+        "back",
+        "back_timeout",
+        "backend_id",
+        "body_mark",
+        "body_until",
+        "buffer",
+        "bytes_in",
+        "bytes_out",
+        "closing",
+        "cluster",
+        "context",
+        "deadline",
+        "end",
+        "failed",
+        "fd",
+        "figures",
+        "front_full",
+        "head_scan",
+        "head_started",
+        "host",
+        "host_raw",
+        "last_head",
+        "last_request",
+        "listener",
+        "log_parts",
+        "loop",
+        "mask",
+        "nodelay",
+        "peer_key",
+        "phase",
+        "replay",
+        "request",
+        "request_body",
+        "request_done",
+        "request_id",
+        "request_started",
+        "response",
+        "response_body",
+        "response_done",
+        "response_edits",
+        "response_started",
+        "routed",
+        "set_cookie",
+        "sock",
+        "start",
+        "starved",
+        "sticky_id",
+        "template",
+        "template_sticky",
+        "timer_slot",
+        "to_back",
+        "to_front",
+        "view",
+    )
+
+    # Strict SNI binding: a slot of HttpsSession only; plain HTTP sessions read this None.
+    sni_binding: SniCheck | None = None
+
+    back: BackendConnection | None
+    back_timeout: float  # of the current request: its cluster's, else the listener's
+    backend_id: str | None  # of the backend the current exchange went to
+    # The request body's rate check (`RequestSide._body_too_slow`): `bytes_in` when the current
+    # window began (BODY_PAUSED: the proxy stopped reading meanwhile), and when it ends.
+    body_mark: int
+    body_until: float
+    buffer: Buffer  # the client's bytes: [start, end) not yet consumed; NO_BUFFER when none
+    bytes_in: int  # of the current request
+    bytes_out: int  # of the current response
+    closing: bool  # close once the current response is out
+    cluster: ClusterRuntime | None  # counted against its per-IP limit
+    context: ConnectionContext
+    deadline: float
+    end: int
+    failed: set[str]  # backends that refused the current request
+    fd: int
+    figures: ListenerFigures | None
+    front_full: bool  # pipelined bytes filled the buffer: reading paused
+    head_scan: HeadScanner | None  # follows a head arriving in pieces (http1/head_scan.py)
+    head_started: bool  # some bytes of the next head arrived (request timeout runs)
+    host: str
+    host_raw: bytes
+    last_head: bytes
+    last_request: RequestHead | None
+    listener: HttpListener
+    log_parts: LogParts | None  # the access log's parts of a line (observability/)
+    loop: Host
+    mask: int  # the client socket's epoll mask
+    nodelay: bool  # TCP_NODELAY set on the client socket (see FlowControl._no_delay)
+    peer_key: tuple[str, str]  # (client IP, cluster id) for the per-IP limit
+    phase: int
+    replay: bytes | None  # a body-less request, kept to replay on a fresh connection
+    request: RequestHead | None
+    request_body: Body | None
+    request_done: bool
+    request_id: bytes
+    request_started: float
+    response: ResponseHead | None
+    response_body: Body | None
+    response_done: bool
+    response_edits: tuple[tuple[str, str], ...]
+    response_started: float
+    routed: ClusterRuntime | None  # the current request's cluster
+    set_cookie: bytes
+    sock: socket.socket
+    starved: int  # STARVED_FRONT | STARVED_BACK: waiting for a buffer from the pool (not reading)
+    start: int
+    sticky_id: str | None
+    template: list[bytes] | None  # the forwarded head, split at the request id
+    template_sticky: bytes
+    timer_slot: float
+    to_back: list[bytes | memoryview] | None  # backlog towards the backend
+    to_front: list[bytes | memoryview] | None  # backlog towards the client
+    view: memoryview
+
+    if TYPE_CHECKING:  # what each part calls in the others (for the type checker only)
+
+        def _answer(
+            self,
+            status: int,
+            message: str = "",
+            retry_after: int | None = None,
+            variables: dict[str, str] | None = None,
+            name: str | None = None,
+            hsts: str | None = None,
+        ) -> None: ...
+        def _fail(self, status: int, message: str) -> None: ...
+        def _linger(self) -> None: ...
+        def _close_gently(self) -> None: ...
+        def _record(
+            self, status: int, reached_backend: bool = True, message: str | None = None
+        ) -> None: ...
+        def _drop_back(self) -> None: ...
+        def _release_back(self) -> None: ...
+        def close(self) -> None: ...
+        def _send_to_front(self, parts: list[bytes | memoryview], total: int) -> bool: ...
+        def _send_to_back(self, parts: list[bytes | memoryview], total: int) -> bool: ...
+        def _sync_masks(self) -> None: ...
+        def _starve(self, side: int) -> None: ...
+        def release_idle_buffers(self) -> bool: ...
+        def _no_delay(self) -> None: ...
+        def _start_pipe(self, back: BackendConnection, response: ResponseHead) -> None: ...
+        def _pipe(self, data: memoryview, to_back: bool) -> None: ...
+        def _on_head_bytes(self) -> None: ...
+        def _forward_request_body(self) -> None: ...
+        def _body_resumed(self) -> None: ...
+        def _connect(self) -> None: ...
+        def _on_response_head_bytes(self, back: BackendConnection) -> None: ...
+        def _forward_response_body(self, back: BackendConnection) -> None: ...
+        def _back_closed(self) -> None: ...
+        def _finish_exchange(self) -> None: ...
+        def _flush_front(self) -> bool: ...
+        def _flush_back(self) -> bool: ...
+        def on_timeout(self, now: float) -> None: ...

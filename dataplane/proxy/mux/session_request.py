@@ -1,0 +1,401 @@
+"""The client side of a session: reading requests, routing them, forwarding them.
+
+A mixin of HttpSession (see mux/session.py for the phases and LIFECYCLE.md for the whole story).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dataplane.proxy.buffers import NO_BUFFER
+from dataplane.proxy.errors import HttpSyntaxError
+from dataplane.proxy.http1.body import Body, ChunkedBody, LengthBody
+from dataplane.proxy.http1.forwarding import (
+    forward_request,
+    sticky_cookie,
+)
+from dataplane.proxy.http1.head import HEAD_END, RequestHead
+from dataplane.proxy.http1.head_scan import HeadScanner
+from dataplane.proxy.mux.session_fields import (
+    ANSWER,
+    BODY_PAUSED,
+    CLOSED,
+    EPOLLERR,
+    EPOLLHUP,
+    EPOLLOUT,
+    EXCHANGE,
+    HEAD,
+    ID_SLOT,
+    PIPE,
+    STARVED_FRONT,
+    SessionFields,
+)
+from dataplane.proxy.routing.access import Access, client_address, too_large
+from dataplane.proxy.routing.policy import Answer, Edits, decide, rewrite_request_head
+
+DISCARD_SIZE = 16384  # bytes read and dropped at a time from a client we are done with
+INFINITY = float("inf")
+
+if TYPE_CHECKING:
+    from dataplane.proxy.clusters import ClusterRuntime
+
+
+_REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
+
+
+class RequestSide(SessionFields):
+    """Reading, parsing, routing and forwarding requests (a mixin of HttpSession)."""
+
+    __slots__ = ()
+
+    def on_front(self, events: int) -> None:
+        if events & EPOLLOUT and self.to_front is not None and not self._flush_front():
+            return
+        if events & (EPOLLERR | EPOLLHUP) and self.to_back is not None:
+            self.close()  # reset by the client while its request waits for the backend
+        elif events & ~EPOLLOUT and self.phase != CLOSED and self.to_back is None:
+            self._read_front()
+
+    def _read_front(self) -> None:
+        end = self.end
+        if end == len(self.buffer):
+            if self.buffer is NO_BUFFER:  # nothing held since the last bytes were handed on
+                if self.phase == ANSWER:
+                    self._discard_front()
+                    return
+                pair = self.loop.buffers.take_client(self)
+                if pair is None:
+                    self.body_mark = BODY_PAUSED  # not reading: not the client's fault
+                    self._starve(STARVED_FRONT)
+                    return
+                self.buffer, self.view = pair
+            elif self.start:
+                self._compact()
+                end = self.end
+            elif self.phase == HEAD:
+                self._answer(431, "request head too large")
+                return
+            else:
+                self.front_full = True  # pipelined bytes wait for the current exchange
+                self._sync_masks()
+                return
+        try:
+            received = self.sock.recv_into(self.view[end:])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not received:
+            self._front_closed()
+            return
+        self.end = end + received
+        phase = self.phase
+        if phase == HEAD:
+            self._on_head_bytes()
+        elif phase == EXCHANGE:
+            if not self.request_done:
+                now = self.loop.now
+                self.deadline = now + self.back_timeout
+                if now >= self.body_until and self._body_too_slow(now, received):
+                    return
+                self._forward_request_body()
+        elif phase == PIPE:
+            self._pipe(self.view[self.start : self.end], to_back=True)
+            self.start = self.end = 0
+        elif phase == ANSWER:
+            self.start = self.end = 0  # discard what a refused client still sends
+
+    def _discard_front(self) -> None:
+        """Read and drop what a client still sends while we linger (no buffer needed)."""
+        try:
+            received = self.sock.recv(DISCARD_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not received:
+            self._front_closed()
+
+    def _compact(self) -> None:
+        size = self.end - self.start
+        self.view[:size] = self.view[self.start : self.end]  # memmove: the ranges may overlap
+        self.start, self.end = 0, size
+
+    def _front_closed(self) -> None:
+        if self.phase == EXCHANGE and self.request_done and self.response is not None:
+            self.closing = True  # half-closed client: finish this response, then close
+            return
+        self.close()
+
+    def _on_head_bytes(self) -> None:
+        if self.head_started:
+            self._on_head_piece()
+            return
+        at = self.buffer.find(HEAD_END, self.start, self.end)
+        if at < 0:
+            if self.start < self.end:
+                self._head_in_pieces()
+            return
+        head = bytes(self.view[self.start : at + 4])
+        self.start = at + 4
+        self._begin_request(head)
+
+    def _head_in_pieces(self) -> None:
+        """The first bytes of a head that did not come whole: the request timeout starts, and
+        a scanner follows the head from now on (http1/head_scan.py), refusing it as soon as it
+        can no longer become valid."""
+        self.head_started = True
+        now = self.loop.now
+        self.request_started = now
+        self.loop.timers.arm(self, now + self.listener.request_timeout)
+        self.head_scan = HeadScanner()
+        self._on_head_piece()
+
+    def _on_head_piece(self) -> None:
+        scan = self.head_scan
+        assert scan is not None
+        try:
+            length = scan.feed(self.buffer, self.start, self.end)
+        except HttpSyntaxError as error:
+            self.loop.counters.early_rejects += 1
+            self._answer(400, error.reason)
+            return
+        if length < 0:
+            if self.start == 0 and self.end == len(self.buffer):  # no room left: say so now
+                if scan.in_request_line:
+                    self._answer(400, f"request line longer than {self.end} bytes")
+                else:
+                    self._answer(431, "request head too large")
+            return
+        self.head_scan = None
+        head = bytes(self.view[self.start : self.start + length])
+        self.start += length
+        self._begin_request(head)
+
+    def _begin_request(self, head: bytes) -> None:
+        loop = self.loop
+        self.request_id = loop.request_ids.next()
+        if not self.head_started:
+            self.request_started = loop.now
+        self.bytes_in, self.bytes_out = len(head), 0
+        self.routed = None
+        listener = self.listener
+        cached = self.last_request
+        if cached is not None and head == self.last_head:
+            request = cached  # keep-alive clients repeat themselves: parse once
+        else:
+            try:
+                request = listener.parse(head)
+            except HttpSyntaxError as error:
+                self._answer(error.status, error.reason)
+                return
+            self.last_head, self.last_request, self.template = head, request, None
+        self.request = request
+        if request.host != self.host_raw:
+            host = listener.normalize_host(request.host)
+            if host is None:
+                self._answer(400, "invalid Host")
+                return
+            if self.sni_binding is not None and not self.sni_binding.allows(host):
+                self._answer(421, f"{host} is not covered by this connection's certificate")
+                return
+            self.host_raw, self.host = request.host, host
+        route, needs_policy = listener.lookup(self.host, request.path, request.method)
+        if route is None:
+            self._answer(404)
+            return
+        if route.deny:
+            self._answer(401, hsts=route.hsts or "")
+            return
+        cluster = listener.proxy.clusters.get(route.cluster_id)  # type: ignore[arg-type]
+        if cluster is None:
+            self._answer(503, f"cluster {route.cluster_id} does not exist", hsts=route.hsts or "")
+            return
+        self.routed = cluster
+        body_limit = None
+        access = route.access
+        if access is not None:
+            refused = self._refused_by(access)
+            if refused:
+                self._answer(refused, _REFUSALS[refused], hsts=route.hsts or "")
+                return
+            body_limit = access.max_body_size
+            if body_limit is not None and request.content_length > body_limit:
+                self._answer(413, too_large(body_limit), hsts=route.hsts or "")
+                return
+        edits = None
+        if needs_policy or cluster.https_redirect:
+            decision = decide(route, cluster.config, request, self.host, listener.scheme)
+            if isinstance(decision, Answer):
+                self._answer(
+                    decision.status,
+                    variables=decision.variables,
+                    name=decision.template,
+                    hsts=decision.hsts,
+                )
+                return
+            edits = decision
+        self._forward(request, cluster, edits, body_limit)
+
+    def _refused_by(self, access: Access) -> int:
+        """The status `access` answers this request with (0: none): see access.py."""
+        context = self.context
+        ip = context.peer_ip.decode("ascii")
+        if context.trusted:
+            assert self.request is not None
+            ip = client_address(ip, self.request.x_forwarded_for, self.listener.trusted_proxies)
+        return access.refusal(ip, self.loop.now)
+
+    def _forward(
+        self,
+        request: RequestHead,
+        cluster: ClusterRuntime,
+        edits: Edits | None,
+        body_limit: int | None = None,
+    ) -> None:
+        if cluster is not self.cluster and not self._bind_cluster(cluster):
+            return
+        listener = self.listener
+        self.back_timeout = cluster.back_timeout or listener.back_timeout
+        sticky_name = b""
+        if cluster.sticky_session:
+            sticky_name = cluster.sticky_name or listener.sticky_name
+            self.sticky_id = sticky_cookie(request, sticky_name) if request.cookies else None
+        back = self.back
+        if back is not None and (
+            back.cluster_id != cluster.cluster_id
+            or (self.sticky_id is not None and self.sticky_id != back.backend.sticky_id)
+            or back.backend not in cluster.live_backends
+        ):
+            self._release_back()
+            back = None
+        template = self.template
+        if template is None or self.template_sticky != sticky_name:
+            rendered = forward_request(request, self.context, ID_SLOT, sticky_name)
+            template = self.template = rendered.split(ID_SLOT)
+            self.template_sticky = sticky_name
+        head = self.request_id.join(template)
+        self.response_edits = ()
+        if edits is not None:
+            head = rewrite_request_head(head, request, edits)
+            self.response_edits = edits.response_headers
+        if request.chunked:
+            body: Body | None = ChunkedBody() if body_limit is None else ChunkedBody(body_limit)
+        elif request.content_length:
+            body = LengthBody(request.content_length)
+        else:
+            body = None
+        self.request_body = body
+        parts: list[bytes | memoryview] = [head]
+        taken = 0
+        if body is not None:
+            try:
+                taken = body.feed(self.buffer, self.start, self.end)
+            except HttpSyntaxError as error:
+                self._answer(error.status, error.reason)
+                return
+            if taken:
+                parts.append(self.view[self.start : self.start + taken])
+                self.start += taken
+                self.bytes_in += taken
+            self.request_done = body.done
+            self.replay = None
+            if body.done or not listener.body_window:
+                self.body_until = INFINITY
+            else:  # the body's first window; one behind a new connection starts paused
+                self.body_until = self.loop.now + listener.body_window
+                self.body_mark = self.bytes_in if back is not None else BODY_PAUSED
+        else:
+            self.request_done = True
+            self.replay = head
+        self.response = self.response_body = None
+        self.response_done = False
+        if self.failed:
+            self.failed.clear()
+        if back is None:
+            self.to_back = parts
+            self._connect()
+            return
+        self.phase = EXCHANGE
+        deadline = self.loop.now + self.back_timeout
+        if deadline >= self.timer_slot:
+            self.deadline = deadline  # the wheel re-files it lazily
+        else:
+            self.loop.timers.arm(self, deadline)
+        back.backend.active_requests += 1
+        if not self._send_to_back(parts, len(head) + taken):
+            self.body_mark = BODY_PAUSED  # the backend is behind: we stop reading the client
+        elif self.start == self.end:
+            self.start = self.end = 0
+
+    def _bind_cluster(self, cluster: ClusterRuntime) -> bool:
+        """Count this connection against (cluster, client IP); False once answered 429."""
+        proxy = self.listener.proxy
+        if self.cluster is not None:
+            proxy.release_peer(self.peer_key)
+        key = (self.peer_key[0], cluster.cluster_id)
+        limit = cluster.max_connections_per_ip or proxy.max_connections_per_ip
+        if limit and proxy.peer_count(key) >= limit:
+            self.cluster = None
+            self.peer_key = (self.peer_key[0], "")
+            retry = cluster.retry_after or proxy.retry_after
+            self._answer(429, "too many connections from this address", retry_after=retry)
+            return False
+        proxy.acquire_peer(key)
+        self.peer_key = key
+        self.cluster = cluster
+        return True
+
+    def _forward_request_body(self) -> None:
+        body = self.request_body
+        assert body is not None
+        try:
+            taken = body.feed(self.buffer, self.start, self.end)
+        except HttpSyntaxError as error:
+            self._fail(error.status, error.reason)  # 400, or 413 past a chunked body's limit
+            return
+        if body.done:
+            self.request_done = True
+        if taken:
+            part = self.view[self.start : self.start + taken]
+            self.start += taken
+            self.bytes_in += taken
+            if not self._send_to_back([part], taken):
+                self.body_mark = BODY_PAUSED
+                return
+        if self.start == self.end:
+            self.start = self.end = 0
+
+    def _body_resumed(self) -> None:
+        """The proxy reads the request body again after a pause of its own (a new backend
+        connection was opened): a fresh window starts now."""
+        if self.body_until != INFINITY:
+            self.body_mark = self.bytes_in
+            self.body_until = self.loop.now + self.listener.body_window
+
+    def _body_too_slow(self, now: float, received: int) -> bool:
+        """At the client's first read after a body window ends: True (and 408) if the bytes
+        of that window came slower than the listener's `request_body_min_rate`, else a new
+        window begins. A window in which the proxy stopped reading (BODY_PAUSED) or that saw
+        no byte before this read (a client waiting for `100 Continue`) is not held against
+        the client. Bytes held unread count as received (see LIFECYCLE.md, Timeouts)."""
+        listener = self.listener
+        if not listener.body_window:  # turned off by a listener update meanwhile
+            self.body_until = INFINITY
+            return False
+        held = self.bytes_in + self.end - self.start  # every byte of the request so far
+        before = held - received
+        mark = self.body_mark
+        if mark != BODY_PAUSED and before > mark:
+            elapsed = now - self.body_until + listener.body_window
+            if held - mark < listener.body_min_rate * elapsed:
+                counters = self.loop.counters
+                counters.body_timeouts += 1
+                counters.timeouts += 1
+                self._fail(408, f"request body slower than {listener.body_min_rate:g} bytes/s")
+                return True
+        self.body_mark = before
+        self.body_until = now + listener.body_window
+        return False

@@ -1,0 +1,1 @@
+"""Counters, metrics, request ends and access logs (formats, protobuf, the worker's writer)."""

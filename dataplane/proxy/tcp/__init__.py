@@ -1,0 +1,1 @@
+"""TCP listeners and the TCP session that relays bytes to a backend."""

@@ -1,0 +1,336 @@
+"""An HTTPS listener in a worker: an HTTP listener whose connections start with TLS.
+
+Everything HTTP (routes, answers, timeouts, forwarding) is the HTTP listener's; this adds the
+listener's `CertificateStore` (SNI choice, certificates changed at run time), strict SNI
+binding, HSTS, and `https` as the scheme seen by policies and forwarded headers. Connections
+are accepted here, finish their handshake in a `TlsHandshake`, then live as `HttpsSession`s:
+an `HttpSession` over a `TlsStream`. Plain HTTP listeners run none of this code.
+
+The rules without sockets (ALPN offered, HSTS, SNI binding, expiry) are in `tls/policy.py`,
+the session over TLS in `tls/session.py`, the handshake and the TLS stream in
+`tls/transport.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from cryptography import x509
+
+from dataplane.command.messages import (
+    CertificateAndKey,
+    HttpsListenerConfig,
+    QueryCertificatesFilters,
+    RequestHttpFrontend,
+    UpdateHttpsListenerConfig,
+)
+from dataplane.command.responses import (
+    CertificatesByAddress,
+    CertificateSummary,
+    ListOfCertificatesByAddress,
+)
+from dataplane.command.state import frontend_key
+from dataplane.proxy.listener import HttpListener
+from dataplane.proxy.mux.session_fields import EPOLLIN
+from dataplane.proxy.proxy_protocol.accept import accept_proxied
+from dataplane.proxy.tls.policy import SniBinding, served_alpn
+from dataplane.proxy.tls.session import HttpsSession
+from dataplane.proxy.tls.store import CertificateStore, StoredCertificate, TlsError
+from dataplane.proxy.tls.transport import TlsHandshake, TlsSocket, TlsStream
+
+if TYPE_CHECKING:
+    from dataplane.proxy.clusters import HttpProxy
+    from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.observability.metrics import ListenerFigures
+
+log = logging.getLogger("dataplane.worker")
+
+
+class HttpsListener(HttpListener):
+    """An HTTP listener with certificates; `open_session` turns a handshake into a session."""
+
+    scheme = "https"
+
+    def __init__(self, proxy: HttpProxy, config: HttpsListenerConfig) -> None:
+        self._fronts: dict[str, RequestHttpFrontend] = {}
+        self._certificates: dict[str, tuple[CertificateAndKey, int | None]] = {}
+        self._binding_names: dict[str, tuple[str, ...]] = {}
+        self.handshake_failures = 0
+        self.handshake_timeouts = 0
+        self.certificates = self._new_store(config)
+        self.tls_config = config
+        super().__init__(proxy, config)
+        self._apply_tls_settings(config)
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def _new_store(self, config: HttpsListenerConfig) -> CertificateStore:
+        # sozu builds its TLS config from cipher_list alone (cipher_suites is only kept for
+        # compatibility, and the config fills it with the defaults): so do we.
+        served = msgspec.structs.replace(
+            config, alpn_protocols=served_alpn(config), disable_http11=False, cipher_suites=[]
+        )
+        store = CertificateStore(served)
+        context = store.default_context
+        context.sslsocket_class = TlsSocket
+        context.sni_callback = self._on_server_name(store)
+        return store
+
+    def _apply_tls_settings(self, config: HttpsListenerConfig) -> None:
+        self.tls_config = config
+        self.strict_sni = config.strict_sni_binding is not False  # sozu's default: true
+        self.default_names = self._names_for(self.certificates.default, ())
+
+    def update(self, patch: UpdateHttpsListenerConfig) -> None:
+        changes: dict[str, Any] = {
+            name: getattr(patch, name)
+            for name in patch.__struct_fields__
+            if name != "address" and getattr(patch, name) is not None
+        }
+        if not patch.answers:
+            changes.pop("answers", None)
+        if patch.alpn_protocols is not None:
+            changes["alpn_protocols"] = list(patch.alpn_protocols.values)
+        config = msgspec.structs.replace(self.tls_config, **changes)
+        if {"alpn_protocols", "disable_http11"} & changes.keys():
+            store = self._new_store(config)  # new contexts; live connections keep theirs
+            for certificate, expired_at in self._certificates.values():
+                store.add(certificate, expired_at)
+            self.certificates = store
+        self.configure(config)
+        self.set_answers(config)
+        self._apply_tls_settings(config)
+        if "hsts" in changes:
+            for key, front in list(self._fronts.items()):
+                self.router.remove_frontend(front)
+                self._add_route(key, front)
+
+    # -- routes (a frontend without its own HSTS inherits the listener's) ---------------------
+
+    def add_frontend(self, front: RequestHttpFrontend) -> None:
+        self._add_route(frontend_key(front), front)
+
+    def _add_route(self, key: str, front: RequestHttpFrontend) -> None:
+        self._fronts[key] = front
+        if front.hsts is None and self.tls_config.hsts is not None:
+            front = msgspec.structs.replace(front, hsts=self.tls_config.hsts)
+        super().add_frontend(front)
+
+    def remove_frontend(self, front: RequestHttpFrontend) -> None:
+        self._fronts.pop(frontend_key(front), None)
+        super().remove_frontend(front)
+
+    # -- certificates -------------------------------------------------------------------------
+
+    def add_certificate(self, certificate: CertificateAndKey, expired_at: int | None) -> str:
+        fingerprint = self.certificates.add(certificate, expired_at)
+        self._certificates[fingerprint] = (certificate, expired_at)
+        stored = self.certificates.get(fingerprint)
+        if stored is not None and stored.expiration < time.time():  # served, as sozu does
+            log.warning(
+                "certificate %s (%s) on %s expired on %s: served anyway",
+                fingerprint,
+                ", ".join(stored.certificate.names),
+                self.config.address,
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stored.expiration)),
+            )
+        return fingerprint
+
+    def remove_certificate(self, fingerprint: str) -> None:
+        self.certificates.remove(fingerprint)
+        self._certificates.pop(fingerprint.lower(), None)
+        self._binding_names.pop(fingerprint.lower(), None)
+
+    def replace_certificate(
+        self, old: str, certificate: CertificateAndKey, expired_at: int | None
+    ) -> None:
+        fingerprint = self.add_certificate(certificate, expired_at)  # new in, then old out
+        if fingerprint != old.lower():
+            self.remove_certificate(old)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _on_server_name(self, store: CertificateStore) -> Callable[..., None]:
+        def on_server_name(connection: Any, server_name: str | None, _: object) -> None:
+            # Inside the handshake: pick the certificate, remember it, never raise.
+            stored = store.lookup(server_name)
+            try:
+                context = stored.context
+            except TlsError:
+                store.load_failures += 1
+                stored = store.default
+                context = stored.context
+            if connection.context is not context:
+                connection.context = context
+            connection.served = stored
+            if server_name:
+                connection.server_name = server_name.lower().removesuffix(".")
+
+        return on_server_name
+
+    def open_session(self, loop: Host, tls: TlsSocket, peer: tuple[str, int]) -> HttpsSession:
+        binding = None
+        if self.strict_sni:
+            served = tls.served or self.certificates.default
+            if served is self.certificates.default:
+                binding = SniBinding(self.default_names, tls.server_name)
+            else:
+                names = self._binding_names.get(served.fingerprint)
+                if names is None:
+                    names = self._binding_names[served.fingerprint] = self._names_for(
+                        served, self._override_names(served.fingerprint)
+                    )
+                binding = SniBinding(names, None)
+        return HttpsSession(loop, self, TlsStream(tls), peer, binding)
+
+    def _override_names(self, fingerprint: str) -> tuple[str, ...]:
+        known = self._certificates.get(fingerprint)
+        return tuple(known[0].names) if known is not None else ()
+
+    @staticmethod
+    def _names_for(stored: StoredCertificate, override: tuple[str, ...]) -> tuple[str, ...]:
+        """The names strict SNI binding accepts: the override, else the SAN, else the CN."""
+        if override:
+            return tuple(name.lower() for name in override)
+        leaf = stored.certificate.leaf
+        try:
+            san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            names = san.value.get_values_for_type(x509.DNSName)
+        except x509.ExtensionNotFound:
+            names = []
+        return tuple(n.lower() for n in names) if names else stored.names
+
+
+def tls_acceptor(loop: Host, listener: HttpsListener) -> Callable[[int], None]:
+    """The accept handler of an HTTPS listener: each connection starts its handshake (after
+    its PROXY header, on an `expect_proxy` listener)."""
+
+    def start_handshake(
+        sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None
+    ) -> None:
+        try:
+            handshake = TlsHandshake(loop, listener, sock, peer)
+        except (ssl.SSLError, OSError):
+            sock.close()
+            if figures is not None:
+                figures.closed()
+            return
+        handshake.figures = figures
+        loop.sessions.add(handshake)
+        handshake.on_event(EPOLLIN)  # the ClientHello may already be there
+
+    def on_accept(mask: int) -> None:
+        if listener.expect_proxy:
+            accept_proxied(loop, listener, start_handshake, nodelay=True)
+            return
+        sessions = loop.sessions
+        figures = loop.metrics.listener(str(listener.config.address))
+        for sock, peer in listener.accept_batch(loop.max_connections - len(sessions)):
+            loop.counters.accepted += 1
+            figures.opened()
+            try:
+                handshake = TlsHandshake(loop, listener, sock, peer)
+            except (ssl.SSLError, OSError):
+                sock.close()
+                figures.closed()
+                continue
+            handshake.figures = figures
+            sessions.add(handshake)
+            handshake.on_event(EPOLLIN)  # the ClientHello may already be there
+        if len(sessions) >= loop.max_connections:
+            loop.pause_accept()  # the rest waits in the kernel's backlog
+
+    return on_accept
+
+
+def tls_counters(proxy: HttpProxy) -> dict[str, int]:
+    """The worker's TLS figures, summed over its HTTPS listeners (for `query_metrics`)."""
+    https = [found for found in proxy.listeners.values() if isinstance(found, HttpsListener)]
+    return {
+        "tls.handshake.failures": sum(h.handshake_failures for h in https),
+        "tls.handshake.timeouts": sum(h.handshake_timeouts for h in https),
+        "tls.default_cert_used": sum(h.certificates.default_cert_used for h in https),
+        "tls.certificate.load_failures": sum(h.certificates.load_failures for h in https),
+    }
+
+
+def tls_gauges(proxy: HttpProxy) -> dict[str, int]:
+    """Certificate expiry, as sozu names it: the soonest `not_after` (unix seconds, 0 with no
+    certificate) and how many served certificates have expired. Read at scrape time only."""
+    expirations = [
+        stored.expiration
+        for listener in proxy.listeners.values()
+        if isinstance(listener, HttpsListener)
+        for stored in listener.certificates
+    ]
+    now = time.time()
+    return {
+        "tls.cert.min_expires_at_seconds": min(expirations, default=0),
+        "tls.cert.expired": sum(1 for expiration in expirations if expiration < now),
+    }
+
+
+def certificates_by_address(
+    proxy: HttpProxy, filters: QueryCertificatesFilters
+) -> ListOfCertificatesByAddress:
+    """What the worker serves (`certificate list --workers`): one summary per certificate
+    name, as sozu's workers answer from their certificate resolver."""
+    wanted = filters.fingerprint.strip().lower() if filters.fingerprint else None
+    domain = filters.domain.lower() if filters.domain else None
+    found = []
+    for address, listener in sorted(proxy.listeners.items()):
+        if not isinstance(listener, HttpsListener):
+            continue
+        summaries = [
+            CertificateSummary(domain=name, fingerprint=stored.fingerprint)
+            for stored in listener.certificates
+            if (wanted is None or stored.fingerprint == wanted)
+            and (domain is None or stored.covers(domain))
+            for name in stored.names
+        ]
+        found.append(CertificatesByAddress(address=address, certificate_summaries=summaries))
+    return ListOfCertificatesByAddress(certificates=found)
+
+
+def apply_tls(proxy: HttpProxy, verb: str, body: Any) -> None:
+    """Mirror an HTTPS state request (already accepted by the ConfigState) on the worker."""
+    if verb == "add_https_listener":
+        proxy.listeners[body.address] = HttpsListener(proxy, body)
+        return
+    if verb not in _HTTPS_VERBS:
+        return
+    listener = proxy.listeners.get(body.address)
+    if not isinstance(listener, HttpsListener):
+        raise TlsError(f"no HTTPS listener at {body.address}")
+    if verb == "update_https_listener":
+        listener.update(body)
+    elif verb == "add_https_frontend":
+        listener.add_frontend(body)
+    elif verb == "remove_https_frontend":
+        listener.remove_frontend(body)
+    elif verb == "add_certificate":
+        listener.add_certificate(body.certificate, body.expired_at)
+    elif verb == "replace_certificate":
+        listener.replace_certificate(
+            body.old_fingerprint, body.new_certificate, body.new_expired_at
+        )
+    elif verb == "remove_certificate":
+        listener.remove_certificate(body.fingerprint)
+
+
+_HTTPS_VERBS = frozenset(
+    {
+        "update_https_listener",
+        "add_https_frontend",
+        "remove_https_frontend",
+        "add_certificate",
+        "replace_certificate",
+        "remove_certificate",
+    }
+)

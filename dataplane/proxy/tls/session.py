@@ -1,0 +1,59 @@
+"""An HTTP session over TLS: what an `HttpSession` needs more when its socket is a TLS one.
+
+OpenSSL may hold decrypted bytes (`pending()`) that no epoll event will ever announce: they
+are read at once after each readiness event, and a session resuming its reads while some wait
+asks for EPOLLOUT once (which fires at once) to be called back. Strict SNI binding is checked
+by the request side through `sni_binding` (None: not enforced).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dataplane.proxy.mux.session import HttpSession
+from dataplane.proxy.mux.session_fields import CLOSED, EPOLLIN, EPOLLOUT
+
+if TYPE_CHECKING:
+    from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.tls.listener import HttpsListener
+    from dataplane.proxy.tls.policy import SniBinding
+    from dataplane.proxy.tls.transport import TlsStream
+
+MAX_PENDING_READS = 16  # TLS records drained per readiness event before yielding
+
+
+class HttpsSession(HttpSession):
+    """An HTTP session over TLS: drains what OpenSSL decrypted ahead of the epoll events."""
+
+    __slots__ = ("sni_binding",)
+
+    def __init__(
+        self,
+        loop: Host,
+        listener: HttpsListener,
+        stream: TlsStream,
+        peer: tuple[str, int],
+        binding: SniBinding | None,
+    ) -> None:
+        self.sni_binding = binding
+        super().__init__(loop, listener, stream, peer)  # type: ignore[arg-type]
+
+    def on_front(self, events: int) -> None:
+        super().on_front(events)
+        stream: TlsStream = self.sock  # type: ignore[assignment]
+        for _ in range(MAX_PENDING_READS):
+            if self.phase == CLOSED or not self.mask & EPOLLIN or not stream.pending():
+                break
+            self._read_front()
+        if self.phase != CLOSED and self.mask & EPOLLOUT and self.to_front is None:
+            self._sync_masks()  # the read nudge (below) has done its job
+
+    def _sync_masks(self) -> None:
+        super()._sync_masks()
+        mask = self.mask
+        # Decrypted bytes waiting inside OpenSSL raise no epoll event: ask for writability
+        # once, which fires at once and lets on_front read them.
+        reading = self.phase != CLOSED and mask & EPOLLIN and not mask & EPOLLOUT
+        if reading and self.sock.pending():  # type: ignore[attr-defined]
+            self.mask = mask | EPOLLOUT
+            self.loop.modify(self.fd, self.mask)

@@ -1,0 +1,192 @@
+"""A client connection's TLS side: the non-blocking handshake, then a socket-like stream.
+
+`TlsHandshake` owns an accepted connection until its handshake completes: it drives
+`do_handshake()` on readiness (no thread, no blocking), closes silent clients at the
+listener's `front_timeout`, and closes (quietly, at no cost to other connections) a client
+that sends something other than a ClientHello or leaves mid-handshake. The SNI callback of the
+listener records the certificate it served on the socket (`TlsSocket.served`), for strict SNI
+binding. Once established, the connection becomes an `HttpsSession` reading and writing
+through a `TlsStream`, which gives the HTTP engine the calls it makes on a plain socket:
+
+- `recv_into` drains what OpenSSL already decrypted (`pending()`), since those bytes will
+  never raise an epoll event; "want read/write" becomes `BlockingIOError`, close_notify 0.
+- `sendmsg` does not exist on an SSL socket: small pieces are joined, large ones sent in
+  turn. A write OpenSSL could not finish is retried later with the very same bytes (the
+  engine keeps its unsent parts), which is what OpenSSL requires.
+- `shutdown` and `close` send close_notify first, so a client reading to the end of the
+  connection can tell a complete response from a cut one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import ssl
+from typing import TYPE_CHECKING
+
+from dataplane.proxy.timers import NOT_FILED
+
+if TYPE_CHECKING:
+    from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.tls.listener import HttpsListener
+    from dataplane.proxy.tls.store import StoredCertificate
+
+log = logging.getLogger("dataplane.worker")
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+JOIN_LIMIT = 64 * 1024  # pieces smaller than this in all are joined into one TLS write
+_WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class TlsSocket(ssl.SSLSocket):
+    """An SSL socket remembering what the SNI callback chose for it."""
+
+    served: StoredCertificate | None = None  # the certificate of this connection
+    server_name: str | None = None  # the SNI the client sent, normalised
+
+
+class TlsStream:
+    """The calls the HTTP engine makes on its client socket, over an established TLS one."""
+
+    __slots__ = ("_ssl",)
+
+    def __init__(self, tls: TlsSocket) -> None:
+        self._ssl = tls
+
+    def fileno(self) -> int:
+        return self._ssl.fileno()
+
+    def pending(self) -> int:
+        return self._ssl.pending()
+
+    def recv_into(self, view: memoryview) -> int:
+        tls = self._ssl
+        try:
+            received = tls.recv_into(view)
+            while received and received < len(view) and tls.pending():
+                received += tls.recv_into(view[received:])
+        except _WANT:
+            raise BlockingIOError from None
+        except ssl.SSLZeroReturnError:
+            return 0
+        return received
+
+    def sendmsg(self, parts: list[bytes | memoryview]) -> int:
+        tls = self._ssl
+        pieces = [part for part in parts if len(part)]
+        if not pieces:
+            return 0
+        try:
+            if len(pieces) == 1:
+                return tls.send(pieces[0])
+            total = sum(map(len, pieces))
+            if total <= JOIN_LIMIT:
+                return tls.send(b"".join(pieces))
+            sent = 0
+            for piece in pieces:
+                try:
+                    sent += tls.send(piece)
+                except _WANT:
+                    if sent:
+                        return sent
+                    raise
+            return sent
+        except _WANT:
+            raise BlockingIOError from None
+
+    def _close_notify(self) -> None:
+        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+            self._ssl.unwrap()  # sends close_notify; the peer's answer is not awaited
+
+    def shutdown(self, how: int) -> None:
+        self._close_notify()
+        socket.socket.shutdown(self._ssl, how)
+
+    def close(self) -> None:
+        if self._ssl.fileno() >= 0 and getattr(self._ssl, "_sslobj", None) is not None:
+            self._close_notify()
+        self._ssl.close()
+
+
+class TlsHandshake:
+    """An accepted TLS connection until its handshake completes (or fails, or times out)."""
+
+    __slots__ = (
+        "deadline",
+        "fd",
+        "figures",
+        "listener",
+        "loop",
+        "mask",
+        "peer",
+        "timer_slot",
+        "tls",
+    )
+
+    def __init__(
+        self, loop: Host, listener: HttpsListener, sock: socket.socket, peer: tuple[str, int]
+    ) -> None:
+        self.loop = loop
+        self.listener = listener
+        self.peer = peer
+        self.figures: ListenerFigures | None = None
+        self.deadline = 0.0
+        self.timer_slot = NOT_FILED
+        self.tls: TlsSocket = listener.certificates.default_context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        )  # type: ignore[assignment]  # sslsocket_class is TlsSocket (tls/listener.py)
+        self.fd = self.tls.fileno()
+        self.mask = EPOLLIN
+        loop.register(self.fd, self.on_event, EPOLLIN)
+        loop.timers.arm(self, loop.now + listener.front_timeout)
+
+    def on_event(self, mask: int) -> None:
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._want(EPOLLIN)
+            return
+        except ssl.SSLWantWriteError:
+            self._want(EPOLLOUT)
+            return
+        except (ssl.SSLError, OSError) as error:  # not TLS, refused, or gone: only this one
+            self.listener.handshake_failures += 1
+            log.debug("TLS handshake with %s failed: %s", self.peer[0], error)
+            self.close()
+            return
+        self._established()
+
+    def _want(self, mask: int) -> None:
+        if mask != self.mask:
+            self.loop.modify(self.fd, mask)
+            self.mask = mask
+
+    def _established(self) -> None:
+        loop = self.loop
+        loop.unregister(self.fd)
+        loop.timers.cancel(self)
+        loop.sessions.discard(self)
+        session = self.listener.open_session(loop, self.tls, self.peer)
+        session.figures = self.figures
+        loop.sessions.add(session)
+
+    def on_timeout(self, now: float) -> None:
+        self.listener.handshake_timeouts += 1
+        self.close()
+
+    def soft_stop(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        loop = self.loop
+        loop.unregister(self.fd)
+        self.fd = -1
+        loop.timers.cancel(self)
+        self.tls.close()
+        loop.session_closed(self)
