@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from aiohttp import web
-from ingress_operator import events, reconciler, status
+from ingress_operator import events, metrics, reconciler, status
 from ingress_operator.events import EventRecorder
 from ingress_operator.health import serve_health
 from ingress_operator.indices import FIELD_SELECTORS, RESOURCES, Indices
@@ -74,6 +74,7 @@ class Controller:
         self._health: web.AppRunner | None = None
         self.supervisor = Supervisor()
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = metrics.for_controller(self)  # /metrics on the health port
 
     def snapshot(self) -> Snapshot | None:
         """None until the startup listing has been seen: a partial state would remove routes."""
@@ -115,7 +116,10 @@ class Controller:
 
     async def start(self) -> None:
         self._health = await serve_health(
-            self.settings.health_address, lambda: self.reconciler.ready, self.supervisor.problems
+            self.settings.health_address,
+            lambda: self.reconciler.ready,
+            self.supervisor.problems,
+            self.metrics.exposition,
         )
         spawn = self.supervisor.spawn
         # A loop beats between API calls: its bound leaves room for a few calls timing out.
