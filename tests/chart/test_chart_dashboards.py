@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
-from chart_tooling import CHART, by_kind, render
+from chart_tooling import CHART, IMAGE_VALUES, KUBE_VERSIONS, by_kind, render, run_tool
 from ingress_operator.metrics import ControllerMetrics
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -146,3 +147,8 @@ def test_the_configmap_carries_each_dashboard_and_the_sidecar_label(k8s_tools: N
     assert sorted(configmap["data"]) == [p.name for p in DASHBOARDS]
     for path in DASHBOARDS:
         assert json.loads(configmap["data"][path.name]) == load(path)
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(configmap, version, strict=True)
+    output = run_tool("helm", "lint", "--strict", str(CHART), *IMAGE_VALUES,
+                      "--set", "metrics.dashboards.enabled=true")  # fmt: skip
+    assert "0 chart(s) failed" in output
