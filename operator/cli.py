@@ -148,6 +148,26 @@ def parser() -> argparse.ArgumentParser:
         "re-listed resources (a watch restarted after 410 Gone) are swept at once; "
         "0: only those (default: %(default)s)",
     )
+    p.add_argument(
+        "--webhook-address",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve the validating admission webhook (POST /validate-ingress) over HTTPS "
+        "here (default: off)",
+    )
+    p.add_argument(
+        "--webhook-cert-file",
+        type=Path,
+        default=Path("/etc/pysozu-webhook/tls.crt"),
+        help="the webhook's certificate (PEM, chain after it; reloaded when it changes) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--webhook-key-file",
+        type=Path,
+        default=Path("/etc/pysozu-webhook/tls.key"),
+        help="the webhook's private key (PEM) (default: %(default)s)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p  # fmt: skip
 
@@ -171,6 +191,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         lease_name=args.election_id,
         api_timeout=args.api_timeout,
         sweep_period=args.sweep_period,
+        webhook_address=args.webhook_address,
+        webhook_cert=args.webhook_cert_file,
+        webhook_key=args.webhook_key_file,
     )
 
 

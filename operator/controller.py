@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from aiohttp import web
-from ingress_operator import events, reconciler, status
+from ingress_operator import events, metrics, reconciler, status, webhook
 from ingress_operator.events import EventRecorder
 from ingress_operator.health import serve_health
 from ingress_operator.indices import FIELD_SELECTORS, RESOURCES, Indices
@@ -30,6 +30,7 @@ from ingress_operator.settings import Settings
 from ingress_operator.status import LeaseElector, StatusPublisher
 from ingress_operator.supervision import Heartbeat, Supervisor
 from ingress_operator.sweep import Sweeper
+from ingress_operator.webhook_server import CertificateFiles, serve_webhook
 
 log = logging.getLogger("pysozu.ingress")
 
@@ -74,6 +75,8 @@ class Controller:
         self._health: web.AppRunner | None = None
         self.supervisor = Supervisor()
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = metrics.for_controller(self)  # /metrics on the health port
+        self._webhook: web.AppRunner | None = None
 
     def snapshot(self) -> Snapshot | None:
         """None until the startup listing has been seen: a partial state would remove routes."""
@@ -115,9 +118,18 @@ class Controller:
 
     async def start(self) -> None:
         self._health = await serve_health(
-            self.settings.health_address, lambda: self.reconciler.ready, self.supervisor.problems
+            self.settings.health_address,
+            lambda: self.reconciler.ready,
+            self.supervisor.problems,
+            self.metrics.exposition,
         )
         spawn = self.supervisor.spawn
+        if self.settings.webhook_address is not None:
+            certificates = CertificateFiles(self.settings.webhook_cert, self.settings.webhook_key)
+            self._webhook = await serve_webhook(
+                self.settings.webhook_address, certificates, self._admission_review
+            )
+            spawn("webhook-certificates", certificates.watch, 60.0)
         # A loop beats between API calls: its bound leaves room for a few calls timing out.
         api_stall = max(status.STALL_AFTER, 4 * self.settings.api_timeout)
         self._tasks.append(asyncio.create_task(self._await_listing(), name="startup-listing"))
@@ -144,6 +156,16 @@ class Controller:
             self.settings.command_socket,
         )
 
+    def _admission_review(self, body: bytes) -> bytes:
+        indices = self.indices
+        context = webhook.Context(
+            settings=self.settings.render,
+            classes=lambda: indices.classes,
+            secrets=(lambda: indices.secrets) if indices.settled else None,
+            namespaces=self.settings.namespaces,
+        )
+        return webhook.review(body, context)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -155,3 +177,5 @@ class Controller:
         await self.reconciler.client.close()
         if self._health is not None:
             await self._health.cleanup()
+        if self._webhook is not None:
+            await self._webhook.cleanup()

@@ -50,6 +50,7 @@ class EventRecorder:
         self._posted: OrderedDict[Problem, float] = OrderedDict()
         self._queue: asyncio.Queue[tuple[Problem, str]] = asyncio.Queue(_QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
+        self.posted = 0  # Events posted (for metrics)
 
     def start(self) -> None:
         """Post in an unsupervised task (tests); the controller supervises `post_forever`."""
@@ -117,4 +118,5 @@ class EventRecorder:
                     beat.beat()
                 else:
                     backoff.reset()
+                    self.posted += 1
                     break

@@ -12,6 +12,7 @@ the library raises for it (urllib3's `MaxRetryError` is not an OSError), is a `K
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import json
 import logging
@@ -53,6 +54,7 @@ class KubeApi:
         self, client: kubernetes.client.ApiClient, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
         self.timeout = timeout
+        self.failures: collections.Counter[str] = collections.Counter()  # by kind, for metrics
         self._core = kubernetes.client.CoreV1Api(client)
         self._networking = kubernetes.client.NetworkingV1Api(client)
         self._coordination = kubernetes.client.CoordinationV1Api(client)
@@ -76,11 +78,14 @@ class KubeApi:
             # The thread cannot be cancelled; past the bound it is left to urllib3's timeouts.
             return await asyncio.wait_for(asyncio.to_thread(method, *args, **kwargs), timeout)
         except kubernetes.client.ApiException as error:
+            self.failures["api_server" if (error.status or 0) >= 500 else "api_client"] += 1
             raise KubeError(f"{error.status} {error.reason}", error.status) from None
         except TimeoutError:
+            self.failures["api_timeout"] += 1
             raise KubeError(f"no answer within {timeout:.0f}s") from None
         except (OSError, ValueError, urllib3.exceptions.HTTPError) as error:
             # connection refused or reset, timeouts, retries exhausted, unreadable answers
+            self.failures["api_unreachable"] += 1
             raise KubeError(f"{type(error).__name__}: {error}") from None
 
     def _listers(self, resource: tuple[str, ...]) -> tuple[Any, Any]:

@@ -49,6 +49,8 @@ from dataplane.command.state import ConfigState, StateError
 log = logging.getLogger("pysozu.ingress.reconciler")
 
 OnPushed = Callable[[Rendered, Snapshot], Awaitable[None]]
+# A round's outcome for metrics: "pushed" (sent something), "unchanged", "failed"; seconds.
+OnRound = Callable[[str, float], None]
 # From this many requests on (a first sync), a push goes as state files through `load_state`.
 BULK_REQUESTS = 500
 BULK_CHUNK = 1000
@@ -83,6 +85,10 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._dataplane_up = asyncio.Event()  # the command socket answered: retry at once
         self._backoff = Backoff()
+        # For metrics (metrics.py): each round's outcome, the latest rendering, refusals.
+        self.on_round: OnRound | None = None
+        self.last_rendered: Rendered | None = None
+        self.refused_requests = 0
 
     def trigger(self) -> None:
         self._wake.set()
@@ -112,7 +118,12 @@ class Reconciler:
                 continue
             await self._debounce()
             self._dataplane_up.clear()
-            if await self.reconcile_once():
+            started = time.monotonic()
+            ok = await self.reconcile_once()
+            if self.on_round is not None:
+                result = "failed" if not ok else "pushed" if self.last_push else "unchanged"
+                self.on_round(result, time.monotonic() - started)
+            if ok:
                 self._backoff.reset()
             else:
                 delay = self._backoff.next()
@@ -143,7 +154,7 @@ class Reconciler:
         snapshot = self.snapshot()
         if snapshot is None:  # an empty state now would remove every route: wait for the indices
             return True
-        rendered = render(snapshot, self.settings.render)
+        rendered = self.last_rendered = render(snapshot, self.settings.render)
         rendered_at = time.monotonic()
         uids = {key: ingress.uid for key, ingress in snapshot.ingresses.items()}
         try:
@@ -212,6 +223,7 @@ class Reconciler:
                     self._applied = None
                 continue
             refused += 1
+            self.refused_requests += 1
             origin = rendered.origin(request)
             message = f"the dataplane refused {request.verb}: {response.message}"
             if origin is not None:

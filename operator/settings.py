@@ -41,3 +41,7 @@ class Settings:
     sweep_period: float = 600.0  # seconds between sweeps of every resource (0: after re-lists)
     lease_namespace: str | None = None  # None: the pod's namespace
     identity: str = field(default="")
+    # The validating admission webhook (webhook.py): HTTPS on this address, None: off.
+    webhook_address: SocketAddress | None = None
+    webhook_cert: Path = Path("/etc/pysozu-webhook/tls.crt")
+    webhook_key: Path = Path("/etc/pysozu-webhook/tls.key")

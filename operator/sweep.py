@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from ingress_operator.indices import RESOURCES, Indices
@@ -50,12 +51,14 @@ class Sweeper:
         self.quiet = quiet
         self.sweeps = 0  # listings compared (for metrics and tests)
         self.removed = 0  # objects dropped by them
+        self.relists: Counter[str] = Counter()  # watches kopf restarted with a listing, by plural
         self._due: set[Resource] = set()
         self._wake = asyncio.Event()
         indices.on_relist = self.relisted
 
     def relisted(self, resource: Resource) -> None:
         if resource not in self._due:
+            self.relists[resource[-1]] += 1
             log.info("%s re-listed (a watch was restarted): sweeping them", resource[-1])
         self._due.add(resource)
         self._wake.set()

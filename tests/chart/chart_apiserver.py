@@ -3,7 +3,8 @@
 kmock 0.8's emulator stores objects verbatim; kubectl needs a little more of what a real
 API server adds. This subclass fills those gaps (see reference/kubernetes.md, section 2):
 server-set metadata on create, `kind` on lists, `/api/v1` discovery naming `v1`, and the
-prometheus-operator ServiceMonitor resource, which the chart can render. kmock also reads
+prometheus-operator ServiceMonitor and cert-manager Issuer/Certificate resources, which the
+chart can render. kmock also reads
 `/api/v1/namespaces[/NAME]` as a namespace prefix, not as the Namespace resource; those
 paths are rewritten to `/api/v1/namespaces/-/namespaces[/NAME]`, so that Namespaces are
 stored under the pseudo-namespace "-" (and nowhere else).
@@ -35,6 +36,15 @@ EXTRA_RESOURCES = {
         namespaced=True,
         verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
     ),
+    **{
+        f"cert-manager.io/v1/{plural}": kmock.ResourceInfo(
+            kind=kind,
+            singular=kind.lower(),
+            namespaced=True,
+            verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+        )
+        for kind, plural in (("Issuer", "issuers"), ("Certificate", "certificates"))
+    },
 }
 NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(/[^/]+)?/?$")
 NAMESPACE_OBJECTS = "-"

@@ -201,10 +201,11 @@ def test_ports_agree_between_config_containers_and_services(
         assert annotations["prometheus.io/port"] == str(metrics_port)
         assert annotations["prometheus.io/path"] == "/metrics"
     pod_labels = template["metadata"]["labels"]
+    pod_ports = {**ports, **container_ports(spec, "pysozu-ingress")}  # + health (and /metrics)
     for service in by_kind(objects, "Service"):
         assert service["spec"]["selector"].items() <= pod_labels.items()
         for port in service["spec"]["ports"]:
-            assert port["targetPort"] in ports, port
+            assert port["targetPort"] in pod_ports, port
     for monitor in by_kind(objects, "ServiceMonitor"):
         selected = [
             s for s in by_kind(objects, "Service")

@@ -25,7 +25,11 @@ from chart_tooling import (
 
 pytestmark = pytest.mark.timeout(300)
 
-CUSTOM_RESOURCE_KINDS = {"ServiceMonitor"}  # no bundled schema: test_chart_scenarios checks it
+CUSTOM_RESOURCE_KINDS = {
+    "ServiceMonitor",
+    "Issuer",
+    "Certificate",
+}  # no bundled schema: test_chart_scenarios checks it
 
 
 @pytest.mark.parametrize(
@@ -46,6 +50,7 @@ def test_ci_scenarios_cover_daemonset_metrics_custom_class_and_extras() -> None:
         "metrics-servicemonitor",
         "custom-class",
         "extras",
+        "webhook-certmanager",
     }
 
 

@@ -73,7 +73,8 @@ def test_metrics_scenario_adds_service_monitor_and_autoscaler(
     monitor = one(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+        {"port": port, "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+        for port in ("metrics", "controller-metrics")  # the proxy's, the controller's
     ]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     hpa = one(objects, "HorizontalPodAutoscaler")

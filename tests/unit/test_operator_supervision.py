@@ -4,6 +4,7 @@ no sleeps: fake clocks and sleeps)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -119,10 +120,12 @@ def test_every_client_failure_is_a_kube_error_and_every_call_has_a_timeout(
 
     api = KubeApi.__new__(KubeApi)
     api.timeout = 10.0
+    api.failures = Counter()
     with pytest.raises(KubeError) as caught:
         asyncio.run(api._call(method, "name"))
     assert caught.value.status is None
     assert seen["_request_timeout"] == (5.0, 10.0)
+    assert sum(api.failures.values()) == 1  # counted for pysozu_ingress_errors_total
 
 
 class FlakyLeaseApi:

@@ -84,6 +84,12 @@ so two releases in one namespace each elect their own leader. */}}
 {{- default (printf "%s/%s" (include "pysozu.namespace" .) (include "pysozu.fullname" .)) .Values.publishService.pathOverride }}
 {{- end }}
 
+{{/* The Secret holding the admission webhook's certificate (tls.crt, tls.key). */}}
+{{- define "pysozu.webhookSecret" -}}
+{{- .Values.webhook.secretName | default (printf "%s-webhook-tls" (include "pysozu.fullname" .)) }}
+{{- end }}
+{{- define "pysozu.webhookDir" -}}/etc/pysozu-webhook{{- end }}
+
 {{/* Render-time checks of rules the schema cannot express across keys. */}}
 {{- define "pysozu.validate" -}}
 {{- $drain := add .Values.drain.lbDeregistrationSeconds .Values.drain.timeoutSeconds }}
@@ -104,6 +110,12 @@ so two releases in one namespace each elect their own leader. */}}
 {{- end }}
 {{- if and (eq .Values.rbac.scope "namespace") (not .Values.watchNamespaces) }}
 {{- fail "rbac.scope=namespace needs watchNamespaces: the controller watching every namespace needs the ClusterRole (rbac.scope=cluster)" }}
+{{- end }}
+{{- if and .Values.webhook.enabled .Values.webhook.secretName .Values.webhook.certManager.enabled }}
+{{- fail "webhook.secretName and webhook.certManager.enabled are exclusive: cert-manager writes the chart's own Secret" }}
+{{- end }}
+{{- if and .Values.webhook.enabled .Values.webhook.secretName (not .Values.webhook.caBundle) }}
+{{- fail "webhook.secretName needs webhook.caBundle: the base64 PEM of the CA that signed the Secret's certificate, which the API server must trust" }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled (the ServiceMonitor scrapes the metrics Service)" }}

@@ -151,6 +151,11 @@ spec:
         {{- end }}
         - --health-address=0.0.0.0:{{ .Values.ports.health }}
         - --election-id={{ include "pysozu.leaseName" . }}
+        {{- if .Values.webhook.enabled }}
+        - --webhook-address=0.0.0.0:{{ .Values.ports.webhook }}
+        - --webhook-cert-file={{ include "pysozu.webhookDir" . }}/tls.crt
+        - --webhook-key-file={{ include "pysozu.webhookDir" . }}/tls.key
+        {{- end }}
         {{- if .Values.nginxAnnotations }}
         - --nginx-annotations
         {{- end }}
@@ -170,6 +175,11 @@ spec:
         - name: health
           containerPort: {{ .Values.ports.health }}
           protocol: TCP
+        {{- if .Values.webhook.enabled }}
+        - name: webhook
+          containerPort: {{ .Values.ports.webhook }}
+          protocol: TCP
+        {{- end }}
       readinessProbe:
         httpGet:
           path: /readyz
@@ -193,6 +203,11 @@ spec:
           mountPath: {{ include "pysozu.runDir" . }}
         - name: tmp
           mountPath: /tmp
+        {{- if .Values.webhook.enabled }}
+        - name: webhook-tls
+          mountPath: {{ include "pysozu.webhookDir" . }}
+          readOnly: true
+        {{- end }}
         {{- with .Values.controller.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -215,6 +230,11 @@ spec:
     - name: default-tls
       secret:
         secretName: {{ . }}
+    {{- end }}
+    {{- if .Values.webhook.enabled }}
+    - name: webhook-tls
+      secret:
+        secretName: {{ include "pysozu.webhookSecret" . }}
     {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}

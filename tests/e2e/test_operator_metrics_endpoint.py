@@ -1,0 +1,57 @@
+"""/metrics on the controller's health port, end to end: the counters move when an Ingress
+changes (a pushed round, a new sync time, the Ingress counted served, then failing closed)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import World, wait_for
+from objects import endpoint_slice, ingress, ingress_class, service
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def scrape(world: World) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, text = world.health("/metrics")
+    assert status == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_move_after_an_ingress_change(world: World) -> None:
+    world.backend("127.0.0.2", "app-0")
+    world.apply(
+        ingress_class(), service("app"), endpoint_slice("app", ["127.0.0.2"], world.backend_port)
+    )
+    world.start_operator()
+    wait_for("the operator's first push (/readyz)", world.operator_ready)
+    pushed = ("pysozu_ingress_reconciles_total", (("result", "pushed"),))
+    served = ("pysozu_ingress_ingresses", (("state", "served"),))
+    closed = ("pysozu_ingress_ingresses", (("state", "failed_closed"),))
+    synced = ("pysozu_ingress_last_successful_sync_timestamp_seconds", ())
+    pushes = ("pysozu_ingress_config_push_duration_seconds_count", ())
+    before = scrape(world)
+    assert before[("pysozu_ingress_ready", ())] == 1
+    assert before[synced] > 0
+    assert before[served] == 0
+
+    world.apply(ingress("app", "app.example", "app"))
+    after = wait_for("the Ingress counted served", lambda: (m := scrape(world))[served] == 1 and m)
+    assert after[pushed] > before[pushed]
+    assert after[pushes] > before[pushes]
+    assert after[synced] >= before[synced]
+    assert wait_for("traffic", lambda: world.get("app.example")[0] == 200)
+
+    restricted = {"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8"}
+    world.apply(ingress("app", "app.example", "app", annotations=restricted))
+    last = wait_for("the Ingress failing closed", lambda: (m := scrape(world))[closed] == 1 and m)
+    assert last[served] == 0
+    assert last[("pysozu_ingress_ingress_problems", (("reason", "AnnotationNotEnforced"),))] == 1
+    assert last[pushed] > after[pushed]
+    assert wait_for("the 503", lambda: world.get("app.example")[0] == 503)
+    leader, posted = ("pysozu_ingress_leader", ()), ("pysozu_ingress_events_posted_total", ())
+    wait_for("the only replica leading", lambda: scrape(world)[leader] == 1)
+    wait_for("the Warning Event posted", lambda: scrape(world)[posted] >= 1)
