@@ -95,12 +95,22 @@ class UntilCloseBody:
 
 
 _SIZE, _DATA, _DATA_END, _TRAILERS = range(4)
+Span = tuple[int, int]
 
 
 class ChunkedBody:
     """A chunked body (RFC 9112 7.1), followed up to the end of its trailer section."""
 
-    __slots__ = ("_budget", "_limit", "_line", "_remaining", "_state", "_trailer_bytes", "done")
+    __slots__ = (
+        "_budget",
+        "_limit",
+        "_line",
+        "_remaining",
+        "_state",
+        "_trailer_bytes",
+        "done",
+        "trailers",
+    )
 
     def __init__(self, limit: int = 1 << 62) -> None:
         """`limit`: the most payload bytes allowed (a frontend's max_body_size): past it,
@@ -111,12 +121,33 @@ class ChunkedBody:
         self._remaining = 0
         self._line = bytearray()
         self._trailer_bytes = 0
+        self.trailers: list[tuple[bytes, bytes]] | None = None  # kept by `decode` only
 
     def feed(self, buffer: Readable, start: int, end: int) -> int:
+        """How many of these bytes belong to the body (forwarded as they are, framing too)."""
         position = start
         while position < end and not self.done:
             if self._state == _DATA:
                 taken = min(self._remaining, end - position)
+                self._remaining -= taken
+                position += taken
+                if self._remaining == 0:
+                    self._state = _DATA_END
+                continue
+            position = self._feed_line(buffer, position, end)
+        return position - start
+
+    def decode(self, buffer: Readable, start: int, end: int, payload: list[Span]) -> int:
+        """`feed` for a peer that wants the payload without the framing (an HTTP/2 one):
+        appends the (start, end) spans of chunk data to `payload`, and keeps the trailer
+        fields, lowercased, in `trailers`."""
+        if self.trailers is None:
+            self.trailers = []
+        position = start
+        while position < end and not self.done:
+            if self._state == _DATA:
+                taken = min(self._remaining, end - position)
+                payload.append((position, position + taken))
                 self._remaining -= taken
                 position += taken
                 if self._remaining == 0:
@@ -155,9 +186,12 @@ class ChunkedBody:
             self._trailer_bytes += len(line)
             if self._trailer_bytes > MAX_TRAILERS or _TRAILER_LINE.fullmatch(line) is None:
                 raise HttpSyntaxError("invalid or oversized trailer section")
-            name = bytes(line[: line.index(b":")]).lower()
+            colon = line.index(b":")
+            name = bytes(line[:colon]).lower()
             if name in FORBIDDEN_TRAILERS:
                 raise HttpSyntaxError(f"{name.decode('ascii')} is not allowed in trailers")
+            if self.trailers is not None:
+                self.trailers.append((name, bytes(line[colon + 1 : -2]).strip(b" \t")))
         return stop
 
 

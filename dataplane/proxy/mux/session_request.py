@@ -16,6 +16,7 @@ from dataplane.proxy.http1.forwarding import (
 )
 from dataplane.proxy.http1.head import HEAD_END, RequestHead
 from dataplane.proxy.http1.head_scan import HeadScanner
+from dataplane.proxy.mux.request_route import Refusal, route_request
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
     BODY_PAUSED,
@@ -30,17 +31,14 @@ from dataplane.proxy.mux.session_fields import (
     STARVED_FRONT,
     SessionFields,
 )
-from dataplane.proxy.routing.access import Access, client_address, too_large
-from dataplane.proxy.routing.policy import Answer, Edits, decide, rewrite_request_head
+from dataplane.proxy.routing.access import client_address
+from dataplane.proxy.routing.policy import Edits, rewrite_request_head
 
 DISCARD_SIZE = 16384  # bytes read and dropped at a time from a client we are done with
 INFINITY = float("inf")
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
-
-
-_REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
 
 
 class RequestSide(SessionFields):
@@ -202,51 +200,29 @@ class RequestSide(SessionFields):
                 self._answer(421, f"{host} is not covered by this connection's certificate")
                 return
             self.host_raw, self.host = request.host, host
-        route, needs_policy = listener.lookup(self.host, request.path, request.method)
-        if route is None:
-            self._answer(404)
+        decision = route_request(listener, request, self.host, self._client_ip, loop.now)
+        if type(decision) is Refusal:
+            self.routed = decision.cluster
+            self._answer(
+                decision.status,
+                decision.message,
+                variables=decision.variables,
+                name=decision.template,
+                hsts=decision.hsts,
+            )
             return
-        if route.deny:
-            self._answer(401, hsts=route.hsts or "")
-            return
-        cluster = listener.proxy.clusters.get(route.cluster_id)  # type: ignore[arg-type]
-        if cluster is None:
-            self._answer(503, f"cluster {route.cluster_id} does not exist", hsts=route.hsts or "")
-            return
+        cluster, edits, body_limit = decision
         self.routed = cluster
-        body_limit = None
-        access = route.access
-        if access is not None:
-            refused = self._refused_by(access)
-            if refused:
-                self._answer(refused, _REFUSALS[refused], hsts=route.hsts or "")
-                return
-            body_limit = access.max_body_size
-            if body_limit is not None and request.content_length > body_limit:
-                self._answer(413, too_large(body_limit), hsts=route.hsts or "")
-                return
-        edits = None
-        if needs_policy or cluster.https_redirect:
-            decision = decide(route, cluster.config, request, self.host, listener.scheme)
-            if isinstance(decision, Answer):
-                self._answer(
-                    decision.status,
-                    variables=decision.variables,
-                    name=decision.template,
-                    hsts=decision.hsts,
-                )
-                return
-            edits = decision
         self._forward(request, cluster, edits, body_limit)
 
-    def _refused_by(self, access: Access) -> int:
-        """The status `access` answers this request with (0: none): see access.py."""
+    def _client_ip(self) -> str:
+        """The address a route's access rules apply to (routing/access.py)."""
         context = self.context
         ip = context.peer_ip.decode("ascii")
         if context.trusted:
             assert self.request is not None
             ip = client_address(ip, self.request.x_forwarded_for, self.listener.trusted_proxies)
-        return access.refusal(ip, self.loop.now)
+        return ip
 
     def _forward(
         self,

@@ -1,0 +1,83 @@
+"""What a request gets once its head is read, whatever protocol carried it: the one decision
+HTTP/1.1 sessions and HTTP/2 streams share.
+
+`route_request` looks the request up on its listener and applies, in sozu's order with
+pysozu's access rules in it: no route (404), a deny route (401), a cluster that does not exist
+(503), the frontend's access rules (403, 429/503, 413 for a Content-Length over the limit), then
+the route's policy (redirects, the cluster's https_redirect, basic auth: an `Answer`; rewrites
+and header edits: `Edits`). It returns either a `Refusal` to answer with, or a `Forward` (the
+cluster, the edits, the body size limit). Pure: nothing is sent, nothing is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+from dataplane.proxy.routing.access import too_large
+from dataplane.proxy.routing.policy import Answer, Edits, decide
+
+if TYPE_CHECKING:
+    from dataplane.proxy.clusters import ClusterRuntime
+    from dataplane.proxy.http1.head import RequestHead
+    from dataplane.proxy.listener import HttpListener
+
+_REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
+
+
+class Refusal(NamedTuple):
+    """Answer `status` (a default answer, or the template `template`) instead of forwarding."""
+
+    status: int
+    message: str = ""
+    variables: dict[str, str] | None = None
+    template: str | None = None
+    hsts: str | None = None  # the route's HSTS value ("": none; None: not routed)
+    cluster: ClusterRuntime | None = None  # the cluster routed to, when there is one
+
+
+class Forward(NamedTuple):
+    cluster: ClusterRuntime
+    edits: Edits | None
+    body_limit: int | None  # the frontend's max_body_size (None: no limit)
+
+
+def route_request(
+    listener: HttpListener,
+    request: RequestHead,
+    host: str,
+    client_ip: Callable[[], str],
+    now: float,
+) -> Forward | Refusal:
+    """The decision for `request` (its normalised `host`); `client_ip` is asked only when
+    the route has access rules."""
+    route, needs_policy = listener.lookup(host, request.path, request.method)
+    if route is None:
+        return Refusal(404)
+    if route.deny:
+        return Refusal(401, hsts=route.hsts or "")
+    cluster = listener.proxy.clusters.get(route.cluster_id)  # type: ignore[arg-type]
+    if cluster is None:
+        return Refusal(503, f"cluster {route.cluster_id} does not exist", hsts=route.hsts or "")
+    body_limit = None
+    access = route.access
+    if access is not None:
+        refused = access.refusal(client_ip(), now)
+        if refused:
+            return Refusal(refused, _REFUSALS[refused], hsts=route.hsts or "", cluster=cluster)
+        body_limit = access.max_body_size
+        if body_limit is not None and request.content_length > body_limit:
+            return Refusal(413, too_large(body_limit), hsts=route.hsts or "", cluster=cluster)
+    edits = None
+    if needs_policy or cluster.https_redirect:
+        decision = decide(route, cluster.config, request, host, listener.scheme)
+        if isinstance(decision, Answer):
+            return Refusal(
+                decision.status,
+                variables=decision.variables,
+                template=decision.template,
+                hsts=decision.hsts,
+                cluster=cluster,
+            )
+        edits = decision
+    return Forward(cluster, edits, body_limit)
