@@ -128,24 +128,30 @@ def restricts(namespace: str, name: str, value: str) -> bool:
 
 
 def review(
-    annotations: Iterable[tuple[str, str]], nginx: bool, mapped: frozenset[str]
+    annotations: Iterable[tuple[str, str]],
+    nginx: bool,
+    nginx_mapped: frozenset[str],
+    pysozu_mapped: frozenset[str],
 ) -> tuple[list[str], list[Notice]]:
-    """(refused annotation keys, notices) for the nginx keys, and pysozu.io keys not in `mapped`.
+    """(refused annotation keys, notices) for the nginx keys, and pysozu.io keys not mapped.
 
-    `mapped` holds the nginx names the controller maps (read only with `nginx`) and the
-    pysozu.io names it knows; those are parsed elsewhere."""
+    `nginx_mapped` holds the nginx names the controller reads (with `nginx` only) and
+    `pysozu_mapped` the pysozu.io names it knows; those are parsed (and, when they restrict
+    access, enforced) elsewhere."""
     refused: list[str] = []
     notices: list[Notice] = []
     unread: list[str] = []
     for key, value in sorted(annotations):
         if key.startswith(PREFIX):
             name = key.removeprefix(PREFIX)
-            if name not in mapped and restricts(PREFIX, name, value):
+            if name not in pysozu_mapped and restricts(PREFIX, name, value):
                 refused.append(key)
             continue
         if not key.startswith(NGINX):
             continue
         name = key.removeprefix(NGINX)
+        if nginx and name in nginx_mapped:
+            continue  # read (and, when restricting, enforced) by annotations.py
         if restricts(NGINX, name, value):
             refused.append(key)
         elif name in RAW_CONFIG:
@@ -156,7 +162,7 @@ def review(
         elif name in NO_MEANING:
             message = f"annotation {key}: an nginx internal, it has no meaning in pysozu"
             notices.append(Notice("Normal", "NoMeaningHere", message))
-        elif name not in mapped:
+        else:
             message = f"annotation {key}: not supported by pysozu, ignored"
             notices.append(Notice("Warning", "Unsupported", message))
     if unread:

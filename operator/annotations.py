@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, parse_access
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 
@@ -51,7 +52,7 @@ _MAX_ANSWER_BYTES = 16 * 1024
 _MAX_TIMEOUT_SECONDS = 3600
 _MAX_WEIGHT = 10_000
 # The names read here; every other key in either namespace goes through annotation_review.
-NGINX_MAPPED = frozenset(
+NGINX_MAPPED = ACCESS_NAMES | frozenset(
     {
         "ssl-redirect",
         "force-ssl-redirect",
@@ -69,7 +70,7 @@ NGINX_MAPPED = frozenset(
         "app-root",
     }
 )
-PYSOZU_MAPPED = frozenset(
+PYSOZU_MAPPED = ACCESS_NAMES | frozenset(
     {
         "sticky-sessions",
         "load-balancing",
@@ -103,6 +104,7 @@ class Options:
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
     app_root: str | None = None  # where `/` redirects (302)
+    access: Access = field(default_factory=Access)  # source lists, rate limits, body size
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -199,8 +201,14 @@ def _check_cookie_name_applies(options: Options, annotations: Mapping[str, str])
 def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options = Options()
     problems = options.problems
-    mapped = (NGINX_MAPPED if nginx else frozenset()) | PYSOZU_MAPPED
-    options.refused, options.notices = review(annotations.items(), nginx, mapped)
+    options.refused, options.notices = review(
+        annotations.items(), nginx, NGINX_MAPPED, PYSOZU_MAPPED
+    )
+    access = parse_access(lookup(annotations, nginx))
+    options.access = access.access
+    options.refused += access.refused
+    options.notices += access.notices
+    problems += access.problems
     if nginx:
         _parse_nginx(annotations, options)
     for key, value in annotations.items():
@@ -251,6 +259,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 problems.append(
                     f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
                 )
+        elif name in ACCESS_NAMES:
+            continue  # parse_access read it
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)

@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+from ingress_operator.access_annotations import body_size
 from ingress_operator.settings import (
     DEFAULT_CONTROLLER_NAME,
     DEFAULT_ELECTION_ID,
@@ -61,6 +62,13 @@ def _lease_name(text: str) -> str:
     if not _SUBDOMAIN.fullmatch(text) or len(text) > 253:
         raise argparse.ArgumentTypeError(f"{text!r} is not a valid Lease name")
     return text
+
+
+def _body_size(text: str) -> int:
+    try:
+        return body_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -116,6 +124,22 @@ def parser() -> argparse.ArgumentParser:
         "--nginx-annotations",
         action="store_true",
         help="also read the common nginx.ingress.kubernetes.io annotations",
+    )
+    p.add_argument(
+        "--limit-req-status-code",
+        type=int,
+        choices=(429, 503),
+        default=503,
+        help="status of requests over a limit-rps/limit-rpm limit (ingress-nginx's ConfigMap "
+        "key; default: %(default)s)",
+    )
+    p.add_argument(
+        "--proxy-body-size",
+        type=_body_size,
+        default=0,
+        metavar="SIZE",
+        help="request body limit of routes without a proxy-body-size annotation, in nginx "
+        "syntax (1m, 512k; ingress-nginx's default is 1m); 0: no limit (default: 0)",
     )
     p.add_argument(
         "--debounce",
@@ -182,6 +206,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
             ingress_class=args.ingress_class,
             watch_ingress_without_class=args.watch_ingress_without_class,
             nginx_annotations=args.nginx_annotations,
+            limit_req_status=args.limit_req_status_code,
+            proxy_body_size=args.proxy_body_size,
         ),
         namespaces=tuple(args.namespace),
         publish_address=args.publish_address,

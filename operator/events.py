@@ -1,8 +1,12 @@
 """Problems -> Kubernetes Events on the Ingress they concern, each said once (not every render).
 
-A problem is posted when first seen and again only after `repeat_after` seconds while it
-persists. Posting runs in the background through a bounded queue: a slow API server never
-slows reconciling, and a flood of problems is dropped (and logged) rather than kept in memory.
+A Warning is posted when first seen and again only after `repeat_after` seconds while it
+persists. A Normal Event (information: an nginx internal that means nothing here) is posted
+once while it persists, and again only if it went away and came back (the Ingress changed):
+not once per reconcile, nor every hour.
+
+Posting runs in the background through a bounded queue: a slow API server never slows
+reconciling, and a flood of problems is dropped (and logged) rather than kept in memory.
 A post that fails for a reason that may pass (no answer, 5xx, 429) is retried with back-off
 (capped) while later Events wait in the queue; one the API server refuses (other 4xx) is logged
 and dropped.
@@ -51,6 +55,7 @@ class EventRecorder:
         self._queue: asyncio.Queue[tuple[Problem, str]] = asyncio.Queue(_QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
         self.posted = 0  # Events posted (for metrics)
+        self._normal: set[Problem] = set()  # the Normal problems of the last `record`
 
     def start(self) -> None:
         """Post in an unsupervised task (tests); the controller supervises `post_forever`."""
@@ -63,10 +68,16 @@ class EventRecorder:
                 await self._task
 
     def record(self, problems: Iterable[Problem], uids: Mapping[ObjectKey, str]) -> None:
+        """Every render's problems (all of them: a Normal one missing has gone away)."""
         clock = time.monotonic()
+        problems = list(problems)
+        normal = {problem for problem in problems if problem.type == "Normal"}
+        for gone in self._normal - normal:
+            self._posted.pop(gone, None)
+        self._normal = normal
         for problem in problems:
             last = self._posted.get(problem)
-            if last is not None and clock - last < self.repeat_after:
+            if last is not None and (problem.type == "Normal" or clock - last < self.repeat_after):
                 continue
             self._posted[problem] = clock
             self._posted.move_to_end(problem)

@@ -32,6 +32,7 @@ from ingress_operator.model import (
     Service,
     Snapshot,
     TlsSecret,
+    has_tls_keys,
     parse_endpoint_slice,
     parse_ingress,
     parse_ingress_class,
@@ -47,10 +48,10 @@ SERVICES = ("v1", "services")
 ENDPOINT_SLICES = ("discovery.k8s.io", "v1", "endpointslices")
 SECRETS = ("v1", "secrets")
 RESOURCES = (INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, SECRETS)
-TLS_SECRET_TYPE = "kubernetes.io/tls"
-FIELD_SELECTORS: dict[tuple[str, ...], str] = {
-    SECRETS: f"type={TLS_SECRET_TYPE}"
-}  # only TLS secrets leave the API server
+HELM_RELEASE_TYPE = "helm.sh/release.v1"
+# Helm's release Secrets (large, and never TLS) stay on the API server, as ingress-nginx
+# keeps them; a TLS key pair may be in a kubernetes.io/tls or an Opaque Secret.
+FIELD_SELECTORS: dict[tuple[str, ...], str] = {SECRETS: f"type!={HELM_RELEASE_TYPE}"}
 
 
 def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -117,9 +118,8 @@ class Indices:
         elif resource == ENDPOINT_SLICES:
             value = None if deleted else parse_endpoint_slice(body)
         elif resource == SECRETS:
-            # Also filtered on the server (field selector), which some API servers ignore.
-            tls = body.get("type") == TLS_SECRET_TYPE and not deleted
-            value = parse_tls_secret(body) if tls else None
+            # Only Secrets with a key pair are kept (a broken one too: its problem is reported).
+            value = parse_tls_secret(body) if not deleted and has_tls_keys(body) else None
         else:
             return
         self._sequence += 1

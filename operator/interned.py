@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ingress_operator.access_annotations import Access
 from ingress_operator.model import ObjectKey
 
 from dataplane.command import codec
@@ -85,9 +86,11 @@ def frontend(
     auth: bool = False,
     answer: tuple[RedirectPolicy, str] | None = None,
     host_header: str | None = None,
+    access: Access | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
-    checked after every tree rule (POST position)."""
+    checked after every tree rule (POST position). `access`: its source lists, rate limits
+    and body size."""
 
     def build() -> Request:
         path = PathRule(kind=kind, value=value) if kind is not None else DEFAULT_BACKEND_RULE
@@ -105,9 +108,17 @@ def frontend(
         )
         if answer is not None:  # (policy, template): the answer is its cluster's template
             body.redirect, body.redirect_template = answer
+        if access is not None:
+            body.allowed_sources = list(access.allowed)
+            body.denied_sources = list(access.denied)
+            body.rate_limits = access.rate_limits()
+            body.max_body_size = access.max_body_size
         return Request.of(**{verb: body})
 
-    key = (verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header)
+    key = (
+        verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
+        access,
+    )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend
     return entry

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataplane.command.state_rules import StateError, certificate_names
+
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -131,6 +133,7 @@ class TlsSecret:
     private_key: str
     fingerprint: str  # hex SHA-256 of the leaf's DER, as the dataplane names certificates
     problem: str | None = None
+    names: tuple[str, ...] = ()  # the leaf's SAN DNS names, else its CN
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +340,13 @@ def der_fingerprint(pem: str) -> str:
     return hashlib.sha256(base64.b64decode(body, validate=True)).hexdigest()
 
 
+def has_tls_keys(body: Mapping[str, Any]) -> bool:
+    """A Secret holding `tls.crt` or `tls.key`, whatever its type (ingress-nginx reads
+    `kubernetes.io/tls` and `Opaque` Secrets alike)."""
+    data = _dict(body.get("data"))
+    return "tls.crt" in data or "tls.key" in data
+
+
 def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
     key = _key(body)
     data = _dict(body.get("data"))
@@ -356,9 +366,10 @@ def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
         return broken("needs at least one CERTIFICATE in tls.crt and one private key in tls.key")
     try:
         fingerprint = der_fingerprint(certs[0])
-    except (binascii.Error, ValueError):
+        names = tuple(certificate_names(certs[0]))
+    except (binascii.Error, ValueError, StateError):
         return broken("the certificate PEM is corrupt")
-    return TlsSecret(key, certs[0], tuple(certs[1:]), keys[0], fingerprint)
+    return TlsSecret(key, certs[0], tuple(certs[1:]), keys[0], fingerprint, names=names)
 
 
 @dataclass(slots=True)

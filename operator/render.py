@@ -8,9 +8,13 @@ Conflicts are settled by age: Ingresses are visited oldest first and the first c
 (host + path rule) or a TLS host wins; the later Ingress gets a problem. The one exception is
 the Ingress API's tie rule: an Exact path beats a Prefix path of the same length.
 
-Every route is served on the HTTP listener; on the HTTPS listener, the routes of hosts that
-have a certificate (an Ingress `tls` entry with a usable Secret). Plain HTTP to those hosts is
-redirected to HTTPS (308) unless the Ingress says otherwise.
+Every route is served on the HTTP and the HTTPS listener, as ingress-nginx serves every server
+on both ports. Hosts with a certificate (an Ingress `tls` entry with a usable Secret, see
+tls_hosts.py) get theirs by SNI, others the listener's default certificate; plain HTTP to the
+former is redirected to HTTPS (308) unless the Ingress says otherwise.
+
+The access annotations (source lists, rate limits, body size: access_annotations.py) go on
+every frontend of their Ingress, HTTP and HTTPS, redirecting ones included.
 
 An Ingress with an access restriction pysozu cannot enforce (`annotation_review`) fails closed:
 its routes are claimed as usual but go to a cluster of its own that never gets a backend, so
@@ -23,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ingress_operator import interned
+from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
 from ingress_operator.ingress_semantics import (
     ANY_HOST,
@@ -41,7 +46,6 @@ from ingress_operator.model import (
     Ingress,
     ObjectKey,
     Snapshot,
-    TlsSecret,
     der_fingerprint,
 )
 from ingress_operator.redirects import (
@@ -53,6 +57,7 @@ from ingress_operator.redirects import (
     redirect_cluster_id,
 )
 from ingress_operator.settings import RenderSettings
+from ingress_operator.tls_hosts import TlsHosts
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
@@ -111,6 +116,7 @@ class _Route:
     options: Options
     exact: bool  # rendered from an Exact path: wins a tie against a Prefix path
     app_root: str | None = None  # an nginx app-root redirect of `/`
+    access: Access | None = None  # source lists, rate limits, body size (None: none)
 
 
 @dataclass(slots=True)
@@ -125,8 +131,10 @@ class _Renderer:
     refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
     redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
     app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
-    tls_hosts: dict[str, tuple[str, Ingress]] = field(default_factory=dict)  # host -> fingerprint
-    certificates: dict[str, tuple[Ingress, TlsSecret, set[str]]] = field(default_factory=dict)
+    tls: TlsHosts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tls = TlsHosts(self.snapshot.secrets, self.problem)
 
     def problem(self, ingress: Ingress, reason: str, message: str) -> None:
         self.problems.append(Problem(ingress.key, reason, message))
@@ -141,10 +149,14 @@ class _Renderer:
             self.problem(ingress, "InvalidAnnotation", message)
         for notice in options.notices:
             self.problems.append(Problem(ingress.key, notice.reason, notice.message, notice.type))
+        access = None
         if options.refused:  # fail closed: every route of this Ingress goes nowhere
             refusing = refused_cluster_id(ingress.key)
             self.refusing[refusing] = ingress
-        self.add_tls(ingress)
+        else:
+            settings = self.settings
+            access = options.access.resolved(settings.limit_req_status, settings.proxy_body_size)
+        self.tls.add(ingress, _rule_hosts(ingress))
         for rule in ingress.rules:
             try:
                 host = normalize_host(rule.host)
@@ -160,21 +172,24 @@ class _Renderer:
                 if entry.backend is None:
                     continue
                 cluster = self.route_cluster(ingress, entry.backend, options)
+                exact = entry.path_type == EXACT
                 for path in rules:
-                    route = _Route(cluster, ingress, options, entry.path_type == EXACT)
+                    route = _Route(cluster, ingress, options, exact, None, access)
                     self.claim_route(host, path, route)
         if options.app_root is not None and not options.refused:
-            self.add_app_root(ingress, options, options.app_root)
+            self.add_app_root(ingress, options, options.app_root, access)
         if ingress.default_backend is not None:
             cluster = self.route_cluster(ingress, ingress.default_backend, options)
-            route = _Route(cluster, ingress, options, exact=False)
+            route = _Route(cluster, ingress, options, False, None, access)
             if self.default_route is None:
                 self.default_route = route
             elif self.default_route.cluster != cluster:
                 older = self.default_route.owner.key
                 self.problem(ingress, "Conflict", f"defaultBackend: older Ingress {older} wins")
 
-    def add_app_root(self, ingress: Ingress, options: Options, root: str) -> None:
+    def add_app_root(
+        self, ingress: Ingress, options: Options, root: str, access: Access | None
+    ) -> None:
         """`/` on each of the Ingress's hosts redirects to `root` (before its own `/` route)."""
         cid = app_root_cluster_id(ingress.key)
         for rule in ingress.rules:
@@ -187,7 +202,7 @@ class _Renderer:
                 self.problem(ingress, "InvalidAnnotation", message)
                 continue
             self.app_roots[cid] = ingress
-            route = _Route(cid, ingress, options, exact=True, app_root=root)
+            route = _Route(cid, ingress, options, exact=True, app_root=root, access=access)
             current = self.routes.get((host, PathRuleKind.EQUALS, "/"))
             if current is not None and current.owner is ingress:
                 self.routes[(host, PathRuleKind.EQUALS, "/")] = route
@@ -226,44 +241,8 @@ class _Renderer:
             self.problem(ingress, "Conflict", message)
         return cid
 
-    def add_tls(self, ingress: Ingress) -> None:
-        """Register the Ingress's certificates and claim the hosts they secure."""
-        for entry in ingress.tls:
-            if not entry.secret_name:
-                continue
-            secret = self.snapshot.secrets.get(ObjectKey(ingress.key.namespace, entry.secret_name))
-            if secret is None or secret.problem:
-                found = secret.problem if secret else None
-                message = (
-                    found or f"TLS secret {ingress.key.namespace}/{entry.secret_name} not found"
-                )
-                self.problem(ingress, "InvalidTLS", message)
-                continue
-            claimed = set()
-            for raw in entry.hosts:
-                try:
-                    host = normalize_host(raw)
-                except SemanticError as error:
-                    self.problem(ingress, "InvalidHost", str(error))
-                    continue
-                holder = self.tls_hosts.setdefault(host, (secret.fingerprint, ingress))
-                if holder[0] != secret.fingerprint:
-                    message = f"TLS host {host}: older Ingress {holder[1].key} sets its certificate"
-                    self.problem(ingress, "Conflict", message)
-                    continue
-                claimed.add(host)
-            # No hosts: the certificate serves the names it holds. Hosts all lost: serve nothing
-            # (an unnamed certificate would compete with the winner's for the same names).
-            if claimed or not entry.hosts:
-                entry_names: tuple[Ingress, TlsSecret, set[str]] = (ingress, secret, set())
-                self.certificates.setdefault(secret.fingerprint, entry_names)[2].update(claimed)
-
     def secured(self, host: str) -> bool:
-        """A host with a certificate (its own, or its single-label wildcard's)."""
-        if host in self.tls_hosts:
-            return True
-        _, dot, parent = host.partition(".")
-        return bool(dot) and not host.startswith("*.") and f"*.{parent}" in self.tls_hosts
+        return self.tls.secured(host)
 
     def redirects(self, host: str, route: _Route) -> bool:
         """HTTP -> HTTPS (308) for hosts with a certificate, unless the Ingress opts out."""
@@ -277,7 +256,7 @@ class _Renderer:
         answers = {}
         for (host, _, _), route in self.routes.items():
             if route.cluster == cid and route.app_root is not None:
-                for scheme in ("http", "https") if self.secured(host) else ("http",):
+                for scheme in ("http", "https"):
                     answer = app_root_answer(scheme, host, route.app_root)
                     answers[app_root_template(scheme, host)] = answer
         return Cluster(cluster_id=cid, answers=answers)
@@ -370,8 +349,8 @@ class _Renderer:
                     default.options.force_ssl_redirect,
                 )
             )
-        for fingerprint in sorted(self.certificates):
-            _, secret, names = self.certificates[fingerprint]
+        for fingerprint in sorted(self.tls.certificates):
+            _, secret, names = self.tls.certificates[fingerprint]
             certificate = CertificateAndKey(
                 certificate=secret.certificate,
                 certificate_chain=list(secret.chain),
@@ -380,10 +359,12 @@ class _Renderer:
             )
             add = AddCertificate(address=https, certificate=certificate)
             out.append(interned.encoded(Request.of(add_certificate=add)))
-        # HTTPS serves the hosts that have a certificate (TLS never applies to hostless rules).
+        # HTTPS serves every route, as ingress-nginx does: a host without a certificate of
+        # its own (a hostless rule, the defaultBackend) gets the listener's default one.
         for host, kind, value, route in fronts:
-            if self.secured(host):
-                out.append(_front_of("add_https_frontend", https, host, kind, value, route, False))
+            out.append(_front_of("add_https_frontend", https, host, kind, value, route, False))
+        if default is not None:
+            out.append(_front_of("add_https_frontend", https, ANY_HOST, None, "", default, False))
         for cid in cluster_ids:
             if cid in self.clusters:  # a refusing cluster never gets a backend
                 owner, ref, _ = self.clusters[cid]
@@ -422,7 +403,20 @@ def _front_of(
         route.options.required_auth and answer is None,
         answer,
         route.options.upstream_vhost if forwards else None,
+        route.access,
     )
+
+
+def _rule_hosts(ingress: Ingress) -> list[str]:
+    """The Ingress's named rule hosts, normalised (bad ones are reported with their rule)."""
+    hosts = []
+    for rule in ingress.rules:
+        if rule.host:
+            try:
+                hosts.append(normalize_host(rule.host))
+            except SemanticError:
+                continue
+    return hosts
 
 
 def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
@@ -443,5 +437,7 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
         refused=frozenset(owner.key for owner in renderer.refusing.values()),
         problems=renderer.problems,
         cluster_owner=cluster_owner,
-        certificate_owner={fp: owner.key for fp, (owner, _, _) in renderer.certificates.items()},
+        certificate_owner={
+            fp: owner.key for fp, (owner, _, _) in renderer.tls.certificates.items()
+        },
     )

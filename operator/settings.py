@@ -25,6 +25,8 @@ class RenderSettings:
     ingress_class: str = DEFAULT_INGRESS_CLASS
     watch_ingress_without_class: bool = False
     nginx_annotations: bool = False
+    limit_req_status: int = 503  # ingress-nginx's limit-req-status-code (429 or 503 here)
+    proxy_body_size: int = 0  # bytes, for routes without proxy-body-size; 0: no limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,15 @@ class Backend:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_POST(self) -> None:  # the body is read and its size answered
+                size = len(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                outer.hits += 1
+                body = f"{outer.name} {self.path} {size}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *args: Any) -> None:
                 pass
 

@@ -50,15 +50,17 @@ def start(world: World, *flags: str) -> None:
 
 
 @pytest.mark.parametrize("flags", [(), ("--nginx-annotations",)], ids=["nginx-off", "nginx-on"])
-def test_a_source_range_fails_closed_until_it_is_removed(world: World, flags: tuple[str]) -> None:
+def test_a_connection_limit_fails_closed_until_it_is_removed(
+    world: World, flags: tuple[str]
+) -> None:
     app = world.backend("127.0.0.2", "app-0")
     start(world, *flags)
-    key = NGINX + "whitelist-source-range"
+    key = NGINX + "limit-connections"  # not enforced: per worker and 429 in the dataplane
     world.apply(
         service("app"),
         endpoint_slice("app", ["127.0.0.2"], world.backend_port),
         ingress("open", "open.example", "app"),
-        ingress("closed", "closed.example", "app", annotations={key: "10.0.0.0/8"}),
+        ingress("closed", "closed.example", "app", annotations={key: "10"}),
     )
     wait_for("the open route", lambda: world.get("open.example")[0] == 200)
     hits = app.hits

@@ -20,8 +20,9 @@ from dataplane.command.statefile import read_state_file
 
 INGRESSES = 1000
 PATHS = ("/", "/api", "/static")
-# One Prefix path is 2 dataplane rules ("/" is 1), on the HTTP listener (no TLS here).
-FRONTENDS = INGRESSES * (1 + 2 * (len(PATHS) - 1))
+# One Prefix path is 2 dataplane rules ("/" is 1), on the HTTP and the HTTPS listener (every
+# route answers on both, as in ingress-nginx; no TLS here: the default certificate).
+FRONTENDS = 2 * INGRESSES * (1 + 2 * (len(PATHS) - 1))
 FULL_STATE_SECONDS = 30
 ONE_CHANGE_SECONDS = 1.0
 MAX_OPERATOR_RSS_MIB = 400

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ingress_operator.access_annotations import ACCESS_NAMES
 from ingress_operator.annotation_review import NOT_ENFORCED, RESTRICTING_NGINX
 from ingress_operator.events import EventRecorder
 from ingress_operator.ingress_semantics import is_ingress_cluster_id, refused_cluster_id
@@ -39,15 +40,17 @@ RESTRICTING = [
     *(NGINX + name for name in sorted(RESTRICTING_NGINX)),
     NGINX + "limit-something-new",  # a key added after this list: its name says "limit"
     NGINX + "auth-tls-future",
-    "pysozu.io/whitelist-source-range",
+    "pysozu.io/blocklist-source-range",
     "pysozu.io/auth-type",
-    "pysozu.io/limit-rps",
+    "pysozu.io/limit-connections",
 ]
 
 
 @pytest.mark.parametrize("settings", [ON, OFF], ids=["nginx-on", "nginx-off"])
 @pytest.mark.parametrize("key", RESTRICTING)
 def test_restrictions_pysozu_cannot_enforce_fail_closed(key: str, settings: RenderSettings) -> None:
+    if settings is ON and key.removeprefix(NGINX) in ACCESS_NAMES:
+        return  # enforced: tests/unit/test_operator_access.py
     rendered = go(ingress("web", [WEB], annotations={key: "10.0.0.0/8"}), settings=settings)
     assert answer(rendered, HTTP, "web.example", "/") == REFUSED
     assert cluster_ids(rendered) == [REFUSED]  # the Service's cluster is not even created
@@ -87,7 +90,7 @@ def test_a_refused_ingress_keeps_its_routes_and_its_tls_redirect() -> None:
 
 
 def test_an_older_refused_ingress_keeps_its_routes_closed_and_a_newer_one_touches_nothing() -> None:
-    closed = ingress("web", [WEB], annotations={NGINX + "whitelist-source-range": "10.0.0.0/8"})
+    closed = ingress("web", [WEB], annotations={NGINX + "limit-connections": "10"})
     newer = ingress("later", [WEB], created="2026-02-01T00:00:00Z")
     rendered = go(closed, newer, settings=ON)
     assert answer(rendered, HTTP, "web.example", "/") == REFUSED
@@ -101,7 +104,7 @@ def test_an_older_refused_ingress_keeps_its_routes_closed_and_a_newer_one_touche
 
 def test_the_refused_cluster_is_owned_and_accepted_by_the_dataplane_state() -> None:
     assert is_ingress_cluster_id(refused_cluster_id(ObjectKey("default", "web")))
-    body = ingress("web", [WEB], annotations={NGINX + "limit-rps": "5"})
+    body = ingress("web", [WEB], annotations={NGINX + "limit-connections": "5"})
     state = state_of(go(body, settings=ON))
     assert REFUSED in state.clusters
     fixed = state_of(go(ingress("web", [WEB]), settings=ON))
@@ -200,7 +203,7 @@ def publish(bodies: list[dict[str, Any]]) -> dict[ObjectKey, tuple[Any, ...]]:
 
 
 def test_status_says_why_a_refused_ingress_is_not_served() -> None:
-    closed = ingress("web", [WEB], annotations={NGINX + "limit-rps": "5"})
+    closed = ingress("web", [WEB], annotations={NGINX + "limit-connections": "5"})
     ours = (("ip", "192.0.2.10"),)
     assert publish([closed]) == {ObjectKey("default", "web"): (ours, REFUSED_ERROR, (8080, 8443))}
     assert REFUSED_ERROR == "pysozu.io/AnnotationNotEnforced"
@@ -234,6 +237,30 @@ def test_events_keep_their_type() -> None:
 
     asyncio.run(scenario())
     assert api.events == [("Normal", "NoMeaningHere"), ("Warning", "X")]
+
+
+def test_a_normal_event_is_posted_once_per_change_not_per_reconcile_or_hour() -> None:
+    api = FakeApi()
+    key = ObjectKey("d", "i")
+    info, warning = Problem(key, "NoMeaningHere", "m", "Normal"), Problem(key, "X", "m")
+
+    async def scenario() -> None:
+        recorder = EventRecorder(api, "test", repeat_after=0.0)  # type: ignore[arg-type]
+        recorder.start()
+        for problems in ([info, warning], [info, warning], [info], [], [info]):
+            recorder.record(problems, {})  # one reconcile each; an hour passes each time
+            for _ in range(5):
+                await asyncio.sleep(0)
+        await recorder.stop()
+
+    asyncio.run(scenario())
+    # The Warning repeats after repeat_after; the Normal one only when it came back.
+    assert api.events == [
+        ("Normal", "NoMeaningHere"),
+        ("Warning", "X"),
+        ("Warning", "X"),
+        ("Normal", "NoMeaningHere"),
+    ]
 
 
 # -- basic auth the dataplane enforces (sozu's authorized_hashes) -----------------------------

@@ -160,7 +160,8 @@ BASE = ("classes.yaml", "services.yaml", "secrets.yaml")
 def test_default_backend_takes_every_request(host: str, path: str) -> None:
     rendered = render(load(*BASE, "default_backend.yaml"), SETTINGS)
     assert answer(rendered, HTTP, host, path) == "default/echo-service:80"
-    assert answer(rendered, HTTPS, host, path) == NOT_FOUND  # TLS never applies to it
+    # On HTTPS too, with the listener's default certificate (ingress-nginx's default server).
+    assert answer(rendered, HTTPS, host, path) == "default/echo-service:80"
     assert ObjectKey("default", "default-backend") in rendered.served  # status gets an address
     assert backends(rendered, "default/echo-service:80") == ["10.1.1.1:3000"]
 
@@ -174,7 +175,12 @@ HOST_RULES = [
     ("no match for subdomain.bar.com", HTTPS, "subdomain.bar.com", NOT_FOUND),
     ("no match for subdomain.bar.com (http)", HTTP, "subdomain.bar.com", NOT_FOUND),
     ("wildcard bar.foo.com", HTTP, "bar.foo.com", "default/wildcard-foo-com:http"),
-    ("no certificate for *.foo.com: not on HTTPS", HTTPS, "bar.foo.com", NOT_FOUND),
+    (
+        "no certificate for *.foo.com: the default one",
+        HTTPS,
+        "bar.foo.com",
+        "default/wildcard-foo-com:http",
+    ),
     ("wildcard is one label: baz.bar.foo.com", HTTP, "baz.bar.foo.com", NOT_FOUND),
     ("wildcard needs a label: foo.com", HTTP, "foo.com", NOT_FOUND),
     ("Host header port is ignored", HTTPS, "foo.bar.com:8443", "default/foo-bar-com:http"),

@@ -11,7 +11,7 @@ from ingress_operator.model import ObjectKey
 from ingress_operator.redirects import TEMPLATE, redirect_cluster_id
 from ingress_operator.render import Rendered
 from ingress_operator.settings import RenderSettings
-from test_operator_conformance import backends
+from test_operator_conformance import HTTP, backends
 from test_operator_render import TLS_RULE, WEB, go, ingress, rule, state_of
 
 from dataplane.command.messages import RedirectPolicy
@@ -108,7 +108,7 @@ def test_without_the_flag_nothing_redirects() -> None:
 
 
 def test_fail_closed_wins_over_a_redirect() -> None:
-    annotations = {NGINX + "permanent-redirect": URL, NGINX + "limit-rps": "1"}
+    annotations = {NGINX + "permanent-redirect": URL, NGINX + "limit-connections": "1"}
     rendered = go(ingress("web", [WEB], annotations=annotations), settings=ON)
     assert {(f.cluster_id, f.redirect) for f in fronts(rendered)} == {
         ("default/web:-refused", None)
@@ -172,12 +172,14 @@ def test_app_root_redirects_exactly_slash_on_every_host_and_scheme() -> None:
         "app-root http://foo.bar.com": (302, "http://foo.bar.com/app/"),
         "app-root https://foo.bar.com": (302, "https://foo.bar.com/app/"),
         "app-root http://web.example": (302, "http://web.example/app/"),
+        "app-root https://web.example": (302, "https://web.example/app/"),
     }
     slash = [f for f in fronts(rendered) if f.path.value == "/" and f.path.kind.name == "EQUALS"]
     assert sorted((f.hostname, f.redirect_template, f.redirect) for f in slash) == [
         ("foo.bar.com", "app-root http://foo.bar.com", RedirectPolicy.FOUND),  # before the 308
         ("foo.bar.com", "app-root https://foo.bar.com", RedirectPolicy.FOUND),
         ("web.example", "app-root http://web.example", RedirectPolicy.FOUND),
+        ("web.example", "app-root https://web.example", RedirectPolicy.FOUND),
     ]
     # Deeper paths still reach the Service.
     others = {f.cluster_id for f in fronts(rendered) if f.path.kind.name != "EQUALS"}
@@ -189,7 +191,8 @@ def test_app_root_wins_over_the_ingress_own_exact_slash_and_its_redirect() -> No
     annotations = {NGINX + "app-root": "/app", NGINX + "permanent-redirect": URL}
     rendered = go(ingress("web", rules, annotations=annotations), settings=ON)
     assert rendered.problems == []
-    by_path = {(f.path.kind.name, f.path.value): f for f in fronts(rendered)}
+    http = [f for f in fronts(rendered) if f.address == HTTP]
+    by_path = {(f.path.kind.name, f.path.value): f for f in http}
     assert by_path[("EQUALS", "/")].redirect_template == "app-root http://web.example"
     assert by_path[("PREFIX", "/x/")].redirect_template == TEMPLATE
 
@@ -218,6 +221,6 @@ def test_app_root_that_cannot_be_honoured_is_reported(
 
 
 def test_app_root_of_a_refused_ingress_is_not_rendered() -> None:
-    annotations = {NGINX + "app-root": "/app", NGINX + "limit-rps": "1"}
+    annotations = {NGINX + "app-root": "/app", NGINX + "limit-connections": "1"}
     rendered = go(ingress("web", [WEB], annotations=annotations), settings=ON)
     assert {f.cluster_id for f in fronts(rendered)} == {"default/web:-refused"}

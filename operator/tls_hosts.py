@@ -1,0 +1,91 @@
+"""Which certificate secures which host: the Ingresses' `tls` entries, settled by age.
+
+An entry with `hosts` claims those hosts for its Secret's certificate (the oldest Ingress's
+claim on a host wins; a later one gets a `Conflict`). An entry without `hosts` is what
+ingress-nginx does with it (`extractTLSSecretName`): it secures the Ingress's own rule hosts
+that its certificate covers (its SAN DNS names, else its CN; a `*.` name covers one label). One
+that covers none of them is reported and not loaded: ingress-nginx uses it for nothing either.
+
+A secured host's routes redirect plain HTTP to HTTPS by default (render.py). Every route is
+served on HTTPS whether or not its host is secured: a client that asks for a host without a
+certificate gets the listener's default one, as ingress-nginx serves its default certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ingress_operator.ingress_semantics import SemanticError, normalize_host
+from ingress_operator.model import Ingress, ObjectKey, TlsSecret
+
+
+def covers(name: str, host: str) -> bool:
+    """Does a certificate name cover a rule host (RFC 6125: `*.` stands for one label)?"""
+    name = name.lower().rstrip(".")
+    if name == host:
+        return True
+    if not name.startswith("*.") or host.startswith("*."):
+        return False
+    label, dot, parent = host.partition(".")
+    return bool(dot and label) and parent == name[2:]
+
+
+@dataclass(slots=True)
+class TlsHosts:
+    secrets: dict[ObjectKey, TlsSecret]
+    report: Callable[[Ingress, str, str], None]  # (ingress, reason, message)
+    hosts: dict[str, tuple[str, Ingress]] = field(default_factory=dict)  # host -> fingerprint
+    certificates: dict[str, tuple[Ingress, TlsSecret, set[str]]] = field(default_factory=dict)
+
+    def add(self, ingress: Ingress, rule_hosts: Iterable[str]) -> None:
+        """Register the Ingress's certificates and claim the hosts they secure."""
+        for entry in ingress.tls:
+            if not entry.secret_name:
+                continue
+            secret = self.secrets.get(ObjectKey(ingress.key.namespace, entry.secret_name))
+            if secret is None or secret.problem:
+                found = secret.problem if secret else None
+                message = found or (
+                    f"TLS secret {ingress.key.namespace}/{entry.secret_name} not found (or it "
+                    "has neither tls.crt nor tls.key)"
+                )
+                self.report(ingress, "InvalidTLS", message)
+                continue
+            hosts: Iterable[str] = entry.hosts
+            if not entry.hosts:
+                hosts = sorted(h for h in rule_hosts if any(covers(n, h) for n in secret.names))
+                if not hosts:
+                    names = ", ".join(secret.names) or "none"
+                    message = (
+                        f"TLS secret {secret.key}: a tls entry without hosts secures the rule "
+                        f"hosts its certificate covers, and it covers none (its names: {names}); "
+                        "not used"
+                    )
+                    self.report(ingress, "InvalidTLS", message)
+                    continue
+            claimed = set()
+            for raw in hosts:
+                try:
+                    host = normalize_host(raw)
+                except SemanticError as error:
+                    self.report(ingress, "InvalidHost", str(error))
+                    continue
+                holder = self.hosts.setdefault(host, (secret.fingerprint, ingress))
+                if holder[0] != secret.fingerprint:
+                    message = f"TLS host {host}: older Ingress {holder[1].key} sets its certificate"
+                    self.report(ingress, "Conflict", message)
+                    continue
+                claimed.add(host)
+            # Hosts all lost: serve nothing (an unnamed certificate would compete with the
+            # winner's for the same names).
+            if claimed:
+                entry_names: tuple[Ingress, TlsSecret, set[str]] = (ingress, secret, set())
+                self.certificates.setdefault(secret.fingerprint, entry_names)[2].update(claimed)
+
+    def secured(self, host: str) -> bool:
+        """A host with a certificate (its own, or its single-label wildcard's)."""
+        if host in self.hosts:
+            return True
+        _, dot, parent = host.partition(".")
+        return bool(dot) and not host.startswith("*.") and f"*.{parent}" in self.hosts
