@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-NO_H2 = "pysozu does not serve HTTP/2 yet (the value is kept for when it does)"
+NO_SHRINK = "it sizes sozu's stream slab; a pysozu stream is freed when it closes"
 NO_H2C = "pysozu speaks HTTP/1.1 to backends (h2c is not implemented yet)"
 CERTIFICATE_VERSIONS = "the listener's TLS versions apply to every certificate"
 CLUSTER_EXPECT_PROXY = (
@@ -26,13 +26,8 @@ TOP_LOOKS = {
 def unserved_flags(args: argparse.Namespace) -> list[str]:
     """One `--flag: reason` line per flag of `args` that pysozu accepts but does not act on."""
     found = []
-    for dest, value in sorted(vars(args).items()):
-        if (
-            dest.startswith("h2_")
-            and dest not in ("h2_enabled", "h2_command")
-            and value is not None
-        ):
-            found.append(f"--{dest.replace('_', '-')}: {NO_H2}")
+    if getattr(args, "h2_stream_shrink_ratio", None) is not None:
+        found.append(f"--h2-stream-shrink-ratio: {NO_SHRINK}")
     command = getattr(args, "command", None)
     if command == "cluster" and getattr(args, "http2", False):
         found.append(f"--http2: {NO_H2C}")

@@ -85,7 +85,7 @@ COMMON_KEYS = {
     "back_timeout",
 }
 LISTENER_KEYS = frozenset({*COMMON_KEYS, *PROTOCOL_SPECIFIC_KEYS})
-NO_H2 = "pysozu does not serve HTTP/2 yet (the value is kept for when it does)"
+NO_SHRINK = "it sizes sozu's stream slab; a pysozu stream is freed when it closes"
 NO_GROUPS = "Python's ssl module cannot choose key exchange groups: OpenSSL's defaults apply"
 TLS_VERSION_ALIASES = {
     "TLS_V10": TlsVersion.TLS_V1_0,
@@ -280,8 +280,8 @@ def _http_fields(table: Table, defaults: Defaults) -> dict[str, Any]:
     for key in H2_KEYS:
         low = 0 if key == "h2_graceful_shutdown_deadline_seconds" else 1
         fields[key] = table.integer(key, low=low)
-        if table.has(key):
-            table.warn(key, f"accepted but ignored: {NO_H2}")
+        if table.has(key) and key == "h2_stream_shrink_ratio":
+            table.warn(key, f"accepted but ignored: {NO_SHRINK}")
     return fields
 
 
@@ -302,8 +302,6 @@ def _tls_fields(table: Table) -> dict[str, Any]:
     for value in alpn:
         if value not in DEFAULT_ALPN:
             table.error("alpn_protocols", f"{value!r} is not one of h2, http/1.1")
-    if table.has("alpn_protocols") and "h2" in alpn:
-        table.warn("alpn_protocols", f"h2 is not offered: {NO_H2}")
     if table.has("groups_list"):
         table.warn("groups_list", f"accepted but ignored: {NO_GROUPS}")
     disable_http11 = table.flag("disable_http11")

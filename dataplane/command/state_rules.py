@@ -226,10 +226,11 @@ def check_h2_knobs(
 
 
 def check_http11_offered(where: str, listener: HttpsListenerConfig) -> None:
-    """Until the HTTP/2 engine lands, an HTTPS listener must offer http/1.1 (ALPN)."""
-    alpn = listener.alpn_protocols
-    if listener.disable_http11 or (alpn and "http/1.1" not in alpn):
-        raise StateError(f"{where}: only h2 would be offered, and HTTP/2 is not served yet")
+    """An HTTPS listener offers at least one protocol by ALPN (h2 or http/1.1)."""
+    alpn = listener.alpn_protocols or ["h2", "http/1.1"]
+    offered = [name for name in alpn if name != "http/1.1" or not listener.disable_http11]
+    if not offered:
+        raise StateError(f"{where}: disable_http11 leaves no ALPN protocol to offer")
 
 
 def check_alpn(where: str, values: list[str]) -> None:

@@ -23,6 +23,7 @@ from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.forwarding import ConnectionContext, TrustedProxies
 from dataplane.proxy.http1.head import RequestHead, RequestParser
 from dataplane.proxy.http1.request_path import route_path
+from dataplane.proxy.http2.limits import H2Limits
 from dataplane.proxy.proxy_protocol.header import ProxiedPeer
 from dataplane.proxy.routing.policy import has_policy
 from dataplane.proxy.routing.router import Route, Router, normalize_host
@@ -74,6 +75,7 @@ class HttpListener:
 
     def configure(self, config: HttpListenerConfig) -> None:
         self.config = config
+        self.h2_limits = H2Limits.from_listener(config)  # for its HTTP/2 connections
         self.front_timeout = float(config.front_timeout)
         self.back_timeout = float(config.back_timeout)
         self.connect_timeout = float(config.connect_timeout)

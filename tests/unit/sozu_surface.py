@@ -163,6 +163,8 @@ METRICS: dict[str, Proof] = {
 }
 
 # 4.2 listener keys: (protocol of the listener the walk writes, proof)
+H2_LIMITS = "tests/unit/test_http2_front.py::test_every_h2_listener_key_reaches_the_limits"
+H2 = "tests/integration/test_http2.py::"
 H2_LISTENER_KEYS = (
     "h2_max_rst_stream_per_window",
     "h2_max_ping_per_window",
@@ -238,7 +240,10 @@ LISTENER: dict[str, tuple[str, Proof]] = {
     ),
     "elide_x_real_ip": ("http", Tested(I + "test_http_headers.py::test_x_real_ip_options")),
     "send_x_real_ip": ("http", Tested(I + "test_http_headers.py::test_x_real_ip_options")),
-    **{key: ("http", Warned(7)) for key in H2_LISTENER_KEYS},
+    **{
+        key: ("http", Tested(H2_LIMITS) if key != "h2_stream_shrink_ratio" else Warned(7))
+        for key in H2_LISTENER_KEYS
+    },
     "tls_versions": ("https", Tested(SNI + "test_listener_tls_versions")),
     "cipher_list": ("https", Tested(SNI + "test_cipher_list_restricts_tls12_suites")),
     "cipher_suites": (
@@ -262,12 +267,12 @@ LISTENER: dict[str, tuple[str, Proof]] = {
         "https",
         Tested(U + "test_tls_store.py::test_disable_http11_offers_h2_only_and_tickets"),
     ),
-    "alpn_protocols": ("https", Warned(["h2", "http/1.1"])),
+    "alpn_protocols": ("https", Tested(H2 + "test_alpn_order_and_disable_http11_reach_clients")),
     "strict_sni_binding": ("https", Tested(SNI + "test_strict_sni_binding_can_be_turned_off")),
     "disable_http11": (
         "https",
         Tested(
-            U + "test_tls_transport_listener.py::test_alpn_offers_http11_only_and_refuses_h2_alone"
+            U + "test_tls_transport_listener.py::test_alpn_offers_the_listeners_protocols_in_order"
         ),
     ),
     "hsts": (
@@ -417,7 +422,12 @@ _UDP_FLAGS: dict[str, Proof] = {
         "--max-flows",
     )
 }
-_H2_FLAGS = {"--" + key.replace("_", "-"): Warned(7) for key in H2_LISTENER_KEYS}
+_H2_FLAGS = {
+    "--" + key.replace("_", "-"): Tested(H2_LIMITS)
+    if key != "h2_stream_shrink_ratio"
+    else Warned(7)
+    for key in H2_LISTENER_KEYS
+}
 _ANSWER_FLAGS = {
     f"--answer-{code}": Tested(_LISTENER_UPDATE) for code in ANSWER_CODES if code != 400
 }

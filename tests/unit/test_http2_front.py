@@ -277,3 +277,21 @@ def test_bytes_in_any_split(split: int) -> None:
     for start in range(0, len(data), split):
         events += client.send(data[start : start + split])
     assert [type(event) for event in events] == [RequestHead, Body]
+
+
+def test_every_h2_listener_key_reaches_the_limits() -> None:
+    """Each `h2_*` listener key (TOML, CLI flag, message field) sets its limit; the
+    behaviour each limit bounds is tested in test_http2_security.py."""
+    address = SocketAddress.parse("127.0.0.1:8080")
+    for name in HttpListenerConfig.__struct_fields__:
+        if not name.startswith("h2_") or name == "h2_stream_shrink_ratio":
+            continue
+        limit = name.removeprefix("h2_")
+        limit = {
+            "stream_idle_timeout_seconds": "stream_idle_timeout",
+            "graceful_shutdown_deadline_seconds": "graceful_shutdown_deadline",
+        }.get(limit, limit)
+        value = 70_001 if limit == "initial_connection_window" else 77
+        limits = H2Limits.from_listener(HttpListenerConfig(address=address, **{name: value}))
+        assert getattr(limits, limit) == value, name
+        assert getattr(H2Limits(), limit) != value, name  # not the default by chance

@@ -12,6 +12,7 @@ import trustme
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
     AddCertificate,
+    AlpnProtocols,
     CertificateAndKey,
     HstsConfig,
     HttpsListenerConfig,
@@ -48,16 +49,16 @@ def listener(**options: object) -> HttpsListener:
     return found
 
 
-def test_alpn_offers_http11_only_and_refuses_h2_alone() -> None:
-    assert served_alpn(HttpsListenerConfig(address=ADDRESS)) == ["http/1.1"]
-    both = HttpsListenerConfig(address=ADDRESS, alpn_protocols=["h2", "http/1.1"])
-    assert served_alpn(both) == ["http/1.1"]
-    for refused in (
-        HttpsListenerConfig(address=ADDRESS, alpn_protocols=["h2"]),
-        HttpsListenerConfig(address=ADDRESS, disable_http11=True),
-    ):
-        with pytest.raises(TlsError, match="HTTP/2 is not served yet"):
-            served_alpn(refused)
+def test_alpn_offers_the_listeners_protocols_in_order() -> None:
+    assert served_alpn(HttpsListenerConfig(address=ADDRESS)) == ["h2", "http/1.1"]
+    h11_first = HttpsListenerConfig(address=ADDRESS, alpn_protocols=["http/1.1", "h2"])
+    assert served_alpn(h11_first) == ["http/1.1", "h2"]
+    assert served_alpn(HttpsListenerConfig(address=ADDRESS, alpn_protocols=["h2"])) == ["h2"]
+    h2_only = HttpsListenerConfig(address=ADDRESS, disable_http11=True)
+    assert served_alpn(h2_only) == ["h2"]
+    nothing = HttpsListenerConfig(address=ADDRESS, alpn_protocols=["http/1.1"], disable_http11=True)
+    with pytest.raises(TlsError, match="no ALPN protocol"):
+        served_alpn(nothing)
 
 
 def test_hsts_values() -> None:
@@ -183,13 +184,13 @@ def test_main_state_refuses_what_a_worker_would_not_serve() -> None:
     assert len(state.certificates[ADDRESS]) == 1
 
 
-def test_main_state_refuses_a_listener_offering_h2_alone() -> None:
+def test_main_state_accepts_h2_alone_and_refuses_no_protocol() -> None:
     state = ConfigState()
     h2_only = HttpsListenerConfig(address=ADDRESS, alpn_protocols=["h2"])
-    with pytest.raises(StateError, match="HTTP/2 is not served yet"):
-        state.dispatch(Request.of(add_https_listener=h2_only))
-    state.dispatch(Request.of(add_https_listener=HttpsListenerConfig(address=ADDRESS)))
-    patch = UpdateHttpsListenerConfig(address=ADDRESS, disable_http11=True)
-    with pytest.raises(StateError, match="HTTP/2 is not served yet"):
+    state.dispatch(Request.of(add_https_listener=h2_only))
+    patch = UpdateHttpsListenerConfig(
+        address=ADDRESS, alpn_protocols=AlpnProtocols(values=["http/1.1"]), disable_http11=True
+    )
+    with pytest.raises(StateError, match="no ALPN protocol"):
         state.dispatch(Request.of(update_https_listener=patch))
-    assert not state.https_listeners[ADDRESS].disable_http11
+    assert state.https_listeners[ADDRESS].alpn_protocols == ["h2"]

@@ -85,6 +85,7 @@ class ConnectionContext:
         "forwarded_element",
         "forwarded_line",
         "id_header",
+        "id_name",
         "peer_ip",
         "real_ip",
         "trusted",
@@ -118,6 +119,7 @@ class ConnectionContext:
         self.real_ip = b"\r\nX-Real-IP: " + self.peer_ip if send_real_ip else b""
         self.elide_real_ip = elide_real_ip
         self.id_header = b"\r\n" + id_header.encode("ascii") + b": "
+        self.id_name = id_header.lower().encode("ascii")  # as an HTTP/2 field name
         self.absent_all = self.xff_line + self.forwarded_line + self.real_ip + self.x_port
         self.absent_all += self.x_proto
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
     from dataplane.proxy.http1.forwarding import RequestIds
     from dataplane.proxy.http1.head import ResponseParser
+    from dataplane.proxy.http2.counters import H2Counters
     from dataplane.proxy.mux.backend_pool import BackendPool
     from dataplane.proxy.mux.session_fields import SessionFields
     from dataplane.proxy.observability.access_log_format import AccessRecord, Fixed
@@ -100,6 +101,7 @@ class Observability(Protocol):
     """Where figures, finished requests and events go."""
 
     counters: Counters
+    h2_counters: H2Counters  # what the HTTP/2 connections refused or did (http2/counters.py)
     metrics: MetricsRegistry
     metrics_enabled: bool
     proxy_protocol: ProxyProtocolFigures

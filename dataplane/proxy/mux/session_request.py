@@ -201,7 +201,7 @@ class RequestSide(SessionFields):
                 return
             self.host_raw, self.host = request.host, host
         decision = route_request(listener, request, self.host, self._client_ip, loop.now)
-        if type(decision) is Refusal:
+        if isinstance(decision, Refusal):
             self.routed = decision.cluster
             self._answer(
                 decision.status,

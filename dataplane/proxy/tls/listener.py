@@ -37,6 +37,7 @@ from dataplane.command.responses import (
 )
 from dataplane.command.state import frontend_key
 from dataplane.proxy.listener import HttpListener
+from dataplane.proxy.mux.h2_session import H2Session
 from dataplane.proxy.mux.session_fields import EPOLLIN
 from dataplane.proxy.proxy_protocol.accept import accept_proxied
 from dataplane.proxy.tls.policy import SniBinding, served_alpn
@@ -174,7 +175,10 @@ class HttpsListener(HttpListener):
 
         return on_server_name
 
-    def open_session(self, loop: Host, tls: TlsSocket, peer: tuple[str, int]) -> HttpsSession:
+    def open_session(
+        self, loop: Host, tls: TlsSocket, peer: tuple[str, int]
+    ) -> HttpsSession | H2Session:
+        """The session of an established connection: HTTP/2 when ALPN chose `h2`."""
         binding = None
         if self.strict_sni:
             served = tls.served or self.certificates.default
@@ -187,6 +191,8 @@ class HttpsListener(HttpListener):
                         served, self._override_names(served.fingerprint)
                     )
                 binding = SniBinding(names, None)
+        if tls.selected_alpn_protocol() == "h2":
+            return H2Session(loop, self, TlsStream(tls), peer, binding)
         return HttpsSession(loop, self, TlsStream(tls), peer, binding)
 
     def _override_names(self, fingerprint: str) -> tuple[str, ...]:

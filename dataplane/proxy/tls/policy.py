@@ -1,8 +1,9 @@
 """The rules of an HTTPS listener that need no socket: which ALPN protocols are offered,
 strict SNI binding (421).
 
-ALPN: only `http/1.1` is advertised until the HTTP/2 engine exists; `h2` in the configuration
-is dropped with a warning, and a listener that would be left with `h2` only is refused.
+ALPN: the listener's `alpn_protocols` in its order (sozu's default: `h2`, then `http/1.1`);
+`disable_http11` takes `http/1.1` out. A connection that negotiates `h2` speaks HTTP/2
+(mux/h2_session.py); one that negotiates nothing speaks HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ from dataplane.proxy.tls.store import TlsError, name_matches
 log = logging.getLogger("dataplane.worker")
 
 HTTP11 = "http/1.1"
+SERVED = ("h2", HTTP11)
 
 
 def served_alpn(config: HttpsListenerConfig) -> list[str]:
-    """The ALPN list actually advertised: `http/1.1` only (TlsError if that is excluded)."""
-    wanted = config.alpn_protocols or ["h2", HTTP11]
-    if config.disable_http11 or HTTP11 not in wanted:
-        raise TlsError(
-            f"listener {config.address}: only h2 would be offered, and HTTP/2 is not served yet"
-        )
-    if "h2" in config.alpn_protocols:
-        log.warning("listener %s: h2 is not served yet; ALPN offers http/1.1", config.address)
-    return [HTTP11]
+    """The ALPN list advertised (TlsError when nothing pysozu speaks would be left)."""
+    wanted = config.alpn_protocols or list(SERVED)
+    offered = [name for name in wanted if name in SERVED]
+    if config.disable_http11:
+        offered = [name for name in offered if name != HTTP11]
+    unknown = [name for name in wanted if name not in SERVED]
+    if unknown:
+        log.warning("listener %s: ALPN %s not served, not offered", config.address, unknown)
+    if not offered:
+        raise TlsError(f"listener {config.address}: no ALPN protocol pysozu speaks is left")
+    return offered
 
 
 class SniBinding:

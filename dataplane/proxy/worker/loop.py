@@ -28,6 +28,7 @@ from dataplane.proxy.clusters import HttpProxy
 from dataplane.proxy.health.checks import HealthChecks
 from dataplane.proxy.http1.forwarding import RequestIds
 from dataplane.proxy.http1.head import ResponseParser
+from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.listener import HttpListener, bind_listener
 from dataplane.proxy.mux.backend_pool import RELAY_BUFFER_SIZE, BackendPool
 from dataplane.proxy.mux.session import HttpSession
@@ -64,6 +65,7 @@ class Loop:
         self.now = time.monotonic()
         self.timers = TimerWheel(self.now)
         self.counters = Counters()
+        self.h2_counters = H2Counters()
         self.metrics = MetricsRegistry()
         self.metrics_enabled = True
         metrics_config = config.metrics
@@ -73,6 +75,7 @@ class Loop:
             else MetricDetail.DETAIL_CLUSTER
         )
         self.metrics.counter_sources.append(self.counters.snapshot)
+        self.metrics.counter_sources.append(lambda: dict(self.h2_counters))
         self.metrics.gauge_sources.append(self._gauges)
         self.metrics.counter_sources.append(lambda: tls_counters(self.proxy))
         self.metrics.gauge_sources.append(lambda: tls_gauges(self.proxy))

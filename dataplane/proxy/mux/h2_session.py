@@ -1,0 +1,278 @@
+"""One client connection speaking HTTP/2: ALPN `h2` on an HTTPS listener, or h2c with prior
+knowledge on a clear-text listener that sets `h2c = true`.
+
+The connection is a `FrontConnection` (http2/, sans-IO) plus the socket: bytes read go in,
+the events it makes are dispatched to `H2Stream`s (one per request, h2_stream.py), and what
+it has to send is written out, as much as the socket takes (EPOLLOUT for the rest). Streams
+send through the same `FrontConnection`, within the flow-control windows the client grants;
+a stream that may not send more waits for a `Sendable` event, and its backend is not read
+meanwhile, so a slow client costs a bounded amount of memory.
+
+Timers: the connection is on the worker's timer wheel once, at the earliest of the stream
+reaper's deadline (`h2_stream_idle_timeout_seconds`), the graceful shutdown's steps, and the
+idle timeout (`front_timeout`, when no stream is open). A soft stop begins sozu's double
+GOAWAY; the connection closes once the final GOAWAY is sent and no stream is left, or at
+`h2_graceful_shutdown_deadline_seconds`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dataplane.proxy.http2 import (
+    Body,
+    ConnectionClosed,
+    Event,
+    FrontConnection,
+    RequestHead,
+    Sendable,
+    StreamReset,
+    Trailers,
+)
+from dataplane.proxy.mux.h2_stream import H2Stream
+from dataplane.proxy.timers import NOT_FILED
+
+if TYPE_CHECKING:
+    from dataplane.proxy.listener import HttpListener
+    from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.mux.session_fields import SniCheck
+    from dataplane.proxy.observability.metrics import ListenerFigures
+
+log = logging.getLogger("dataplane.worker")
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+READ_SIZE = 65_536
+MAX_READS = 16  # reads per readiness event before other connections get their turn
+_READ = bytearray(READ_SIZE)  # one read buffer for every connection of the worker
+_READ_VIEW = memoryview(_READ)
+INFINITY = float("inf")
+
+
+class Transport(Protocol):
+    """A client socket, or a `TlsStream` over one."""
+
+    def fileno(self) -> int: ...
+    def recv_into(self, view: memoryview) -> int: ...
+    def sendmsg(self, parts: list[Any]) -> int: ...
+    def close(self) -> None: ...
+
+
+class H2Session:
+    __slots__ = (
+        "closed",
+        "context",
+        "deadline",
+        "fd",
+        "figures",
+        "front",
+        "idle_since",
+        "listener",
+        "loop",
+        "mask",
+        "out",
+        "peer_key",
+        "sni_binding",
+        "sock",
+        "streams",
+        "timer_slot",
+    )
+
+    def __init__(
+        self,
+        loop: Host,
+        listener: HttpListener,
+        sock: Transport,
+        peer: tuple[str, int],
+        sni_binding: SniCheck | None = None,
+        received: bytes = b"",
+    ) -> None:
+        self.loop = loop
+        self.listener = listener
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.context = listener.connection_context(peer)
+        self.peer_key = (peer[0], "")
+        self.sni_binding = sni_binding
+        self.figures: ListenerFigures | None = None  # set by the acceptor
+        self.front = FrontConnection(listener.h2_limits, loop.h2_counters, loop.now)
+        self.streams: dict[int, H2Stream] = {}
+        self.out = bytearray()
+        self.mask = EPOLLIN
+        self.closed = False
+        self.idle_since = loop.now
+        self.deadline = 0.0
+        self.timer_slot = NOT_FILED
+        loop.register(self.fd, self.on_front, EPOLLIN)
+        if received:  # bytes read before the connection was known to speak HTTP/2 (h2c)
+            self._dispatch(self.front.receive(received, loop.now))
+        self.flush()
+        if getattr(sock, "pending", None) is not None:
+            self.on_front(EPOLLIN)  # TLS: the client's first bytes may be decrypted already
+        self._arm()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def on_front(self, events: int) -> None:
+        if self.closed:
+            return
+        if events & EPOLLOUT:
+            self.flush()
+            if self.closed:
+                return
+        if events & ~EPOLLOUT:
+            sock = self.sock
+            pending = getattr(sock, "pending", None)
+            for _ in range(MAX_READS):
+                try:
+                    received = sock.recv_into(_READ_VIEW)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    received = 0
+                if not received:
+                    self.close()
+                    return
+                self._dispatch(self.front.receive(bytes(_READ_VIEW[:received]), self.loop.now))
+                if self.closed:
+                    return
+                if received < READ_SIZE and (pending is None or not pending()):
+                    break
+        self.flush()
+        self._arm()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        streams = self.streams
+        for event in events:
+            kind = type(event)
+            if kind is Body:
+                assert isinstance(event, Body)
+                stream = streams.get(event.stream_id)
+                if stream is None:
+                    self.front.consumed(event.stream_id, len(event.data))
+                else:
+                    stream.client_body(event.data, event.end_stream)
+            elif kind is RequestHead:
+                assert isinstance(event, RequestHead)
+                stream = H2Stream(self, event)
+                streams[event.stream_id] = stream
+                stream.start()
+            elif kind is Sendable:
+                assert isinstance(event, Sendable)
+                if event.stream_id:
+                    stream = streams.get(event.stream_id)
+                    if stream is not None:
+                        stream.writable()
+                else:
+                    for stream in list(streams.values()):
+                        stream.writable()
+            elif kind is Trailers:
+                assert isinstance(event, Trailers)
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.client_trailers(event.headers)
+            elif kind is StreamReset:
+                assert isinstance(event, StreamReset)
+                stream = streams.pop(event.stream_id, None)
+                if stream is not None:
+                    stream.reset_by_client(event.code, event.remote)
+            elif kind is ConnectionClosed:
+                assert isinstance(event, ConnectionClosed)
+                if event.code:
+                    log.debug("h2 connection %s closed: %s", self.context.client_address, event)
+                self.flush()
+                self.close()
+                return
+            # GoAwayReceived: the client opens no new stream; the open ones finish.
+        if not streams:
+            self.idle_since = self.loop.now
+
+    # -- streams -------------------------------------------------------------------------
+
+    def stream_done(self, stream: H2Stream) -> None:
+        """A stream is over (answered and its request read, or reset)."""
+        if self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+            if not self.streams:
+                self.idle_since = self.loop.now
+
+    # -- writing -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what the connection has to send; EPOLLOUT while the socket is full."""
+        if self.closed:
+            return
+        data = self.front.data_to_send()
+        out = self.out
+        if data:
+            out += data
+        while out:
+            try:
+                sent = self.sock.sendmsg([out])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.close()
+                return
+            if not sent:
+                break
+            del out[:sent]
+        mask = EPOLLIN | EPOLLOUT if out else EPOLLIN
+        if mask != self.mask:
+            self.mask = mask
+            self.loop.modify(self.fd, mask)
+        if not out and self.front.done:
+            self.close()  # a graceful shutdown (ours or the client's) is complete
+
+    # -- time ----------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        if self.closed:
+            return
+        deadline = self.front.next_deadline() or INFINITY
+        if not self.streams:
+            deadline = min(deadline, self.idle_since + self.listener.front_timeout)
+        if deadline != INFINITY:
+            self.loop.timers.arm(self, deadline)
+
+    def on_timeout(self, now: float) -> None:
+        if self.closed:
+            return
+        self._dispatch(self.front.expired(now))
+        if self.closed:
+            return
+        if not self.streams and now >= self.idle_since + self.listener.front_timeout:
+            self.loop.counters.timeouts += 1
+            self.front.shutdown(now)  # idle: say goodbye, then close
+            self.flush()
+            self.close()
+            return
+        self.flush()
+        self._arm()
+
+    def soft_stop(self) -> None:
+        """Worker shutdown: sozu's double GOAWAY; streams in flight finish."""
+        if self.closed:
+            return
+        self.front.shutdown(self.loop.now)
+        self.flush()
+        self._arm()
+
+    # -- end -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.loop
+        for stream in list(self.streams.values()):
+            stream.connection_lost()
+        self.streams.clear()
+        loop.forget(self.fd)
+        loop.timers.cancel(self)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        loop.session_closed(self)
