@@ -45,6 +45,7 @@ class ClusterRuntime:
         "cluster_id",
         "config",
         "connect_timeout",
+        "http2",
         "https_redirect",
         "live_backends",
         "max_connections_per_ip",
@@ -63,6 +64,7 @@ class ClusterRuntime:
         self.config = config
         self.sticky_session = config.sticky_session
         self.https_redirect = config.https_redirect
+        self.http2 = bool(config.http2)  # backends speak h2c (prior knowledge)
         self.max_connections_per_ip = config.max_connections_per_ip or 0
         self.retry_after = config.retry_after or 0
         # Overrides of the listener's settings; falsy means "the listener's" (`a or b` to read).

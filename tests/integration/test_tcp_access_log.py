@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.integration.test_observability_access_logs import lines_of, parse_ascii, parse_json
+from test_observability_access_logs import lines_of, parse_ascii, parse_json
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -338,3 +338,22 @@ def test_client_goaway_lets_streams_finish() -> None:
     client.send(GoAwayFrame(0, last_stream_id=0, error_code=0))
     assert client.front.send_response(1, 200, [], end_stream=True)
     assert client.counters["h2.goaway.received.no_error"] == 1
+
+
+def test_window_updates_and_pings_answering_our_data_are_no_flood() -> None:
+    """A gRPC client acknowledges each burst of DATA with a stream-0 WINDOW_UPDATE and a
+    bandwidth probe PING: one of each per DATA frame we sent is not counted."""
+    client = RawClient()
+    front = client.front
+    for stream_id in range(1, 2 * 150, 2):
+        client.send(client.headers(stream_id, request()))
+        front.send_response(stream_id, 200, [])
+        front.send_body(stream_id, b"x", end_stream=True)
+    answers: list[object] = []
+    for _ in range(150):
+        answers += [WindowUpdateFrame(0, window_increment=1), PingFrame(0, b"12345678")]
+    client.send(*answers)  # type: ignore[arg-type]
+    assert not front.closed
+    # beyond the DATA it was sent, a client flooding is still caught
+    flood(client, [WindowUpdateFrame(0, window_increment=1) for _ in range(101)])
+    assert client.counters["h2.flood.violation.window_update_stream0_window"] == 1

@@ -250,7 +250,9 @@ class Endpoint:
             conn.send_data(
                 stream_id, data if taken == size else data[:taken], end_stream and taken == size
             )
+            self.monitor.data_sent(1)
         else:
+            self.monitor.data_sent(-(-taken // frame))
             view = memoryview(data)
             position = 0
             while position < taken:

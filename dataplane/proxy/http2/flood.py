@@ -41,6 +41,9 @@ _FIXED_LENGTH = {2: 5, 3: 4, 6: 8, 8: 4}
 _KNOWN_TYPES = frozenset(range(10)) | {0xA, 0x10}  # ALTSVC, PRIORITY_UPDATE
 
 
+MAX_CREDIT = 1024  # unanswered DATA frames remembered (see FloodMonitor.window_credit)
+
+
 class FloodError(ProtocolError):
     """A limit was crossed: h2 answers with a GOAWAY carrying `error_code`."""
 
@@ -66,6 +69,15 @@ class FloodMonitor:
         self.block_size = 0
         self.streams: dict[int, object] = {}  # h2's streams, to tell live streams apart
         self.answered: set[int] | None = None  # front side: streams whose response started
+        # DATA frames we sent and the peer has not answered with a stream-0 WINDOW_UPDATE or
+        # a PING yet: a receiver replenishing the window it used (or a gRPC client probing
+        # the bandwidth-delay product with a PING per burst of data) is no flood.
+        self.window_credit = self.ping_credit = 0
+
+    def data_sent(self, frames: int) -> None:
+        """`frames` DATA frames went to the peer (see `window_credit`)."""
+        self.window_credit = min(self.window_credit + frames, MAX_CREDIT)
+        self.ping_credit = min(self.ping_credit + frames, MAX_CREDIT)
 
     def _roll(self) -> None:
         elapsed = self.now - self.window_start
@@ -114,6 +126,9 @@ class FloodMonitor:
             raise FloodError("frame_size", ErrorCodes.FRAME_SIZE_ERROR, f"frame type {kind}")
         if kind == 8:  # WINDOW_UPDATE
             if stream_id == 0:
+                if self.window_credit:
+                    self.window_credit -= 1  # an answer to our DATA
+                    return
                 self._roll()
                 self.window_update0 += 1
                 if self.window_update0 > limits.max_window_update_stream0_per_window:
@@ -123,6 +138,9 @@ class FloodMonitor:
         elif kind == 4:  # SETTINGS
             self._settings(flags, length)
         elif kind == 6:  # PING
+            if not flags & _ACK and self.ping_credit:
+                self.ping_credit -= 1  # a bandwidth probe after our DATA
+                return
             self._roll()
             self.ping += 1
             self.ping_lifetime += 1

@@ -14,7 +14,7 @@ here (`pending`), and the exchange stops reading its backend until `writable` dr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
 
@@ -22,21 +22,30 @@ from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.forwarding import forward_request, sticky_cookie
 from dataplane.proxy.http1.head import HEAD_END
 from dataplane.proxy.http2 import RequestHead
-from dataplane.proxy.http2.translate import h1_response_to_h2, h2_request_to_h1
+from dataplane.proxy.http2.translate import HOP_BY_HOP, h1_response_to_h2, h2_request_to_h1
 from dataplane.proxy.mux.h1_exchange import H1Exchange
+from dataplane.proxy.mux.h2_backends import H2Exchange
 from dataplane.proxy.mux.request_route import Refusal, route_request
 from dataplane.proxy.routing.access import client_address, too_large
 from dataplane.proxy.routing.policy import edited_hsts, rewrite_request_head, with_hsts
 from dataplane.proxy.routing.route import IfAbsent
 
 if TYPE_CHECKING:
+    from dataplane.proxy.balancing.backend import Backend
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http1.head import RequestHead as H1Request
     from dataplane.proxy.http2.events import Fields
-    from dataplane.proxy.mux.backend_pool import BackendConnection
     from dataplane.proxy.mux.h2_session import H2Session
 
 Edits = tuple[tuple[str, str], ...]
+Exchange = H1Exchange | H2Exchange
+
+
+class HasBackend(Protocol):
+    """A backend connection, as the access log sees it."""
+
+    @property
+    def backend(self) -> Backend: ...
 
 
 class H2Stream:
@@ -79,7 +88,7 @@ class H2Stream:
         self.context = session.context
         self.request: H1Request | None = None
         self.routed: ClusterRuntime | None = None
-        self.back: BackendConnection | None = None  # for the access log: its backend
+        self.back: HasBackend | None = None  # for the access log: its backend
         self.backend_id: str | None = None
         self.log_parts: object = None
         self.host = ""
@@ -87,7 +96,7 @@ class H2Stream:
         self.started = loop.now
         self.response_started: float | None = None
         self.bytes_in = self.bytes_out = 0
-        self.exchange: H1Exchange | None = None
+        self.exchange: Exchange | None = None
         self.client_done = head.end_stream
         self.body_limit: int | None = None
         self.responded = False  # a final response head was sent
@@ -143,9 +152,35 @@ class H2Stream:
         if edits is not None:
             forwarded = rewrite_request_head(forwarded, request, edits)
             self.response_edits = edits.response_headers
-        exchange = H1Exchange(self, cluster, forwarded, chunked, sticky_id)
+        exchange: Exchange
+        if cluster.http2:
+            exchange = H2Exchange(self, cluster, self._h2_request(forwarded), sticky_id)
+        else:
+            exchange = H1Exchange(self, cluster, forwarded, chunked, sticky_id)
         self.exchange = exchange
         exchange.start()
+
+    def _h2_request(self, forwarded: bytes) -> tuple[bytes, bytes, bytes, bytes, Fields]:
+        """The forwarded head (forwarding headers and edits in) as an HTTP/2 request for an
+        h2c backend: Host becomes `:authority`, hop-by-hop fields stay behind, cookies are
+        split into crumbs; `te: trailers` (gRPC needs it) crosses as the client sent it."""
+        lines = forwarded[: -len(HEAD_END)].split(b"\r\n")
+        method, path, _ = lines[0].split(b" ", 2)
+        authority = b""
+        fields: Fields = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.lower()
+            value = value.strip(b" \t")
+            if name == b"host":
+                authority = value
+            elif name == b"cookie":
+                fields.extend((b"cookie", crumb) for crumb in value.split(b"; ") if crumb)
+            elif name not in HOP_BY_HOP:
+                fields.append((name, value))
+        if (b"te", b"trailers") in self.head.headers:
+            fields.append((b"te", b"trailers"))
+        return method, b"http", authority, path, fields
 
     def _client_ip(self) -> str:
         context = self.context
@@ -185,7 +220,8 @@ class H2Stream:
 
     # -- the response (called by the exchange) ------------------------------------------
 
-    def chose(self, conn: BackendConnection, set_cookie: bytes) -> None:
+    def chose(self, conn: HasBackend, set_cookie: bytes) -> None:
+        """The backend connection carrying this stream (HTTP/1.1 or HTTP/2)."""
         self.back = conn
         self.backend_id = conn.backend.backend_id
         self.set_cookie = set_cookie

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.http1.head import ResponseParser
     from dataplane.proxy.http2.counters import H2Counters
     from dataplane.proxy.mux.backend_pool import BackendPool
+    from dataplane.proxy.mux.h2_backends import H2Backends
     from dataplane.proxy.mux.session_fields import SessionFields
     from dataplane.proxy.observability.access_log_format import AccessRecord, Fixed
     from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
@@ -95,6 +96,7 @@ class Pools(Protocol):
     buffers: BufferPool
     buffer_size: int
     pool: BackendPool
+    h2_backends: H2Backends
 
 
 class Observability(Protocol):

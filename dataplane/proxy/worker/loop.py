@@ -31,6 +31,7 @@ from dataplane.proxy.http1.head import ResponseParser
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.listener import HttpListener, bind_listener
 from dataplane.proxy.mux.backend_pool import RELAY_BUFFER_SIZE, BackendPool
+from dataplane.proxy.mux.h2_backends import H2Backends
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
 from dataplane.proxy.observability.metrics import ListenerFigures, MetricsRegistry
@@ -89,6 +90,7 @@ class Loop:
             config.max_buffers,
         )
         self.pool = BackendPool(self)
+        self.h2_backends = H2Backends(self)  # h2c connections to `http2` clusters' backends
         self.heap = HeapTrimmer()
         self.request_ids = RequestIds()
         self.response_parser = ResponseParser()
@@ -382,6 +384,7 @@ class Loop:
         for session in list(self.sessions):
             session.soft_stop()
         self.pool.close_all()
+        self.h2_backends.close_all()
         self._check_drained()
 
     def _close_listeners(self) -> None:
@@ -411,6 +414,7 @@ class Loop:
         if self.access_logs is not None:
             self.access_logs.close()
         self.pool.close_all()
+        self.h2_backends.close_all()
         for listener in self._all_listeners():
             if listener.sock is not None:
                 listener.sock.close()
