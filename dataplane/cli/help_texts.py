@@ -76,8 +76,8 @@ H2_HELP = {
 
 H2_GROUP = "HTTP/2 limits"
 H2_GROUP_DESCRIPTION = (
-    "pysozu does not serve HTTP/2 yet: these values are checked (at least 1; the shutdown "
-    "deadline may be 0), stored in the state and sent to the workers, and apply once it does."
+    "sozu's limits for HTTP/2 clients of this listener (flood and abuse caps, windows, "
+    "streams): at least 1 (the shutdown deadline may be 0); new connections get them"
 )
 
 ANSWER_HELP = {

@@ -322,6 +322,12 @@ def _answers(a: argparse.Namespace) -> CustomHttpAnswers | None:
     return CustomHttpAnswers(**given) if given else None
 
 
+H2C_HELP = (
+    "also speak HTTP/2 with prior knowledge (h2c) to clients opening with its preface, "
+    "e.g. gRPC behind a TLS-terminating load balancer (pysozu extension)"
+)
+
+
 def _http_listener(a: argparse.Namespace, tls: bool) -> Request:
     listener: HttpListenerConfig
     if tls:
@@ -333,6 +339,8 @@ def _http_listener(a: argparse.Namespace, tls: bool) -> Request:
     _set(listener, a, ("public_address", "sticky_name", "trusted_proxies", *TIMEOUTS, *BODY_RATE))
     listener.expect_proxy = a.expect_proxy
     listener.http_answers = _answers(a)
+    if not tls:
+        listener.h2c = a.h2c
     verb = "add_https_listener" if tls else "add_http_listener"
     return Request.of(**{verb: listener})
 
@@ -351,6 +359,8 @@ def _http_update(a: argparse.Namespace, tls: bool) -> Request:
     patch.trusted_proxies = a.trusted_proxies
     patch.expect_proxy = a.expect_proxy
     patch.http_answers = _answers(a)
+    if not tls:
+        patch.h2c = a.h2c
     if isinstance(patch, UpdateHttpsListenerConfig):
         patch.strict_sni_binding = a.strict_sni_binding
         patch.disable_http11 = a.disable_http11
@@ -449,6 +459,8 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
     _trusted_proxies(add, updating=False)
     _settings(add, TIMEOUTS, message)
     _settings(add, BODY_RATE, message)
+    if not tls:
+        add.add_argument("--h2c", action="store_true", help=H2C_HELP)
     if tls:
         add.add_argument(
             "--tls-versions",
@@ -482,6 +494,12 @@ def _http_listener_tree(sub: Any, tls: bool) -> None:
     _settings(update, BODY_RATE)
     _expect_proxy(update, updating=True)
     _trusted_proxies(update, updating=True)
+    if not tls:
+        h2c = update.add_mutually_exclusive_group()
+        h2c.add_argument("--h2c", dest="h2c", action="store_const", const=True, help=H2C_HELP)
+        h2c.add_argument(
+            "--no-h2c", dest="h2c", action="store_const", const=False, help="stop speaking h2c"
+        )
     h2 = update.add_argument_group(H2_GROUP, H2_GROUP_DESCRIPTION)
     for knob in H2_KNOBS:
         listener_option(h2, knob, type=value.unsigned, metavar="N")

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 
 NO_SHRINK = "it sizes sozu's stream slab; a pysozu stream is freed when it closes"
-NO_H2C = "pysozu speaks HTTP/1.1 to backends (h2c is not implemented yet)"
+NO_H2C = (
+    "HTTP/2 clients reach these backends in h2c; HTTP/1.1 clients still in HTTP/1.1 "
+    "(h1 to h2c is not implemented yet)"
+)
 CERTIFICATE_VERSIONS = "the listener's TLS versions apply to every certificate"
 CLUSTER_EXPECT_PROXY = (
     "a cluster does not decide whether clients send a PROXY header: a TCP listener's "

@@ -70,7 +70,7 @@ TLS_KEYS = (
     "disable_http11",
 )
 KEYS_BY_PROTOCOL = {
-    "http": {"connect_timeout", "hsts", *HTTP_KEYS},
+    "http": {"connect_timeout", "hsts", "h2c", *HTTP_KEYS},
     "https": {"connect_timeout", "hsts", *HTTP_KEYS, *TLS_KEYS},
     "tcp": {"connect_timeout"},
     "udp": {"max_rx_datagram_size", "max_flows"},
@@ -250,7 +250,9 @@ def build_listener(
             listener = TcpListenerConfig(**common)
         elif protocol == "http":
             hsts(table, "http")  # an error on plain HTTP
-            listener = HttpListenerConfig(**common, **_http_fields(table, defaults))
+            listener = HttpListenerConfig(
+                **common, **_http_fields(table, defaults), h2c=table.flag("h2c", False)
+            )
         else:
             http = _http_fields(table, defaults)
             listener = HttpsListenerConfig(**common, **http, **_tls_fields(table))

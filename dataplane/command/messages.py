@@ -224,6 +224,9 @@ class HttpListenerConfig(_H2Knobs, kw_only=True):
     # each window of request_body_timeout seconds, else 408 (0 in either: no such check).
     request_body_timeout: int = DEFAULT_REQUEST_BODY_TIMEOUT
     request_body_min_rate: int = DEFAULT_REQUEST_BODY_MIN_RATE
+    # pysozu extension: a clear-text listener also speaks HTTP/2 with prior knowledge (h2c) to
+    # clients that open with its preface (gRPC behind a TLS-terminating load balancer).
+    h2c: bool = False
 
 
 class HttpsListenerConfig(HttpListenerConfig):
@@ -285,6 +288,7 @@ class UpdateHttpListenerConfig(_H2Knobs, kw_only=True):
     trusted_proxies: list[str] | None = None  # pysozu extension; [] trusts no peer again
     request_body_timeout: int | None = None  # pysozu extension
     request_body_min_rate: int | None = None  # pysozu extension
+    h2c: bool | None = None
 
 
 class UpdateHttpsListenerConfig(UpdateHttpListenerConfig):

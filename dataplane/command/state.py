@@ -73,6 +73,7 @@ from dataplane.command.state_rules import (
     check_http_frontend,
     check_id,
     check_listener,
+    check_no_h2c,
     check_non_negative,
     check_port,
     check_token,
@@ -323,6 +324,7 @@ class ConfigState(StateQueries):
         updated = msgspec.structs.replace(listener, **changes)
         if isinstance(updated, HttpsListenerConfig):
             check_http11_offered(where, updated)
+            check_no_h2c(where, updated)
         self.listener_table(kind)[patch.address] = updated
 
     # frontends

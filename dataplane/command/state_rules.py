@@ -193,6 +193,7 @@ def check_listener(kind: str, listener: AnyListener) -> None:
     if isinstance(listener, HttpsListenerConfig):
         check_alpn(where, listener.alpn_protocols)
         check_http11_offered(where, listener)
+        check_no_h2c(where, listener)
         if listener.certificate is not None or listener.key is not None:
             if listener.certificate is None or listener.key is None:
                 raise StateError(f"{where}: a default certificate needs both certificate and key")
@@ -231,6 +232,12 @@ def check_http11_offered(where: str, listener: HttpsListenerConfig) -> None:
     offered = [name for name in alpn if name != "http/1.1" or not listener.disable_http11]
     if not offered:
         raise StateError(f"{where}: disable_http11 leaves no ALPN protocol to offer")
+
+
+def check_no_h2c(where: str, listener: HttpsListenerConfig) -> None:
+    """h2c is clear-text HTTP/2: an HTTPS listener negotiates h2 by ALPN instead."""
+    if listener.h2c:
+        raise StateError(f"{where}: h2c is for HTTP listeners; HTTPS offers h2 by ALPN")
 
 
 def check_alpn(where: str, values: list[str]) -> None:

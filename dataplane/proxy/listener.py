@@ -76,6 +76,7 @@ class HttpListener:
     def configure(self, config: HttpListenerConfig) -> None:
         self.config = config
         self.h2_limits = H2Limits.from_listener(config)  # for its HTTP/2 connections
+        self.h2c = config.h2c  # prior-knowledge HTTP/2 on a clear-text listener
         self.front_timeout = float(config.front_timeout)
         self.back_timeout = float(config.back_timeout)
         self.connect_timeout = float(config.connect_timeout)

@@ -15,12 +15,14 @@ def test_unserved_flags_are_named_on_stderr(pysozu: Any) -> None:
     proxy = pysozu.start(pysozu.http_config(listen, {}), workers=1)
     added = proxy.cli("cluster", "add", "-i", "c", "--http2")
     assert added.returncode == 0, added.stderr
-    assert "warning: --http2: pysozu speaks HTTP/1.1 to backends" in added.stderr
+    assert "warning: --http2: HTTP/2 clients reach these backends in h2c" in added.stderr
     address = f"127.0.0.1:{listen}"
     updated = proxy.cli(
-        "listener", "http", "update", "-a", address, "--h2-max-ping-per-window", "7"
+        "listener", "http", "update", "-a", address, "--h2-stream-shrink-ratio", "7"
     )
     assert updated.returncode == 0, updated.stderr
-    assert "warning: --h2-max-ping-per-window: pysozu does not serve HTTP/2 yet" in updated.stderr
+    assert "warning: --h2-stream-shrink-ratio: it sizes sozu's stream slab" in updated.stderr
+    served = proxy.cli("listener", "http", "update", "-a", address, "--h2-max-ping-per-window", "7")
+    assert served.returncode == 0 and "warning" not in served.stderr, served.stderr
     plain = proxy.cli("cluster", "add", "-i", "d")
     assert plain.returncode == 0 and "warning" not in plain.stderr, plain.stderr

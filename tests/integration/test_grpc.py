@@ -119,3 +119,41 @@ def test_many_calls_share_the_backend_connection(
             except grpc.RpcError as error:
                 results.append(error)
         assert results == [b"%d" % n for n in range(300)]
+
+
+def _h2c_config(port: int, backend: int, h2c: bool = True) -> str:
+    return f"""
+worker_count = 1
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:{port}"
+h2c = {str(h2c).lower()}
+
+[clusters.grpc]
+protocol = "http"
+http2 = true
+backends = [{{ address = "127.0.0.1:{backend}", backend_id = "grpc-1" }}]
+frontends = [{{ address = "127.0.0.1:{port}", hostname = "*" }}]
+"""
+
+
+def test_grpc_over_a_clear_text_h2c_listener(pysozu: Any, server: EchoServer) -> None:
+    """Behind a TLS-terminating load balancer: prior-knowledge h2c on an HTTP listener."""
+    port = pysozu.free_port()
+    pysozu.start(_h2c_config(port, server.port), workers=1)
+    with EchoClient(f"127.0.0.1:{port}") as client:
+        assert client.unary(b"clear") == b"clear"
+        assert client.echo([b"1", b"2"]) == [b"1", b"2"]
+        error = client.fail("nope")
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_without_h2c_the_preface_is_a_bad_request(pysozu: Any, server: EchoServer) -> None:
+    import socket
+
+    port = pysozu.free_port()
+    pysozu.start(_h2c_config(port, server.port, h2c=False), workers=1)
+    with socket.create_connection(("127.0.0.1", port), 5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")

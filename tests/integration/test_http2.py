@@ -258,3 +258,39 @@ def proxy_cli(proxy: Any) -> list[str]:
 
 
 _ = ssl  # the TLS contexts come from https_support.Pki
+
+
+def test_an_h2c_listener_speaks_both_protocols(pysozu: Any, echo: EchoBackend) -> None:
+    port = pysozu.free_port()
+    pysozu.start(
+        f"""
+worker_count = 1
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:{port}"
+h2c = true
+
+[clusters.app]
+protocol = "http"
+backends = [{{ address = "127.0.0.1:{echo.port}" }}]
+frontends = [{{ address = "127.0.0.1:{port}", hostname = "example.com" }}]
+""",
+        workers=1,
+    )
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:  # prior knowledge
+        response = client.get(f"http://127.0.0.1:{port}/h2", headers={"host": "example.com"})
+        assert response.http_version == "HTTP/2"
+        assert json.loads(response.content)["path"] == "/h2"
+    with httpx.Client(timeout=10) as client:
+        response = client.get(f"http://127.0.0.1:{port}/h1", headers={"host": "example.com"})
+        assert response.http_version == "HTTP/1.1"
+        assert json.loads(response.content)["path"] == "/h1"
+    h2load = shutil.which("h2load")
+    assert h2load is not None
+    done = subprocess.run(
+        [h2load, "-n", "500", "-c", "2", "-m", "10", f"http://127.0.0.1:{port}/n",
+         "-H", ":authority: example.com"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "500 succeeded, 0 failed" in done.stdout, done.stdout

@@ -407,7 +407,7 @@ def test_listener_help_gives_units_and_defaults(
         update
     )
     assert "--request-timeout SECONDS" in update and "options left out keep" in update
-    assert "HTTP/2 limits: pysozu does not serve HTTP/2 yet" in update
+    assert "HTTP/2 limits: sozu's limits for HTTP/2 clients" in update
     assert "--h2-initial-connection-window N connection receive window, in bytes" in update
     added = _help_of(["listener", "http", "add"], capsys)
     assert "in seconds (default: 60)" in added  # front_timeout, from HttpListenerConfig

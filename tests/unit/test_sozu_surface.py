@@ -29,7 +29,12 @@ from dataplane.main.server import NOT_SUPPORTED
 
 ROOT = Path(__file__).resolve().parents[2]
 # pysozu's own keys and flags (extensions, documented in the README): not in sozu's lists.
-EXTENSION_LISTENER_KEYS = {"trusted_proxies", "request_body_timeout", "request_body_min_rate"}
+EXTENSION_LISTENER_KEYS = {
+    "trusted_proxies",
+    "request_body_timeout",
+    "request_body_min_rate",
+    "h2c",  # tests/integration/test_grpc.py, test_http2.py
+}
 # A frontend's access rules (docs/access-control.md), tested in test_access.py and
 # tests/integration/test_http_access.py.
 EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
@@ -49,6 +54,8 @@ EXTENSION_FLAGS = {
     "--cert",
     "--old-cert",
     "--alpn-protocols",
+    "--h2c",
+    "--no-h2c",
     "--allow-source",
     "--deny-source",
     "--max-body-size",

@@ -36,6 +36,7 @@ from dataplane.proxy.mux.h2_stream import H2Stream
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
+    from dataplane.proxy.http1.forwarding import ConnectionContext
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.mux.session_fields import SniCheck
@@ -74,7 +75,6 @@ class H2Session:
         "loop",
         "mask",
         "out",
-        "peer_key",
         "sni_binding",
         "sock",
         "streams",
@@ -86,16 +86,20 @@ class H2Session:
         loop: Host,
         listener: HttpListener,
         sock: Transport,
-        peer: tuple[str, int],
+        peer: tuple[str, int] | None,
         sni_binding: SniCheck | None = None,
         received: bytes = b"",
+        context: ConnectionContext | None = None,
     ) -> None:
+        """`peer` (None: `context` is given, the connection was accepted as HTTP/1.1)."""
         self.loop = loop
         self.listener = listener
         self.sock = sock
         self.fd = sock.fileno()
-        self.context = listener.connection_context(peer)
-        self.peer_key = (peer[0], "")
+        if context is None:
+            assert peer is not None
+            context = listener.connection_context(peer)
+        self.context = context
         self.sni_binding = sni_binding
         self.figures: ListenerFigures | None = None  # set by the acceptor
         self.front = FrontConnection(listener.h2_limits, loop.h2_counters, loop.now)

@@ -16,6 +16,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
+from dataplane.proxy.mux.h2_session import H2Session
 from dataplane.proxy.mux.session_backend import BackendSide
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
@@ -239,6 +240,25 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
                 self.loop.pool.give_back(back)
             else:
                 back.close(reuse_buffer=self.to_front is None)
+
+    def _become_h2(self, received: bytes) -> None:
+        """An `h2c` listener's client opened with HTTP/2's preface: the connection goes on as
+        an H2Session, with the bytes read so far (nothing was forwarded yet)."""
+        loop = self.loop
+        self.phase = CLOSED
+        loop.unregister(self.fd)
+        loop.timers.cancel(self)
+        if self.buffer is not NO_BUFFER:
+            loop.buffers.give_client(self.buffer, self.view, True)
+            self.buffer, self.view = NO_BUFFER, NO_VIEW
+        loop.buffers.holders.discard(self)
+        self._release_back()
+        loop.sessions.discard(self)
+        session = H2Session(
+            loop, self.listener, self.sock, None, received=received, context=self.context
+        )
+        session.figures = self.figures
+        loop.sessions.add(session)
 
     def close(self) -> None:
         if self.phase == CLOSED:

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
 
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
 class RequestSide(SessionFields):
     """Reading, parsing, routing and forwarding requests (a mixin of HttpSession)."""
 
@@ -90,6 +93,8 @@ class RequestSide(SessionFields):
         self.end = end + received
         phase = self.phase
         if phase == HEAD:
+            if self.listener.h2c and self.request is None and self._h2c_preface():
+                return
             self._on_head_bytes()
         elif phase == EXCHANGE:
             if not self.request_done:
@@ -103,6 +108,17 @@ class RequestSide(SessionFields):
             self.start = self.end = 0
         elif phase == ANSWER:
             self.start = self.end = 0  # discard what a refused client still sends
+
+    def _h2c_preface(self) -> bool:
+        """On an `h2c` listener, a connection that opens with HTTP/2's preface speaks HTTP/2
+        (prior knowledge): True when it does (or may yet: part of the preface came)."""
+        data = self.view[self.start : self.end].tobytes()
+        if len(data) < len(H2_PREFACE):
+            return H2_PREFACE.startswith(data)
+        if not data.startswith(H2_PREFACE):
+            return False
+        self._become_h2(data)
+        return True
 
     def _discard_front(self) -> None:
         """Read and drop what a client still sends while we linger (no buffer needed)."""
