@@ -77,8 +77,9 @@ ENV PATH=/opt/pysozu/bin:${PATH} \
 VOLUME ["/run/pysozu"]
 WORKDIR /run/pysozu
 USER 10001:10001
-# HTTP and HTTPS listeners, Prometheus metrics, ingress controller health.
-EXPOSE 8080/tcp 8443/tcp 9090/tcp 10254/tcp
+# HTTP and HTTPS listeners, Prometheus metrics, ingress controller health and its admission
+# webhook (HTTPS, when enabled).
+EXPOSE 8080/tcp 8443/tcp 8444/tcp 9090/tcp 10254/tcp
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["pysozu", "-c", "/etc/pysozu/config.toml", "status"]
