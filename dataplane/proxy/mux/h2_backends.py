@@ -145,7 +145,7 @@ class H2Backend:
         exchange.conn = self
         self.exchanges[stream_id] = exchange
         exchange.opened()
-        self.flush()
+        self.pool.loop.flush_soon(self)
 
     def forget(self, exchange: H2Exchange, reset: bool) -> None:
         if exchange in self.waiting:
@@ -490,7 +490,7 @@ class H2Exchange:
             self.ended_sent = True
         if credited:
             self.stream.body_forwarded(credited)
-        conn.flush()
+        self.loop.flush_soon(conn)
 
     # -- the response ----------------------------------------------------------------------
 
@@ -516,7 +516,7 @@ class H2Exchange:
         conn = self.conn
         if conn is not None and size and self.stream_id:
             conn.back.consumed(self.stream_id, size)
-            conn.flush()
+            self.loop.flush_soon(conn)
 
     def reset(self, code: int, refused: bool) -> None:
         """The backend reset the stream (or refused it after a GOAWAY)."""

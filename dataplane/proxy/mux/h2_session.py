@@ -145,7 +145,7 @@ class H2Session:
                     return
                 if received < READ_SIZE and (pending is None or not pending()):
                     break
-        self.flush()
+        self.loop.flush_soon(self)  # once, with what the streams answer this turn
         self._arm()
 
     def _dispatch(self, events: list[Event]) -> None:
@@ -204,6 +204,9 @@ class H2Session:
                 self.idle_since = self.loop.now
 
     # -- writing -------------------------------------------------------------------------
+
+    def flush_soon(self) -> None:
+        self.loop.flush_soon(self)
 
     def flush(self) -> None:
         """Write what the connection has to send; EPOLLOUT while the socket is full."""

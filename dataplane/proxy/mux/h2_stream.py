@@ -215,8 +215,10 @@ class H2Stream:
             self.exchange.send_trailers(fields)
 
     def body_forwarded(self, size: int) -> None:
-        """The exchange wrote `size` request body bytes to the backend."""
+        """The exchange wrote `size` request body bytes to the backend: the client may send
+        that much more (a WINDOW_UPDATE, written with this turn's other frames)."""
         self.session.front.consumed(self.stream_id, size)
+        self.session.flush_soon()
 
     # -- the response (called by the exchange) ------------------------------------------
 
@@ -239,11 +241,11 @@ class H2Stream:
         self.session.front.send_response(self.stream_id, status, fields, end_stream)
         if end_stream:
             self._finish()
-        self.session.flush()
+        self.session.flush_soon()
 
     def informational(self, status: int, fields: Fields) -> None:
         self.session.front.send_response(self.stream_id, status, fields)
-        self.session.flush()
+        self.session.flush_soon()
 
     def data(self, payload: bytes, end: bool) -> bool:
         """Response body bytes; False when the client's window is full (stop reading)."""
@@ -259,11 +261,11 @@ class H2Stream:
         if taken < len(payload):
             self.pending.append(payload[taken:])
             self.pending_end = end
-            self.session.flush()
+            self.session.flush_soon()
             return False
         if end:
             self._finish()
-        self.session.flush()
+        self.session.flush_soon()
         return True
 
     def trailers(self, fields: Fields) -> None:
@@ -273,7 +275,7 @@ class H2Stream:
             return
         self.session.front.send_trailers(self.stream_id, fields)
         self._finish()
-        self.session.flush()
+        self.session.flush_soon()
 
     def writable(self) -> None:
         """The client's window opened: send what waits, then let the backend be read."""
@@ -355,13 +357,13 @@ class H2Stream:
             self._finish(message)
         if not self.client_done:
             front.reset(self.stream_id, ErrorCodes.NO_ERROR)  # stop the request body (RFC 9113 8.1)
-        self.session.flush()
+        self.session.flush_soon()
 
     def reset(self, code: int, message: str) -> None:
         self._drop_exchange()
         self.session.front.reset(self.stream_id, code)
         self._finish(message)
-        self.session.flush()
+        self.session.flush_soon()
 
     # -- ends ----------------------------------------------------------------------------
 

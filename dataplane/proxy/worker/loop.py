@@ -32,6 +32,7 @@ from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.listener import HttpListener, bind_listener
 from dataplane.proxy.mux.backend_pool import RELAY_BUFFER_SIZE, BackendPool
 from dataplane.proxy.mux.h2_backends import H2Backends
+from dataplane.proxy.mux.host import Flushable
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
 from dataplane.proxy.observability.metrics import ListenerFigures, MetricsRegistry
@@ -67,6 +68,7 @@ class Loop:
         self.timers = TimerWheel(self.now)
         self.counters = Counters()
         self.h2_counters = H2Counters()
+        self.to_flush: set[Flushable] = set()  # see flush_soon
         self.metrics = MetricsRegistry()
         self.metrics_enabled = True
         metrics_config = config.metrics
@@ -166,6 +168,8 @@ class Loop:
                     handler(mask)
                 except Exception:
                     self._handler_failed(handler)
+            if self.to_flush:
+                self._flush_all()
             if self.ended and request_ends.due(now):
                 request_ends.settle()  # counted and logged in batches, never per request
             access_logs = self.access_logs
@@ -182,6 +186,19 @@ class Loop:
                 self.request_ids.refresh()
                 self._check_drained()
 
+    def flush_soon(self, writer: Flushable) -> None:
+        """`writer.flush()` once, after this turn's events: an HTTP/2 connection whose
+        streams answered several times in one turn writes once."""
+        self.to_flush.add(writer)
+
+    def _flush_all(self) -> None:
+        writers, self.to_flush = self.to_flush, set()
+        for writer in writers:
+            try:
+                writer.flush()
+            except Exception:
+                self._handler_failed(writer.flush)
+
     def on_sigusr1(self, _signum: int, _frame: object) -> None:
         """SIGUSR1, forwarded by main after logrotate: only a flag, handled at the next tick,
         outside whatever the loop was doing when the signal came."""
@@ -194,7 +211,7 @@ class Loop:
         if self.access_logs is not None:
             self.access_logs.reopen()
 
-    def _handler_failed(self, handler: Callable[[int], None]) -> None:
+    def _handler_failed(self, handler: Callable[..., None]) -> None:
         log.exception("unexpected error in an event handler; closing its connection")
         owner = getattr(handler, "__self__", None)
         close = getattr(owner, "close", None)
