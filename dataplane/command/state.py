@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     STATE_VERBS,
     ActivateListener,
@@ -289,28 +290,13 @@ class ConfigState(StateQueries):
         self._update_listener(ListenerType.UDP, patch)
 
     def _update_listener(self, kind: ListenerType, patch: Any) -> None:
-        """Patch only the fields the request sets (None, or an empty answers map, keeps)."""
+        """Check a patch, then merge it (listener_update.py: None or an empty answers map
+        keeps; the worker's listeners take the same merge)."""
         listener = self._listener(kind, patch.address)
         where = f"{_LISTENER_LABEL[kind]} listener {patch.address}"
         check_non_negative(where, patch)
-        changes: dict[str, Any] = {}
-        for name in patch.__struct_fields__:
-            value = getattr(patch, name)
-            if name == "address" or value is None:
-                continue
-            if name == "answers":
-                if value:
-                    changes["answers"] = {**listener.answers, **value}
-            elif name == "http_answers":
-                current = listener.http_answers
-                merged = msgspec.structs.asdict(current) if current is not None else {}
-                merged.update({k: v for k, v in msgspec.structs.asdict(value).items() if v})
-                changes["http_answers"] = type(value)(**merged)
-            elif name == "alpn_protocols":
-                check_alpn(where, value.values)  # an empty list resets to the default
-                changes["alpn_protocols"] = list(value.values)
-            else:
-                changes[name] = _owned(value)
+        if isinstance(patch, UpdateHttpsListenerConfig) and patch.alpn_protocols is not None:
+            check_alpn(where, patch.alpn_protocols.values)  # an empty list resets to the default
         if isinstance(patch, UpdateHttpListenerConfig):
             check_h2_knobs(where, patch)
             if patch.sticky_name is not None:
@@ -321,7 +307,7 @@ class ConfigState(StateQueries):
                 check_trusted_proxies(where, patch.trusted_proxies)
         if patch.public_address is not None:
             check_port(f"{where}: public_address", patch.public_address)
-        updated = msgspec.structs.replace(listener, **changes)
+        updated = merge_listener_update(listener, patch)
         if isinstance(updated, HttpsListenerConfig):
             check_http11_offered(where, updated)
             check_no_h2c(where, updated)

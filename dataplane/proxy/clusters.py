@@ -8,11 +8,9 @@ the worker's business (`worker/loop.py`); per-(client IP, cluster) connection co
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-import msgspec
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     AddBackend,
     Cluster,
@@ -131,14 +129,7 @@ class HttpProxy:
 
     def _update_http_listener(self, patch: UpdateHttpListenerConfig) -> None:
         listener = self.listeners[patch.address]
-        changes: dict[str, Any] = {
-            name: getattr(patch, name)
-            for name in patch.__struct_fields__
-            if name != "address" and getattr(patch, name) is not None
-        }
-        if not patch.answers:
-            changes.pop("answers", None)
-        config = msgspec.structs.replace(listener.config, **changes)
+        config = merge_listener_update(listener.config, patch)  # as the state merged it
         listener.configure(config)
         listener.set_answers(config)
 

@@ -188,13 +188,11 @@ def test_a_worker_recreating_an_http_listener_keeps_the_object_its_connections_h
 def test_a_workers_listener_update_keeps_the_other_custom_answers() -> None:
     """A runtime `listener http update --answer-404` (or a reload's update) must not drop the
     listener's other answers in the worker while main's state keeps them."""
-    from dataplane.proxy.worker.commands import _as_merged
-
     proxy, state = HttpProxy(max_connections_per_ip=0, retry_after=0), ConfigState()
     added = HttpListenerConfig(address=HTTP, answers={"503": "HTTP/1.1 503 x\r\n\r\n"})
     patch = UpdateHttpListenerConfig(address=HTTP, answers={"404": "HTTP/1.1 404 y\r\n\r\n"})
     for request in (Request.of(add_http_listener=added), Request.of(update_http_listener=patch)):
         state.dispatch(request)
-        proxy.apply(_as_merged(request, state))
+        proxy.apply(request)
     assert proxy.listeners[HTTP].config.answers == state.http_listeners[HTTP].answers
     assert sorted(state.http_listeners[HTTP].answers) == ["404", "503"]

@@ -5,6 +5,10 @@ session leaves (or moves to another backend) a connection that is still clean (a
 response read, nothing unexpected buffered) goes back to the pool, keyed by backend address. An
 idle pooled connection stays registered for reading: bytes or EOF from the backend mean it is
 unusable, so it is closed. Idle connections expire after `IDLE_SECONDS`.
+
+Sockets come from the pool's `connector` (`backend_socket` by default: a non-blocking TCP
+socket, Nagle off), called once per new connection; a unit test's pool gives stand-ins, so
+sessions run without a network.
 """
 
 from __future__ import annotations
@@ -36,6 +40,19 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 
 
+def backend_socket(address: SocketAddress) -> socket.socket:
+    """The default `connector`: a non-blocking TCP socket for `address`, Nagle off (a
+    request is sent whole, the next one only after the response)."""
+    family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+Connector = Callable[[SocketAddress], socket.socket]
+
+
 class BackendConnection:
     """One TCP connection to a backend, with a receive buffer while response bytes are in it."""
 
@@ -64,16 +81,14 @@ class BackendConnection:
         "view",
     )
 
-    def __init__(self, pool: BackendPool, backend: Backend, cluster_id: str):
-        address = backend.address
-        family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.fd = self.sock.fileno()
+    def __init__(
+        self, pool: BackendPool, backend: Backend, cluster_id: str, sock: socket.socket
+    ) -> None:
+        self.sock = sock  # from the pool's connector (`BackendPool.open`)
+        self.fd = sock.fileno()
         self.pool = pool
         self.backend = backend
-        self.address = address
+        self.address = backend.address
         self.cluster_id = cluster_id
         self.buffer, self.view = NO_BUFFER, NO_VIEW  # lent by the pool while bytes are held
         self.start = self.end = 0
@@ -127,15 +142,17 @@ class BackendConnection:
 class BackendPool:
     """Idle keep-alive connections, per backend address, most recently used first."""
 
-    def __init__(self, loop: Host) -> None:
+    def __init__(self, loop: Host, connector: Connector = backend_socket) -> None:
         self.loop = loop
+        self.connector = connector  # a socket per new connection (tests: stand-ins)
         self._idle: dict[SocketAddress, list[BackendConnection]] = {}
 
     def __len__(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
 
     def open(self, backend: Backend, cluster_id: str) -> BackendConnection:
-        return BackendConnection(self, backend, cluster_id)
+        """A new, not yet connected, connection to `backend` (`connect` starts it)."""
+        return BackendConnection(self, backend, cluster_id, self.connector(backend.address))
 
     def take(self, backend: Backend, cluster_id: str) -> BackendConnection | None:
         """An idle connection to `backend`, detached from the pool, or None."""

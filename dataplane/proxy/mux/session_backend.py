@@ -55,6 +55,8 @@ class BackendSide(SessionFields):
             )
             if backend is None:
                 break
+            if self.failed:  # `backend.connect.retries`: a try after a failed one
+                loop.metrics.cluster(cluster.cluster_id).retried(backend.backend_id)
             if cluster.sticky_session:
                 chosen = backend.sticky_id or backend.backend_id
                 self.set_cookie = (

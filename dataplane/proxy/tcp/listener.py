@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
-
-import msgspec
+from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     RequestTcpFrontend,
     TcpListenerConfig,
@@ -124,12 +123,7 @@ class TcpListeners:
 
     def update_listener(self, patch: UpdateTcpListenerConfig) -> None:
         listener = self.listeners[patch.address]
-        changes: dict[str, Any] = {
-            name: getattr(patch, name)
-            for name in patch.__struct_fields__
-            if name != "address" and getattr(patch, name) is not None
-        }
-        listener.configure(msgspec.structs.replace(listener.config, **changes))
+        listener.configure(merge_listener_update(listener.config, patch))
 
     def remove_listener(self, address: SocketAddress) -> None:
         self.listeners.pop(address, None)

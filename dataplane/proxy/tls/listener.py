@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from cryptography import x509
 
+from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     CertificateAndKey,
     HttpsListenerConfig,
@@ -89,17 +90,8 @@ class HttpsListener(HttpListener):
         self.default_names = self._names_for(self.certificates.default, ())
 
     def update(self, patch: UpdateHttpsListenerConfig) -> None:
-        changes: dict[str, Any] = {
-            name: getattr(patch, name)
-            for name in patch.__struct_fields__
-            if name != "address" and getattr(patch, name) is not None
-        }
-        if not patch.answers:
-            changes.pop("answers", None)
-        if patch.alpn_protocols is not None:
-            changes["alpn_protocols"] = list(patch.alpn_protocols.values)
-        config = msgspec.structs.replace(self.tls_config, **changes)
-        if {"alpn_protocols", "disable_http11"} & changes.keys():
+        config = merge_listener_update(self.tls_config, patch)  # as the state merged it
+        if patch.alpn_protocols is not None or patch.disable_http11 is not None:
             store = self._new_store(config)  # new contexts; live connections keep theirs
             for certificate, expired_at in self._certificates.values():
                 store.add(certificate, expired_at)
@@ -107,7 +99,7 @@ class HttpsListener(HttpListener):
         self.configure(config)
         self.set_answers(config)
         self._apply_tls_settings(config)
-        if "hsts" in changes:
+        if patch.hsts is not None:
             for key, front in list(self._fronts.items()):
                 self.router.remove_frontend(front)
                 self._add_route(key, front)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import resource
 import socket
-from typing import Any
-
-import msgspec
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     RequestUdpFrontend,
     UdpListenerConfig,
@@ -119,12 +117,7 @@ class UdpListeners:
 
     def update_listener(self, patch: UpdateUdpListenerConfig) -> None:
         listener = self.listeners[patch.address]
-        changes: dict[str, Any] = {
-            name: getattr(patch, name)
-            for name in patch.__struct_fields__
-            if name != "address" and getattr(patch, name) is not None
-        }
-        listener.configure(msgspec.structs.replace(listener.config, **changes))
+        listener.configure(merge_listener_update(listener.config, patch))
 
     def add_frontend(self, front: RequestUdpFrontend) -> None:
         listener = self.listeners[front.address]

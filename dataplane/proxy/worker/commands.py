@@ -13,8 +13,6 @@ import os
 from collections import Counter
 from typing import Any
 
-import msgspec
-
 import dataplane
 from dataplane.command.logs import LogTargetError, set_level
 from dataplane.command.messages import (
@@ -37,7 +35,7 @@ from dataplane.command.responses import (
     WorkerResponse,
 )
 from dataplane.command.scm import ScmError
-from dataplane.command.state import ConfigState, StateError
+from dataplane.command.state import StateError
 from dataplane.proxy.balancing.backend import Backend
 from dataplane.proxy.mux import backend_events
 from dataplane.proxy.tls.listener import apply_tls, certificates_by_address
@@ -48,30 +46,6 @@ log = logging.getLogger("dataplane.worker")
 
 # Listener kinds the loop's own listeners serve (UDP ones: `loop.udp`).
 _SERVED = (ListenerType.HTTP, ListenerType.HTTPS, ListenerType.TCP)
-
-_UPDATED_KIND = {
-    "update_http_listener": ListenerType.HTTP,
-    "update_https_listener": ListenerType.HTTPS,
-}
-
-
-def _as_merged(request: Request, state: ConfigState) -> Request:
-    """A listener update with its answer maps as the state merged them (the patch's entries
-    over the listener's): the proxy structures take a patch's maps whole, and would otherwise
-    drop the listener's other custom answers."""
-    kind = _UPDATED_KIND.get(request.verb)
-    if kind is None:
-        return request
-    patch = request.body
-    listener = state.listener_table(kind)[patch.address]
-    merged: dict[str, Any] = {}
-    if patch.answers:
-        merged["answers"] = dict(listener.answers)
-    if patch.http_answers is not None:
-        merged["http_answers"] = listener.http_answers
-    if not merged:
-        return request
-    return Request.of(**{request.verb: msgspec.structs.replace(patch, **merged)})
 
 
 def _ok(request_id: str, content: ResponseContent | None = None) -> WorkerResponse:
@@ -201,7 +175,7 @@ class CommandHandler:
         loop = self.loop
         trial = loop.state.copy() if trial_copy else loop.state
         trial.dispatch(message.content)
-        content = _as_merged(message.content, trial)
+        content = message.content  # listener updates: the same merge (listener_update.py)
         leaving = _backend_of(loop, content) if content.verb == "remove_backend" else None
         try:
             loop.proxy.apply(content)

@@ -1,0 +1,220 @@
+"""A `Host` (dataplane/proxy/mux/host.py) for driving HTTP sessions by hand, without sockets.
+
+- `FakeHost`: time you set (`now`), the real `TimerWheel` fired by hand (`advance`), a table
+  of registered descriptors and their masks (`masks`, `handlers`, `fire`), the real
+  `BufferPool`, a real `BackendPool` whose connector hands out `FakeBackendSocket`s, the real
+  counters and metrics, finished requests in `ended`, events to main in `events`.
+- `FakeSocket`: a client socket. `incoming` is what `recv_into` returns (then
+  BlockingIOError, or EOF once `eof`); `sendmsg` takes at most `room` bytes (None: all) into
+  `sent`, and raises BlockingIOError when the room is 0.
+- `FakeBackendSocket`: the same, plus `connect_ex` (`connect_result`: EINPROGRESS, or an
+  errno to refuse) and `getsockopt(SO_ERROR)` (`error`).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import select
+import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dataplane.command.address import SocketAddress
+from dataplane.proxy.buffers import BufferPool
+from dataplane.proxy.clusters import HttpProxy
+from dataplane.proxy.http1.forwarding import RequestIds
+from dataplane.proxy.http1.head import ResponseParser
+from dataplane.proxy.http2.counters import H2Counters
+from dataplane.proxy.mux.backend_pool import BackendPool
+from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
+from dataplane.proxy.observability.metrics import MetricsRegistry
+from dataplane.proxy.timers import TimerWheel
+
+if TYPE_CHECKING:
+    from dataplane.command.responses import WorkerResponse
+    from dataplane.proxy.mux.host import AccessLogLines, Handler, Host
+    from dataplane.proxy.observability.request_end import RequestEnd
+
+CLIENT_BUFFER = 4096
+RELAY_BUFFER = 16384
+
+
+class FakeSocket:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.incoming = bytearray()
+        self.eof = False
+        self.room: int | None = None
+        self.sent = bytearray()
+        self.options: dict[tuple[int, int], int] = {}
+        self.shut = False
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def recv_into(self, view: memoryview) -> int:
+        if not self.incoming:
+            if self.eof:
+                return 0
+            raise BlockingIOError
+        count = min(len(view), len(self.incoming))
+        view[:count] = self.incoming[:count]
+        del self.incoming[:count]
+        return count
+
+    def recv(self, size: int) -> bytes:
+        data = bytes(self.incoming[:size])
+        if not data and not self.eof:
+            raise BlockingIOError
+        del self.incoming[:size]
+        return data
+
+    def sendmsg(self, parts: list[bytes | memoryview]) -> int:
+        data = b"".join(bytes(part) for part in parts)
+        count = len(data) if self.room is None else min(self.room, len(data))
+        if data and not count:
+            raise BlockingIOError
+        self.sent += data[:count]
+        if self.room is not None:
+            self.room -= count
+        return count
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.options[level, option] = value
+
+    def shutdown(self, how: int) -> None:
+        assert how == socket.SHUT_WR
+        self.shut = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        """What was sent since the last `take`."""
+        data = bytes(self.sent)
+        self.sent.clear()
+        return data
+
+
+class FakeBackendSocket(FakeSocket):
+    def __init__(self, fd: int, address: SocketAddress) -> None:
+        super().__init__(fd)
+        self.address = address
+        self.connect_result = errno.EINPROGRESS
+        self.error = 0
+        self.connected_to: tuple[Any, ...] | None = None
+
+    def connect_ex(self, address: tuple[Any, ...]) -> int:
+        self.connected_to = address
+        return self.connect_result
+
+    def getsockopt(self, level: int, option: int) -> int:
+        assert (level, option) == (socket.SOL_SOCKET, socket.SO_ERROR)
+        return self.error
+
+
+class FixedRequestIds(RequestIds):
+    """Request ids you can write in an expected head: REQ-1, REQ-2, ..."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self) -> bytes:
+        self.count += 1
+        return b"REQ-%d" % self.count
+
+
+class FakeHost:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.stopping = False
+        self.timers = TimerWheel(now)
+        self._handlers: dict[int, Handler] = {}
+        self.masks: dict[int, int] = {}
+        self.sessions: set[Any] = set()
+        self.max_connections = 1000
+        self.closed: list[Any] = []
+        self.buffers = BufferPool(CLIENT_BUFFER, RELAY_BUFFER, 0, 64)
+        self.buffer_size = CLIENT_BUFFER
+        # Backend sockets by connect order; `refused` ports get ECONNREFUSED from connect_ex.
+        self.backend_sockets: list[FakeBackendSocket] = []
+        self.refused: set[int] = set()
+        self._fds = itertools.count(100)
+        self.pool = BackendPool(self, connector=self._connect)  # type: ignore[arg-type]
+        self.counters = Counters()
+        self.h2_counters = H2Counters()
+        self.metrics = MetricsRegistry()
+        self.metrics_enabled = True
+        self.proxy_protocol = ProxyProtocolFigures()
+        self.ended: list[RequestEnd] | None = []
+        self.events: list[WorkerResponse] = []
+        self.proxy = HttpProxy(0, 0)
+        self.request_ids: RequestIds = FixedRequestIds()
+        self.response_parser = ResponseParser()
+
+    def _connect(self, address: SocketAddress) -> FakeBackendSocket:
+        sock = FakeBackendSocket(next(self._fds), address)
+        if address.port in self.refused:
+            sock.connect_result = errno.ECONNREFUSED
+        self.backend_sockets.append(sock)
+        return sock
+
+    # -- Reactor ------------------------------------------------------------------------------
+
+    @property
+    def handlers(self) -> Mapping[int, Handler]:
+        return self._handlers
+
+    def register(self, fd: int, handler: Handler, mask: int) -> None:
+        assert fd not in self._handlers, f"fd {fd} registered twice"
+        self._handlers[fd], self.masks[fd] = handler, mask
+
+    def set_handler(self, fd: int, handler: Handler) -> None:
+        assert fd in self._handlers
+        self._handlers[fd] = handler
+
+    def modify(self, fd: int, mask: int) -> None:
+        assert fd in self._handlers, f"fd {fd} modified while not registered"
+        self.masks[fd] = mask
+
+    def unregister(self, fd: int) -> None:
+        del self._handlers[fd], self.masks[fd]
+
+    def forget(self, fd: int) -> None:
+        self._handlers.pop(fd, None)
+        self.masks.pop(fd, None)
+
+    def fire(self, fd: int, events: int = select.EPOLLIN) -> None:
+        """What epoll would report: call the descriptor's handler with `events`."""
+        self._handlers[fd](events)
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass and fire the timers that are due, as the loop's tick does."""
+        self.now += seconds
+        self.timers.expire(self.now)
+
+    # -- Admission, Observability --------------------------------------------------------------
+
+    def pause_accept(self) -> None:
+        pass
+
+    def session_closed(self, session: Any) -> None:
+        self.sessions.discard(session)
+        self.closed.append(session)
+
+    @property
+    def access_log(self) -> AccessLogLines | None:
+        return None
+
+    @property
+    def error_access_log(self) -> AccessLogLines | None:
+        return None
+
+    def send(self, response: WorkerResponse) -> None:
+        self.events.append(response)
+
+
+if TYPE_CHECKING:
+    _conforms: Host = FakeHost()  # mypy tests/unit/fake_host.py checks FakeHost against Host
