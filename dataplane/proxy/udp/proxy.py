@@ -28,7 +28,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
-from dataplane.command.messages import ListenerType, Request, UdpAffinityKey
+from dataplane.command.messages import (
+    ListenerType,
+    Request,
+    UdpAffinityKey,
+    UdpClusterConfig,
+)
 from dataplane.command.scm import Listeners, ScmError
 from dataplane.proxy.mux import backend_events
 from dataplane.proxy.proxy_protocol.header import v2_header
@@ -264,6 +269,9 @@ class UdpProxy:
         if backend is None:
             self.figures.flows_shed += 1
             return None
+        if not backend.healthy and udp is not None and _closed_when_unhealthy(udp):
+            self.figures.flows_shed += 1  # every backend unhealthy, `fail_open = false`
+            return None
         for old in listener.flows.make_room():
             self.figures.flows_evicted += 1
             self.close(old, listed=False)
@@ -337,6 +345,14 @@ class UdpProxy:
     def _close_flows(self, listener: UdpListener) -> None:
         for flow in listener.flows:
             self.close(flow)
+
+
+def _closed_when_unhealthy(udp: UdpClusterConfig) -> bool:
+    """`udp.health.fail_open = false`: no flow when every backend is unhealthy (the load
+    balancer only hands out an unhealthy one then). sozu reads the key but always fails
+    open; pysozu honours it."""
+    health = udp.health
+    return health is not None and health.fail_open is False
 
 
 def _proxy_header(client: Client, listener: SocketAddress) -> bytes:
