@@ -5,6 +5,7 @@ flows when every backend is unhealthy, the default keeps serving them."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -103,11 +104,39 @@ def test_a_silent_udp_probe_takes_the_backend_out_and_a_reply_brings_it_back(
     assert found["udp.datagrams.in"] >= 6
     assert answered_by(port) == {b"b1"}
     assert b0.probes >= 3 and b1.probes >= 3  # both probed every second
+    assert health_column(proxy) == {"b0": "unhealthy", "b1": "healthy"}
+    assert unhealthy_in_status(proxy) == [1]
     b0.answer_probes = True
     wait_metric(proxy, "udp.backend.health", lambda v: v == 2)
     assert answered_by(port) == {b"b0", b"b1"}
-    status = proxy.cli("-j", "cluster", "list", "-i", "dns")
-    assert status.returncode == 0, status.stderr
+    assert health_column(proxy) == {"b0": "healthy", "b1": "healthy"}
+    assert unhealthy_in_status(proxy) == [0]
+
+
+def health_column(proxy: Any) -> dict[str, str]:
+    """`backend list -i dns`: backend id -> HEALTH; and its JSON agrees."""
+    result = proxy.cli("backend", "list", "-i", "dns")
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert lines[0][-1] == "HEALTH"
+    shown = {line[1]: line[-1] for line in lines[1:]}
+    raw = json.loads(proxy.cli("-j", "backend", "list", "-i", "dns").stdout)
+    answers = raw["content"]["content_type"]["WORKER_RESPONSES"]["map"]
+    verdicts = {
+        entry["backend_id"]: entry["healthy"]
+        for worker, answer in answers.items()
+        if worker != "main"
+        for entry in answer["content_type"]["CLUSTERS"]["vec"][0]["backend_health"]
+    }
+    assert {k: "healthy" if v else "unhealthy" for k, v in verdicts.items()} == shown
+    return shown
+
+
+def unhealthy_in_status(proxy: Any) -> list[int]:
+    result = proxy.cli("-j", "status")
+    assert result.returncode == 0, result.stderr
+    workers = json.loads(result.stdout)["content"]["content_type"]["WORKERS"]["vec"]
+    return [worker["unhealthy_backends"] for worker in workers]
 
 
 def test_a_tcp_probe_follows_the_companion_tcp_port(pysozu: Any, make: Any) -> None:

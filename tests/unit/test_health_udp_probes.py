@@ -19,7 +19,7 @@ from dataplane.command.messages import (
     UdpHealthConfig,
     UdpHealthMode,
 )
-from dataplane.command.responses import EventKind
+from dataplane.command.responses import ClusterInformation, EventKind
 from dataplane.proxy.clusters import ClusterRuntime
 from dataplane.proxy.health import checks
 from dataplane.proxy.health.checks import HealthChecks
@@ -185,3 +185,17 @@ def test_the_udp_table_wins_over_a_health_check(host: FakeHost) -> None:
     health.tick(host.now)
     assert {p.kind for p in FakeProbe.made} == {"tcp"}  # TCP_PROBE, no HTTP GET
     assert health.plan("dns").kind == "udp-tcp"  # type: ignore[union-attr]
+
+
+def test_cluster_answers_and_status_carry_the_verdicts(host: FakeHost) -> None:
+    health = setup(host, udp_cluster(fall=1))
+    info = ClusterInformation(configuration=Cluster(cluster_id="dns"))
+    health.annotate(info)
+    assert [(h.backend_id, h.healthy) for h in info.backend_health] == [("b0", True), ("b1", True)]
+    round_of(health, host, {"b0": False, "b1": True})
+    health.annotate(info)
+    assert [(h.backend_id, h.healthy) for h in info.backend_health] == [("b0", False), ("b1", True)]
+    assert health.unhealthy() == 1
+    other = ClusterInformation(configuration=Cluster(cluster_id="unchecked"))
+    health.annotate(other)
+    assert other.backend_health == []  # no check: no verdict to show

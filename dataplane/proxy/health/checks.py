@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import Cluster, Request
 from dataplane.command.responses import (
+    BackendHealth,
+    ClusterInformation,
     Event,
     EventKind,
     ResponseContent,
@@ -245,6 +247,22 @@ class HealthChecks:
             if cluster is not None:
                 for backend in cluster.backends:
                     yield cluster_id, backend
+
+    def annotate(self, info: ClusterInformation) -> None:
+        """A cluster query's answer gets this worker's verdicts (`backend list`)."""
+        config = info.configuration
+        if config is None or self.plan(config.cluster_id) is None:
+            return
+        cluster = self.loop.proxy.clusters.get(config.cluster_id)
+        if cluster is not None:
+            info.backend_health = [
+                BackendHealth(backend_id=b.backend_id, address=b.address, healthy=b.healthy)
+                for b in cluster.backends
+            ]
+
+    def unhealthy(self) -> int:
+        """Backends this worker's checks hold out of rotation (`status`)."""
+        return sum(1 for _, backend in self._checked_backends() if not backend.healthy)
 
     def snapshot(self) -> dict[str, int]:
         return {
