@@ -1,7 +1,8 @@
 """UDP backend probes, black-box (`[clusters.<id>.udp.health]`, sozu 2.1): a UDP_PROBE backend
 that stops answering its probes leaves rotation after `fall` probes and comes back after
 `rise`; a TCP_PROBE backend whose TCP port closes does too; `fail_open = false` refuses new
-flows when every backend is unhealthy, the default keeps serving them."""
+flows when every backend is unhealthy (`udp.datagrams.dropped.no_backend`), the default keeps
+serving them. `backend list` and `status` show the verdicts."""
 
 from __future__ import annotations
 
@@ -166,5 +167,5 @@ def test_every_backend_unhealthy_fails_open_unless_told_not_to(
         return
     with client() as sock, pytest.raises(AssertionError, match="no answer"):
         exchange(sock, port, b"refused", tries=3)
-    found = wait_metric(proxy, "udp.flows.shed", lambda v: v >= 1)
+    found = wait_metric(proxy, "udp.datagrams.dropped.no_backend", lambda v: v >= 1)
     assert found["udp.active_flows"] <= 1  # the first client's flow, until it idles out
