@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import msgspec
 from cryptography import x509
 
+from dataplane.cli.backend_health import BACKEND_HEADERS, backend_rows
 from dataplane.cli.metrics_text import show_aggregated
 from dataplane.command import codec
 from dataplane.command.responses import Response, ResponseContent, RunState
@@ -99,12 +100,14 @@ def show_workers(response: Response, out: TextIO) -> None:
             i.version or "-",
             uptime(i.started_at),
             "-" if i.connections is None else i.connections,
+            "-" if i.unhealthy_backends is None else i.unhealthy_backends,
         )
         for i in (infos.vec if infos else [])
     ]
     if response.message:  # main describes itself (pid, version, restarts)
         print(response.message, file=out)
-    table(("WORKER", "PID", "STATE", "VERSION", "UPTIME", "CONNECTIONS"), rows, out)
+    headers = ("WORKER", "PID", "STATE", "VERSION", "UPTIME", "CONNECTIONS", "UNHEALTHY BACKENDS")
+    table(headers, rows, out)
 
 
 def show_listeners(response: Response, out: TextIO) -> None:
@@ -187,12 +190,14 @@ def show_clusters(response: Response, out: TextIO) -> None:
             rows.append((cluster_id, f"{digest:016x}", f"{agree}/{len(workers)}"))
         table(("CLUSTER", "HASH", "WORKERS IN SYNC"), rows, out)
     elif main is not None and main.kind == "clusters":
-        _show_cluster_informations(main, out)
+        _show_cluster_informations(main, workers, out)
     if response.message:
         out.write(response.message + "\n")
 
 
-def _show_cluster_informations(content: ResponseContent, out: TextIO) -> None:
+def _show_cluster_informations(
+    content: ResponseContent, workers: dict[str, ResponseContent], out: TextIO
+) -> None:
     infos = content.value.vec
     if not infos:
         out.write("no cluster found\n")
@@ -207,7 +212,25 @@ def _show_cluster_informations(content: ResponseContent, out: TextIO) -> None:
             [(p, str(f.address), *_route(f)) for p, f in fronts],
             out,
         )
-        table(("BACKEND", "ADDRESS"), [(b.backend_id, str(b.address)) for b in info.backends], out)
+        table(BACKEND_HEADERS, backend_rows(info, workers), out)
+
+
+def show_backends(response: Response, out: TextIO) -> None:
+    """`backend list`: the backends of the clusters found, with their health."""
+    answers = _content(response, "worker_responses")
+    main = answers.map.get("main") if answers is not None else None
+    if main is None or main.kind != "clusters":
+        show_message(response, out)
+        return
+    workers = {k: v for k, v in answers.map.items() if k != "main"}
+    rows = [
+        (info.configuration.cluster_id if info.configuration else "?", *row)
+        for info in main.value.vec
+        for row in backend_rows(info, workers)
+    ]
+    table(("CLUSTER", *BACKEND_HEADERS), rows, out)
+    if response.message:
+        out.write(response.message + "\n")
 
 
 def show_certificates(response: Response, out: TextIO) -> None:
@@ -287,6 +310,7 @@ SHOW = {
     "listeners": show_listeners,
     "frontends": show_frontends,
     "clusters": show_clusters,
+    "backends": show_backends,
     "certificates": show_certificates,
     "request_counts": show_request_counts,
     "metrics": show_metrics,

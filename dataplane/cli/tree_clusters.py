@@ -243,6 +243,16 @@ def _health_check_set(a: argparse.Namespace) -> Request:
 
 def add_backend_tree(top: Subparsers) -> None:
     backend = group(top, "backend", "backend management")
+    listing = leaf(
+        backend,
+        "list",
+        "pysozu extension: a cluster's backends with their health-check verdicts",
+        _cluster_list,
+        show="backends",
+    )
+    by = listing.add_mutually_exclusive_group(required=True)
+    by.add_argument("-i", "--id", help="cluster identifier")
+    by.add_argument("-d", "--domain", help="cluster domain name (host or host/path)")
     remove = leaf(
         backend,
         "remove",

@@ -181,7 +181,7 @@ def _cluster(table: Table, cluster_id: str) -> Cluster:
         max_connections_per_ip=table.integer("max_connections_per_ip"),
         retry_after=table.integer("retry_after", high=U32),
         health_check=_health_check(health) if health is not None else None,
-        udp=_udp(table),
+        udp=_udp(table, http_check=health is not None),
         connect_timeout=table.integer("connect_timeout", low=1, high=U32),
         back_timeout=table.integer("back_timeout", low=1, high=U32),
         sticky_name=_sticky_name(table),
@@ -217,7 +217,7 @@ def _health_check(table: Table) -> HealthCheckConfig:
     return config
 
 
-def _udp(table: Table) -> UdpClusterConfig | None:
+def _udp(table: Table, http_check: bool) -> UdpClusterConfig | None:
     udp = table.table("udp")
     if udp is None:
         return None
@@ -237,11 +237,16 @@ def _udp(table: Table) -> UdpClusterConfig | None:
             probe_timeout_seconds=seconds("probe_timeout_seconds", 2, low=1, high=U32),
         )
         health_table.finish(strict=True)
-        if health.mode != UdpHealthMode.HEALTH_OFF:
+        if health.mode == UdpHealthMode.UDP_PROBE and not health.udp_probe_payload:
+            health_table.warn(
+                "mode",
+                "UDP_PROBE without udp_probe_payload: backends are probed by TCP connect "
+                "(TCP_PROBE), as sozu does",
+            )
+        if health.mode != UdpHealthMode.HEALTH_OFF and http_check:
             health_table.warn(
                 None,
-                "UDP backend probes (TCP_PROBE / UDP_PROBE) are not run yet: backends leave "
-                "rotation only when they refuse datagrams (circuit breaker)",
+                "the cluster also has a health_check: only these UDP probes are run",
             )
     config = UdpClusterConfig(
         affinity_key=udp.choice("affinity_key", UdpAffinityKey),

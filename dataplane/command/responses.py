@@ -82,6 +82,7 @@ class WorkerInfo(Message, kw_only=True):
     version: str | None = None
     started_at: float | None = None
     connections: int | None = None
+    unhealthy_backends: int | None = None  # held out of rotation by its health checks
 
 
 class WorkerInfos(Message, kw_only=True):
@@ -117,6 +118,14 @@ class ListenersList(Message, kw_only=True):
     udp_listeners: dict[str, UdpListenerConfig] = {}
 
 
+class BackendHealth(Message, kw_only=True):
+    """pysozu addition: a health-checked backend's verdict in the worker that answered."""
+
+    backend_id: str
+    address: SocketAddress
+    healthy: bool
+
+
 class ClusterInformation(Message, kw_only=True):
     configuration: Cluster | None = None
     http_frontends: list[RequestHttpFrontend] = []
@@ -124,6 +133,8 @@ class ClusterInformation(Message, kw_only=True):
     tcp_frontends: list[RequestTcpFrontend] = []
     backends: list[AddBackend] = []
     udp_frontends: list[RequestUdpFrontend] = []
+    # pysozu addition, in a worker's answer: the verdicts of the cluster's health checks
+    backend_health: list[BackendHealth] = []
 
 
 class ClusterInformations(Message, kw_only=True):

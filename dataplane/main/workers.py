@@ -76,6 +76,7 @@ class Worker:
         self.started_at = time.time()
         self.version = dataplane.__version__
         self.connections: int | None = None
+        self.unhealthy_backends: int | None = None
         # Until the worker answered INITIAL-STATUS it is reading its boot messages: what main
         # has to say meanwhile waits here, in order, so nothing mixes with the boot sequence.
         self.booted = False
@@ -97,6 +98,7 @@ class Worker:
             version=self.version,
             started_at=self.started_at,
             connections=self.connections,
+            unhealthy_backends=self.unhealthy_backends,
         )
 
 
@@ -349,6 +351,8 @@ class WorkerPool:
                     worker.version = info.version
                 if info.connections is not None:
                     worker.connections = info.connections
+                if info.unhealthy_backends is not None:
+                    worker.unhealthy_backends = info.unhealthy_backends
 
     # -- death and rebirth ------------------------------------------------------------------
 

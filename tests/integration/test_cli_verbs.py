@@ -143,9 +143,12 @@ def test_human_tables(pysozu: Any) -> None:
     assert status.returncode == 0
     main, header, *rows = status.stdout.splitlines()
     assert main.startswith(f"main: pid {proxy.process.pid}, version ")
-    assert header.split() == ["WORKER", "PID", "STATE", "VERSION", "UPTIME", "CONNECTIONS"]
+    assert header.split() == [
+        *("WORKER", "PID", "STATE", "VERSION", "UPTIME", "CONNECTIONS", "UNHEALTHY", "BACKENDS")
+    ]
     assert len(rows) == 2 and all("RUNNING" in row for row in rows)
-    assert all(row.split()[-1] == "0" for row in rows)  # the workers report open connections
+    # the workers report open connections and backends their health checks hold out: none
+    assert all(row.split()[-2:] == ["0", "0"] for row in rows)
     assert proxy.cli("listener", "list").stdout.splitlines()[0].split()[:2] == [
         "PROTOCOL",
         "ADDRESS",

@@ -146,6 +146,12 @@ def test_an_unhealthy_backend_leaves_rotation_and_comes_back(
         down = watcher.wait_for(EventKind.BACKEND_DOWN, timeout=5)
         assert down is not None and down["backend_id"] == "b1"
         assert bodies(pysozu, port) == {b"a"}  # b answers requests fine: only the check says no
+        listed = proxy.cli("backend", "list", "-d", "app.com").stdout.splitlines()
+        assert [line.split()[1::4] for line in listed] == [
+            ["BACKEND", "HEALTH"],
+            ["b0", "healthy"],
+            ["b1", "unhealthy"],
+        ]
         b.health_status = 200
         healthy = watcher.wait_for(EventKind.HEALTH_CHECK_HEALTHY, timeout=15)
         assert healthy is not None and healthy["backend_id"] == "b1"

@@ -147,6 +147,17 @@ def metrics(proxy: Any) -> dict[str, Any]:
     return found
 
 
+def flow_duration(proxy: Any) -> dict[str, Any]:
+    """The `udp.flow.duration` histogram of the only worker (sum in microseconds)."""
+    result = proxy.cli("-j", "metrics", "get")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    start = text.index('"udp.flow.duration"')
+    found, _ = json.JSONDecoder().raw_decode(text, text.index("{", start))
+    inner = found.get("inner", found)
+    return dict(inner["HISTOGRAM"] if "HISTOGRAM" in inner else inner["histogram"])
+
+
 def wait_metric(proxy: Any, name: str, predicate: Any, timeout: float = 15.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -232,7 +243,7 @@ def test_an_oversized_datagram_is_dropped_and_counted(pysozu: Any, udp_echo: lis
         sock.sendto(b"y" * 101, ("127.0.0.1", port))
         assert exchange(sock, port, b"small") == b"b0:small"
     assert b"y" * 101 not in udp_echo[0].received
-    found = wait_metric(proxy, "udp.datagrams.oversized", lambda v: v == 1)
+    found = wait_metric(proxy, "udp.datagrams.dropped.truncated", lambda v: v == 1)
     assert found["udp.datagrams.dropped"] >= 1
 
 
@@ -244,11 +255,13 @@ def test_the_flow_table_is_bounded_and_evicts_the_oldest(
     try:
         for sock in clients:
             assert exchange(sock, port, b"hello") == b"b0:hello"
-        found = wait_metric(proxy, "udp.flows.evicted", lambda v: v == 1)
-        assert found["udp.active_flows"] == 2
+        found = wait_metric(proxy, "udp.flows.evicted.max_flows", lambda v: v == 1)
+        assert found["udp.active_flows"] == 2 and found["udp.flows.evicted"] == 1
         assert exchange(clients[0], port, b"back") == b"b0:back"  # a new flow for it
-        found = wait_metric(proxy, "udp.flows.evicted", lambda v: v == 2)
-        assert found["udp.flows.created"] == 4
+        found = wait_metric(proxy, "udp.flows.evicted.max_flows", lambda v: v == 2)
+        # sozu's meaning: created - evicted (every flow closed) = active
+        assert found["udp.flows.created"] == 4 and found["udp.flows.evicted"] == 2
+        assert found["udp.flows.shed"] == 0
     finally:
         for sock in clients:
             sock.close()
@@ -258,8 +271,10 @@ def test_idle_flows_expire_after_the_timeouts(pysozu: Any, udp_echo: list[UdpEch
     proxy, port = start(pysozu, udp_echo, listener="front_timeout = 1\nback_timeout = 1")
     with client() as sock:
         assert exchange(sock, port, b"one") == b"b0:one"
-        found = wait_metric(proxy, "udp.flows.timed_out", lambda v: v == 1, timeout=10)
+        found = wait_metric(proxy, "udp.flows.evicted", lambda v: v == 1, timeout=10)
         assert found["udp.active_flows"] == 0
+        duration = flow_duration(proxy)  # sozu's udp.flow.duration, recorded at close
+        assert duration["count"] == 1 and 1_000_000 <= duration["sum"] <= 4_000_000
         assert exchange(sock, port, b"two") == b"b0:two"  # a new flow, same backend
     assert len(udp_echo[0].sources) == 2
 
@@ -358,7 +373,7 @@ def test_udp_listener_and_frontend_added_and_removed_through_the_cli(
         assert exchange(sock, port, b"short") == b"cli:short"
         sock.sendto(b"much too long", ("127.0.0.1", port))
         assert exchange(other, port, b"other") == b"cli:other"  # max_flows 1: evicts sock's
-        found = wait_metric(proxy, "udp.datagrams.oversized", lambda v: v == 1)
+        found = wait_metric(proxy, "udp.datagrams.dropped.truncated", lambda v: v == 1)
         assert found["udp.flows.evicted"] >= 1  # (the first client's flow may be too)
         wait_metric(proxy, "udp.active_flows", lambda v: v == 0)  # 1 s idle both ways
     assert b"much too long" not in backend.received

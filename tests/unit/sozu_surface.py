@@ -60,6 +60,10 @@ TOP = I + "test_cli_top.py::"
 TOP_U = U + "test_cli_top_frame.py::"
 UDP = I + "test_udp_proxy.py::"
 HEALTH = I + "test_health_checks.py::"
+_BACKEND_LIST = (
+    I + "test_udp_health.py::"
+    "test_a_silent_udp_probe_takes_the_backend_out_and_a_reply_brings_it_back"
+)
 SEND = I + "test_tcp_send_proxy.py::"
 _CHECK_SET = HEALTH + "test_a_check_set_at_run_time_with_an_expected_status"
 _CHECK_REMOVE = HEALTH + "test_removing_the_check_puts_backends_back"
@@ -588,6 +592,12 @@ CLI: dict[str, dict[str, Proof]] = {
         "--backup": Tested(LB + "test_backups_only_when_no_primary_can_open"),
     },
     "backend remove": {"": Tested(I + "test_main_traffic.py::test_blue_green_under_traffic")},
+    # pysozu extension: backends with their health-check verdicts
+    "backend list": {
+        "": Tested(_BACKEND_LIST),
+        "--id": Tested(_BACKEND_LIST),
+        "--domain": Tested(HEALTH + "test_an_unhealthy_backend_leaves_rotation_and_comes_back"),
+    },
     "frontend http add": _FRONTEND_HTTP_ADD,
     "frontend https add": _FRONTEND_HTTP_ADD,
     "frontend http remove": _FRONTEND_HTTP_REMOVE,

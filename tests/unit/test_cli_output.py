@@ -33,16 +33,25 @@ def test_uptime() -> None:
 def test_status_table_is_aligned() -> None:
     infos = WorkerInfos(
         vec=[
-            WorkerInfo(id=0, pid=123, run_state=RunState.RUNNING, version="0.1.0", connections=7),
+            WorkerInfo(
+                id=0,
+                pid=123,
+                run_state=RunState.RUNNING,
+                version="0.1.0",
+                connections=7,
+                unhealthy_backends=1,
+            ),
             WorkerInfo(id=11, pid=4, run_state=RunState.NOT_ANSWERING),
         ]
     )
     out = io.StringIO()
     output.show_workers(Response.ok(content=ResponseContent.of(workers=infos)), out)
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["WORKER", "PID", "STATE", "VERSION", "UPTIME", "CONNECTIONS"]
-    assert lines[1].split() == ["0", "123", "RUNNING", "0.1.0", "-", "7"]
-    assert lines[2].split() == ["11", "4", "NOT_ANSWERING", "-", "-", "-"]
+    assert lines[0].split() == [
+        *("WORKER", "PID", "STATE", "VERSION", "UPTIME", "CONNECTIONS", "UNHEALTHY", "BACKENDS")
+    ]
+    assert lines[1].split() == ["0", "123", "RUNNING", "0.1.0", "-", "7", "1"]
+    assert lines[2].split() == ["11", "4", "NOT_ANSWERING", "-", "-", "-", "-"]
     assert lines[1].index("RUNNING") == lines[2].index("NOT_ANSWERING")
 
 

@@ -802,9 +802,7 @@ def test_udp_listeners_and_frontends_load_as_requests_without_a_warning() -> Non
     assert verbs.count("add_udp_listener") == verbs.count("add_udp_frontend") == 1
 
 
-def test_udp_probes_are_warned_as_not_run() -> None:
-    config = parse_config(
-        """
+UDP_HEALTH = """
         [[listeners]]
         protocol = "udp"
         address = "127.0.0.1:53"
@@ -813,16 +811,31 @@ def test_udp_probes_are_warned_as_not_run() -> None:
         protocol = "tcp"
         frontends = [{ address = "127.0.0.1:53" }]
         backends = []
+        %s
         [clusters.t.udp]
         affinity_key = "SOURCE_IP_PORT"
         [clusters.t.udp.health]
-        mode = "UDP_PROBE"
-        """,
-        "config.toml",
-    )
+        %s
+        """
+
+
+def test_udp_probes_load_without_a_warning() -> None:
+    config = parse_config(UDP_HEALTH % ("", 'mode = "UDP_PROBE"\nudp_probe_payload = "ping"'), "c")
+    assert warnings(config) == []
+    udp = config.clusters["t"].cluster.udp
+    health = udp.health if udp is not None else None
+    assert health is not None and health.udp_probe_payload == b"ping"
+    assert parse_config(UDP_HEALTH % ("", "tcp_port = 9053\nrise = 1"), "c").warnings == []
+
+
+def test_udp_probe_without_payload_or_beside_a_health_check_is_warned() -> None:
+    config = parse_config(UDP_HEALTH % ("", 'mode = "UDP_PROBE"'), "config.toml")
     assert len(warnings(config)) == 1
     assert "[clusters.t.udp.health]" in warnings(config)[0]
-    assert "not run yet" in warnings(config)[0]
+    assert "probed by TCP connect" in warnings(config)[0]
+    both = '[clusters.t.health_check]\nuri = "/"'
+    config = parse_config(UDP_HEALTH % (both, ""), "config.toml")
+    assert ["only these UDP probes are run" in w for w in warnings(config)] == [True]
 
 
 # Hostile configurations: any mix of known keys and odd values gives a Config or a ConfigError.

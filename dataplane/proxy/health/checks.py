@@ -4,6 +4,9 @@ As in sozu, each worker runs the checks of its clusters in its own event loop (t
 `tick` once a second): every `interval` seconds, one probe per backend of each cluster that
 has a `health_check` (a probe still running is not doubled). Clusters served by a TCP
 listener get a TCP connect probe; the others an HTTP one (`GET <uri>`, see `verdict.py`).
+A cluster with `[clusters.<id>.udp.health]` (mode TCP_PROBE or UDP_PROBE) gets sozu 2.1's UDP
+backend probes instead, every `probe_interval_seconds`, with `rise`/`fall` as thresholds
+(`verdict.udp_plan`; when a cluster has both tables, the UDP one is run).
 With N workers, a backend sees N probes per interval; each worker takes its own backends out
 of its own rotation, so no worker depends on another's results.
 
@@ -15,8 +18,9 @@ BACKEND_UP when the backend's availability changed (the circuit breaker may alre
 it out), NO_AVAILABLE_BACKENDS / CLUSTER_RECOVERED for the cluster. Removing a check (or its
 cluster) puts its backends back in rotation. Verdicts are not persisted (as sozu).
 
-Figures: `health_check.success`, `.failure` (probes), `.up`, `.down` (verdict changes), the
-gauge `health_check.healthy_backends`; per backend the gauge `health_check.healthy`.
+Figures: `health_check.success`, `.failure` (probes), `.up`, `.down` (verdict changes) of
+HTTP/TCP checks; `udp.backend.health`, the verdict changes of UDP probes (as sozu counts
+them); the gauge `health_check.healthy_backends`; per backend the gauge `health_check.healthy`.
 """
 
 from __future__ import annotations
@@ -27,16 +31,18 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
-from dataplane.command.messages import HealthCheckConfig, Request
+from dataplane.command.messages import Cluster, Request
 from dataplane.command.responses import (
+    BackendHealth,
+    ClusterInformation,
     Event,
     EventKind,
     ResponseContent,
     ResponseStatus,
     WorkerResponse,
 )
-from dataplane.proxy.health.probe import Probe
-from dataplane.proxy.health.verdict import Verdict, http_request
+from dataplane.proxy.health.probe import Probe, UdpProbe
+from dataplane.proxy.health.verdict import Plan, Verdict, http_plan, http_request, udp_plan
 
 if TYPE_CHECKING:
     from dataplane.proxy.balancing.backend import Backend
@@ -54,30 +60,34 @@ class HealthChecks:
 
     def __init__(self, loop: Host) -> None:
         self.loop = loop
-        self.checks: dict[str, HealthCheckConfig] = {}
+        self.http_plans: dict[str, Plan] = {}  # `health_check`
+        self.udp_plans: dict[str, Plan] = {}  # `udp.health`, run instead when both are set
         self.due: dict[str, float] = {}
         self.verdicts: dict[Key, Verdict] = {}
-        self.probes: dict[Key, Probe] = {}
+        self.probes: dict[Key, Probe | UdpProbe] = {}
         self.success = self.failure = self.up = self.down = 0
+        self.udp_transitions = 0
         loop.metrics.counter_sources.append(self.snapshot)
         loop.metrics.gauge_sources.append(self.gauges)
         loop.metrics.backend_gauge_sources.append(self.backend_gauges)
+
+    def plan(self, cluster_id: str) -> Plan | None:
+        """The check run for a cluster, if any."""
+        return self.udp_plans.get(cluster_id) or self.http_plans.get(cluster_id)
 
     # -- state requests --------------------------------------------------------------------
 
     def apply(self, request: Request) -> None:
         verb, body = request.verb, request.body
         if verb == "set_health_check":
-            self._set(body.cluster_id, body.config)
+            self._set(body.cluster_id, self.http_plans, http_plan(body.config))
         elif verb == "remove_health_check":
-            self._unset(body)
+            self._set(body, self.http_plans, None)
         elif verb == "add_cluster":
-            if body.health_check is not None:
-                self._set(body.cluster_id, body.health_check)
-            else:
-                self._unset(body.cluster_id)
+            self._add_cluster(body)
         elif verb == "remove_cluster":
-            self._unset(body)
+            self._set(body, self.http_plans, None)
+            self._set(body, self.udp_plans, None)
         elif verb == "remove_backend":
             key = (body.cluster_id, body.backend_id, body.address)
             self.verdicts.pop(key, None)
@@ -85,15 +95,28 @@ class HealthChecks:
             if probe is not None:
                 probe.close()
 
-    def _set(self, cluster_id: str, config: HealthCheckConfig) -> None:
-        if self.checks.get(cluster_id) != config:
-            self.due[cluster_id] = self.loop.now  # a new or changed check probes at once
-        self.checks[cluster_id] = config
+    def _add_cluster(self, cluster: Cluster) -> None:
+        check = cluster.health_check
+        self._set(cluster.cluster_id, self.http_plans, http_plan(check) if check else None)
+        health = cluster.udp.health if cluster.udp is not None else None
+        self._set(cluster.cluster_id, self.udp_plans, udp_plan(health) if health else None)
 
-    def _unset(self, cluster_id: str) -> None:
-        if self.checks.pop(cluster_id, None) is None:
-            return
-        self.due.pop(cluster_id, None)
+    def _set(self, cluster_id: str, plans: dict[str, Plan], plan: Plan | None) -> None:
+        before = self.plan(cluster_id)
+        if plan is None:
+            plans.pop(cluster_id, None)
+        else:
+            plans[cluster_id] = plan
+        after = self.plan(cluster_id)
+        if after is None:
+            if before is not None:
+                self._unset(cluster_id)
+        elif after != before:
+            self.due[cluster_id] = self.loop.now  # a new or changed check probes at once
+            if before is not None and after.kind != before.kind:
+                self._forget(cluster_id)  # another kind of probe: verdicts start afresh
+
+    def _forget(self, cluster_id: str) -> None:
         for key in [key for key in self.probes if key[0] == cluster_id]:
             self.probes.pop(key).close()
         for key in [key for key in self.verdicts if key[0] == cluster_id]:
@@ -103,33 +126,45 @@ class HealthChecks:
             for backend in cluster.backends:
                 backend.set_healthy(True)  # no check, no verdict: back in rotation
 
+    def _unset(self, cluster_id: str) -> None:
+        self.due.pop(cluster_id, None)
+        self._forget(cluster_id)
+
     # -- probing ---------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
         """Once a second: start the probes that are due."""
-        for cluster_id, config in self.checks.items():
-            if now < self.due.get(cluster_id, now):
+        if not self.due:
+            return
+        for cluster_id, due in list(self.due.items()):
+            plan = self.plan(cluster_id)
+            if now < due or plan is None:
                 continue
-            self.due[cluster_id] = now + config.interval
+            self.due[cluster_id] = now + plan.interval
             cluster = self.loop.proxy.clusters.get(cluster_id)
             if cluster is None:
                 continue
-            tcp = self._served_by_tcp(cluster_id)
+            kind = plan.kind
+            if kind == "http" and self._served_by_tcp(cluster_id):
+                kind = "tcp"
             for backend in cluster.backends:
                 key = (cluster_id, backend.backend_id, backend.address)
                 if key in self.probes:
                     continue  # the previous one has not ended (its timeout will end it)
-                request = None if tcp else http_request(config.uri, str(backend.address))
-                probe = Probe(
-                    self.loop,
-                    backend.address,
-                    request,
-                    config.expected_status,
-                    float(config.timeout),
-                    self._on_result(key, backend),
-                )
+                probe = self._probe(kind, plan, backend, self._on_result(key, backend))
                 if probe.running:
                     self.probes[key] = probe
+
+    def _probe(
+        self, kind: str, plan: Plan, backend: Backend, done: Callable[[bool], None]
+    ) -> Probe | UdpProbe:
+        address = backend.address
+        if kind == "udp":
+            return UdpProbe(self.loop, address, plan.payload, plan.timeout, done)
+        if kind == "udp-tcp" and plan.port is not None:
+            address = SocketAddress(address.ip, plan.port)  # sozu's companion `tcp_port`
+        request = http_request(plan.uri, str(address)) if kind == "http" else None
+        return Probe(self.loop, address, request, plan.expected_status, plan.timeout, done)
 
     def _served_by_tcp(self, cluster_id: str) -> bool:
         listeners = self.loop.proxy.tcp.listeners.values()
@@ -140,19 +175,27 @@ class HealthChecks:
 
     def _result(self, key: Key, backend: Backend, passed: bool) -> None:
         self.probes.pop(key, None)
-        config = self.checks.get(key[0])
+        plan = self.plan(key[0])
         cluster = self.loop.proxy.clusters.get(key[0])
-        if config is None or cluster is None or backend.removed:
+        if plan is None or cluster is None or backend.removed:
             return
-        if passed:
-            self.success += 1
-        else:
-            self.failure += 1
+        udp = plan.udp  # sozu counts UDP probes' verdict changes only (udp.backend.health)
+        if not udp:
+            if passed:
+                self.success += 1
+            else:
+                self.failure += 1
         verdict = self.verdicts.get(key)
         if verdict is None:
             verdict = self.verdicts[key] = Verdict()
-        change = verdict.record(passed, config.healthy_threshold, config.unhealthy_threshold)
+        change = verdict.record(passed, plan.rise, plan.fall)
         if change is not None:
+            if udp:
+                self.udp_transitions += 1
+            elif change:
+                self.up += 1
+            else:
+                self.down += 1
             self._changed(cluster, backend, change)
 
     def _changed(self, cluster: ClusterRuntime, backend: Backend, healthy: bool) -> None:
@@ -161,7 +204,6 @@ class HealthChecks:
         available = sum(1 for other in cluster.backends if other.is_available)
         where = f"backend {backend.backend_id} at {backend.address} of cluster {cluster.cluster_id}"
         if healthy:
-            self.up += 1
             log.info("health check: %s is healthy again", where)
             self._event(EventKind.HEALTH_CHECK_HEALTHY, cluster, backend)
             if not was_available and backend.is_available:
@@ -169,7 +211,6 @@ class HealthChecks:
                 if available == 1:
                     self._event(EventKind.CLUSTER_RECOVERED, cluster, None)
         else:
-            self.down += 1
             log.error("health check: %s is unhealthy", where)
             self._event(EventKind.HEALTH_CHECK_UNHEALTHY, cluster, backend)
             if was_available:
@@ -201,11 +242,27 @@ class HealthChecks:
 
     def _checked_backends(self) -> Iterator[tuple[str, Backend]]:
         clusters = self.loop.proxy.clusters
-        for cluster_id in self.checks:
+        for cluster_id in self.http_plans.keys() | self.udp_plans.keys():
             cluster = clusters.get(cluster_id)
             if cluster is not None:
                 for backend in cluster.backends:
                     yield cluster_id, backend
+
+    def annotate(self, info: ClusterInformation) -> None:
+        """A cluster query's answer gets this worker's verdicts (`backend list`)."""
+        config = info.configuration
+        if config is None or self.plan(config.cluster_id) is None:
+            return
+        cluster = self.loop.proxy.clusters.get(config.cluster_id)
+        if cluster is not None:
+            info.backend_health = [
+                BackendHealth(backend_id=b.backend_id, address=b.address, healthy=b.healthy)
+                for b in cluster.backends
+            ]
+
+    def unhealthy(self) -> int:
+        """Backends this worker's checks hold out of rotation (`status`)."""
+        return sum(1 for _, backend in self._checked_backends() if not backend.healthy)
 
     def snapshot(self) -> dict[str, int]:
         return {
@@ -213,6 +270,7 @@ class HealthChecks:
             "health_check.failure": self.failure,
             "health_check.up": self.up,
             "health_check.down": self.down,
+            "udp.backend.health": self.udp_transitions,
         }
 
     def gauges(self) -> dict[str, int]:

@@ -1,10 +1,13 @@
 """One health probe of one backend: a non-blocking connect, then (HTTP) the request and the
-answer's status line. The result goes to `done(passed)` once, then the socket is closed.
+answer's status line; or (UDP) one datagram and its reply. The result goes to `done(passed)`
+once, then the socket is closed.
 
 A TCP probe passes when the connect succeeds. An HTTP probe sends `verdict.http_request` and
 passes when the status line passes (`verdict.HttpAnswer`). Anything else fails: refused,
 reset, an answer that is not HTTP, the backend closing first, or no result within the
-timeout (the loop's timer wheel calls `on_timeout`).
+timeout (the loop's timer wheel calls `on_timeout`). A UDP probe (`UdpProbe`, sozu's
+UDP_PROBE) sends its payload on a connected UDP socket and passes on any reply; a refusal
+(ICMP port unreachable, reported as ECONNREFUSED) or silence until the timeout fails.
 """
 
 from __future__ import annotations
@@ -28,8 +31,49 @@ EPOLLOUT = select.EPOLLOUT
 READ_SIZE = 4096
 
 
-class Probe:
-    __slots__ = ("answer", "deadline", "done", "fd", "loop", "request", "sock", "timer_slot")
+class _Probe:
+    """What every probe shares: its socket on the loop, its timer, its one result."""
+
+    __slots__ = ("deadline", "done", "fd", "loop", "sock", "timer_slot")
+
+    loop: Host
+    sock: socket.socket
+    fd: int
+    done: Callable[[bool], None] | None
+    deadline: float
+    timer_slot: float
+
+    @property
+    def running(self) -> bool:
+        return self.done is not None
+
+    def on_timeout(self, now: float) -> None:
+        self.finish(False)
+
+    def close(self) -> None:
+        """Cancel without a result (the check was removed, the worker stops)."""
+        self.done = None
+        self._release()
+
+    def finish(self, passed: bool) -> None:
+        done, self.done = self.done, None
+        self._release()
+        if done is not None:
+            done(passed)
+
+    def _release(self) -> None:
+        self.loop.timers.cancel(self)
+        if self.fd >= 0:
+            self.loop.forget(self.fd)
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.fd = -1
+
+
+class Probe(_Probe):
+    """A TCP connect probe (`request` None), or an HTTP one."""
+
+    __slots__ = ("answer", "request")
 
     def __init__(
         self,
@@ -43,7 +87,7 @@ class Probe:
         self.loop = loop
         self.request = request  # None: a TCP connect check
         self.answer = HttpAnswer(expected_status)
-        self.done: Callable[[bool], None] | None = done
+        self.done = done
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
         family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
@@ -58,10 +102,6 @@ class Probe:
             return
         loop.register(self.fd, self.on_event, EPOLLOUT)
         loop.timers.arm(self, loop.now + timeout)
-
-    @property
-    def running(self) -> bool:
-        return self.done is not None
 
     def on_event(self, events: int) -> None:
         sock = self.sock
@@ -93,24 +133,45 @@ class Probe:
         if passed is not None:
             self.finish(passed)
 
-    def on_timeout(self, now: float) -> None:
-        self.finish(False)
 
-    def close(self) -> None:
-        """Cancel without a result (the check was removed, the worker stops)."""
-        self.done = None
-        self._release()
+class UdpProbe(_Probe):
+    """sozu's UDP_PROBE: `payload` to the backend, any reply within the timeout passes."""
 
-    def finish(self, passed: bool) -> None:
-        done, self.done = self.done, None
-        self._release()
-        if done is not None:
-            done(passed)
+    __slots__ = ()
 
-    def _release(self) -> None:
-        self.loop.timers.cancel(self)
-        if self.fd >= 0:
-            self.loop.forget(self.fd)
-            with contextlib.suppress(OSError):
-                self.sock.close()
+    def __init__(
+        self,
+        loop: Host,
+        address: SocketAddress,
+        payload: bytes,
+        timeout: float,
+        done: Callable[[bool], None],
+    ) -> None:
+        self.loop = loop
+        self.done = done
+        self.deadline = 0.0
+        self.timer_slot = NOT_FILED
+        family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.fd = self.sock.fileno()
+        try:
+            self.sock.setblocking(False)
+            self.sock.connect(address.sockaddr())
+            self.sock.send(payload)
+        except OSError:
+            self.sock.close()
             self.fd = -1
+            self.finish(False)
+            return
+        loop.register(self.fd, self.on_event, EPOLLIN)
+        loop.timers.arm(self, loop.now + timeout)
+
+    def on_event(self, events: int) -> None:
+        try:
+            self.sock.recv(1)  # the reply's content does not matter (the rest is discarded)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.finish(False)  # ECONNREFUSED: the backend's port is closed
+            return
+        self.finish(True)

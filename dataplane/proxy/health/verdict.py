@@ -7,11 +7,19 @@
 - `Verdict`: one backend's health with its thresholds. Every backend starts healthy; it turns
   unhealthy after `unhealthy_threshold` consecutive failed probes and healthy again after
   `healthy_threshold` consecutive successes. `record` answers the new state when it changed.
+- `Plan`: one cluster's check, whichever table it came from: `http_plan` for the cluster's
+  `health_check` (an HTTP probe, or a TCP connect for clusters served by a TCP listener),
+  `udp_plan` for `[clusters.<id>.udp.health]` (sozu 2.1's UDP backend probes: TCP_PROBE a
+  connect to `tcp_port`, default the backend's own port; UDP_PROBE the `udp_probe_payload`
+  datagram, passed by any reply within the timeout; `rise`/`fall` are the thresholds).
 """
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
+
+from dataplane.command.messages import HealthCheckConfig, UdpHealthConfig, UdpHealthMode
 
 MAX_STATUS_LINE = 4096
 _STATUS = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?\r?\n")
@@ -83,3 +91,54 @@ class Verdict:
                 self.healthy = False
                 return False
         return None
+
+
+class Plan(NamedTuple):
+    """How one cluster's backends are probed. `kind`: "http" (or "tcp" when the cluster turns
+    out to be served by a TCP listener), "udp-tcp" (a UDP cluster's TCP_PROBE), "udp"
+    (UDP_PROBE)."""
+
+    kind: str
+    interval: float
+    timeout: float
+    rise: int  # consecutive successes back to healthy
+    fall: int  # consecutive failures to unhealthy
+    uri: str = "/"
+    expected_status: int = 0
+    port: int | None = None  # TCP_PROBE: probe this port instead of the backend's
+    payload: bytes = b""  # UDP_PROBE: the datagram sent
+
+    @property
+    def udp(self) -> bool:
+        return self.kind.startswith("udp")
+
+
+def http_plan(config: HealthCheckConfig) -> Plan:
+    return Plan(
+        "http",
+        float(config.interval),
+        float(config.timeout),
+        config.healthy_threshold,
+        config.unhealthy_threshold,
+        uri=config.uri,
+        expected_status=config.expected_status,
+    )
+
+
+def udp_plan(config: UdpHealthConfig) -> Plan | None:
+    """None when the table turns probing off (`mode = "HEALTH_OFF"`). As sozu, a UDP_PROBE
+    without a payload probes by TCP connect (the configuration loader warns)."""
+    mode = UdpHealthMode.TCP_PROBE if config.mode is None else config.mode
+    if mode == UdpHealthMode.HEALTH_OFF:
+        return None
+    payload = config.udp_probe_payload
+    kind = "udp" if mode == UdpHealthMode.UDP_PROBE and payload else "udp-tcp"
+    return Plan(
+        kind,
+        float(config.probe_interval_seconds or 5),
+        float(config.probe_timeout_seconds or 2),
+        config.rise or 2,
+        config.fall or 3,
+        port=config.tcp_port or None,
+        payload=payload or b"",
+    )

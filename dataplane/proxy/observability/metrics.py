@@ -232,6 +232,7 @@ class MetricsRegistry:
         # Sampled at snapshot time, registered by the loop's owners: `{"buffer.in_use": 3}` ...
         self.gauge_sources: list[GaugeSource] = []
         self.counter_sources: list[GaugeSource] = []
+        self.histogram_sources: list[Callable[[], dict[str, Histogram]]] = []
         # ... and per backend: (cluster_id, backend_id, name, value), e.g. circuit state.
         self.backend_gauge_sources: list[BackendGaugeSource] = []
         self.clear()
@@ -407,6 +408,8 @@ class MetricsRegistry:
             proxy.update((name, _gauge(value)) for name, value in source().items())
         for source in self.counter_sources:
             proxy.update((name, _count(value)) for name, value in source().items())
+        for histograms in self.histogram_sources:
+            proxy.update((name, value.filtered()) for name, value in histograms().items())
         return proxy
 
     def _backend_gauges(self) -> dict[tuple[str, str], dict[str, FilteredMetrics]]:

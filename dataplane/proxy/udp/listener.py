@@ -3,14 +3,30 @@
 As a TCP listener, a UDP listener serves at most one cluster (`add_udp_frontend` names it);
 a datagram arriving while it has none is dropped and counted. Its socket comes from main over
 SCM (the `udp` group), or is bound here when main sent none. `UdpListeners` mirrors the state
-requests about UDP listeners and frontends; `UdpFigures` are the worker's UDP counters, named
-as sozu's (`udp.datagrams.*`, `udp.bytes.*`, `udp.flows.*`, `udp.active_flows`).
+requests about UDP listeners and frontends; `UdpFigures` are the worker's UDP figures, named
+and meant as sozu 2.1's (`lib/src/metrics/names.rs`, `udp` module):
+
+- `udp.datagrams.in` / `udp.bytes.in`: client datagrams forwarded to a backend (payload bytes);
+  `udp.datagrams.out` / `udp.bytes.out`: replies returned to clients;
+- `udp.datagrams.dropped`, and by reason `.truncated` (above `max_rx_datagram_size`),
+  `.no_backend` (no cluster, no backend, or none healthy with `fail_open = false`), `.shed` (a
+  new flow's socket could not be opened), `.unknown_flow` (a reply whose listener is gone),
+  `.wq_full` (a send buffer full), `.send_error` (a send refused);
+- `udp.flows.created`; `udp.flows.evicted`: every flow closed, whatever the reason (idle,
+  `requests`/`responses`, backend removed or refusing, listener gone, room made), so
+  created - evicted = `udp.active_flows` (the gauge); `udp.flows.shed`: a new flow refused
+  because its socket could not be opened (sozu also sheds new flows at `max_flows`; pysozu
+  closes the least recently active flow instead, counted apart in the pysozu extension
+  `udp.flows.evicted.max_flows`);
+- `udp.flow.duration`: histogram of flow lifetimes, recorded when a flow closes;
+- `udp.backend.health` (verdict changes of UDP probes) is counted by `health/checks.py`.
 """
 
 from __future__ import annotations
 
 import resource
 import socket
+from bisect import bisect_left
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.listener_update import merge_listener_update
@@ -19,6 +35,7 @@ from dataplane.command.messages import (
     UdpListenerConfig,
     UpdateUdpListenerConfig,
 )
+from dataplane.proxy.observability.metrics import BOUNDS_SECONDS, Histogram
 from dataplane.proxy.udp.flows import FlowTable
 
 # max_flows = 0 means "auto" in sozu: about 70% of the soft RLIMIT_NOFILE (a flow holds a socket).
@@ -34,7 +51,7 @@ def auto_max_flows() -> int:
 
 
 class UdpFigures:
-    """The worker's UDP counters and gauge (`query_metrics`, Prometheus, StatsD)."""
+    """The worker's UDP counters and histogram (`query_metrics`, Prometheus, StatsD)."""
 
     __slots__ = (
         "bytes_in",
@@ -42,38 +59,64 @@ class UdpFigures:
         "datagrams_in",
         "datagrams_out",
         "dropped",
+        "dropped_no_backend",
+        "dropped_send_error",
+        "dropped_shed",
+        "dropped_truncated",
+        "dropped_unknown_flow",
+        "dropped_wq_full",
+        "flow_duration",
         "flows_created",
         "flows_evicted",
+        "flows_evicted_max_flows",
         "flows_shed",
-        "flows_timed_out",
-        "oversized",
     )
 
     def __init__(self) -> None:
-        self.datagrams_in = 0  # from clients
-        self.datagrams_out = 0  # replies sent back to clients
+        self.datagrams_in = 0
+        self.datagrams_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self.dropped = 0  # every datagram not passed on (oversized, no cluster or backend...)
-        self.oversized = 0  # ... of which larger than max_rx_datagram_size
+        self.dropped = 0
+        self.dropped_truncated = 0
+        self.dropped_no_backend = 0
+        self.dropped_shed = 0
+        self.dropped_unknown_flow = 0
+        self.dropped_wq_full = 0
+        self.dropped_send_error = 0
         self.flows_created = 0
-        self.flows_evicted = 0  # the oldest flow closed to make room (max_flows)
-        self.flows_shed = 0  # a new flow refused: no cluster or no backend for it
-        self.flows_timed_out = 0
+        self.flows_evicted = 0
+        self.flows_evicted_max_flows = 0
+        self.flows_shed = 0
+        self.flow_duration = Histogram()
+
+    def flow_ended(self, seconds: float) -> None:
+        self.flows_evicted += 1
+        duration = self.flow_duration
+        duration.counts[bisect_left(BOUNDS_SECONDS, seconds)] += 1
+        duration.sum += seconds
 
     def snapshot(self) -> dict[str, int]:
         return {
             "udp.datagrams.in": self.datagrams_in,
             "udp.datagrams.out": self.datagrams_out,
             "udp.datagrams.dropped": self.dropped,
-            "udp.datagrams.oversized": self.oversized,
+            "udp.datagrams.dropped.truncated": self.dropped_truncated,
+            "udp.datagrams.dropped.no_backend": self.dropped_no_backend,
+            "udp.datagrams.dropped.shed": self.dropped_shed,
+            "udp.datagrams.dropped.unknown_flow": self.dropped_unknown_flow,
+            "udp.datagrams.dropped.wq_full": self.dropped_wq_full,
+            "udp.datagrams.dropped.send_error": self.dropped_send_error,
             "udp.bytes.in": self.bytes_in,
             "udp.bytes.out": self.bytes_out,
             "udp.flows.created": self.flows_created,
             "udp.flows.evicted": self.flows_evicted,
+            "udp.flows.evicted.max_flows": self.flows_evicted_max_flows,
             "udp.flows.shed": self.flows_shed,
-            "udp.flows.timed_out": self.flows_timed_out,
         }
+
+    def histograms(self) -> dict[str, Histogram]:
+        return {"udp.flow.duration": self.flow_duration}
 
 
 class UdpListener:

@@ -4,15 +4,16 @@
   the listener's one buffer, no allocation per datagram). A datagram larger than the
   listener's `max_rx_datagram_size` is dropped and counted; one from a client without a flow
   opens a flow (`flows.py`) when the listener has a cluster and the cluster a backend, else it
-  is dropped and the refused flow counted as shed. The flow's socket sends it to the backend
+  is dropped (counted by reason, see listener.py). The flow's socket sends it to the backend
   (after a PROXY v2 header when the cluster's `udp.send_proxy_protocol` says so).
 - **Out**: a flow's socket is registered with the loop; each reply goes to the flow's client
   from the listener's socket (so from the address the client sent to).
 - **Failures**: a backend that refuses (ICMP port unreachable, reported on the flow's socket)
   counts as a connect failure for the circuit breaker (`backend_events`), and the flow closes:
   the client's next datagram opens a flow to a backend that can take it.
-- **Figures**: `UdpFigures` (listener.py) counters, the `udp.active_flows` gauge; bytes per
-  cluster and backend are added when a flow closes, as TCP connections' are.
+- **Figures**: `UdpFigures` (listener.py, names and meanings as sozu's), the
+  `udp.active_flows` gauge; bytes per cluster and backend are added when a flow closes, as TCP
+  connections' are.
 
 Soft stop closes the listeners and their flows at once (a flow holds no client connection to
 drain); an upgrade hands the listener sockets back to main (flows are not migrated, as sozu).
@@ -28,7 +29,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
-from dataplane.command.messages import ListenerType, Request, UdpAffinityKey
+from dataplane.command.messages import (
+    ListenerType,
+    Request,
+    UdpAffinityKey,
+    UdpClusterConfig,
+)
 from dataplane.command.scm import Listeners, ScmError
 from dataplane.proxy.mux import backend_events
 from dataplane.proxy.proxy_protocol.header import v2_header
@@ -75,6 +81,7 @@ class UdpProxy:
         self.reply_buffer = bytearray(MAX_REPLY)
         self.reply_view = memoryview(self.reply_buffer)
         loop.metrics.counter_sources.append(self.figures.snapshot)
+        loop.metrics.histogram_sources.append(self.figures.histograms)
         loop.metrics.gauge_sources.append(self.gauges)
 
     @property
@@ -174,12 +181,10 @@ class UdpProxy:
                 except OSError as error:  # nothing a listener's socket should report: log it
                     log.warning("udp %s: receive failed: %s", listener.config.address, error)
                     return
-                figures.datagrams_in += 1
                 if count > limit:
-                    figures.oversized += 1
+                    figures.dropped_truncated += 1
                     figures.dropped += 1
                     continue
-                figures.bytes_in += count
                 flow = flows.touch(client)
                 if flow is not None and flow.max_requests and flow.requests >= flow.max_requests:
                     self.close(flow)  # its `requests` are used up: the datagram opens a new one
@@ -187,7 +192,7 @@ class UdpProxy:
                 if flow is None:
                     flow = self._open_flow(listener, client)
                     if flow is None:
-                        figures.dropped += 1
+                        figures.dropped += 1  # and its reason, counted by _open_flow
                         continue
                 self._forward(flow, view[:count], count)
 
@@ -199,6 +204,7 @@ class UdpProxy:
         flow.bytes_in += count
         sock = flow.sock
         assert sock is not None
+        figures = self.figures
         try:
             header = flow.header
             if header is None:
@@ -208,10 +214,15 @@ class UdpProxy:
                 if not flow.header_every:
                     flow.header = None
         except (BlockingIOError, InterruptedError):
-            self.figures.dropped += 1  # the socket's send buffer is full: UDP drops
+            figures.dropped += 1  # the socket's send buffer is full: UDP drops
+            figures.dropped_wq_full += 1
         except OSError as error:
-            self.figures.dropped += 1
+            figures.dropped += 1
+            figures.dropped_send_error += 1
             self._failed(flow, error)
+        else:
+            figures.datagrams_in += 1
+            figures.bytes_in += count
 
     def flow_reply(self, flow: Flow) -> None:
         """The backend sent something on `flow`'s socket: on to the client."""
@@ -233,12 +244,18 @@ class UdpProxy:
             flow.responses += 1
             flow.bytes_out += count
             out = listener.sock
+            if out is None:
+                figures.dropped += 1
+                figures.dropped_unknown_flow += 1  # its listener is gone
+                return
             try:
-                if out is None:
-                    raise ConnectionError("listener inactive")
                 out.sendto(view[:count], flow.client)
+            except (BlockingIOError, InterruptedError):
+                figures.dropped += 1
+                figures.dropped_wq_full += 1
             except OSError:
                 figures.dropped += 1
+                figures.dropped_send_error += 1
             else:
                 figures.datagrams_out += 1
                 figures.bytes_out += count
@@ -253,7 +270,7 @@ class UdpProxy:
         cluster_id = listener.cluster_id
         cluster = loop.proxy.clusters.get(cluster_id) if cluster_id is not None else None
         if cluster is None:
-            self.figures.flows_shed += 1
+            self.figures.dropped_no_backend += 1
             return None
         udp = cluster.config.udp
         if udp is not None and udp.affinity_key == UdpAffinityKey.SOURCE_IP_PORT:
@@ -261,11 +278,13 @@ class UdpProxy:
         else:
             key = client[0].encode()
         backend = cluster.backends.select(loop.now, key=key)
-        if backend is None:
-            self.figures.flows_shed += 1
+        if backend is None or (
+            not backend.healthy and udp is not None and _closed_when_unhealthy(udp)
+        ):  # none, or every backend unhealthy with `fail_open = false`
+            self.figures.dropped_no_backend += 1
             return None
         for old in listener.flows.make_room():
-            self.figures.flows_evicted += 1
+            self.figures.flows_evicted_max_flows += 1
             self.close(old, listed=False)
         address = backend.address
         family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
@@ -278,6 +297,7 @@ class UdpProxy:
             log.warning("udp: backend %s at %s: %s", backend.backend_id, address, error)
             backend_events.connect_failed(loop, cluster, backend)
             self.figures.flows_shed += 1
+            self.figures.dropped_shed += 1
             return None
         flow = Flow(self, listener, client, backend, cluster.cluster_id, sock, loop.now)
         if udp is not None:
@@ -299,7 +319,6 @@ class UdpProxy:
             return
         due = flow.idle_until(listener.front_timeout, listener.back_timeout)
         if now >= due:
-            self.figures.flows_timed_out += 1
             self.close(flow)
         else:
             self.loop.timers.arm(flow, due)  # active since: idle from its last datagram
@@ -325,6 +344,7 @@ class UdpProxy:
         loop.timers.cancel(flow)
         loop.forget(flow.fd)
         sock.close()
+        self.figures.flow_ended(loop.now - flow.created)
         backend_events.connection_closed(loop, flow.cluster_id, flow.backend)
         if loop.metrics_enabled:
             cluster = loop.metrics.cluster(flow.cluster_id)
@@ -337,6 +357,14 @@ class UdpProxy:
     def _close_flows(self, listener: UdpListener) -> None:
         for flow in listener.flows:
             self.close(flow)
+
+
+def _closed_when_unhealthy(udp: UdpClusterConfig) -> bool:
+    """`udp.health.fail_open = false`: no flow when every backend is unhealthy (the load
+    balancer only hands out an unhealthy one then). sozu reads the key but always fails
+    open; pysozu honours it."""
+    health = udp.health
+    return health is not None and health.fail_open is False
 
 
 def _proxy_header(client: Client, listener: SocketAddress) -> bytes:

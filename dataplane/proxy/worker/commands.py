@@ -106,9 +106,13 @@ class CommandHandler:
         if verb == "query_cluster_by_id":
             info = loop.state.cluster_information(body)
             infos = ClusterInformations(vec=[info] if info is not None else [])
+            for each in infos.vec:
+                loop.health.annotate(each)  # this worker's health verdicts
             return _ok(request_id, ResponseContent.of(clusters=infos))
         if verb == "query_clusters_by_domain":
             found = loop.state.clusters_by_domain(body.hostname, body.path)
+            for each in found:
+                loop.health.annotate(each)
             return _ok(request_id, ResponseContent.of(clusters=ClusterInformations(vec=found)))
         if verb == "query_certificates_from_workers":
             served = certificates_by_address(loop.proxy, body)
@@ -200,6 +204,7 @@ class CommandHandler:
             run_state=RunState.STOPPING if self.loop.stopping else RunState.RUNNING,
             version=dataplane.__version__,
             connections=len(self.loop.sessions),
+            unhealthy_backends=self.loop.health.unhealthy(),
         )
 
     def _stopped(self, request_id: str) -> None:
