@@ -111,6 +111,8 @@ class H1Exchange:
             )
             if backend is None:
                 break
+            if self.failed:  # `backend.connect.retries`: a try after a failed one
+                loop.metrics.cluster(cluster.cluster_id).retried(backend.backend_id)
             set_cookie = b""
             if cluster.sticky_session:
                 chosen = backend.sticky_id or backend.backend_id

@@ -408,6 +408,8 @@ class H2Exchange:
             )
             if backend is None:
                 break
+            if self.failed:  # `backend.connect.retries`: a try after a failed one
+                loop.metrics.cluster(cluster.cluster_id).retried(backend.backend_id)
             conn = loop.h2_backends.connection(backend, cluster)
             if conn is None:
                 self.failed.add(backend.backend_id)
