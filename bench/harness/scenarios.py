@@ -58,6 +58,14 @@ SCENARIOS = [
         needs=frozenset({"https", "h2"}),
     ),
     Scenario(
+        "http2-100k",
+        "HTTP/2 over TLS GET 100 KiB, 10 concurrent streams per connection (h2load)",
+        path=f"/static/{LARGE_FILE_NAME}",
+        tls=True,
+        http2=True,
+        needs=frozenset({"https", "h2"}),
+    ),
+    Scenario(
         "idle-10k",
         "keep-alive GET / while 10,000 idle connections are held open",
         idle_connections=10_000,

@@ -61,6 +61,7 @@ class Endpoint:
             validate_inbound_headers=False,  # fields.py checks heads, per stream
             normalize_inbound_headers=False,  # cookie crumbs stay apart (translate joins)
             validate_outbound_headers=False,
+            normalize_outbound_headers=False,  # our fields are lowercase and trimmed already
         )
         conn = GuardedConnection(config, monitor, limits.max_concurrent_streams)
         settings: dict[SettingCodes, int] = {
