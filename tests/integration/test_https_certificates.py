@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -197,9 +198,17 @@ def test_https_listener_added_updated_removed_at_run_time(pysozu, backends, pki)
         assert response.getheader("Strict-Transport-Security") == "max-age=60"
         assert client.get("other.example").status == 404  # not 421: binding turned off
 
-    refused = proxy.cli("listener", "https", "update", "-a", address, "--disable-http11")
-    assert refused.returncode != 0
-    assert "http/2 is not served yet" in (refused.stdout + refused.stderr).lower()
+    h2_only = proxy.cli("listener", "https", "update", "-a", address, "--disable-http11")
+    assert h2_only.returncode == 0, h2_only.stdout + h2_only.stderr
+    with (  # HTTP/1.1 clients are refused now
+        pytest.raises((ssl.SSLError, ConnectionError, OSError, http.client.HTTPException)),
+        TlsClient(https_port, "a.example", pki.client_context()) as client,
+    ):
+        client.get("a.example").read()
+    h2_context = pki.client_context()
+    h2_context.set_alpn_protocols(["h2"])
+    with TlsClient(https_port, "a.example", h2_context) as client:
+        assert client.sock.selected_alpn_protocol() == "h2"  # HTTP/2 ones are served
 
     for verb in ("deactivate", "remove"):
         if verb == "remove":

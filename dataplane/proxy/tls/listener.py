@@ -65,6 +65,7 @@ class HttpsListener(HttpListener):
         self._binding_names: dict[str, tuple[str, ...]] = {}
         self.handshake_failures = 0
         self.handshake_timeouts = 0
+        self.refused_http11 = 0  # connections without h2 on a disable_http11 listener
         self.certificates = self._new_store(config)
         self.tls_config = config
         super().__init__(proxy, config)
@@ -169,8 +170,9 @@ class HttpsListener(HttpListener):
 
     def open_session(
         self, loop: Host, tls: TlsSocket, peer: tuple[str, int]
-    ) -> HttpsSession | H2Session:
-        """The session of an established connection: HTTP/2 when ALPN chose `h2`."""
+    ) -> HttpsSession | H2Session | None:
+        """The session of an established connection: HTTP/2 when ALPN chose `h2`; None (to
+        be closed) when it did not and the listener has `disable_http11`."""
         binding = None
         if self.strict_sni:
             served = tls.served or self.certificates.default
@@ -185,6 +187,9 @@ class HttpsListener(HttpListener):
                 binding = SniBinding(names, None)
         if tls.selected_alpn_protocol() == "h2":
             return H2Session(loop, self, TlsStream(tls), peer, binding)
+        if self.tls_config.disable_http11:
+            self.refused_http11 += 1
+            return None
         return HttpsSession(loop, self, TlsStream(tls), peer, binding)
 
     def _override_names(self, fingerprint: str) -> tuple[str, ...]:
@@ -253,6 +258,7 @@ def tls_counters(proxy: HttpProxy) -> dict[str, int]:
     return {
         "tls.handshake.failures": sum(h.handshake_failures for h in https),
         "tls.handshake.timeouts": sum(h.handshake_timeouts for h in https),
+        "https.alpn.rejected.http11": sum(h.refused_http11 for h in https),
         "tls.default_cert_used": sum(h.certificates.default_cert_used for h in https),
         "tls.certificate.load_failures": sum(h.certificates.load_failures for h in https),
     }

@@ -171,6 +171,11 @@ class TlsHandshake:
         loop.timers.cancel(self)
         loop.sessions.discard(self)
         session = self.listener.open_session(loop, self.tls, self.peer)
+        if session is None:  # refused (HTTP/1.1 on a disable_http11 listener)
+            self.fd = -1
+            self.tls.close()
+            loop.session_closed(self)
+            return
         session.figures = self.figures
         loop.sessions.add(session)
 
