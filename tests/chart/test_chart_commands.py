@@ -103,7 +103,7 @@ def test_rendered_config_loads_with_pysozu(
     )
     ports = scenario_values(scenario)["ports"]
     assert config.prometheus_address == f"0.0.0.0:{ports['metrics']}"
-    assert len(config.listeners) == 2
+    assert len(config.listeners) == 2 + len(scenario_values(scenario)["extraListeners"])
     https = next(li for li in config.listeners if isinstance(li, HttpsListenerConfig))
     has_default = bool(scenario_values(scenario)["defaultTLSCertificate"]["secretName"])
     assert (https.certificate is not None, https.key is not None) == (has_default, has_default)

@@ -183,15 +183,17 @@ def test_ports_agree_between_config_containers_and_services(
     config = proxy_config(objects)
     flags = controller_flags(spec)
     ports = container_ports(spec, "pysozu")
-    listeners = {
-        listener["protocol"]: port_of(listener["address"]) for listener in config["listeners"]
-    }
-    assert listeners == {
-        "http": ports["http"]["containerPort"],
-        "https": ports["https"]["containerPort"],
-    }
-    assert port_of(flags["--http-address"][0]) == listeners["http"]
-    assert port_of(flags["--https-address"][0]) == listeners["https"]
+    listeners = [(li["protocol"], port_of(li["address"])) for li in config["listeners"]]
+    extra = scenario_values(scenario)["extraListeners"]
+    assert listeners == [
+        ("http", ports["http"]["containerPort"]),
+        ("https", ports["https"]["containerPort"]),
+        *((e["protocol"].lower(), ports[e["name"]]["containerPort"]) for e in extra),
+    ]
+    assert all(ports[e["name"]]["protocol"] == e["protocol"] for e in extra)
+    listeners_by_protocol = dict(listeners[:2])
+    assert port_of(flags["--http-address"][0]) == listeners_by_protocol["http"]
+    assert port_of(flags["--https-address"][0]) == listeners_by_protocol["https"]
     metrics_port = port_of(config["prometheus"]["address"])
     assert ports["metrics"]["containerPort"] == metrics_port
     workload = next(o for o in objects if o["kind"] in ("Deployment", "DaemonSet"))

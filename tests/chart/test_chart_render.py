@@ -51,6 +51,7 @@ def test_ci_scenarios_cover_daemonset_metrics_custom_class_and_extras() -> None:
         "custom-class",
         "extras",
         "webhook-certmanager",
+        "l4-listeners",
     }
 
 

@@ -32,13 +32,52 @@ address = "0.0.0.0:{{ .Values.ports.metrics }}"
 [[listeners]]
 protocol = "http"
 address = "0.0.0.0:{{ .Values.ports.http }}"
+{{- include "pysozu.httpListenerKeys" . }}
 
 [[listeners]]
 protocol = "https"
 address = "0.0.0.0:{{ .Values.ports.https }}"
+{{- include "pysozu.httpListenerKeys" . }}
 {{- if .Values.defaultTLSCertificate.secretName }}
 # The default certificate (defaultTLSCertificate.secretName), for SNI no Ingress names.
 certificate = "{{ include "pysozu.defaultTlsDir" . }}/tls.crt"
 key = "{{ include "pysozu.defaultTlsDir" . }}/tls.key"
 {{- end }}
+{{- range .Values.extraListeners }}
+
+# extraListeners: {{ .name }} (its cluster: config.extraToml, or added at run time)
+[[listeners]]
+protocol = {{ lower .protocol | quote }}
+address = "0.0.0.0:{{ int .containerPort }}"
+{{- if hasKey . "frontTimeout" }}
+front_timeout = {{ int .frontTimeout }}
+{{- end }}
+{{- if hasKey . "backTimeout" }}
+back_timeout = {{ int .backTimeout }}
+{{- end }}
+{{- if hasKey . "connectTimeout" }}
+connect_timeout = {{ int .connectTimeout }}
+{{- end }}
+{{- if .expectProxy }}
+expect_proxy = true
+{{- end }}
+{{- if hasKey . "maxFlows" }}
+max_flows = {{ int64 .maxFlows }}
+{{- end }}
+{{- if hasKey . "maxRxDatagramSize" }}
+max_rx_datagram_size = {{ int .maxRxDatagramSize }}
+{{- end }}
+{{- end }}
 {{ end }}
+
+{{/* config.listeners: keys of the generated HTTP and HTTPS listeners. */}}
+{{- define "pysozu.httpListenerKeys" -}}
+{{- with .Values.config.listeners }}
+{{- with .trustedProxies }}
+trusted_proxies = {{ toJson . }}
+{{- end }}
+{{- if .expectProxy }}
+expect_proxy = true
+{{- end }}
+{{- end }}
+{{- end }}

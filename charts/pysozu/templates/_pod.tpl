@@ -76,6 +76,14 @@ spec:
           hostPort: {{ .Values.hostPort.ports.https }}
           {{- end }}
           protocol: TCP
+        {{- range .Values.extraListeners }}
+        - name: {{ .name }}
+          containerPort: {{ int .containerPort }}
+          {{- with .hostPort }}
+          hostPort: {{ int . }}
+          {{- end }}
+          protocol: {{ .protocol }}
+        {{- end }}
         - name: metrics
           containerPort: {{ .Values.ports.metrics }}
           protocol: TCP
