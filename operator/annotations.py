@@ -68,6 +68,7 @@ NGINX_MAPPED = ACCESS_NAMES | frozenset(
         "permanent-redirect-code",
         "upstream-vhost",
         "app-root",
+        "backend-protocol",
     }
 )
 PYSOZU_MAPPED = ACCESS_NAMES | frozenset(
@@ -83,6 +84,7 @@ PYSOZU_MAPPED = ACCESS_NAMES | frozenset(
         "backend-weights",
         "authorized-hashes",
         "www-authenticate",
+        "http2",
     }
 )
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
@@ -103,6 +105,7 @@ class Options:
     www_authenticate: str | None = None  # the basic auth realm
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
+    http2: bool = False  # backends speak h2c (gRPC): backend-protocol GRPC/H2C, pysozu.io/http2
     app_root: str | None = None  # where `/` redirects (302)
     access: Access = field(default_factory=Access)  # source lists, rate limits, body size
     answers: dict[str, str] = field(default_factory=dict)
@@ -126,6 +129,7 @@ class Options:
             sticky_name=self.sticky_name,
             authorized_hashes=list(self.authorized_hashes or ()),
             www_authenticate=self.www_authenticate,
+            http2=self.http2 or None,
         )
 
     @property
@@ -252,6 +256,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             options.weights = _weights(key, value, problems)
         elif name == "authorized-hashes":
             options.authorized_hashes = _hashes(key, value, problems)
+        elif name == "http2":
+            options.http2 = bool(_bool(key, value, problems))
         elif name == "www-authenticate":
             if _REALM.match(value):
                 options.www_authenticate = value
@@ -270,6 +276,24 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
         )
         options.www_authenticate = None
     return options
+
+
+_H2C_PROTOCOLS = frozenset({"GRPC", "H2C"})
+_PLAIN_PROTOCOLS = frozenset({"HTTP", "AUTO_HTTP"})
+
+
+def _backend_protocol(value: str, options: Options) -> None:
+    """nginx `backend-protocol`: HTTP (the default) or, in h2c, GRPC and H2C (the cluster's
+    `http2`). TLS to backends (HTTPS, GRPCS) and AJP/FCGI are not served: reported, and the
+    backends get plain HTTP/1.1."""
+    protocol = value.strip().upper()
+    if protocol in _H2C_PROTOCOLS:
+        options.http2 = True
+    elif protocol not in _PLAIN_PROTOCOLS:
+        options.problems.append(
+            f"annotation {NGINX}backend-protocol: {value!r} is not served by pysozu (HTTP, GRPC "
+            "and H2C are); the backends get plain HTTP/1.1"
+        )
 
 
 def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
@@ -293,6 +317,8 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
                 f"annotation {NGINX}upstream-vhost: {value!r} is not a host name "
                 "(nginx variables are not supported); the request's Host is sent"
             )
+    if (value := get("backend-protocol")) is not None:
+        _backend_protocol(value, options)
     if (value := get("affinity")) is not None:
         if value == "cookie":
             options.sticky_session = True

@@ -108,12 +108,15 @@ class EchoClient:
         root_certificates: bytes | None = None,
         server_name: str | None = None,
         max_message: int = 16 * 1024 * 1024,
+        authority: str | None = None,
     ) -> None:
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
             ("grpc.enable_retries", 0),
         ]
+        if authority is not None:  # the :authority sent (routing), plain or TLS
+            options.append(("grpc.default_authority", authority))
         if root_certificates is None:
             self.channel = grpc.insecure_channel(target, options=options)
         else:
