@@ -126,7 +126,7 @@ def metrics(proxy: Any, prefix: str = "health_check.") -> dict[str, int]:
 
 
 def events(proxy: Any) -> Any:
-    from tests.integration.test_observability_events import Watcher
+    from test_observability_events import Watcher
 
     return Watcher(proxy)
 

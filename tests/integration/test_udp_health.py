@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from tests.integration.test_udp_proxy import client, exchange, udp_config, wait_metric
+from test_udp_proxy import client, exchange, udp_config, wait_metric
 
 pytestmark = pytest.mark.timeout(120)
 
