@@ -67,10 +67,12 @@ class Access:
     def __bool__(self) -> bool:
         return bool(self.allowed or self.denied or self.rates or self.max_body_size)
 
-    def rate_limits(self) -> list[RateLimit]:
+    def rate_limits(self, zone: str) -> list[RateLimit]:
+        """`zone`: one per Ingress, so its routes count a client once, as ingress-nginx's
+        per-Ingress `limit_req_zone` does."""
         exempt, status = list(self.exempt), self.status
         return [
-            RateLimit(rate=rate, burst=burst, status=status, exempt_sources=exempt)
+            RateLimit(rate=rate, burst=burst, status=status, exempt_sources=exempt, zone=zone)
             for rate, burst in self.rates
         ]
 

@@ -111,7 +111,7 @@ def frontend(
         if access is not None:
             body.allowed_sources = list(access.allowed)
             body.denied_sources = list(access.denied)
-            body.rate_limits = access.rate_limits()
+            body.rate_limits = access.rate_limits(f"{owner.namespace}/{owner.name}")
             body.max_body_size = access.max_body_size
         return Request.of(**{verb: body})
 

@@ -92,9 +92,10 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
                 burst=a.rate_burst,
                 status=a.rate_limit_status,
                 exempt_sources=a.rate_limit_exempt,
+                zone=a.rate_limit_zone,
             )
         ]
-    elif a.rate_burst or a.rate_limit_exempt or a.rate_limit_status != 503:
+    elif a.rate_burst or a.rate_limit_exempt or a.rate_limit_status != 503 or a.rate_limit_zone:
         raise argparse.ArgumentTypeError(
             "--rate-burst, --rate-limit-status and --rate-limit-exempt need --rate-limit"
         )
@@ -150,6 +151,11 @@ def _access_flags(add: argparse.ArgumentParser) -> None:
         default=[],
         metavar="CIDR",
         help="clients in this network are not rate limited; repeatable",
+    )
+    add.add_argument(
+        "--rate-limit-zone",
+        metavar="NAME",
+        help="routes naming the same zone count a client together (nginx's limit_req_zone)",
     )
 
 

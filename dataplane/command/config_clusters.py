@@ -271,6 +271,7 @@ def _rate_limits(table: Table) -> list[RateLimit]:
             burst=sub.integer("burst", 0),
             status=sub.integer("status", 503, low=429, high=503),
             exempt_sources=sub.str_list("exempt_sources", []),
+            zone=sub.text("zone"),
         )
         sub.finish(strict=True)
         if rate is not None:

@@ -411,6 +411,9 @@ class RateLimit(Message, kw_only=True):
     burst: int = 0
     status: int = 503
     exempt_sources: list[str] = []
+    # Frontends whose limits name the same zone (with the same rate, burst, status and exempt
+    # sources) count a client once, together (nginx's limit_req_zone; an Ingress's routes).
+    zone: str | None = None
 
 
 class RequestHttpFrontend(Message, kw_only=True):

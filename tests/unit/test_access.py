@@ -161,3 +161,18 @@ protocol = "http"
 frontends = [{ address = "127.0.0.1:8080", hostname = "a.com", rate_limits = [{ burst = 3 }] }]
 """
         )
+
+
+def test_limits_naming_one_zone_share_their_counts() -> None:
+    zoned = RateLimit(rate=1.0, burst=1, zone="default/web")
+    first = Access(_front(rate_limits=[zoned]))
+    second = Access(_front(rate_limits=[zoned]))
+    alone = Access(_front(rate_limits=[RateLimit(rate=1.0, burst=1)]))
+    assert first.limiters[0] is second.limiters[0]
+    assert alone.limiters[0] is not first.limiters[0]
+    assert first.refusal("10.0.0.1", 0.0) == 0
+    assert second.refusal("10.0.0.1", 0.0) == 0  # burst 1: two at once
+    assert first.refusal("10.0.0.1", 0.0) == 503  # the zone's third, whichever route
+    assert alone.refusal("10.0.0.1", 0.0) == 0
+    other = Access(_front(rate_limits=[RateLimit(rate=2.0, burst=1, zone="default/web")]))
+    assert other.limiters[0] is not first.limiters[0]  # another rate: another zone

@@ -164,15 +164,18 @@ def test_limit_rps_and_rpm_are_two_limits_with_burst_as_ingress_nginx_computes_i
     }
     exempt = ["10.0.0.1/32", "192.168.0.0/16"]
     assert front(web(annotations), HTTPS).rate_limits == [
-        RateLimit(rate=10.0, burst=30, status=503, exempt_sources=exempt),
-        RateLimit(rate=2.0, burst=360, status=503, exempt_sources=exempt),
-    ]
+        RateLimit(rate=10.0, burst=30, status=503, exempt_sources=exempt, zone=ZONE),
+        RateLimit(rate=2.0, burst=360, status=503, exempt_sources=exempt, zone=ZONE),
+    ]  # one zone per Ingress: its routes count a client once, as ingress-nginx
+
+
+ZONE = "default/web"
 
 
 def test_the_default_burst_multiplier_is_5_and_the_status_the_controllers() -> None:
     settings = RenderSettings(nginx_annotations=True, limit_req_status=429)
     rendered = web({NGINX + "limit-rps": "4"}, settings)
-    assert front(rendered).rate_limits == [RateLimit(rate=4.0, burst=20, status=429)]
+    assert front(rendered).rate_limits == [RateLimit(rate=4.0, burst=20, status=429, zone=ZONE)]
     state_of(rendered)
 
 
@@ -196,7 +199,7 @@ def test_a_bad_exempt_list_fails_closed() -> None:
 
 def test_a_bad_multiplier_means_5_and_is_reported() -> None:
     rendered = web({NGINX + "limit-rps": "2", NGINX + "limit-burst-multiplier": "lots"})
-    assert front(rendered).rate_limits == [RateLimit(rate=2.0, burst=10)]
+    assert front(rendered).rate_limits == [RateLimit(rate=2.0, burst=10, zone=ZONE)]
     assert reasons(rendered) == [("Warning", "InvalidAnnotation")]
 
 

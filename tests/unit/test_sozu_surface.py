@@ -63,6 +63,7 @@ EXTENSION_FLAGS = {
     "--rate-burst",
     "--rate-limit-status",
     "--rate-limit-exempt",
+    "--rate-limit-zone",
 }
 # What names the object a verb works on: covered by the verb's own entry.
 IDENTIFYING = {"--id", "--address", "--backend-id", "--file"}

@@ -12,10 +12,12 @@ address that is not itself a trusted proxy, as nginx's `real_ip_recursive` finds
 address that cannot be read matches no network: it is refused by an allow list and by a deny
 list alike (fail closed), and rate-limited as one client.
 
-Rate limits are nginx's `limit_req ... burst=B nodelay`: each client address has an excess
-that drains at `rate` per second; a request adds one, and is refused when the excess would
-pass `burst`. Each worker counts the connections it serves (the limit is per worker, as it
-is per ingress-nginx replica), in a table bounded by MAX_CLIENTS per limit.
+Rate limits are nginx's `limit_req ... burst=B nodelay` (limits naming one `zone` share their
+counts: an Ingress's routes count a client once, as ingress-nginx's per-Ingress zone): each
+client address has an excess that drains at `rate` per second; a request adds one, and is
+refused when the excess would pass `burst`. Each worker counts the connections it serves (the
+limit is per worker, as it is per ingress-nginx replica), in a table bounded by MAX_CLIENTS per
+limit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import socket
+import weakref
 
 from dataplane.command.messages import RateLimit, RequestHttpFrontend
 from dataplane.proxy.networks import Networks
@@ -65,7 +68,7 @@ def _unwrapped(text: str) -> str:
 class RateLimiter:
     """One `RateLimit` of a frontend, with the excess of each client address it saw."""
 
-    __slots__ = ("_clients", "burst", "exempt", "rate", "status")
+    __slots__ = ("__weakref__", "_clients", "burst", "exempt", "rate", "status")
 
     def __init__(self, limit: RateLimit) -> None:
         self.rate = limit.rate
@@ -110,6 +113,21 @@ class RateLimiter:
                 del clients[ip]
 
 
+# Limiters of named zones, shared by the frontends that name them (while any route holds one).
+_ZONES: weakref.WeakValueDictionary[tuple[object, ...], RateLimiter] = weakref.WeakValueDictionary()
+
+
+def limiter_for(limit: RateLimit) -> RateLimiter:
+    """The frontend's own limiter, or its zone's, shared with the other frontends naming it."""
+    if limit.zone is None:
+        return RateLimiter(limit)
+    key = (limit.zone, limit.rate, limit.burst, limit.status, tuple(limit.exempt_sources))
+    found = _ZONES.get(key)
+    if found is None:
+        found = _ZONES[key] = RateLimiter(limit)
+    return found
+
+
 class Access:
     """A frontend's access rules, compiled once (`build`)."""
 
@@ -118,7 +136,7 @@ class Access:
     def __init__(self, front: RequestHttpFrontend) -> None:
         self.allowed = Networks(front.allowed_sources) if front.allowed_sources else None
         self.denied = Networks(front.denied_sources) if front.denied_sources else None
-        self.limiters = tuple(RateLimiter(limit) for limit in front.rate_limits)
+        self.limiters = tuple(limiter_for(limit) for limit in front.rate_limits)
         self.max_body_size = front.max_body_size or None  # 0: no limit, as nginx says
 
     @classmethod
