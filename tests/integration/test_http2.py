@@ -294,3 +294,40 @@ frontends = [{{ address = "127.0.0.1:{port}", hostname = "example.com" }}]
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert "500 succeeded, 0 failed" in done.stdout, done.stdout
+
+
+def test_max_connections_per_ip_counts_h2_connections(
+    pysozu: Any, echo: EchoBackend, tmp_path: Path
+) -> None:
+    """An HTTP/2 connection counts once per cluster against max_connections_per_ip, as an
+    HTTP/1.1 one does: the third connection from one address gets 429."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    pki = Pki(tmp_path)
+    cert = pki.issue("example.com")
+    port = pysozu.free_port()
+    config = tls_config(port, echo.port, cert).replace(
+        'protocol = "http"\n', 'protocol = "http"\nmax_connections_per_ip = 2\nretry_after = 9\n'
+    )
+    pysozu.start(config, workers=1)
+    clients = [_client(port, pki) for _ in range(3)]
+    try:
+        assert [c.get("/").status_code for c in clients[:2]] == [200, 200]
+        refused = clients[2].get("/")
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "9"
+        assert clients[0].get("/again").status_code == 200  # a counted connection goes on
+        clients[0].close()
+        assert _wait_for_status(clients[2], 200)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _wait_for_status(client: httpx.Client, status: int) -> bool:
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if client.get("/").status_code == status:
+            return True
+        time.sleep(0.1)
+    return False

@@ -36,6 +36,7 @@ from dataplane.proxy.mux.h2_stream import H2Stream
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
+    from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http1.forwarding import ConnectionContext
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.host import Host
@@ -65,6 +66,7 @@ class Transport(Protocol):
 class H2Session:
     __slots__ = (
         "closed",
+        "clusters",
         "context",
         "deadline",
         "fd",
@@ -100,6 +102,7 @@ class H2Session:
             assert peer is not None
             context = listener.connection_context(peer)
         self.context = context
+        self.clusters: set[str] = set()  # counted against their max_connections_per_ip
         self.sni_binding = sni_binding
         self.figures: ListenerFigures | None = None  # set by the acceptor
         self.front = FrontConnection(listener.h2_limits, loop.h2_counters, loop.now)
@@ -203,6 +206,22 @@ class H2Session:
             if not self.streams:
                 self.idle_since = self.loop.now
 
+    def bind_cluster(self, cluster: ClusterRuntime) -> int | None:
+        """Count this connection against (client IP, cluster) once, as an HTTP/1.1 one is:
+        None, or (refused: the address has too many connections there) the 429's Retry-After
+        seconds (0: none)."""
+        cluster_id = cluster.cluster_id
+        if cluster_id in self.clusters:
+            return None
+        proxy = self.listener.proxy
+        key = (self.context.peer_ip.decode("ascii"), cluster_id)
+        limit = cluster.max_connections_per_ip or proxy.max_connections_per_ip
+        if limit and proxy.peer_count(key) >= limit:
+            return cluster.retry_after or proxy.retry_after
+        proxy.acquire_peer(key)
+        self.clusters.add(cluster_id)
+        return None
+
     # -- writing -------------------------------------------------------------------------
 
     def flush_soon(self) -> None:
@@ -278,6 +297,10 @@ class H2Session:
         for stream in list(self.streams.values()):
             stream.connection_lost()
         self.streams.clear()
+        ip = self.context.peer_ip.decode("ascii")
+        for cluster_id in self.clusters:
+            self.listener.proxy.release_peer((ip, cluster_id))
+        self.clusters.clear()
         loop.forget(self.fd)
         loop.timers.cancel(self)
         with contextlib.suppress(OSError):

@@ -143,6 +143,11 @@ class H2Stream:
             return
         cluster, edits, self.body_limit = decision
         self.routed = cluster
+        retry_after = session.bind_cluster(cluster)
+        if retry_after is not None:
+            retry = {"RETRY_AFTER": str(retry_after)} if retry_after else None
+            self.answer(429, "too many connections from this address", retry)
+            return
         sticky_name = b""
         sticky_id = None
         if cluster.sticky_session:
