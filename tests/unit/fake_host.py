@@ -27,6 +27,7 @@ from dataplane.proxy.http1.forwarding import RequestIds
 from dataplane.proxy.http1.head import ResponseParser
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.mux.backend_pool import BackendPool
+from dataplane.proxy.mux.h2_backends import H2Backends
 from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
 from dataplane.proxy.observability.metrics import MetricsRegistry
 from dataplane.proxy.timers import TimerWheel
@@ -143,6 +144,8 @@ class FakeHost:
         self.refused: set[int] = set()
         self._fds = itertools.count(100)
         self.pool = BackendPool(self, connector=self._connect)  # type: ignore[arg-type]
+        self.h2_backends = H2Backends(self)  # type: ignore[arg-type]
+        self.to_flush: set[Any] = set()  # `flush_soon`, written by `end_turn`
         self.counters = Counters()
         self.h2_counters = H2Counters()
         self.metrics = MetricsRegistry()
@@ -187,8 +190,19 @@ class FakeHost:
         self.masks.pop(fd, None)
 
     def fire(self, fd: int, events: int = select.EPOLLIN) -> None:
-        """What epoll would report: call the descriptor's handler with `events`."""
+        """What epoll would report: call the descriptor's handler with `events` (then the
+        turn's batched writes, as the loop does)."""
         self._handlers[fd](events)
+        self.end_turn()
+
+    def flush_soon(self, writer: Any) -> None:
+        self.to_flush.add(writer)
+
+    def end_turn(self) -> None:
+        """What the loop does after a turn's events: the batched writes."""
+        writers, self.to_flush = self.to_flush, set()
+        for writer in writers:
+            writer.flush()
 
     def advance(self, seconds: float) -> None:
         """Let time pass and fire the timers that are due, as the loop's tick does."""

@@ -95,6 +95,14 @@ class FrontConnection(Endpoint):
         )
         self.counters.goaway_sent(NO_ERROR)
 
+    def goodbye(self) -> None:
+        """End an idle connection now: one GOAWAY(NO_ERROR) naming the last stream taken."""
+        if self.closed:
+            return
+        self.conn.close_connection(NO_ERROR, last_stream_id=self.conn.highest_inbound_stream_id)
+        self.counters.goaway_sent(NO_ERROR)
+        self.closed = True
+
     def _final_goaway(self) -> None:
         if self.final_goaway_sent or self.closed:
             return

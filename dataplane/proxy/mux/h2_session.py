@@ -146,6 +146,8 @@ class H2Session:
                 self._dispatch(self.front.receive(bytes(_READ_VIEW[:received]), self.loop.now))
                 if self.closed:
                     return
+                if not self.streams:  # the idle timeout counts from the client's last bytes
+                    self.idle_since = self.loop.now
                 if received < READ_SIZE and (pending is None or not pending()):
                     break
         self.loop.flush_soon(self)  # once, with what the streams answer this turn
@@ -194,8 +196,6 @@ class H2Session:
                 self.close()
                 return
             # GoAwayReceived: the client opens no new stream; the open ones finish.
-        if not streams:
-            self.idle_since = self.loop.now
 
     # -- streams -------------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ class H2Session:
             return
         if not self.streams and now >= self.idle_since + self.listener.front_timeout:
             self.loop.counters.timeouts += 1
-            self.front.shutdown(now)  # idle: say goodbye, then close
+            self.front.goodbye()  # idle: one GOAWAY, then close
             self.flush()
             self.close()
             return

@@ -1,0 +1,180 @@
+"""An HTTP/2 client connection (mux/h2_session.py, h2_stream.py, h1_exchange.py) driven by hand
+on the fake host: a real h2 client in memory on one side, fake HTTP/1.1 backend sockets on the
+other. No socket, no process, no sleep."""
+
+from __future__ import annotations
+
+import select
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+from fake_host import FakeBackendSocket, FakeHost, FakeSocket
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    AddBackend,
+    Cluster,
+    HttpListenerConfig,
+    Request,
+    RequestHttpFrontend,
+)
+from dataplane.proxy.mux.h2_session import H2Session
+
+IN, OUT = select.EPOLLIN, select.EPOLLOUT
+LISTENER = SocketAddress.parse("127.0.0.1:8080")
+PEER = ("203.0.113.9", 5555)
+FRONT_FD = 10
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+
+
+class Client:
+    """An h2 client in memory, writing into the session's fake socket."""
+
+    def __init__(self, host: FakeHost, sock: FakeSocket) -> None:
+        self.host, self.sock = host, sock
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.conn.initiate_connection()
+
+    def get(self, path: str = "/", authority: str = "example.com", end: bool = True) -> int:
+        stream_id: int = self.conn.get_next_available_stream_id()
+        headers = [
+            (b":method", b"GET" if end else b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", authority.encode()),
+            (b":path", path.encode()),
+        ]
+        self.conn.send_headers(stream_id, headers, end_stream=end)
+        self.push()
+        return stream_id
+
+    def push(self) -> None:
+        self.sock.incoming += self.conn.data_to_send()
+        self.host.fire(FRONT_FD, IN)
+
+    def events(self) -> list[Any]:
+        events = self.conn.receive_data(self.sock.take())
+        self.sock.incoming += self.conn.data_to_send()  # SETTINGS acks, WINDOW_UPDATEs
+        return list(events)
+
+
+def setup(backends: int = 1) -> tuple[FakeHost, H2Session, Client]:
+    host = FakeHost()
+    apply = host.proxy.apply
+    apply(Request.of(add_http_listener=HttpListenerConfig(address=LISTENER, h2c=True)))
+    apply(Request.of(add_cluster=Cluster(cluster_id="app")))
+    for n in range(1, backends + 1):
+        address = SocketAddress.parse(f"127.0.0.1:{9000 + n}")
+        apply(
+            Request.of(
+                add_backend=AddBackend(cluster_id="app", backend_id=f"b{n}", address=address)
+            )
+        )
+    front = RequestHttpFrontend(address=LISTENER, hostname="example.com", cluster_id="app")
+    apply(Request.of(add_http_frontend=front))
+    sock = FakeSocket(FRONT_FD)
+    session = H2Session(host, host.proxy.listeners[LISTENER], sock, PEER)  # type: ignore[arg-type]
+    host.sessions.add(session)
+    client = Client(host, sock)
+    client.push()
+    client.events()  # our SETTINGS
+    return host, session, client
+
+
+def connect(host: FakeHost, index: int = -1) -> FakeBackendSocket:
+    back = host.backend_sockets[index]
+    assert host.masks[back.fd] == OUT
+    host.fire(back.fd, OUT)
+    return back
+
+
+def answer(host: FakeHost, back: FakeBackendSocket, data: bytes) -> None:
+    back.incoming += data
+    host.fire(back.fd, IN)
+
+
+def test_a_stream_is_forwarded_as_http11_and_answered_as_h2() -> None:
+    host, session, client = setup()
+    stream = client.get("/path?q=1")
+    back = connect(host)
+    sent = back.take()
+    assert sent.startswith(b"GET /path?q=1 HTTP/1.1\r\nhost: example.com\r\n")
+    assert b"\r\nX-Forwarded-For: 203.0.113.9" in sent and b"\r\nSozu-Id: REQ-1" in sent
+    answer(host, back, OK)
+    events = client.events()
+    [head] = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert head.stream_id == stream
+    assert dict(head.headers)[b":status"] == b"200"
+    assert dict(head.headers)[b"sozu-id"] == b"REQ-1"
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"hello"
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+    assert not session.streams  # done, and the backend connection is pooled again
+    assert len(host.pool) == 1
+    client.get("/again")
+    assert len(host.backend_sockets) == 1  # reused
+    assert host.ended is not None and [end[3] for end in host.ended] == [200]
+
+
+def test_no_route_is_a_404_answered_on_the_stream_only() -> None:
+    host, session, client = setup()
+    client.get("/", authority="unknown.example")
+    events = client.events()
+    [head] = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert dict(head.headers)[b":status"] == b"404"
+    assert not host.backend_sockets and not session.closed  # the connection goes on
+
+
+def test_every_backend_refusing_gives_503() -> None:
+    host, _session, client = setup(backends=2)
+    host.refused.update({9001, 9002})
+    client.get("/")
+    events = client.events()
+    [head] = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert dict(head.headers)[b":status"] == b"503"
+
+
+def test_a_client_reset_closes_the_backend_connection() -> None:
+    host, session, client = setup()
+    stream = client.get("/slow")
+    back = connect(host)
+    back.take()
+    client.conn.reset_stream(stream)
+    client.push()
+    assert back.closed and not session.streams
+    assert len(host.pool) == 0  # an unfinished exchange is never pooled
+
+
+def test_a_response_larger_than_the_window_waits_and_stalls_the_backend() -> None:
+    host, _session, client = setup()
+    stream = client.get("/big")
+    back = connect(host)
+    back.take()
+    body = bytes(range(256)) * 800  # 204,800 bytes; the client's stream window is 65,535
+    back.incoming += b"HTTP/1.1 200 OK\r\nContent-Length: 204800\r\n\r\n" + body
+    got = b""
+    stalled = False
+    for _ in range(20):
+        if host.masks.get(back.fd, 0) & IN and back.incoming:
+            host.fire(back.fd, IN)
+            continue
+        stalled = stalled or bool(back.incoming)  # bytes left, but the backend is not read
+        events = client.conn.receive_data(client.sock.take())
+        for event in events:
+            if isinstance(event, h2.events.DataReceived):
+                got += event.data
+                client.conn.acknowledge_received_data(event.flow_controlled_length, stream)
+        if any(isinstance(event, h2.events.StreamEnded) for event in events):
+            break
+        client.push()  # the WINDOW_UPDATEs
+    assert stalled
+    assert got == body
+
+
+def test_the_idle_timeout_closes_a_connection_without_streams() -> None:
+    host, session, client = setup()
+    host.advance(61)  # front_timeout 60
+    assert session.closed and client.sock.closed
+    assert any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events())
