@@ -25,6 +25,7 @@ from dataplane.proxy.http1.body import ChunkedBody, LengthBody, Span, UntilClose
 from dataplane.proxy.http1.head import HEAD_END
 from dataplane.proxy.http2.translate import chunk, h1_response_to_h2, last_chunk
 from dataplane.proxy.mux import backend_events
+from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
 from dataplane.proxy.mux.session_fields import MAX_CONNECT_TRIES
 from dataplane.proxy.timers import NOT_FILED
 
@@ -106,19 +107,12 @@ class H1Exchange:
         cluster = self.cluster
         stream = self.stream
         while len(self.failed) < MAX_CONNECT_TRIES:
-            backend = cluster.backends.select(
-                loop.now, sticky_id=self.sticky_id, exclude=frozenset(self.failed)
-            )
+            backend = next_backend(loop, cluster, self.sticky_id, self.failed)
             if backend is None:
                 break
-            if self.failed:  # `backend.connect.retries`: a try after a failed one
-                loop.metrics.cluster(cluster.cluster_id).retried(backend.backend_id)
-            set_cookie = b""
-            if cluster.sticky_session:
-                chosen = backend.sticky_id or backend.backend_id
-                if chosen != self.sticky_id:
-                    name = cluster.sticky_name or stream.session.listener.sticky_name
-                    set_cookie = b"%s=%s; Path=/" % (name, chosen.encode("ascii", "replace"))
+            set_cookie = sticky_cookie_value(
+                cluster, backend, self.sticky_id, stream.session.listener.sticky_name
+            )
             pooled = loop.pool.take(backend, cluster.cluster_id)
             if pooled is not None:
                 stream.chose(pooled, set_cookie)

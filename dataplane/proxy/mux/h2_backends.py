@@ -36,6 +36,7 @@ from dataplane.proxy.http2 import (
     Trailers,
 )
 from dataplane.proxy.mux import backend_events
+from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
 from dataplane.proxy.mux.session_fields import MAX_CONNECT_TRIES
 from dataplane.proxy.timers import NOT_FILED
 
@@ -403,23 +404,16 @@ class H2Exchange:
         loop = self.loop
         cluster = self.cluster
         while len(self.failed) < MAX_CONNECT_TRIES:
-            backend = cluster.backends.select(
-                loop.now, sticky_id=self.sticky_id, exclude=frozenset(self.failed)
-            )
+            backend = next_backend(loop, cluster, self.sticky_id, self.failed)
             if backend is None:
                 break
-            if self.failed:  # `backend.connect.retries`: a try after a failed one
-                loop.metrics.cluster(cluster.cluster_id).retried(backend.backend_id)
             conn = loop.h2_backends.connection(backend, cluster)
             if conn is None:
                 self.failed.add(backend.backend_id)
                 continue
-            set_cookie = b""
-            if cluster.sticky_session:
-                chosen = backend.sticky_id or backend.backend_id
-                if chosen != self.sticky_id:
-                    name = cluster.sticky_name or self.stream.session.listener.sticky_name
-                    set_cookie = b"%s=%s; Path=/" % (name, chosen.encode("ascii", "replace"))
+            set_cookie = sticky_cookie_value(
+                cluster, backend, self.sticky_id, self.stream.session.listener.sticky_name
+            )
             self.stream.chose(conn, set_cookie)
             self.conn = conn
             conn.open(self)

@@ -18,6 +18,7 @@ from dataplane.proxy.http1.forwarding import (
 )
 from dataplane.proxy.http1.head import HEAD_END, has_bare_line_feed
 from dataplane.proxy.mux import backend_events
+from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
 from dataplane.proxy.mux.session_fields import (
     CONNECTING,
     EPOLLERR,
@@ -50,24 +51,14 @@ class BackendSide(SessionFields):
         cluster = self.cluster
         assert cluster is not None
         while len(self.failed) < MAX_CONNECT_TRIES:
-            backend = cluster.backends.select(
-                loop.now, sticky_id=self.sticky_id, exclude=frozenset(self.failed)
-            )
+            backend = next_backend(loop, cluster, self.sticky_id, self.failed)
             if backend is None:
                 break
-            if self.failed:  # `backend.connect.retries`: a try after a failed one
-                loop.metrics.cluster(cluster.cluster_id).retried(backend.backend_id)
             if cluster.sticky_session:
-                chosen = backend.sticky_id or backend.backend_id
-                self.set_cookie = (
-                    b""
-                    if chosen == self.sticky_id
-                    else b"\r\nSet-Cookie: %s=%s; Path=/"
-                    % (
-                        cluster.sticky_name or self.listener.sticky_name,
-                        chosen.encode("ascii", "replace"),
-                    )
+                value = sticky_cookie_value(
+                    cluster, backend, self.sticky_id, self.listener.sticky_name
                 )
+                self.set_cookie = b"\r\nSet-Cookie: " + value if value else b""
             pooled = loop.pool.take(backend, cluster.cluster_id)
             if pooled is not None:
                 self._attach(pooled, EPOLLIN)

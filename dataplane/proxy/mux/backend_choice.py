@@ -1,0 +1,38 @@
+"""Which backend of a cluster takes the next connection attempt, and the sticky cookie that
+goes with it: the same rule for HTTP/1.1 sessions and HTTP/2 streams (h1 and h2c backends).
+
+`next_backend` asks the cluster's load balancer, skipping the backends that failed this
+request (`failed`, backend ids), and counts `backend.connect.retries` for a try after a failed
+one. `sticky_cookie_value` is the `Set-Cookie` value (`name=id; Path=/`) when the cluster has
+sticky sessions and the client did not already name this backend; empty otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dataplane.proxy.balancing.backend import Backend
+    from dataplane.proxy.clusters import ClusterRuntime
+    from dataplane.proxy.mux.host import Host
+
+
+def next_backend(
+    loop: Host, cluster: ClusterRuntime, sticky_id: str | None, failed: set[str]
+) -> Backend | None:
+    backend = cluster.backends.select(loop.now, sticky_id=sticky_id, exclude=frozenset(failed))
+    if backend is not None and failed:  # `backend.connect.retries`: a try after a failed one
+        loop.metrics.cluster(cluster.cluster_id).retried(backend.backend_id)
+    return backend
+
+
+def sticky_cookie_value(
+    cluster: ClusterRuntime, backend: Backend, sticky_id: str | None, listener_name: bytes
+) -> bytes:
+    if not cluster.sticky_session:
+        return b""
+    chosen = backend.sticky_id or backend.backend_id
+    if chosen == sticky_id:
+        return b""
+    name = cluster.sticky_name or listener_name
+    return b"%s=%s; Path=/" % (name, chosen.encode("ascii", "replace"))
