@@ -192,6 +192,12 @@ def parser() -> argparse.ArgumentParser:
         default=Path("/etc/pysozu-webhook/tls.key"),
         help="the webhook's private key (PEM) (default: %(default)s)",
     )
+    p.add_argument(
+        "--webhook-require-tls-secrets",
+        action="store_true",
+        help="the webhook refuses an Ingress whose tls[].secretName is not found or holds no "
+        "usable key pair (default: a warning: cert-manager creates Secrets after the Ingress)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p  # fmt: skip
 
@@ -220,6 +226,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         webhook_address=args.webhook_address,
         webhook_cert=args.webhook_cert_file,
         webhook_key=args.webhook_key_file,
+        webhook_require_tls_secrets=args.webhook_require_tls_secrets,
     )
 
 

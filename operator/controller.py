@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 from ingress_operator import events, metrics, reconciler, status, webhook
+from ingress_operator.claims import ClaimIndex
 from ingress_operator.events import EventRecorder
 from ingress_operator.health import serve_health
 from ingress_operator.indices import FIELD_SELECTORS, RESOURCES, Indices
@@ -77,6 +78,13 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics = metrics.for_controller(self)  # /metrics on the health port
         self._webhook: web.AppRunner | None = None
+        indices = self.indices
+        self.claims = ClaimIndex(
+            lambda: indices.ingresses,
+            lambda: indices.classes,
+            indices.routing_version,
+            settings.render,
+        )
 
     def snapshot(self) -> Snapshot | None:
         """None until the startup listing has been seen: a partial state would remove routes."""
@@ -157,12 +165,15 @@ class Controller:
         )
 
     def _admission_review(self, body: bytes) -> bytes:
-        indices = self.indices
+        indices, settled = self.indices, self.indices.settled
         context = webhook.Context(
             settings=self.settings.render,
             classes=lambda: indices.classes,
-            secrets=(lambda: indices.secrets) if indices.settled else None,
+            # Before every listed object has arrived, the indices would miss some: not judged.
+            secrets=(lambda: indices.secrets) if settled else None,
             namespaces=self.settings.namespaces,
+            conflicts=self.claims.conflicts if settled else None,
+            require_tls_secrets=self.settings.webhook_require_tls_secrets,
         )
         return webhook.review(body, context)
 

@@ -77,6 +77,7 @@ class Indices:
         # per resource: the table key of each stored object -> the sequence of its last event
         self._stamps: dict[tuple[str, ...], dict[Any, int]] = {r: {} for r in RESOURCES}
         self.on_relist: Callable[[tuple[str, ...]], None] | None = None
+        self.changes: dict[tuple[str, ...], int] = dict.fromkeys(RESOURCES, 0)  # per resource
 
     # -- startup barrier ----------------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class Indices:
         else:
             return
         self._sequence += 1
+        self.changes[resource] += 1
         _put(self._table(resource), key, value)
         _put(self._stamps[resource], key, None if value is None else self._sequence)
 
@@ -151,7 +153,13 @@ class Indices:
         for key in gone:
             del stamps[key]
             table.pop(key, None)
+        if gone:
+            self.changes[resource] += 1
         return gone
+
+    def routing_version(self) -> int:
+        """Changes when an Ingress or an IngressClass changed (claims.ClaimIndex rebuilds)."""
+        return self.changes[INGRESSES] + self.changes[INGRESS_CLASSES]
 
     def snapshot(self) -> Snapshot:
         by_service: dict[ObjectKey, list[EndpointSlice]] = {}

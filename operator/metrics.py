@@ -5,11 +5,13 @@ Every name starts with `pysozu_ingress_`. Two sources:
 - events counted as they happen (`ControllerMetrics.round`): reconcile rounds by result, the
   config push duration, the last successful sync;
 - figures the controller's parts already keep, read at scrape time (`Sources`): leadership,
-  readiness, Ingresses served and failing closed, problems by reason, API and dataplane errors,
-  re-lists, sweeps, publish-Service watches, task restarts, Events posted.
+  readiness, Ingresses served, failing closed and conflicting, problems by reason, API and
+  dataplane errors, re-lists, sweeps, publish-Service watches, task restarts, Events posted;
+  and what was pushed (state_metrics.py): config hash, cluster info, certificate expiry.
 
-Labels are bounded: results, error kinds, reasons, resources and task names are fixed sets
-(no Ingress, host or path label).
+Labels are bounded: results, error kinds, reasons, resources and task names are fixed sets;
+the cluster info has one series per dataplane cluster made, the expiry one per TLS Secret
+named by an Ingress served (no host or path label anywhere).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ingress_operator.state_metrics import ClusterInfo, PushedSummary, certificate_expiries
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -73,6 +76,11 @@ class Sources:
     publish_watches: Callable[[], int] = _zero
     task_restarts: Callable[[], Mapping[str, int]] = _none
     events_posted: Callable[[], int] = _zero
+    conflicting: Callable[[], int] = _zero  # Ingresses that lost a claim (a Conflict)
+    # What was pushed (state_metrics.py): its hash, its clusters, the certificates named.
+    config_hash: Callable[[], int] = _zero
+    clusters: Callable[[], Iterable[ClusterInfo]] = tuple
+    certificates: Callable[[], Iterable[tuple[str, str, float]]] = tuple
 
 
 @dataclass(slots=True)
@@ -157,12 +165,15 @@ class _Live(Collector):
         ingresses = GaugeMetricFamily(
             PREFIX + "ingresses",
             "Ingresses of our class in the last rendering: served (routes work), failed_closed "
-            "(an access restriction pysozu cannot enforce: routes answer 503).",
+            "(an access restriction pysozu cannot enforce: routes answer 503); conflicting: "
+            "those with a route another Ingress serves (counted in the others too).",
             labels=["state"],
         )
         ingresses.add_metric(["served"], served - refused)
         ingresses.add_metric(["failed_closed"], refused)
+        ingresses.add_metric(["conflicting"], s.conflicting())
         yield ingresses
+        yield from _pushed(s)
         problems = GaugeMetricFamily(
             PREFIX + "ingress_problems",
             "Problems of the last rendering (reported as Events) by reason.",
@@ -209,6 +220,30 @@ class _Live(Collector):
         yield restarts
 
 
+def _pushed(s: Sources) -> Iterator[Metric]:
+    yield _gauge("config_hash", "Hash (53 bits) of the last state the dataplane took: equal "
+                 "on replicas serving the same configuration (0: none yet).",
+                 s.config_hash())  # fmt: skip
+    info = GaugeMetricFamily(
+        PREFIX + "cluster_info",
+        "1 per dataplane cluster the controller made, with the Kubernetes names it serves: "
+        "join pysozu_cluster_*{cluster} on cluster (service is empty for an Ingress's own "
+        "answer clusters).",
+        labels=["cluster", "namespace", "ingress", "service"],
+    )
+    for row in s.clusters():
+        info.add_metric(list(row), 1)
+    yield info
+    expiry = GaugeMetricFamily(
+        PREFIX + "certificate_expiry_timestamp_seconds",
+        "Expiry (unix time) of the leaf certificate of each TLS Secret an Ingress served names.",
+        labels=["namespace", "secret"],
+    )
+    for namespace, secret, not_after in s.certificates():
+        expiry.add_metric([namespace, secret], not_after)
+    yield expiry
+
+
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(PREFIX + name, documentation, value=value)
 
@@ -239,6 +274,12 @@ def for_controller(controller: Controller) -> ControllerMetrics:
         rendered = reconciler.last_rendered
         return problem_counts(rendered.problems) if rendered else {}
 
+    summary, indices = PushedSummary(), controller.indices
+
+    def certificates() -> Iterable[tuple[str, str, float]]:
+        rendered = reconciler.last_rendered
+        return certificate_expiries(rendered, indices.ingresses, indices.secrets)
+
     sources = Sources(
         leader=lambda: status is not None and status.elector.is_leader,
         ready=lambda: reconciler.ready,
@@ -252,6 +293,10 @@ def for_controller(controller: Controller) -> ControllerMetrics:
         publish_watches=lambda: published.watches if published is not None else 0,
         task_restarts=lambda: {name: beat.restarts for name, beat in beats.items()},
         events_posted=lambda: controller.events.posted,
+        conflicting=lambda: problems().get("Conflict", 0),
+        config_hash=lambda: summary.config_hash(reconciler.pushed),
+        clusters=lambda: summary.clusters(reconciler.pushed),
+        certificates=certificates,
     )
     metrics = ControllerMetrics(sources)
     reconciler.on_round = metrics.round

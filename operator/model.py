@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+
 from dataplane.command.state_rules import StateError, certificate_names
 
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
@@ -134,6 +136,7 @@ class TlsSecret:
     fingerprint: str  # hex SHA-256 of the leaf's DER, as the dataplane names certificates
     problem: str | None = None
     names: tuple[str, ...] = ()  # the leaf's SAN DNS names, else its CN
+    not_after: float = 0.0  # the leaf's expiry, unix time (0: unknown, a broken Secret)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,9 +370,12 @@ def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
     try:
         fingerprint = der_fingerprint(certs[0])
         names = tuple(certificate_names(certs[0]))
+        not_after = x509.load_pem_x509_certificate(certs[0].encode()).not_valid_after_utc
     except (binascii.Error, ValueError, StateError):
         return broken("the certificate PEM is corrupt")
-    return TlsSecret(key, certs[0], tuple(certs[1:]), keys[0], fingerprint, names=names)
+    chain = tuple(certs[1:])
+    expiry = not_after.timestamp()
+    return TlsSecret(key, certs[0], chain, keys[0], fingerprint, names=names, not_after=expiry)
 
 
 @dataclass(slots=True)

@@ -88,6 +88,7 @@ class Reconciler:
         # For metrics (metrics.py): each round's outcome, the latest rendering, refusals.
         self.on_round: OnRound | None = None
         self.last_rendered: Rendered | None = None
+        self.pushed: Rendered | None = None  # the last rendering the dataplane took whole
         self.refused_requests = 0
 
     def trigger(self) -> None:
@@ -195,6 +196,7 @@ class Reconciler:
             return False
         self._in_sync = True
         self.ready = True
+        self.pushed = rendered
         if self.on_pushed is not None:
             await self.on_pushed(rendered, snapshot)
         return True

@@ -47,3 +47,4 @@ class Settings:
     webhook_address: SocketAddress | None = None
     webhook_cert: Path = Path("/etc/pysozu-webhook/tls.crt")
     webhook_key: Path = Path("/etc/pysozu-webhook/tls.key")
+    webhook_require_tls_secrets: bool = False  # a missing TLS Secret: refused, not a warning

@@ -12,13 +12,17 @@ not serve it as written:
   single-label wildcard, a path or pathType the Ingress API does not allow (same functions as
   the rendering: `model.parse_ingress`, `ingress_semantics.normalize_host` / `path_rules`).
 
-Everything else is allowed, some with warnings (`kubectl` prints them): annotations ignored
-(raw nginx snippets, unsupported nginx keys) and TLS Secrets not found yet (cert-manager creates
-them after the Ingress, so a missing one is never a refusal). Ingresses of other classes, in
-namespaces this controller does not watch, deletions, and other kinds are allowed untouched.
+- a host + path another Ingress of our class already serves with another backend, or one the
+  Ingress claims twice with two backends (`claims.ClaimIndex`, built from the controller's
+  indices: the rendering would give the route to one of them and report a `Conflict`);
+- with `use-regex: "true"` (nginx's annotation), a path that does not compile as a regular
+  expression the way the dataplane compiles REGEX path rules (Python `re`);
+- with `--webhook-require-tls-secrets`, a `tls[].secretName` not found or not usable.
 
-Conflicting host/path claims between Ingresses are not judged here (settled by age at
-rendering, reported as `Conflict` Events): that needs every Ingress, on every admission.
+Everything else is allowed, some with warnings (`kubectl` prints them): annotations ignored
+(raw nginx snippets, unsupported nginx keys) and, by default, TLS Secrets not found yet
+(cert-manager creates them after the Ingress). Ingresses of other classes, in namespaces this
+controller does not watch, deletions, and other kinds are allowed untouched.
 
 A body that is not an AdmissionReview is answered 400 (`AdmissionError`), never an exception.
 """
@@ -26,6 +30,7 @@ A body that is not an AdmissionReview is answered 400 (`AdmissionError`), never 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +38,7 @@ from typing import Any
 from ingress_operator.annotation_review import NOT_ENFORCED
 from ingress_operator.annotations import parse_annotations
 from ingress_operator.ingress_semantics import SemanticError, is_ours, normalize_host, path_rules
-from ingress_operator.model import IngressClass, ObjectKey, TlsSecret, parse_ingress
+from ingress_operator.model import Ingress, IngressClass, ObjectKey, TlsSecret, parse_ingress
 from ingress_operator.settings import RenderSettings
 
 API_VERSION = "admission.k8s.io/v1"
@@ -55,6 +60,9 @@ class Context:
     classes: Callable[[], Mapping[str, IngressClass]] = dict
     secrets: Callable[[], Mapping[ObjectKey, TlsSecret]] | None = None  # None: not known yet
     namespaces: tuple[str, ...] = ()  # empty: every namespace
+    # The routes the Ingress clashes on with others (claims.ClaimIndex.conflicts); None: unknown.
+    conflicts: Callable[[Ingress], list[str]] | None = None
+    require_tls_secrets: bool = False  # a missing or unusable TLS Secret is a refusal
 
 
 @dataclass(slots=True)
@@ -113,18 +121,67 @@ def judge(body: Mapping[str, Any], context: Context) -> Verdict:
         elif notice.type == "Warning":
             verdict.warnings.append(notice.message)
     reasons += options.problems
+    if _uses_regex(ingress.annotations):
+        reasons += _regex_problems(ingress)
+    if context.conflicts is not None:
+        reasons += context.conflicts(ingress)
     secrets = context.secrets() if context.secrets is not None else None
     if secrets is not None:
-        for i, tls in enumerate(ingress.tls):
-            key = ObjectKey(ingress.key.namespace, tls.secret_name or "")
-            if tls.secret_name and key not in secrets:
-                verdict.warnings.append(
-                    f"tls[{i}]: TLS Secret {key} not found (yet): its hosts are served without "
-                    "a certificate until it exists"
-                )
+        _judge_secrets(ingress, secrets, context.require_tls_secrets, verdict)
     verdict.allowed = not reasons
     verdict.warnings = [w[:_MAX_WARNING] for w in verdict.warnings[:_MAX_WARNINGS]]
     return verdict
+
+
+USE_REGEX = "nginx.ingress.kubernetes.io/use-regex"
+
+
+def _uses_regex(annotations: Mapping[str, str]) -> bool:
+    return annotations.get(USE_REGEX, "").strip().lower() == "true"
+
+
+def regex_error(pattern: str) -> str | None:
+    """Why the dataplane would not compile `pattern` as a REGEX path rule (None: it would)."""
+    try:
+        re.compile(pattern)
+    # A repeat count above re's limit is an OverflowError, deep nesting a RecursionError.
+    except (re.error, OverflowError, RecursionError) as error:
+        return str(error) or type(error).__name__
+    return None
+
+
+def _regex_problems(ingress: Ingress) -> list[str]:
+    problems = []
+    for i, rule in enumerate(ingress.rules):
+        for j, entry in enumerate(rule.paths):
+            error = regex_error(entry.path)
+            if error is not None:
+                where, path = f"rules[{i}].http.paths[{j}]", entry.path[:64]
+                problems.append(f"{where}: use-regex path {path!r} does not compile: {error}")
+    return problems
+
+
+def _judge_secrets(
+    ingress: Ingress, secrets: Mapping[ObjectKey, TlsSecret], required: bool, verdict: Verdict
+) -> None:
+    """A missing Secret: a warning (cert-manager creates it after the Ingress), or with
+    --webhook-require-tls-secrets a refusal; so is one that holds no usable key pair."""
+    for i, tls in enumerate(ingress.tls):
+        if not tls.secret_name:
+            continue
+        key = ObjectKey(ingress.key.namespace, tls.secret_name)
+        secret = secrets.get(key)
+        if secret is None and required:
+            message = f"tls[{i}]: TLS Secret {key} not found (--webhook-require-tls-secrets)"
+            verdict.reasons.append(message)
+        elif secret is None:
+            verdict.warnings.append(
+                f"tls[{i}]: TLS Secret {key} not found (yet): its hosts are served without "
+                "a certificate until it exists"
+            )
+        elif secret.problem is not None:
+            target = verdict.reasons if required else verdict.warnings
+            target.append(f"tls[{i}]: {secret.problem}")
 
 
 def _request(review: Any) -> dict[str, Any]:

@@ -15,7 +15,12 @@ from chart_tooling import CHART, KUBE_VERSIONS, REPO, ToolError, helm_template, 
 pytestmark = pytest.mark.timeout(300)
 
 CHART_README = CHART / "README.md"
-CUSTOM_RESOURCE_KINDS = {"ServiceMonitor", "Issuer", "Certificate"}  # no bundled schema
+CUSTOM_RESOURCE_KINDS = {
+    "ServiceMonitor",
+    "PrometheusRule",
+    "Issuer",
+    "Certificate",
+}  # no bundled schema
 
 
 def table_examples() -> list[list[str]]:

@@ -42,7 +42,8 @@ SECRET = f"{RELEASE}-webhook-tls"
 
 def flags(objects: list[dict[str, Any]]) -> dict[str, str]:
     args = container(pod_spec(objects), "pysozu-ingress")["args"]
-    return dict(a.split("=", 1) for a in args if a.startswith("--webhook"))
+    pairs = (a.split("=", 1) if "=" in a else (a, "") for a in args)
+    return {name: value for name, value in pairs if name.startswith("--webhook")}
 
 
 def webhook_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -248,3 +249,11 @@ def test_two_releases_register_two_configurations(k8s_tools: None) -> None:
     """The configuration is cluster-scoped: its name carries the release's namespace."""
     name = one(render(set_values=ON), "ValidatingWebhookConfiguration")["metadata"]["name"]
     assert name == f"{RELEASE}-{NAMESPACE}"
+
+
+def test_missing_tls_secrets_are_refused_only_when_asked(k8s_tools: None) -> None:
+    assert "--webhook-require-tls-secrets" not in flags(render(set_values=ON))
+    objects = render(set_values=[*ON, "webhook.requireTlsSecrets=true"])
+    assert flags(objects)["--webhook-require-tls-secrets"] == ""
+    off = render(set_values=["webhook.requireTlsSecrets=true"])  # the webhook is off
+    assert not flags(off)

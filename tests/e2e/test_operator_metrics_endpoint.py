@@ -3,8 +3,10 @@ changes (a pushed round, a new sync time, the Ingress counted served, then faili
 
 from __future__ import annotations
 
+import http.client
+
 import pytest
-from conftest import World, wait_for
+from conftest import World, free_port, wait_for
 from objects import endpoint_slice, ingress, ingress_class, service
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,3 +57,55 @@ def test_metrics_move_after_an_ingress_change(world: World) -> None:
     leader, posted = ("pysozu_ingress_leader", ()), ("pysozu_ingress_events_posted_total", ())
     wait_for("the only replica leading", lambda: scrape(world)[leader] == 1)
     wait_for("the Warning Event posted", lambda: scrape(world)[posted] >= 1)
+
+
+def test_dataplane_cluster_metrics_join_the_controllers_cluster_info(world: World) -> None:
+    """The dataplane's `pysozu_cluster_*{cluster}` series join `pysozu_ingress_cluster_info`
+    on `cluster` (as PromQL's `* on (cluster) group_left (namespace, ingress, service)`), and
+    the config hash moves with the state pushed."""
+    world.processes.pop("dataplane").stop()
+    prometheus = free_port()
+    with world.config.open("a") as config:
+        config.write(f'\n[prometheus]\naddress = "127.0.0.1:{prometheus}"\n')
+    world.start_dataplane()
+    world.backend("127.0.0.2", "app-0")
+    world.apply(
+        ingress_class(),
+        service("app"),
+        endpoint_slice("app", ["127.0.0.2"], world.backend_port),
+        ingress("shop", "shop.example", "app"),
+    )
+    world.start_operator()
+    wait_for("the operator's first push (/readyz)", world.operator_ready)
+    for _ in range(3):
+        assert wait_for("traffic", lambda: world.get("shop.example")[0] == 200)
+    controller = scrape(world)
+    info = {
+        dict(labels)["cluster"]: dict(labels)
+        for (name, labels), value in controller.items()
+        if name == "pysozu_ingress_cluster_info" and value == 1
+    }
+    assert info == {
+        "default/app:http": {
+            "cluster": "default/app:http", "namespace": "default", "ingress": "shop",
+            "service": "app",
+        }
+    }  # fmt: skip
+    connection = http.client.HTTPConnection("127.0.0.1", prometheus, timeout=10)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    joined: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "pysozu_cluster_http_requests_total":
+                labels = info[sample.labels["cluster"]]  # every cluster has its Kubernetes names
+                key = (labels["namespace"], labels["ingress"], labels["service"])
+                joined[key] = joined.get(key, 0) + sample.value
+    assert joined[("default", "shop", "app")] >= 3
+    digest = controller[("pysozu_ingress_config_hash", ())]
+    assert digest > 0
+    world.apply(ingress("shop", "shop.example", "app", path="/cart"))
+    wait_for(
+        "a new config hash", lambda: scrape(world)[("pysozu_ingress_config_hash", ())] != digest
+    )

@@ -168,3 +168,58 @@ def test_the_running_controller_judges_with_what_it_watches(world: World) -> Non
     assert post(port, ca, b"garbage")[0] == 400
     assert world.health() == (200, "ok\n")
     assert world.processes["operator"].popen.poll() is None
+
+
+def test_the_running_controller_refuses_conflicts_regexes_and_missing_secrets(
+    world: World,
+) -> None:
+    """Claims come from the controller's indices (the Ingress applied through kmock), not
+    from the API per request; TLS Secrets are required with --webhook-require-tls-secrets."""
+    ca = trustme.CA()
+    write_pair(ca, world.tmp)
+    port = free_port()
+    world.apply(ingress_class(), ingress("first", "a.example", "api", path="/api"))
+    world.start_operator(
+        "--nginx-annotations",
+        "--webhook-require-tls-secrets",
+        "--webhook-address", f"127.0.0.1:{port}",
+        "--webhook-cert-file", str(world.tmp / "tls.crt"),
+        "--webhook-key-file", str(world.tmp / "tls.key"),
+    )  # fmt: skip
+    wait_for("the operator's first push (/readyz)", world.operator_ready)
+
+    def judged(obj: dict[str, Any]) -> dict[str, Any]:
+        status, body, _ = post(port, ca, admission_review(obj))
+        assert status == 200
+        response: dict[str, Any] = json.loads(body)["response"]
+        return response
+
+    clash = judged(ingress("second", "a.example", "other", path="/api"))
+    assert clash["allowed"] is False
+    assert (
+        "route a.example/api is already served by Ingress default/first"
+        in (clash["status"]["message"])
+    )
+    assert judged(ingress("second", "a.example", "api", path="/api"))["allowed"] is True
+    assert judged(ingress("second", "a.example", "other", path="/web"))["allowed"] is True
+    # The index follows the watch: once the first Ingress is gone, its route is free.
+    world.kubectl("delete", "ingress", "first")
+    wait_for(
+        "the route to be free",
+        lambda: judged(ingress("second", "a.example", "other", path="/api"))["allowed"],
+    )
+    regex = {"nginx.ingress.kubernetes.io/use-regex": "true"}
+    bad = ingress("re", "r.example", "app", "/v(1", "ImplementationSpecific", annotations=regex)
+    refused = judged(bad)
+    assert (
+        refused["allowed"] is False
+        and "use-regex path '/v(1' does not compile" in (refused["status"]["message"])
+    )
+    good = ingress(
+        "re", "r.example", "app", "/v[0-9]+", "ImplementationSpecific", annotations=regex
+    )
+    assert judged(good)["allowed"] is True
+    missing = judged(ingress("tls", "t.example", "app", tls_secret="missing-tls"))
+    assert missing["allowed"] is False
+    assert "TLS Secret default/missing-tls not found" in missing["status"]["message"]
+    assert world.health() == (200, "ok\n")

@@ -16,12 +16,13 @@ from ingress_operator.kube import KubeApi, KubeError
 from ingress_operator.metrics import ControllerMetrics, Sources, for_controller, problem_counts
 from ingress_operator.model import ObjectKey
 from ingress_operator.render import Problem, render
-from ingress_operator.settings import Settings
+from ingress_operator.settings import RenderSettings, Settings
 from kubernetes.client import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 from test_operator_conformance import BASE, load
 from test_operator_render import SETTINGS, ingress, rule
 
+LATER = "2026-02-01T00:00:00Z"
 FAMILIES = {
     "pysozu_ingress_reconciles": "counter",
     "pysozu_ingress_config_push_duration_seconds": "histogram",
@@ -37,6 +38,9 @@ FAMILIES = {
     "pysozu_ingress_publish_service_watches": "counter",
     "pysozu_ingress_events_posted": "counter",
     "pysozu_ingress_task_restarts": "counter",
+    "pysozu_ingress_config_hash": "gauge",
+    "pysozu_ingress_cluster_info": "gauge",
+    "pysozu_ingress_certificate_expiry_timestamp_seconds": "gauge",
 }
 
 
@@ -68,6 +72,8 @@ def test_a_fresh_controller_exports_zeros_for_every_fixed_label() -> None:
         assert value(m, "pysozu_ingress_errors_total", kind=kind) == 0
     assert value(m, "pysozu_ingress_ingresses", state="served") == 0
     assert value(m, "pysozu_ingress_ingresses", state="failed_closed") == 0
+    assert value(m, "pysozu_ingress_ingresses", state="conflicting") == 0
+    assert value(m, "pysozu_ingress_config_hash") == 0
     assert value(m, "pysozu_ingress_last_successful_sync_timestamp_seconds") == 0
     assert value(m, "pysozu_ingress_config_push_duration_seconds_count") == 0
 
@@ -237,3 +243,48 @@ def test_api_failures_are_counted_by_kind(raised: Exception, kind: str) -> None:
     with pytest.raises(KubeError):
         asyncio.run(api._call(method))
     assert api.failures == {kind: 1}
+
+
+def test_what_was_pushed_is_exported_hash_clusters_and_certificates(tmp_path: Path) -> None:
+    c = controller(tmp_path)
+    m = c.metrics
+    tls = [{"hosts": ["a.example"], "secretName": "conformance-tls"}]
+    redirect = {"nginx.ingress.kubernetes.io/permanent-redirect": "https://elsewhere.example/"}
+    snapshot = load(
+        *BASE,
+        extra=[
+            ingress("web", [rule("a.example", ("/", "Prefix", "echo-service"))], tls=tls),
+            ingress("moved", [rule("b.example", ("/", "Prefix", "x"))], annotations=redirect),
+            # Younger: loses a.example/ to web.
+            ingress("late", [rule("a.example", ("/", "Prefix", "other"))], created=LATER),
+        ],
+    )
+    for key, body in snapshot.ingresses.items():  # the indices hold what was rendered
+        c.indices.ingresses[key] = body
+    c.indices.secrets.update(snapshot.secrets)
+    rendered = render(snapshot, RenderSettings(nginx_annotations=True))
+    c.reconciler.last_rendered = rendered
+    assert value(m, "pysozu_ingress_config_hash") == 0  # nothing pushed yet
+    assert not [k for k in samples(m) if k[0] == "pysozu_ingress_cluster_info"]
+    c.reconciler.pushed = rendered
+    digest = value(m, "pysozu_ingress_config_hash")
+    assert 0 < digest < 2**53 and digest == int(digest)
+    info = {dict(k[1])["cluster"]: dict(k[1]) for k in samples(m) if k[0].endswith("cluster_info")}
+    assert info["default/echo-service:80"] == {"cluster": "default/echo-service:80",
+        "namespace": "default", "ingress": "web", "service": "echo-service"}  # fmt: skip
+    assert info["default/moved:-redirect"]["service"] == ""
+    assert "default/other:80" not in info  # its only route was lost: never pushed
+    assert value(m, "pysozu_ingress_ingresses", state="conflicting") == 1
+    secret = snapshot.secrets[ObjectKey("default", "conformance-tls")]
+    assert secret.not_after > 1e9
+    expiry = "pysozu_ingress_certificate_expiry_timestamp_seconds"
+    assert value(m, expiry, namespace="default", secret="conformance-tls") == secret.not_after
+    assert [k for k in samples(m) if k[0] == expiry] == [
+        (expiry, (("namespace", "default"), ("secret", "conformance-tls")))
+    ]
+    # The same state rendered again hashes the same; another state, another hash.
+    c.reconciler.pushed = render(snapshot, RenderSettings(nginx_annotations=True))
+    assert value(m, "pysozu_ingress_config_hash") == digest
+    del snapshot.ingresses[ObjectKey("default", "moved")]
+    c.reconciler.pushed = render(snapshot, RenderSettings(nginx_annotations=True))
+    assert value(m, "pysozu_ingress_config_hash") != digest

@@ -163,6 +163,9 @@ spec:
         - --webhook-address=0.0.0.0:{{ .Values.ports.webhook }}
         - --webhook-cert-file={{ include "pysozu.webhookDir" . }}/tls.crt
         - --webhook-key-file={{ include "pysozu.webhookDir" . }}/tls.key
+        {{- if .Values.webhook.requireTlsSecrets }}
+        - --webhook-require-tls-secrets
+        {{- end }}
         {{- end }}
         {{- if .Values.nginxAnnotations }}
         - --nginx-annotations
