@@ -250,6 +250,10 @@ def _tools(
     needed += ["haproxy"] if "haproxy" in target_names else []
     needed += ["openssl"] if any(s.tls for s in chosen) else []
     paths = tools.ensure(needed, install=not args.no_install)
+    if any(s.layer4 for s in chosen):  # nginx stream as a relay, and as the UDP backend
+        paths["nginx-stream"] = tools.nginx_stream_module(
+            paths["nginx"], install=not args.no_install
+        )
     if any(s.http2 for s in chosen):
         try:
             paths.update(tools.ensure(["h2load"], install=not args.no_install))

@@ -16,6 +16,8 @@ TARGET_HOST = "localhost"
 SMALL_BODY = "hello, world\n"  # 13 bytes, as in the reference baseline
 LARGE_FILE_NAME = "100k.bin"
 LARGE_FILE_SIZE = 100 * 1024
+BULK_FILE_NAME = "100m.bin"  # written only when a scenario asks for it
+BULK_FILE_SIZE = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,14 @@ class ProxySetup:
     fd_limit: int = 65_536
     extra_clusters_without_backend: tuple[str, ...] = ()  # for the reconfiguration scenario
     ready_timeout_s: float = 30.0  # how long the proxy may take to route its first request
+    layer4: str = ""  # "tcp"/"udp": a byte relay (harness/layer4.py writes its configuration)
+    nginx_stream_module: str = ""  # load_module path for nginx's stream (empty: built in)
 
 
 def expected_body_size(path: str) -> int:
     """Bytes of the backend's answer to path."""
+    if path.endswith(BULK_FILE_NAME):
+        return BULK_FILE_SIZE
     return LARGE_FILE_SIZE if path.endswith(LARGE_FILE_NAME) else len(SMALL_BODY.encode())
 
 
@@ -69,7 +75,12 @@ http {{
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location = / {{ return 200 {json.dumps(SMALL_BODY)}; }}
-    location /static/ {{ alias {workdir}/www/; }}
+    location /static/ {{
+      alias {workdir}/www/;
+      client_max_body_size 1m;
+      client_body_buffer_size 256k;
+      error_page 405 =200 $uri;  # a POST gets the file too (its body read and dropped)
+    }}
   }}
 }}
 """
@@ -190,18 +201,7 @@ def _toml(value: str) -> str:
 def pysozu_proxy(setup: ProxySetup) -> str:
     """pysozu (sozu's TOML format). sozu has no "access logs off" switch: successful requests are
     logged at info level, so "off" is `log_level = "warn"`."""
-    workdir = setup.workdir
-    lines = [
-        "worker_count = 1",
-        f"command_socket = {_toml(str(workdir / 'pysozu.sock'))}",
-        f"log_level = {_toml('info' if setup.access_log else 'warn')}",
-        f"log_target = {_toml(f'file://{workdir}/pysozu.log')}",
-        f"max_connections = {setup.max_connections}",
-        "worker_timeout = 60",
-        "ctl_command_timeout = 60000",
-    ]
-    if setup.access_log:
-        lines.append(f"access_logs_target = {_toml(f'file://{setup.access_log}')}")
+    lines = pysozu_globals(setup)
     address = f"127.0.0.1:{setup.listen_port}"
     protocol = "https" if setup.tls else "http"
     lines += ["", "[[listeners]]", f'protocol = "{protocol}"', f"address = {_toml(address)}"]
@@ -233,3 +233,20 @@ def pysozu_proxy(setup: ProxySetup) -> str:
             "backends = []",
         ]
     return "\n".join(lines) + "\n"
+
+
+def pysozu_globals(setup: ProxySetup) -> list[str]:
+    """The global keys of every pysozu configuration here: one worker, logs in the workdir."""
+    workdir = setup.workdir
+    lines = [
+        "worker_count = 1",
+        f"command_socket = {_toml(str(workdir / 'pysozu.sock'))}",
+        f"log_level = {_toml('info' if setup.access_log else 'warn')}",
+        f"log_target = {_toml(f'file://{workdir}/pysozu.log')}",
+        f"max_connections = {setup.max_connections}",
+        "worker_timeout = 60",
+        "ctl_command_timeout = 60000",
+    ]
+    if setup.access_log:
+        lines.append(f"access_logs_target = {_toml(f'file://{setup.access_log}')}")
+    return lines

@@ -1,4 +1,4 @@
-"""Load generators: building wrk and h2load command lines and reading their reports.
+"""Load generators: building wrk, h2load and udpload command lines and reading their reports.
 
 wrk 4.1 silently ignores a header written without a space after the colon
 (`-H 'Connection:close'`), so headers are only ever built here, as `Name: value`.
@@ -7,8 +7,11 @@ wrk 4.1 silently ignores a header written without a space after the colon
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
+from harness import udpload
 from harness.errors import ParseError
 
 _DURATION_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -42,6 +45,7 @@ def wrk_command(
     headers: dict[str, str],
     threads: int = 1,
     timeout_s: int = 5,
+    script: Path | None = None,
 ) -> list[str]:
     argv = [
         wrk,
@@ -53,6 +57,8 @@ def wrk_command(
     ]
     for name, value in headers.items():
         argv += ["-H", header(name, value)]
+    if script is not None:
+        argv += ["-s", str(script)]
     return [*argv, url]
 
 
@@ -75,6 +81,37 @@ def h2load_command(
         "--warm-up-time=0",
         url,
     ]
+
+
+def udpload_command(
+    port: int, *, flows: int, duration_s: float, window: int = 4, size: int = 64
+) -> list[str]:
+    """harness/udpload.py, run by this Python, against 127.0.0.1:port."""
+    return [
+        sys.executable,
+        udpload.__file__,
+        "127.0.0.1",
+        str(port),
+        f"--duration={duration_s:g}",
+        f"--flows={flows}",
+        f"--window={window}",
+        f"--size={size}",
+    ]
+
+
+def parse_udpload(text: str) -> LoadResult:
+    """Read udpload's summary: a reply is a request; datagrams lost are errors."""
+    load = udpload.parse(text)
+    if load is None:
+        raise ParseError(f"no udpload summary in output:\n{text.strip()[-500:]}")
+    return LoadResult(
+        requests=load.received,
+        duration_s=load.seconds,
+        requests_per_s=load.received / load.seconds if load.seconds > 0 else 0.0,
+        p50_ms=None,
+        p99_ms=None,
+        errors=load.lost,
+    )
 
 
 def duration_ms(text: str) -> float:

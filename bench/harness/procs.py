@@ -126,17 +126,24 @@ def supervised(logdir: Path) -> Iterator[Supervisor]:
 
 
 def http_get(
-    port: int, host: str, path: str = "/", *, tls: bool = False, timeout_s: float = 2.0
+    port: int,
+    host: str,
+    path: str = "/",
+    *,
+    tls: bool = False,
+    timeout_s: float = 2.0,
+    max_bytes: int = _MAX_RESPONSE,
 ) -> tuple[int, bytes] | None:
     """(status, body) of one `Connection: close` GET on 127.0.0.1:port, HTTPS without
-    certificate verification when tls; None when nothing answers an HTTP response."""
+    certificate verification when tls, read up to about max_bytes; None when nothing answers
+    an HTTP response."""
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
     chunks, size = [], 0
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as raw:
             sock = _UNVERIFIED.wrap_socket(raw, server_hostname=host) if tls else raw
             sock.sendall(request)
-            while size < _MAX_RESPONSE and (chunk := sock.recv(65536)):
+            while size < max_bytes and (chunk := sock.recv(262144)):
                 chunks.append(chunk)
                 size += len(chunk)
     except (OSError, ssl.SSLError):
@@ -152,6 +159,18 @@ def http_get(
 def http_status(port: int, host: str, path: str = "/", *, tls: bool = False) -> int | None:
     answer = http_get(port, host, path, tls=tls)
     return None if answer is None else answer[0]
+
+
+def udp_exchange(port: int, payload: bytes, timeout_s: float = 0.5) -> bytes | None:
+    """The first reply to one datagram sent to 127.0.0.1:port, or None (silence, refusal)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(("127.0.0.1", port))
+            sock.send(payload)
+            return sock.recv(65536)
+        except OSError:
+            return None
 
 
 def wait_until(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import socket
 import statistics
 import subprocess
 import time
@@ -11,10 +12,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import configs, loadgen, procfs, reconfig, tls
+from harness import configs, layer4, loadgen, procfs, reconfig, tls
 from harness.errors import ParseError, TargetFailed
 from harness.idle import idle_connections
-from harness.procs import Supervisor, free_port, http_get, http_status, pinned, wait_until
+from harness.procs import (
+    Supervisor,
+    free_port,
+    http_get,
+    http_status,
+    pinned,
+    udp_exchange,
+    wait_until,
+)
 from harness.profiling import flame_graph
 from harness.results import (
     MEMORY_AFTER_S,
@@ -62,6 +71,7 @@ class Bench:
         self.options, self.sup, self.workdir = options, supervisor, workdir
         self.tools, self.targets = tools, targets
         self.backend_port = 0
+        self.udp_backend_port = 0  # started with the first UDP scenario
         self.backend_command: list[str] = []
         self.first_configs: dict[str, str] = {}
         self._tls: configs.TlsFiles | None = None
@@ -88,6 +98,31 @@ class Bench:
             timeout_s=30,
         )
 
+    def prepare_layer4(self, scenario: Scenario) -> None:
+        """What a relay scenario needs beside the HTTP backend: the 100 MiB file, written once,
+        or the UDP backend (nginx stream `return`), started once on the load core."""
+        bulk = self.workdir / "www" / configs.BULK_FILE_NAME
+        if scenario.path.endswith(configs.BULK_FILE_NAME) and not bulk.exists():
+            block = bytes(range(256)) * 4096
+            with bulk.open("wb") as out:
+                for _ in range(configs.BULK_FILE_SIZE // len(block)):
+                    out.write(block)
+        if scenario.layer4 != "udp" or self.udp_backend_port:
+            return
+        port = free_port_udp()
+        path = self.workdir / "udp-backend.conf"
+        module = self.tools.get("nginx-stream", "")
+        path.write_text(layer4.nginx_udp_backend(self.workdir, port, module))
+        command = [self.tools["nginx"], "-p", str(self.workdir), "-c", str(path)]
+        proc = self.sup.start("udp-backend", command, cpus=self.options.load_cpus)
+        wait_until(
+            lambda: udp_exchange(port, b"ready?") == layer4.UDP_REPLY,
+            proc=proc,
+            what="the nginx UDP backend",
+            timeout_s=30,
+        )
+        self.udp_backend_port = port
+
     def tls_files(self) -> configs.TlsFiles:
         if self._tls is None:
             self._tls = tls.self_signed(self.tools["openssl"], self.workdir)
@@ -103,6 +138,7 @@ class Bench:
                 f"open-file limit here is {self.options.fd_limit:,} (raise it with `ulimit -n`)."
             )
         started: list[tuple[Target, Running, Outcome]] = []
+        self.prepare_layer4(scenario)
         try:
             for target in self.targets:
                 outcome = Outcome(target.name)
@@ -135,6 +171,12 @@ class Bench:
         finally:
             for target, running, _ in started:
                 target.stop(self.sup, running)
+        if scenario.layer4:
+            moved = scenario.request_body + (
+                configs.expected_body_size(scenario.path) if scenario.layer4 == "tcp" else 0
+            )
+            reference = "haproxy" if scenario.layer4 == "tcp" else "nginx"
+            result.notes += layer4.relay_notes(result.outcomes, moved, reference)
         if scenario.access_logs:  # checked once stopped: buffered lines are written by then
             result.notes += _silent_access_logs(started)
             result.notes += _access_log_cost(result.outcomes)
@@ -191,8 +233,8 @@ class Bench:
         directory.chmod(0o755)  # nginx workers (user nobody) read below it
         setup = configs.ProxySetup(
             workdir=directory,
-            listen_port=free_port(),
-            backend_port=self.backend_port,
+            listen_port=free_port_udp() if scenario.layer4 == "udp" else free_port(),
+            backend_port=self.udp_backend_port if scenario.layer4 == "udp" else self.backend_port,
             clusters=scenario.clusters,
             access_log=directory / "access.log" if scenario.access_logs else None,
             tls=self.tls_files() if scenario.tls else None,
@@ -206,6 +248,8 @@ class Bench:
             ),
             # A feature pysozu lacks shows as a listener that never answers: do not wait long.
             ready_timeout_s=(10.0 if scenario.needs else 30.0) + scenario.clusters / 50,
+            layer4=scenario.layer4,
+            nginx_stream_module=self.tools.get("nginx-stream", ""),
         )
         try:
             running = target.start(self.sup, setup, self.options.proxy_cpus)
@@ -230,6 +274,18 @@ class Bench:
 
     def _load_command(self, scenario: Scenario, port: int) -> list[str]:
         scheme = "https" if scenario.tls else "http"
+        connections = scenario.connections or self.options.connections
+        if scenario.layer4 == "udp":
+            return loadgen.udpload_command(
+                port,
+                flows=connections,
+                duration_s=self.options.duration_s,
+                size=layer4.UDP_PAYLOAD_SIZE,
+            )
+        script = None
+        if scenario.request_body:
+            script = self.workdir / f"post-{scenario.request_body}.lua"
+            script.write_text(layer4.wrk_body_script(scenario.request_body))
         if scenario.http2:
             return loadgen.h2load_command(
                 self.tools["h2load"],
@@ -241,9 +297,11 @@ class Bench:
         return loadgen.wrk_command(
             self.tools["wrk"],
             f"{scheme}://127.0.0.1:{port}{scenario.path}",
-            connections=self.options.connections,
+            connections=connections,
             duration_s=self.options.duration_s,
             headers={"Host": configs.TARGET_HOST, **scenario.headers},
+            timeout_s=scenario.timeout_s,
+            script=script,
         )
 
     def _measure(
@@ -273,6 +331,7 @@ class Bench:
             return
         try:
             parse = loadgen.parse_h2load if scenario.http2 else loadgen.parse_wrk
+            parse = loadgen.parse_udpload if scenario.layer4 == "udp" else parse
             load = parse(completed.stdout)
         except ParseError as error:
             outcome.skipped = f"load generator failed: {completed.stderr.strip() or error}"
@@ -395,11 +454,29 @@ def _silent_access_logs(started: list[tuple[Target, Running, Outcome]]) -> list[
 def _check_answer(running: Running, scenario: Scenario) -> None:
     """The measured request must get the backend's exact answer through the target: a proxy
     that answers an error page quickly must not look fast."""
+    if scenario.layer4 == "udp":
+        reply = udp_exchange(running.port, b"x" * layer4.UDP_PAYLOAD_SIZE, timeout_s=2.0)
+        if reply != layer4.UDP_REPLY:
+            raise TargetFailed(f"a datagram was answered {reply!r}, not {layer4.UDP_REPLY!r}")
+        return
     expected = configs.expected_body_size(scenario.path)
-    answer = http_get(running.port, configs.TARGET_HOST, scenario.path, tls=scenario.tls)
+    answer = http_get(
+        running.port,
+        configs.TARGET_HOST,
+        scenario.path,
+        tls=scenario.tls,
+        max_bytes=expected + 65536,
+    )
     if answer is None or answer[0] != 200 or len(answer[1]) != expected:
         got = "no answer" if answer is None else f"{answer[0]} with {len(answer[1])} bytes"
         raise TargetFailed(f"GET {scenario.path} answered {got}, not 200 with {expected} bytes")
+
+
+def free_port_udp() -> int:
+    """A port free for UDP on 127.0.0.1 (and, as far as one can tell, for TCP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _reconfig_clusters(changes: int) -> tuple[str, ...]:

@@ -1,7 +1,10 @@
 """The benchmark's scenarios. To add one, append a Scenario to SCENARIOS (and to a set).
 
 A scenario is data: what to request, how the proxies are configured, what runs beside the load
-(idle connections, reconfiguration). `needs` names pysozu features the scenario depends on; when
+(idle connections, reconfiguration). `layer4` turns the proxies into byte relays: "tcp" (nginx
+`stream`, HAProxy `mode tcp`, a pysozu TCP listener) still measured with wrk's HTTP through
+them, "udp" (nginx `stream` UDP, a pysozu UDP listener; HAProxy has none) with
+harness/udpload.py. `needs` names pysozu features the scenario depends on; when
 pysozu does not serve one of them, its row is skipped with a printed reason, not failed.
 """
 
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.configs import LARGE_FILE_NAME
+from harness.configs import BULK_FILE_NAME, LARGE_FILE_NAME
 from harness.errors import BenchError
 
 
@@ -30,6 +33,10 @@ class Scenario:
     changes_per_s: int = 0  # pysozu only: backend add/remove rate applied during the runs
     reconfiguration_latency: bool = False  # pysozu only: `pysozu backend add` -> traffic
     needs: frozenset[str] = frozenset()
+    layer4: str = ""  # "", "tcp" or "udp"
+    request_body: int = 0  # bytes POSTed with each request (a wrk Lua script), 0: GET
+    connections: int | None = None  # instead of --connections (the bulk transfer uses few)
+    timeout_s: int = 5  # wrk's per-request timeout
 
 
 SCENARIOS = [
@@ -85,12 +92,39 @@ SCENARIOS = [
     ),
 ]
 
+LAYER4 = [
+    Scenario(
+        "tcp-100k",
+        "TCP relay: keep-alive POST of 100 KiB answered with 100 KiB (HAProxy mode tcp, "
+        "nginx stream)",
+        path=f"/static/{LARGE_FILE_NAME}",
+        layer4="tcp",
+        request_body=100 * 1024,
+    ),
+    Scenario(
+        "tcp-bulk-100m",
+        "TCP relay: GET of a 100 MiB file, 4 connections (HAProxy mode tcp, nginx stream)",
+        path=f"/static/{BULK_FILE_NAME}",
+        layer4="tcp",
+        connections=4,
+        timeout_s=60,
+    ),
+    Scenario(
+        "udp",
+        "UDP relay: 64-byte datagrams, each answered, 4 in flight per flow (nginx stream udp; "
+        "HAProxy has no UDP)",
+        layer4="udp",
+    ),
+]
+SCENARIOS += LAYER4
+
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 
 SETS = {
     "all": [s.name for s in SCENARIOS],
     "quick": ["keepalive-13b", "keepalive-100k"],
     "core": ["keepalive-13b", "keepalive-100k", "close"],
+    "layer4": [s.name for s in LAYER4],
 }
 
 

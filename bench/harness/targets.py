@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from harness import configs, procfs
+from harness import configs, layer4, procfs
 from harness.errors import TargetFailed
-from harness.procs import Supervisor, http_status, last_lines, wait_until
+from harness.procs import Supervisor, http_status, last_lines, udp_exchange, wait_until
 
 
 @dataclass
@@ -51,11 +51,15 @@ class Target(Protocol):
 def _wait_routed(sup: Supervisor, running: Running, setup: configs.ProxySetup) -> None:
     """Wait until a request through the target reaches the backend; fail with its last words."""
     assert running.proc is not None
+
+    def routed() -> bool:
+        if setup.layer4 == "udp":
+            return udp_exchange(running.port, b"ready?") == layer4.UDP_REPLY
+        return http_status(running.port, configs.TARGET_HOST, tls=setup.tls is not None) == 200
+
     try:
         wait_until(
-            lambda: (
-                http_status(running.port, configs.TARGET_HOST, tls=setup.tls is not None) == 200
-            ),
+            routed,
             proc=running.proc,
             what=running.name,
             timeout_s=setup.ready_timeout_s,
@@ -118,7 +122,7 @@ class Nginx(_Process):
 
     def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
         path = setup.workdir / "nginx.conf"
-        path.write_text(configs.nginx_proxy(setup))
+        path.write_text(layer4.nginx_stream(setup) if setup.layer4 else configs.nginx_proxy(setup))
         (setup.workdir / "nginx-tmp").mkdir(exist_ok=True)
         (setup.workdir / "nginx-tmp").chmod(0o777)  # workers run as nobody
         command = [self.binary, "-p", str(setup.workdir), "-c", str(path)]
@@ -133,7 +137,12 @@ class HAProxy(_Process):
         self.binary = binary
 
     def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
-        config, host_map = configs.haproxy_proxy(setup)
+        if setup.layer4 == "udp":
+            raise TargetFailed("HAProxy (community edition) does not relay UDP")
+        if setup.layer4:
+            config, host_map = layer4.haproxy_tcp(setup), ""
+        else:
+            config, host_map = configs.haproxy_proxy(setup)
         path = setup.workdir / "haproxy.cfg"
         path.write_text(config)
         (setup.workdir / "haproxy-hosts.map").write_text(host_map)
@@ -160,7 +169,7 @@ class Pysozu(_Process):
 
     def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
         path = setup.workdir / "pysozu.toml"
-        path.write_text(configs.pysozu_proxy(setup))
+        path.write_text(layer4.pysozu_relay(setup) if setup.layer4 else configs.pysozu_proxy(setup))
         command = [self.executable, "start", "-c", str(path)]
         running = Running(self.name, setup.listen_port, command, None, config_path=path)
         return self._launch(sup, running, setup, cpus)

@@ -20,6 +20,8 @@ PACKAGES = {
     "openssl": "openssl",
     "taskset": "util-linux",
 }
+STREAM_PACKAGE = "libnginx-mod-stream"  # nginx's stream module, for the relay scenarios
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 
@@ -44,6 +46,30 @@ def ensure(programs: list[str], *, install: bool) -> dict[str, str]:
             f"`apt-get install {packages}` (or run bench/run without --no-install, as root)"
         )
     return {p: str(which(p)) for p in programs}
+
+
+def nginx_stream_module(nginx: str, *, install: bool) -> str:
+    """The `load_module` path of nginx's stream module ("" when nginx has it built in),
+    installing Debian's package when allowed."""
+    configure = _configure_arguments(nginx)
+    if "--with-stream" in configure.split():
+        return ""
+    if not STREAM_MODULE.exists() and install:
+        _apt_install([STREAM_PACKAGE])
+    if not STREAM_MODULE.exists():
+        raise ToolMissing(
+            f"nginx's stream module ({STREAM_MODULE}) is missing: `apt-get install "
+            f"{STREAM_PACKAGE}` (or run bench/run without --no-install, as root)"
+        )
+    return str(STREAM_MODULE)
+
+
+def _configure_arguments(nginx: str) -> str:
+    try:
+        result = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout + result.stderr
 
 
 def _apt_install(packages: list[str]) -> None:
