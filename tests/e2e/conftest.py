@@ -39,8 +39,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 20.0) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`."""
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 40.0) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`
+    (generous: a loaded CI machine runs the operator, the dataplane and kmock on two cores;
+    a passing wait returns at once)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
