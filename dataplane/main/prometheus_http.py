@@ -43,7 +43,10 @@ log = logging.getLogger("pysozu.main")
 
 MAX_REQUEST_BYTES = 8192
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large"}  # fmt: skip
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}  # fmt: skip
+# `/healthz`, `/readyz`: what a probe asks of main (see prometheus_main.health_answers).
+HEALTH_PATHS = (b"/healthz", b"/readyz")
+Health = Callable[[bool], tuple[bool, str]]  # ready? -> (ok, why)
 
 
 class Cancellable(Protocol):
@@ -70,6 +73,7 @@ class PrometheusEndpoint:
         deadline: float = 3.0,
         connection_timeout: float = 10.0,
         max_connections: int = 16,
+        health: Health | None = None,
     ) -> None:
         self.address = (
             address if isinstance(address, SocketAddress) else SocketAddress.parse(address)
@@ -79,6 +83,7 @@ class PrometheusEndpoint:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         self.request_worker_metrics = request_worker_metrics
+        self.health = health  # answers /healthz and /readyz (None: 404 there)
         self.deadline = deadline
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
@@ -210,11 +215,19 @@ class _Connection:
             self._answer(400, b"bad request\n")
             return
         method, target, _version = parts
-        if target.partition(b"?")[0] != b"/metrics":
-            self._answer(404, b"only /metrics lives here\n")
+        path = target.partition(b"?")[0]
+        health = self.endpoint.health
+        known = path == b"/metrics" or (health is not None and path in HEALTH_PATHS)
+        if not known:
+            self._answer(404, b"only /metrics, /healthz and /readyz live here\n")
             return
         if method not in (b"GET", b"HEAD"):
             self._answer(405, b"GET or HEAD\n", extra=b"Allow: GET, HEAD\r\n")
+            return
+        if path != b"/metrics":
+            assert health is not None
+            ok, why = health(path == b"/readyz")
+            self._answer(200 if ok else 503, why.encode() + b"\n", head_only=method == b"HEAD")
             return
         accept = ""
         for line in header_block.split(b"\r\n"):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dataplane.command.messages import ListenerType
+from dataplane.command.responses import RunState
 from dataplane.main.prometheus import WorkerAnswers, WorkersCollector, worker_metrics_requester
 from dataplane.main.prometheus_http import PrometheusEndpoint
 
@@ -19,6 +21,31 @@ if TYPE_CHECKING:
     from dataplane.main.server import Supervisor
 
 SCRAPE_DEADLINE = 3.0
+
+
+def health_answer(supervisor: Supervisor, ready: bool) -> tuple[bool, str]:
+    """`/healthz`: main's loop answers (this very answer) and a worker runs. `/readyz`:
+    besides, not stopping, every live worker running, and at least one listener active.
+    Probes GET these instead of starting a Python process per probe."""
+    workers = supervisor.pool.live()
+    running = [w for w in workers if w.run_state == RunState.RUNNING]
+    if not running:
+        return False, "no worker is running"
+    if not ready:
+        return True, f"ok: {len(running)} worker(s) running"
+    if supervisor.stopping:
+        return False, "stopping"
+    if len(running) < len(workers):
+        return False, f"{len(workers) - len(running)} worker(s) not running yet"
+    active = [
+        address
+        for kind in ListenerType
+        for address, listener in supervisor.state.listener_table(kind).items()
+        if listener.active
+    ]
+    if not active:
+        return False, "no listener is active"
+    return True, f"ready: {len(running)} worker(s), {len(active)} active listener(s)"
 
 
 def start_prometheus(
@@ -42,6 +69,7 @@ def start_prometheus(
         WorkersCollector(figures),
         request_worker_metrics,
         deadline=deadline,
+        health=lambda ready: health_answer(supervisor, ready),
     )
     endpoint.start()
     return endpoint

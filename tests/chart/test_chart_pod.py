@@ -137,10 +137,10 @@ def test_probes_check_each_process(
     rendered_scenarios: dict[str, list[dict[str, Any]]], scenario: str
 ) -> None:
     spec = pod_spec(rendered_scenarios[scenario])
-    status = ["pysozu", "-c", "/etc/pysozu/config.toml", "status"]
     proxy = container(spec, "pysozu")
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert proxy[probe]["exec"]["command"] == status, probe
+    paths = {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+    for probe, path in paths.items():
+        assert proxy[probe]["httpGet"] == {"path": path, "port": "metrics"}, probe
         assert (
             proxy[probe]["timeoutSeconds"] < proxy[probe]["periodSeconds"]
             or probe == "startupProbe"

@@ -88,21 +88,26 @@ spec:
           containerPort: {{ .Values.ports.metrics }}
           protocol: TCP
       # `pysozu status` answers once the main process and its workers are up.
+      # HTTP GETs on main's metrics port (no Python process per probe): /healthz = main
+      # answers and a worker runs; /readyz = every worker runs, a listener is active, no stop.
       startupProbe:
-        exec:
-          command: ["pysozu", "-c", {{ include "pysozu.configFile" . | quote }}, "status"]
+        httpGet:
+          path: /healthz
+          port: metrics
         periodSeconds: 2
         timeoutSeconds: 5
         failureThreshold: 30
       readinessProbe:
-        exec:
-          command: ["pysozu", "-c", {{ include "pysozu.configFile" . | quote }}, "status"]
+        httpGet:
+          path: /readyz
+          port: metrics
         periodSeconds: 10
         timeoutSeconds: 5
         failureThreshold: 3
       livenessProbe:
-        exec:
-          command: ["pysozu", "-c", {{ include "pysozu.configFile" . | quote }}, "status"]
+        httpGet:
+          path: /healthz
+          port: metrics
         periodSeconds: 20
         timeoutSeconds: 5
         failureThreshold: 3
