@@ -8,9 +8,11 @@ deactivated, when the worker is at `max_connections`, or during a soft stop.
 
 from __future__ import annotations
 
+import _socket
 import logging
+import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from dataplane.command.messages import (
@@ -37,8 +39,10 @@ ACCEPT_BATCH = 64
 ROUTE_CACHE_SIZE = 4096
 HEAD_CACHE_SIZE = 1024
 HOST_CACHE_SIZE = 1024
+PEER_CACHE_SIZE = 4096  # connection contexts remembered, by peer IP
 HEAD_CACHE_MAX_BYTES = 1024  # only short heads are remembered: at most 1 MiB in all
 BACKLOG = 1024
+SOCK_STREAM = socket.SOCK_STREAM
 
 
 def bind_listener(config: HttpListenerConfig | TcpListenerConfig) -> socket.socket:
@@ -104,6 +108,7 @@ class HttpListener:
         self.connection_context = (
             self._proxied_context if config.expect_proxy else self._connection_context
         )
+        self._peer_contexts: dict[str, ConnectionContext] = {}  # by peer IP: its settings
 
     def set_answers(self, config: HttpListenerConfig) -> None:
         answers = Answers(listener_answer_map(config), self.request_id_header)
@@ -116,9 +121,13 @@ class HttpListener:
         """`connection_context`: what this connection's forwarded requests say about it,
         decided once, at accept: its address, the listener's scheme and public address, and
         whether the peer is one of `trusted_proxies` (a connection keeps what it got when
-        the listener changes)."""
+        the listener changes). Rendered once per peer address: another connection from the
+        same address only renders its port (`ConnectionContext.for_port`)."""
+        known = self._peer_contexts.get(peer[0])
+        if known is not None:
+            return known.for_port(peer[1])
         config = self.config
-        return ConnectionContext(
+        context = ConnectionContext(
             peer,
             self._public,
             self.scheme,
@@ -127,6 +136,10 @@ class HttpListener:
             config.elide_x_real_ip,
             self.trusted_proxies,
         )
+        if len(self._peer_contexts) >= PEER_CACHE_SIZE:
+            self._peer_contexts.clear()  # bounded: many addresses churn it, never grow it
+        self._peer_contexts[peer[0]] = context
+        return context
 
     def _proxied_context(self, peer: tuple[str, int]) -> ConnectionContext:
         """`connection_context` on an `expect_proxy` listener: `peer` is the source of the
@@ -235,3 +248,28 @@ def accept_batch(
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         accepted.append((conn, peer))
     return accepted
+
+
+def accept_streams(
+    sock: socket.socket, room: int
+) -> Iterator[tuple[_socket.socket, tuple[str, int]]]:
+    """`accept_batch` for plain HTTP sessions, without the cost of `socket.socket` objects:
+    each connection is a bare `_socket.socket` (the C type under `socket.socket`: the same
+    methods, none of the Python layer's per-connection work, enum properties and `close`
+    wrapper), made non-blocking; Nagle stays on (sessions turn it off when it matters)."""
+    accept = sock._accept  # type: ignore[attr-defined]  # the C accept, returns (fd, peer)
+    stream = _socket.socket
+    for _ in range(min(room, ACCEPT_BATCH)):
+        try:
+            fd, peer = accept()
+        except OSError:
+            return  # EAGAIN: none left; ECONNABORTED, EMFILE...: again on the next readiness
+        try:
+            # family -1: read back from the socket (one getsockname, which the C type does
+            # for every descriptor anyway); type and protocol given, so no more system calls.
+            conn = stream(-1, SOCK_STREAM, 0, fd)
+        except OSError:
+            os.close(fd)
+            continue
+        conn.setblocking(False)
+        yield conn, peer

@@ -79,6 +79,10 @@ class ConnectionContext:
     is a trusted proxy (`trusted`: decided here, at accept, never per request)."""
 
     __slots__ = (
+        "_address_head",
+        "_element_head",
+        "_element_tail",
+        "_lines_tail",
         "absent_all",
         "client_address",
         "elide_real_ip",
@@ -108,20 +112,56 @@ class ConnectionContext:
         self.trusted = trusted_proxies is not None and ip in trusted_proxies
         public_ip = public[0]
         by = f'"[{public_ip}]"' if ":" in public_ip else public_ip
-        self.client_address = f"{_ip_literal(ip)}:{peer[1]}"  # as access logs show it
-        element = f'proto={proto};for="{self.client_address}";by={by}'
+        # What surrounds the peer's port: `for_port` renders another connection's context
+        # from the same address with a few joins (see HttpListener.connection_context).
+        self._address_head = f"{_ip_literal(ip)}:"
+        self._element_head = f'proto={proto};for="{self._address_head}'.encode("ascii")
+        self._element_tail = f'";by={by}'.encode("ascii")
         self.peer_ip = ip.encode("ascii")
-        self.forwarded_element = element.encode("ascii")
         self.xff_line = b"\r\nX-Forwarded-For: " + self.peer_ip
-        self.forwarded_line = b"\r\nForwarded: " + self.forwarded_element
         self.x_proto = b"\r\nX-Forwarded-Proto: " + proto.encode("ascii")
         self.x_port = b"\r\nX-Forwarded-Port: %d" % public[1]
         self.real_ip = b"\r\nX-Real-IP: " + self.peer_ip if send_real_ip else b""
         self.elide_real_ip = elide_real_ip
         self.id_header = b"\r\n" + id_header.encode("ascii") + b": "
         self.id_name = id_header.lower().encode("ascii")  # as an HTTP/2 field name
-        self.absent_all = self.xff_line + self.forwarded_line + self.real_ip + self.x_port
-        self.absent_all += self.x_proto
+        self._lines_tail = self.real_ip + self.x_port + self.x_proto
+        self._set_port(peer[1])
+
+    def _set_port(self, port: int) -> None:
+        """The parts that name the peer's port."""
+        self.client_address = self._address_head + str(port)  # as access logs show it
+        element = self.forwarded_element = b"%s%d%s" % (
+            self._element_head,
+            port,
+            self._element_tail,
+        )
+        self.forwarded_line = b"\r\nForwarded: " + element
+        self.absent_all = b"%s\r\nForwarded: %s%s" % (self.xff_line, element, self._lines_tail)
+
+    def for_port(self, port: int) -> ConnectionContext:
+        """The context of another connection from the same peer address and listener,
+        differing only by its port: cheaper than a new one (no address parsing, no
+        `trusted_proxies` lookup, no formatting but the port's)."""
+        context = _new_context(ConnectionContext)
+        context.trusted = self.trusted
+        context.peer_ip = self.peer_ip
+        context.xff_line = self.xff_line
+        context.x_proto = self.x_proto
+        context.x_port = self.x_port
+        context.real_ip = self.real_ip
+        context.elide_real_ip = self.elide_real_ip
+        context.id_header = self.id_header
+        context.id_name = self.id_name
+        context._address_head = self._address_head
+        context._element_head = self._element_head
+        context._element_tail = self._element_tail
+        context._lines_tail = self._lines_tail
+        context._set_port(port)
+        return context
+
+
+_new_context = object.__new__
 
 
 # The client's own lines of the headers an untrusted peer may not set (the parser removes every

@@ -28,6 +28,7 @@ from dataplane.proxy.mux.session_fields import (
     LINGER_SECONDS,
     PIPE,
     STOP_GRACE_SECONDS,
+    ClientStream,
 )
 from dataplane.proxy.mux.session_flow import FlowControl
 from dataplane.proxy.mux.session_request import RequestSide
@@ -45,7 +46,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
     __slots__ = ()
 
     def __init__(
-        self, loop: Host, listener: HttpListener, sock: socket.socket, peer: tuple[str, int]
+        self, loop: Host, listener: HttpListener, sock: ClientStream, peer: tuple[str, int]
     ) -> None:
         self.loop = loop
         self.listener = listener

@@ -7,7 +7,6 @@ constants of the state machine live here too (see mux/session.py and LIFECYCLE.m
 from __future__ import annotations
 
 import select
-import socket
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -40,6 +39,19 @@ BODY_PAUSED = -1
 LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
 ID_SLOT = b"\x00"
+
+
+class ClientStream(Protocol):
+    """A session's client connection: a bare `_socket.socket` (listener.accept_streams), a
+    `TlsStream` over one (tls/), or a test's stand-in."""
+
+    def fileno(self) -> int: ...
+    def recv_into(self, buffer: memoryview) -> int: ...
+    def recv(self, size: int) -> bytes: ...
+    def sendmsg(self, buffers: list[bytes | memoryview]) -> int: ...
+    def setsockopt(self, level: int, option: int, value: int) -> None: ...
+    def shutdown(self, how: int) -> None: ...
+    def close(self) -> None: ...
 
 
 class SniCheck(Protocol):
@@ -155,7 +167,7 @@ class SessionFields:
     response_started: float
     routed: ClusterRuntime | None  # the current request's cluster
     set_cookie: bytes
-    sock: socket.socket
+    sock: ClientStream
     starved: int  # STARVED_FRONT | STARVED_BACK: waiting for a buffer from the pool (not reading)
     start: int
     sticky_id: str | None

@@ -29,7 +29,7 @@ from dataplane.proxy.health.checks import HealthChecks
 from dataplane.proxy.http1.forwarding import RequestIds
 from dataplane.proxy.http1.head import ResponseParser
 from dataplane.proxy.http2.counters import H2Counters
-from dataplane.proxy.listener import HttpListener, bind_listener
+from dataplane.proxy.listener import HttpListener, accept_streams, bind_listener
 from dataplane.proxy.mux.backend_pool import RELAY_BUFFER_SIZE, BackendPool
 from dataplane.proxy.mux.h2_backends import H2Backends
 from dataplane.proxy.mux.host import Flushable
@@ -336,17 +336,24 @@ class Loop:
             session.figures = figures
             self.sessions.add(session)
 
+        metrics_name = str(listener.config.address)  # formatted once, not per connection
+
         def on_accept(mask: int) -> None:
             if listener.expect_proxy:
                 accept_proxied(self, listener, open_session)  # the PROXY header first
                 return
-            counters = self.counters
             sessions = self.sessions
-            figures = self.metrics.listener(str(listener.config.address))
             room = self.max_connections - len(sessions)
-            for sock, peer in listener.accept_batch(room, nodelay=False):
+            listening = listener.sock
+            if room <= 0 or listening is None:
+                self.pause_accept()
+                return
+            counters = self.counters
+            figures = self.metrics.listener(metrics_name)
+            for sock, peer in accept_streams(listening, room):
                 counters.accepted += 1
-                figures.opened()
+                figures.accepted += 1  # ListenerFigures.opened(), inlined
+                figures.active += 1
                 session = HttpSession(self, listener, sock, peer)
                 session.figures = figures
                 sessions.add(session)
