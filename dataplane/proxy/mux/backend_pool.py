@@ -2,7 +2,9 @@
 
 A `BackendConnection` belongs to one session while it carries that session's requests; when the
 session leaves (or moves to another backend) a connection that is still clean (a complete
-response read, nothing unexpected buffered) goes back to the pool, keyed by backend address. An
+response read, nothing unexpected buffered) goes back to the pool, under its `Backend` (by
+identity: no Python `__hash__` per take and return; a backend replaced by another at the same
+address is a new key, and the old one's connections are closed when it leaves). An
 idle pooled connection stays registered for reading: bytes or EOF from the backend mean it is
 unusable, so it is closed. Idle connections expire after `IDLE_SECONDS`.
 
@@ -122,6 +124,11 @@ class BackendConnection:
         """Only idle pooled connections are on the wheel under their own name."""
         self.pool.discard(self)
 
+    def on_idle_event(self, events: int) -> None:
+        """The epoll handler while pooled: an idle backend that speaks or hangs up cannot be
+        reused."""
+        self.pool.discard(self)
+
     def close(self, reuse_buffer: bool = False) -> None:
         """`reuse_buffer`: no view into the buffer is alive any more (nothing of it is queued
         for the client), so the pool may lend it again."""
@@ -145,7 +152,7 @@ class BackendPool:
     def __init__(self, loop: Host, connector: Connector = backend_socket) -> None:
         self.loop = loop
         self.connector = connector  # a socket per new connection (tests: stand-ins)
-        self._idle: dict[SocketAddress, list[BackendConnection]] = {}
+        self._idle: dict[Backend, list[BackendConnection]] = {}
 
     def __len__(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
@@ -156,20 +163,24 @@ class BackendPool:
 
     def take(self, backend: Backend, cluster_id: str) -> BackendConnection | None:
         """An idle connection to `backend`, detached from the pool, or None."""
-        idle = self._idle.get(backend.address)
-        while idle:
-            conn = idle.pop()
-            self.loop.timers.cancel(conn)
-            if conn.backend is backend:
-                conn.cluster_id = cluster_id
-                return conn
-            conn.close()  # the backend was replaced by a new one at the same address
-        return None
+        idle = self._idle.get(backend)
+        if not idle:
+            return None
+        conn = idle.pop()
+        self.loop.timers.cancel(conn)
+        conn.cluster_id = cluster_id
+        return conn
 
     def give_back(self, conn: BackendConnection) -> None:
         """Park a clean connection (its owner has already checked it is reusable)."""
-        idle = self._idle.setdefault(conn.address, [])
-        if len(idle) >= MAX_IDLE_PER_BACKEND or self.loop.stopping or conn.backend.removed:
+        backend = conn.backend
+        idle = self._idle.get(backend)
+        if idle is None:
+            if backend.removed:
+                conn.close(reuse_buffer=True)
+                return
+            idle = self._idle[backend] = []
+        if len(idle) >= MAX_IDLE_PER_BACKEND or self.loop.stopping or backend.removed:
             conn.close(reuse_buffer=True)  # clean: no byte in its buffer, no view into it
             return
         idle.append(conn)
@@ -177,30 +188,22 @@ class BackendPool:
             self.loop.buffers.give_relay(conn.buffer, conn.view)
             conn.buffer, conn.view = NO_BUFFER, NO_VIEW
         conn.start = conn.end = 0
-        self.loop.set_handler(conn.fd, self._idle_handler(conn))
+        self.loop.set_handler(conn.fd, conn.on_idle_event)
         if conn.mask != EPOLLIN:
             self.loop.modify(conn.fd, EPOLLIN)
             conn.mask = EPOLLIN
         self.loop.timers.arm(conn, self.loop.now + IDLE_SECONDS)
 
     def discard(self, conn: BackendConnection) -> None:
-        idle = self._idle.get(conn.address)
+        idle = self._idle.get(conn.backend)
         if idle is not None and conn in idle:
             idle.remove(conn)
         conn.close()
 
-    def _idle_handler(self, conn: BackendConnection) -> Callable[[int], None]:
-        def on_idle_event(events: int) -> None:
-            self.discard(conn)  # an idle backend that speaks or hangs up cannot be reused
-
-        return on_idle_event
-
     def discard_backend(self, backend: Backend) -> None:
         """Close the idle connections to a backend that left its cluster."""
-        idle = self._idle.get(backend.address)
-        if idle:
-            for conn in [conn for conn in idle if conn.backend is backend]:
-                self.discard(conn)
+        for conn in self._idle.pop(backend, ()):
+            conn.close()
 
     def close_all(self) -> None:
         for idle in self._idle.values():

@@ -26,6 +26,7 @@ from dataplane.proxy.mux.session_fields import (
     EXCHANGE,
     HEAD,
     LINGER_SECONDS,
+    NO_FAILURES,
     PIPE,
     STOP_GRACE_SECONDS,
     ClientStream,
@@ -83,7 +84,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.replay = None
         self.to_front = None
         self.to_back = None
-        self.failed = set()
+        self.failed = NO_FAILURES
         self.host_raw = b""
         self.host = ""
         self.last_head = b""

@@ -76,7 +76,7 @@ class BackendSide(SessionFields):
                 return
             conn.sock.close()
             backend_events.connect_failed(loop, cluster, backend)
-            self.failed.add(backend.backend_id)
+            self.failed |= {backend.backend_id}
         self.to_back = None
         self._answer(503, "no backend available")
 
@@ -97,7 +97,7 @@ class BackendSide(SessionFields):
         assert back is not None
         assert self.cluster is not None
         backend_events.connect_failed(self.loop, self.cluster, back.backend)
-        self.failed.add(back.backend.backend_id)
+        self.failed |= {back.backend.backend_id}
         back.close()
         self.back = None
         self._connect()

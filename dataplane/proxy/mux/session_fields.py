@@ -39,6 +39,8 @@ BODY_PAUSED = -1
 LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
 ID_SLOT = b"\x00"
+# `failed` of a request no backend refused yet: shared, and passed to `select` as it is.
+NO_FAILURES: frozenset[str] = frozenset()
 
 
 class ClientStream(Protocol):
@@ -137,7 +139,7 @@ class SessionFields:
     context: ConnectionContext
     deadline: float
     end: int
-    failed: set[str]  # backends that refused the current request
+    failed: frozenset[str]  # backends that refused the current request (NO_FAILURES: none)
     fd: int
     figures: ListenerFigures | None
     front_full: bool  # pipelined bytes filled the buffer: reading paused

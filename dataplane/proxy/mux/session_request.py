@@ -27,6 +27,7 @@ from dataplane.proxy.mux.session_fields import (
     EXCHANGE,
     HEAD,
     ID_SLOT,
+    NO_FAILURES,
     PIPE,
     STARVED_FRONT,
     SessionFields,
@@ -305,7 +306,7 @@ class RequestSide(SessionFields):
         self.response = self.response_body = None
         self.response_done = False
         if self.failed:
-            self.failed.clear()
+            self.failed = NO_FAILURES
         if back is None:
             self.to_back = parts
             self._connect()
