@@ -1,0 +1,146 @@
+"""What a new client connection reuses instead of building again (issue 22): connection
+contexts rendered once per peer address (`ConnectionContext.for_port`, the listener's cache),
+and the backend connection a `Connection: close` client leaves in the pool for the next one.
+Driven on the fake host (fake_host.py): no socket, no sleep."""
+
+from __future__ import annotations
+
+import select
+
+from fake_host import FakeHost, FakeSocket
+from test_http_session_core import LISTENER, OK, connect_backend, setup
+
+from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    Request,
+    UpdateHttpListenerConfig,
+)
+from dataplane.proxy import listener as listener_module
+from dataplane.proxy.balancing.load_balancing import Backend
+from dataplane.proxy.http1.forwarding import ConnectionContext, TrustedProxies
+from dataplane.proxy.mux.session import HttpSession
+from dataplane.proxy.mux.session_fields import CLOSED
+
+IN = select.EPOLLIN
+CONTEXT_SLOTS = [name for name in ConnectionContext.__slots__ if not name.startswith("_")]
+CLOSE_GET = b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+
+
+def fields(context: ConnectionContext) -> dict[str, object]:
+    return {name: getattr(context, name) for name in CONTEXT_SLOTS}
+
+
+def test_for_port_is_the_context_a_new_one_would_be() -> None:
+    cases = [
+        (("10.0.0.9", 5000), ("10.0.0.1", 80), False, True, None),
+        (("2001:db8::7", 41000), ("2001:db8::1", 443), True, False, None),
+        (("::ffff:10.0.0.1", 1), ("10.0.0.2", 80), False, False, ["10.0.0.0/8"]),
+        (("10.0.0.9", 5000), ("10.0.0.1", 80), True, True, ["10.0.0.0/24"]),
+    ]
+    for peer, public, send, elide, networks in cases:
+        trusted = TrustedProxies(networks) if networks is not None else None
+        first = ConnectionContext(peer, public, "http", "Sozu-Id", send, elide, trusted)
+        for port in (1, 40000, 65535):
+            fresh = ConnectionContext(
+                (peer[0], port), public, "http", "Sozu-Id", send, elide, trusted
+            )
+            assert fields(first.for_port(port)) == fields(fresh)
+        assert fields(first.for_port(peer[1])) == fields(first)
+
+
+def test_a_listener_renders_a_peer_once_and_each_connection_its_port() -> None:
+    host, _session, _client = setup()
+    listener = host.proxy.listeners[LISTENER]
+    first = listener.connection_context(("198.51.100.4", 1000))
+    second = listener.connection_context(("198.51.100.4", 2000))
+    assert first is not second
+    assert first.client_address == "198.51.100.4:1000"
+    assert second.client_address == "198.51.100.4:2000"
+    assert b'for="198.51.100.4:2000"' in second.absent_all
+    assert second.real_ip == b""  # send_x_real_ip is off
+
+
+def test_a_listener_update_reaches_the_next_connection_from_a_known_peer() -> None:
+    host, _session, _client = setup()
+    listener = host.proxy.listeners[LISTENER]
+    before = listener.connection_context(("198.51.100.4", 1000))
+    assert b"X-Real-IP" not in before.absent_all
+    patch = UpdateHttpListenerConfig(address=LISTENER, send_x_real_ip=True)
+    host.proxy.apply(Request.of(update_http_listener=patch))
+    after = listener.connection_context(("198.51.100.4", 1001))
+    assert b"\r\nX-Real-IP: 198.51.100.4" in after.absent_all
+    assert b"X-Real-IP" not in before.absent_all  # an open connection keeps what it got
+
+
+def test_the_peer_cache_is_bounded(monkeypatch: object) -> None:
+    host, _session, _client = setup()
+    listener = host.proxy.listeners[LISTENER]
+    monkeypatch.setattr(listener_module, "PEER_CACHE_SIZE", 8)  # type: ignore[attr-defined]
+    for n in range(100):
+        listener.connection_context((f"10.1.0.{n}", 1000))
+        assert len(listener._peer_contexts) <= 8
+
+
+def close_exchange(host: FakeHost, client: FakeSocket) -> None:
+    client.incoming += CLOSE_GET
+    host.fire(client.fd, IN)
+
+
+def test_a_closing_client_leaves_its_backend_connection_to_the_next_one() -> None:
+    """`Connection: close` from the client ends the client connection, not the backend's:
+    the next new connection (from any address) reuses it, with no connect."""
+    host, session, client = setup()
+    close_exchange(host, client)
+    back = connect_backend(host)
+    back.incoming += OK
+    host.fire(back.fd, IN)
+    assert client.take().startswith(b"HTTP/1.1 200 OK")
+    assert session.phase == CLOSED and client.closed
+    assert not back.closed and len(host.pool) == 1
+    listener = host.proxy.listeners[LISTENER]
+    for n in range(3):
+        other = FakeSocket(50 + n)
+        next_session = HttpSession(host, listener, other, (f"192.0.2.{n}", 4000 + n))
+        host.sessions.add(next_session)
+        close_exchange(host, other)
+        assert back.take().startswith(b"GET / HTTP/1.1")
+        back.incoming += OK
+        host.fire(back.fd, IN)
+        assert other.take().startswith(b"HTTP/1.1 200 OK") and other.closed
+    assert len(host.backend_sockets) == 1 and host.counters.backend_connections == 1
+    assert len(host.pool) == 1
+
+
+def test_a_backend_replaced_at_the_same_address_never_gets_the_old_ones_connections() -> None:
+    host, _session, _client = setup()
+    address = SocketAddress.parse("127.0.0.1:9001")
+    old, new = Backend("b1", address), Backend("b1", address)
+    conn = host.pool.open(old, "app")
+    conn.connected = True
+    host.register(conn.fd, lambda events: None, IN)
+    host.pool.give_back(conn)
+    assert host.pool.take(new, "app") is None
+    assert host.pool.take(old, "app") is conn
+    host.pool.give_back(conn)
+    old.removed = True
+    host.pool.discard_backend(old)
+    assert len(host.pool) == 0 and host.backend_sockets[-1].closed
+
+
+def test_a_connection_refused_by_one_backend_tries_the_other_then_forgets() -> None:
+    """`failed` is per request: the next request may try the refusing backend again."""
+    host, session, client = setup(backends=2)
+    host.refused.add(9001)
+    for _ in range(2):
+        client.incoming += b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+        host.fire(client.fd, IN)
+        assert session.failed in ({"b1"}, frozenset())  # the first request; the second
+        back = host.backend_sockets[-1]
+        assert back.address.port == 9002
+        if back.connected_to is not None and host.masks.get(back.fd) == select.EPOLLOUT:
+            host.fire(back.fd, select.EPOLLOUT)
+        back.incoming += OK
+        host.fire(back.fd, IN)
+        assert client.take().startswith(b"HTTP/1.1 200 OK")
+    assert [sock.address.port for sock in host.backend_sockets] == [9001, 9002]  # b1 refused
+    assert host.counters.backend_connections == 1
