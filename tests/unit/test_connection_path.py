@@ -18,6 +18,7 @@ from dataplane.command.messages import (
 from dataplane.proxy import listener as listener_module
 from dataplane.proxy.balancing.load_balancing import Backend
 from dataplane.proxy.http1.forwarding import ConnectionContext, TrustedProxies
+from dataplane.proxy.mux.backend_pool import IDLE_SECONDS
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.mux.session_fields import CLOSED
 
@@ -144,3 +145,25 @@ def test_a_connection_refused_by_one_backend_tries_the_other_then_forgets() -> N
         assert client.take().startswith(b"HTTP/1.1 200 OK")
     assert [sock.address.port for sock in host.backend_sockets] == [9001, 9002]  # b1 refused
     assert host.counters.backend_connections == 1
+
+
+def test_a_pooled_connection_in_use_outlives_its_old_idle_timer() -> None:
+    """Taking a connection from the pool leaves its idle timer filed (no wheel work per new
+    client): when that timer comes, a connection in use is left alone; one still idle goes."""
+    host, _session, _client = setup()
+    backend = Backend("b1", SocketAddress.parse("127.0.0.1:9001"))
+    busy, idle = host.pool.open(backend, "app"), host.pool.open(backend, "app")
+    for conn in (busy, idle):
+        conn.connected = True
+        host.register(conn.fd, lambda events: None, IN)
+        host.pool.give_back(conn)
+    assert host.pool.take(backend, "app") is idle  # the last returned
+    host.advance(IDLE_SECONDS + 2)  # both idle deadlines passed
+    assert not host.backend_sockets[-1].closed and host.pool.take(backend, "app") is None
+    assert host.backend_sockets[-2].closed  # `busy` stayed idle in the pool
+    host.pool.give_back(idle)
+    host.advance(IDLE_SECONDS - 1)
+    assert host.pool.take(backend, "app") is idle  # its new idle deadline not reached
+    host.pool.give_back(idle)
+    host.advance(IDLE_SECONDS + 2)
+    assert host.backend_sockets[-1].closed and len(host.pool) == 0

@@ -157,7 +157,14 @@ class ConnectionContext:
         context._element_head = self._element_head
         context._element_tail = self._element_tail
         context._lines_tail = self._lines_tail
-        context._set_port(port)
+        context.client_address = self._address_head + str(port)  # as in `_set_port`
+        element = context.forwarded_element = b"%s%d%s" % (
+            self._element_head,
+            port,
+            self._element_tail,
+        )
+        context.forwarded_line = b"\r\nForwarded: " + element
+        context.absent_all = b"%s\r\nForwarded: %s%s" % (self.xff_line, element, self._lines_tail)
         return context
 
 

@@ -379,8 +379,9 @@ class Loop:
     def session_closed(self, session: HttpSession) -> None:
         self.sessions.discard(session)
         count = len(self.sessions)
-        if session.figures is not None:
-            session.figures.closed()
+        figures = session.figures
+        if figures is not None:
+            figures.active -= 1  # ListenerFigures.closed(), inlined
         resume = count < self.max_connections * RESUME_ACCEPT_RATIO
         if self.accept_paused and resume and not self.stopping:
             self.accept_paused = False
