@@ -21,6 +21,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.messages import (
+    AddBackend,
+    Cluster,
+    HttpListenerConfig,
+    Request,
+    RequestHttpFrontend,
+)
 from dataplane.proxy.buffers import BufferPool
 from dataplane.proxy.clusters import HttpProxy
 from dataplane.proxy.http1.forwarding import RequestIds
@@ -228,6 +235,20 @@ class FakeHost:
 
     def send(self, response: WorkerResponse) -> None:
         self.events.append(response)
+
+    def route(self, listener: HttpListenerConfig, backends: int = 1) -> None:
+        """`listener`, routing example.com to cluster `app` with backends on ports 9001..."""
+        apply = self.proxy.apply
+        apply(Request.of(add_http_listener=listener))
+        apply(Request.of(add_cluster=Cluster(cluster_id="app")))
+        for n in range(1, backends + 1):
+            address = SocketAddress.parse(f"127.0.0.1:{9000 + n}")
+            backend = AddBackend(cluster_id="app", backend_id=f"b{n}", address=address)
+            apply(Request.of(add_backend=backend))
+        front = RequestHttpFrontend(
+            address=listener.address, hostname="example.com", cluster_id="app"
+        )
+        apply(Request.of(add_http_frontend=front))
 
 
 if TYPE_CHECKING:

@@ -14,11 +14,7 @@ from fake_host import FakeBackendSocket, FakeHost, FakeSocket
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
-    AddBackend,
-    Cluster,
     HttpListenerConfig,
-    Request,
-    RequestHttpFrontend,
 )
 from dataplane.proxy.mux.h2_session import H2Session
 
@@ -63,18 +59,7 @@ class Client:
 
 def setup(backends: int = 1) -> tuple[FakeHost, H2Session, Client]:
     host = FakeHost()
-    apply = host.proxy.apply
-    apply(Request.of(add_http_listener=HttpListenerConfig(address=LISTENER, h2c=True)))
-    apply(Request.of(add_cluster=Cluster(cluster_id="app")))
-    for n in range(1, backends + 1):
-        address = SocketAddress.parse(f"127.0.0.1:{9000 + n}")
-        apply(
-            Request.of(
-                add_backend=AddBackend(cluster_id="app", backend_id=f"b{n}", address=address)
-            )
-        )
-    front = RequestHttpFrontend(address=LISTENER, hostname="example.com", cluster_id="app")
-    apply(Request.of(add_http_frontend=front))
+    host.route(HttpListenerConfig(address=LISTENER, h2c=True), backends)
     sock = FakeSocket(FRONT_FD)
     session = H2Session(host, host.proxy.listeners[LISTENER], sock, PEER)  # type: ignore[arg-type]
     host.sessions.add(session)

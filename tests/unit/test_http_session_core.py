@@ -12,11 +12,7 @@ from fake_host import FakeBackendSocket, FakeHost, FakeSocket
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
-    AddBackend,
-    Cluster,
     HttpListenerConfig,
-    Request,
-    RequestHttpFrontend,
 )
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.mux.session_fields import ANSWER, CLOSED, CONNECTING, EXCHANGE, HEAD
@@ -50,18 +46,7 @@ def setup(backends: int = 1, **listener: Any) -> tuple[FakeHost, HttpSession, Fa
     """A host with an HTTP listener routing example.com to cluster `app` (backends on ports
     9001...), and one client connection accepted on it."""
     host = FakeHost()
-    apply = host.proxy.apply
-    apply(Request.of(add_http_listener=HttpListenerConfig(address=LISTENER, **listener)))
-    apply(Request.of(add_cluster=Cluster(cluster_id="app")))
-    for n in range(1, backends + 1):
-        address = SocketAddress.parse(f"127.0.0.1:{9000 + n}")
-        apply(
-            Request.of(
-                add_backend=AddBackend(cluster_id="app", backend_id=f"b{n}", address=address)
-            )
-        )
-    front = RequestHttpFrontend(address=LISTENER, hostname="example.com", cluster_id="app")
-    apply(Request.of(add_http_frontend=front))
+    host.route(HttpListenerConfig(address=LISTENER, **listener), backends)
     client = FakeSocket(FRONT_FD)
     session = HttpSession(host, host.proxy.listeners[LISTENER], client, PEER)  # type: ignore[arg-type]
     host.sessions.add(session)
