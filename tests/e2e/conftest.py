@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -26,17 +25,14 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from ports import free_port
+
 HERE = Path(__file__).parent
 VENV_BIN = Path(sys.executable).parent
 KUBECTL = "/usr/bin/kubectl"
 PUBLISHED = "192.0.2.10"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 40.0) -> T:

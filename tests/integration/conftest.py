@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import random
 import shutil
 import signal
 import socket
@@ -28,44 +27,15 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from ports import free_port
+
 from dataplane.cli.client import CommandClient, CommandError
 from dataplane.command.messages import Empty, Request
 from dataplane.command.responses import Response, ResponseStatus, RunState
 
 PYTHON = sys.executable
 START_TIMEOUT = 20.0
-
-
-def _ephemeral_low() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
-            return int(ports.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-_EPHEMERAL_LOW = _ephemeral_low()
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A port nothing is bound to, below the kernel's ephemeral range and never handed out
-    before in this run. A port from bind(0) is an ephemeral one: between this call and the
-    server binding it, an outgoing connection could take it as its source port (a test saw
-    "Address already in use" for a port handed out this way)."""
-    low = min(20000, _EPHEMERAL_LOW // 2)
-    for _ in range(1000):
-        port = random.randrange(low, _EPHEMERAL_LOW)
-        if port in _HANDED_OUT:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _HANDED_OUT.add(port)
-        return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
