@@ -911,3 +911,20 @@ def test_frontend_access_flags() -> None:
 def test_rate_limit_details_without_a_rate_are_refused() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="need --rate-limit"):
         request(*shlex.split("frontend http add -a 127.0.0.1:80 --hostname a --rate-burst 3 id a"))
+
+
+def test_h2c_and_rate_limit_zone_flags() -> None:
+    added = request(*shlex.split("listener http add -a 127.0.0.1:80 --h2c"))
+    assert added.body.h2c is True
+    assert request(*shlex.split("listener http add -a 127.0.0.1:80")).body.h2c is False
+    on = request(*shlex.split("listener http update -a 127.0.0.1:80 --h2c"))
+    off = request(*shlex.split("listener http update -a 127.0.0.1:80 --no-h2c"))
+    kept = request(*shlex.split("listener http update -a 127.0.0.1:80"))
+    assert (on.body.h2c, off.body.h2c, kept.body.h2c) == (True, False, None)
+    front = request(
+        *shlex.split(
+            "frontend http add -a 127.0.0.1:80 --hostname a --rate-limit 2 "
+            "--rate-limit-zone default/web id app"
+        )
+    )
+    assert front.body.rate_limits[0].zone == "default/web"

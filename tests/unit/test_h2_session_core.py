@@ -15,6 +15,8 @@ from fake_host import FakeBackendSocket, FakeHost, FakeSocket
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
     HttpListenerConfig,
+    Request,
+    RequestHttpFrontend,
 )
 from dataplane.proxy.mux.h2_session import H2Session
 
@@ -163,3 +165,32 @@ def test_the_idle_timeout_closes_a_connection_without_streams() -> None:
     host.advance(61)  # front_timeout 60
     assert session.closed and client.sock.closed
     assert any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events())
+
+
+def test_a_frontends_max_body_size_counts_the_body_only() -> None:
+    host = FakeHost()
+    host.route(HttpListenerConfig(address=LISTENER, h2c=True))
+    limited = RequestHttpFrontend(
+        address=LISTENER, hostname="upload.example", cluster_id="app", max_body_size=10
+    )
+    host.proxy.apply(Request.of(add_http_frontend=limited))
+    sock = FakeSocket(FRONT_FD)
+    session = H2Session(host, host.proxy.listeners[LISTENER], sock, PEER)  # type: ignore[arg-type]
+    client = Client(host, sock)
+    client.push()
+    client.events()
+    fits = client.get("/", authority="upload.example", end=False)
+    client.conn.send_data(fits, b"x" * 10, end_stream=True)
+    client.push()
+    back = connect(host)
+    assert back.take().endswith(b"\r\n\r\na\r\n" + b"x" * 10 + b"\r\n0\r\n\r\n")  # chunked
+    too_big = client.get("/", authority="upload.example", end=False)
+    client.conn.send_data(too_big, b"x" * 11, end_stream=True)
+    client.push()
+    statuses = {
+        e.stream_id: dict(e.headers)[b":status"]
+        for e in client.events()
+        if isinstance(e, h2.events.ResponseReceived)
+    }
+    assert statuses[too_big] == b"413"
+    assert not session.closed

@@ -53,6 +53,7 @@ class H2Stream:
         "back",
         "backend_id",
         "body_limit",
+        "body_received",
         "bytes_in",
         "bytes_out",
         "client_done",
@@ -99,6 +100,7 @@ class H2Stream:
         self.exchange: Exchange | None = None
         self.client_done = head.end_stream
         self.body_limit: int | None = None
+        self.body_received = 0  # request body bytes (against body_limit)
         self.responded = False  # a final response head was sent
         self.finished = False
         self.status = 0
@@ -198,10 +200,11 @@ class H2Stream:
     def client_body(self, data: bytes, end: bool) -> None:
         """Request body bytes from the client (credited back once forwarded)."""
         self.bytes_in += len(data)
+        self.body_received += len(data)
         if end:
             self.client_done = True
         limit = self.body_limit
-        if limit is not None and self.bytes_in - self._head_size() > limit:
+        if limit is not None and self.body_received > limit:
             self.session.front.consumed(self.stream_id, len(data))
             self._fail(413, too_large(limit))
             return
@@ -210,9 +213,6 @@ class H2Stream:
             self.session.front.consumed(self.stream_id, len(data))
             return
         exchange.send_body(data, end)
-
-    def _head_size(self) -> int:
-        return 0 if self.request is None else len(self.request.block)
 
     def client_trailers(self, fields: Fields) -> None:
         self.client_done = True
@@ -360,7 +360,7 @@ class H2Stream:
             self.data(body, True)
         else:
             self._finish(message)
-        if not self.client_done:
+        if not self.client_done and self.finished:  # all of the answer went out
             front.reset(self.stream_id, ErrorCodes.NO_ERROR)  # stop the request body (RFC 9113 8.1)
         self.session.flush_soon()
 
