@@ -27,10 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, parse_access
+from ingress_operator.affinity_annotations import AFFINITY_NAMES, default_cookie, parse_affinity
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 
-from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
+from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric, StickyCookie
 from dataplane.command.state_rules import StateError, check_cookie_name
 
 _ALGORITHMS = {
@@ -52,40 +53,48 @@ _MAX_ANSWER_BYTES = 16 * 1024
 _MAX_TIMEOUT_SECONDS = 3600
 _MAX_WEIGHT = 10_000
 # The names read here; every other key in either namespace goes through annotation_review.
-NGINX_MAPPED = ACCESS_NAMES | frozenset(
-    {
-        "ssl-redirect",
-        "force-ssl-redirect",
-        "affinity",
-        "session-cookie-name",
-        "load-balance",
-        "proxy-connect-timeout",
-        "proxy-read-timeout",
-        "proxy-send-timeout",
-        "temporal-redirect",
-        "temporal-redirect-code",
-        "permanent-redirect",
-        "permanent-redirect-code",
-        "upstream-vhost",
-        "app-root",
-        "backend-protocol",
-    }
+NGINX_MAPPED = (
+    ACCESS_NAMES
+    | AFFINITY_NAMES
+    | frozenset(
+        {
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "affinity",
+            "session-cookie-name",
+            "load-balance",
+            "proxy-connect-timeout",
+            "proxy-read-timeout",
+            "proxy-send-timeout",
+            "temporal-redirect",
+            "temporal-redirect-code",
+            "permanent-redirect",
+            "permanent-redirect-code",
+            "upstream-vhost",
+            "app-root",
+            "backend-protocol",
+        }
+    )
 )
-PYSOZU_MAPPED = ACCESS_NAMES | frozenset(
-    {
-        "sticky-sessions",
-        "load-balancing",
-        "load-metric",
-        "connect-timeout",
-        "backend-timeout",
-        "session-cookie-name",
-        "ssl-redirect",
-        "force-ssl-redirect",
-        "backend-weights",
-        "authorized-hashes",
-        "www-authenticate",
-        "http2",
-    }
+PYSOZU_MAPPED = (
+    ACCESS_NAMES
+    | AFFINITY_NAMES
+    | frozenset(
+        {
+            "sticky-sessions",
+            "load-balancing",
+            "load-metric",
+            "connect-timeout",
+            "backend-timeout",
+            "session-cookie-name",
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "backend-weights",
+            "authorized-hashes",
+            "www-authenticate",
+            "http2",
+        }
+    )
 )
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
@@ -101,6 +110,7 @@ class Options:
     connect_timeout: int | None = None
     back_timeout: int | None = None
     sticky_name: str | None = None
+    sticky_cookie: StickyCookie | None = None  # the sticky cookie's attributes
     authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
     www_authenticate: str | None = None  # the basic auth realm
     redirect: Redirect | None = None  # every route answers this redirect
@@ -127,6 +137,7 @@ class Options:
             connect_timeout=self.connect_timeout,
             back_timeout=self.back_timeout,
             sticky_name=self.sticky_name,
+            sticky_cookie=self.sticky_cookie if self.sticky_session else None,
             authorized_hashes=list(self.authorized_hashes or ()),
             www_authenticate=self.www_authenticate,
             http2=self.http2 or None,
@@ -270,6 +281,10 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)
+    affinity = parse_affinity(lookup(annotations, nginx), bool(options.sticky_session))
+    problems += affinity.problems
+    nginx_affinity = nginx and annotations.get(NGINX + "affinity") == "cookie"
+    options.sticky_cookie = affinity.cookie or default_cookie(nginx_affinity)
     if options.www_authenticate is not None and not options.required_auth:
         options.problems.append(
             f"annotation {PREFIX}www-authenticate: has no effect without {PREFIX}authorized-hashes"
@@ -326,6 +341,8 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
             problems.append(f"annotation {NGINX}affinity: only 'cookie' is supported")
     if (value := get("session-cookie-name")) is not None:
         options.sticky_name = _cookie_name(NGINX + "session-cookie-name", value, problems)
+    if value is None and options.sticky_session:
+        options.sticky_name = "INGRESSCOOKIE"  # ingress-nginx's default name
     if (value := get("load-balance")) is not None:
         if value == "round_robin":
             options.load_balancing = LoadBalancingAlgorithms.ROUND_ROBIN

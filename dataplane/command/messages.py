@@ -366,6 +366,22 @@ class UdpClusterConfig(Message, kw_only=True):
     health: UdpHealthConfig | None = None
 
 
+class StickyCookie(Message, kw_only=True):
+    """pysozu extension: the sticky cookie's attributes (sozu sends `Path=/` only).
+
+    `expires`: seconds from the response's time, sent as an `Expires` date. `secure`: "never"
+    (sozu), "always", or "https" (on requests that came over TLS, as ingress-nginx does).
+    """
+
+    path: str = "/"
+    domain: str | None = None
+    max_age: int | None = None  # seconds
+    expires: int | None = None  # seconds from now
+    same_site: str | None = None  # "Strict", "Lax" or "None"
+    secure: str = "never"
+    http_only: bool = False
+
+
 class Cluster(Message, kw_only=True):
     cluster_id: str
     sticky_session: bool = False
@@ -387,6 +403,7 @@ class Cluster(Message, kw_only=True):
     connect_timeout: int | None = None  # seconds
     back_timeout: int | None = None  # seconds
     sticky_name: str | None = None  # the sticky session cookie's name
+    sticky_cookie: StickyCookie | None = None  # its attributes (None: `Path=/` as sozu)
 
 
 class PathRule(Message, kw_only=True):

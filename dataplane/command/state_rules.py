@@ -26,6 +26,7 @@ from dataplane.command.messages import (
     HttpsListenerConfig,
     PathRuleKind,
     RequestHttpFrontend,
+    StickyCookie,
     TcpListenerConfig,
     UdpListenerConfig,
     UpdateHttpListenerConfig,
@@ -175,6 +176,33 @@ def check_cluster(cluster: Cluster) -> None:
             )
     if cluster.sticky_name is not None:
         check_cookie_name(f"cluster {cluster.cluster_id}: sticky_name", cluster.sticky_name)
+    if cluster.sticky_cookie is not None:
+        check_sticky_cookie(f"cluster {cluster.cluster_id}: sticky_cookie", cluster.sticky_cookie)
+
+
+STICKY_SAME_SITE = ("Strict", "Lax", "None")
+STICKY_SECURE = ("never", "always", "https")
+# A cookie attribute value (RFC 6265 av-octet): printable ASCII but ';'.
+_ATTRIBUTE_VALUE = re.compile(r"^[ -:<-~]{1,256}$")
+_MAX_COOKIE_SECONDS = 10 * 365 * 24 * 3600
+
+
+def check_sticky_cookie(where: str, cookie: StickyCookie) -> None:
+    """The attributes end up verbatim in a Set-Cookie header: no ';', CR, LF or NUL."""
+    if not cookie.path.startswith("/") or not _ATTRIBUTE_VALUE.match(cookie.path):
+        raise StateError(f"{where}: path {cookie.path!r} must start with / (printable, no ';')")
+    if cookie.domain is not None and not _ATTRIBUTE_VALUE.match(cookie.domain):
+        raise StateError(f"{where}: domain {cookie.domain!r} is not printable without ';'")
+    for name in ("max_age", "expires"):
+        seconds = getattr(cookie, name)
+        if seconds is not None and not 0 <= seconds <= _MAX_COOKIE_SECONDS:
+            raise StateError(f"{where}: {name} {seconds} is not in 0..{_MAX_COOKIE_SECONDS}")
+    if cookie.same_site is not None and cookie.same_site not in STICKY_SAME_SITE:
+        raise StateError(
+            f"{where}: same_site {cookie.same_site!r} is not one of {STICKY_SAME_SITE}"
+        )
+    if cookie.secure not in STICKY_SECURE:
+        raise StateError(f"{where}: secure {cookie.secure!r} is not one of {STICKY_SECURE}")
 
 
 AnyListener = HttpListenerConfig | HttpsListenerConfig | TcpListenerConfig | UdpListenerConfig

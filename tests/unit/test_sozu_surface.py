@@ -49,6 +49,13 @@ EXTENSION_FLAGS = {
     "--connect-timeout",  # cluster add
     "--back-timeout",  # cluster add
     "--sticky-name",  # cluster add
+    "--sticky-cookie-path",  # cluster add, the sticky cookie's attributes
+    "--sticky-cookie-domain",
+    "--sticky-cookie-max-age",
+    "--sticky-cookie-expires",
+    "--sticky-cookie-same-site",
+    "--sticky-cookie-secure",
+    "--sticky-cookie-http-only",
     "--host",  # alias of --hostname
     "--names",
     "--cert",
