@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, parse_access
 from ingress_operator.affinity_annotations import AFFINITY_NAMES, default_cookie, parse_affinity
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 
+from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric, StickyCookie
 from dataplane.command.state_rules import StateError, check_cookie_name
 
@@ -56,6 +58,7 @@ _MAX_WEIGHT = 10_000
 NGINX_MAPPED = (
     ACCESS_NAMES
     | AFFINITY_NAMES
+    | BASIC_AUTH_NAMES
     | frozenset(
         {
             "ssl-redirect",
@@ -79,6 +82,7 @@ NGINX_MAPPED = (
 PYSOZU_MAPPED = (
     ACCESS_NAMES
     | AFFINITY_NAMES
+    | BASIC_AUTH_NAMES
     | frozenset(
         {
             "sticky-sessions",
@@ -97,7 +101,6 @@ PYSOZU_MAPPED = (
     )
 )
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
-_HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
 
 
 @dataclass(slots=True)
@@ -113,6 +116,7 @@ class Options:
     sticky_cookie: StickyCookie | None = None  # the sticky cookie's attributes
     authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
     www_authenticate: str | None = None  # the basic auth realm
+    basic_auth: BasicAuth | None = None  # auth-type basic: the Secret to read (render does)
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
     http2: bool = False  # backends speak h2c (gRPC): backend-protocol GRPC/H2C, pysozu.io/http2
@@ -187,16 +191,16 @@ _REALM = re.compile(r"^[ !#-~]{1,128}$")
 
 
 def _hashes(key: str, value: str, problems: list[str]) -> list[str]:
-    """`user:hex(sha256(password))` entries, comma or space separated. A bad entry is reported
-    and left out (that user cannot log in); none left still asks for auth: every request 401."""
+    """`user:hex(sha256(password))` or htpasswd entries, comma or space separated. A bad entry
+    is reported (by user name) and left out; none left still asks for auth: every request 401."""
     hashes = []
     for entry in value.replace(",", " ").split():
-        if _HASH_ENTRY.match(entry):
-            hashes.append(entry)
+        try:
+            split_entry(entry)
+        except CredentialError as error:
+            problems.append(f"annotation {key}: {error}")
         else:
-            problems.append(
-                f"annotation {key}: {entry.partition(':')[0]!r}: not user:hex(sha256(password))"
-            )
+            hashes.append(entry)
     return hashes
 
 
@@ -224,6 +228,11 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options.refused += access.refused
     options.notices += access.notices
     problems += access.problems
+    basic = parse_basic_auth(lookup(annotations, nginx))
+    options.basic_auth = basic.auth
+    options.refused += basic.refused
+    options.notices += basic.notices
+    problems += basic.problems
     if nginx:
         _parse_nginx(annotations, options)
     for key, value in annotations.items():
@@ -276,8 +285,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 problems.append(
                     f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
                 )
-        elif name in ACCESS_NAMES:
-            continue  # parse_access read it
+        elif name in ACCESS_NAMES or name in BASIC_AUTH_NAMES or name in AFFINITY_NAMES:
+            continue  # read by their own modules
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)

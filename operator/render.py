@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from ingress_operator import interned
 from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
+from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
 from ingress_operator.ingress_semantics import (
     ANY_HOST,
     EXACT,
@@ -145,6 +146,8 @@ class _Renderer:
         for message in ingress.problems:
             self.problem(ingress, "InvalidIngress", message)
         options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        if options.basic_auth is not None:
+            self.resolve_basic_auth(ingress, options, options.basic_auth)
         for message in options.problems:
             self.problem(ingress, "InvalidAnnotation", message)
         for notice in options.notices:
@@ -186,6 +189,20 @@ class _Renderer:
             elif self.default_route.cluster != cluster:
                 older = self.default_route.owner.key
                 self.problem(ingress, "Conflict", f"defaultBackend: older Ingress {older} wins")
+
+    def resolve_basic_auth(self, ingress: Ingress, options: Options, auth: BasicAuth) -> None:
+        """auth-type basic: the Secret's entries become the cluster's authorized_hashes."""
+        result = BasicAuthResult()
+        entries = resolve_credentials(
+            auth, ingress.key.namespace, self.snapshot.auth_secrets, result
+        )
+        options.refused += result.refused
+        options.notices += result.notices
+        options.problems += result.problems
+        if entries is not None:
+            options.authorized_hashes = (options.authorized_hashes or []) + entries
+            if options.www_authenticate is None:
+                options.www_authenticate = auth.realm
 
     def add_app_root(
         self, ingress: Ingress, options: Options, root: str, access: Access | None

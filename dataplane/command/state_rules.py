@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from dataplane.command.address import SocketAddress, parse_network
+from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.messages import (
     CertificateAndKey,
     Cluster,
@@ -176,6 +177,11 @@ def check_cluster(cluster: Cluster) -> None:
             )
     if cluster.sticky_name is not None:
         check_cookie_name(f"cluster {cluster.cluster_id}: sticky_name", cluster.sticky_name)
+    for entry in cluster.authorized_hashes:
+        try:
+            split_entry(entry)
+        except CredentialError as error:
+            raise StateError(f"cluster {cluster.cluster_id}: authorized_hashes: {error}") from None
     if cluster.sticky_cookie is not None:
         check_sticky_cookie(f"cluster {cluster.cluster_id}: sticky_cookie", cluster.sticky_cookie)
 

@@ -28,6 +28,7 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.balancing.load_balancing import Backend, BackendSet
 from dataplane.proxy.listener import HttpListener
+from dataplane.proxy.routing.credentials import Credentials
 from dataplane.proxy.tcp.listener import TcpListeners
 
 log = logging.getLogger("dataplane.worker")
@@ -66,6 +67,7 @@ class ClusterRuntime:
         "cluster_id",
         "config",
         "connect_timeout",
+        "credentials",
         "http2",
         "https_redirect",
         "live_backends",
@@ -99,6 +101,7 @@ class ClusterRuntime:
             config.sticky_cookie
         )
         self.backends.configure(config.load_balancing, config.load_metric)
+        self.credentials = Credentials(config.authorized_hashes)
 
     def add_backend(self, request: AddBackend) -> None:
         self.live_backends.add(self.backends.add(request))

@@ -70,7 +70,9 @@ def route_request(
             return Refusal(413, too_large(body_limit), hsts=route.hsts or "", cluster=cluster)
     edits = None
     if needs_policy or cluster.https_redirect:
-        decision = decide(route, cluster.config, request, host, listener.scheme)
+        decision = decide(
+            route, cluster.config, request, host, listener.scheme, cluster.credentials
+        )
         if isinstance(decision, Answer):
             return Refusal(
                 decision.status,
