@@ -91,7 +91,7 @@ class HealthProber:
         self.prober = chosen_id
         for worker in self.pool.workers.values():
             worker.health_prober = worker.id == chosen_id
-        booted = [w for w in self.pool.live() if w.booted]
+        booted = [w for w in self.pool.live() if w.booted and w.id != chosen_id]
         if not tell_all:
             booted = [w for w in booted if w.id == previous]
         self._send(Request.of(set_health_prober=SetHealthProber(active=False)), booted)
