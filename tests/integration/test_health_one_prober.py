@@ -1,10 +1,10 @@
 """One health prober for the whole proxy (issue 18), black-box with 2 workers.
 
-A backend counting its probes sees one per interval, not one per worker; a failing backend
-leaves both workers' rotation (the prober's verdict relayed by main); kill -9 of the prober
-moves the probes to another worker, and the restarted worker gets the verdicts replayed; a
-worker upgrade and a main upgrade keep exactly one prober; clients cannot send the
-worker-only requests, and a state file holding one is refused.
+A backend counting its probes sees one per interval, not one per worker (HTTP and UDP
+probes); a failing backend leaves both workers' rotation (the prober's verdict relayed by
+main); kill -9 of the prober moves the probes to another worker, and the restarted worker gets
+the verdicts replayed; a worker upgrade and a main upgrade keep exactly one prober; clients
+cannot send the worker-only requests, and a state file holding one is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from typing import Any
 
 import pytest
 from test_health_checks import Backend, config, wait_until
+from test_udp_health import FAST as UDP_FAST
+from test_udp_health import UDP_PROBE
+from test_udp_health import Backend as UdpBackend
+from test_udp_proxy import udp_config
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import Empty, Request, SetBackendHealth, SetHealthProber
@@ -166,6 +170,25 @@ def test_a_main_upgrade_keeps_the_prober_and_the_verdicts(
     wait_until(lambda: unhealthy_per_worker(proxy) == [1, 1])
     counted = probes_in(a)
     assert 2 <= counted <= MOST, counted
+
+
+def test_udp_probes_take_the_same_path(pysozu: Any) -> None:
+    b0, b1 = UdpBackend("b0", pysozu.free_port), UdpBackend("b1", pysozu.free_port)
+    try:
+        port = pysozu.free_port()
+        cluster = f"[clusters.dns.udp.health]\n{UDP_PROBE}{UDP_FAST}"
+        toml = udp_config(port, [b0.port, b1.port], cluster=cluster)
+        proxy = pysozu.start(toml.replace("worker_count = 1", "worker_count = 2", 1), workers=2)
+        one_prober(proxy)
+        wait_until(lambda: b1.probes >= 2)
+        start = b1.probes
+        time.sleep(WINDOW)
+        assert 2 <= b1.probes - start <= MOST, b1.probes - start
+        b0.answer_probes = False
+        wait_until(lambda: unhealthy_per_worker(proxy) == [1, 1])
+    finally:
+        b0.close()
+        b1.close()
 
 
 def test_clients_cannot_send_worker_only_requests(
