@@ -111,10 +111,14 @@ class HealthProber:
             return
         healthy = event.kind == EventKind.HEALTH_CHECK_HEALTHY
         key = (event.cluster_id, event.backend_id, event.address)
+        kind = plan_kind(self.state, event.cluster_id)
+        if kind is None:  # the check went meanwhile: the workers dropped its verdicts
+            self.unhealthy.pop(key, None)
+            return
         if healthy:
             self.unhealthy.pop(key, None)
         else:
-            self.unhealthy[key] = plan_kind(self.state, event.cluster_id)
+            self.unhealthy[key] = kind
         others = [w for w in self.pool.live() if w.id != worker.id]
         self._send(_relay(key, healthy), others)
 

@@ -299,6 +299,10 @@ def test_verdicts_are_forgotten_with_their_backend_or_check() -> None:
     prober.state.dispatch(Request.of(add_cluster=udp))
     prober.on_change(Request.of(add_cluster=udp))
     assert prober.unhealthy == {}  # another kind of probe: the workers start afresh
+    prober.state.dispatch(Request.of(remove_cluster="app"))
+    pool.take()
+    prober.on_event(pool.workers[0], event(EventKind.HEALTH_CHECK_UNHEALTHY))
+    assert prober.unhealthy == {} and pool.take() == []  # a verdict late for its check
 
 
 def test_the_choice_and_verdicts_travel_across_a_main_upgrade() -> None:
