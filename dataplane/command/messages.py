@@ -577,6 +577,21 @@ class SetMetricDetail(Message, kw_only=True):
     peer_session_ulid: str | None = None
 
 
+class SetHealthProber(Message, kw_only=True):
+    """Worker-only (pysozu): main names the one worker that runs the health probes."""
+
+    active: bool = False
+
+
+class SetBackendHealth(Message, kw_only=True):
+    """Worker-only (pysozu): the prober's verdict on one backend, relayed by main."""
+
+    cluster_id: str
+    backend_id: str
+    address: SocketAddress
+    healthy: bool
+
+
 class HardStopOptions(Message, kw_only=True):
     """pysozu extension point for SoftStop/HardStop: an optional drain deadline in seconds."""
 
@@ -687,6 +702,9 @@ class RequestType(Message, kw_only=True, rename="upper", omit_defaults=True):
     update_udp_listener: UpdateUdpListenerConfig | None = None
     add_udp_frontend: RequestUdpFrontend | None = None
     remove_udp_frontend: RequestUdpFrontend | None = None
+    # pysozu, worker-only (WORKER_ONLY_VERBS)
+    set_health_prober: SetHealthProber | None = None
+    set_backend_health: SetBackendHealth | None = None
 
     def __post_init__(self) -> None:
         set_fields = [name for name in self.__struct_fields__ if getattr(self, name) is not None]
@@ -766,3 +784,6 @@ STATE_VERBS = frozenset(
         "remove_health_check",
     }
 )
+
+# Verbs main sends to its workers only: refused from command-socket clients, never in a state.
+WORKER_ONLY_VERBS = frozenset({"return_listen_sockets", "set_health_prober", "set_backend_health"})
