@@ -37,7 +37,7 @@ EXTENSION_LISTENER_KEYS = {
 }
 # A frontend's access rules (docs/access-control.md), tested in test_access.py and
 # tests/integration/test_http_access.py.
-EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
+EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size", "canary"}
 EXTENSION_FLAGS = {
     "--version",
     "--prometheus-address",
