@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, parse_access
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
@@ -52,40 +53,48 @@ _MAX_ANSWER_BYTES = 16 * 1024
 _MAX_TIMEOUT_SECONDS = 3600
 _MAX_WEIGHT = 10_000
 # The names read here; every other key in either namespace goes through annotation_review.
-NGINX_MAPPED = ACCESS_NAMES | frozenset(
-    {
-        "ssl-redirect",
-        "force-ssl-redirect",
-        "affinity",
-        "session-cookie-name",
-        "load-balance",
-        "proxy-connect-timeout",
-        "proxy-read-timeout",
-        "proxy-send-timeout",
-        "temporal-redirect",
-        "temporal-redirect-code",
-        "permanent-redirect",
-        "permanent-redirect-code",
-        "upstream-vhost",
-        "app-root",
-        "backend-protocol",
-    }
+NGINX_MAPPED = (
+    ACCESS_NAMES
+    | CANARY_NAMES
+    | frozenset(
+        {
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "affinity",
+            "session-cookie-name",
+            "load-balance",
+            "proxy-connect-timeout",
+            "proxy-read-timeout",
+            "proxy-send-timeout",
+            "temporal-redirect",
+            "temporal-redirect-code",
+            "permanent-redirect",
+            "permanent-redirect-code",
+            "upstream-vhost",
+            "app-root",
+            "backend-protocol",
+        }
+    )
 )
-PYSOZU_MAPPED = ACCESS_NAMES | frozenset(
-    {
-        "sticky-sessions",
-        "load-balancing",
-        "load-metric",
-        "connect-timeout",
-        "backend-timeout",
-        "session-cookie-name",
-        "ssl-redirect",
-        "force-ssl-redirect",
-        "backend-weights",
-        "authorized-hashes",
-        "www-authenticate",
-        "http2",
-    }
+PYSOZU_MAPPED = (
+    ACCESS_NAMES
+    | CANARY_NAMES
+    | frozenset(
+        {
+            "sticky-sessions",
+            "load-balancing",
+            "load-metric",
+            "connect-timeout",
+            "backend-timeout",
+            "session-cookie-name",
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "backend-weights",
+            "authorized-hashes",
+            "www-authenticate",
+            "http2",
+        }
+    )
 )
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
@@ -115,6 +124,7 @@ class Options:
     problems: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # restricting keys not enforced
     notices: list[Notice] = field(default_factory=list)
+    canary: CanaryRule | None = None  # a canary Ingress (canary.py): it claims no route
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
@@ -215,6 +225,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     problems += access.problems
     if nginx:
         _parse_nginx(annotations, options)
+    options.canary = parse_canary(annotations, nginx, problems)
     for key, value in annotations.items():
         if not key.startswith(PREFIX):
             continue
@@ -265,8 +276,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 problems.append(
                     f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
                 )
-        elif name in ACCESS_NAMES:
-            continue  # parse_access read it
+        elif name in ACCESS_NAMES or name in CANARY_NAMES:
+            continue  # parse_access or parse_canary read it
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)
