@@ -88,7 +88,7 @@ def test_header_then_cookie_then_weight_reach_the_canary(world: World) -> None:
     assert conflicts == []
 
 
-def test_header_value_is_exact_and_weight_zero_keeps_everyone_on_main(world: World) -> None:
+def test_header_value_is_exact_and_a_new_weight_reaches_the_route(world: World) -> None:
     serve(
         world,
         {NGINX + "canary-by-header": "X-Region", NGINX + "canary-by-header-value": "eu"},
@@ -98,6 +98,11 @@ def test_header_value_is_exact_and_weight_zero_keeps_everyone_on_main(world: Wor
     assert served_by(world, "web.example", {"X-Region": "always"}) == "main-0"
     assert served_by(world, "web.example", {"X-Region": "eu-west"}) == "main-0"
     assert [served_by(world, "web.example") for _ in range(30)] == ["main-0"] * 30
+    # A change of the canary Ingress reaches the live frontend: now every request.
+    world.kubectl("annotate", "ingress", "web-canary", "--overwrite", NGINX + "canary-weight=100")
+    wait_for("the new weight", lambda: served_by(world, "web.example") == "canary-0")
+    assert [served_by(world, "web.example") for _ in range(20)] == ["canary-0"] * 20
+    assert served_by(world, "web.example", {"X-Region": "eu"}) == "canary-0"
 
 
 def test_a_canary_without_a_main_route_serves_nothing_and_says_so(world: World) -> None:
