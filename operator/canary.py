@@ -52,8 +52,10 @@ CANARY_NAMES = frozenset(
 )
 # What a canary Ingress keeps of its own (ingress-nginx: load-balance, upstream-hash-by and
 # session affinity); every other mapped key is reported as ignored.
-_KEPT_NGINX = frozenset({"load-balance", "affinity", "affinity-mode", "affinity-canary-behavior"})
-_KEPT_PYSOZU = frozenset({"load-balancing", "load-metric", "sticky-sessions", "backend-weights"})
+_KEPT_NGINX = frozenset({"load-balance", "affinity", "session-cookie-name"})
+_KEPT_PYSOZU = frozenset(
+    {"load-balancing", "load-metric", "sticky-sessions", "session-cookie-name", "backend-weights"}
+)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
 _TRUE = ("1", "t", "true")  # Go's strconv.ParseBool, as ingress-nginx reads booleans
 _FALSE = ("0", "f", "false")
