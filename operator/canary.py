@@ -52,7 +52,7 @@ CANARY_NAMES = frozenset(
 )
 # What a canary Ingress keeps of its own (ingress-nginx: load-balance, upstream-hash-by and
 # session affinity); every other mapped key is reported as ignored.
-_KEPT_NGINX = frozenset({"load-balance", "affinity", "session-cookie-name"})
+_KEPT_NGINX = frozenset({"load-balance", "affinity", "affinity-mode"})
 _KEPT_PYSOZU = frozenset(
     {"load-balancing", "load-metric", "sticky-sessions", "session-cookie-name", "backend-weights"}
 )
@@ -187,21 +187,24 @@ def ignored_keys(annotations: Mapping[str, str], nginx: bool, mapped: frozenset[
             name, kept = key.removeprefix(NGINX), _KEPT_NGINX
         else:
             continue
-        if name in mapped and name not in kept and name not in CANARY_NAMES:
+        affinity = name.startswith("session-cookie-")  # ingress-nginx keeps them all
+        if name in mapped and name not in kept and name not in CANARY_NAMES and not affinity:
             found.append(key)
     return found
 
 
+# The Options fields a canary's own cluster takes from the canary Ingress (balancing and
+# session affinity); those not (yet) in Options are skipped.
+_OWN_FIELDS = (
+    "load_balancing", "load_metric", "sticky_session", "sticky_name", "sticky_cookie", "weights",
+)  # fmt: skip
+
+
 def cluster_options(canary: Options, main: Options) -> Options:
     """The canary cluster's options: the main's, with the canary's balancing and affinity."""
-    return dataclasses.replace(
-        main,
-        load_balancing=canary.load_balancing,
-        load_metric=canary.load_metric,
-        sticky_session=canary.sticky_session,
-        sticky_name=canary.sticky_name,
-        weights=canary.weights,
-    )
+    known = {f.name for f in dataclasses.fields(canary)}
+    own = {name: getattr(canary, name) for name in _OWN_FIELDS if name in known}
+    return dataclasses.replace(main, **own)
 
 
 RouteKey = tuple[str, PathRuleKind, str]

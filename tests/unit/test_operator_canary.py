@@ -199,3 +199,14 @@ def test_a_canary_claims_no_route_so_the_webhook_sees_no_conflict() -> None:
     body = next(iter(snapshot.ingresses.values()))
     assert list(ingress_claims(body, ON)) == []
     assert list(ingress_claims(body, RenderSettings())) != []  # flag off: a plain Ingress
+
+
+def test_the_canary_cluster_takes_its_own_affinity_and_the_main_its_own() -> None:
+    annotations = nginx(canary="true", affinity="cookie", session_cookie_name="CANARY")
+    rendered = main_and_canary(annotations)
+    clusters = {r.body.cluster_id: r.body for r in rendered.requests if r.verb == "add_cluster"}
+    canary = clusters[canary_cluster(rendered)]
+    assert canary.sticky_session and canary.sticky_name == "CANARY"
+    assert not clusters[MAIN].sticky_session
+    messages = [p.message for p in rendered.problems if p.reason == "Canary"]
+    assert not any("session-cookie-name" in m or "affinity" in m for m in messages), messages
