@@ -30,6 +30,7 @@ from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, pa
 from ingress_operator.affinity_annotations import AFFINITY_NAMES, default_cookie, parse_affinity
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
 from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
+from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 
 from dataplane.command.credential_formats import CredentialError, split_entry
@@ -100,6 +101,9 @@ PYSOZU_MAPPED = (
         }
     )
 )
+# Canary Ingresses (canary.py).
+NGINX_MAPPED |= CANARY_NAMES
+PYSOZU_MAPPED |= CANARY_NAMES
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 
 
@@ -129,6 +133,7 @@ class Options:
     problems: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # restricting keys not enforced
     notices: list[Notice] = field(default_factory=list)
+    canary: CanaryRule | None = None  # a canary Ingress (canary.py): it claims no route
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
@@ -235,6 +240,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     problems += basic.problems
     if nginx:
         _parse_nginx(annotations, options)
+    options.canary = parse_canary(annotations, nginx, problems)
     for key, value in annotations.items():
         if not key.startswith(PREFIX):
             continue
@@ -287,6 +293,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 )
         elif name in ACCESS_NAMES or name in BASIC_AUTH_NAMES or name in AFFINITY_NAMES:
             continue  # read by their own modules
+        elif name in CANARY_NAMES:
+            continue  # parse_canary read it
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)

@@ -16,6 +16,9 @@ former is redirected to HTTPS (308) unless the Ingress says otherwise.
 The access annotations (source lists, rate limits, body size: access_annotations.py) go on
 every frontend of their Ingress, HTTP and HTTPS, redirecting ones included.
 
+A canary Ingress (canary.py) renders no route of its own: its routes become the canary
+alternative of the main Ingress's frontends of the same host and path, to its own cluster.
+
 An Ingress with an access restriction pysozu cannot enforce (`annotation_review`) fails closed:
 its routes are claimed as usual but go to a cluster of its own that never gets a backend, so
 they answer 503 and never reach its Services.
@@ -30,6 +33,7 @@ from ingress_operator import interned
 from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
 from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
+from ingress_operator.canary import CanaryRule, attach_canaries
 from ingress_operator.ingress_semantics import (
     ANY_HOST,
     EXACT,
@@ -118,6 +122,7 @@ class _Route:
     exact: bool  # rendered from an Exact path: wins a tie against a Prefix path
     app_root: str | None = None  # an nginx app-root redirect of `/`
     access: Access | None = None  # source lists, rate limits, body size (None: none)
+    canary: tuple[str, CanaryRule, ObjectKey] | None = None  # cluster, rule, canary Ingress
 
 
 @dataclass(slots=True)
@@ -132,6 +137,7 @@ class _Renderer:
     refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
     redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
     app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
+    canaries: list[tuple[Ingress, Options]] = field(default_factory=list)  # attached last
     tls: TlsHosts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -152,6 +158,9 @@ class _Renderer:
             self.problem(ingress, "InvalidAnnotation", message)
         for notice in options.notices:
             self.problems.append(Problem(ingress.key, notice.reason, notice.message, notice.type))
+        if options.canary is not None:
+            self.canaries.append((ingress, options))
+            return
         access = None
         if options.refused:  # fail closed: every route of this Ingress goes nowhere
             refusing = refused_cluster_id(ingress.key)
@@ -332,6 +341,7 @@ class _Renderer:
             ),
         ]
         used = {route.cluster for route in self.routes.values()}
+        used.update(route.canary[0] for route in self.routes.values() if route.canary)
         if self.default_route is not None:
             used.add(self.default_route.cluster)
         cluster_ids = sorted(used)
@@ -421,6 +431,7 @@ def _front_of(
         answer,
         route.options.upstream_vhost if forwards else None,
         route.access,
+        route.canary[:2] if route.canary and forwards else None,
     )
 
 
@@ -442,6 +453,7 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     ours.sort(key=lambda ingress: ingress.age_key)
     for ingress in ours:
         renderer.add_ingress(ingress)
+    attach_canaries(renderer, renderer.canaries)
     encoded = renderer.requests()
     cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
     cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.canary_rules import read_canary
 from dataplane.command.config_listeners import (
     AnyListenerConfig,
     Defaults,
@@ -95,6 +96,7 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "denied_sources",
     "rate_limits",
     "max_body_size",
+    "canary",
 )
 
 
@@ -360,6 +362,7 @@ def _http_frontend(
         denied_sources=table.str_list("denied_sources", []),
         rate_limits=_rate_limits(table),
         max_body_size=table.integer("max_body_size"),
+        canary=read_canary(table),
     )
     table.finish(strict=True)
     if address is None or hostname is None:

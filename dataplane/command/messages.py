@@ -433,6 +433,23 @@ class RateLimit(Message, kw_only=True):
     zone: str | None = None
 
 
+class Canary(Message, kw_only=True):
+    """A pysozu extension: a frontend's canary alternative (ingress-nginx's canary Ingress).
+
+    Per request, in this order: a `header` naming the request header (with `header_value`
+    exact, or `header_pattern` a regex searched in it; without either, "always"/"never"),
+    then a `cookie` ("always"/"never"), then a random draw: `weight` in `weight_total`.
+    A request that the rule sends to the canary is served by `cluster_id` (docs/canary.md)."""
+
+    cluster_id: str
+    header: str | None = None
+    header_value: str | None = None
+    header_pattern: str | None = None
+    cookie: str | None = None
+    weight: int = 0
+    weight_total: int = 100
+
+
 class RequestHttpFrontend(Message, kw_only=True):
     """An HTTP or HTTPS route. No cluster_id means a deny route (401).
 
@@ -460,6 +477,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     denied_sources: list[str] = []
     rate_limits: list[RateLimit] = []
     max_body_size: int | None = None
+    canary: Canary | None = None
 
 
 class RequestTcpFrontend(Message, kw_only=True):

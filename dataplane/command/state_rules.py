@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from dataplane.command.address import SocketAddress, parse_network
+from dataplane.command.canary_rules import canary_problem
 from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.messages import (
     CertificateAndKey,
@@ -116,6 +117,12 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
         raise StateError(f"rewrite_port {front.rewrite_port} is not in 1..65535")
     check_non_negative(f"frontend {front.hostname}", front)
     check_access(f"frontend {front.hostname}", front)
+    if front.canary is not None:
+        problem = canary_problem(front.canary)
+        if problem is None and front.cluster_id is None:
+            problem = "a deny route (no cluster_id) has no canary"
+        if problem is not None:
+            raise StateError(f"frontend {front.hostname}: canary: {problem}")
 
 
 RATE_LIMIT_STATUSES = (429, 503)  # the statuses with a rate-limit answer

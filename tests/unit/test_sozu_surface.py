@@ -38,6 +38,7 @@ EXTENSION_LISTENER_KEYS = {
 # A frontend's access rules (docs/access-control.md), tested in test_access.py and
 # tests/integration/test_http_access.py.
 EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
+EXTENSION_FRONTEND_KEYS.add("canary")  # docs/canary.md, tests/unit/test_canary_routing.py
 EXTENSION_FLAGS = {
     "--version",
     "--prometheus-address",
@@ -71,6 +72,8 @@ EXTENSION_FLAGS = {
     "--rate-limit-status",
     "--rate-limit-exempt",
     "--rate-limit-zone",
+    *(f"--canary-{name}" for name in ("cluster", "header", "header-value", "header-pattern")),
+    *(f"--canary-{name}" for name in ("cookie", "weight", "weight-total")),
 }
 # What names the object a verb works on: covered by the verb's own entry.
 IDENTIFYING = {"--id", "--address", "--backend-id", "--file"}
