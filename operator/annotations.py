@@ -32,6 +32,7 @@ from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
 from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
 from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
+from ingress_operator.upstream_annotations import UPSTREAM_NAMES, parse_upstream
 
 from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric, StickyCookie
@@ -60,6 +61,7 @@ NGINX_MAPPED = (
     ACCESS_NAMES
     | AFFINITY_NAMES
     | BASIC_AUTH_NAMES
+    | UPSTREAM_NAMES
     | frozenset(
         {
             "ssl-redirect",
@@ -84,6 +86,7 @@ PYSOZU_MAPPED = (
     ACCESS_NAMES
     | AFFINITY_NAMES
     | BASIC_AUTH_NAMES
+    | UPSTREAM_NAMES
     | frozenset(
         {
             "sticky-sessions",
@@ -121,6 +124,8 @@ class Options:
     authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
     www_authenticate: str | None = None  # the basic auth realm
     basic_auth: BasicAuth | None = None  # auth-type basic: the Secret to read (render does)
+    service_upstream: bool = False  # one backend: the Service's ClusterIP
+    default_backend: str | None = None  # a Service serving while the own has no endpoint
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
     http2: bool = False  # backends speak h2c (gRPC): backend-protocol GRPC/H2C, pysozu.io/http2
@@ -233,6 +238,10 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options.refused += access.refused
     options.notices += access.notices
     problems += access.problems
+    upstream = parse_upstream(lookup(annotations, nginx))
+    options.service_upstream = upstream.service_upstream
+    options.default_backend = upstream.default_backend
+    problems += upstream.problems
     basic = parse_basic_auth(lookup(annotations, nginx))
     options.basic_auth = basic.auth
     options.refused += basic.refused
@@ -291,7 +300,12 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 problems.append(
                     f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
                 )
-        elif name in ACCESS_NAMES or name in BASIC_AUTH_NAMES or name in AFFINITY_NAMES:
+        elif (
+            name in ACCESS_NAMES
+            or name in BASIC_AUTH_NAMES
+            or name in AFFINITY_NAMES
+            or name in UPSTREAM_NAMES
+        ):
             continue  # read by their own modules
         elif name in CANARY_NAMES:
             continue  # parse_canary read it

@@ -111,6 +111,7 @@ class Service:
     type: str
     ports: tuple[ServicePort, ...]
     addresses: tuple[Address, ...] = ()  # for --publish-service (published_addresses)
+    cluster_ip: str | None = None  # spec.clusterIP ("None" for a headless Service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +303,7 @@ def parse_service(body: Mapping[str, Any]) -> Service:
         type=kind,
         ports=_ports(spec.get("ports"), "port"),
         addresses=published_addresses(kind, spec, body.get("status")),
+        cluster_ip=_str(spec.get("clusterIP")) or None,
     )
 
 

@@ -50,6 +50,8 @@ from ingress_operator.model import (
     Endpoint,
     Ingress,
     ObjectKey,
+    Service,
+    ServicePort,
     Snapshot,
     der_fingerprint,
 )
@@ -262,7 +264,9 @@ class _Renderer:
         current = self.clusters.get(cid)
         if current is None:
             self.clusters[cid] = (ingress, ref, options)
-        elif current[0] is not ingress and current[2].cluster(cid) != options.cluster(cid):
+        elif current[0] is not ingress and _cluster_shape(current[2], cid) != _cluster_shape(
+            options, cid
+        ):
             message = f"cluster {cid}: the annotations of older Ingress {current[0].key} apply"
             self.problem(ingress, "Conflict", message)
         return cid
@@ -309,7 +313,41 @@ class _Renderer:
                 owner, "PortNotFound", f"service {service.key} has no port {ref.port_label}"
             )
             return
-        weights = self.clusters[cid][2].weights
+        options = self.clusters[cid][2]
+        if options.service_upstream:
+            if service.cluster_ip and service.cluster_ip != "None":
+                entry = interned.backend(cid, service.cluster_ip, port.port, None, False)
+                if entry is not None:
+                    yield entry
+                return
+            message = f"annotation service-upstream: service {service.key} has no ClusterIP"
+            self.problem(owner, "InvalidAnnotation", message + "; its endpoints are used")
+        weights = options.weights
+        chosen = self.endpoints(service, port)
+        if not any(not e.terminating for e in chosen.values()) and options.default_backend:
+            fallback = self.default_backend_endpoints(owner, options.default_backend)
+            if fallback is not None:
+                chosen = fallback
+        for (address, target), endpoint in chosen.items():
+            weight = weights.get(endpoint.pod or "", weights.get(address))
+            entry = interned.backend(cid, address, target, weight, endpoint.terminating)
+            if entry is not None:
+                yield entry
+
+    def default_backend_endpoints(
+        self, owner: Ingress, name: str
+    ) -> dict[tuple[str, int], Endpoint] | None:
+        """The `default-backend` annotation's Service (its first port), while the route's own
+        Service has no endpoint in rotation."""
+        service = self.snapshot.services.get(ObjectKey(owner.key.namespace, name))
+        if service is None or not service.ports:
+            message = f"annotation default-backend: service {owner.key.namespace}/{name} not found"
+            self.problem(owner, "InvalidAnnotation", message)
+            return None
+        return self.endpoints(service, service.ports[0])
+
+    def endpoints(self, service: Service, port: ServicePort) -> dict[tuple[str, int], Endpoint]:
+        """(address, target port) -> endpoint for a Service port, from its EndpointSlices."""
         chosen: dict[tuple[str, int], Endpoint] = {}
         for endpoint_slice in self.snapshot.slices.get(service.key, ()):
             target = next((p.port for p in endpoint_slice.ports if p.name == port.name), None)
@@ -322,11 +360,7 @@ class _Renderer:
         # A terminating but serving endpoint is a backup backend: no new requests while another
         # is in rotation, requests under way finish (it stays in the dataplane); when every
         # endpoint is terminating, they serve rather than a 503, as kube-proxy does (KEP-1669).
-        for (address, target), endpoint in chosen.items():
-            weight = weights.get(endpoint.pod or "", weights.get(address))
-            entry = interned.backend(cid, address, target, weight, endpoint.terminating)
-            if entry is not None:
-                yield entry
+        return chosen
 
     def requests(self) -> list[Encoded]:
         http, https = self.settings.http_address, self.settings.https_address
@@ -397,6 +431,11 @@ class _Renderer:
                 owner, ref, _ = self.clusters[cid]
                 out.extend(self.backends(cid, owner, ref))
         return out
+
+
+def _cluster_shape(options: Options, cid: str) -> tuple[object, ...]:
+    """What two Ingresses sharing a cluster must agree on: its settings and its backends."""
+    return (options.cluster(cid), options.service_upstream, options.default_backend)
 
 
 def _front_of(
