@@ -144,6 +144,10 @@ class _Renderer:
 
     def __post_init__(self) -> None:
         self.tls = TlsHosts(self.snapshot.secrets, self.problem)
+        if (flag := self.settings.default_certificate) is not None:
+            self.tls.default_name = "/".join(flag)
+            default = self.snapshot.secrets.get(ObjectKey(*flag))
+            self.tls.default = default if default is not None and not default.problem else None
 
     def problem(self, ingress: Ingress, reason: str, message: str) -> None:
         self.problems.append(Problem(ingress.key, reason, message))
@@ -410,6 +414,7 @@ class _Renderer:
                     default.options.force_ssl_redirect,
                 )
             )
+        self.tls.finish()
         for fingerprint in sorted(self.tls.certificates):
             _, secret, names = self.tls.certificates[fingerprint]
             certificate = CertificateAndKey(
