@@ -56,6 +56,7 @@ from ingress_operator.redirects import (
     app_root_template,
     redirect_cluster_id,
 )
+from ingress_operator.rewrites import Hosts, Rewritten, regex_rules
 from ingress_operator.settings import RenderSettings
 from ingress_operator.tls_hosts import TlsHosts
 
@@ -117,6 +118,7 @@ class _Route:
     exact: bool  # rendered from an Exact path: wins a tie against a Prefix path
     app_root: str | None = None  # an nginx app-root redirect of `/`
     access: Access | None = None  # source lists, rate limits, body size (None: none)
+    rewritten: Rewritten | None = None  # rewrite-target (rewrites.py)
 
 
 @dataclass(slots=True)
@@ -131,6 +133,8 @@ class _Renderer:
     refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
     redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
     app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
+    options: dict[ObjectKey, Options] = field(default_factory=dict)  # parsed by scan()
+    hosts: Hosts = field(default_factory=Hosts)  # regex hosts and aliases (rewrites.py)
     tls: TlsHosts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -141,10 +145,18 @@ class _Renderer:
 
     # -- per Ingress ------------------------------------------------------------------------
 
+    def scan(self, ingress: Ingress) -> None:
+        """Before any route: what this Ingress says about its hosts (regex paths, aliases)."""
+        options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        self.options[ingress.key] = options
+        self.hosts.scan(ingress, options.rewrite)
+
     def add_ingress(self, ingress: Ingress) -> None:
         for message in ingress.problems:
             self.problem(ingress, "InvalidIngress", message)
-        options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        options = self.options.get(ingress.key)
+        if options is None:
+            options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
         for message in options.problems:
             self.problem(ingress, "InvalidAnnotation", message)
         for notice in options.notices:
@@ -164,8 +176,13 @@ class _Renderer:
                 self.problem(ingress, "InvalidHost", str(error))
                 continue
             for entry in rule.paths:
+                rewrite = options.rewrite
                 try:
-                    rules = path_rules(entry.path_type, entry.path)
+                    if host in self.hosts.regex:
+                        own = rewrite.regex(entry.path)
+                        rules = regex_rules(entry.path_type, entry.path, own)
+                    else:
+                        rules = path_rules(entry.path_type, entry.path)
                 except SemanticError as error:
                     self.problem(ingress, "InvalidPath", str(error))
                     continue
@@ -174,7 +191,8 @@ class _Renderer:
                 cluster = self.route_cluster(ingress, entry.backend, options)
                 exact = entry.path_type == EXACT
                 for path in rules:
-                    route = _Route(cluster, ingress, options, exact, None, access)
+                    rewritten = rewrite.rewritten(entry.path, path)
+                    route = _Route(cluster, ingress, options, exact, None, access, rewritten)
                     self.claim_route(host, path, route)
         if options.app_root is not None and not options.refused:
             self.add_app_root(ingress, options, options.app_root, access)
@@ -208,6 +226,16 @@ class _Renderer:
                 self.routes[(host, PathRuleKind.EQUALS, "/")] = route
             else:
                 self.claim_route(host, PathRule(kind=PathRuleKind.EQUALS, value="/"), route)
+
+    def add_aliases(self) -> None:
+        """server-alias: each alias serves its host's routes (every Ingress's), with the
+        host's certificate when it covers the alias."""
+        pairs = self.hosts.aliases(lambda ingress, text: self.problem(ingress, "Conflict", text))
+        for host, alias in pairs:
+            for (name, kind, value), route in list(self.routes.items()):
+                if name == host:
+                    self.routes.setdefault((alias, kind, value), route)
+            self.tls.alias(host, alias)
 
     def claim_route(self, host: str, path: PathRule, route: _Route) -> None:
         key = (host, path.kind, path.value)
@@ -404,6 +432,7 @@ def _front_of(
         answer,
         route.options.upstream_vhost if forwards else None,
         route.access,
+        route.rewritten if forwards else None,
     )
 
 
@@ -424,7 +453,10 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     ours = [i for i in snapshot.ingresses.values() if is_ours(i, snapshot.classes, settings)]
     ours.sort(key=lambda ingress: ingress.age_key)
     for ingress in ours:
+        renderer.scan(ingress)
+    for ingress in ours:
         renderer.add_ingress(ingress)
+    renderer.add_aliases()
     encoded = renderer.requests()
     cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
     cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())
