@@ -56,7 +56,7 @@ from ingress_operator.redirects import (
     app_root_template,
     redirect_cluster_id,
 )
-from ingress_operator.rewrites import Hosts, Rewritten, regex_rules
+from ingress_operator.rewrites import Hosts, Rewritten, regex_rules, shown
 from ingress_operator.settings import RenderSettings
 from ingress_operator.tls_hosts import TlsHosts
 
@@ -244,7 +244,7 @@ class _Renderer:
             self.routes[key] = route
             return
         if current.cluster != route.cluster and not (current.exact and not route.exact):
-            where = f"{host}{path.value or '/'}"
+            where = f"{host}{shown(path)}"
             message = f"route {where} is already served by older Ingress {current.owner.key}"
             self.problem(route.owner, "Conflict", message)
 

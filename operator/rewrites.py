@@ -232,6 +232,15 @@ def regex_error(pattern: str) -> str | None:
     return None
 
 
+def shown(rule: PathRule) -> str:
+    """A rule as a message shows it: a regex rule as nginx's location (` ~* ^<path>`)."""
+    if rule.kind != PathRuleKind.REGEX or "(?:" not in rule.value:
+        return rule.value or "/"
+    start = rule.value.index("(?:") + 3
+    path = rule.value[start : -len(")(?s:.*)")].removeprefix("^")
+    return f" ~* ^{path}"
+
+
 def regex_rules(path_type: str, path: str, own: bool) -> tuple[PathRule, ...]:
     """A path's rules on a host whose paths are all regex locations. `own`: the path's
     Ingress asks for regex or a rewrite itself (then it is not split)."""
