@@ -94,11 +94,16 @@ class Rewrite:
         """The rewrite of the route rendered as `rule` from `path` (None: none)."""
         if self.target is None or not self.rewrites(path):
             return None
-        groups = re.compile(rule.value).groups
+        groups = _groups(rule.value)
         template = _CAPTURE.sub(
             lambda m: f"$PATH[{m[1]}]" if int(m[1]) <= groups else "", self.target
         )
         return Rewritten(template or "/", self.forwarded_prefix)
+
+
+@functools.lru_cache(maxsize=65536)
+def _groups(pattern: str) -> int:
+    return re.compile(pattern).groups
 
 
 def parse_rewrite(find: Find, problems: list[str]) -> Rewrite:

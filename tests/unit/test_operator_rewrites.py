@@ -8,7 +8,8 @@ import itertools
 import re
 
 import pytest
-from ingress_operator.model import Ingress, ObjectKey, TlsSecret
+from ingress_operator.claims import ClaimIndex
+from ingress_operator.model import Ingress, IngressClass, ObjectKey, TlsSecret, parse_ingress
 from ingress_operator.render import Rendered
 from ingress_operator.rewrites import parse_rewrite, regex_rule, regex_rules
 from ingress_operator.settings import RenderSettings
@@ -382,3 +383,17 @@ def test_the_webhook_judges_regex_paths_as_they_are_rendered() -> None:
     mistyped = ingress("w", [rule("w.example", ("/", "Prefix", "app"))],
                        annotations={NGINX + "rewrite-target": "/$host"})  # fmt: skip
     assert "only $1..$9" in judge(mistyped, context).message
+
+
+def test_the_webhook_sees_clashes_of_regex_paths() -> None:
+    regex = {NGINX + "use-regex": "true"}
+    first = parse_ingress(ingress("first", [rule("c.example", ("/a/?(.*)", IS, "one"))],
+                                  annotations=regex))  # fmt: skip
+    second = parse_ingress(ingress("second", [rule("c.example", ("/a/?(.*)", IS, "two"))],
+                                   created="2026-01-02T00:00:00Z", annotations=regex))  # fmt: skip
+    classes = {"pysozu": IngressClass("pysozu", "pysozu.io/ingress-controller", False)}
+    index = ClaimIndex(lambda: {first.key: first}, lambda: classes, lambda: 1, ON)
+    assert index.conflicts(second) == [
+        "route c.example ~* ^/a/?(.*) is already served by Ingress default/first "
+        "(backend default/one:80)"
+    ]
