@@ -251,6 +251,7 @@ def regex_rules(path_type: str, path: str, own: bool) -> tuple[PathRule, ...]:
     Ingress asks for regex or a rewrite itself (then it is not split)."""
     if not own:
         path_rules(path_type, path)  # the Ingress API's rules for a plain path, as elsewhere
+    path = path or "/"  # ingress-nginx: no path is `/`
     if own or path_type != PREFIX_TYPE or path == "/" or path.endswith("/"):
         return (regex_rule(path),)
     # updateServerLocations: a Prefix path `/p` is `/p/` plus an Exact `/p` location.

@@ -4,15 +4,19 @@ headers, for requests as a client makes them."""
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
+import socket
 import socketserver
+import ssl
 import threading
 from typing import Any
 
 import pytest
+import trustme
 from conftest import World, wait_for
-from objects import endpoint_slice, ingress, ingress_class, service
+from objects import endpoint_slice, ingress, ingress_class, service, tls_secret
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -172,3 +176,45 @@ def test_server_alias_and_pysozu_keys_without_the_flag(world: World) -> None:
         lambda: [m for r, m in events(world, "aliased") if r == "Conflict"],
     )
     assert "server-alias taken.example" in conflict[0]
+
+
+def https(world: World, host: str, ca: trustme.CA) -> tuple[int, str]:
+    """GET / over TLS with SNI and Host `host`, the certificate verified against `ca`."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", world.https_port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            response = http.client.HTTPResponse(tls)
+            response.begin()
+            return response.status, response.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException) as error:
+        return 0, str(error)
+
+
+def test_an_alias_gets_the_certificate_of_its_host_when_it_covers_it(world: World) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("main.example", "alias.example")
+    secret = tls_secret("main-tls", leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes())
+    body = ingress(
+        "aliased",
+        "main.example",
+        "app",
+        tls_secret="main-tls",
+        annotations={NGINX + "server-alias": "alias.example,other.example"},
+    )
+    world.apply(secret)
+    serve(world, ("--nginx-annotations",), body)
+    wait_for("the alias over TLS", lambda: https(world, "alias.example", ca)[0] == 200)
+    assert json.loads(https(world, "alias.example", ca)[1])["name"] == "app"
+    # Plain HTTP to a secured name is redirected, as for the host itself.
+    for host in ("main.example", "alias.example"):
+        status, _, headers = world.get(host, "/x?y=1")
+        assert (status, headers["location"]) == (308, f"https://{host}/x?y=1")
+    # The certificate does not cover other.example: the listener's default one, no redirect.
+    assert https(world, "other.example", ca)[0] == 0  # not trusted: not this certificate
+    got = seen(world, "other.example", "/x")
+    assert isinstance(got, dict) and (got["name"], got["target"]) == ("app", "/x")

@@ -97,6 +97,7 @@ def test_a_prefix_path_on_a_regex_host_keeps_its_two_locations() -> None:
     assert len(regex_rules("Prefix", "/foo", own=True)) == 1
     assert len(regex_rules("Prefix", "/", own=False)) == 1
     assert len(regex_rules("Exact", "/foo", own=False)) == 1
+    assert regex_rules("ImplementationSpecific", "", own=True) == (regex_rule("/"),)
 
 
 # -- rendering and routing --------------------------------------------------------------------
