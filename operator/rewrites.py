@@ -16,7 +16,8 @@ dataplane is asked for the same:
   outside any group gets `(?s:.*?)(?:^<path>)` instead, as `^` binds to the first branch
   only in nginx. The dataplane tries the REGEX rules of a host in the order of their text:
   the comment `(?#<order>)` (10000 - byte length, then the complemented bytes in hex)
-  makes that nginx's order.
+  makes that nginx's order. A path with a repeated group that holds a repeat (`(a+)+`) is refused:
+  `re` has no match limit and could take exponential time on a hostile path.
 - `rewrite-target` replaces the whole URI with the target (nginx `rewrite "(?i)<path>"
   <target> break;`); `$1`..`$9` are the path's capture groups (`$PATH[n]`, a group the path
   does not have is empty); the query string is kept (the dataplane appends it). nginx
@@ -207,6 +208,64 @@ def _top_level_bar(pattern: str) -> bool:
     return False
 
 
+_BRACES = re.compile(r"\{([0-9]*)(,([0-9]*))?\}")
+
+
+def _repeat_at(pattern: str, i: int) -> tuple[bool, int] | None:
+    """A quantifier at `i`: (does it repeat a variable number of times, more than once: `*`,
+    `+`, `{n,}`, `{n,m}`; its length); None: none there."""
+    char = pattern[i]
+    if char in "*+":
+        return True, 1
+    if char == "?":
+        return False, 1
+    if char == "{" and (found := _BRACES.match(pattern, i)) is not None:
+        low, comma, high = found.groups()
+        many = bool(comma) and (not high or int(high) > int(low or 0))  # a variable count
+        return many, found.end() - i
+    return None
+
+
+def _nested_repeat(pattern: str) -> bool:
+    """Is a group that holds a repeat repeated itself (`(a+)+`, `(x*y)*`)? Python's `re`
+    (like PCRE without a match limit) can take exponential time on those."""
+    held = [False]  # per open group: it holds a repeat
+    i, closed = 0, None  # closed: whether the group just closed held a repeat
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i, closed = i + 2, None
+            continue
+        if char == "[":
+            j = i + 1 + pattern.startswith("^", i + 1)
+            j += pattern.startswith("]", j)
+            while j < len(pattern) and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i, closed = j + 1, None
+            continue
+        if char == "(":
+            held.append(False)
+            i, closed = i + 1, None
+            if pattern.startswith("?", i):  # (?:, (?P<..>, (?=...: not a quantifier
+                i += 1
+            continue
+        if char == ")":
+            inner = held.pop() if len(held) > 1 else False
+            held[-1] |= inner
+            i, closed = i + 1, inner
+            continue
+        repeat = _repeat_at(pattern, i)
+        if repeat is None:
+            i, closed = i + 1, None
+            continue
+        many, length = repeat
+        if many and closed:
+            return True
+        held[-1] |= many
+        i, closed = i + length, None
+    return False
+
+
 @functools.lru_cache(maxsize=65536)
 def regex_rule(path: str) -> PathRule:
     """nginx's `location ~* "^<path>"` as a REGEX rule (see the module docstring);
@@ -215,6 +274,11 @@ def regex_rule(path: str) -> PathRule:
         raise SemanticError(f"use-regex path {path[:64]!r} must start with '/'")
     if len(path) > _MAX_PATH or any(c in path for c in "\x00\r\n"):
         raise SemanticError(f"path {path[:64]!r} contains characters a path cannot hold")
+    if _nested_repeat(path):
+        raise SemanticError(
+            f"use-regex path {path[:64]!r}: a repeated group holding a repeat (such as "
+            "'(a+)+') can take exponential time on hostile paths; not served"
+        )
     raw = path.encode()
     order = f"{10000 - len(raw):04d}.{bytes(255 - b for b in raw).hex()}"
     if _top_level_bar(path):

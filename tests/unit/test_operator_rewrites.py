@@ -9,6 +9,7 @@ import re
 
 import pytest
 from ingress_operator.claims import ClaimIndex
+from ingress_operator.ingress_semantics import SemanticError
 from ingress_operator.model import Ingress, IngressClass, ObjectKey, TlsSecret, parse_ingress
 from ingress_operator.render import Rendered
 from ingress_operator.rewrites import parse_rewrite, regex_rule, regex_rules
@@ -398,3 +399,32 @@ def test_the_webhook_sees_clashes_of_regex_paths() -> None:
         "route c.example ~* ^/a/?(.*) is already served by Ingress default/first "
         "(backend default/one:80)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"),
+    [
+        ("/something(/|$)(.*)", False),
+        ("/foo/bar/(.+)", False),
+        ("/api(/.*)?", False),
+        ("/(?:ab)+", False),
+        ("/(a|b)*", False),
+        ("/(a{2})+", False),
+        ("/[(]+(x)*", False),  # a class, not a group
+        (r"/\(a+\)+", False),  # escaped parentheses
+        ("/(a+)+", True),
+        ("/(x*y)*", True),
+        ("/((a)+)*", True),
+        (r"/(\d+)+$", True),
+        ("/(a{1,5})+", True),
+        ("/(?:[a-z]+/)*", True),  # unambiguous, but refused by the same rule
+    ],
+)
+def test_nested_repeats_are_refused(path: str, refused: bool) -> None:
+    """A repeated group holding a repeat can make the dataplane's `re` take exponential time
+    on a hostile path (`/(a+)+$` and `/aaaa...!`): such a path is not served."""
+    if refused:
+        with pytest.raises(SemanticError, match="exponential time"):
+            regex_rule(path)
+    else:
+        assert regex_rule(path).kind == PathRuleKind.REGEX
