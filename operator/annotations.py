@@ -19,7 +19,8 @@ route of the Ingress; `pysozu.io/www-authenticate` -> the realm. ingress-nginx's
 nginx `upstream-vhost` -> `rewrite_host` on the Ingress's forwarding routes: the Host header
 the backends get (the dataplane sends the client's as X-Forwarded-Host, as ingress-nginx does).
 
-`use-regex`, `rewrite-target`, `x-forwarded-prefix` and `server-alias`: rewrites.py.
+`use-regex`, `rewrite-target`, `x-forwarded-prefix` and `server-alias`: rewrites.py (the regex
+paths: regex_paths.py).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from ingress_operator.ingress_semantics import (
 )
 from ingress_operator.model import BackendRef, Ingress, IngressClass, ObjectKey
 from ingress_operator.redirects import redirect_cluster_id
-from ingress_operator.rewrites import regex_rule, shown
+from ingress_operator.regex_paths import regex_rule, shown
 from ingress_operator.settings import RenderSettings
 
 from dataplane.command.messages import PathRule, PathRuleKind

@@ -56,7 +56,8 @@ from ingress_operator.redirects import (
     app_root_template,
     redirect_cluster_id,
 )
-from ingress_operator.rewrites import Hosts, Rewritten, regex_rules, shown
+from ingress_operator.regex_paths import regex_rules, shown
+from ingress_operator.rewrites import Hosts, Rewritten
 from ingress_operator.settings import RenderSettings
 from ingress_operator.tls_hosts import TlsHosts
 

@@ -38,8 +38,8 @@ from ingress_operator.annotation_review import NOT_ENFORCED
 from ingress_operator.annotations import parse_annotations
 from ingress_operator.ingress_semantics import SemanticError, is_ours, normalize_host, path_rules
 from ingress_operator.model import Ingress, IngressClass, ObjectKey, TlsSecret, parse_ingress
-from ingress_operator.rewrites import regex_error as regex_error  # re-exported
-from ingress_operator.rewrites import regex_rule
+from ingress_operator.regex_paths import regex_error as regex_error  # re-exported
+from ingress_operator.regex_paths import regex_rule
 from ingress_operator.settings import RenderSettings
 
 API_VERSION = "admission.k8s.io/v1"

@@ -9,7 +9,8 @@ import socket
 
 import pytest
 from http_support import Backend, Client, Seen, get, listening_socket
-from ingress_operator.rewrites import Rewrite, regex_rule
+from ingress_operator.regex_paths import regex_rule
+from ingress_operator.rewrites import Rewrite
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (

@@ -11,8 +11,9 @@ import pytest
 from ingress_operator.claims import ClaimIndex
 from ingress_operator.ingress_semantics import SemanticError
 from ingress_operator.model import Ingress, IngressClass, ObjectKey, TlsSecret, parse_ingress
+from ingress_operator.regex_paths import regex_rule, regex_rules
 from ingress_operator.render import Rendered
-from ingress_operator.rewrites import parse_rewrite, regex_rule, regex_rules
+from ingress_operator.rewrites import parse_rewrite
 from ingress_operator.settings import RenderSettings
 from ingress_operator.tls_hosts import TlsHosts
 from ingress_operator.webhook import Context, judge
