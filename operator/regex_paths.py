@@ -8,19 +8,20 @@ tries the REGEX rules of a host in the order of their text. So a path becomes
 and adds no capture group (`$1`.. stay the path's own groups); a path with a `|` outside any
 group gets `(?s:.*?)(?:^<path>)` instead, as `^` binds to its first branch only in nginx; the
 comment `(?#<order>)` (10000 - byte length, then the complemented bytes in hex) makes the
-dataplane's order nginx's. A path with a repeated group that holds a repeat (`(a+)+`) is
-refused: `re` has no match limit and could take exponential time on a hostile path.
+dataplane's order nginx's (the dataplane drops comments before compiling). The dataplane
+compiles with RE2 (linear time, sozu's syntax: no lookaround, no backreferences); a path RE2
+does not take is reported and not served.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 
 from ingress_operator.ingress_semantics import PREFIX as PREFIX_TYPE
 from ingress_operator.ingress_semantics import SemanticError, path_rules
 
 from dataplane.command.messages import PathRule, PathRuleKind
+from dataplane.command.regexes import RegexError, compile_regex
 
 _MAX_PATH = 2048
 
@@ -50,64 +51,6 @@ def _top_level_bar(pattern: str) -> bool:
     return False
 
 
-_BRACES = re.compile(r"\{([0-9]*)(,([0-9]*))?\}")
-
-
-def _repeat_at(pattern: str, i: int) -> tuple[bool, int] | None:
-    """A quantifier at `i`: (does it repeat a variable number of times, more than once: `*`,
-    `+`, `{n,}`, `{n,m}`; its length); None: none there."""
-    char = pattern[i]
-    if char in "*+":
-        return True, 1
-    if char == "?":
-        return False, 1
-    if char == "{" and (found := _BRACES.match(pattern, i)) is not None:
-        low, comma, high = found.groups()
-        many = bool(comma) and (not high or int(high) > int(low or 0))  # a variable count
-        return many, found.end() - i
-    return None
-
-
-def _nested_repeat(pattern: str) -> bool:
-    """Is a group that holds a repeat repeated itself (`(a+)+`, `(x*y)*`)? Python's `re`
-    (like PCRE without a match limit) can take exponential time on those."""
-    held = [False]  # per open group: it holds a repeat
-    i, closed = 0, None  # closed: whether the group just closed held a repeat
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            i, closed = i + 2, None
-            continue
-        if char == "[":
-            j = i + 1 + pattern.startswith("^", i + 1)
-            j += pattern.startswith("]", j)
-            while j < len(pattern) and pattern[j] != "]":
-                j += 2 if pattern[j] == "\\" else 1
-            i, closed = j + 1, None
-            continue
-        if char == "(":
-            held.append(False)
-            i, closed = i + 1, None
-            if pattern.startswith("?", i):  # (?:, (?P<..>, (?=...: not a quantifier
-                i += 1
-            continue
-        if char == ")":
-            inner = held.pop() if len(held) > 1 else False
-            held[-1] |= inner
-            i, closed = i + 1, inner
-            continue
-        repeat = _repeat_at(pattern, i)
-        if repeat is None:
-            i, closed = i + 1, None
-            continue
-        many, length = repeat
-        if many and closed:
-            return True
-        held[-1] |= many
-        i, closed = i + length, None
-    return False
-
-
 @functools.lru_cache(maxsize=65536)
 def regex_rule(path: str) -> PathRule:
     """nginx's `location ~* "^<path>"` as a REGEX rule (see the module docstring);
@@ -116,11 +59,6 @@ def regex_rule(path: str) -> PathRule:
         raise SemanticError(f"use-regex path {path[:64]!r} must start with '/'")
     if len(path) > _MAX_PATH or any(c in path for c in "\x00\r\n"):
         raise SemanticError(f"path {path[:64]!r} contains characters a path cannot hold")
-    if _nested_repeat(path):
-        raise SemanticError(
-            f"use-regex path {path[:64]!r}: a repeated group holding a repeat (such as "
-            "'(a+)+') can take exponential time on hostile paths; not served"
-        )
     raw = path.encode()
     order = f"{10000 - len(raw):04d}.{bytes(255 - b for b in raw).hex()}"
     if _top_level_bar(path):
@@ -136,10 +74,9 @@ def regex_rule(path: str) -> PathRule:
 def regex_error(pattern: str) -> str | None:
     """Why the dataplane would not compile `pattern` (None: it would)."""
     try:
-        re.compile(pattern)
-    # A repeat count above re's limit is an OverflowError, deep nesting a RecursionError.
-    except (re.error, OverflowError, RecursionError) as error:
-        return str(error) or type(error).__name__
+        compile_regex(pattern)
+    except RegexError as error:
+        return str(error)
     return None
 
 

@@ -37,6 +37,7 @@ from ingress_operator.ingress_semantics import SemanticError, normalize_host
 from ingress_operator.model import Ingress
 
 from dataplane.command.messages import Header, HeaderPosition, PathRule
+from dataplane.command.regexes import compile_regex
 
 NAMES = frozenset({"use-regex", "rewrite-target", "x-forwarded-prefix", "server-alias"})
 PREFIX_HEADER = "X-Forwarded-Prefix"
@@ -95,7 +96,7 @@ class Rewrite:
 
 @functools.lru_cache(maxsize=65536)
 def _groups(pattern: str) -> int:
-    return re.compile(pattern).groups
+    return int(compile_regex(pattern).groups)
 
 
 def parse_rewrite(find: Find, problems: list[str]) -> Rewrite:
