@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dataplane.cli import args as value
+from dataplane.cli.backend_tls_flags import add_backend_tls_flags, backend_tls
 from dataplane.cli.tree_base import GLOBAL_SHORT_TIMEOUT, Build, Subparsers, group, leaf
 from dataplane.command.messages import (
     AddBackend,
@@ -56,6 +57,7 @@ def _cluster_add(a: argparse.Namespace) -> Request:
             connect_timeout=a.connect_timeout,
             back_timeout=a.back_timeout,
             sticky_name=a.sticky_name,
+            backend_tls=backend_tls(a),
         )
     )
 
@@ -103,6 +105,7 @@ def add_cluster_tree(top: Subparsers) -> None:
     add.add_argument(
         "--http2", action="store_true", help="speak HTTP/2 (h2c) to this cluster's backends"
     )
+    add_backend_tls_flags(add)
     add.add_argument(
         "--connect-timeout",
         type=value.unsigned,

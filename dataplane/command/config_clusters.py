@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.backend_tls import MAX_VERIFY_DEPTH, check_backend_tls
 from dataplane.command.config_listeners import (
     AnyListenerConfig,
     Defaults,
@@ -31,6 +32,7 @@ from dataplane.command.config_reader import Table
 from dataplane.command.messages import (
     AddBackend,
     AddCertificate,
+    BackendTls,
     CertificateAndKey,
     Cluster,
     Header,
@@ -142,11 +144,18 @@ def parse_cluster(
             table.warn("http2", f"partly served: {NO_H2C}")
     else:
         _tcp_frontends(table, frontends, config, listeners, defaults)
-        for key in ("sticky_session", "https_redirect", "http2", "answer_503", "sticky_name"):
+        for key in (
+            "sticky_session",
+            "https_redirect",
+            "http2",
+            "answer_503",
+            "sticky_name",
+            "backend_tls",
+        ):
             if table.has(key):
                 table.warn(key, "does not apply to a tcp cluster, ignored")
         cluster.sticky_session = cluster.https_redirect = False  # as sozu's TCP clusters
-        cluster.http2 = cluster.answer_503 = cluster.sticky_name = None
+        cluster.http2 = cluster.answer_503 = cluster.sticky_name = cluster.backend_tls = None
     for index, backend_table in enumerate(backends):
         backend = _backend(backend_table, cluster_id, index)
         if backend is not None:
@@ -185,7 +194,34 @@ def _cluster(table: Table, cluster_id: str) -> Cluster:
         connect_timeout=table.integer("connect_timeout", low=1, high=U32),
         back_timeout=table.integer("back_timeout", low=1, high=U32),
         sticky_name=_sticky_name(table),
+        backend_tls=_backend_tls(table),
     )
+
+
+def _backend_tls(cluster: Table) -> BackendTls | None:
+    """pysozu extension `[clusters.<id>.backend_tls]`: TLS to the backends (PEM files)."""
+    table = cluster.table("backend_tls")
+    if table is None:
+        return None
+    files = {}
+    for key in ("ca", "certificate", "key"):
+        path = table.text(key)
+        files[key] = table.report.read_file(table.name, key, path) if path else None
+    config = BackendTls(
+        server_name=table.text("server_name"),
+        verify=table.flag("verify", False),
+        verify_name=table.text("verify_name"),
+        verify_depth=table.integer("verify_depth", low=0, high=MAX_VERIFY_DEPTH),
+        ca=files["ca"],
+        certificate=files["certificate"],
+        key=files["key"],
+    )
+    table.finish(strict=True)
+    try:
+        check_backend_tls(Cluster(cluster_id="", http2=cluster.flag("http2"), backend_tls=config))
+    except StateError as error:
+        table.error(None, str(error).removeprefix("cluster : ").removeprefix("backend_tls: "))
+    return config
 
 
 def _sticky_name(table: Table) -> str | None:

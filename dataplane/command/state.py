@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.backend_tls import check_backend_tls
 from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     STATE_VERBS,
@@ -171,6 +172,7 @@ class ConfigState(StateQueries):
 
     def _add_cluster(self, cluster: Cluster) -> None:
         check_cluster(cluster)
+        check_backend_tls(cluster)
         self.clusters[cluster.cluster_id] = _owned(cluster)
 
     def _remove_cluster(self, cluster_id: str) -> None:
