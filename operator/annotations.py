@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, parse_access
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+from ingress_operator.backend_tls_annotations import TLS_NAMES, BackendTlsAsk, parse_backend_tls
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
@@ -52,40 +53,47 @@ _MAX_ANSWER_BYTES = 16 * 1024
 _MAX_TIMEOUT_SECONDS = 3600
 _MAX_WEIGHT = 10_000
 # The names read here; every other key in either namespace goes through annotation_review.
-NGINX_MAPPED = ACCESS_NAMES | frozenset(
-    {
-        "ssl-redirect",
-        "force-ssl-redirect",
-        "affinity",
-        "session-cookie-name",
-        "load-balance",
-        "proxy-connect-timeout",
-        "proxy-read-timeout",
-        "proxy-send-timeout",
-        "temporal-redirect",
-        "temporal-redirect-code",
-        "permanent-redirect",
-        "permanent-redirect-code",
-        "upstream-vhost",
-        "app-root",
-        "backend-protocol",
-    }
+NGINX_MAPPED = (
+    ACCESS_NAMES
+    | frozenset(
+        {
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "affinity",
+            "session-cookie-name",
+            "load-balance",
+            "proxy-connect-timeout",
+            "proxy-read-timeout",
+            "proxy-send-timeout",
+            "temporal-redirect",
+            "temporal-redirect-code",
+            "permanent-redirect",
+            "permanent-redirect-code",
+            "upstream-vhost",
+            "app-root",
+        }
+    )
+    | TLS_NAMES
 )
-PYSOZU_MAPPED = ACCESS_NAMES | frozenset(
-    {
-        "sticky-sessions",
-        "load-balancing",
-        "load-metric",
-        "connect-timeout",
-        "backend-timeout",
-        "session-cookie-name",
-        "ssl-redirect",
-        "force-ssl-redirect",
-        "backend-weights",
-        "authorized-hashes",
-        "www-authenticate",
-        "http2",
-    }
+PYSOZU_MAPPED = (
+    ACCESS_NAMES
+    | frozenset(
+        {
+            "sticky-sessions",
+            "load-balancing",
+            "load-metric",
+            "connect-timeout",
+            "backend-timeout",
+            "session-cookie-name",
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "backend-weights",
+            "authorized-hashes",
+            "www-authenticate",
+            "http2",
+        }
+    )
+    | TLS_NAMES
 )
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
@@ -105,7 +113,10 @@ class Options:
     www_authenticate: str | None = None  # the basic auth realm
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
-    http2: bool = False  # backends speak h2c (gRPC): backend-protocol GRPC/H2C, pysozu.io/http2
+    http2: bool = (
+        False  # backends speak h2 (gRPC): backend-protocol GRPC/H2C/GRPCS, pysozu.io/http2
+    )
+    backend_tls: BackendTlsAsk | None = None  # backend-protocol HTTPS/GRPCS, proxy-ssl-*
     app_root: str | None = None  # where `/` redirects (302)
     access: Access = field(default_factory=Access)  # source lists, rate limits, body size
     answers: dict[str, str] = field(default_factory=dict)
@@ -213,6 +224,11 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options.refused += access.refused
     options.notices += access.notices
     problems += access.problems
+    tls = parse_backend_tls(lookup(annotations, nginx))  # backend_tls_annotations.py
+    options.http2, options.backend_tls = tls.http2, tls.tls
+    options.refused += tls.refused
+    options.notices += tls.notices
+    problems += tls.problems
     if nginx:
         _parse_nginx(annotations, options)
     for key, value in annotations.items():
@@ -257,7 +273,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
         elif name == "authorized-hashes":
             options.authorized_hashes = _hashes(key, value, problems)
         elif name == "http2":
-            options.http2 = bool(_bool(key, value, problems))
+            options.http2 = bool(_bool(key, value, problems)) or options.http2
         elif name == "www-authenticate":
             if _REALM.match(value):
                 options.www_authenticate = value
@@ -265,8 +281,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 problems.append(
                     f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
                 )
-        elif name in ACCESS_NAMES:
-            continue  # parse_access read it
+        elif name in ACCESS_NAMES or name in TLS_NAMES:
+            continue  # parse_access, parse_backend_tls read it
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)
@@ -276,24 +292,6 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
         )
         options.www_authenticate = None
     return options
-
-
-_H2C_PROTOCOLS = frozenset({"GRPC", "H2C"})
-_PLAIN_PROTOCOLS = frozenset({"HTTP", "AUTO_HTTP"})
-
-
-def _backend_protocol(value: str, options: Options) -> None:
-    """nginx `backend-protocol`: HTTP (the default) or, in h2c, GRPC and H2C (the cluster's
-    `http2`). TLS to backends (HTTPS, GRPCS) and AJP/FCGI are not served: reported, and the
-    backends get plain HTTP/1.1."""
-    protocol = value.strip().upper()
-    if protocol in _H2C_PROTOCOLS:
-        options.http2 = True
-    elif protocol not in _PLAIN_PROTOCOLS:
-        options.problems.append(
-            f"annotation {NGINX}backend-protocol: {value!r} is not served by pysozu (HTTP, GRPC "
-            "and H2C are); the backends get plain HTTP/1.1"
-        )
 
 
 def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
@@ -317,8 +315,6 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
                 f"annotation {NGINX}upstream-vhost: {value!r} is not a host name "
                 "(nginx variables are not supported); the request's Host is sent"
             )
-    if (value := get("backend-protocol")) is not None:
-        _backend_protocol(value, options)
     if (value := get("affinity")) is not None:
         if value == "cookie":
             options.sticky_session = True

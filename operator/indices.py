@@ -119,7 +119,7 @@ class Indices:
         elif resource == ENDPOINT_SLICES:
             value = None if deleted else parse_endpoint_slice(body)
         elif resource == SECRETS:
-            # Only Secrets with a key pair are kept (a broken one too: its problem is reported).
+            # Only Secrets with a key pair or a ca.crt are kept (a broken one too: reported).
             value = parse_tls_secret(body) if not deleted and has_tls_keys(body) else None
         else:
             return

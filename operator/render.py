@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from ingress_operator import interned
 from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
+from ingress_operator.backend_tls_annotations import cluster_backend_tls, refuse_unusable_secret
 from ingress_operator.ingress_semantics import (
     ANY_HOST,
     EXACT,
@@ -145,6 +146,7 @@ class _Renderer:
         for message in ingress.problems:
             self.problem(ingress, "InvalidIngress", message)
         options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        refuse_unusable_secret(options, self.snapshot.secrets, ingress.key.namespace)
         for message in options.problems:
             self.problem(ingress, "InvalidAnnotation", message)
         for notice in options.notices:
@@ -236,7 +238,10 @@ class _Renderer:
         current = self.clusters.get(cid)
         if current is None:
             self.clusters[cid] = (ingress, ref, options)
-        elif current[0] is not ingress and current[2].cluster(cid) != options.cluster(cid):
+        elif current[0] is not ingress and (
+            current[2].cluster(cid) != options.cluster(cid)
+            or current[2].backend_tls != options.backend_tls
+        ):
             message = f"cluster {cid}: the annotations of older Ingress {current[0].key} apply"
             self.problem(ingress, "Conflict", message)
         return cid
@@ -323,9 +328,14 @@ class _Renderer:
                 cluster = self.redirecting[cid][1].cluster(cid)
             elif cid in self.app_roots:
                 cluster = self.app_root_cluster(cid)
-            else:
-                options = self.clusters[cid][2] if cid in self.clusters else Options()
+            elif cid in self.clusters:
+                owner, ref, options = self.clusters[cid]
                 cluster = options.cluster(cid)
+                cluster.backend_tls = cluster_backend_tls(
+                    options, self.snapshot.secrets, owner, ref
+                )
+            else:
+                cluster = Options().cluster(cid)
             out.append(interned.encoded(Request.of(add_cluster=cluster)))
         fronts = [
             (host, kind, value, route) for (host, kind, value), route in sorted(self.routes.items())
