@@ -115,6 +115,8 @@ def check_backend_tls(cluster: Cluster) -> None:
     if config is None:
         return
     where = f"cluster {cluster.cluster_id}"
+    if cluster.health_check is not None:  # its HTTP probe would fail on every TLS backend
+        raise StateError(f"{where}: health checks do not speak TLS: not with backend_tls")
     depth = config.verify_depth
     if depth is not None and not 0 <= depth <= MAX_VERIFY_DEPTH:
         raise StateError(f"{where}: backend_tls verify_depth {depth} is not in 0..100")

@@ -183,9 +183,9 @@ class ConfigState(StateQueries):
     def _set_health_check(self, request: SetHealthCheck) -> None:
         cluster = self._cluster(request.cluster_id)
         check_health_check(request.cluster_id, request.config)
-        self.clusters[request.cluster_id] = msgspec.structs.replace(
-            cluster, health_check=_owned(request.config)
-        )
+        updated = msgspec.structs.replace(cluster, health_check=_owned(request.config))
+        check_backend_tls(updated)
+        self.clusters[request.cluster_id] = updated
 
     def _remove_health_check(self, cluster_id: str) -> None:
         cluster = self._cluster(cluster_id)

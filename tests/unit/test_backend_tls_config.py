@@ -14,7 +14,13 @@ import trustme
 from dataplane.cli.tree import build_parser
 from dataplane.command.backend_tls import BackendTlsContext, check_backend_tls, names_match
 from dataplane.command.config import ConfigError, parse_config
-from dataplane.command.messages import BackendTls, Cluster, Request
+from dataplane.command.messages import (
+    BackendTls,
+    Cluster,
+    HealthCheckConfig,
+    Request,
+    SetHealthCheck,
+)
 from dataplane.command.state import ConfigState
 from dataplane.command.state_rules import StateError
 from dataplane.command.statefile import decode_state, encode_state
@@ -105,6 +111,18 @@ def test_the_state_refuses_unusable_settings(fields: dict[str, Any], match: str)
         check_backend_tls(cluster)
     with pytest.raises(StateError, match=match):
         ConfigState().dispatch(Request.of(add_cluster=cluster))
+
+
+def test_health_checks_and_backend_tls_do_not_go_together() -> None:
+    probe = HealthCheckConfig(uri="/health")
+    tls = Cluster(cluster_id="app", backend_tls=BackendTls(), health_check=probe)
+    with pytest.raises(StateError, match="health checks do not speak TLS"):
+        ConfigState().dispatch(Request.of(add_cluster=tls))
+    state = ConfigState()
+    state.dispatch(Request.of(add_cluster=Cluster(cluster_id="app", backend_tls=BackendTls())))
+    with pytest.raises(StateError, match="health checks do not speak TLS"):
+        state.dispatch(Request.of(set_health_check=SetHealthCheck(cluster_id="app", config=probe)))
+    assert state.clusters["app"].health_check is None
 
 
 def test_a_client_certificate_is_loaded(ca: trustme.CA) -> None:
