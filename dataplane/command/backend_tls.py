@@ -75,8 +75,9 @@ class BackendTlsContext:
                 return f"certificate does not match {self.name!r}"
         if self.depth is not None:
             chain = tls._sslobj.get_verified_chain()  # type: ignore[attr-defined]  # 3.13: public
-            if len(chain) - 1 > self.depth:
-                return f"certificate chain deeper than verify_depth {self.depth}"
+            # leaf, intermediates, trust anchor: OpenSSL's (and nginx's) depth counts the middle
+            if len(chain) - 2 > self.depth:
+                return f"{len(chain) - 2} intermediate certificates, verify_depth is {self.depth}"
         selected = tls.selected_alpn_protocol()
         if selected is not None and selected != self.alpn:
             return f"backend chose ALPN {selected!r}, {self.alpn!r} was offered"

@@ -151,6 +151,24 @@ def test_verification_succeeds_against_the_ca(pysozu: Any, tmp_path: Path) -> No
         assert seen["sni"] is None  # the name is verified, not sent (nginx's default)
 
 
+@pytest.mark.parametrize(("depth", "status"), [(1, 200), (0, 503)])
+def test_verify_depth_counts_intermediates(
+    pysozu: Any, tmp_path: Path, depth: int, status: int
+) -> None:
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    ca_file = _pem(tmp_path, "ca.pem", root.cert_pem.bytes())
+    with TlsBackend(intermediate, BACKEND_NAME) as backend:
+        port = pysozu.free_port()
+        tls = f'verify = true\nca = "{ca_file}"\nserver_name = "{BACKEND_NAME}"\n'
+        instance = pysozu.start(
+            _config(port, backend.port, tls + f"verify_depth = {depth}"), workers=1
+        )
+        assert _get(port)[0] == status
+        if status != 200:
+            assert "1 intermediate certificates, verify_depth is 0" in instance.log()
+
+
 def _samples(port: int) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

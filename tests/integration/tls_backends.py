@@ -77,7 +77,7 @@ class TlsBackend:
 
     def __init__(self, ca: trustme.CA, *names: str, client_ca: trustme.CA | None = None) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert(*names).configure_cert(context)
+        ca.issue_cert(*names).configure_cert(context)  # with its chain up to `ca`
         context.set_alpn_protocols(["http/1.1"])
 
         def remember(tls: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
