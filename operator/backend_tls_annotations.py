@@ -21,11 +21,17 @@ change nothing (as in nginx): reported.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from ingress_operator.annotation_review import NOT_ENFORCED, Notice
 from ingress_operator.model import BackendRef, Ingress, ObjectKey, TlsSecret
 
@@ -216,8 +222,33 @@ def cluster_backend_tls(
     options: _Options, secrets: Mapping[ObjectKey, TlsSecret], owner: Ingress, ref: BackendRef
 ) -> BackendTls | None:
     """The `backend_tls` of the cluster of `ref` (a Service of `owner`'s namespace)."""
-    if options.backend_tls is None:
+    ask = options.backend_tls
+    if ask is None:
         return None
     namespace = owner.key.namespace
+    if secret_refusal(ask, secrets, namespace) is not None:
+        # A canary Ingress (main's options, its own namespace) whose Secret is not usable
+        # there: verification that nothing passes, so its backends answer 503 (fail closed).
+        return BackendTls(verify=True, ca=_nobodys_ca(), verify_name="invalid")
     upstream = f"{ref.service}.{namespace}.svc"
-    return backend_tls(options.backend_tls, secrets, namespace, upstream)
+    return backend_tls(ask, secrets, namespace, upstream)
+
+
+@functools.cache
+def _nobodys_ca() -> str:
+    """A CA certificate whose key is thrown away: it signs nothing, ever."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pysozu: trusts nothing")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()

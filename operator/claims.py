@@ -16,6 +16,7 @@ would silently move a working route (the rendering gives it to the older one).
 A route's backend is its cluster, as the rendering names it: `<namespace>/<service>:<port>`,
 the Ingress's own redirect cluster for a redirecting one, its refusing cluster for one failing
 closed. nginx `app-root` routes (`/` per host) are not judged here: the rendering reports them.
+A canary Ingress claims no route (canary.py): it is never a conflict.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Claim:
 def ingress_claims(ingress: Ingress, settings: RenderSettings) -> Iterator[tuple[RouteKey, Claim]]:
     """The routes the rendering would claim for `ingress` (bad hosts and paths claim none)."""
     options = parse_annotations(ingress.annotations, settings.nginx_annotations)
+    if options.canary is not None:
+        return  # a canary Ingress claims nothing: it joins main routes (canary.py)
     key = ingress.key
 
     def backend(ref: BackendRef) -> str:

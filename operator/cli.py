@@ -142,6 +142,14 @@ def parser() -> argparse.ArgumentParser:
         "syntax (1m, 512k; ingress-nginx's default is 1m); 0: no limit (default: 0)",
     )
     p.add_argument(
+        "--default-ssl-certificate",
+        type=_namespaced_name,
+        metavar="NAMESPACE/NAME",
+        help="a TLS Secret served to every host no tls entry secures (their HTTP is not "
+        "redirected), and to tls entries that name hosts but no secretName (those are "
+        "secured), as ingress-nginx's flag; in a watched namespace",
+    )
+    p.add_argument(
         "--debounce",
         type=float,
         default=0.2,
@@ -214,6 +222,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             nginx_annotations=args.nginx_annotations,
             limit_req_status=args.limit_req_status_code,
             proxy_body_size=args.proxy_body_size,
+            default_certificate=args.default_ssl_certificate,
         ),
         namespaces=tuple(args.namespace),
         publish_address=args.publish_address,

@@ -25,6 +25,7 @@ from typing import Any
 
 import kopf
 from ingress_operator.model import (
+    AuthSecret,
     EndpointSlice,
     Ingress,
     IngressClass,
@@ -33,6 +34,7 @@ from ingress_operator.model import (
     Snapshot,
     TlsSecret,
     has_tls_keys,
+    parse_auth_secret,
     parse_endpoint_slice,
     parse_ingress,
     parse_ingress_class,
@@ -71,6 +73,7 @@ class Indices:
         self.services: dict[ObjectKey, Service] = {}
         self.slices: dict[ObjectKey, EndpointSlice] = {}  # by the slice's own key
         self.secrets: dict[ObjectKey, TlsSecret] = {}
+        self.auth_secrets: dict[ObjectKey, AuthSecret] = {}  # basic auth (auth-secret)
         self._pending: set[str] | None = None  # uids listed at startup and not yet seen
         self._seen: set[str] = set()  # uids seen before the startup listing answered
         self._sequence = 0  # events applied so far
@@ -119,13 +122,20 @@ class Indices:
         elif resource == ENDPOINT_SLICES:
             value = None if deleted else parse_endpoint_slice(body)
         elif resource == SECRETS:
-            # Only Secrets with a key pair or a ca.crt are kept (a broken one too: reported).
+            # Only Secrets with a key pair or a ca.crt (proxy-ssl-secret) are kept (a broken one
+            # too: its problem is reported), and those basic auth can read.
             value = parse_tls_secret(body) if not deleted and has_tls_keys(body) else None
+            auth = None if deleted else parse_auth_secret(body)
+            _put(self.auth_secrets, key, auth)
+            if value is None and auth is not None:
+                self.secrets.pop(key, None)
+                value = auth  # stamped below, so a re-list sweeps it too
         else:
             return
         self._sequence += 1
         self.changes[resource] += 1
-        _put(self._table(resource), key, value)
+        if resource != SECRETS or not isinstance(value, AuthSecret):
+            _put(self._table(resource), key, value)
         _put(self._stamps[resource], key, None if value is None else self._sequence)
 
     def _table(self, resource: tuple[str, ...]) -> dict[Any, Any]:
@@ -153,6 +163,8 @@ class Indices:
         for key in gone:
             del stamps[key]
             table.pop(key, None)
+            if resource == SECRETS:
+                self.auth_secrets.pop(key, None)
         if gone:
             self.changes[resource] += 1
         return gone
@@ -174,6 +186,7 @@ class Indices:
             services=dict(self.services),
             slices=by_service,
             secrets=dict(self.secrets),
+            auth_secrets=dict(self.auth_secrets),
         )
 
 

@@ -16,6 +16,9 @@ former is redirected to HTTPS (308) unless the Ingress says otherwise.
 The access annotations (source lists, rate limits, body size: access_annotations.py) go on
 every frontend of their Ingress, HTTP and HTTPS, redirecting ones included.
 
+A canary Ingress (canary.py) renders no route of its own: its routes become the canary
+alternative of the main Ingress's frontends of the same host and path, to its own cluster.
+
 An Ingress with an access restriction pysozu cannot enforce (`annotation_review`) fails closed:
 its routes are claimed as usual but go to a cluster of its own that never gets a backend, so
 they answer 503 and never reach its Services.
@@ -30,6 +33,8 @@ from ingress_operator import interned
 from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
 from ingress_operator.backend_tls_annotations import cluster_backend_tls, refuse_unusable_secret
+from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
+from ingress_operator.canary import CanaryRule, attach_canaries
 from ingress_operator.ingress_semantics import (
     ANY_HOST,
     EXACT,
@@ -46,6 +51,8 @@ from ingress_operator.model import (
     Endpoint,
     Ingress,
     ObjectKey,
+    Service,
+    ServicePort,
     Snapshot,
     der_fingerprint,
 )
@@ -118,6 +125,7 @@ class _Route:
     exact: bool  # rendered from an Exact path: wins a tie against a Prefix path
     app_root: str | None = None  # an nginx app-root redirect of `/`
     access: Access | None = None  # source lists, rate limits, body size (None: none)
+    canary: tuple[str, CanaryRule, ObjectKey] | None = None  # cluster, rule, canary Ingress
 
 
 @dataclass(slots=True)
@@ -132,10 +140,15 @@ class _Renderer:
     refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
     redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
     app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
+    canaries: list[tuple[Ingress, Options]] = field(default_factory=list)  # attached last
     tls: TlsHosts = field(init=False)
 
     def __post_init__(self) -> None:
         self.tls = TlsHosts(self.snapshot.secrets, self.problem)
+        if (flag := self.settings.default_certificate) is not None:
+            self.tls.default_name = "/".join(flag)
+            default = self.snapshot.secrets.get(ObjectKey(*flag))
+            self.tls.default = default if default is not None and not default.problem else None
 
     def problem(self, ingress: Ingress, reason: str, message: str) -> None:
         self.problems.append(Problem(ingress.key, reason, message))
@@ -147,10 +160,15 @@ class _Renderer:
             self.problem(ingress, "InvalidIngress", message)
         options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
         refuse_unusable_secret(options, self.snapshot.secrets, ingress.key.namespace)
+        if options.basic_auth is not None:
+            self.resolve_basic_auth(ingress, options, options.basic_auth)
         for message in options.problems:
             self.problem(ingress, "InvalidAnnotation", message)
         for notice in options.notices:
             self.problems.append(Problem(ingress.key, notice.reason, notice.message, notice.type))
+        if options.canary is not None:
+            self.canaries.append((ingress, options))
+            return
         access = None
         if options.refused:  # fail closed: every route of this Ingress goes nowhere
             refusing = refused_cluster_id(ingress.key)
@@ -188,6 +206,20 @@ class _Renderer:
             elif self.default_route.cluster != cluster:
                 older = self.default_route.owner.key
                 self.problem(ingress, "Conflict", f"defaultBackend: older Ingress {older} wins")
+
+    def resolve_basic_auth(self, ingress: Ingress, options: Options, auth: BasicAuth) -> None:
+        """auth-type basic: the Secret's entries become the cluster's authorized_hashes."""
+        result = BasicAuthResult()
+        entries = resolve_credentials(
+            auth, ingress.key.namespace, self.snapshot.auth_secrets, result
+        )
+        options.refused += result.refused
+        options.notices += result.notices
+        options.problems += result.problems
+        if entries is not None:
+            options.authorized_hashes = (options.authorized_hashes or []) + entries
+            if options.www_authenticate is None:
+                options.www_authenticate = auth.realm
 
     def add_app_root(
         self, ingress: Ingress, options: Options, root: str, access: Access | None
@@ -238,9 +270,8 @@ class _Renderer:
         current = self.clusters.get(cid)
         if current is None:
             self.clusters[cid] = (ingress, ref, options)
-        elif current[0] is not ingress and (
-            current[2].cluster(cid) != options.cluster(cid)
-            or current[2].backend_tls != options.backend_tls
+        elif current[0] is not ingress and _cluster_shape(current[2], cid) != _cluster_shape(
+            options, cid
         ):
             message = f"cluster {cid}: the annotations of older Ingress {current[0].key} apply"
             self.problem(ingress, "Conflict", message)
@@ -288,7 +319,41 @@ class _Renderer:
                 owner, "PortNotFound", f"service {service.key} has no port {ref.port_label}"
             )
             return
-        weights = self.clusters[cid][2].weights
+        options = self.clusters[cid][2]
+        if options.service_upstream:
+            if service.cluster_ip and service.cluster_ip != "None":
+                entry = interned.backend(cid, service.cluster_ip, port.port, None, False)
+                if entry is not None:
+                    yield entry
+                return
+            message = f"annotation service-upstream: service {service.key} has no ClusterIP"
+            self.problem(owner, "InvalidAnnotation", message + "; its endpoints are used")
+        weights = options.weights
+        chosen = self.endpoints(service, port)
+        if not any(not e.terminating for e in chosen.values()) and options.default_backend:
+            fallback = self.default_backend_endpoints(owner, options.default_backend)
+            if fallback is not None:
+                chosen = fallback
+        for (address, target), endpoint in chosen.items():
+            weight = weights.get(endpoint.pod or "", weights.get(address))
+            entry = interned.backend(cid, address, target, weight, endpoint.terminating)
+            if entry is not None:
+                yield entry
+
+    def default_backend_endpoints(
+        self, owner: Ingress, name: str
+    ) -> dict[tuple[str, int], Endpoint] | None:
+        """The `default-backend` annotation's Service (its first port), while the route's own
+        Service has no endpoint in rotation."""
+        service = self.snapshot.services.get(ObjectKey(owner.key.namespace, name))
+        if service is None or not service.ports:
+            message = f"annotation default-backend: service {owner.key.namespace}/{name} not found"
+            self.problem(owner, "InvalidAnnotation", message)
+            return None
+        return self.endpoints(service, service.ports[0])
+
+    def endpoints(self, service: Service, port: ServicePort) -> dict[tuple[str, int], Endpoint]:
+        """(address, target port) -> endpoint for a Service port, from its EndpointSlices."""
         chosen: dict[tuple[str, int], Endpoint] = {}
         for endpoint_slice in self.snapshot.slices.get(service.key, ()):
             target = next((p.port for p in endpoint_slice.ports if p.name == port.name), None)
@@ -301,11 +366,7 @@ class _Renderer:
         # A terminating but serving endpoint is a backup backend: no new requests while another
         # is in rotation, requests under way finish (it stays in the dataplane); when every
         # endpoint is terminating, they serve rather than a 503, as kube-proxy does (KEP-1669).
-        for (address, target), endpoint in chosen.items():
-            weight = weights.get(endpoint.pod or "", weights.get(address))
-            entry = interned.backend(cid, address, target, weight, endpoint.terminating)
-            if entry is not None:
-                yield entry
+        return chosen
 
     def requests(self) -> list[Encoded]:
         http, https = self.settings.http_address, self.settings.https_address
@@ -320,6 +381,7 @@ class _Renderer:
             ),
         ]
         used = {route.cluster for route in self.routes.values()}
+        used.update(route.canary[0] for route in self.routes.values() if route.canary)
         if self.default_route is not None:
             used.add(self.default_route.cluster)
         cluster_ids = sorted(used)
@@ -359,6 +421,7 @@ class _Renderer:
                     default.options.force_ssl_redirect,
                 )
             )
+        self.tls.finish()
         for fingerprint in sorted(self.tls.certificates):
             _, secret, names = self.tls.certificates[fingerprint]
             certificate = CertificateAndKey(
@@ -380,6 +443,16 @@ class _Renderer:
                 owner, ref, _ = self.clusters[cid]
                 out.extend(self.backends(cid, owner, ref))
         return out
+
+
+def _cluster_shape(options: Options, cid: str) -> tuple[object, ...]:
+    """What two Ingresses sharing a cluster must agree on: its settings and its backends."""
+    return (
+        options.cluster(cid),
+        options.service_upstream,
+        options.default_backend,
+        options.backend_tls,
+    )
 
 
 def _front_of(
@@ -414,6 +487,7 @@ def _front_of(
         answer,
         route.options.upstream_vhost if forwards else None,
         route.access,
+        route.canary[:2] if route.canary and forwards else None,
     )
 
 
@@ -435,6 +509,7 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     ours.sort(key=lambda ingress: ingress.age_key)
     for ingress in ours:
         renderer.add_ingress(ingress)
+    attach_canaries(renderer, renderer.canaries)
     encoded = renderer.requests()
     cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
     cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())

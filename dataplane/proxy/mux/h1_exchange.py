@@ -112,7 +112,7 @@ class H1Exchange:
             if backend is None:
                 break
             set_cookie = sticky_cookie_value(
-                cluster, backend, self.sticky_id, stream.session.listener.sticky_name
+                cluster, backend, self.sticky_id, stream.session.listener
             )
             pooled = loop.pool.take(backend, cluster.cluster_id, cluster.backend_tls)
             if pooled is not None:

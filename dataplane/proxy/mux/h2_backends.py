@@ -417,7 +417,7 @@ class H2Exchange:
                 self.failed.add(backend.backend_id)
                 continue
             set_cookie = sticky_cookie_value(
-                cluster, backend, self.sticky_id, self.stream.session.listener.sticky_name
+                cluster, backend, self.sticky_id, self.stream.session.listener
             )
             self.stream.chose(conn, set_cookie)
             self.conn = conn

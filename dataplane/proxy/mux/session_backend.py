@@ -56,9 +56,7 @@ class BackendSide(SessionFields):
             if backend is None:
                 break
             if cluster.sticky_session:
-                value = sticky_cookie_value(
-                    cluster, backend, self.sticky_id, self.listener.sticky_name
-                )
+                value = sticky_cookie_value(cluster, backend, self.sticky_id, self.listener)
                 self.set_cookie = b"\r\nSet-Cookie: " + value if value else b""
             pooled = loop.pool.take(backend, cluster.cluster_id, cluster.backend_tls)
             if pooled is not None:
