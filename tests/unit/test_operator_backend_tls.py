@@ -11,14 +11,14 @@ import pytest
 import trustme
 from ingress_operator.annotation_review import NOT_ENFORCED
 from ingress_operator.annotations import parse_annotations
-from ingress_operator.backend_tls_annotations import BackendTlsAsk
+from ingress_operator.backend_tls_annotations import BackendTlsAsk, cluster_backend_tls
 from ingress_operator.ingress_semantics import refused_cluster_id
-from ingress_operator.model import ObjectKey
+from ingress_operator.model import ObjectKey, parse_ingress
 from ingress_operator.render import Rendered, render
 from ingress_operator.settings import RenderSettings
 from test_operator_conformance import BASE, HTTP, answer, load
 
-from dataplane.command.messages import BackendTls, Cluster
+from dataplane.command.messages import BackendTls, Cluster, Request
 from dataplane.command.state import ConfigState
 
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -267,3 +267,18 @@ def test_two_ingresses_asking_different_tls_of_one_service_conflict() -> None:
     assert any(
         p.reason == "Conflict" and "annotations of older" in p.message for p in rendered.problems
     )
+
+
+def test_a_cluster_whose_secret_is_unusable_where_it_is_rendered_trusts_nothing() -> None:
+    """A canary Ingress takes its main's options; in another namespace the Secret is not
+    there: its cluster verifies against a CA that signs nothing (every connect fails: 503)."""
+    options = parse({NGINX + "backend-protocol": "HTTPS", NGINX + "proxy-ssl-secret": "ca"})
+    body = ingress({})
+    body["metadata"]["namespace"] = "other"
+    owner = parse_ingress(body)
+    ref = owner.rules[0].paths[0].backend
+    assert ref is not None
+    tls = cluster_backend_tls(options, {}, owner, ref)
+    assert tls is not None and tls.verify and tls.verify_name == "invalid" and tls.ca
+    cluster = Cluster(cluster_id="other/echo-service:80", backend_tls=tls)
+    ConfigState().dispatch(Request.of(add_cluster=cluster))  # accepted: it fails at connect
