@@ -18,6 +18,9 @@ route of the Ingress; `pysozu.io/www-authenticate` -> the realm. ingress-nginx's
 
 nginx `upstream-vhost` -> `rewrite_host` on the Ingress's forwarding routes: the Host header
 the backends get (the dataplane sends the client's as X-Forwarded-Host, as ingress-nginx does).
+
+`use-regex`, `rewrite-target`, `x-forwarded-prefix` and `server-alias`: rewrites.py (the regex
+paths: regex_paths.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from ingress_operator.backend_tls_annotations import TLS_NAMES, BackendTlsAsk, p
 from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
 from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
+from ingress_operator.rewrites import NAMES as REWRITE_NAMES
+from ingress_operator.rewrites import Rewrite, parse_rewrite
 from ingress_operator.upstream_annotations import UPSTREAM_NAMES, parse_upstream
 
 from dataplane.command.credential_formats import CredentialError, split_entry
@@ -63,6 +68,7 @@ NGINX_MAPPED = (
     | AFFINITY_NAMES
     | BASIC_AUTH_NAMES
     | UPSTREAM_NAMES
+    | REWRITE_NAMES
     | frozenset(
         {
             "ssl-redirect",
@@ -88,6 +94,7 @@ PYSOZU_MAPPED = (
     | AFFINITY_NAMES
     | BASIC_AUTH_NAMES
     | UPSTREAM_NAMES
+    | REWRITE_NAMES
     | frozenset(
         {
             "sticky-sessions",
@@ -134,6 +141,9 @@ class Options:
     backend_tls: BackendTlsAsk | None = None  # backend-protocol HTTPS/GRPCS, proxy-ssl-*
     app_root: str | None = None  # where `/` redirects (302)
     access: Access = field(default_factory=Access)  # source lists, rate limits, body size
+    rewrite: Rewrite = field(
+        default_factory=Rewrite
+    )  # use-regex, rewrite-target, x-forwarded-prefix, aliases
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -250,6 +260,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options.refused += basic.refused
     options.notices += basic.notices
     problems += basic.problems
+    options.rewrite = parse_rewrite(lookup(annotations, nginx), problems)
     tls = parse_backend_tls(lookup(annotations, nginx))  # backend_tls_annotations.py
     options.http2, options.backend_tls = tls.http2, tls.tls
     options.refused += tls.refused
@@ -313,6 +324,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             or name in BASIC_AUTH_NAMES
             or name in AFFINITY_NAMES
             or name in UPSTREAM_NAMES
+            or name in REWRITE_NAMES
             or name in TLS_NAMES
         ):
             continue  # read by their own modules

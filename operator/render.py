@@ -64,6 +64,8 @@ from ingress_operator.redirects import (
     app_root_template,
     redirect_cluster_id,
 )
+from ingress_operator.regex_paths import regex_rules, shown
+from ingress_operator.rewrites import Hosts, Rewritten
 from ingress_operator.settings import RenderSettings
 from ingress_operator.tls_hosts import TlsHosts
 
@@ -126,6 +128,7 @@ class _Route:
     app_root: str | None = None  # an nginx app-root redirect of `/`
     access: Access | None = None  # source lists, rate limits, body size (None: none)
     canary: tuple[str, CanaryRule, ObjectKey] | None = None  # cluster, rule, canary Ingress
+    rewritten: Rewritten | None = None  # rewrite-target (rewrites.py)
 
 
 @dataclass(slots=True)
@@ -141,6 +144,8 @@ class _Renderer:
     redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
     app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
     canaries: list[tuple[Ingress, Options]] = field(default_factory=list)  # attached last
+    options: dict[ObjectKey, Options] = field(default_factory=dict)  # parsed by scan()
+    hosts: Hosts = field(default_factory=Hosts)  # regex hosts and aliases (rewrites.py)
     tls: TlsHosts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -155,10 +160,18 @@ class _Renderer:
 
     # -- per Ingress ------------------------------------------------------------------------
 
+    def scan(self, ingress: Ingress) -> None:
+        """Before any route: what this Ingress says about its hosts (regex paths, aliases)."""
+        options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        self.options[ingress.key] = options
+        self.hosts.scan(ingress, options.rewrite)
+
     def add_ingress(self, ingress: Ingress) -> None:
         for message in ingress.problems:
             self.problem(ingress, "InvalidIngress", message)
-        options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        options = self.options.get(ingress.key)
+        if options is None:
+            options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
         refuse_unusable_secret(options, self.snapshot.secrets, ingress.key.namespace)
         if options.basic_auth is not None:
             self.resolve_basic_auth(ingress, options, options.basic_auth)
@@ -184,8 +197,13 @@ class _Renderer:
                 self.problem(ingress, "InvalidHost", str(error))
                 continue
             for entry in rule.paths:
+                rewrite = options.rewrite
                 try:
-                    rules = path_rules(entry.path_type, entry.path)
+                    if host in self.hosts.regex:
+                        own = rewrite.regex(entry.path)
+                        rules = regex_rules(entry.path_type, entry.path, own)
+                    else:
+                        rules = path_rules(entry.path_type, entry.path)
                 except SemanticError as error:
                     self.problem(ingress, "InvalidPath", str(error))
                     continue
@@ -194,7 +212,10 @@ class _Renderer:
                 cluster = self.route_cluster(ingress, entry.backend, options)
                 exact = entry.path_type == EXACT
                 for path in rules:
-                    route = _Route(cluster, ingress, options, exact, None, access)
+                    rewritten = rewrite.rewritten(entry.path, path)
+                    route = _Route(
+                        cluster, ingress, options, exact, None, access, rewritten=rewritten
+                    )
                     self.claim_route(host, path, route)
         if options.app_root is not None and not options.refused:
             self.add_app_root(ingress, options, options.app_root, access)
@@ -243,6 +264,16 @@ class _Renderer:
             else:
                 self.claim_route(host, PathRule(kind=PathRuleKind.EQUALS, value="/"), route)
 
+    def add_aliases(self) -> None:
+        """server-alias: each alias serves its host's routes (every Ingress's), with the
+        host's certificate when it covers the alias."""
+        pairs = self.hosts.aliases(lambda ingress, text: self.problem(ingress, "Conflict", text))
+        for host, alias in pairs:
+            for (name, kind, value), route in list(self.routes.items()):
+                if name == host:
+                    self.routes.setdefault((alias, kind, value), route)
+            self.tls.alias(host, alias)
+
     def claim_route(self, host: str, path: PathRule, route: _Route) -> None:
         key = (host, path.kind, path.value)
         current = self.routes.get(key)
@@ -250,7 +281,7 @@ class _Renderer:
             self.routes[key] = route
             return
         if current.cluster != route.cluster and not (current.exact and not route.exact):
-            where = f"{host}{path.value or '/'}"
+            where = f"{host}{shown(path)}"
             message = f"route {where} is already served by older Ingress {current.owner.key}"
             self.problem(route.owner, "Conflict", message)
 
@@ -488,6 +519,7 @@ def _front_of(
         route.options.upstream_vhost if forwards else None,
         route.access,
         route.canary[:2] if route.canary and forwards else None,
+        route.rewritten if forwards else None,
     )
 
 
@@ -508,8 +540,11 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     ours = [i for i in snapshot.ingresses.values() if is_ours(i, snapshot.classes, settings)]
     ours.sort(key=lambda ingress: ingress.age_key)
     for ingress in ours:
+        renderer.scan(ingress)
+    for ingress in ours:
         renderer.add_ingress(ingress)
     attach_canaries(renderer, renderer.canaries)
+    renderer.add_aliases()
     encoded = renderer.requests()
     cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
     cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())

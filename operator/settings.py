@@ -35,6 +35,8 @@ class Settings:
     command_socket: Path
     render: RenderSettings = RenderSettings()
     namespaces: tuple[str, ...] = ()  # empty: cluster-wide
+    # --ingress-class-name: this IngressClass is ours, no IngressClass is ever read.
+    ingress_class_name: str | None = None
     publish_address: str | None = None
     publish_service: tuple[str, str] | None = None  # (namespace, name)
     health_address: SocketAddress = DEFAULT_HEALTH_ADDRESS

@@ -119,6 +119,19 @@ class TlsHosts:
             )
             entry[2].update(names)
 
+    def alias(self, host: str, alias: str) -> None:
+        """A server alias (server-alias) gets its host's certificate when that covers it, as
+        ingress-nginx gives it (else the default certificate)."""
+        if host in self.rule_hosts:
+            self.rule_hosts.setdefault(alias, self.rule_hosts[host])
+        holder = self.hosts.get(host) or self.hosts.get("*." + host.partition(".")[2])
+        if holder is None or alias in self.hosts:
+            return
+        certificate = self.certificates.get(holder[0])
+        if certificate is not None and any(covers(n, alias) for n in certificate[1].names):
+            self.hosts[alias] = holder
+            certificate[2].add(alias)
+
     def secured(self, host: str) -> bool:
         """A host with a certificate (its own, or its single-label wildcard's)."""
         if host in self.hosts:
