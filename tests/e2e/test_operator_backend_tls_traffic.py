@@ -79,8 +79,15 @@ def test_https_backends_verified_with_sni_and_failing_closed(world: World) -> No
             assert world.get("good.example")[0] == 200
         assert backend.server.handshakes == handshakes
 
-        # A backend whose certificate the Secret's CA did not sign: the connect fails, 503.
-        wait_for("the wrong-CA route", lambda: world.get("wrong.example")[0] == 503 or None)
+        # A backend whose certificate the Secret's CA did not sign: the connect fails, 503
+        # (a 503 also comes before the backend is pushed: wait for the failed verification).
+        def verification_failed() -> bool:
+            if world.get("wrong.example")[0] != 503:
+                return False
+            log = world.processes["dataplane"].log.read_text(errors="replace")
+            return "certificate verification failed" in log
+
+        wait_for("the wrong-CA route's failed verification", lambda: verification_failed() or None)
         # A missing Secret: the Ingress fails closed, whatever the backend would say.
         wait_for("the refused route", lambda: world.get("nosecret.example")[0] == 503 or None)
 
@@ -90,7 +97,7 @@ def test_https_backends_verified_with_sni_and_failing_closed(world: World) -> No
 
         wait_for("the AnnotationNotEnforced Event", lambda: refusal_event() or None)
         log = world.processes["dataplane"].log.read_text(errors="replace")
-        assert "TLS with backend" in log and "certificate verification failed" in log
+        assert "cluster default/api2:http: TLS with backend 127.0.0.1:" in log
 
 
 def test_backend_protocol_grpcs_carries_grpc_calls(world: World) -> None:
