@@ -132,8 +132,8 @@ class Indices:
         elif resource == ENDPOINT_SLICES:
             value = None if deleted else parse_endpoint_slice(body)
         elif resource == SECRETS:
-            # Only Secrets with a key pair are kept (a broken one too: its problem is reported),
-            # and those basic auth can read.
+            # Only Secrets with a key pair or a ca.crt (proxy-ssl-secret) are kept (a broken one
+            # too: its problem is reported), and those basic auth can read.
             value = parse_tls_secret(body) if not deleted and has_tls_keys(body) else None
             auth = None if deleted else parse_auth_secret(body)
             _put(self.auth_secrets, key, auth)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ingress_operator import interned
 from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
+from ingress_operator.backend_tls_annotations import cluster_backend_tls, refuse_unusable_secret
 from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
 from ingress_operator.canary import CanaryRule, attach_canaries
 from ingress_operator.ingress_semantics import (
@@ -171,6 +172,7 @@ class _Renderer:
         options = self.options.get(ingress.key)
         if options is None:
             options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        refuse_unusable_secret(options, self.snapshot.secrets, ingress.key.namespace)
         if options.basic_auth is not None:
             self.resolve_basic_auth(ingress, options, options.basic_auth)
         for message in options.problems:
@@ -419,9 +421,14 @@ class _Renderer:
                 cluster = self.redirecting[cid][1].cluster(cid)
             elif cid in self.app_roots:
                 cluster = self.app_root_cluster(cid)
-            else:
-                options = self.clusters[cid][2] if cid in self.clusters else Options()
+            elif cid in self.clusters:
+                owner, ref, options = self.clusters[cid]
                 cluster = options.cluster(cid)
+                cluster.backend_tls = cluster_backend_tls(
+                    options, self.snapshot.secrets, owner, ref
+                )
+            else:
+                cluster = Options().cluster(cid)
             out.append(interned.encoded(Request.of(add_cluster=cluster)))
         fronts = [
             (host, kind, value, route) for (host, kind, value), route in sorted(self.routes.items())
@@ -471,7 +478,12 @@ class _Renderer:
 
 def _cluster_shape(options: Options, cid: str) -> tuple[object, ...]:
     """What two Ingresses sharing a cluster must agree on: its settings and its backends."""
-    return (options.cluster(cid), options.service_upstream, options.default_backend)
+    return (
+        options.cluster(cid),
+        options.service_upstream,
+        options.default_backend,
+        options.backend_tls,
+    )
 
 
 def _front_of(
