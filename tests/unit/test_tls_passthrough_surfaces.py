@@ -4,12 +4,14 @@ CLI flag, the state's checks, the state file, and the worker's hostname table.""
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from dataplane.cli.output import show_frontends
 from dataplane.cli.tree import build_parser
 from dataplane.command.address import SocketAddress
 from dataplane.command.config import parse_config
@@ -20,6 +22,7 @@ from dataplane.command.messages import (
     Request,
     RequestHttpFrontend,
 )
+from dataplane.command.responses import ListedFrontends, Response, ResponseContent
 from dataplane.command.state import ConfigState
 from dataplane.command.state_rules import StateError, check_http_frontend
 from dataplane.command.statefile import read_state_file, write_state_file
@@ -199,3 +202,16 @@ def test_the_worker_table_matches_exact_then_one_wildcard_label() -> None:
     routes.remove(front(hostname="argocd.example"))
     routes.remove(front(hostname="*.apps.example"))
     assert not routes.active
+
+
+def test_frontend_list_marks_passthrough_frontends() -> None:
+    listed = ListedFrontends(
+        https_frontends=[front(), front(hostname="term.example", passthrough=False)]
+    )
+    out = io.StringIO()
+    show_frontends(Response.ok(content=ResponseContent.of(frontend_list=listed)), out)
+    lines = out.getvalue().splitlines()
+    assert any("HTTPS PASSTHROUGH" in line and "argocd.example" in line for line in lines)
+    assert any(
+        "term.example" in line and "PASSTHROUGH" not in line and "HTTPS" in line for line in lines
+    )
