@@ -18,6 +18,9 @@ route of the Ingress; `pysozu.io/www-authenticate` -> the realm. ingress-nginx's
 
 nginx `upstream-vhost` -> `rewrite_host` on the Ingress's forwarding routes: the Host header
 the backends get (the dataplane sends the client's as X-Forwarded-Host, as ingress-nginx does).
+
+`use-regex`, `rewrite-target`, `x-forwarded-prefix` and `server-alias`: rewrites.py (the regex
+paths: regex_paths.py).
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ from dataclasses import dataclass, field
 from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, parse_access
 from ingress_operator.affinity_annotations import AFFINITY_NAMES, default_cookie, parse_affinity
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+from ingress_operator.backend_tls_annotations import TLS_NAMES, BackendTlsAsk, parse_backend_tls
 from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
 from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
 from ingress_operator.passthrough import PASSTHROUGH_NAMES
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
+from ingress_operator.rewrites import NAMES as REWRITE_NAMES
+from ingress_operator.rewrites import Rewrite, parse_rewrite
+from ingress_operator.upstream_annotations import UPSTREAM_NAMES, parse_upstream
 
 from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric, StickyCookie
@@ -61,6 +68,8 @@ NGINX_MAPPED = (
     ACCESS_NAMES
     | AFFINITY_NAMES
     | BASIC_AUTH_NAMES
+    | UPSTREAM_NAMES
+    | REWRITE_NAMES
     | frozenset(
         {
             "ssl-redirect",
@@ -77,14 +86,16 @@ NGINX_MAPPED = (
             "permanent-redirect-code",
             "upstream-vhost",
             "app-root",
-            "backend-protocol",
         }
     )
+    | TLS_NAMES
 )
 PYSOZU_MAPPED = (
     ACCESS_NAMES
     | AFFINITY_NAMES
     | BASIC_AUTH_NAMES
+    | UPSTREAM_NAMES
+    | REWRITE_NAMES
     | frozenset(
         {
             "sticky-sessions",
@@ -101,6 +112,7 @@ PYSOZU_MAPPED = (
             "http2",
         }
     )
+    | TLS_NAMES
 )
 # Canary Ingresses (canary.py); ssl-passthrough (passthrough.py, read by render).
 NGINX_MAPPED |= CANARY_NAMES | PASSTHROUGH_NAMES
@@ -122,11 +134,17 @@ class Options:
     authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
     www_authenticate: str | None = None  # the basic auth realm
     basic_auth: BasicAuth | None = None  # auth-type basic: the Secret to read (render does)
+    service_upstream: bool = False  # one backend: the Service's ClusterIP
+    default_backend: str | None = None  # a Service serving while the own has no endpoint
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
-    http2: bool = False  # backends speak h2c (gRPC): backend-protocol GRPC/H2C, pysozu.io/http2
+    http2: bool = False  # backends speak h2: backend-protocol GRPC/H2C/GRPCS, pysozu.io/http2
+    backend_tls: BackendTlsAsk | None = None  # backend-protocol HTTPS/GRPCS, proxy-ssl-*
     app_root: str | None = None  # where `/` redirects (302)
     access: Access = field(default_factory=Access)  # source lists, rate limits, body size
+    rewrite: Rewrite = field(
+        default_factory=Rewrite
+    )  # use-regex, rewrite-target, x-forwarded-prefix, aliases
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -234,11 +252,21 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options.refused += access.refused
     options.notices += access.notices
     problems += access.problems
+    upstream = parse_upstream(lookup(annotations, nginx))
+    options.service_upstream = upstream.service_upstream
+    options.default_backend = upstream.default_backend
+    problems += upstream.problems
     basic = parse_basic_auth(lookup(annotations, nginx))
     options.basic_auth = basic.auth
     options.refused += basic.refused
     options.notices += basic.notices
     problems += basic.problems
+    options.rewrite = parse_rewrite(lookup(annotations, nginx), problems)
+    tls = parse_backend_tls(lookup(annotations, nginx))  # backend_tls_annotations.py
+    options.http2, options.backend_tls = tls.http2, tls.tls
+    options.refused += tls.refused
+    options.notices += tls.notices
+    problems += tls.problems
     if nginx:
         _parse_nginx(annotations, options)
     options.canary = parse_canary(annotations, nginx, problems)
@@ -284,7 +312,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
         elif name == "authorized-hashes":
             options.authorized_hashes = _hashes(key, value, problems)
         elif name == "http2":
-            options.http2 = bool(_bool(key, value, problems))
+            options.http2 = bool(_bool(key, value, problems)) or options.http2
         elif name == "www-authenticate":
             if _REALM.match(value):
                 options.www_authenticate = value
@@ -292,7 +320,14 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 problems.append(
                     f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
                 )
-        elif name in ACCESS_NAMES or name in BASIC_AUTH_NAMES or name in AFFINITY_NAMES:
+        elif (
+            name in ACCESS_NAMES
+            or name in BASIC_AUTH_NAMES
+            or name in AFFINITY_NAMES
+            or name in UPSTREAM_NAMES
+            or name in REWRITE_NAMES
+            or name in TLS_NAMES
+        ):
             continue  # read by their own modules
         elif name in CANARY_NAMES or name in PASSTHROUGH_NAMES:
             continue  # parse_canary read it; passthrough.py reads ssl-passthrough
@@ -309,24 +344,6 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
         )
         options.www_authenticate = None
     return options
-
-
-_H2C_PROTOCOLS = frozenset({"GRPC", "H2C"})
-_PLAIN_PROTOCOLS = frozenset({"HTTP", "AUTO_HTTP"})
-
-
-def _backend_protocol(value: str, options: Options) -> None:
-    """nginx `backend-protocol`: HTTP (the default) or, in h2c, GRPC and H2C (the cluster's
-    `http2`). TLS to backends (HTTPS, GRPCS) and AJP/FCGI are not served: reported, and the
-    backends get plain HTTP/1.1."""
-    protocol = value.strip().upper()
-    if protocol in _H2C_PROTOCOLS:
-        options.http2 = True
-    elif protocol not in _PLAIN_PROTOCOLS:
-        options.problems.append(
-            f"annotation {NGINX}backend-protocol: {value!r} is not served by pysozu (HTTP, GRPC "
-            "and H2C are); the backends get plain HTTP/1.1"
-        )
 
 
 def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
@@ -350,8 +367,6 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
                 f"annotation {NGINX}upstream-vhost: {value!r} is not a host name "
                 "(nginx variables are not supported); the request's Host is sent"
             )
-    if (value := get("backend-protocol")) is not None:
-        _backend_protocol(value, options)
     if (value := get("affinity")) is not None:
         if value == "cookie":
             options.sticky_session = True

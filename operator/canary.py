@@ -33,6 +33,7 @@ from ingress_operator.ingress_semantics import SemanticError, normalize_host, pa
 
 from dataplane.command.canary_rules import MAX_TEXT, MAX_WEIGHT_TOTAL
 from dataplane.command.messages import Canary, PathRuleKind
+from dataplane.command.regexes import RegexError, compile_regex
 
 if TYPE_CHECKING:
     from ingress_operator.annotations import Options
@@ -156,8 +157,8 @@ def _pattern(given: tuple[str, str] | None, problems: list[str]) -> str | None:
         return None
     key, value = given
     try:
-        re.compile(value)
-    except (re.error, OverflowError, RecursionError) as error:
+        compile_regex(value)
+    except RegexError as error:
         problems.append(f"annotation {key}: {value[:64]!r} does not compile ({error}); ignored")
         return None
     if not _value_ok(value):

@@ -66,10 +66,20 @@ def _key(body: Mapping[str, Any]) -> ObjectKey:
     return ObjectKey(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
+def watched(class_name: str | None) -> tuple[tuple[str, ...], ...]:
+    """The resources listed and watched: all, or all but IngressClasses when the class is
+    named by the flag (`--ingress-class-name`: no cluster-scoped read at all)."""
+    return RESOURCES if class_name is None else tuple(r for r in RESOURCES if r != INGRESS_CLASSES)
+
+
 class Indices:
-    def __init__(self) -> None:
+    def __init__(self, named_class: IngressClass | None = None) -> None:
+        """`named_class`: the one class known, never watched (`--ingress-class-name`)."""
+        self.resources = watched(named_class.name if named_class else None)
         self.ingresses: dict[ObjectKey, Ingress] = {}
         self.classes: dict[str, IngressClass] = {}
+        if named_class is not None:
+            self.classes[named_class.name] = named_class
         self.services: dict[ObjectKey, Service] = {}
         self.slices: dict[ObjectKey, EndpointSlice] = {}  # by the slice's own key
         self.secrets: dict[ObjectKey, TlsSecret] = {}
@@ -122,8 +132,8 @@ class Indices:
         elif resource == ENDPOINT_SLICES:
             value = None if deleted else parse_endpoint_slice(body)
         elif resource == SECRETS:
-            # Only Secrets with a key pair are kept (a broken one too: its problem is reported),
-            # and those basic auth can read.
+            # Only Secrets with a key pair or a ca.crt (proxy-ssl-secret) are kept (a broken one
+            # too: its problem is reported), and those basic auth can read.
             value = parse_tls_secret(body) if not deleted and has_tls_keys(body) else None
             auth = None if deleted else parse_auth_secret(body)
             _put(self.auth_secrets, key, auth)
@@ -197,7 +207,7 @@ def _put(table: dict[Any, Any], key: Any, value: Any) -> None:
         table[key] = value
 
 
-def build_registry() -> kopf.OperatorRegistry:
+def build_registry(resources: tuple[tuple[str, ...], ...] = RESOURCES) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -218,7 +228,7 @@ def build_registry() -> kopf.OperatorRegistry:
     async def cleanup(memo: Any, **_: Any) -> None:
         await memo.controller.stop()
 
-    for resource in RESOURCES:
+    for resource in resources:
         handler = _event_handler(resource)
         kopf.on.event(*resource, id=f"changed-{resource[-1]}", registry=registry)(handler)
     return registry

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from ingress_operator.access_annotations import Access
 from ingress_operator.canary import CanaryRule
 from ingress_operator.model import ObjectKey
+from ingress_operator.rewrites import Rewritten
 
 from dataplane.command import codec
 from dataplane.command.address import SocketAddress
@@ -89,6 +90,7 @@ def frontend(
     host_header: str | None = None,
     access: Access | None = None,
     canary: tuple[str, CanaryRule] | None = None,
+    rewritten: Rewritten | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position). `access`: its source lists, rate limits
@@ -110,6 +112,9 @@ def frontend(
         )
         if answer is not None:  # (policy, template): the answer is its cluster's template
             body.redirect, body.redirect_template = answer
+        if rewritten is not None:  # rewrite-target and its X-Forwarded-Prefix
+            body.rewrite_path = rewritten.template
+            body.headers = rewritten.headers
         if access is not None:
             body.allowed_sources = list(access.allowed)
             body.denied_sources = list(access.denied)
@@ -121,7 +126,7 @@ def frontend(
 
     key = (
         verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
-        access, canary,
+        access, canary, rewritten,
     )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend

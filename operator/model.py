@@ -111,6 +111,7 @@ class Service:
     type: str
     ports: tuple[ServicePort, ...]
     addresses: tuple[Address, ...] = ()  # for --publish-service (published_addresses)
+    cluster_ip: str | None = None  # spec.clusterIP ("None" for a headless Service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,8 @@ class TlsSecret:
     problem: str | None = None
     names: tuple[str, ...] = ()  # the leaf's SAN DNS names, else its CN
     not_after: float = 0.0  # the leaf's expiry, unix time (0: unknown, a broken Secret)
+    ca: str = ""  # PEM of `ca.crt` (proxy-ssl-secret), "" when absent
+    ca_only: bool = False  # a `ca.crt` without `tls.crt`/`tls.key` (no key pair: `problem`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +305,7 @@ def parse_service(body: Mapping[str, Any]) -> Service:
         type=kind,
         ports=_ports(spec.get("ports"), "port"),
         addresses=published_addresses(kind, spec, body.get("status")),
+        cluster_ip=_str(spec.get("clusterIP")) or None,
     )
 
 
@@ -362,7 +366,7 @@ def has_tls_keys(body: Mapping[str, Any]) -> bool:
     """A Secret holding `tls.crt` or `tls.key`, whatever its type (ingress-nginx reads
     `kubernetes.io/tls` and `Opaque` Secrets alike)."""
     data = _dict(body.get("data"))
-    return "tls.crt" in data or "tls.key" in data
+    return "tls.crt" in data or "tls.key" in data or "ca.crt" in data  # ca.crt: proxy-ssl
 
 
 _MAX_AUTH_ENTRIES = 10_000
@@ -420,9 +424,21 @@ def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
     key = _key(body)
     data = _dict(body.get("data"))
 
-    def broken(reason: str) -> TlsSecret:
-        return TlsSecret(key, "", (), "", "", problem=f"TLS secret {key}: {reason}")
+    def broken(reason: str, ca: str = "", ca_only: bool = False) -> TlsSecret:
+        problem = f"TLS secret {key}: {reason}"
+        return TlsSecret(key, "", (), "", "", problem=problem, ca=ca, ca_only=ca_only)
 
+    ca = ""
+    if "ca.crt" in data:
+        try:
+            ca_text = base64.b64decode(data.get("ca.crt") or "", validate=True).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError, TypeError, ValueError):
+            return broken("ca.crt is not base64-encoded ASCII PEM")
+        ca = "".join(_pem_blocks(ca_text, "CERTIFICATE"))
+        if not ca:
+            return broken("ca.crt holds no CERTIFICATE")
+        if "tls.crt" not in data and "tls.key" not in data:
+            return broken("has a ca.crt but no tls.crt and tls.key", ca, ca_only=True)
     try:
         cert_text = base64.b64decode(data.get("tls.crt") or "", validate=True).decode("ascii")
         key_text = base64.b64decode(data.get("tls.key") or "", validate=True).decode("ascii")
@@ -441,7 +457,9 @@ def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
         return broken("the certificate PEM is corrupt")
     chain = tuple(certs[1:])
     expiry = not_after.timestamp()
-    return TlsSecret(key, certs[0], chain, keys[0], fingerprint, names=names, not_after=expiry)
+    return TlsSecret(
+        key, certs[0], chain, keys[0], fingerprint, names=names, not_after=expiry, ca=ca
+    )
 
 
 @dataclass(slots=True)

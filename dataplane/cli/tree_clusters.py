@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dataplane.cli import args as value
+from dataplane.cli.backend_tls_flags import add_backend_tls_flags, backend_tls
 from dataplane.cli.tree_base import GLOBAL_SHORT_TIMEOUT, Build, Subparsers, group, leaf
 from dataplane.command.messages import (
     AddBackend,
@@ -58,6 +59,7 @@ def _cluster_add(a: argparse.Namespace) -> Request:
             back_timeout=a.back_timeout,
             sticky_name=a.sticky_name,
             sticky_cookie=_sticky_cookie(a),
+            backend_tls=backend_tls(a),
         )
     )
 
@@ -143,6 +145,7 @@ def add_cluster_tree(top: Subparsers) -> None:
     add.add_argument(
         "--http2", action="store_true", help="speak HTTP/2 (h2c) to this cluster's backends"
     )
+    add_backend_tls_flags(add)
     add.add_argument(
         "--connect-timeout",
         type=value.unsigned,

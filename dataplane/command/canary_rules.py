@@ -11,6 +11,7 @@ import re
 
 from dataplane.command.config_reader import Table
 from dataplane.command.messages import Canary
+from dataplane.command.regexes import RegexError, compile_regex
 
 MAX_WEIGHT_TOTAL = 1_000_000
 MAX_TEXT = 1024  # header value or pattern length
@@ -38,9 +39,8 @@ def canary_problem(canary: Canary) -> str | None:
         return "header_value and header_pattern exclude each other"
     if canary.header_pattern is not None:
         try:
-            re.compile(canary.header_pattern)
-        # A repeat count above re's limit is an OverflowError, deep nesting a RecursionError.
-        except (re.error, OverflowError, RecursionError) as error:
+            compile_regex(canary.header_pattern)
+        except RegexError as error:
             return f"header_pattern {canary.header_pattern!r} does not compile: {error}"
     if canary.cookie is not None and not _TOKEN.fullmatch(canary.cookie):
         return f"cookie {canary.cookie!r} is not a cookie name"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.backend_tls import MAX_VERIFY_DEPTH, check_backend_tls
 from dataplane.command.canary_rules import read_canary
 from dataplane.command.config_listeners import (
     AnyListenerConfig,
@@ -34,6 +35,7 @@ from dataplane.command.config_reader import Table
 from dataplane.command.messages import (
     AddBackend,
     AddCertificate,
+    BackendTls,
     CertificateAndKey,
     Cluster,
     Header,
@@ -155,11 +157,13 @@ def parse_cluster(
             "answer_503",
             "sticky_name",
             "sticky_cookie",
+            "backend_tls",
         ):
             if table.has(key):
                 table.warn(key, "does not apply to a tcp cluster, ignored")
         cluster.sticky_session = cluster.https_redirect = False  # as sozu's TCP clusters
         cluster.http2 = cluster.answer_503 = cluster.sticky_name = cluster.sticky_cookie = None
+        cluster.backend_tls = None
     for index, backend_table in enumerate(backends):
         backend = _backend(backend_table, cluster_id, index)
         if backend is not None:
@@ -199,6 +203,7 @@ def _cluster(table: Table, cluster_id: str) -> Cluster:
         back_timeout=table.integer("back_timeout", low=1, high=U32),
         sticky_name=_sticky_name(table),
         sticky_cookie=_sticky_cookie(table),
+        backend_tls=_backend_tls(table),
     )
 
 
@@ -223,6 +228,32 @@ def _sticky_cookie(table: Table) -> StickyCookie | None:
         table.error("sticky_cookie", str(error))
         return None
     return cookie
+
+
+def _backend_tls(cluster: Table) -> BackendTls | None:
+    """pysozu extension `[clusters.<id>.backend_tls]`: TLS to the backends (PEM files)."""
+    table = cluster.table("backend_tls")
+    if table is None:
+        return None
+    files = {}
+    for key in ("ca", "certificate", "key"):
+        path = table.text(key)
+        files[key] = table.report.read_file(table.name, key, path) if path else None
+    config = BackendTls(
+        server_name=table.text("server_name"),
+        verify=table.flag("verify", False),
+        verify_name=table.text("verify_name"),
+        verify_depth=table.integer("verify_depth", low=0, high=MAX_VERIFY_DEPTH),
+        ca=files["ca"],
+        certificate=files["certificate"],
+        key=files["key"],
+    )
+    table.finish(strict=True)
+    try:
+        check_backend_tls(Cluster(cluster_id="", http2=cluster.flag("http2"), backend_tls=config))
+    except StateError as error:
+        table.error(None, str(error).removeprefix("cluster : ").removeprefix("backend_tls: "))
+    return config
 
 
 def _sticky_name(table: Table) -> str | None:

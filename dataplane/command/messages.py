@@ -382,6 +382,24 @@ class StickyCookie(Message, kw_only=True):
     http_only: bool = False
 
 
+class BackendTls(Message, kw_only=True):
+    """A pysozu extension: the cluster's backends are spoken to over TLS (docs/backend-tls.md).
+
+    ALPN offers `h2` when the cluster has `http2`, else `http/1.1`. `server_name` is sent as
+    SNI (None: no SNI). With `verify`, the backend's chain must lead to a certificate of `ca`
+    (PEM) within `verify_depth` intermediates, and its names must match `verify_name` (None:
+    `server_name`; both None: the chain only). `certificate`/`key` (PEM): a client
+    certificate for backends that ask for one."""
+
+    server_name: str | None = None
+    verify: bool = False
+    verify_name: str | None = None
+    verify_depth: int | None = None
+    ca: str | None = None
+    certificate: str | None = None
+    key: str | None = None
+
+
 class Cluster(Message, kw_only=True):
     cluster_id: str
     sticky_session: bool = False
@@ -404,6 +422,7 @@ class Cluster(Message, kw_only=True):
     back_timeout: int | None = None  # seconds
     sticky_name: str | None = None  # the sticky session cookie's name
     sticky_cookie: StickyCookie | None = None  # its attributes (None: `Path=/` as sozu)
+    backend_tls: BackendTls | None = None  # None: plain TCP to the backends
 
 
 class PathRule(Message, kw_only=True):

@@ -35,6 +35,7 @@ from dataplane.command.messages import (
     UpdateHttpsListenerConfig,
 )
 from dataplane.command.passthrough_rules import passthrough_problem
+from dataplane.command.regexes import RegexError, compile_regex
 
 
 class StateError(Exception):
@@ -102,9 +103,8 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
     value = front.path.value
     if front.path.kind == PathRuleKind.REGEX:
         try:
-            re.compile(value)
-        # A repeat count above re's limit is an OverflowError, deep nesting a RecursionError.
-        except (re.error, OverflowError, RecursionError) as error:
+            compile_regex(value)
+        except RegexError as error:
             raise StateError(f"path regex {value!r} does not compile: {error}") from None
     elif _BLANK_OR_CONTROL.search(value) or (value and not value.startswith("/")):
         raise StateError(f"path {value!r} must start with / and contain no spaces")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.backend_tls import BackendTlsContext
 from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     AddBackend,
@@ -63,6 +64,7 @@ class ClusterRuntime:
 
     __slots__ = (
         "back_timeout",
+        "backend_tls",
         "backends",
         "cluster_id",
         "config",
@@ -91,6 +93,9 @@ class ClusterRuntime:
         self.sticky_session = config.sticky_session
         self.https_redirect = config.https_redirect
         self.http2 = bool(config.http2)  # backends speak h2c (prior knowledge)
+        # TLS to the backends: one SSLContext per cluster configuration (docs/backend-tls.md)
+        tls = config.backend_tls
+        self.backend_tls = None if tls is None else BackendTlsContext(tls, self.http2)
         self.max_connections_per_ip = config.max_connections_per_ip or 0
         self.retry_after = config.retry_after or 0
         # Overrides of the listener's settings; falsy means "the listener's" (`a or b` to read).

@@ -75,6 +75,14 @@ EXTENSION_FLAGS = {
     "--rate-limit-zone",
     *(f"--canary-{name}" for name in ("cluster", "header", "header-value", "header-pattern")),
     *(f"--canary-{name}" for name in ("cookie", "weight", "weight-total")),
+    "--backend-tls",  # cluster add: TLS to the backends (and the flags below)
+    "--backend-tls-ca",
+    "--backend-tls-certificate",
+    "--backend-tls-key",
+    "--backend-tls-server-name",
+    "--backend-tls-verify",
+    "--backend-tls-verify-depth",
+    "--backend-tls-verify-name",
 }
 # What names the object a verb works on: covered by the verb's own entry.
 IDENTIFYING = {"--id", "--address", "--backend-id", "--file"}

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.command.messages import Canary
+from dataplane.command.regexes import compile_regex
 
 if TYPE_CHECKING:
     from dataplane.proxy.http1.head import RequestHead
@@ -48,7 +49,7 @@ class CanaryRoute:
         value = canary.header_value
         self._value = value.encode("utf-8") if value else None
         pattern = canary.header_pattern
-        self._pattern = re.compile(pattern.encode("utf-8")) if pattern and not value else None
+        self._pattern = compile_regex(pattern.encode("utf-8")) if pattern and not value else None
         self._cookie = canary.cookie.lower().encode("ascii") if canary.cookie else None
         self.weight = canary.weight
         self.total = canary.weight_total

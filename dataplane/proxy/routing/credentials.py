@@ -17,8 +17,6 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-from passlib.hash import apr_md5_crypt, bcrypt, des_crypt, ldap_sha1
-
 from dataplane.command.credential_formats import (
     APR1,
     BCRYPT,
@@ -31,7 +29,7 @@ from dataplane.command.credential_formats import (
 
 MAX_CREDENTIALS = 4096  # bytes of a base64 Authorization value
 CACHE_SIZE = 1024
-_HANDLERS = {BCRYPT: bcrypt, APR1: apr_md5_crypt, SHA1: ldap_sha1, DES: des_crypt}
+_HANDLERS = {BCRYPT: "bcrypt", APR1: "apr_md5_crypt", SHA1: "ldap_sha1", DES: "des_crypt"}
 
 Verifier = Callable[[bytes], bool]  # the password -> whether it matches
 
@@ -42,7 +40,11 @@ def _verifier(kind: str, stored: str) -> Verifier:
         return lambda password: hmac.compare_digest(
             hashlib.sha256(password).hexdigest().encode("ascii"), digest
         )
-    verify = _HANDLERS[kind].verify
+    # libpass is imported when a cluster first holds an htpasswd entry: a worker that serves
+    # none (sozu's SHA-256 entries, or no basic auth) does not carry it.
+    from passlib import hash as handlers
+
+    verify = getattr(handlers, _HANDLERS[kind]).verify
 
     def check(password: bytes) -> bool:
         try:
