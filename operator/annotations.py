@@ -35,6 +35,7 @@ from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
 from ingress_operator.backend_tls_annotations import TLS_NAMES, BackendTlsAsk, parse_backend_tls
 from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
 from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
+from ingress_operator.passthrough import PASSTHROUGH_NAMES
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 from ingress_operator.rewrites import NAMES as REWRITE_NAMES
 from ingress_operator.rewrites import Rewrite, parse_rewrite
@@ -113,9 +114,9 @@ PYSOZU_MAPPED = (
     )
     | TLS_NAMES
 )
-# Canary Ingresses (canary.py).
-NGINX_MAPPED |= CANARY_NAMES
-PYSOZU_MAPPED |= CANARY_NAMES
+# Canary Ingresses (canary.py); ssl-passthrough (passthrough.py, read by render).
+NGINX_MAPPED |= CANARY_NAMES | PASSTHROUGH_NAMES
+PYSOZU_MAPPED |= CANARY_NAMES | PASSTHROUGH_NAMES
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 
 
@@ -328,8 +329,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             or name in TLS_NAMES
         ):
             continue  # read by their own modules
-        elif name in CANARY_NAMES:
-            continue  # parse_canary read it
+        elif name in CANARY_NAMES or name in PASSTHROUGH_NAMES:
+            continue  # parse_canary read it; passthrough.py reads ssl-passthrough
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)

@@ -56,6 +56,7 @@ from ingress_operator.model import (
     Snapshot,
     der_fingerprint,
 )
+from ingress_operator.passthrough import PassthroughHosts
 from ingress_operator.redirects import (
     TEMPLATE,
     Redirect,
@@ -144,6 +145,7 @@ class _Renderer:
     redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
     app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
     canaries: list[tuple[Ingress, Options]] = field(default_factory=list)  # attached last
+    passthrough: PassthroughHosts = field(default_factory=PassthroughHosts)  # ssl-passthrough
     options: dict[ObjectKey, Options] = field(default_factory=dict)  # parsed by scan()
     hosts: Hosts = field(default_factory=Hosts)  # regex hosts and aliases (rewrites.py)
     tls: TlsHosts = field(init=False)
@@ -189,6 +191,15 @@ class _Renderer:
         else:
             settings = self.settings
             access = options.access.resolved(settings.limit_req_status, settings.proxy_body_size)
+        self.passthrough.add(
+            ingress,
+            options,
+            self.settings.nginx_annotations,
+            lambda ref: self.add_cluster(ingress, ref, options),
+            lambda owner, kind, reason, text: self.problems.append(
+                Problem(owner.key, reason, text, kind)
+            ),
+        )
         self.tls.add(ingress, _rule_hosts(ingress))
         for rule in ingress.rules:
             try:
@@ -415,6 +426,7 @@ class _Renderer:
         used.update(route.canary[0] for route in self.routes.values() if route.canary)
         if self.default_route is not None:
             used.add(self.default_route.cluster)
+        used |= self.passthrough.clusters()
         cluster_ids = sorted(used)
         for cid in cluster_ids:
             if cid in self.redirecting:
@@ -469,6 +481,7 @@ class _Renderer:
             out.append(_front_of("add_https_frontend", https, host, kind, value, route, False))
         if default is not None:
             out.append(_front_of("add_https_frontend", https, ANY_HOST, None, "", default, False))
+        out.extend(self.passthrough.frontends(https))  # routed by SNI before any handshake
         for cid in cluster_ids:
             if cid in self.clusters:  # a refusing cluster never gets a backend
                 owner, ref, _ = self.clusters[cid]

@@ -165,7 +165,8 @@ def show_frontends(response: Response, out: TextIO) -> None:
     if fronts is not None:
         for protocol in ("http", "https"):
             for front in getattr(fronts, f"{protocol}_frontends"):
-                rows.append((protocol.upper(), str(front.address), *_route(front)))
+                label = "HTTPS PASSTHROUGH" if front.passthrough else protocol.upper()
+                rows.append((label, str(front.address), *_route(front)))
         for protocol in ("tcp", "udp"):
             for front in getattr(fronts, f"{protocol}_frontends"):
                 rows.append((protocol.upper(), str(front.address), "-", "-", "-", front.cluster_id))

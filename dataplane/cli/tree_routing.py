@@ -46,6 +46,7 @@ from dataplane.command.messages import (
     UpdateUdpListenerConfig,
     _H2Knobs,
 )
+from dataplane.command.passthrough_rules import passthrough_problem
 
 TAGS_HELP = "labels kept with the frontend: key=value, other-key=other-value"
 ANSWER_CODES = ("301", "400", "401", "404", "408", "413", "421", "429", "502", "503", "504", "507")
@@ -87,6 +88,7 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.denied_sources = a.deny_source
     front.max_body_size = a.max_body_size
     front.canary = canary_from(a)
+    front.passthrough = bool(getattr(a, "passthrough", False))
     if a.rate_limit is not None:
         front.rate_limits = [
             RateLimit(
@@ -101,6 +103,8 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
         raise argparse.ArgumentTypeError(
             "--rate-burst, --rate-limit-status and --rate-limit-exempt need --rate-limit"
         )
+    if front.passthrough and (problem := passthrough_problem(front)) is not None:
+        raise argparse.ArgumentTypeError(f"--passthrough: {problem}")
     return front
 
 
@@ -250,6 +254,13 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
     value.add_hsts_flags(add)
     _access_flags(add)
     add_canary_flags(add)
+    if kind == "https":
+        add.add_argument(
+            "--passthrough",
+            action="store_true",
+            help="TLS passthrough (pysozu extension): connections whose ClientHello names this "
+            "hostname go, still encrypted, to the cluster's backends; no HTTP option applies",
+        )
     _route_target(add)
     remove = leaf(
         sub,

@@ -394,6 +394,7 @@ def _http_frontend(
         rate_limits=_rate_limits(table),
         max_body_size=table.integer("max_body_size"),
         canary=read_canary(table),
+        passthrough=bool(table.flag("passthrough", False)),
     )
     table.finish(strict=True)
     if address is None or hostname is None:
@@ -401,7 +402,10 @@ def _http_frontend(
     listener = listeners.get(address)
     if listener is None:
         listener = auto_listener(
-            table.report, "https" if certificate else "http", address, defaults
+            table.report,
+            "https" if certificate or front["passthrough"] else "http",
+            address,
+            defaults,
         )
         listeners[address] = listener
     if isinstance(listener, TcpListenerConfig | UdpListenerConfig):
@@ -421,7 +425,15 @@ def _http_frontend(
             table.error("certificate", f"{address} is a plain HTTP listener: no certificate there")
         if front_hsts is not None:
             table.error("hsts", "HSTS is only valid on HTTPS (RFC 6797 7.2)")
+        if route.passthrough:
+            table.error("passthrough", f"{address} is a plain HTTP listener: no TLS to pass")
         config.http_frontends.append(route)
+        config.origins[id(route)] = table.name
+        return
+    if route.passthrough:  # the backends terminate TLS: no certificate here (passthrough.md)
+        if certificate is not None:
+            table.error("certificate", "a passthrough frontend's backends hold the certificate")
+        config.https_frontends.append(route)
         config.origins[id(route)] = table.name
         return
     if certificate is None or key is None:

@@ -497,6 +497,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     rate_limits: list[RateLimit] = []
     max_body_size: int | None = None
     canary: Canary | None = None
+    passthrough: bool = False  # pysozu: TLS passthrough by SNI (docs/tls-passthrough.md)
 
 
 class RequestTcpFrontend(Message, kw_only=True):

@@ -339,6 +339,8 @@ class ConfigState(StateQueries):
         check_http_frontend(front)
         if front.hsts is not None and kind == ListenerType.HTTP:
             raise StateError(f"frontend {frontend_key(front)}: HSTS is only valid over HTTPS")
+        if front.passthrough and kind == ListenerType.HTTP:
+            raise StateError(f"frontend {frontend_key(front)}: passthrough is for HTTPS listeners")
         self._check_front_targets(kind, front.cluster_id, front.address)
         key = frontend_key(front)
         if key in table:

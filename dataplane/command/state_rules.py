@@ -34,6 +34,7 @@ from dataplane.command.messages import (
     UpdateHttpListenerConfig,
     UpdateHttpsListenerConfig,
 )
+from dataplane.command.passthrough_rules import passthrough_problem
 from dataplane.command.regexes import RegexError, compile_regex
 
 
@@ -123,6 +124,8 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
             problem = "a deny route (no cluster_id) has no canary"
         if problem is not None:
             raise StateError(f"frontend {front.hostname}: canary: {problem}")
+    if front.passthrough and (problem := passthrough_problem(front)) is not None:
+        raise StateError(f"frontend {front.hostname}: passthrough: {problem}")
 
 
 RATE_LIMIT_STATUSES = (429, 503)  # the statuses with a rate-limit answer

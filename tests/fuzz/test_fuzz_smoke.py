@@ -29,6 +29,7 @@ def test_every_target_is_found() -> None:
         "config_toml",
         "state_file",
         "proxy_header",
+        "client_hello",
     } <= set(TARGETS)
 
 

@@ -67,6 +67,7 @@ EXTENSION_FLAGS = {
     "--allow-source",
     "--deny-source",
     "--max-body-size",
+    "--passthrough",  # frontend https add: TLS passthrough by SNI
     "--rate-limit",
     "--rate-burst",
     "--rate-limit-status",

@@ -34,7 +34,7 @@ import contextlib
 import errno
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dataplane.command.messages import ProxyProtocolConfig
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW, Buffer
@@ -51,11 +51,11 @@ from dataplane.proxy.proxy_protocol.header import ProxiedPeer, v2_header
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
+    from dataplane.command.address import SocketAddress
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.mux.backend_pool import BackendConnection
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
-    from dataplane.proxy.tcp.listener import TcpListener
 
 log = logging.getLogger("dataplane.worker")
 
@@ -63,6 +63,29 @@ CONNECTING = 0
 RELAY = 1
 CLOSED = 2
 SENT_HEADERS = (ProxyProtocolConfig.SEND_HEADER, ProxyProtocolConfig.RELAY_HEADER)
+
+
+class _Addressed(Protocol):
+    @property
+    def address(self) -> SocketAddress: ...
+
+
+class TcpRoute(Protocol):
+    """What a session reads of where it was accepted: a TCP listener, or a TLS passthrough
+    frontend of an HTTPS listener (tls/passthrough.py)."""
+
+    @property
+    def cluster_id(self) -> str | None: ...
+    @property
+    def tags(self) -> dict[str, str]: ...
+    @property
+    def config(self) -> _Addressed: ...
+    @property
+    def front_timeout(self) -> float: ...
+    @property
+    def back_timeout(self) -> float: ...
+    @property
+    def connect_timeout(self) -> float: ...
 
 
 class Pipe:
@@ -116,7 +139,7 @@ class TcpSession:
     def __init__(
         self,
         loop: Host,
-        listener: TcpListener,
+        listener: TcpRoute,
         sock: socket.socket,
         peer: tuple[str, int],
         figures: ListenerFigures | None = None,

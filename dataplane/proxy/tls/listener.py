@@ -41,6 +41,7 @@ from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.mux.h2_session import H2Session
 from dataplane.proxy.mux.session_fields import EPOLLIN
 from dataplane.proxy.proxy_protocol.accept import accept_proxied
+from dataplane.proxy.tls.passthrough import PassthroughRoutes, SniPeek
 from dataplane.proxy.tls.policy import SniBinding, served_alpn
 from dataplane.proxy.tls.session import HttpsSession
 from dataplane.proxy.tls.store import CertificateStore, StoredCertificate, TlsError
@@ -66,6 +67,9 @@ class HttpsListener(HttpListener):
         self.handshake_failures = 0
         self.handshake_timeouts = 0
         self.refused_http11 = 0  # connections without h2 on a disable_http11 listener
+        self.passthrough = PassthroughRoutes()  # TLS passthrough frontends (passthrough.py)
+        self._passthrough_keys: dict[str, RequestHttpFrontend] = {}
+        self.passthrough_connections = 0
         self.certificates = self._new_store(config)
         self.tls_config = config
         super().__init__(proxy, config)
@@ -108,6 +112,10 @@ class HttpsListener(HttpListener):
     # -- routes (a frontend without its own HSTS inherits the listener's) ---------------------
 
     def add_frontend(self, front: RequestHttpFrontend) -> None:
+        if front.passthrough:
+            self._passthrough_keys[frontend_key(front)] = front
+            self.passthrough.add(self, front)
+            return
         self._add_route(frontend_key(front), front)
 
     def _add_route(self, key: str, front: RequestHttpFrontend) -> None:
@@ -117,6 +125,10 @@ class HttpsListener(HttpListener):
         super().add_frontend(front)
 
     def remove_frontend(self, front: RequestHttpFrontend) -> None:
+        passthrough = self._passthrough_keys.pop(frontend_key(front), None)
+        if passthrough is not None:
+            self.passthrough.remove(passthrough)
+            return
         self._fronts.pop(frontend_key(front), None)
         super().remove_frontend(front)
 
@@ -168,6 +180,25 @@ class HttpsListener(HttpListener):
 
         return on_server_name
 
+    def start_handshake(
+        self,
+        loop: Host,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        figures: ListenerFigures | None,
+    ) -> None:
+        """An accepted connection (its PROXY header and SNI peek done) starts its handshake."""
+        try:
+            handshake = TlsHandshake(loop, self, sock, peer)
+        except (ssl.SSLError, OSError):
+            sock.close()
+            if figures is not None:
+                figures.closed()
+            return
+        handshake.figures = figures
+        loop.sessions.add(handshake)
+        handshake.on_event(EPOLLIN)  # the ClientHello may already be there
+
     def open_session(
         self, loop: Host, tls: TlsSocket, peer: tuple[str, int]
     ) -> HttpsSession | H2Session | None:
@@ -212,40 +243,33 @@ class HttpsListener(HttpListener):
 
 def tls_acceptor(loop: Host, listener: HttpsListener) -> Callable[[int], None]:
     """The accept handler of an HTTPS listener: each connection starts its handshake (after
-    its PROXY header, on an `expect_proxy` listener)."""
+    its PROXY header, on an `expect_proxy` listener; after its SNI is peeked, when the
+    listener has passthrough frontends)."""
 
-    def start_handshake(
-        sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None
-    ) -> None:
+    def start(sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None) -> None:
+        if not listener.passthrough.active:
+            listener.start_handshake(loop, sock, peer, figures)
+            return
         try:
-            handshake = TlsHandshake(loop, listener, sock, peer)
-        except (ssl.SSLError, OSError):
+            peek = SniPeek(loop, listener, sock, peer, figures)
+        except OSError:
             sock.close()
             if figures is not None:
                 figures.closed()
             return
-        handshake.figures = figures
-        loop.sessions.add(handshake)
-        handshake.on_event(EPOLLIN)  # the ClientHello may already be there
+        loop.sessions.add(peek)
+        peek.on_event(EPOLLIN)  # the ClientHello may already be there
 
     def on_accept(mask: int) -> None:
         if listener.expect_proxy:
-            accept_proxied(loop, listener, start_handshake, nodelay=True)
+            accept_proxied(loop, listener, start, nodelay=True)
             return
         sessions = loop.sessions
         figures = loop.metrics.listener(str(listener.config.address))
         for sock, peer in listener.accept_batch(loop.max_connections - len(sessions)):
             loop.counters.accepted += 1
             figures.opened()
-            try:
-                handshake = TlsHandshake(loop, listener, sock, peer)
-            except (ssl.SSLError, OSError):
-                sock.close()
-                figures.closed()
-                continue
-            handshake.figures = figures
-            sessions.add(handshake)
-            handshake.on_event(EPOLLIN)  # the ClientHello may already be there
+            start(sock, peer, figures)
         if len(sessions) >= loop.max_connections:
             loop.pause_accept()  # the rest waits in the kernel's backlog
 
@@ -261,6 +285,7 @@ def tls_counters(proxy: HttpProxy) -> dict[str, int]:
         "https.alpn.rejected.http11": sum(h.refused_http11 for h in https),
         "tls.default_cert_used": sum(h.certificates.default_cert_used for h in https),
         "tls.certificate.load_failures": sum(h.certificates.load_failures for h in https),
+        "tls.passthrough.connections": sum(h.passthrough_connections for h in https),
     }
 
 
