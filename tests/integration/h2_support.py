@@ -9,6 +9,7 @@ path, headers, body length and digest), except:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -183,7 +184,8 @@ class RawH2:
                 events = self.conn.receive_data(data)
             except h2.exceptions.ProtocolError:  # frames after a GOAWAY it already took
                 return found
-            self.flush()
+            with contextlib.suppress(ssl.SSLError, OSError):  # it closed after a GOAWAY
+                self.flush()
             found.extend(events)
             if any(isinstance(event, until) for event in events):
                 return found

@@ -215,10 +215,13 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm(
     port, pki = _start(pysozu, echo, tmp_path)
     raw = RawH2(port, pki.client_context())
     try:
-        for _ in range(300):
-            stream = raw.request("/slow", end=False)
-            raw.conn.reset_stream(stream)
-        raw.flush()
+        try:
+            for _ in range(300):
+                stream = raw.request("/slow", end=False)
+                raw.conn.reset_stream(stream)
+            raw.flush()
+        except (ssl.SSLError, OSError):
+            pass  # the proxy's GOAWAY came first: it reads no more frames, writes may fail
         events = raw.events(h2.events.ConnectionTerminated)
         [goaway] = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
         assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM

@@ -194,3 +194,29 @@ def test_a_frontends_max_body_size_counts_the_body_only() -> None:
     }
     assert statuses[too_big] == b"413"
     assert not session.closed
+
+
+def test_a_connection_ended_by_a_goaway_lingers_reading_until_the_client_closes() -> None:
+    # A protocol error (DATA on stream 0) ends the connection with a GOAWAY; the session keeps
+    # reading and dropping the client's bytes rather than closing on them, so no RST destroys
+    # the GOAWAY in flight.
+    host, session, client = setup()
+    client.sock.incoming += b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x"  # DATA on stream 0
+    host.fire(FRONT_FD, IN)
+    assert not session.closed and session.lingering
+    assert any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events())
+    client.sock.incoming += b"more frames the client had already sent"
+    host.fire(FRONT_FD, IN)
+    assert not session.closed and client.sock.incoming == b""  # read and dropped
+    client.sock.eof = True
+    host.fire(FRONT_FD, IN)
+    assert session.closed and client.sock.closed
+
+
+def test_a_lingering_connection_is_closed_after_the_linger_time() -> None:
+    host, session, client = setup()
+    client.sock.incoming += b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x"
+    host.fire(FRONT_FD, IN)
+    assert session.lingering and not session.closed
+    host.advance(3)  # LINGER_SECONDS 2
+    assert session.closed and client.sock.closed

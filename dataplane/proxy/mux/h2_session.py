@@ -49,6 +49,7 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 READ_SIZE = 65_536
 MAX_READS = 16  # reads per readiness event before other connections get their turn
+LINGER_SECONDS = 2.0  # after a GOAWAY that ends the connection: the client's bytes drained
 _READ = bytearray(READ_SIZE)  # one read buffer for every connection of the worker
 _READ_VIEW = memoryview(_READ)
 INFINITY = float("inf")
@@ -73,6 +74,7 @@ class H2Session:
         "figures",
         "front",
         "idle_since",
+        "lingering",
         "listener",
         "loop",
         "mask",
@@ -110,6 +112,7 @@ class H2Session:
         self.out = bytearray()
         self.mask = EPOLLIN
         self.closed = False
+        self.lingering = 0.0  # set: the connection is ending (see _linger), until then
         self.idle_since = loop.now
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
@@ -130,6 +133,10 @@ class H2Session:
             self.flush()
             if self.closed:
                 return
+        if self.lingering:
+            if events & ~EPOLLOUT:
+                self._drain()
+            return
         if events & ~EPOLLOUT:
             sock = self.sock
             pending = getattr(sock, "pending", None)
@@ -192,8 +199,7 @@ class H2Session:
                 assert isinstance(event, ConnectionClosed)
                 if event.code:
                     log.debug("h2 connection %s closed: %s", self.context.client_address, event)
-                self.flush()
-                self.close()
+                self._linger()
                 return
             # GoAwayReceived: the client opens no new stream; the open ones finish.
 
@@ -250,13 +256,13 @@ class H2Session:
         if mask != self.mask:
             self.mask = mask
             self.loop.modify(self.fd, mask)
-        if not out and self.front.done:
+        if not out and self.front.done and not self.lingering:
             self.close()  # a graceful shutdown (ours or the client's) is complete
 
     # -- time ----------------------------------------------------------------------------
 
     def _arm(self) -> None:
-        if self.closed:
+        if self.closed or self.lingering:
             return
         deadline = self.front.next_deadline() or INFINITY
         if not self.streams:
@@ -266,6 +272,9 @@ class H2Session:
 
     def on_timeout(self, now: float) -> None:
         if self.closed:
+            return
+        if self.lingering:
+            self.close()  # the client kept sending, or never closed: enough
             return
         self._dispatch(self.front.expired(now))
         if self.closed:
@@ -288,6 +297,35 @@ class H2Session:
         self._arm()
 
     # -- end -----------------------------------------------------------------------------
+
+    def _linger(self) -> None:
+        """A GOAWAY ended the connection (a flood, a protocol error): its streams go, the
+        GOAWAY is sent, and the client's bytes are read and dropped until it closes (as a
+        client does on a GOAWAY with an error) or LINGER_SECONDS pass. Closing with unread
+        bytes would send a RST, which can destroy the GOAWAY before the client has read it
+        (nginx's lingering close). The write side stays open: shutting it on TLS would send
+        close_notify and end the TLS layer that the draining reads through."""
+        if self.closed or self.lingering:
+            return
+        for stream in list(self.streams.values()):
+            stream.connection_lost()
+        self.streams.clear()
+        self.lingering = self.loop.now + LINGER_SECONDS
+        self.flush()
+        if not self.closed:
+            self.loop.timers.arm(self, self.lingering)
+
+    def _drain(self) -> None:
+        for _ in range(MAX_READS):
+            try:
+                received = self.sock.recv_into(_READ_VIEW)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                received = 0
+            if not received:
+                self.close()
+                return
 
     def close(self) -> None:
         if self.closed:
