@@ -10,8 +10,11 @@ as for HTTP/1.1 backends.
 
 `H2Exchange` is one stream's request on such a connection, with the interface `H1Exchange`
 has (start, send_body, send_trailers, resume, cancel, done): the stream does not know which
-protocol its backend speaks. Response body bytes are credited back to the backend only once
-the client's side took them, so a slow client holds at most a window of them.
+protocol its backend speaks. Its stream is an HTTP/2 client's (`H2Stream`) or an HTTP/1.1
+client's (`H1Stream`, h1 -> h2). Response body bytes are credited back to the backend only once
+the client's side took them, so a slow client holds at most a window of them. Once the request
+is sent, a backend silent for the cluster's (or listener's) back_timeout gets the stream reset
+and the client a 504, as with HTTP/1.1 backends.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.balancing.backend import Backend
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http2.events import Fields
+    from dataplane.proxy.mux.h1_stream import H1Stream
     from dataplane.proxy.mux.h2_stream import H2Stream
     from dataplane.proxy.mux.host import Host
 
@@ -363,6 +367,7 @@ class H2Exchange:
         "body",
         "cluster",
         "conn",
+        "deadline",
         "ended_sent",
         "failed",
         "held",
@@ -374,12 +379,13 @@ class H2Exchange:
         "sticky_id",
         "stream",
         "stream_id",
+        "timer_slot",
         "trailers_out",
     )
 
     def __init__(
         self,
-        stream: H2Stream,
+        stream: H2Stream | H1Stream,
         cluster: ClusterRuntime,
         request: tuple[bytes, bytes, bytes, bytes, Fields],
         sticky_id: str | None,
@@ -399,6 +405,8 @@ class H2Exchange:
         self.held = 0  # response body bytes the client side has not taken yet
         self.responded = False
         self.retries = 0
+        self.deadline = 0.0
+        self.timer_slot = NOT_FILED
 
     def start(self) -> None:
         loop = self.loop
@@ -425,6 +433,7 @@ class H2Exchange:
         conn = self.conn
         assert conn is not None
         conn.backend.active_requests += 1
+        self._arm()
         self._send_body()
 
     def connect_failed(self, backend: Backend) -> None:
@@ -492,9 +501,11 @@ class H2Exchange:
 
     def response(self, head: ResponseHead) -> None:
         self.responded = True
+        self._arm()
         self.stream.respond(head.status, list(head.headers), head.end_stream)
 
     def body_received(self, data: bytes, end: bool) -> None:
+        self._arm()
         if self.stream.data(data, end):
             self._credit(len(data))
         else:
@@ -517,6 +528,7 @@ class H2Exchange:
     def reset(self, code: int, refused: bool) -> None:
         """The backend reset the stream (or refused it after a GOAWAY)."""
         conn, self.conn = self.conn, None
+        self.loop.timers.cancel(self)
         if conn is not None:
             conn.backend.active_requests -= 1
         if refused and not self.responded:
@@ -527,9 +539,30 @@ class H2Exchange:
 
     def connection_lost(self, reason: str) -> None:
         conn, self.conn = self.conn, None
+        self.loop.timers.cancel(self)
         if conn is not None and self.stream_id:
             conn.backend.active_requests -= 1
         self.stream.failed(502, reason)
+
+    # -- the backend's timeout -------------------------------------------------------------
+
+    def _arm(self) -> None:
+        timeout = self.cluster.back_timeout or self.stream.session.listener.back_timeout
+        self.loop.timers.arm(self, self.loop.now + timeout)
+
+    def on_timeout(self, now: float) -> None:
+        """back_timeout without a byte from the backend: 504 (or a cut response). Not while
+        the request is still coming (the client's pace: its own timeouts) or the client side
+        holds response bytes (the client's pace too)."""
+        if self.conn is None or not self.stream_id:
+            return
+        if now < self.deadline:
+            self.loop.timers.arm(self, self.deadline)
+        elif self.held or not self.ended_sent:
+            self._arm()
+        else:
+            self.loop.counters.timeouts += 1
+            self.stream.failed(504, "backend timeout")  # which cancels (resets) the stream
 
     # -- ends ------------------------------------------------------------------------------
 
@@ -543,6 +576,7 @@ class H2Exchange:
         conn, self.conn = self.conn, None
         if conn is None:
             return
+        self.loop.timers.cancel(self)
         if self.stream_id:
             conn.backend.active_requests -= 1
         conn.forget(self, reset)
