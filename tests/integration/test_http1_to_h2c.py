@@ -8,11 +8,13 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from h2c_backend import H2cBackend, pattern
+from https_support import Pki
 
 pytestmark = pytest.mark.timeout(90)
 HOST = {"host": "example.com"}
@@ -250,3 +252,106 @@ frontends = [{{ address = "127.0.0.1:{port}", hostname = "example.com" }}]
         assert time.monotonic() - started < 5
         fine = client.get(f"http://127.0.0.1:{port}/fine", headers=HOST)
         assert _echo(fine)["path"] == "/fine"
+
+
+def _access_lines(path: Path, count: int) -> list[str]:
+    deadline = time.monotonic() + 5
+    while True:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def test_access_logs_name_the_protocol_and_the_h2c_backend(
+    pysozu: Any, h2c: H2cBackend, tmp_path: Path
+) -> None:
+    """sozu's mux writes `http` or `https` (the listener's), for HTTP/1.1 and HTTP/2 clients
+    alike; a request carried in h2c names its backend as an HTTP/1.1 one does."""
+    pki = Pki(tmp_path)
+    cert = pki.issue("example.com")
+    clear, tls = pysozu.free_port(), pysozu.free_port()
+    log = tmp_path / "access.log"
+    pysozu.start(
+        f"""
+worker_count = 1
+access_logs_target = "file://{log}"
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:{clear}"
+h2c = true
+
+[[listeners]]
+protocol = "https"
+address = "127.0.0.1:{tls}"
+
+[clusters.app]
+protocol = "http"
+http2 = true
+backends = [{{ address = "127.0.0.1:{h2c.port}", backend_id = "h2c-1" }}]
+
+[[clusters.app.frontends]]
+address = "127.0.0.1:{clear}"
+hostname = "example.com"
+
+[[clusters.app.frontends]]
+address = "127.0.0.1:{tls}"
+hostname = "example.com"
+certificate = "{cert["certificate"]}"
+key = "{cert["key"]}"
+""",
+        workers=1,
+    )
+    with httpx.Client(timeout=10) as client:
+        assert client.get(f"http://127.0.0.1:{clear}/h1", headers=HOST).status_code == 200
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        assert client.get(f"http://127.0.0.1:{clear}/h2c", headers=HOST).status_code == 200
+    for http2 in (False, True):
+        transport = httpx.HTTPTransport(http2=http2, verify=pki.client_context(), retries=0)
+        with httpx.Client(transport=transport, timeout=10) as client:
+            request = client.build_request("GET", f"https://127.0.0.1:{tls}/tls{int(http2)}")
+            request.headers["host"] = f"example.com:{tls}"
+            request.extensions["sni_hostname"] = "example.com"
+            response = client.send(request)
+            assert response.status_code == 200
+            assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+    lines = _access_lines(log, 4)
+    by_path = {line.split()[-2]: line for line in lines}
+    assert set(by_path) == {"/h1", "/h2c", "/tls0", "/tls1"}, lines
+    expected = {"/h1": "http", "/h2c": "http", "/tls0": "https", "/tls1": "https"}
+    for path, protocol in expected.items():
+        line = by_path[path]
+        assert f" None {protocol} example.com" in line, line
+        assert f" 127.0.0.1:{h2c.port} " in line and " app h2c-1] " in line, line
+        assert line.endswith(f"GET {path} 200"), line
+
+
+def test_a_refused_backend_is_retried_on_another(pysozu: Any, h2c: H2cBackend) -> None:
+    dead = pysozu.free_port()  # nothing listens there: connects are refused
+    port = pysozu.free_port()
+    pysozu.start(
+        f"""
+worker_count = 1
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:{port}"
+
+[clusters.app]
+protocol = "http"
+http2 = true
+load_balancing = "ROUND_ROBIN"
+backends = [
+    {{ address = "127.0.0.1:{dead}", backend_id = "dead" }},
+    {{ address = "127.0.0.1:{h2c.port}", backend_id = "h2c-1" }},
+]
+frontends = [{{ address = "127.0.0.1:{port}", hostname = "example.com" }}]
+""",
+        workers=1,
+    )
+    with httpx.Client(timeout=10) as client:
+        for n in range(10):
+            got = client.get(f"http://127.0.0.1:{port}/{n}", headers=HOST)
+            assert _echo(got)["path"] == f"/{n}"
+    assert h2c.connections == 1

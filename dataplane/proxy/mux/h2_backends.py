@@ -70,6 +70,8 @@ BACK_LIMITS = H2Limits().with_values(
     max_rst_stream_emitted_lifetime=_UNLIMITED,
     max_ping_lifetime=_UNLIMITED,
     max_settings_lifetime=_UNLIMITED,
+    # A silent backend stream ends by the exchange's back_timeout (504), not by the reaper.
+    stream_idle_timeout=float(_UNLIMITED),
 )
 READ_SIZE = 65_536
 INFINITY = float("inf")
@@ -556,9 +558,7 @@ class H2Exchange:
         holds response bytes (the client's pace too)."""
         if self.conn is None or not self.stream_id:
             return
-        if now < self.deadline:
-            self.loop.timers.arm(self, self.deadline)
-        elif self.held or not self.ended_sent:
+        if self.held or not self.ended_sent:
             self._arm()
         else:
             self.loop.counters.timeouts += 1
