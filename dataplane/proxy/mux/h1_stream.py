@@ -39,7 +39,13 @@ from dataplane.proxy.http2.translate import (
     status_line,
 )
 from dataplane.proxy.mux.h2_backends import H2Exchange
-from dataplane.proxy.mux.session_fields import H2, HEAD, NO_FAILURES, STOP_GRACE_SECONDS
+from dataplane.proxy.mux.session_fields import (
+    BODY_PAUSED,
+    H2,
+    HEAD,
+    NO_FAILURES,
+    STOP_GRACE_SECONDS,
+)
 from dataplane.proxy.routing.policy import set_headers
 
 if TYPE_CHECKING:
@@ -169,6 +175,7 @@ class H1Stream:
             return
         if exchange.body and not done:  # the backend's window is full: stop reading
             session.front_full = True
+            session.body_mark = BODY_PAUSED  # this window is not held against the client
             session._sync_masks()
         if session.start == session.end:
             session.start = session.end = 0

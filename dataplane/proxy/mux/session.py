@@ -3,7 +3,8 @@
 Phases: HEAD (waiting for a request head; idle keep-alive when nothing is buffered), CONNECTING
 (a new backend connection is being opened), EXCHANGE (request forwarded, request body and
 response streamed), PIPE (after a 101: bytes both ways), ANSWER (a default answer is written,
-then the connection lingers briefly and closes). See LIFECYCLE.md.
+then the connection lingers briefly and closes), H2 (the request is a stream on a shared h2c
+backend connection: mux/h1_stream.py). See LIFECYCLE.md.
 
 The state lives here, with what ends a connection (answers, timeouts, close); the client side
 (`session_request`), the backend side (`session_backend`) and the flow control
