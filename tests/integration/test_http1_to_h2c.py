@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,3 +357,28 @@ frontends = [{{ address = "127.0.0.1:{port}", hostname = "example.com" }}]
             got = client.get(f"http://127.0.0.1:{port}/{n}", headers=HOST)
             assert _echo(got)["path"] == f"/{n}"
     assert h2c.connections == 1
+
+
+def test_curl_http11_uploads_and_downloads(pysozu: Any, h2c: H2cBackend, tmp_path: Path) -> None:
+    """curl as the HTTP/1.1 client: a chunked upload from a file, and a chunked download
+    with its trailers (curl asks for them with --raw and `TE: trailers`)."""
+    curl = shutil.which("curl")
+    assert curl is not None
+    port = _start(pysozu, h2c)
+    data = tmp_path / "upload.bin"
+    data.write_bytes(pattern(3 << 20))
+    url = f"http://127.0.0.1:{port}"
+    common = [curl, "-sS", "--http1.1", "-H", "Host: example.com", "--max-time", "30"]
+    upload = subprocess.run(
+        [*common, "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{data}", f"{url}/up"],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    echo = json.loads(upload.stdout)
+    assert echo["length"] == 3 << 20
+    assert echo["sha256"] == hashlib.sha256(pattern(3 << 20)).hexdigest()
+    raw = subprocess.run(
+        [*common, "--raw", "-H", "TE: trailers", f"{url}/trailers/100000"],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    digest = hashlib.sha256(pattern(100_000)).hexdigest().encode()
+    assert raw.stdout.endswith(b"\r\n0\r\nx-checksum: " + digest + b"\r\n\r\n")
