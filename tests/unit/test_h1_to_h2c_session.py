@@ -348,3 +348,24 @@ def test_uploads_and_downloads_hold_at_most_a_window() -> None:
     backend.read()
     assert backend.conn.local_flow_control_window(1) == window  # credited once written
     assert sock.take().endswith(b"z" * window)
+
+
+def test_a_refused_stream_is_retried_unless_its_body_began() -> None:
+    host, _session, sock = setup()
+    send(host, sock, GET + b"\r\n")
+    backend = connected(host)
+    backend.conn.close_connection(last_stream_id=0)  # stream 1 was not processed
+    backend.write()
+    assert len(made()) == 2  # retried on a new connection
+    second = connected(host)
+    assert second.heads[1][b":path"] == b"/path?q=1"
+    second.respond(1, [(b"content-length", b"2")], b"ok")
+    assert sock.take().endswith(b"\r\n\r\nok")
+    # A request whose body began to go out cannot be sent again: 502.
+    send(host, sock, b"POST /p HTTP/1.1\r\nHost: example.com\r\nContent-Length: 10\r\n\r\nhello")
+    second.read()
+    assert bytes(second.bodies[3]) == b"hello"
+    second.conn.close_connection(last_stream_id=1)
+    second.write()
+    assert sock.take().startswith(b"HTTP/1.1 502 Bad Gateway")
+    assert len(made()) == 2

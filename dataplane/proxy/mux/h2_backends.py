@@ -367,6 +367,7 @@ class H2Exchange:
 
     __slots__ = (
         "body",
+        "body_sent",
         "cluster",
         "conn",
         "deadline",
@@ -403,6 +404,7 @@ class H2Exchange:
         self.conn: H2Backend | None = None
         self.stream_id = 0
         self.ended_sent = False  # our END_STREAM went out
+        self.body_sent = False  # some request body bytes went out (and cannot be sent again)
         self.failed: set[str] = set()
         self.held = 0  # response body bytes the client side has not taken yet
         self.responded = False
@@ -496,6 +498,7 @@ class H2Exchange:
                 back.end_stream(self.stream_id)
             self.ended_sent = True
         if credited:
+            self.body_sent = True
             self.stream.body_forwarded(credited)
         self.loop.flush_soon(conn)
 
@@ -528,12 +531,13 @@ class H2Exchange:
             self.loop.flush_soon(conn)
 
     def reset(self, code: int, refused: bool) -> None:
-        """The backend reset the stream (or refused it after a GOAWAY)."""
+        """The backend reset the stream, or refused it after a GOAWAY: retried on another
+        connection unless some of its body already went out (those bytes are gone)."""
         conn, self.conn = self.conn, None
         self.loop.timers.cancel(self)
         if conn is not None:
             conn.backend.active_requests -= 1
-        if refused and not self.responded:
+        if refused and not self.responded and not self.body_sent:
             self.stream_id = 0
             self.retry()
             return
