@@ -18,6 +18,9 @@ route of the Ingress; `pysozu.io/www-authenticate` -> the realm. ingress-nginx's
 
 nginx `upstream-vhost` -> `rewrite_host` on the Ingress's forwarding routes: the Host header
 the backends get (the dataplane sends the client's as X-Forwarded-Host, as ingress-nginx does).
+
+`use-regex`, `rewrite-target`, `x-forwarded-prefix` and `server-alias`: rewrites.py (the regex
+paths: regex_paths.py).
 """
 
 from __future__ import annotations
@@ -27,10 +30,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, parse_access
+from ingress_operator.affinity_annotations import AFFINITY_NAMES, default_cookie, parse_affinity
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+from ingress_operator.backend_tls_annotations import TLS_NAMES, BackendTlsAsk, parse_backend_tls
+from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
+from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
+from ingress_operator.rewrites import NAMES as REWRITE_NAMES
+from ingress_operator.rewrites import Rewrite, parse_rewrite
+from ingress_operator.upstream_annotations import UPSTREAM_NAMES, parse_upstream
 
-from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric
+from dataplane.command.credential_formats import CredentialError, split_entry
+from dataplane.command.messages import Cluster, LoadBalancingAlgorithms, LoadMetric, StickyCookie
 from dataplane.command.state_rules import StateError, check_cookie_name
 
 _ALGORITHMS = {
@@ -52,43 +63,60 @@ _MAX_ANSWER_BYTES = 16 * 1024
 _MAX_TIMEOUT_SECONDS = 3600
 _MAX_WEIGHT = 10_000
 # The names read here; every other key in either namespace goes through annotation_review.
-NGINX_MAPPED = ACCESS_NAMES | frozenset(
-    {
-        "ssl-redirect",
-        "force-ssl-redirect",
-        "affinity",
-        "session-cookie-name",
-        "load-balance",
-        "proxy-connect-timeout",
-        "proxy-read-timeout",
-        "proxy-send-timeout",
-        "temporal-redirect",
-        "temporal-redirect-code",
-        "permanent-redirect",
-        "permanent-redirect-code",
-        "upstream-vhost",
-        "app-root",
-        "backend-protocol",
-    }
+NGINX_MAPPED = (
+    ACCESS_NAMES
+    | AFFINITY_NAMES
+    | BASIC_AUTH_NAMES
+    | UPSTREAM_NAMES
+    | REWRITE_NAMES
+    | frozenset(
+        {
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "affinity",
+            "session-cookie-name",
+            "load-balance",
+            "proxy-connect-timeout",
+            "proxy-read-timeout",
+            "proxy-send-timeout",
+            "temporal-redirect",
+            "temporal-redirect-code",
+            "permanent-redirect",
+            "permanent-redirect-code",
+            "upstream-vhost",
+            "app-root",
+        }
+    )
+    | TLS_NAMES
 )
-PYSOZU_MAPPED = ACCESS_NAMES | frozenset(
-    {
-        "sticky-sessions",
-        "load-balancing",
-        "load-metric",
-        "connect-timeout",
-        "backend-timeout",
-        "session-cookie-name",
-        "ssl-redirect",
-        "force-ssl-redirect",
-        "backend-weights",
-        "authorized-hashes",
-        "www-authenticate",
-        "http2",
-    }
+PYSOZU_MAPPED = (
+    ACCESS_NAMES
+    | AFFINITY_NAMES
+    | BASIC_AUTH_NAMES
+    | UPSTREAM_NAMES
+    | REWRITE_NAMES
+    | frozenset(
+        {
+            "sticky-sessions",
+            "load-balancing",
+            "load-metric",
+            "connect-timeout",
+            "backend-timeout",
+            "session-cookie-name",
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "backend-weights",
+            "authorized-hashes",
+            "www-authenticate",
+            "http2",
+        }
+    )
+    | TLS_NAMES
 )
+# Canary Ingresses (canary.py).
+NGINX_MAPPED |= CANARY_NAMES
+PYSOZU_MAPPED |= CANARY_NAMES
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
-_HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
 
 
 @dataclass(slots=True)
@@ -101,13 +129,21 @@ class Options:
     connect_timeout: int | None = None
     back_timeout: int | None = None
     sticky_name: str | None = None
+    sticky_cookie: StickyCookie | None = None  # the sticky cookie's attributes
     authorized_hashes: list[str] | None = None  # set: every route asks for basic auth
     www_authenticate: str | None = None  # the basic auth realm
+    basic_auth: BasicAuth | None = None  # auth-type basic: the Secret to read (render does)
+    service_upstream: bool = False  # one backend: the Service's ClusterIP
+    default_backend: str | None = None  # a Service serving while the own has no endpoint
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
-    http2: bool = False  # backends speak h2c (gRPC): backend-protocol GRPC/H2C, pysozu.io/http2
+    http2: bool = False  # backends speak h2: backend-protocol GRPC/H2C/GRPCS, pysozu.io/http2
+    backend_tls: BackendTlsAsk | None = None  # backend-protocol HTTPS/GRPCS, proxy-ssl-*
     app_root: str | None = None  # where `/` redirects (302)
     access: Access = field(default_factory=Access)  # source lists, rate limits, body size
+    rewrite: Rewrite = field(
+        default_factory=Rewrite
+    )  # use-regex, rewrite-target, x-forwarded-prefix, aliases
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -115,6 +151,7 @@ class Options:
     problems: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # restricting keys not enforced
     notices: list[Notice] = field(default_factory=list)
+    canary: CanaryRule | None = None  # a canary Ingress (canary.py): it claims no route
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
@@ -127,6 +164,7 @@ class Options:
             connect_timeout=self.connect_timeout,
             back_timeout=self.back_timeout,
             sticky_name=self.sticky_name,
+            sticky_cookie=self.sticky_cookie if self.sticky_session else None,
             authorized_hashes=list(self.authorized_hashes or ()),
             www_authenticate=self.www_authenticate,
             http2=self.http2 or None,
@@ -176,16 +214,16 @@ _REALM = re.compile(r"^[ !#-~]{1,128}$")
 
 
 def _hashes(key: str, value: str, problems: list[str]) -> list[str]:
-    """`user:hex(sha256(password))` entries, comma or space separated. A bad entry is reported
-    and left out (that user cannot log in); none left still asks for auth: every request 401."""
+    """`user:hex(sha256(password))` or htpasswd entries, comma or space separated. A bad entry
+    is reported (by user name) and left out; none left still asks for auth: every request 401."""
     hashes = []
     for entry in value.replace(",", " ").split():
-        if _HASH_ENTRY.match(entry):
-            hashes.append(entry)
+        try:
+            split_entry(entry)
+        except CredentialError as error:
+            problems.append(f"annotation {key}: {error}")
         else:
-            problems.append(
-                f"annotation {key}: {entry.partition(':')[0]!r}: not user:hex(sha256(password))"
-            )
+            hashes.append(entry)
     return hashes
 
 
@@ -213,8 +251,24 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options.refused += access.refused
     options.notices += access.notices
     problems += access.problems
+    upstream = parse_upstream(lookup(annotations, nginx))
+    options.service_upstream = upstream.service_upstream
+    options.default_backend = upstream.default_backend
+    problems += upstream.problems
+    basic = parse_basic_auth(lookup(annotations, nginx))
+    options.basic_auth = basic.auth
+    options.refused += basic.refused
+    options.notices += basic.notices
+    problems += basic.problems
+    options.rewrite = parse_rewrite(lookup(annotations, nginx), problems)
+    tls = parse_backend_tls(lookup(annotations, nginx))  # backend_tls_annotations.py
+    options.http2, options.backend_tls = tls.http2, tls.tls
+    options.refused += tls.refused
+    options.notices += tls.notices
+    problems += tls.problems
     if nginx:
         _parse_nginx(annotations, options)
+    options.canary = parse_canary(annotations, nginx, problems)
     for key, value in annotations.items():
         if not key.startswith(PREFIX):
             continue
@@ -257,7 +311,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
         elif name == "authorized-hashes":
             options.authorized_hashes = _hashes(key, value, problems)
         elif name == "http2":
-            options.http2 = bool(_bool(key, value, problems))
+            options.http2 = bool(_bool(key, value, problems)) or options.http2
         elif name == "www-authenticate":
             if _REALM.match(value):
                 options.www_authenticate = value
@@ -265,35 +319,30 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
                 problems.append(
                     f"annotation {key}: a realm is 1..128 printable characters, no '\"'"
                 )
-        elif name in ACCESS_NAMES:
-            continue  # parse_access read it
+        elif (
+            name in ACCESS_NAMES
+            or name in BASIC_AUTH_NAMES
+            or name in AFFINITY_NAMES
+            or name in UPSTREAM_NAMES
+            or name in REWRITE_NAMES
+            or name in TLS_NAMES
+        ):
+            continue  # read by their own modules
+        elif name in CANARY_NAMES:
+            continue  # parse_canary read it
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)
+    affinity = parse_affinity(lookup(annotations, nginx), bool(options.sticky_session))
+    problems += affinity.problems
+    nginx_affinity = nginx and annotations.get(NGINX + "affinity") == "cookie"
+    options.sticky_cookie = affinity.cookie or default_cookie(nginx_affinity)
     if options.www_authenticate is not None and not options.required_auth:
         options.problems.append(
             f"annotation {PREFIX}www-authenticate: has no effect without {PREFIX}authorized-hashes"
         )
         options.www_authenticate = None
     return options
-
-
-_H2C_PROTOCOLS = frozenset({"GRPC", "H2C"})
-_PLAIN_PROTOCOLS = frozenset({"HTTP", "AUTO_HTTP"})
-
-
-def _backend_protocol(value: str, options: Options) -> None:
-    """nginx `backend-protocol`: HTTP (the default) or, in h2c, GRPC and H2C (the cluster's
-    `http2`). TLS to backends (HTTPS, GRPCS) and AJP/FCGI are not served: reported, and the
-    backends get plain HTTP/1.1."""
-    protocol = value.strip().upper()
-    if protocol in _H2C_PROTOCOLS:
-        options.http2 = True
-    elif protocol not in _PLAIN_PROTOCOLS:
-        options.problems.append(
-            f"annotation {NGINX}backend-protocol: {value!r} is not served by pysozu (HTTP, GRPC "
-            "and H2C are); the backends get plain HTTP/1.1"
-        )
 
 
 def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
@@ -317,8 +366,6 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
                 f"annotation {NGINX}upstream-vhost: {value!r} is not a host name "
                 "(nginx variables are not supported); the request's Host is sent"
             )
-    if (value := get("backend-protocol")) is not None:
-        _backend_protocol(value, options)
     if (value := get("affinity")) is not None:
         if value == "cookie":
             options.sticky_session = True
@@ -326,6 +373,8 @@ def _parse_nginx(annotations: Mapping[str, str], options: Options) -> None:
             problems.append(f"annotation {NGINX}affinity: only 'cookie' is supported")
     if (value := get("session-cookie-name")) is not None:
         options.sticky_name = _cookie_name(NGINX + "session-cookie-name", value, problems)
+    if value is None and options.sticky_session:
+        options.sticky_name = "INGRESSCOOKIE"  # ingress-nginx's default name
     if (value := get("load-balance")) is not None:
         if value == "round_robin":
             options.load_balancing = LoadBalancingAlgorithms.ROUND_ROBIN

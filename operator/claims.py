@@ -16,6 +16,11 @@ would silently move a working route (the rendering gives it to the older one).
 A route's backend is its cluster, as the rendering names it: `<namespace>/<service>:<port>`,
 the Ingress's own redirect cluster for a redirecting one, its refusing cluster for one failing
 closed. nginx `app-root` routes (`/` per host) are not judged here: the rendering reports them.
+A canary Ingress claims no route (canary.py): it is never a conflict.
+
+An Ingress's own regex paths (use-regex, rewrite-target) claim their regex rule; a plain path
+that only becomes a regex because another Ingress makes its host a regex host is judged as
+plain here (the rendering reports a clash there as a `Conflict` Event).
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from ingress_operator.ingress_semantics import (
 )
 from ingress_operator.model import BackendRef, Ingress, IngressClass, ObjectKey
 from ingress_operator.redirects import redirect_cluster_id
+from ingress_operator.regex_paths import regex_rule, shown
 from ingress_operator.settings import RenderSettings
 
-from dataplane.command.messages import PathRuleKind
+from dataplane.command.messages import PathRule, PathRuleKind
 
 RouteKey = tuple[str, PathRuleKind, str]  # host, rule kind, rule value
 # The defaultBackend's catch-all: no path rule renders a PREFIX "" (an empty path is "/").
@@ -56,6 +62,8 @@ class Claim:
 def ingress_claims(ingress: Ingress, settings: RenderSettings) -> Iterator[tuple[RouteKey, Claim]]:
     """The routes the rendering would claim for `ingress` (bad hosts and paths claim none)."""
     options = parse_annotations(ingress.annotations, settings.nginx_annotations)
+    if options.canary is not None:
+        return  # a canary Ingress claims nothing: it joins main routes (canary.py)
     key = ingress.key
 
     def backend(ref: BackendRef) -> str:
@@ -74,12 +82,15 @@ def ingress_claims(ingress: Ingress, settings: RenderSettings) -> Iterator[tuple
             if entry.backend is None:
                 continue
             try:
-                rules = path_rules(entry.path_type, entry.path)
+                if options.rewrite.regex(entry.path):
+                    rules: tuple[PathRule, ...] = (regex_rule(entry.path),)
+                else:
+                    rules = path_rules(entry.path_type, entry.path)
             except SemanticError:
                 continue
             cluster, exact = backend(entry.backend), entry.path_type == EXACT
             for path in rules:
-                where = f"{host}{path.value or '/'}"
+                where = f"{host}{shown(path)}"
                 yield (host, path.kind, path.value), Claim(key, cluster, exact, where)
     if ingress.default_backend is not None:
         claim = Claim(key, backend(ingress.default_backend), False, "defaultBackend")

@@ -89,6 +89,14 @@ def parser() -> argparse.ArgumentParser:
         help="legacy kubernetes.io/ingress.class value served (default: %(default)s)",
     )
     p.add_argument(
+        "--ingress-class-name",
+        metavar="NAME",
+        help="serve Ingresses of the IngressClass NAME (spec.ingressClassName, or the legacy "
+        "annotation) without reading IngressClass objects, so that with --namespace the "
+        "controller needs no cluster-scoped right at all; the default-class mark is then not "
+        "seen (class-less Ingresses need --watch-ingress-without-class)",
+    )
+    p.add_argument(
         "--watch-ingress-without-class",
         action="store_true",
         help="also serve Ingresses with no class at all",
@@ -101,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NS",
         help="watch only this namespace (repeatable; default: all); then the controller needs "
-        "namespaced rights only, beside reading IngressClasses",
+        "namespaced rights only, beside reading IngressClasses (none with --ingress-class-name)",
     )
     p.add_argument("--http-address", default="0.0.0.0:8080", type=_address)
     p.add_argument("--https-address", default="0.0.0.0:8443", type=_address)
@@ -140,6 +148,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="request body limit of routes without a proxy-body-size annotation, in nginx "
         "syntax (1m, 512k; ingress-nginx's default is 1m); 0: no limit (default: 0)",
+    )
+    p.add_argument(
+        "--default-ssl-certificate",
+        type=_namespaced_name,
+        metavar="NAMESPACE/NAME",
+        help="a TLS Secret served to every host no tls entry secures (their HTTP is not "
+        "redirected), and to tls entries that name hosts but no secretName (those are "
+        "secured), as ingress-nginx's flag; in a watched namespace",
     )
     p.add_argument(
         "--debounce",
@@ -214,8 +230,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
             nginx_annotations=args.nginx_annotations,
             limit_req_status=args.limit_req_status_code,
             proxy_body_size=args.proxy_body_size,
+            default_certificate=args.default_ssl_certificate,
         ),
         namespaces=tuple(args.namespace),
+        ingress_class_name=args.ingress_class_name,
         publish_address=args.publish_address,
         publish_service=args.publish_service,
         health_address=args.health_address,
@@ -234,12 +252,12 @@ async def run(settings: Settings) -> None:
     # Imported here so that `--help` and flag errors do not pay for kopf and kubernetes.
     import kopf
     from ingress_operator.controller import Controller
-    from ingress_operator.indices import build_registry
+    from ingress_operator.indices import build_registry, watched
     from ingress_operator.kube import KubeApi
 
     controller = Controller(settings, KubeApi.from_environment(settings.api_timeout))
     await kopf.operator(
-        registry=build_registry(),
+        registry=build_registry(watched(settings.ingress_class_name)),
         memo=kopf.Memo(controller=controller),
         standalone=True,
         clusterwide=not settings.namespaces,

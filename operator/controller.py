@@ -21,9 +21,9 @@ from ingress_operator import events, metrics, reconciler, status, webhook
 from ingress_operator.claims import ClaimIndex
 from ingress_operator.events import EventRecorder
 from ingress_operator.health import serve_health
-from ingress_operator.indices import FIELD_SELECTORS, RESOURCES, Indices
+from ingress_operator.indices import FIELD_SELECTORS, Indices
 from ingress_operator.kube import KubeApi
-from ingress_operator.model import ObjectKey, Snapshot
+from ingress_operator.model import IngressClass, ObjectKey, Snapshot
 from ingress_operator.publish import PublishedService
 from ingress_operator.reconciler import Reconciler
 from ingress_operator.render import Rendered
@@ -54,7 +54,9 @@ class Controller:
         self.settings = settings
         self.api = api
         self.events = EventRecorder(api, component=settings.render.controller_name)
-        self.indices = Indices()
+        named = settings.ingress_class_name
+        controller_name = settings.render.controller_name
+        self.indices = Indices(IngressClass(named, controller_name, False) if named else None)
         self.reconciler = Reconciler(settings, self.snapshot, self.events, self._pushed)
         self.status: StatusPublisher | None = None
         self._elector: LeaseElector | None = None
@@ -96,7 +98,8 @@ class Controller:
             self.indices.settle()
             return
         try:
-            uids = await self.api.list_uids(RESOURCES, self.settings.namespaces, FIELD_SELECTORS)
+            resources, namespaces = self.indices.resources, self.settings.namespaces
+            uids = await self.api.list_uids(resources, namespaces, FIELD_SELECTORS)
         except Exception as error:  # never stay unready because of the listing
             log.warning("cannot list the watched objects (%s): serving what arrives", error)
             self.indices.settle()

@@ -25,6 +25,7 @@ from typing import Any
 
 import kopf
 from ingress_operator.model import (
+    AuthSecret,
     EndpointSlice,
     Ingress,
     IngressClass,
@@ -33,6 +34,7 @@ from ingress_operator.model import (
     Snapshot,
     TlsSecret,
     has_tls_keys,
+    parse_auth_secret,
     parse_endpoint_slice,
     parse_ingress,
     parse_ingress_class,
@@ -64,13 +66,24 @@ def _key(body: Mapping[str, Any]) -> ObjectKey:
     return ObjectKey(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
+def watched(class_name: str | None) -> tuple[tuple[str, ...], ...]:
+    """The resources listed and watched: all, or all but IngressClasses when the class is
+    named by the flag (`--ingress-class-name`: no cluster-scoped read at all)."""
+    return RESOURCES if class_name is None else tuple(r for r in RESOURCES if r != INGRESS_CLASSES)
+
+
 class Indices:
-    def __init__(self) -> None:
+    def __init__(self, named_class: IngressClass | None = None) -> None:
+        """`named_class`: the one class known, never watched (`--ingress-class-name`)."""
+        self.resources = watched(named_class.name if named_class else None)
         self.ingresses: dict[ObjectKey, Ingress] = {}
         self.classes: dict[str, IngressClass] = {}
+        if named_class is not None:
+            self.classes[named_class.name] = named_class
         self.services: dict[ObjectKey, Service] = {}
         self.slices: dict[ObjectKey, EndpointSlice] = {}  # by the slice's own key
         self.secrets: dict[ObjectKey, TlsSecret] = {}
+        self.auth_secrets: dict[ObjectKey, AuthSecret] = {}  # basic auth (auth-secret)
         self._pending: set[str] | None = None  # uids listed at startup and not yet seen
         self._seen: set[str] = set()  # uids seen before the startup listing answered
         self._sequence = 0  # events applied so far
@@ -119,13 +132,20 @@ class Indices:
         elif resource == ENDPOINT_SLICES:
             value = None if deleted else parse_endpoint_slice(body)
         elif resource == SECRETS:
-            # Only Secrets with a key pair are kept (a broken one too: its problem is reported).
+            # Only Secrets with a key pair or a ca.crt (proxy-ssl-secret) are kept (a broken one
+            # too: its problem is reported), and those basic auth can read.
             value = parse_tls_secret(body) if not deleted and has_tls_keys(body) else None
+            auth = None if deleted else parse_auth_secret(body)
+            _put(self.auth_secrets, key, auth)
+            if value is None and auth is not None:
+                self.secrets.pop(key, None)
+                value = auth  # stamped below, so a re-list sweeps it too
         else:
             return
         self._sequence += 1
         self.changes[resource] += 1
-        _put(self._table(resource), key, value)
+        if resource != SECRETS or not isinstance(value, AuthSecret):
+            _put(self._table(resource), key, value)
         _put(self._stamps[resource], key, None if value is None else self._sequence)
 
     def _table(self, resource: tuple[str, ...]) -> dict[Any, Any]:
@@ -153,6 +173,8 @@ class Indices:
         for key in gone:
             del stamps[key]
             table.pop(key, None)
+            if resource == SECRETS:
+                self.auth_secrets.pop(key, None)
         if gone:
             self.changes[resource] += 1
         return gone
@@ -174,6 +196,7 @@ class Indices:
             services=dict(self.services),
             slices=by_service,
             secrets=dict(self.secrets),
+            auth_secrets=dict(self.auth_secrets),
         )
 
 
@@ -184,7 +207,7 @@ def _put(table: dict[Any, Any], key: Any, value: Any) -> None:
         table[key] = value
 
 
-def build_registry() -> kopf.OperatorRegistry:
+def build_registry(resources: tuple[tuple[str, ...], ...] = RESOURCES) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -205,7 +228,7 @@ def build_registry() -> kopf.OperatorRegistry:
     async def cleanup(memo: Any, **_: Any) -> None:
         await memo.controller.stop()
 
-    for resource in RESOURCES:
+    for resource in resources:
         handler = _event_handler(resource)
         kopf.on.event(*resource, id=f"changed-{resource[-1]}", registry=registry)(handler)
     return registry

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ingress_operator.access_annotations import Access
+from ingress_operator.canary import CanaryRule
 from ingress_operator.model import ObjectKey
+from ingress_operator.rewrites import Rewritten
 
 from dataplane.command import codec
 from dataplane.command.address import SocketAddress
@@ -87,6 +89,8 @@ def frontend(
     answer: tuple[RedirectPolicy, str] | None = None,
     host_header: str | None = None,
     access: Access | None = None,
+    canary: tuple[str, CanaryRule] | None = None,
+    rewritten: Rewritten | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position). `access`: its source lists, rate limits
@@ -108,16 +112,21 @@ def frontend(
         )
         if answer is not None:  # (policy, template): the answer is its cluster's template
             body.redirect, body.redirect_template = answer
+        if rewritten is not None:  # rewrite-target and its X-Forwarded-Prefix
+            body.rewrite_path = rewritten.template
+            body.headers = rewritten.headers
         if access is not None:
             body.allowed_sources = list(access.allowed)
             body.denied_sources = list(access.denied)
             body.rate_limits = access.rate_limits(f"{owner.namespace}/{owner.name}")
             body.max_body_size = access.max_body_size
+        if canary is not None:  # (cluster, rule): the canary alternative (canary.py)
+            body.canary = canary[1].message(canary[0])
         return Request.of(**{verb: body})
 
     key = (
         verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
-        access,
+        access, canary, rewritten,
     )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend

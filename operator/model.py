@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography import x509
 
+from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.state_rules import StateError, certificate_names
 
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
@@ -110,6 +111,7 @@ class Service:
     type: str
     ports: tuple[ServicePort, ...]
     addresses: tuple[Address, ...] = ()  # for --publish-service (published_addresses)
+    cluster_ip: str | None = None  # spec.clusterIP ("None" for a headless Service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,22 @@ class TlsSecret:
     problem: str | None = None
     names: tuple[str, ...] = ()  # the leaf's SAN DNS names, else its CN
     not_after: float = 0.0  # the leaf's expiry, unix time (0: unknown, a broken Secret)
+    ca: str = ""  # PEM of `ca.crt` (proxy-ssl-secret), "" when absent
+    ca_only: bool = False  # a `ca.crt` without `tls.crt`/`tls.key` (no key pair: `problem`)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSecret:
+    """A Secret that can back basic auth (ingress-nginx's `auth-secret`): its `auth` key as an
+    htpasswd file (`auth-file`), and its keys as users with hashes as values (`auth-map`).
+    Entries are `user:hash` strings as the dataplane takes them; `problems` name the users
+    whose line was left out (never a hash)."""
+
+    key: ObjectKey
+    file_entries: tuple[str, ...] | None  # None: no `auth` key
+    map_entries: tuple[str, ...]
+    file_problems: tuple[str, ...] = ()
+    map_problems: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,6 +305,7 @@ def parse_service(body: Mapping[str, Any]) -> Service:
         type=kind,
         ports=_ports(spec.get("ports"), "port"),
         addresses=published_addresses(kind, spec, body.get("status")),
+        cluster_ip=_str(spec.get("clusterIP")) or None,
     )
 
 
@@ -347,16 +366,79 @@ def has_tls_keys(body: Mapping[str, Any]) -> bool:
     """A Secret holding `tls.crt` or `tls.key`, whatever its type (ingress-nginx reads
     `kubernetes.io/tls` and `Opaque` Secrets alike)."""
     data = _dict(body.get("data"))
-    return "tls.crt" in data or "tls.key" in data
+    return "tls.crt" in data or "tls.key" in data or "ca.crt" in data  # ca.crt: proxy-ssl
+
+
+_MAX_AUTH_ENTRIES = 10_000
+
+
+def _auth_entry(user: str, stored: str, where: str, problems: list[str]) -> str | None:
+    try:
+        split_entry(f"{user}:{stored}")
+    except CredentialError as error:
+        problems.append(f"{where}: {error}")
+        return None
+    return f"{user}:{stored}"
+
+
+def parse_auth_secret(body: Mapping[str, Any]) -> AuthSecret | None:
+    """The Secret as basic auth can read it; None when it can be neither form (keeps the
+    index small: a Secret is kept when it has an `auth` key or every value is a hash)."""
+    key = _key(body)
+    data = _dict(body.get("data"))
+    if not data or len(data) > _MAX_AUTH_ENTRIES:
+        return None
+    texts: dict[str, str] = {}
+    for name, encoded in data.items():
+        try:
+            texts[str(name)] = base64.b64decode(str(encoded), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            texts[str(name)] = ""
+    file_entries: tuple[str, ...] | None = None
+    file_problems: list[str] = []
+    if "auth" in texts:
+        found = []
+        for number, line in enumerate(texts["auth"].splitlines()[:_MAX_AUTH_ENTRIES], 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, colon, stored = line.partition(":")
+            where = f"line {number}"
+            if not colon or not user:
+                file_problems.append(f"{where}: not user:hash")
+            elif (entry := _auth_entry(user, stored.strip(), where, file_problems)) is not None:
+                found.append(entry)
+        file_entries = tuple(found)
+    map_problems: list[str] = []
+    map_entries = tuple(
+        entry
+        for user, stored in sorted(texts.items())
+        if (entry := _auth_entry(user, stored.strip(), f"key {user!r}", map_problems))
+    )
+    if file_entries is None and (map_problems or not map_entries):
+        return None
+    return AuthSecret(key, file_entries, map_entries, tuple(file_problems), tuple(map_problems))
 
 
 def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
     key = _key(body)
     data = _dict(body.get("data"))
 
-    def broken(reason: str) -> TlsSecret:
-        return TlsSecret(key, "", (), "", "", problem=f"TLS secret {key}: {reason}")
+    def broken(reason: str, ca: str = "", ca_only: bool = False) -> TlsSecret:
+        problem = f"TLS secret {key}: {reason}"
+        return TlsSecret(key, "", (), "", "", problem=problem, ca=ca, ca_only=ca_only)
 
+    ca = ""
+    if "ca.crt" in data:
+        try:
+            ca_text = base64.b64decode(data.get("ca.crt") or "", validate=True).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError, TypeError, ValueError):
+            return broken("ca.crt is not base64-encoded ASCII PEM")
+        ca = "".join(_pem_blocks(ca_text, "CERTIFICATE"))
+        if not ca:
+            return broken("ca.crt holds no CERTIFICATE")
+        if "tls.crt" not in data and "tls.key" not in data:
+            return broken("has a ca.crt but no tls.crt and tls.key", ca, ca_only=True)
     try:
         cert_text = base64.b64decode(data.get("tls.crt") or "", validate=True).decode("ascii")
         key_text = base64.b64decode(data.get("tls.key") or "", validate=True).decode("ascii")
@@ -375,7 +457,9 @@ def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
         return broken("the certificate PEM is corrupt")
     chain = tuple(certs[1:])
     expiry = not_after.timestamp()
-    return TlsSecret(key, certs[0], chain, keys[0], fingerprint, names=names, not_after=expiry)
+    return TlsSecret(
+        key, certs[0], chain, keys[0], fingerprint, names=names, not_after=expiry, ca=ca
+    )
 
 
 @dataclass(slots=True)
@@ -387,3 +471,4 @@ class Snapshot:
     services: dict[ObjectKey, Service] = field(default_factory=dict)
     slices: dict[ObjectKey, list[EndpointSlice]] = field(default_factory=dict)  # by service
     secrets: dict[ObjectKey, TlsSecret] = field(default_factory=dict)
+    auth_secrets: dict[ObjectKey, AuthSecret] = field(default_factory=dict)

@@ -16,6 +16,9 @@ former is redirected to HTTPS (308) unless the Ingress says otherwise.
 The access annotations (source lists, rate limits, body size: access_annotations.py) go on
 every frontend of their Ingress, HTTP and HTTPS, redirecting ones included.
 
+A canary Ingress (canary.py) renders no route of its own: its routes become the canary
+alternative of the main Ingress's frontends of the same host and path, to its own cluster.
+
 An Ingress with an access restriction pysozu cannot enforce (`annotation_review`) fails closed:
 its routes are claimed as usual but go to a cluster of its own that never gets a backend, so
 they answer 503 and never reach its Services.
@@ -29,6 +32,9 @@ from dataclasses import dataclass, field
 from ingress_operator import interned
 from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
+from ingress_operator.backend_tls_annotations import cluster_backend_tls, refuse_unusable_secret
+from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
+from ingress_operator.canary import CanaryRule, attach_canaries
 from ingress_operator.ingress_semantics import (
     ANY_HOST,
     EXACT,
@@ -45,6 +51,8 @@ from ingress_operator.model import (
     Endpoint,
     Ingress,
     ObjectKey,
+    Service,
+    ServicePort,
     Snapshot,
     der_fingerprint,
 )
@@ -56,6 +64,8 @@ from ingress_operator.redirects import (
     app_root_template,
     redirect_cluster_id,
 )
+from ingress_operator.regex_paths import regex_rules, shown
+from ingress_operator.rewrites import Hosts, Rewritten
 from ingress_operator.settings import RenderSettings
 from ingress_operator.tls_hosts import TlsHosts
 
@@ -117,6 +127,8 @@ class _Route:
     exact: bool  # rendered from an Exact path: wins a tie against a Prefix path
     app_root: str | None = None  # an nginx app-root redirect of `/`
     access: Access | None = None  # source lists, rate limits, body size (None: none)
+    canary: tuple[str, CanaryRule, ObjectKey] | None = None  # cluster, rule, canary Ingress
+    rewritten: Rewritten | None = None  # rewrite-target (rewrites.py)
 
 
 @dataclass(slots=True)
@@ -131,24 +143,45 @@ class _Renderer:
     refusing: dict[str, Ingress] = field(default_factory=dict)  # backendless cluster -> owner
     redirecting: dict[str, tuple[Ingress, Redirect]] = field(default_factory=dict)
     app_roots: dict[str, Ingress] = field(default_factory=dict)  # app-root cluster -> owner
+    canaries: list[tuple[Ingress, Options]] = field(default_factory=list)  # attached last
+    options: dict[ObjectKey, Options] = field(default_factory=dict)  # parsed by scan()
+    hosts: Hosts = field(default_factory=Hosts)  # regex hosts and aliases (rewrites.py)
     tls: TlsHosts = field(init=False)
 
     def __post_init__(self) -> None:
         self.tls = TlsHosts(self.snapshot.secrets, self.problem)
+        if (flag := self.settings.default_certificate) is not None:
+            self.tls.default_name = "/".join(flag)
+            default = self.snapshot.secrets.get(ObjectKey(*flag))
+            self.tls.default = default if default is not None and not default.problem else None
 
     def problem(self, ingress: Ingress, reason: str, message: str) -> None:
         self.problems.append(Problem(ingress.key, reason, message))
 
     # -- per Ingress ------------------------------------------------------------------------
 
+    def scan(self, ingress: Ingress) -> None:
+        """Before any route: what this Ingress says about its hosts (regex paths, aliases)."""
+        options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        self.options[ingress.key] = options
+        self.hosts.scan(ingress, options.rewrite)
+
     def add_ingress(self, ingress: Ingress) -> None:
         for message in ingress.problems:
             self.problem(ingress, "InvalidIngress", message)
-        options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        options = self.options.get(ingress.key)
+        if options is None:
+            options = parse_annotations(ingress.annotations, self.settings.nginx_annotations)
+        refuse_unusable_secret(options, self.snapshot.secrets, ingress.key.namespace)
+        if options.basic_auth is not None:
+            self.resolve_basic_auth(ingress, options, options.basic_auth)
         for message in options.problems:
             self.problem(ingress, "InvalidAnnotation", message)
         for notice in options.notices:
             self.problems.append(Problem(ingress.key, notice.reason, notice.message, notice.type))
+        if options.canary is not None:
+            self.canaries.append((ingress, options))
+            return
         access = None
         if options.refused:  # fail closed: every route of this Ingress goes nowhere
             refusing = refused_cluster_id(ingress.key)
@@ -164,8 +197,13 @@ class _Renderer:
                 self.problem(ingress, "InvalidHost", str(error))
                 continue
             for entry in rule.paths:
+                rewrite = options.rewrite
                 try:
-                    rules = path_rules(entry.path_type, entry.path)
+                    if host in self.hosts.regex:
+                        own = rewrite.regex(entry.path)
+                        rules = regex_rules(entry.path_type, entry.path, own)
+                    else:
+                        rules = path_rules(entry.path_type, entry.path)
                 except SemanticError as error:
                     self.problem(ingress, "InvalidPath", str(error))
                     continue
@@ -174,7 +212,10 @@ class _Renderer:
                 cluster = self.route_cluster(ingress, entry.backend, options)
                 exact = entry.path_type == EXACT
                 for path in rules:
-                    route = _Route(cluster, ingress, options, exact, None, access)
+                    rewritten = rewrite.rewritten(entry.path, path)
+                    route = _Route(
+                        cluster, ingress, options, exact, None, access, rewritten=rewritten
+                    )
                     self.claim_route(host, path, route)
         if options.app_root is not None and not options.refused:
             self.add_app_root(ingress, options, options.app_root, access)
@@ -186,6 +227,20 @@ class _Renderer:
             elif self.default_route.cluster != cluster:
                 older = self.default_route.owner.key
                 self.problem(ingress, "Conflict", f"defaultBackend: older Ingress {older} wins")
+
+    def resolve_basic_auth(self, ingress: Ingress, options: Options, auth: BasicAuth) -> None:
+        """auth-type basic: the Secret's entries become the cluster's authorized_hashes."""
+        result = BasicAuthResult()
+        entries = resolve_credentials(
+            auth, ingress.key.namespace, self.snapshot.auth_secrets, result
+        )
+        options.refused += result.refused
+        options.notices += result.notices
+        options.problems += result.problems
+        if entries is not None:
+            options.authorized_hashes = (options.authorized_hashes or []) + entries
+            if options.www_authenticate is None:
+                options.www_authenticate = auth.realm
 
     def add_app_root(
         self, ingress: Ingress, options: Options, root: str, access: Access | None
@@ -209,6 +264,16 @@ class _Renderer:
             else:
                 self.claim_route(host, PathRule(kind=PathRuleKind.EQUALS, value="/"), route)
 
+    def add_aliases(self) -> None:
+        """server-alias: each alias serves its host's routes (every Ingress's), with the
+        host's certificate when it covers the alias."""
+        pairs = self.hosts.aliases(lambda ingress, text: self.problem(ingress, "Conflict", text))
+        for host, alias in pairs:
+            for (name, kind, value), route in list(self.routes.items()):
+                if name == host:
+                    self.routes.setdefault((alias, kind, value), route)
+            self.tls.alias(host, alias)
+
     def claim_route(self, host: str, path: PathRule, route: _Route) -> None:
         key = (host, path.kind, path.value)
         current = self.routes.get(key)
@@ -216,7 +281,7 @@ class _Renderer:
             self.routes[key] = route
             return
         if current.cluster != route.cluster and not (current.exact and not route.exact):
-            where = f"{host}{path.value or '/'}"
+            where = f"{host}{shown(path)}"
             message = f"route {where} is already served by older Ingress {current.owner.key}"
             self.problem(route.owner, "Conflict", message)
 
@@ -236,7 +301,9 @@ class _Renderer:
         current = self.clusters.get(cid)
         if current is None:
             self.clusters[cid] = (ingress, ref, options)
-        elif current[0] is not ingress and current[2].cluster(cid) != options.cluster(cid):
+        elif current[0] is not ingress and _cluster_shape(current[2], cid) != _cluster_shape(
+            options, cid
+        ):
             message = f"cluster {cid}: the annotations of older Ingress {current[0].key} apply"
             self.problem(ingress, "Conflict", message)
         return cid
@@ -283,7 +350,41 @@ class _Renderer:
                 owner, "PortNotFound", f"service {service.key} has no port {ref.port_label}"
             )
             return
-        weights = self.clusters[cid][2].weights
+        options = self.clusters[cid][2]
+        if options.service_upstream:
+            if service.cluster_ip and service.cluster_ip != "None":
+                entry = interned.backend(cid, service.cluster_ip, port.port, None, False)
+                if entry is not None:
+                    yield entry
+                return
+            message = f"annotation service-upstream: service {service.key} has no ClusterIP"
+            self.problem(owner, "InvalidAnnotation", message + "; its endpoints are used")
+        weights = options.weights
+        chosen = self.endpoints(service, port)
+        if not any(not e.terminating for e in chosen.values()) and options.default_backend:
+            fallback = self.default_backend_endpoints(owner, options.default_backend)
+            if fallback is not None:
+                chosen = fallback
+        for (address, target), endpoint in chosen.items():
+            weight = weights.get(endpoint.pod or "", weights.get(address))
+            entry = interned.backend(cid, address, target, weight, endpoint.terminating)
+            if entry is not None:
+                yield entry
+
+    def default_backend_endpoints(
+        self, owner: Ingress, name: str
+    ) -> dict[tuple[str, int], Endpoint] | None:
+        """The `default-backend` annotation's Service (its first port), while the route's own
+        Service has no endpoint in rotation."""
+        service = self.snapshot.services.get(ObjectKey(owner.key.namespace, name))
+        if service is None or not service.ports:
+            message = f"annotation default-backend: service {owner.key.namespace}/{name} not found"
+            self.problem(owner, "InvalidAnnotation", message)
+            return None
+        return self.endpoints(service, service.ports[0])
+
+    def endpoints(self, service: Service, port: ServicePort) -> dict[tuple[str, int], Endpoint]:
+        """(address, target port) -> endpoint for a Service port, from its EndpointSlices."""
         chosen: dict[tuple[str, int], Endpoint] = {}
         for endpoint_slice in self.snapshot.slices.get(service.key, ()):
             target = next((p.port for p in endpoint_slice.ports if p.name == port.name), None)
@@ -296,11 +397,7 @@ class _Renderer:
         # A terminating but serving endpoint is a backup backend: no new requests while another
         # is in rotation, requests under way finish (it stays in the dataplane); when every
         # endpoint is terminating, they serve rather than a 503, as kube-proxy does (KEP-1669).
-        for (address, target), endpoint in chosen.items():
-            weight = weights.get(endpoint.pod or "", weights.get(address))
-            entry = interned.backend(cid, address, target, weight, endpoint.terminating)
-            if entry is not None:
-                yield entry
+        return chosen
 
     def requests(self) -> list[Encoded]:
         http, https = self.settings.http_address, self.settings.https_address
@@ -315,6 +412,7 @@ class _Renderer:
             ),
         ]
         used = {route.cluster for route in self.routes.values()}
+        used.update(route.canary[0] for route in self.routes.values() if route.canary)
         if self.default_route is not None:
             used.add(self.default_route.cluster)
         cluster_ids = sorted(used)
@@ -323,9 +421,14 @@ class _Renderer:
                 cluster = self.redirecting[cid][1].cluster(cid)
             elif cid in self.app_roots:
                 cluster = self.app_root_cluster(cid)
-            else:
-                options = self.clusters[cid][2] if cid in self.clusters else Options()
+            elif cid in self.clusters:
+                owner, ref, options = self.clusters[cid]
                 cluster = options.cluster(cid)
+                cluster.backend_tls = cluster_backend_tls(
+                    options, self.snapshot.secrets, owner, ref
+                )
+            else:
+                cluster = Options().cluster(cid)
             out.append(interned.encoded(Request.of(add_cluster=cluster)))
         fronts = [
             (host, kind, value, route) for (host, kind, value), route in sorted(self.routes.items())
@@ -349,6 +452,7 @@ class _Renderer:
                     default.options.force_ssl_redirect,
                 )
             )
+        self.tls.finish()
         for fingerprint in sorted(self.tls.certificates):
             _, secret, names = self.tls.certificates[fingerprint]
             certificate = CertificateAndKey(
@@ -370,6 +474,16 @@ class _Renderer:
                 owner, ref, _ = self.clusters[cid]
                 out.extend(self.backends(cid, owner, ref))
         return out
+
+
+def _cluster_shape(options: Options, cid: str) -> tuple[object, ...]:
+    """What two Ingresses sharing a cluster must agree on: its settings and its backends."""
+    return (
+        options.cluster(cid),
+        options.service_upstream,
+        options.default_backend,
+        options.backend_tls,
+    )
 
 
 def _front_of(
@@ -404,6 +518,8 @@ def _front_of(
         answer,
         route.options.upstream_vhost if forwards else None,
         route.access,
+        route.canary[:2] if route.canary and forwards else None,
+        route.rewritten if forwards else None,
     )
 
 
@@ -424,7 +540,11 @@ def render(snapshot: Snapshot, settings: RenderSettings) -> Rendered:
     ours = [i for i in snapshot.ingresses.values() if is_ours(i, snapshot.classes, settings)]
     ours.sort(key=lambda ingress: ingress.age_key)
     for ingress in ours:
+        renderer.scan(ingress)
+    for ingress in ours:
         renderer.add_ingress(ingress)
+    attach_canaries(renderer, renderer.canaries)
+    renderer.add_aliases()
     encoded = renderer.requests()
     cluster_owner = {cid: owner.key for cid, (owner, _, _) in renderer.clusters.items()}
     cluster_owner.update((cid, owner.key) for cid, owner in renderer.refusing.items())

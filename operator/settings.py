@@ -27,6 +27,7 @@ class RenderSettings:
     nginx_annotations: bool = False
     limit_req_status: int = 503  # ingress-nginx's limit-req-status-code (429 or 503 here)
     proxy_body_size: int = 0  # bytes, for routes without proxy-body-size; 0: no limit
+    default_certificate: tuple[str, str] | None = None  # --default-ssl-certificate ns/name
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class Settings:
     command_socket: Path
     render: RenderSettings = RenderSettings()
     namespaces: tuple[str, ...] = ()  # empty: cluster-wide
+    # --ingress-class-name: this IngressClass is ours, no IngressClass is ever read.
+    ingress_class_name: str | None = None
     publish_address: str | None = None
     publish_service: tuple[str, str] | None = None  # (namespace, name)
     health_address: SocketAddress = DEFAULT_HEALTH_ADDRESS

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from ingress_operator.indices import RESOURCES, Indices
+from ingress_operator.indices import Indices
 from ingress_operator.kube import KubeError
 from ingress_operator.model import ObjectKey
 from ingress_operator.supervision import Backoff, Heartbeat
@@ -96,11 +96,11 @@ class Sweeper:
             except TimeoutError:
                 if not self.period or time.monotonic() - last_full < self.period:
                     continue
-                self._due.update(RESOURCES)
+                self._due.update(self.indices.resources)
             await self._let_the_burst_pass()
             if not self.indices.settled:  # the startup listing is not over: nothing to compare
                 continue
-            if set(RESOURCES) <= self._due:
+            if set(self.indices.resources) <= self._due:
                 last_full = time.monotonic()
             due, self._due = self._due, set()
             try:

@@ -9,6 +9,11 @@ that covers none of them is reported and not loaded: ingress-nginx uses it for n
 A secured host's routes redirect plain HTTP to HTTPS by default (render.py). Every route is
 served on HTTPS whether or not its host is secured: a client that asks for a host without a
 certificate gets the listener's default one, as ingress-nginx serves its default certificate.
+
+With `--default-ssl-certificate` (ingress-nginx's flag), that Secret's certificate is the
+default: `finish` names every rule host no entry secures with it (they stay unsecured: no
+redirect), and an entry that names hosts but no `secretName` secures them with it, as
+ingress-nginx does. Without the flag such an entry is reported, not ignored.
 """
 
 from __future__ import annotations
@@ -37,11 +42,27 @@ class TlsHosts:
     report: Callable[[Ingress, str, str], None]  # (ingress, reason, message)
     hosts: dict[str, tuple[str, Ingress]] = field(default_factory=dict)  # host -> fingerprint
     certificates: dict[str, tuple[Ingress, TlsSecret, set[str]]] = field(default_factory=dict)
+    default: TlsSecret | None = None  # --default-ssl-certificate, when found and sound
+    default_name: str | None = None  # "ns/name" of the flag, for messages
+    rule_hosts: dict[str, Ingress] = field(default_factory=dict)  # for `finish`
 
     def add(self, ingress: Ingress, rule_hosts: Iterable[str]) -> None:
         """Register the Ingress's certificates and claim the hosts they secure."""
+        rule_hosts = list(rule_hosts)
+        for host in rule_hosts:
+            self.rule_hosts.setdefault(host, ingress)
         for entry in ingress.tls:
             if not entry.secret_name:
+                if self.default is not None and entry.hosts:
+                    self._claim(ingress, self.default, entry.hosts)
+                elif entry.hosts:
+                    why = (
+                        f"--default-ssl-certificate {self.default_name} is not a usable TLS Secret"
+                        if self.default_name
+                        else "no --default-ssl-certificate is set"
+                    )
+                    message = f"a tls entry without secretName for {', '.join(entry.hosts)}: {why}"
+                    self.report(ingress, "InvalidTLS", message)
                 continue
             secret = self.secrets.get(ObjectKey(ingress.key.namespace, entry.secret_name))
             if secret is None or secret.problem:
@@ -64,24 +85,52 @@ class TlsHosts:
                     )
                     self.report(ingress, "InvalidTLS", message)
                     continue
-            claimed = set()
-            for raw in hosts:
-                try:
-                    host = normalize_host(raw)
-                except SemanticError as error:
-                    self.report(ingress, "InvalidHost", str(error))
-                    continue
-                holder = self.hosts.setdefault(host, (secret.fingerprint, ingress))
-                if holder[0] != secret.fingerprint:
-                    message = f"TLS host {host}: older Ingress {holder[1].key} sets its certificate"
-                    self.report(ingress, "Conflict", message)
-                    continue
-                claimed.add(host)
-            # Hosts all lost: serve nothing (an unnamed certificate would compete with the
-            # winner's for the same names).
-            if claimed:
-                entry_names: tuple[Ingress, TlsSecret, set[str]] = (ingress, secret, set())
-                self.certificates.setdefault(secret.fingerprint, entry_names)[2].update(claimed)
+            self._claim(ingress, secret, hosts)
+
+    def _claim(self, ingress: Ingress, secret: TlsSecret, hosts: Iterable[str]) -> None:
+        claimed = set()
+        for raw in hosts:
+            try:
+                host = normalize_host(raw)
+            except SemanticError as error:
+                self.report(ingress, "InvalidHost", str(error))
+                continue
+            holder = self.hosts.setdefault(host, (secret.fingerprint, ingress))
+            if holder[0] != secret.fingerprint:
+                message = f"TLS host {host}: older Ingress {holder[1].key} sets its certificate"
+                self.report(ingress, "Conflict", message)
+                continue
+            claimed.add(host)
+        # Hosts all lost: serve nothing (an unnamed certificate would compete with the
+        # winner's for the same names).
+        if claimed:
+            entry_names: tuple[Ingress, TlsSecret, set[str]] = (ingress, secret, set())
+            self.certificates.setdefault(secret.fingerprint, entry_names)[2].update(claimed)
+
+    def finish(self) -> None:
+        """The default certificate names every rule host no entry secures (see module doc)."""
+        if self.default is None:
+            return
+        names = {h for h in self.rule_hosts if h != "*" and not self.secured(h)}
+        if names:
+            owner = next(iter(self.rule_hosts.values()))
+            entry = self.certificates.setdefault(
+                self.default.fingerprint, (owner, self.default, set())
+            )
+            entry[2].update(names)
+
+    def alias(self, host: str, alias: str) -> None:
+        """A server alias (server-alias) gets its host's certificate when that covers it, as
+        ingress-nginx gives it (else the default certificate)."""
+        if host in self.rule_hosts:
+            self.rule_hosts.setdefault(alias, self.rule_hosts[host])
+        holder = self.hosts.get(host) or self.hosts.get("*." + host.partition(".")[2])
+        if holder is None or alias in self.hosts:
+            return
+        certificate = self.certificates.get(holder[0])
+        if certificate is not None and any(covers(n, alias) for n in certificate[1].names):
+            self.hosts[alias] = holder
+            certificate[2].add(alias)
 
     def secured(self, host: str) -> bool:
         """A host with a certificate (its own, or its single-label wildcard's)."""

@@ -15,8 +15,8 @@ not serve it as written:
 - a host + path another Ingress of our class already serves with another backend, or one the
   Ingress claims twice with two backends (`claims.ClaimIndex`, built from the controller's
   indices: the rendering would give the route to one of them and report a `Conflict`);
-- with `use-regex: "true"` (nginx's annotation), a path that does not compile as a regular
-  expression the way the dataplane compiles REGEX path rules (Python `re`);
+- a regex path (`use-regex: "true"` or a `rewrite-target`, see rewrites.py) that does not
+  compile as the REGEX path rule the rendering makes of it (Python `re`, as the dataplane);
 - with `--webhook-require-tls-secrets`, a `tls[].secretName` not found or not usable.
 
 Everything else is allowed, some with warnings (`kubectl` prints them): annotations ignored
@@ -30,7 +30,6 @@ A body that is not an AdmissionReview is answered 400 (`AdmissionError`), never 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +38,8 @@ from ingress_operator.annotation_review import NOT_ENFORCED
 from ingress_operator.annotations import parse_annotations
 from ingress_operator.ingress_semantics import SemanticError, is_ours, normalize_host, path_rules
 from ingress_operator.model import Ingress, IngressClass, ObjectKey, TlsSecret, parse_ingress
+from ingress_operator.regex_paths import regex_error as regex_error  # re-exported
+from ingress_operator.regex_paths import regex_rule
 from ingress_operator.settings import RenderSettings
 
 API_VERSION = "admission.k8s.io/v1"
@@ -98,6 +99,7 @@ def judge(body: Mapping[str, Any], context: Context) -> Verdict:
         return verdict
     reasons = verdict.reasons
     reasons += ingress.problems
+    options = parse_annotations(ingress.annotations, context.settings.nginx_annotations)
     for i, rule in enumerate(ingress.rules):
         try:
             normalize_host(rule.host)
@@ -105,7 +107,10 @@ def judge(body: Mapping[str, Any], context: Context) -> Verdict:
             reasons.append(f"rules[{i}].host: {error}")
         for j, entry in enumerate(rule.paths):
             try:
-                path_rules(entry.path_type, entry.path)
+                if options.rewrite.regex(entry.path):  # rendered as a regex of its own
+                    regex_rule(entry.path)
+                else:
+                    path_rules(entry.path_type, entry.path)
             except SemanticError as error:
                 reasons.append(f"rules[{i}].http.paths[{j}]: {error}")
     for i, tls in enumerate(ingress.tls):
@@ -114,15 +119,12 @@ def judge(body: Mapping[str, Any], context: Context) -> Verdict:
                 normalize_host(host)
             except SemanticError as error:
                 reasons.append(f"tls[{i}].hosts: {error}")
-    options = parse_annotations(ingress.annotations, context.settings.nginx_annotations)
     for notice in options.notices:
         if notice.reason == NOT_ENFORCED:
             reasons.append(notice.message)
         elif notice.type == "Warning":
             verdict.warnings.append(notice.message)
     reasons += options.problems
-    if _uses_regex(ingress.annotations):
-        reasons += _regex_problems(ingress)
     if context.conflicts is not None:
         reasons += context.conflicts(ingress)
     secrets = context.secrets() if context.secrets is not None else None
@@ -134,31 +136,6 @@ def judge(body: Mapping[str, Any], context: Context) -> Verdict:
 
 
 USE_REGEX = "nginx.ingress.kubernetes.io/use-regex"
-
-
-def _uses_regex(annotations: Mapping[str, str]) -> bool:
-    return annotations.get(USE_REGEX, "").strip().lower() == "true"
-
-
-def regex_error(pattern: str) -> str | None:
-    """Why the dataplane would not compile `pattern` as a REGEX path rule (None: it would)."""
-    try:
-        re.compile(pattern)
-    # A repeat count above re's limit is an OverflowError, deep nesting a RecursionError.
-    except (re.error, OverflowError, RecursionError) as error:
-        return str(error) or type(error).__name__
-    return None
-
-
-def _regex_problems(ingress: Ingress) -> list[str]:
-    problems = []
-    for i, rule in enumerate(ingress.rules):
-        for j, entry in enumerate(rule.paths):
-            error = regex_error(entry.path)
-            if error is not None:
-                where, path = f"rules[{i}].http.paths[{j}]", entry.path[:64]
-                problems.append(f"{where}: use-regex path {path!r} does not compile: {error}")
-    return problems
 
 
 def _judge_secrets(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dataplane.cli import args as value
+from dataplane.cli.backend_tls_flags import add_backend_tls_flags, backend_tls
 from dataplane.cli.tree_base import GLOBAL_SHORT_TIMEOUT, Build, Subparsers, group, leaf
 from dataplane.command.messages import (
     AddBackend,
@@ -22,6 +23,7 @@ from dataplane.command.messages import (
     ReplaceCertificate,
     Request,
     SetHealthCheck,
+    StickyCookie,
 )
 
 
@@ -56,8 +58,48 @@ def _cluster_add(a: argparse.Namespace) -> Request:
             connect_timeout=a.connect_timeout,
             back_timeout=a.back_timeout,
             sticky_name=a.sticky_name,
+            sticky_cookie=_sticky_cookie(a),
+            backend_tls=backend_tls(a),
         )
     )
+
+
+def _sticky_cookie(a: argparse.Namespace) -> StickyCookie | None:
+    """The `--sticky-cookie-*` flags; None when none is given (sozu's `Path=/` only)."""
+    given = {
+        name: getattr(a, f"sticky_cookie_{name}")
+        for name in ("path", "domain", "max_age", "expires", "same_site", "secure")
+        if getattr(a, f"sticky_cookie_{name}") is not None
+    }
+    if not given and not a.sticky_cookie_http_only:
+        return None
+    return StickyCookie(**given, http_only=a.sticky_cookie_http_only)
+
+
+def _add_sticky_cookie_flags(add: argparse.ArgumentParser) -> None:
+    flags = add.add_argument_group(
+        "sticky cookie attributes (pysozu extension; default: Path=/ only, as sozu)"
+    )
+    flags.add_argument("--sticky-cookie-path", metavar="PATH", help="Path attribute (default /)")
+    flags.add_argument("--sticky-cookie-domain", metavar="DOMAIN", help="Domain attribute")
+    flags.add_argument(
+        "--sticky-cookie-max-age", type=value.unsigned, metavar="SECONDS", help="Max-Age"
+    )
+    flags.add_argument(
+        "--sticky-cookie-expires",
+        type=value.unsigned,
+        metavar="SECONDS",
+        help="an Expires date this many seconds after the response",
+    )
+    flags.add_argument(
+        "--sticky-cookie-same-site", choices=("Strict", "Lax", "None"), help="SameSite"
+    )
+    flags.add_argument(
+        "--sticky-cookie-secure",
+        choices=("never", "always", "https"),
+        help="when to add Secure: never (default), always, or on requests that came over TLS",
+    )
+    flags.add_argument("--sticky-cookie-http-only", action="store_true", help="add HttpOnly")
 
 
 def add_cluster_tree(top: Subparsers) -> None:
@@ -103,6 +145,7 @@ def add_cluster_tree(top: Subparsers) -> None:
     add.add_argument(
         "--http2", action="store_true", help="speak HTTP/2 (h2c) to this cluster's backends"
     )
+    add_backend_tls_flags(add)
     add.add_argument(
         "--connect-timeout",
         type=value.unsigned,
@@ -123,6 +166,7 @@ def add_cluster_tree(top: Subparsers) -> None:
         help="pysozu extension: sticky session cookie name for this cluster (default: the "
         "listener's sticky_name)",
     )
+    _add_sticky_cookie_flags(add)
     add.add_argument(
         "--https-redirect-port",
         type=value.port,

@@ -9,7 +9,9 @@ A TCP cluster's frontend on a UDP listener is a UDP frontend.
 pysozu difference: frontends from TOML default to `position = "TREE"` (sozu: PRE), so
 overlapping rules match most-specific-first, as CLI-created ones do (see DESIGN.md).
 pysozu extension: a cluster may set `connect_timeout`, `back_timeout` (seconds) and
-`sticky_name`, which replace its listener's for the requests routed to it.
+`sticky_name`, which replace its listener's for the requests routed to it, and the sticky
+cookie's attributes in `[clusters.<id>.sticky_cookie]` (path, domain, max_age, expires,
+same_site, secure, http_only).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.backend_tls import MAX_VERIFY_DEPTH, check_backend_tls
+from dataplane.command.canary_rules import read_canary
 from dataplane.command.config_listeners import (
     AnyListenerConfig,
     Defaults,
@@ -31,6 +35,7 @@ from dataplane.command.config_reader import Table
 from dataplane.command.messages import (
     AddBackend,
     AddCertificate,
+    BackendTls,
     CertificateAndKey,
     Cluster,
     Header,
@@ -50,6 +55,7 @@ from dataplane.command.messages import (
     RequestTcpFrontend,
     RequestUdpFrontend,
     RulePosition,
+    StickyCookie,
     TcpListenerConfig,
     UdpAffinityKey,
     UdpClusterConfig,
@@ -63,6 +69,7 @@ from dataplane.command.state_rules import (
     check_http_frontend,
     check_id,
     check_port,
+    check_sticky_cookie,
     expiry_warning,
 )
 
@@ -87,6 +94,7 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "denied_sources",
     "rate_limits",
     "max_body_size",
+    "canary",
 )
 
 
@@ -136,11 +144,20 @@ def parse_cluster(
             table.warn("send_proxy", "does not apply to an http cluster, ignored")
     else:
         _tcp_frontends(table, frontends, config, listeners, defaults)
-        for key in ("sticky_session", "https_redirect", "http2", "answer_503", "sticky_name"):
+        for key in (
+            "sticky_session",
+            "https_redirect",
+            "http2",
+            "answer_503",
+            "sticky_name",
+            "sticky_cookie",
+            "backend_tls",
+        ):
             if table.has(key):
                 table.warn(key, "does not apply to a tcp cluster, ignored")
         cluster.sticky_session = cluster.https_redirect = False  # as sozu's TCP clusters
-        cluster.http2 = cluster.answer_503 = cluster.sticky_name = None
+        cluster.http2 = cluster.answer_503 = cluster.sticky_name = cluster.sticky_cookie = None
+        cluster.backend_tls = None
     for index, backend_table in enumerate(backends):
         backend = _backend(backend_table, cluster_id, index)
         if backend is not None:
@@ -179,7 +196,58 @@ def _cluster(table: Table, cluster_id: str) -> Cluster:
         connect_timeout=table.integer("connect_timeout", low=1, high=U32),
         back_timeout=table.integer("back_timeout", low=1, high=U32),
         sticky_name=_sticky_name(table),
+        sticky_cookie=_sticky_cookie(table),
+        backend_tls=_backend_tls(table),
     )
+
+
+def _sticky_cookie(table: Table) -> StickyCookie | None:
+    """pysozu extension: `[clusters.<id>.sticky_cookie]`, the sticky cookie's attributes."""
+    sub = table.table("sticky_cookie")
+    if sub is None:
+        return None
+    cookie = StickyCookie(
+        path=sub.text("path", "/"),
+        domain=sub.text("domain"),
+        max_age=sub.integer("max_age"),
+        expires=sub.integer("expires"),
+        same_site=sub.text("same_site"),
+        secure=sub.text("secure", "never"),
+        http_only=sub.flag("http_only", False),
+    )
+    sub.finish(strict=True)
+    try:
+        check_sticky_cookie("sticky_cookie", cookie)
+    except StateError as error:
+        table.error("sticky_cookie", str(error))
+        return None
+    return cookie
+
+
+def _backend_tls(cluster: Table) -> BackendTls | None:
+    """pysozu extension `[clusters.<id>.backend_tls]`: TLS to the backends (PEM files)."""
+    table = cluster.table("backend_tls")
+    if table is None:
+        return None
+    files = {}
+    for key in ("ca", "certificate", "key"):
+        path = table.text(key)
+        files[key] = table.report.read_file(table.name, key, path) if path else None
+    config = BackendTls(
+        server_name=table.text("server_name"),
+        verify=table.flag("verify", False),
+        verify_name=table.text("verify_name"),
+        verify_depth=table.integer("verify_depth", low=0, high=MAX_VERIFY_DEPTH),
+        ca=files["ca"],
+        certificate=files["certificate"],
+        key=files["key"],
+    )
+    table.finish(strict=True)
+    try:
+        check_backend_tls(Cluster(cluster_id="", http2=cluster.flag("http2"), backend_tls=config))
+    except StateError as error:
+        table.error(None, str(error).removeprefix("cluster : ").removeprefix("backend_tls: "))
+    return config
 
 
 def _sticky_name(table: Table) -> str | None:
@@ -319,6 +387,7 @@ def _http_frontend(
         denied_sources=table.str_list("denied_sources", []),
         rate_limits=_rate_limits(table),
         max_body_size=table.integer("max_body_size"),
+        canary=read_canary(table),
     )
     table.finish(strict=True)
     if address is None or hostname is None:

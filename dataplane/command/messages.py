@@ -366,6 +366,40 @@ class UdpClusterConfig(Message, kw_only=True):
     health: UdpHealthConfig | None = None
 
 
+class StickyCookie(Message, kw_only=True):
+    """pysozu extension: the sticky cookie's attributes (sozu sends `Path=/` only).
+
+    `expires`: seconds from the response's time, sent as an `Expires` date. `secure`: "never"
+    (sozu), "always", or "https" (on requests that came over TLS, as ingress-nginx does).
+    """
+
+    path: str = "/"
+    domain: str | None = None
+    max_age: int | None = None  # seconds
+    expires: int | None = None  # seconds from now
+    same_site: str | None = None  # "Strict", "Lax" or "None"
+    secure: str = "never"
+    http_only: bool = False
+
+
+class BackendTls(Message, kw_only=True):
+    """A pysozu extension: the cluster's backends are spoken to over TLS (docs/backend-tls.md).
+
+    ALPN offers `h2` when the cluster has `http2`, else `http/1.1`. `server_name` is sent as
+    SNI (None: no SNI). With `verify`, the backend's chain must lead to a certificate of `ca`
+    (PEM) within `verify_depth` intermediates, and its names must match `verify_name` (None:
+    `server_name`; both None: the chain only). `certificate`/`key` (PEM): a client
+    certificate for backends that ask for one."""
+
+    server_name: str | None = None
+    verify: bool = False
+    verify_name: str | None = None
+    verify_depth: int | None = None
+    ca: str | None = None
+    certificate: str | None = None
+    key: str | None = None
+
+
 class Cluster(Message, kw_only=True):
     cluster_id: str
     sticky_session: bool = False
@@ -387,6 +421,8 @@ class Cluster(Message, kw_only=True):
     connect_timeout: int | None = None  # seconds
     back_timeout: int | None = None  # seconds
     sticky_name: str | None = None  # the sticky session cookie's name
+    sticky_cookie: StickyCookie | None = None  # its attributes (None: `Path=/` as sozu)
+    backend_tls: BackendTls | None = None  # None: plain TCP to the backends
 
 
 class PathRule(Message, kw_only=True):
@@ -416,6 +452,23 @@ class RateLimit(Message, kw_only=True):
     zone: str | None = None
 
 
+class Canary(Message, kw_only=True):
+    """A pysozu extension: a frontend's canary alternative (ingress-nginx's canary Ingress).
+
+    Per request, in this order: a `header` naming the request header (with `header_value`
+    exact, or `header_pattern` a regex searched in it; without either, "always"/"never"),
+    then a `cookie` ("always"/"never"), then a random draw: `weight` in `weight_total`.
+    A request that the rule sends to the canary is served by `cluster_id` (docs/canary.md)."""
+
+    cluster_id: str
+    header: str | None = None
+    header_value: str | None = None
+    header_pattern: str | None = None
+    cookie: str | None = None
+    weight: int = 0
+    weight_total: int = 100
+
+
 class RequestHttpFrontend(Message, kw_only=True):
     """An HTTP or HTTPS route. No cluster_id means a deny route (401).
 
@@ -443,6 +496,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     denied_sources: list[str] = []
     rate_limits: list[RateLimit] = []
     max_body_size: int | None = None
+    canary: Canary | None = None
 
 
 class RequestTcpFrontend(Message, kw_only=True):
@@ -560,6 +614,21 @@ class SetMetricDetail(Message, kw_only=True):
     peer_session_ulid: str | None = None
 
 
+class SetHealthProber(Message, kw_only=True):
+    """Worker-only (pysozu): main names the one worker that runs the health probes."""
+
+    active: bool = False
+
+
+class SetBackendHealth(Message, kw_only=True):
+    """Worker-only (pysozu): the prober's verdict on one backend, relayed by main."""
+
+    cluster_id: str
+    backend_id: str
+    address: SocketAddress
+    healthy: bool
+
+
 class HardStopOptions(Message, kw_only=True):
     """pysozu extension point for SoftStop/HardStop: an optional drain deadline in seconds."""
 
@@ -670,6 +739,9 @@ class RequestType(Message, kw_only=True, rename="upper", omit_defaults=True):
     update_udp_listener: UpdateUdpListenerConfig | None = None
     add_udp_frontend: RequestUdpFrontend | None = None
     remove_udp_frontend: RequestUdpFrontend | None = None
+    # pysozu, worker-only (WORKER_ONLY_VERBS)
+    set_health_prober: SetHealthProber | None = None
+    set_backend_health: SetBackendHealth | None = None
 
     def __post_init__(self) -> None:
         set_fields = [name for name in self.__struct_fields__ if getattr(self, name) is not None]
@@ -749,3 +821,6 @@ STATE_VERBS = frozenset(
         "remove_health_check",
     }
 )
+
+# Verbs main sends to its workers only: refused from command-socket clients, never in a state.
+WORKER_ONLY_VERBS = frozenset({"return_listen_sockets", "set_health_prober", "set_backend_health"})

@@ -83,6 +83,7 @@ class WorkerInfo(Message, kw_only=True):
     started_at: float | None = None
     connections: int | None = None
     unhealthy_backends: int | None = None  # held out of rotation by its health checks
+    health_prober: bool | None = None  # the one worker running the health probes
 
 
 class WorkerInfos(Message, kw_only=True):

@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.backend_tls import check_backend_tls
 from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     STATE_VERBS,
@@ -171,6 +172,7 @@ class ConfigState(StateQueries):
 
     def _add_cluster(self, cluster: Cluster) -> None:
         check_cluster(cluster)
+        check_backend_tls(cluster)
         self.clusters[cluster.cluster_id] = _owned(cluster)
 
     def _remove_cluster(self, cluster_id: str) -> None:
@@ -181,9 +183,9 @@ class ConfigState(StateQueries):
     def _set_health_check(self, request: SetHealthCheck) -> None:
         cluster = self._cluster(request.cluster_id)
         check_health_check(request.cluster_id, request.config)
-        self.clusters[request.cluster_id] = msgspec.structs.replace(
-            cluster, health_check=_owned(request.config)
-        )
+        updated = msgspec.structs.replace(cluster, health_check=_owned(request.config))
+        check_backend_tls(updated)
+        self.clusters[request.cluster_id] = updated
 
     def _remove_health_check(self, cluster_id: str) -> None:
         cluster = self._cluster(cluster_id)

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from dataplane.command.address import SocketAddress, parse_network
+from dataplane.command.canary_rules import canary_problem
+from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.messages import (
     CertificateAndKey,
     Cluster,
@@ -26,11 +28,13 @@ from dataplane.command.messages import (
     HttpsListenerConfig,
     PathRuleKind,
     RequestHttpFrontend,
+    StickyCookie,
     TcpListenerConfig,
     UdpListenerConfig,
     UpdateHttpListenerConfig,
     UpdateHttpsListenerConfig,
 )
+from dataplane.command.regexes import RegexError, compile_regex
 
 
 class StateError(Exception):
@@ -98,9 +102,8 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
     value = front.path.value
     if front.path.kind == PathRuleKind.REGEX:
         try:
-            re.compile(value)
-        # A repeat count above re's limit is an OverflowError, deep nesting a RecursionError.
-        except (re.error, OverflowError, RecursionError) as error:
+            compile_regex(value)
+        except RegexError as error:
             raise StateError(f"path regex {value!r} does not compile: {error}") from None
     elif _BLANK_OR_CONTROL.search(value) or (value and not value.startswith("/")):
         raise StateError(f"path {value!r} must start with / and contain no spaces")
@@ -114,6 +117,12 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
         raise StateError(f"rewrite_port {front.rewrite_port} is not in 1..65535")
     check_non_negative(f"frontend {front.hostname}", front)
     check_access(f"frontend {front.hostname}", front)
+    if front.canary is not None:
+        problem = canary_problem(front.canary)
+        if problem is None and front.cluster_id is None:
+            problem = "a deny route (no cluster_id) has no canary"
+        if problem is not None:
+            raise StateError(f"frontend {front.hostname}: canary: {problem}")
 
 
 RATE_LIMIT_STATUSES = (429, 503)  # the statuses with a rate-limit answer
@@ -175,6 +184,38 @@ def check_cluster(cluster: Cluster) -> None:
             )
     if cluster.sticky_name is not None:
         check_cookie_name(f"cluster {cluster.cluster_id}: sticky_name", cluster.sticky_name)
+    for entry in cluster.authorized_hashes:
+        try:
+            split_entry(entry)
+        except CredentialError as error:
+            raise StateError(f"cluster {cluster.cluster_id}: authorized_hashes: {error}") from None
+    if cluster.sticky_cookie is not None:
+        check_sticky_cookie(f"cluster {cluster.cluster_id}: sticky_cookie", cluster.sticky_cookie)
+
+
+STICKY_SAME_SITE = ("Strict", "Lax", "None")
+STICKY_SECURE = ("never", "always", "https")
+# A cookie attribute value (RFC 6265 av-octet): printable ASCII but ';'.
+_ATTRIBUTE_VALUE = re.compile(r"^[ -:<-~]{1,256}$")
+_MAX_COOKIE_SECONDS = 10 * 365 * 24 * 3600
+
+
+def check_sticky_cookie(where: str, cookie: StickyCookie) -> None:
+    """The attributes end up verbatim in a Set-Cookie header: no ';', CR, LF or NUL."""
+    if not cookie.path.startswith("/") or not _ATTRIBUTE_VALUE.match(cookie.path):
+        raise StateError(f"{where}: path {cookie.path!r} must start with / (printable, no ';')")
+    if cookie.domain is not None and not _ATTRIBUTE_VALUE.match(cookie.domain):
+        raise StateError(f"{where}: domain {cookie.domain!r} is not printable without ';'")
+    for name in ("max_age", "expires"):
+        seconds = getattr(cookie, name)
+        if seconds is not None and not 0 <= seconds <= _MAX_COOKIE_SECONDS:
+            raise StateError(f"{where}: {name} {seconds} is not in 0..{_MAX_COOKIE_SECONDS}")
+    if cookie.same_site is not None and cookie.same_site not in STICKY_SAME_SITE:
+        raise StateError(
+            f"{where}: same_site {cookie.same_site!r} is not one of {STICKY_SAME_SITE}"
+        )
+    if cookie.secure not in STICKY_SECURE:
+        raise StateError(f"{where}: secure {cookie.secure!r} is not one of {STICKY_SECURE}")
 
 
 AnyListener = HttpListenerConfig | HttpsListenerConfig | TcpListenerConfig | UdpListenerConfig

@@ -19,7 +19,7 @@ refused.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 
 from dataplane.command.messages import (
@@ -79,6 +79,7 @@ class StateKeeper:
         # reload applies the file's changes since then (reconfigure.py).
         self.file_state = ConfigState()
         self._deferred: set[ListenerKey] | None = None  # sockets to close when a batch ends
+        self.on_applied: Callable[[Request], None] | None = None  # main/prober.py
 
     def apply(self, request: Request) -> Prepared:
         """Apply to main's state (binding sockets as needed); raise `ChangeRefused`."""
@@ -93,6 +94,8 @@ class StateKeeper:
                 f"could not dispatch request on the main process state: {error}"
             ) from None
         self.dirty = True
+        if self.on_applied is not None:
+            self.on_applied(request)
         if verb in ("deactivate_listener", "remove_listener"):
             # Workers close their copies; the port is free once main closes its own.
             if self._deferred is not None:

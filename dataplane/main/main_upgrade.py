@@ -38,7 +38,7 @@ from dataplane.command import codec
 from dataplane.command.address import SocketAddress
 from dataplane.command.channel import Channel
 from dataplane.command.config import Config
-from dataplane.command.messages import ListenerType, Request
+from dataplane.command.messages import ListenerType, Request, SetBackendHealth
 from dataplane.command.responses import RunState, WorkerResponse
 from dataplane.command.state import ConfigState, StateError
 from dataplane.main import notify
@@ -46,6 +46,7 @@ from dataplane.main.command_socket import CommandSocket
 from dataplane.main.errors import MainError
 from dataplane.main.figures import LifecycleFigures
 from dataplane.main.listeners import ListenerSockets
+from dataplane.main.prober import HealthProber
 from dataplane.main.spawn import python_command
 from dataplane.main.workers import WorkerPool
 
@@ -124,6 +125,8 @@ class UpgradeData(msgspec.Struct, kw_only=True):
     demo_backend_pids: list[int] = msgspec.field(default_factory=list)
     prometheus_address: str | None = None  # from the command line: the config has the rest
     file_state: list[Request] | None = None  # None: handed over by a main that did not keep it
+    health_prober: int | None = None  # the worker running the health probes (prober.py)
+    unhealthy_backends: list[SetBackendHealth] = msgspec.field(default_factory=list)
 
     def descriptors(self) -> list[int]:
         fds = [self.command_socket_fd]
@@ -228,6 +231,7 @@ def snapshot(
     demo_backend_pids: list[int],
     prometheus_address: str | None = None,
     file_state: ConfigState | None = None,
+    prober: HealthProber | None = None,
 ) -> UpgradeData:
     """What the new main needs, descriptors by number (they are inherited as they are)."""
     workers = [
@@ -260,6 +264,8 @@ def snapshot(
         demo_backend_pids=demo_backend_pids,
         prometheus_address=prometheus_address,
         file_state=file_state.generate_requests() if file_state is not None else None,
+        health_prober=prober.prober if prober is not None else None,
+        unhealthy_backends=prober.handed() if prober is not None else [],
     )
 
 

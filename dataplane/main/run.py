@@ -261,6 +261,7 @@ def run_upgraded_main(confirm_fd: int, upgrade_fd: int) -> int:
             config.max_command_buffer_size,
         )
         supervisor.keeper.file_state = main_upgrade.file_state(data, config)
+        supervisor.prober.adopt(data.health_prober, data.unhealthy_backends)
         command_socket = CommandSocket.adopt(data.command_socket_path, data.command_socket_fd)
         if config.pid_file_path:
             # Before confirming: the old main exits on the confirmation and removes the pid

@@ -20,6 +20,7 @@ from dataplane.command.config import Config
 from dataplane.command.logs import LogTargetError, level_name, reopen_log_file, set_level
 from dataplane.command.messages import (
     STATE_VERBS,
+    WORKER_ONLY_VERBS,
     HardStopOptions,
     MetricDetail,
     Request,
@@ -51,6 +52,7 @@ from dataplane.main.listeners import ListenerSockets
 from dataplane.main.loop import EventLoop
 from dataplane.main.metric_leases import LeaseError, MetricLeases
 from dataplane.main.metrics_query import query_metrics
+from dataplane.main.prober import HealthProber
 from dataplane.main.prometheus import MainFigures
 from dataplane.main.prometheus_http import PrometheusEndpoint
 from dataplane.main.signals import SignalPipe
@@ -116,6 +118,8 @@ class Supervisor:
             self.sockets.for_scm,
             self.events.emit,
         )
+        self.prober = HealthProber(self.pool, self.state)  # one health prober, verdicts relayed
+        self.keeper.on_applied = self.prober.on_change
         self.timeout = float(config.worker_timeout)
         self.heartbeat = Heartbeat(self.loop, self.pool, self.timeout)
         self.figures = LifecycleFigures()
@@ -162,6 +166,7 @@ class Supervisor:
         """Spawn what the pool lacks (all of them, or those an upgrade did not hand over)."""
         for _ in range(max(0, self.pool.worker_count - len(self.pool.live()))):
             self.pool.spawn()
+        self.prober.reconsider(tell_all=True)  # after an upgrade: the adopted workers
         self.heartbeat.start()
 
     def run(self) -> int:
@@ -244,6 +249,8 @@ class Supervisor:
             return Response.failure("this main process was replaced by an upgrade: reconnect")
         if self.stopping and verb in CHANGING:
             return Response.failure("main is stopping: the state cannot change any more")
+        if verb in WORKER_ONLY_VERBS:
+            return Response.failure(f"{verb} is sent by main to its workers, not by clients")
         if verb in NOT_SUPPORTED:
             return Response.failure(f"{verb}: {NOT_SUPPORTED[verb]} is not supported yet by pysozu")
         if verb in STATE_VERBS:
@@ -295,10 +302,6 @@ class Supervisor:
                 return self._stop(body, reply, soft=True)
             case "hard_stop":
                 return self._stop(body, reply, soft=False)
-            case "return_listen_sockets":
-                return Response.failure(
-                    "return_listen_sockets is sent by main to its workers, not by clients"
-                )
         return Response.failure(f"unknown verb {verb}")
 
     def _reload(self, path: str, reply: Reply) -> Outcome:
@@ -342,6 +345,7 @@ class Supervisor:
             self.demo_backend_pids,
             self.prometheus_address,
             self.keeper.file_state,
+            self.prober,
         )
         try:
             pid = main_upgrade.hand_over(

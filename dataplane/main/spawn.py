@@ -75,9 +75,13 @@ def python_command() -> list[str]:
 def worker_environment() -> dict[str, str]:
     """A worker's environment: main's, with glibc's allocator for Python's small objects
     unless PYTHONMALLOC is set already, so that memory comes back after a burst of
-    connections (dataplane/proxy/worker/heap.py says why and what it costs)."""
+    connections (dataplane/proxy/worker/heap.py says why and what it costs), and
+    `PYSOZU_HEALTH_PROBER=main`."""
     environment = dict(os.environ)
     environment.setdefault("PYTHONMALLOC", "malloc")
+    # The worker starts without probing: main names the one health prober (main/prober.py;
+    # read by proxy/worker/boot.py, HEALTH_PROBER_ENV).
+    environment["PYSOZU_HEALTH_PROBER"] = "main"
     return environment
 
 

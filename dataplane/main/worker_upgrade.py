@@ -56,7 +56,7 @@ def upgrade_worker(pool: WorkerPool, worker_id: int, reply: Reply, timeout: floa
         f"Launched a new worker with id {new.id} (pid {new.pid}); "
         f"stopping worker {worker_id} gracefully..."
     )
-    old.run_state = RunState.STOPPING  # so the pool does not respawn it when it exits
+    pool.retire(old)  # not respawned when it exits; another worker takes the health probes
     log.info("worker %d replaces worker %d: worker %d stops accepting", new.id, old.id, old.id)
     returned = yield pool.scatter(
         Request.of(return_listen_sockets=Empty()), max(BOOT_TIMEOUT, timeout), [old]

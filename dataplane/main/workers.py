@@ -77,6 +77,7 @@ class Worker:
         self.version = dataplane.__version__
         self.connections: int | None = None
         self.unhealthy_backends: int | None = None
+        self.health_prober = False  # main named it the health prober (prober.py)
         # Until the worker answered INITIAL-STATUS it is reading its boot messages: what main
         # has to say meanwhile waits here, in order, so nothing mixes with the boot sequence.
         self.booted = False
@@ -99,6 +100,7 @@ class Worker:
             started_at=self.started_at,
             connections=self.connections,
             unhealthy_backends=self.unhealthy_backends,
+            health_prober=self.health_prober,
         )
 
 
@@ -129,7 +131,11 @@ class WorkerPool:
         self._respawns_scheduled = 0
         self.stopping = False
         self.restarts = 0  # workers started again after one died (not upgrades)
+        # Watchers (main/prober.py): a worker spawned, booted, gone or retired, its events.
+        self.on_spawned: Callable[[Worker], None] | None = None
+        self.on_booted: Callable[[Worker], None] | None = None
         self.on_worker_gone: Callable[[Worker], None] | None = None
+        self.on_worker_event: Callable[[Worker, Event], None] | None = None
 
     # -- the table --------------------------------------------------------------------------
 
@@ -158,6 +164,8 @@ class WorkerPool:
         self.workers[worker_id] = worker
         self.loop.add(worker.channel, selectors.EVENT_READ, lambda m: self._on_ready(worker, m))
         log.info("launched worker %d with pid %d", worker_id, worker.pid)
+        if self.on_spawned is not None:
+            self.on_spawned(worker)
         return worker
 
     def adopt(
@@ -315,6 +323,8 @@ class WorkerPool:
             return
         if message.id.startswith("EVENT") and message.content is not None:
             if message.content.kind == "event":
+                if self.on_worker_event is not None:
+                    self.on_worker_event(worker, message.content.value)
                 self._on_event(f"WRK-{worker.id:02d}", message.content.value)
             return
         pending = self._pending.get(message.id)
@@ -341,6 +351,8 @@ class WorkerPool:
         for queued, listeners in backlog:
             if worker.alive:
                 self._deliver(worker, queued, listeners)
+        if self.on_booted is not None and worker.alive:
+            self.on_booted(worker)
 
     @staticmethod
     def adopt_info(worker: Worker, message: WorkerResponse) -> None:
@@ -395,6 +407,13 @@ class WorkerPool:
             self._respawn_delay = RESPAWN_DELAY
         if self.automatic_restart:
             self._schedule_respawn()
+
+    def retire(self, worker: Worker) -> None:
+        """The worker is being stopped on purpose (an upgrade): not respawned when it exits,
+        no longer a candidate for anything (the health prober)."""
+        worker.run_state = RunState.STOPPING
+        if self.on_worker_gone is not None:
+            self.on_worker_gone(worker)
 
     def replace_stuck(self, worker: Worker, silent_for: float) -> None:
         """A worker alive but silent (its loop is stuck): kill it; it is respawned as if dead."""

@@ -93,7 +93,8 @@ def test_auth_annotations_fail_closed_and_the_rest_is_served_with_events(world: 
             "auth",
             "auth.example",
             "app",
-            annotations={NGINX + "auth-type": "basic", NGINX + "auth-secret": "htpasswd"},
+            # digest auth is not served; a missing Secret for basic auth is not enforceable
+            annotations={NGINX + "auth-type": "digest", NGINX + "auth-secret": "htpasswd"},
         ),
         ingress(
             "tuned",
@@ -102,7 +103,7 @@ def test_auth_annotations_fail_closed_and_the_rest_is_served_with_events(world: 
             annotations={
                 NGINX + "configuration-snippet": "deny all;",
                 NGINX + "proxy-buffering": "off",
-                NGINX + "enable-cors": "true",
+                NGINX + "mirror-target": "http://mirror.example/",
             },
         ),
     )
@@ -111,18 +112,27 @@ def test_auth_annotations_fail_closed_and_the_rest_is_served_with_events(world: 
     assert world.get("auth.example")[0] == 503
     assert app.hits == hits
     not_enforced = wait_for(
-        "two not-enforced Warnings",
-        lambda: (
-            sorted(
-                m
-                for t, r, m in events_for(world, "auth")
-                if (t, r) == ("Warning", "AnnotationNotEnforced")
-            )
-            if len(events_for(world, "auth")) >= 2
-            else None
-        ),
+        "a not-enforced Warning",
+        lambda: [
+            m
+            for t, r, m in events_for(world, "auth")
+            if (t, r) == ("Warning", "AnnotationNotEnforced")
+        ],
     )
-    assert NGINX + "auth-secret" in not_enforced[0] and NGINX + "auth-type" in not_enforced[1]
+    assert NGINX + "auth-type" in not_enforced[0] and "digest" in not_enforced[0]
+    missing = ingress(
+        "missing",
+        "missing.example",
+        "app",
+        annotations={NGINX + "auth-type": "basic", NGINX + "auth-secret": "nope"},
+    )
+    world.apply(missing)
+    warnings = wait_for(
+        "the missing Secret's Warning",
+        lambda: [m for t, r, m in events_for(world, "missing") if r == "AnnotationNotEnforced"],
+    )
+    assert "Secret default/nope not found" in warnings[0]
+    assert world.get("missing.example")[0] == 503
     seen = wait_for("three Events on tuned", lambda: len(events_for(world, "tuned")) >= 3)
     assert seen
     kinds = {(t, r) for t, r, _ in events_for(world, "tuned")}

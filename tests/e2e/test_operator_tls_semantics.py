@@ -91,3 +91,25 @@ def test_a_tls_entry_without_hosts_secures_the_hosts_its_certificate_covers(
     )
     status, _, headers = world.get("a.wild.example")
     assert status == 308 and headers["location"].startswith("https://a.wild.example")
+
+
+def test_default_ssl_certificate_serves_hosts_without_their_own(world: World) -> None:
+    ca = trustme.CA()
+    issued = ca.issue_cert("plain.example", "named.example")
+    secret = tls_secret(
+        "fallback-tls", issued.cert_chain_pems[0].bytes(), issued.private_key_pem.bytes()
+    )
+    world.backend("127.0.0.2", "app-0")
+    world.apply(ingress_class(), secret)
+    world.start_operator("--default-ssl-certificate", "default/fallback-tls")
+    wait_for("the operator's first push (/readyz)", world.operator_ready)
+    world.apply(service("app"), endpoint_slice("app", ["127.0.0.2"], world.backend_port))
+    named = ingress("named", "named.example", "app")
+    named["spec"]["tls"] = [{"hosts": ["named.example"]}]  # no secretName: the default one
+    world.apply(ingress("plain", "plain.example", "app"), named)
+    for host in ("plain.example", "named.example"):
+        wait_for(
+            f"{host} with the default certificate", lambda h=host: https(world, h, ca)[0] == 200
+        )  # type: ignore[misc]
+    assert world.get("plain.example")[0] == 200  # no tls entry: plain HTTP is not redirected
+    assert world.get("named.example")[0] == 308  # its tls entry secures it: redirected

@@ -34,7 +34,12 @@ def _identity(data: bytes) -> bytes:
 class EchoServer:
     """The service on 127.0.0.1 (h2c, prior knowledge), in threads of this process."""
 
-    def __init__(self, port: int = 0, max_message: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        max_message: int = 16 * 1024 * 1024,
+        credentials: grpc.ServerCredentials | None = None,  # TLS (backend TLS tests)
+    ) -> None:
         self.cancelled = threading.Event()
         self.calls = 0
         options = [
@@ -53,7 +58,11 @@ class EchoServer:
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, handlers),)
         )
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        address = f"127.0.0.1:{port}"
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         self.server.start()
 
     def stop(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from http_support import Backend, Client, Seen, WorkerProcess, get, running_worker
 
-from dataplane.command.messages import Cluster, Request
+from dataplane.command.messages import Cluster, Request, StickyCookie
 from dataplane.command.responses import ResponseStatus
 
 pytestmark = pytest.mark.timeout(60)
@@ -124,6 +124,27 @@ def test_sticky_name_of_a_cluster_names_its_cookie_both_ways() -> None:
             assert header(forwarded, "Cookie") == ["a=1; SOZUBALANCEID=sticky-9"]
         _, head, _ = Client(port).roundtrip(get("b.example"))  # the listener's name elsewhere
         assert header(head, "Set-Cookie")[0].startswith("SOZUBALANCEID=sticky-")
+
+
+def test_sticky_cookie_attributes_reach_the_client() -> None:
+    one, two = Backend(echo_head), Backend(echo_head)
+    with running_worker(
+        {"a": ("a.example", [one.port, two.port])}, cluster_options={"sticky_session": True}
+    ) as (worker, port):
+        cookie = StickyCookie(
+            path="/app", max_age=60, expires=60, same_site="Lax", http_only=True, secure="https"
+        )
+        upsert(worker, cluster_id="a", sticky_session=True, sticky_cookie=cookie)
+        _, head, _ = Client(port).roundtrip(get("a.example"))
+        (value,) = header(head, "Set-Cookie")
+        name, *attributes = value.split("; ")
+        assert name.startswith("SOZUBALANCEID=sticky-")
+        assert attributes[:4] == ["Path=/app", "Max-Age=60", "SameSite=Lax", "HttpOnly"]
+        assert attributes[4].startswith("Expires=") and attributes[4].endswith(" GMT")
+        assert len(attributes) == 5  # no Secure: this request came over plain HTTP
+        # The client that sends it back stays put and gets no new cookie.
+        _, head, _ = Client(port).roundtrip(get("a.example", extra=f"Cookie: {name}\r\n"))
+        assert header(head, "Set-Cookie") == []
 
 
 CONFIG = """

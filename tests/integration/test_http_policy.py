@@ -9,6 +9,7 @@ import socket
 
 import pytest
 from http_support import Backend, Client, Seen, get, listening_socket
+from passlib.hash import apr_md5_crypt, bcrypt
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
@@ -57,7 +58,11 @@ def proxy():  # type: ignore[no-untyped-def]
         Request.of(
             add_cluster=Cluster(
                 cluster_id="private",
-                authorized_hashes=[f"alice:{secret}"],
+                authorized_hashes=[
+                    f"alice:{secret}",
+                    "bob:" + bcrypt.using(rounds=5, ident="2y").hash("hunter2"),  # htpasswd -B
+                    "carol:" + apr_md5_crypt.hash("open sesame"),  # htpasswd -m
+                ],
                 www_authenticate="staff",
             )
         ),
@@ -133,6 +138,21 @@ def test_basic_auth(proxy: int) -> None:
         get("private.example", extra=f"Authorization: Basic {right}\r\n")
     )
     assert status == 200 and forwarded.startswith(b"GET / HTTP/1.1")
+
+
+def test_basic_auth_with_htpasswd_hashes(proxy: int) -> None:
+    for user, password in (("bob", "hunter2"), ("carol", "open sesame")):
+        for _ in range(3):  # the first check verifies the hash; the next ones hit the cache
+            right = base64.b64encode(f"{user}:{password}".encode()).decode()
+            status, _, _ = Client(proxy).roundtrip(
+                get("private.example", extra=f"Authorization: Basic {right}\r\n")
+            )
+            assert status == 200
+        wrong = base64.b64encode(f"{user}:{password}!".encode()).decode()
+        status, _, _ = Client(proxy).roundtrip(
+            get("private.example", extra=f"Authorization: Basic {wrong}\r\n")
+        )
+        assert status == 401
 
 
 def test_rewrites(proxy: int) -> None:

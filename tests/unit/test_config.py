@@ -466,7 +466,7 @@ def test_frontend_options() -> None:
         load_metric = "CONNECTION_TIME"
         sticky_session = true
         answers = { "503" = "busy" }
-        authorized_hashes = ["user:abcd"]
+        authorized_hashes = ["user:abcdefghijklm"]  # a crypt(3) hash
         backends = []
         [[clusters.app.frontends]]
         address = "127.0.0.1:80"
@@ -490,7 +490,8 @@ def test_frontend_options() -> None:
     cluster = config.clusters["app"].cluster
     assert cluster.load_balancing == LoadBalancingAlgorithms.MAGLEV
     assert cluster.load_metric == LoadMetric.CONNECTION_TIME
-    assert cluster.answers == {"503": "busy"} and cluster.authorized_hashes == ["user:abcd"]
+    assert cluster.answers == {"503": "busy"}
+    assert cluster.authorized_hashes == ["user:abcdefghijklm"]
     (front,) = config.clusters["app"].http_frontends
     assert (front.path.kind, front.method, front.position) == (
         PathRuleKind.REGEX,

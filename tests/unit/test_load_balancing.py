@@ -115,6 +115,13 @@ class TestCandidates:
         assert picked(backends, now=0.1, sticky_id="two") in {"b0", "b1"}
         assert picked(backends, sticky_id="unknown") is not None
 
+    def test_a_backend_without_sticky_id_is_found_by_its_backend_id(self) -> None:
+        # The cookie names the backend id when there is no sticky id (what it was set to).
+        backends = cluster(3)
+        assert [picked(backends, sticky_id="b1") for _ in range(3)] == ["b1"] * 3
+        add(backends, "b2", 9002, sticky_id="two")
+        assert picked(backends, sticky_id="b2") in {"b0", "b1", "b2"}  # "two" names it now
+
     def test_exclude_skips_backends_already_tried(self) -> None:
         backends = cluster(3)
         add(backends, "backup", 9100, backup=True)

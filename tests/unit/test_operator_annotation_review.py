@@ -139,7 +139,7 @@ def test_nginx_internals_get_a_normal_event(name: str) -> None:
     assert NGINX + name in message and "no meaning" in message
 
 
-@pytest.mark.parametrize("name", ["rewrite-target", "enable-cors", "no-such-annotation"])
+@pytest.mark.parametrize("name", ["mirror-target", "enable-cors", "no-such-annotation"])
 def test_other_nginx_annotations_are_not_supported_ignored(name: str) -> None:
     rendered = go(ingress("web", [WEB], annotations={NGINX + name: "/"}), settings=ON)
     assert answer(rendered, HTTP, "web.example", "/") == SERVED
@@ -152,7 +152,7 @@ def test_without_the_flag_nginx_annotations_are_reported_as_not_read() -> None:
     annotations = {
         NGINX + "affinity": "cookie",
         NGINX + "proxy-buffering": "off",
-        NGINX + "rewrite-target": "/",
+        NGINX + "mirror-target": "/",
         "other.example/key": "v",  # not ours to judge
     }
     rendered = go(ingress("web", [WEB], annotations=annotations), settings=OFF)
@@ -162,7 +162,7 @@ def test_without_the_flag_nginx_annotations_are_reported_as_not_read() -> None:
             "Warning",
             "Unsupported",
             "ignored (--nginx-annotations is off): "
-            f"{NGINX}affinity, {NGINX}proxy-buffering, {NGINX}rewrite-target",
+            f"{NGINX}affinity, {NGINX}mirror-target, {NGINX}proxy-buffering",
         )
     ]
 

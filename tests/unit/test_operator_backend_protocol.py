@@ -1,4 +1,5 @@
-"""`backend-protocol` (nginx) and `pysozu.io/http2`: which clusters speak h2c to their backends."""
+"""`backend-protocol` (nginx) and `pysozu.io/http2`: which clusters speak h2c to their backends
+(HTTPS and GRPCS: tests/unit/test_operator_backend_tls.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_plain_http_is_the_default(value: str) -> None:
     assert options.cluster("c").http2 is None
 
 
-@pytest.mark.parametrize("value", ["HTTPS", "GRPCS", "AJP", "FCGI", "bogus"])
+@pytest.mark.parametrize("value", ["AJP", "FCGI", "bogus"])
 def test_what_pysozu_does_not_speak_is_reported(value: str) -> None:
     options = parse_annotations({NGINX + "backend-protocol": value}, nginx=True)
     assert not options.http2

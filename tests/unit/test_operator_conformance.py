@@ -18,6 +18,8 @@ import yaml
 from ingress_operator.model import (
     ObjectKey,
     Snapshot,
+    has_tls_keys,
+    parse_auth_secret,
     parse_endpoint_slice,
     parse_ingress,
     parse_ingress_class,
@@ -73,8 +75,11 @@ def snapshot_of(bodies: list[dict[str, Any]]) -> Snapshot:
                 key = ObjectKey(endpoint_slice.key.namespace, endpoint_slice.service)
                 snapshot.slices.setdefault(key, []).append(endpoint_slice)
             case "Secret":
-                secret = parse_tls_secret(body)
-                snapshot.secrets[secret.key] = secret
+                if has_tls_keys(body):
+                    secret = parse_tls_secret(body)
+                    snapshot.secrets[secret.key] = secret
+                if (auth := parse_auth_secret(body)) is not None:
+                    snapshot.auth_secrets[auth.key] = auth
     return snapshot
 
 

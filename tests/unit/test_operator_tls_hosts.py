@@ -122,3 +122,37 @@ def test_an_ingress_served_from_an_opaque_secret() -> None:
     rendered = render(snapshot, RenderSettings())
     assert rendered.problems == []
     assert certificates(rendered) == [["foo.bar.com"]]
+
+
+# -- --default-ssl-certificate ----------------------------------------------------------------
+
+DEFAULT_CERT = RenderSettings(default_certificate=("default", "conformance-tls"))
+
+
+def test_the_default_certificate_names_every_host_no_entry_secures_without_redirecting() -> None:
+    rendered = render(load(*BASE, extra=[ingress("web", [WEB])]), DEFAULT_CERT)
+    assert certificates(rendered) == [["web.example"]]
+    assert answer(rendered, HTTP, "web.example", "/") == SERVED  # not secured: no redirect
+    assert rendered.problems == []
+    assert certificates(go(ingress("web", [WEB]))) == []  # without the flag: the listener's
+
+
+def test_an_entry_without_secret_name_is_secured_by_the_default_certificate() -> None:
+    body = ingress("web", [WEB], tls=[{"hosts": ["web.example"]}])
+    rendered = render(load(*BASE, extra=[body]), DEFAULT_CERT)
+    assert certificates(rendered) == [["web.example"]]
+    assert answer(rendered, HTTP, "web.example", "/") == "308 https"  # secured: redirected
+    # Without the flag (or with a Secret that is not there) it is reported, not ignored.
+    for settings in (RenderSettings(), RenderSettings(default_certificate=("default", "nope"))):
+        rendered = render(load(*BASE, extra=[body]), settings)
+        [problem] = rendered.problems
+        assert problem.reason == "InvalidTLS" and "without secretName" in problem.message
+        assert answer(rendered, HTTP, "web.example", "/") == SERVED
+
+
+def test_a_host_with_its_own_certificate_keeps_it() -> None:
+    tls = [{"hosts": ["foo.bar.com"], "secretName": "other-tls"}]
+    body = ingress("web", [TLS_RULE, WEB], tls=tls)
+    rendered = render(load(*BASE, extra=[body]), DEFAULT_CERT)
+    names = sorted(certificates(rendered))
+    assert names == [["foo.bar.com"], ["web.example"]]  # two certificates, one name each

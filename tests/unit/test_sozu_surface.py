@@ -38,6 +38,7 @@ EXTENSION_LISTENER_KEYS = {
 # A frontend's access rules (docs/access-control.md), tested in test_access.py and
 # tests/integration/test_http_access.py.
 EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
+EXTENSION_FRONTEND_KEYS.add("canary")  # docs/canary.md, tests/unit/test_canary_routing.py
 EXTENSION_FLAGS = {
     "--version",
     "--prometheus-address",
@@ -49,6 +50,13 @@ EXTENSION_FLAGS = {
     "--connect-timeout",  # cluster add
     "--back-timeout",  # cluster add
     "--sticky-name",  # cluster add
+    "--sticky-cookie-path",  # cluster add, the sticky cookie's attributes
+    "--sticky-cookie-domain",
+    "--sticky-cookie-max-age",
+    "--sticky-cookie-expires",
+    "--sticky-cookie-same-site",
+    "--sticky-cookie-secure",
+    "--sticky-cookie-http-only",
     "--host",  # alias of --hostname
     "--names",
     "--cert",
@@ -64,6 +72,16 @@ EXTENSION_FLAGS = {
     "--rate-limit-status",
     "--rate-limit-exempt",
     "--rate-limit-zone",
+    *(f"--canary-{name}" for name in ("cluster", "header", "header-value", "header-pattern")),
+    *(f"--canary-{name}" for name in ("cookie", "weight", "weight-total")),
+    "--backend-tls",  # cluster add: TLS to the backends (and the flags below)
+    "--backend-tls-ca",
+    "--backend-tls-certificate",
+    "--backend-tls-key",
+    "--backend-tls-server-name",
+    "--backend-tls-verify",
+    "--backend-tls-verify-depth",
+    "--backend-tls-verify-name",
 }
 # What names the object a verb works on: covered by the verb's own entry.
 IDENTIFYING = {"--id", "--address", "--backend-id", "--file"}

@@ -149,6 +149,9 @@ spec:
         - --command-socket={{ include "pysozu.commandSocket" . }}
         - --controller-name={{ .Values.ingressClass.controllerName }}
         - --ingress-class={{ .Values.ingressClass.name }}
+        {{- if .Values.ingressClass.byName }}
+        - --ingress-class-name={{ .Values.ingressClass.name }}
+        {{- end }}
         {{- if .Values.watchIngressWithoutClass }}
         - --watch-ingress-without-class
         {{- end }}

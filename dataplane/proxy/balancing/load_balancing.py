@@ -157,8 +157,10 @@ class BackendSet:
     ) -> Backend | None:
         """Pick a backend; `exclude` holds backend ids this request already failed to reach."""
         if sticky_id is not None:
+            # The cookie names `sticky_id`, or the backend id of a backend without one (what
+            # the cookie was set to; sozu sets it too but never finds it again).
             for backend in self._backends:
-                if backend.sticky_id == sticky_id:
+                if (backend.sticky_id or backend.backend_id) == sticky_id:
                     if backend.can_open(now) and backend.backend_id not in exclude:
                         return backend
                     break

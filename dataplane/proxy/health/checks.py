@@ -1,14 +1,17 @@
 """The worker's active health checks: which backends to probe when, and what a verdict does.
 
-As in sozu, each worker runs the checks of its clusters in its own event loop (the loop calls
-`tick` once a second): every `interval` seconds, one probe per backend of each cluster that
-has a `health_check` (a probe still running is not doubled). Clusters served by a TCP
+Every worker keeps the checks of its clusters and the loop calls `tick` once a second, but only
+the prober probes (`active`: main names one worker with `set_health_prober`, see
+LIFECYCLE.md): every `interval` seconds, one probe per backend of each cluster that has a
+`health_check` (a probe still running is not doubled). The other workers keep the rhythm
+without probing and take the prober's verdicts as main relays them (`relay`,
+`set_backend_health`): their backends' `healthy` flags and gauges follow, without events or
+`.up`/`.down` counts (the prober's). A worker started by main starts inactive (boot.py); one
+built without main (tests) is active. Clusters served by a TCP
 listener get a TCP connect probe; the others an HTTP one (`GET <uri>`, see `verdict.py`).
 A cluster with `[clusters.<id>.udp.health]` (mode TCP_PROBE or UDP_PROBE) gets sozu 2.1's UDP
 backend probes instead, every `probe_interval_seconds`, with `rise`/`fall` as thresholds
 (`verdict.udp_plan`; when a cluster has both tables, the UDP one is run).
-With N workers, a backend sees N probes per interval; each worker takes its own backends out
-of its own rotation, so no worker depends on another's results.
 
 A verdict change (`Verdict`: consecutive results against the thresholds) sets the backend's
 `healthy` flag, which the load balancer reads (`load_balancing.py`: an unhealthy backend is
@@ -31,7 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from dataplane.command.address import SocketAddress
-from dataplane.command.messages import Cluster, Request
+from dataplane.command.messages import Cluster, Request, SetBackendHealth
 from dataplane.command.responses import (
     BackendHealth,
     ClusterInformation,
@@ -67,6 +70,7 @@ class HealthChecks:
         self.probes: dict[Key, Probe | UdpProbe] = {}
         self.success = self.failure = self.up = self.down = 0
         self.udp_transitions = 0
+        self.active = True  # the prober (set_health_prober); inactive workers probe nothing
         loop.metrics.counter_sources.append(self.snapshot)
         loop.metrics.gauge_sources.append(self.gauges)
         loop.metrics.backend_gauge_sources.append(self.backend_gauges)
@@ -140,9 +144,9 @@ class HealthChecks:
             plan = self.plan(cluster_id)
             if now < due or plan is None:
                 continue
-            self.due[cluster_id] = now + plan.interval
+            self.due[cluster_id] = now + plan.interval  # inactive: the rhythm goes on
             cluster = self.loop.proxy.clusters.get(cluster_id)
-            if cluster is None:
+            if cluster is None or not self.active:
                 continue
             kind = plan.kind
             if kind == "http" and self._served_by_tcp(cluster_id):
@@ -154,6 +158,44 @@ class HealthChecks:
                 probe = self._probe(kind, plan, backend, self._on_result(key, backend))
                 if probe.running:
                     self.probes[key] = probe
+
+    def set_active(self, active: bool) -> None:
+        """`set_health_prober`: main names this worker the prober, or no longer. A worker
+        that stops probing drops its probes in flight (no verdict from a former prober) and
+        its partial counts; its next probe as prober comes at the cluster's next due time."""
+        if active == self.active:
+            return
+        self.active = active
+        log.info("health checks: this worker %s", "probes" if active else "no longer probes")
+        if not active:
+            self.close_all()
+            for verdict in self.verdicts.values():
+                verdict.take(verdict.healthy)
+
+    def relay(self, relayed: SetBackendHealth) -> bool:
+        """`set_backend_health`: the prober's verdict on one backend. False: this worker has
+        no such backend under a check (removed meanwhile): nothing to do."""
+        cluster = self.loop.proxy.clusters.get(relayed.cluster_id)
+        if cluster is None or self.plan(relayed.cluster_id) is None:
+            return False
+        for backend in cluster.backends:
+            if backend.backend_id == relayed.backend_id and backend.address == relayed.address:
+                key = (relayed.cluster_id, backend.backend_id, backend.address)
+                verdict = self.verdicts.get(key)
+                if verdict is None:
+                    verdict = self.verdicts[key] = Verdict()
+                verdict.take(relayed.healthy)
+                if backend.healthy != relayed.healthy:
+                    log.info(
+                        "health check (prober's verdict): backend %s at %s of cluster %s is %s",
+                        backend.backend_id,
+                        backend.address,
+                        cluster.cluster_id,
+                        "healthy again" if relayed.healthy else "unhealthy",
+                    )
+                backend.set_healthy(relayed.healthy)
+                return True
+        return False
 
     def _probe(
         self, kind: str, plan: Plan, backend: Backend, done: Callable[[bool], None]

@@ -6,7 +6,8 @@
   whether the status passes: the configured `expected_status`, or any 2xx when it is 0.
 - `Verdict`: one backend's health with its thresholds. Every backend starts healthy; it turns
   unhealthy after `unhealthy_threshold` consecutive failed probes and healthy again after
-  `healthy_threshold` consecutive successes. `record` answers the new state when it changed.
+  `healthy_threshold` consecutive successes. `record` answers the new state when it changed;
+  `take` adopts a verdict relayed from the prober worker.
 - `Plan`: one cluster's check, whichever table it came from: `http_plan` for the cluster's
   `health_check` (an HTTP probe, or a TCP connect for clusters served by a TCP listener),
   `udp_plan` for `[clusters.<id>.udp.health]` (sozu 2.1's UDP backend probes: TCP_PROBE a
@@ -91,6 +92,12 @@ class Verdict:
                 self.healthy = False
                 return False
         return None
+
+    def take(self, healthy: bool) -> None:
+        """Adopt a verdict reached elsewhere (the prober's, relayed by main): the counting
+        starts afresh from it, so a backend out stays out until `healthy_threshold` passes."""
+        self.healthy = healthy
+        self.successes = self.failures = 0
 
 
 class Plan(NamedTuple):

@@ -3,17 +3,23 @@ goes with it: the same rule for HTTP/1.1 sessions and HTTP/2 streams (h1 and h2c
 
 `next_backend` asks the cluster's load balancer, skipping the backends that failed this
 request (`failed`, backend ids), and counts `backend.connect.retries` for a try after a failed
-one. `sticky_cookie_value` is the `Set-Cookie` value (`name=id; Path=/`) when the cluster has
-sticky sessions and the client did not already name this backend; empty otherwise.
+one. `sticky_cookie_value` is the `Set-Cookie` value (`name=id; Path=/`, plus the cluster's
+`sticky_cookie` attributes) when the cluster has sticky sessions and the client did not
+already name this backend; empty otherwise.
 """
 
 from __future__ import annotations
 
+from email.utils import formatdate
+from time import time
 from typing import TYPE_CHECKING
+
+from dataplane.proxy.clusters import SECURE_ALWAYS, SECURE_NEVER
 
 if TYPE_CHECKING:
     from dataplane.proxy.balancing.backend import Backend
     from dataplane.proxy.clusters import ClusterRuntime
+    from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.host import Host
 
 
@@ -30,12 +36,18 @@ def next_backend(
 
 
 def sticky_cookie_value(
-    cluster: ClusterRuntime, backend: Backend, sticky_id: str | None, listener_name: bytes
+    cluster: ClusterRuntime, backend: Backend, sticky_id: str | None, listener: HttpListener
 ) -> bytes:
     if not cluster.sticky_session:
         return b""
     chosen = backend.sticky_id or backend.backend_id
     if chosen == sticky_id:
         return b""
-    name = cluster.sticky_name or listener_name
-    return b"%s=%s; Path=/" % (name, chosen.encode("ascii", "replace"))
+    name = cluster.sticky_name or listener.sticky_name
+    value = b"%s=%s%s" % (name, chosen.encode("ascii", "replace"), cluster.sticky_attributes)
+    if cluster.sticky_expires >= 0:
+        value += b"; Expires=" + formatdate(time() + cluster.sticky_expires, usegmt=True).encode()
+    secure = cluster.sticky_secure
+    if secure != SECURE_NEVER and (secure == SECURE_ALWAYS or listener.scheme == "https"):
+        value += b"; Secure"
+    return value

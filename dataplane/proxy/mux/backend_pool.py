@@ -10,7 +10,9 @@ unusable, so it is closed. Idle connections expire after `IDLE_SECONDS`.
 
 Sockets come from the pool's `connector` (`backend_socket` by default: a non-blocking TCP
 socket, Nagle off), called once per new connection; a unit test's pool gives stand-ins, so
-sessions run without a network.
+sessions run without a network. A cluster with `backend_tls` wraps it (mux/backend_tls.py):
+the connection's `tls` is then its cluster's context, and a pooled connection is only taken
+for a cluster with that very context.
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ import errno
 import select
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from dataplane.command.address import SocketAddress
 from dataplane.proxy.balancing.load_balancing import Backend
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.http1.head import ResponseHead
 from dataplane.proxy.mux import backend_events
+from dataplane.proxy.mux.backend_tls import BackendTlsStream, tls_step
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
+    from dataplane.command.backend_tls import BackendTlsContext
     from dataplane.proxy.mux.host import Host
 
 IDLE_SECONDS = 30.0
@@ -81,13 +85,20 @@ class BackendConnection:
         "template_cookie",
         "template_id_header",
         "timer_slot",
+        "tls",
         "view",
     )
 
     def __init__(
-        self, pool: BackendPool, backend: Backend, cluster_id: str, sock: socket.socket
+        self,
+        pool: BackendPool,
+        backend: Backend,
+        cluster_id: str,
+        sock: socket.socket,
+        tls: BackendTlsContext | None = None,
     ) -> None:
-        self.sock = sock  # from the pool's connector (`BackendPool.open`)
+        self.sock = sock  # from the pool's connector (`BackendPool.open`), maybe TLS-wrapped
+        self.tls = tls
         self.fd = sock.fileno()
         self.pool = pool
         self.backend = backend
@@ -120,7 +131,12 @@ class BackendConnection:
             return error.errno or errno.ECONNREFUSED
 
     def connect_error(self) -> int:
-        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        """0 once connected (TLS: handshake done), HANDSHAKING while TLS is under way, else
+        the errno of the failure."""
+        error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if self.tls is None:
+            return error
+        return tls_step(self.pool.loop, self, self.sock, self.cluster_id, self.backend, error)
 
     def on_timeout(self, now: float) -> None:
         """Only pooled connections are on the wheel under their own name. One taken from the
@@ -133,7 +149,10 @@ class BackendConnection:
 
     def on_idle_event(self, events: int) -> None:
         """The epoll handler while pooled: an idle backend that speaks or hangs up cannot be
-        reused."""
+        reused (a TLS session ticket is no speech)."""
+        sock = self.sock
+        if isinstance(sock, BackendTlsStream) and sock.idle_usable():
+            return
         self.pool.discard(self)
 
     def close(self, reuse_buffer: bool = False) -> None:
@@ -164,16 +183,29 @@ class BackendPool:
     def __len__(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
 
-    def open(self, backend: Backend, cluster_id: str) -> BackendConnection:
+    def open(
+        self, backend: Backend, cluster_id: str, tls: BackendTlsContext | None = None
+    ) -> BackendConnection:
         """A new, not yet connected, connection to `backend` (`connect` starts it)."""
-        return BackendConnection(self, backend, cluster_id, self.connector(backend.address))
+        sock = self.connector(backend.address)
+        if tls is None:
+            return BackendConnection(self, backend, cluster_id, sock)
+        stream = cast("socket.socket", BackendTlsStream(tls, sock))  # socket-like, as used here
+        return BackendConnection(self, backend, cluster_id, stream, tls)
 
-    def take(self, backend: Backend, cluster_id: str) -> BackendConnection | None:
-        """An idle connection to `backend`, detached from the pool, or None."""
+    def take(
+        self, backend: Backend, cluster_id: str, tls: BackendTlsContext | None = None
+    ) -> BackendConnection | None:
+        """An idle connection to `backend` made with `tls` (its cluster's context now),
+        detached from the pool, or None."""
         idle = self._idle.get(backend)
         if not idle:
             return None
         conn = idle.pop()
+        if conn.tls is not tls:  # the cluster's TLS settings changed since
+            conn.idle = False
+            conn.close()
+            return None
         conn.idle = False  # its idle timer stays filed: `on_timeout` ignores a busy connection
         conn.cluster_id = cluster_id
         return conn

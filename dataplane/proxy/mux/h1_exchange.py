@@ -26,6 +26,7 @@ from dataplane.proxy.http1.head import HEAD_END
 from dataplane.proxy.http2.translate import chunk, h1_response_to_h2, last_chunk
 from dataplane.proxy.mux import backend_events
 from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
+from dataplane.proxy.mux.backend_tls import HANDSHAKING
 from dataplane.proxy.mux.session_fields import MAX_CONNECT_TRIES
 from dataplane.proxy.timers import NOT_FILED
 
@@ -111,15 +112,15 @@ class H1Exchange:
             if backend is None:
                 break
             set_cookie = sticky_cookie_value(
-                cluster, backend, self.sticky_id, stream.session.listener.sticky_name
+                cluster, backend, self.sticky_id, stream.session.listener
             )
-            pooled = loop.pool.take(backend, cluster.cluster_id)
+            pooled = loop.pool.take(backend, cluster.cluster_id, cluster.backend_tls)
             if pooled is not None:
                 stream.chose(pooled, set_cookie)
                 self._attach(pooled)
                 self._connected()
                 return
-            conn = loop.pool.open(backend, cluster.cluster_id)
+            conn = loop.pool.open(backend, cluster.cluster_id, cluster.backend_tls)
             code = conn.connect()
             if code in (0, errno.EINPROGRESS):
                 loop.counters.backend_connections += 1
@@ -170,8 +171,9 @@ class H1Exchange:
         if conn is None or self.phase == DONE:
             return
         if self.phase == CONNECTING:
-            if conn.connect_error():
-                self._connect_failed()
+            if code := conn.connect_error():
+                if code != HANDSHAKING:  # else TLS to the backend under way
+                    self._connect_failed()
                 return
             took = self.loop.now - conn.connect_started
             backend_events.connect_succeeded(self.loop, self.cluster, conn.backend, took)

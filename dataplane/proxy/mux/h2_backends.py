@@ -6,7 +6,7 @@ socket. `H2Backends` keeps them per backend address and finds a connection with 
 stream, opening one when none has. A backend's GOAWAY makes its connection take no new stream
 (streams it did not process come back refused, and are retried on another connection); an idle
 connection closes after IDLE_SECONDS. Connect failures and successes feed the circuit breaker
-as for HTTP/1.1 backends.
+as for HTTP/1.1 backends. A cluster with `backend_tls` speaks h2 over TLS (mux/backend_tls.py).
 
 `H2Exchange` is one stream's request on such a connection, with the interface `H1Exchange`
 has (start, send_body, send_trailers, resume, cancel, done): the stream does not know which
@@ -40,6 +40,7 @@ from dataplane.proxy.http2 import (
 )
 from dataplane.proxy.mux import backend_events
 from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
+from dataplane.proxy.mux.backend_tls import HANDSHAKING, BackendTlsStream, tls_step
 from dataplane.proxy.mux.session_fields import MAX_CONNECT_TRIES
 from dataplane.proxy.timers import NOT_FILED
 
@@ -106,9 +107,11 @@ class H2Backend:
         self.cluster = cluster
         address = backend.address
         family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = cluster.backend_tls  # h2 over TLS (ALPN h2): mux/backend_tls.py
+        self.sock = sock if tls is None else BackendTlsStream(tls, sock)
         self.fd = self.sock.fileno()
         self.back = BackConnection(BACK_LIMITS, loop.h2_counters, loop.now)
         self.exchanges: dict[int, H2Exchange] = {}
@@ -175,8 +178,10 @@ class H2Backend:
         loop = self.pool.loop
         if not self.connected:
             error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            error = tls_step(loop, self, self.sock, self.cluster.cluster_id, self.backend, error)
             if error:
-                self._connect_failed()
+                if error != HANDSHAKING:
+                    self._connect_failed()
                 return
             self.connected = True
             backend_events.connect_succeeded(
@@ -424,7 +429,7 @@ class H2Exchange:
                 self.failed.add(backend.backend_id)
                 continue
             set_cookie = sticky_cookie_value(
-                cluster, backend, self.sticky_id, self.stream.session.listener.sticky_name
+                cluster, backend, self.sticky_id, self.stream.session.listener
             )
             self.stream.chose(conn, set_cookie)
             self.conn = conn

@@ -2,8 +2,9 @@
 HTTP/1.1 sessions and HTTP/2 streams share.
 
 `route_request` looks the request up on its listener and applies, in sozu's order with
-pysozu's access rules in it: no route (404), a deny route (401), a cluster that does not exist
-(503), the frontend's access rules (403, 429/503, 413 for a Content-Length over the limit), then
+pysozu's access rules in it: no route (404), a deny route (401), the route's canary rule (it
+may pick its canary cluster: routing/canary.py), a cluster that does not exist (503), the
+frontend's access rules (403, 429/503, 413 for a Content-Length over the limit), then
 the route's policy (redirects, the cluster's https_redirect, basic auth: an `Answer`; rewrites
 and header edits: `Edits`). It returns either a `Refusal` to answer with, or a `Forward` (the
 cluster, the edits, the body size limit). Pure: nothing is sent, nothing is counted.
@@ -56,7 +57,13 @@ def route_request(
         return Refusal(404)
     if route.deny:
         return Refusal(401, hsts=route.hsts or "")
-    cluster = listener.proxy.clusters.get(route.cluster_id)  # type: ignore[arg-type]
+    clusters = listener.proxy.clusters
+    cluster = clusters.get(route.cluster_id)  # type: ignore[arg-type]
+    if route.canary is not None and route.canary.chosen(request):
+        # As ingress-nginx: a canary without backends (or not there) leaves it to the main.
+        alternative = clusters.get(route.canary.cluster_id)
+        if alternative is not None and len(alternative.backends):
+            cluster = alternative
     if cluster is None:
         return Refusal(503, f"cluster {route.cluster_id} does not exist", hsts=route.hsts or "")
     body_limit = None
@@ -70,7 +77,9 @@ def route_request(
             return Refusal(413, too_large(body_limit), hsts=route.hsts or "", cluster=cluster)
     edits = None
     if needs_policy or cluster.https_redirect:
-        decision = decide(route, cluster.config, request, host, listener.scheme)
+        decision = decide(
+            route, cluster.config, request, host, listener.scheme, cluster.credentials
+        )
         if isinstance(decision, Answer):
             return Refusal(
                 decision.status,

@@ -19,6 +19,7 @@ from dataplane.proxy.http1.forwarding import (
 from dataplane.proxy.http1.head import HEAD_END, has_bare_line_feed
 from dataplane.proxy.mux import backend_events
 from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
+from dataplane.proxy.mux.backend_tls import HANDSHAKING
 from dataplane.proxy.mux.session_fields import (
     CONNECTING,
     EPOLLERR,
@@ -55,16 +56,14 @@ class BackendSide(SessionFields):
             if backend is None:
                 break
             if cluster.sticky_session:
-                value = sticky_cookie_value(
-                    cluster, backend, self.sticky_id, self.listener.sticky_name
-                )
+                value = sticky_cookie_value(cluster, backend, self.sticky_id, self.listener)
                 self.set_cookie = b"\r\nSet-Cookie: " + value if value else b""
-            pooled = loop.pool.take(backend, cluster.cluster_id)
+            pooled = loop.pool.take(backend, cluster.cluster_id, cluster.backend_tls)
             if pooled is not None:
                 self._attach(pooled, EPOLLIN)
                 self._connected()
                 return
-            conn = loop.pool.open(backend, cluster.cluster_id)
+            conn = loop.pool.open(backend, cluster.cluster_id, cluster.backend_tls)
             code = conn.connect()
             if code in (0, errno.EINPROGRESS):
                 loop.counters.backend_connections += 1
@@ -119,8 +118,9 @@ class BackendSide(SessionFields):
         if self.phase == CONNECTING:
             back = self.back
             assert back is not None
-            if back.connect_error():
-                self._connect_failed()
+            if code := back.connect_error():
+                if code != HANDSHAKING:  # else TLS to the backend under way
+                    self._connect_failed()
             else:
                 took = self.loop.now - back.connect_started
                 assert self.cluster is not None

@@ -92,7 +92,15 @@ class Histogram:
 class _Figures:
     """What every scope counts: requests by status class, bytes, backend connect trouble."""
 
-    __slots__ = ("backend_time", "bytes_in", "bytes_out", "connect_errors", "retries", "status")
+    __slots__ = (
+        "backend_time",
+        "bytes_in",
+        "bytes_out",
+        "connect_errors",
+        "retries",
+        "status",
+        "tls_errors",
+    )
 
     def __init__(self) -> None:
         self.status = [0] * 10
@@ -101,6 +109,7 @@ class _Figures:
         self.backend_time = Histogram()
         self.connect_errors = 0
         self.retries = 0
+        self.tls_errors = 0  # backend TLS handshakes or verifications that failed
 
     def add(self, other: _Figures) -> None:
         self.status = [a + b for a, b in zip(self.status, other.status, strict=True)]
@@ -109,6 +118,7 @@ class _Figures:
         self.backend_time.add(other.backend_histogram())
         self.connect_errors += other.connect_errors
         self.retries += other.retries
+        self.tls_errors += other.tls_errors
 
     def backend_histogram(self) -> Histogram:
         return self.backend_time
@@ -127,6 +137,8 @@ class _Figures:
         into["backend_response_time"] = self.backend_histogram().filtered()
         into["backend.connections.error"] = _count(self.connect_errors)
         into["backend.connect.retries"] = _count(self.retries)
+        if self.tls_errors:
+            into["backend.tls.errors"] = _count(self.tls_errors)
 
 
 class BackendFigures(_Figures):
@@ -166,6 +178,10 @@ class ClusterFigures(_Figures):
     def connect_failed(self, backend_id: str) -> None:
         self.connect_errors += 1
         self.backend(backend_id).connect_errors += 1
+
+    def tls_failed(self, backend_id: str) -> None:
+        self.tls_errors += 1
+        self.backend(backend_id).tls_errors += 1
 
     def retried(self, backend_id: str) -> None:
         self.retries += 1

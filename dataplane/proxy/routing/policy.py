@@ -8,19 +8,15 @@ cost one attribute test.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import re
 
 from dataplane.command.messages import Cluster, RedirectScheme
 from dataplane.proxy.http1.head import RequestHead
 from dataplane.proxy.http1.request_path import with_query
+from dataplane.proxy.routing.credentials import Credentials
 from dataplane.proxy.routing.route import HSTS_HEADER, IfAbsent
 from dataplane.proxy.routing.router import Route
 
-MAX_CREDENTIALS = 4096
 _HEADER_LINE = re.compile(rb"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[^\r]*")
 
 
@@ -66,7 +62,12 @@ def has_policy(route: Route) -> bool:
 
 
 def decide(
-    route: Route, cluster: Cluster, request: RequestHead, host: str, scheme: str
+    route: Route,
+    cluster: Cluster,
+    request: RequestHead,
+    host: str,
+    scheme: str,
+    credentials: Credentials | None = None,
 ) -> Answer | Edits | None:
     """None: forward as is. Answer: refuse or redirect. Edits: forward, changed.
 
@@ -89,7 +90,9 @@ def decide(
     if cluster.https_redirect and scheme == "http":
         location = _location("https", host, cluster.https_redirect_port, path)
         return Answer(301, {"REDIRECT_LOCATION": location})
-    if route.required_auth and not _authorized(request.authorization, cluster.authorized_hashes):
+    if route.required_auth and not (
+        credentials or Credentials(cluster.authorized_hashes)  # the worker passes its own
+    ).check(request.authorization):
         return Answer(
             401, {"WWW_AUTHENTICATE": _challenge(cluster.www_authenticate)}, hsts=route.hsts or ""
         )
@@ -105,28 +108,7 @@ def _location(scheme: str, host: str, port: int | None, path: str) -> str:
 
 
 def _challenge(realm: str | None) -> str:
-    return f'Basic realm="{realm}"' if realm else ""
-
-
-def _authorized(authorization: bytes | None, hashes: list[str]) -> bool:
-    """Basic credentials checked against `user:hex(sha256(password))`, in constant time."""
-    if authorization is None or not hashes:
-        return False
-    scheme, _, encoded = authorization.partition(b" ")
-    if scheme.lower() != b"basic" or len(encoded) > MAX_CREDENTIALS:
-        return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    user, colon, password = decoded.partition(b":")
-    if not colon:
-        return False
-    offered = user + b":" + hashlib.sha256(password).hexdigest().encode("ascii")
-    matched = False
-    for known in hashes:  # the whole list, whatever matches, so timing says nothing
-        matched |= hmac.compare_digest(offered, known.encode("utf-8", "replace").lower())
-    return matched
+    return "" if realm is None else f'Basic realm="{realm}"'
 
 
 def rewrite_request_head(head: bytes, request: RequestHead, edits: Edits) -> bytes:

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 from dataplane.command.messages import PathRuleKind, RequestHttpFrontend, RulePosition
+from dataplane.command.regexes import Regex
 from dataplane.proxy.routing.route import Route
 from dataplane.proxy.routing.rules import HostKind, HostPattern, PathPattern, RouterError
 
@@ -50,7 +51,7 @@ class _HostRules:
             return (method is None, method or "")
 
         self.equals: dict[str, list[tuple[str | None, Route]]] = {}
-        regexes: list[tuple[re.Pattern[str], str | None, Route]] = []
+        regexes: list[tuple[Regex, str | None, Route]] = []
         prefixes: list[tuple[str, str | None, Route]] = []
         # Rules compare their normalised value (`PathPattern.match`): two configured values
         # may normalise alike, and then their configured text breaks the tie.
@@ -65,7 +66,7 @@ class _HostRules:
                 prefixes.append((pattern.match, method, route))
         for candidates in self.equals.values():
             candidates.sort(key=lambda item: (*method_order(item[0]), item[1].path_pattern.value))
-        regexes.sort(key=lambda item: (*method_order(item[1]), item[0].pattern))
+        regexes.sort(key=lambda item: (*method_order(item[1]), item[2].path_pattern.value))
         prefixes.sort(
             key=lambda item: (-len(item[0]), *method_order(item[1]), item[2].path_pattern.value)
         )

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from dataplane.command.messages import PathRule, PathRuleKind
+from dataplane.command.regexes import Regex, RegexError, compile_regex
 from dataplane.proxy.http1.request_path import rule_path
 
 
@@ -66,7 +67,7 @@ class HostPattern:
 
     kind: HostKind
     key: str
-    regex: re.Pattern[str] | None = None
+    regex: Regex | None = None
 
     @classmethod
     def parse(cls, text: str) -> HostPattern:
@@ -112,7 +113,7 @@ class HostPattern:
         return [host]
 
 
-def _compile_host_regex(text: str) -> re.Pattern[str]:
+def _compile_host_regex(text: str) -> Regex:
     """`/re/.example.com`: slash-delimited regex segments and literal labels, joined by dots."""
     parts: list[str] = []
     index = 0
@@ -137,8 +138,8 @@ def _compile_host_regex(text: str) -> re.Pattern[str]:
             raise RouterError(f"invalid hostname {text!r}: expected '.' after a /regex/")
         index += 1
     try:
-        return re.compile(r"\.".join(parts))
-    except re.error as error:
+        return compile_regex(r"\.".join(parts))
+    except RegexError as error:
         raise RouterError(f"invalid hostname regex {text!r}: {error}") from None
 
 
@@ -150,7 +151,7 @@ class PathPattern:
 
     kind: PathRuleKind
     value: str
-    regex: re.Pattern[str] | None = None
+    regex: Regex | None = None
     match: str = ""
     problem: str | None = None
 
@@ -161,8 +162,8 @@ class PathPattern:
             match, problem = rule_path(rule.value, kind is PathRuleKind.PREFIX)
             return cls(kind, rule.value, None, match, problem)
         try:
-            return cls(kind, rule.value, re.compile(rule.value), rule.value)
-        except re.error as error:
+            return cls(kind, rule.value, compile_regex(rule.value), rule.value)
+        except RegexError as error:
             raise RouterError(f"invalid path regex {rule.value!r}: {error}") from None
 
     def matches(self, path: str) -> bool:

@@ -19,13 +19,9 @@ anonymous in-memory file (memfd): keys never touch the disk.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
-import os
 import ssl
-import tempfile
-from collections.abc import Iterator
 from functools import cache
 
 from cryptography import x509
@@ -33,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from dataplane.command.backend_tls import memory_file
 from dataplane.command.messages import (
     DEFAULT_CIPHER_LIST,
     CertificateAndKey,
@@ -109,30 +106,13 @@ def _tls12_ciphers(names: list[str]) -> list[str]:
 def load_certificate(context: ssl.SSLContext, certificate: ParsedCertificate) -> None:
     """Install a validated certificate, its chain and key into `context`."""
     with (
-        _memory_file(certificate.certificate_pem()) as cert_path,
-        _memory_file(certificate.key_pem()) as key_path,
+        memory_file(certificate.certificate_pem()) as cert_path,
+        memory_file(certificate.key_pem()) as key_path,
     ):
         try:
             context.load_cert_chain(cert_path, key_path)
         except ssl.SSLError as error:
             raise TlsError(f"OpenSSL refused the certificate: {error.reason}") from None
-
-
-@contextlib.contextmanager
-def _memory_file(data: bytes) -> Iterator[str]:
-    """A path to an in-memory file holding `data`, gone when the block exits."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("pysozu-tls", os.MFD_CLOEXEC)
-        path = f"/proc/self/fd/{fd}"
-    else:  # not Linux: a private (0600) temporary file, unlinked on exit
-        fd, path = tempfile.mkstemp(prefix="pysozu-tls-")
-    try:
-        os.write(fd, data)
-        yield path
-    finally:
-        os.close(fd)
-        if not path.startswith("/proc/"):
-            os.unlink(path)
 
 
 @cache

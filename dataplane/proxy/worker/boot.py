@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dataplane.worker")
 
 MAX_STATE_FILE = 512 * 1024 * 1024
+HEALTH_PROBER_ENV = "PYSOZU_HEALTH_PROBER"  # "main": main names the prober
 
 
 def begin_worker_process(
@@ -82,6 +83,9 @@ def _boot(
     _setup_logging(config, worker_id)
     channel.receive_type = WorkerRequest  # every later frame; bytes already read are kept
     loop = Loop(config, channel, scm)  # type: ignore[arg-type]
+    # Main names the one worker that probes (health/checks.py); a worker started by a main
+    # that does not (an older one, before its upgrade) probes as before.
+    loop.health.active = os.environ.get(HEALTH_PROBER_ENV) != "main"
     signal.signal(signal.SIGUSR1, loop.on_sigusr1)  # its default action would kill us
     loop.access_logs = WorkerAccessLogs.open(loop, config, worker_id)
     commands = CommandHandler(loop, worker_id)

@@ -127,6 +127,12 @@ class CommandHandler:
             if body.detail is not None:
                 loop.metric_detail = body.detail
             return _ok(request_id)
+        if verb == "set_health_prober":  # main names the one worker that probes
+            loop.health.set_active(body.active)
+            return _ok(request_id)
+        if verb == "set_backend_health":  # the prober's verdict, relayed by main
+            loop.health.relay(body)
+            return _ok(request_id)
         if verb == "set_max_connections_per_ip":
             loop.proxy.max_connections_per_ip = max(0, body)
             return _ok(request_id)
