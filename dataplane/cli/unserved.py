@@ -9,10 +9,6 @@ from __future__ import annotations
 import argparse
 
 NO_SHRINK = "it sizes sozu's stream slab; a pysozu stream is freed when it closes"
-NO_H2C = (
-    "HTTP/2 clients reach these backends in h2c; HTTP/1.1 clients still in HTTP/1.1 "
-    "(h1 to h2c is not implemented yet)"
-)
 CERTIFICATE_VERSIONS = "the listener's TLS versions apply to every certificate"
 CLUSTER_EXPECT_PROXY = (
     "a cluster does not decide whether clients send a PROXY header: a TCP listener's "
@@ -32,12 +28,8 @@ def unserved_flags(args: argparse.Namespace) -> list[str]:
     if getattr(args, "h2_stream_shrink_ratio", None) is not None:
         found.append(f"--h2-stream-shrink-ratio: {NO_SHRINK}")
     command = getattr(args, "command", None)
-    if command == "cluster" and getattr(args, "http2", False):
-        found.append(f"--http2: {NO_H2C}")
     if command == "cluster" and getattr(args, "expect_proxy", False):
         found.append(f"--expect-proxy: {CLUSTER_EXPECT_PROXY}")
-    if command == "cluster" and getattr(args, "h2_command", None) == "enable":
-        found.append(f"cluster h2 enable: {NO_H2C}")
     if command == "top":
         found += [
             f"--{flag}: {reason}"

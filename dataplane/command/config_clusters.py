@@ -74,10 +74,6 @@ from dataplane.command.state_rules import (
 )
 
 U32 = 2**32 - 1
-NO_H2C = (
-    "HTTP/2 clients reach these backends in h2c; HTTP/1.1 clients still in HTTP/1.1 "
-    "(h1 to h2c is not implemented yet)"
-)
 PER_CERTIFICATE_VERSIONS = "the listener's tls_versions apply to every certificate"
 HTTP_ONLY_FRONTEND_KEYS = (
     "method",
@@ -146,8 +142,6 @@ def parse_cluster(
         if table.has("send_proxy"):
             table.used.add("send_proxy")
             table.warn("send_proxy", "does not apply to an http cluster, ignored")
-        if cluster.http2:
-            table.warn("http2", f"partly served: {NO_H2C}")
     else:
         _tcp_frontends(table, frontends, config, listeners, defaults)
         for key in (

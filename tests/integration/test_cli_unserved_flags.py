@@ -13,9 +13,6 @@ pytestmark = pytest.mark.timeout(60)
 def test_unserved_flags_are_named_on_stderr(pysozu: Any) -> None:
     listen = pysozu.free_port()
     proxy = pysozu.start(pysozu.http_config(listen, {}), workers=1)
-    added = proxy.cli("cluster", "add", "-i", "c", "--http2")
-    assert added.returncode == 0, added.stderr
-    assert "warning: --http2: HTTP/2 clients reach these backends in h2c" in added.stderr
     address = f"127.0.0.1:{listen}"
     updated = proxy.cli(
         "listener", "http", "update", "-a", address, "--h2-stream-shrink-ratio", "7"

@@ -74,7 +74,7 @@ def test_one_record_per_request(pysozu: Any, backends: Any, tmp_path: Path) -> N
 
     ok, http = by_status[200]
     assert (http[1], http[2], http[3]) == ([b"GET"], [b"app.com"], [b"/hello?x=1"])
-    assert (ok[3], ok[4], ok[7], ok[16]) == ([b"app"], [b"app-1"], [b"HTTP"], [b"obs test [1.0]"])
+    assert (ok[3], ok[4], ok[7], ok[16]) == ([b"app"], [b"app-1"], [b"http"], [b"obs test [1.0]"])
     client = fields(ok[5][0])
     assert fields(client[1][0]) == {1: [0x7F000001]}  # 127.0.0.1 as sozu's fixed32
     backend = fields(ok[6][0])

@@ -316,7 +316,7 @@ CLUSTER: dict[str, tuple[str, Proof]] = {
         Tested(SNI + "test_https_redirect_sends_plain_http_clients_to_https"),
     ),
     "send_proxy": ("tcp", Tested(SEND + "test_send_proxy_puts_the_client_address_in_a_v2_header")),
-    "http2": ("http", Warned(True)),
+    "http2": ("http", Tested(I + "test_http1_to_h2c.py::test_get_and_post_reach_the_h2c_backend")),
     "answers": (
         "http",
         Tested(
@@ -558,14 +558,18 @@ CLI: dict[str, dict[str, Proof]] = {
         "--send-proxy": Tested(SEND + "test_cluster_add_send_proxy_at_run_time"),
         "--expect-proxy": Warned(True),
         "--load-balancing-policy": Tested(VERBS + "test_the_issue_walkthrough"),
-        "--http2": Warned(True),
+        "--http2": Tested(
+            I + "test_http1_to_h2c.py::test_cluster_add_http2_and_h2_enable_from_the_cli"
+        ),
         "--https-redirect-port": Tested(_ADD_CLUSTER),
         "--www-authenticate": Tested(_ADD_CLUSTER),
         "--authorized-hash": Tested(_ADD_CLUSTER),
         "--answer": Tested(_ADD_CLUSTER),
     },
     "cluster remove": {"": Tested(VERBS + "test_a_refused_change_fails_with_the_reason")},
-    "cluster h2 enable": {"": Warned(None)},
+    "cluster h2 enable": {
+        "": Tested(I + "test_http1_to_h2c.py::test_cluster_add_http2_and_h2_enable_from_the_cli")
+    },
     "cluster h2 disable": {"": Tested(_ADD_CLUSTER)},
     "cluster health-check set": {
         "": Tested(_CHECK_SET),

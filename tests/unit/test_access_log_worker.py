@@ -114,8 +114,11 @@ def session(path: bytes = b"/", agent: bytes = b"curl/8") -> Any:
         routed=SimpleNamespace(cluster_id="app"),
         backend_id="app-0",
         back=SimpleNamespace(backend=backend),
+        h2=None,
         host="example.com",
-        context=SimpleNamespace(client_address="127.0.0.1:5555"),
+        context=SimpleNamespace(
+            client_address="127.0.0.1:5555", x_proto=b"\r\nX-Forwarded-Proto: http"
+        ),
         request_id=b"01ABC",
         request_started=99.998,
         response_started=99.999,
@@ -152,8 +155,22 @@ def test_a_line_says_what_the_session_did() -> None:
     assert line.split("\t")[0].endswith(" 7 INFO-ACCESS  WRK-01")
     assert line.split("\t")[1] == (
         f"[{id(s):X} 01ABC app app-0] 127.0.0.1:5555 127.0.0.1:9000 2000μs/1000μs/1000μs/-/- "
-        "80 300 [user-agent=curl/8_{x}] None HTTP example.com GET / 200"
+        "80 300 [user-agent=curl/8_{x}] None http example.com GET / 200"
     )
+
+
+def test_the_protocol_column_is_sozus_http_or_https() -> None:
+    """sozu's mux writes "http" or "https" (the listener's), for HTTP/1.1 and HTTP/2 alike;
+    a request carried on an h2c stream (phase H2) logs that stream's backend."""
+    loop, _, target, _ = worker_logs()
+    s = session()
+    s.context.x_proto = b"\r\nX-Forwarded-Proto: https"
+    s.h2, s.back = s.back, None
+    end(loop, s, 200)
+    close(loop)
+    (line,) = target.lines()
+    assert " 127.0.0.1:9000 " in line
+    assert line.endswith(" None https example.com GET / 200")
 
 
 def test_no_backend_answer_is_an_error_line_without_response_time() -> None:
@@ -217,7 +234,7 @@ def test_keep_alive_requests_share_their_parts_until_the_route_changes() -> None
     assert s.log_parts is not parts
     first, second, third = target.lines()
     assert " 01ABC app " in first and " 01ABD app " in second
-    assert third.endswith("[] None HTTP example.com GET /other 200")
+    assert third.endswith("[] None http example.com GET /other 200")
 
 
 def test_a_line_is_stamped_with_the_loop_time_its_request_ended() -> None:

@@ -23,11 +23,12 @@ Rules (RFC 9113 8.2 and 8.3, sozu's converter):
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.body import FORBIDDEN_TRAILERS
-from dataplane.proxy.http1.head import NO_BODY, strip_spans
+from dataplane.proxy.http1.head import HEAD_END, NO_BODY, strip_spans
 from dataplane.proxy.http1.head import RequestHead as H1Request
 from dataplane.proxy.http1.head import ResponseHead as H1Response
 from dataplane.proxy.http2.events import Fields, RequestHead, ResponseHead
@@ -40,7 +41,7 @@ _REASONS = {int(status): status.phrase.encode() for status in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
 
 
-def _status_line(status: int) -> bytes:
+def status_line(status: int) -> bytes:
     line = _STATUS_LINES.get(status)
     if line is None:
         reason = _REASONS.get(status, b"")
@@ -94,7 +95,7 @@ def h2_response_to_h1(
     chunked coding there) it is delimited by closing the connection instead.
     """
     status = head.status
-    lines = [_status_line(status)]
+    lines = [status_line(status)]
     for name, value in head.headers:
         if name not in HOP_BY_HOP:
             lines.append(name + b": " + value)
@@ -114,7 +115,7 @@ def h2_response_to_h1(
 
 def h2_informational_to_h1(status: int, fields: Fields) -> bytes:
     """A 1xx head for an HTTP/1.1 client (100 Continue, 103 Early Hints)."""
-    lines = [_status_line(status)]
+    lines = [status_line(status)]
     lines.extend(name + b": " + value for name, value in fields if name not in HOP_BY_HOP)
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
@@ -170,6 +171,40 @@ def h1_request_to_h2(
             continue
         fields.append((name, value))
     return request.method, scheme, request.host, request.path.encode("ascii"), fields
+
+
+_TE_TRAILERS = re.compile(rb"\r\nte:[^\r]*\btrailers\b", re.IGNORECASE)
+
+
+def asks_trailers(request: H1Request) -> bool:
+    """Whether an HTTP/1.1 client said `TE: trailers` (the parser keeps no TE value)."""
+    return _TE_TRAILERS.search(request.block) is not None
+
+
+def forwarded_to_h2(
+    forwarded: bytes, te_trailers: bool
+) -> tuple[bytes, bytes, bytes, bytes, Fields]:
+    """(method, scheme, authority, path, fields) of a forwarded HTTP/1.1 head (forwarding
+    headers and edits in), for an h2c backend: Host becomes `:authority`, connection-specific
+    fields stay behind (Transfer-Encoding too: HTTP/2 frames the body itself), cookies are
+    split into crumbs, Content-Length is kept; `te: trailers` is added when the client asked."""
+    lines = forwarded[: -len(HEAD_END)].split(b"\r\n")
+    method, path, _ = lines[0].split(b" ", 2)
+    authority = b""
+    fields: Fields = []
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        value = value.strip(b" \t")
+        if name == b"host":
+            authority = value
+        elif name == b"cookie":
+            fields.extend((b"cookie", crumb) for crumb in value.split(b"; ") if crumb)
+        elif name not in HOP_BY_HOP:
+            fields.append((name, value))
+    if te_trailers:
+        fields.append((b"te", b"trailers"))
+    return method, b"http", authority, path, fields
 
 
 def h1_response_to_h2(response: H1Response, request_method: bytes) -> tuple[int, Fields, bool]:

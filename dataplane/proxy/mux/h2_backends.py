@@ -10,8 +10,11 @@ as for HTTP/1.1 backends. A cluster with `backend_tls` speaks h2 over TLS (mux/b
 
 `H2Exchange` is one stream's request on such a connection, with the interface `H1Exchange`
 has (start, send_body, send_trailers, resume, cancel, done): the stream does not know which
-protocol its backend speaks. Response body bytes are credited back to the backend only once
-the client's side took them, so a slow client holds at most a window of them.
+protocol its backend speaks. Its stream is an HTTP/2 client's (`H2Stream`) or an HTTP/1.1
+client's (`H1Stream`, h1 -> h2). Response body bytes are credited back to the backend only once
+the client's side took them, so a slow client holds at most a window of them. Once the request
+is sent, a backend silent for the cluster's (or listener's) back_timeout gets the stream reset
+and the client a 504, as with HTTP/1.1 backends.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.balancing.backend import Backend
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http2.events import Fields
+    from dataplane.proxy.mux.h1_stream import H1Stream
     from dataplane.proxy.mux.h2_stream import H2Stream
     from dataplane.proxy.mux.host import Host
 
@@ -67,6 +71,8 @@ BACK_LIMITS = H2Limits().with_values(
     max_rst_stream_emitted_lifetime=_UNLIMITED,
     max_ping_lifetime=_UNLIMITED,
     max_settings_lifetime=_UNLIMITED,
+    # A silent backend stream ends by the exchange's back_timeout (504), not by the reaper.
+    stream_idle_timeout=float(_UNLIMITED),
 )
 READ_SIZE = 65_536
 INFINITY = float("inf")
@@ -366,8 +372,10 @@ class H2Exchange:
 
     __slots__ = (
         "body",
+        "body_sent",
         "cluster",
         "conn",
+        "deadline",
         "ended_sent",
         "failed",
         "held",
@@ -379,12 +387,13 @@ class H2Exchange:
         "sticky_id",
         "stream",
         "stream_id",
+        "timer_slot",
         "trailers_out",
     )
 
     def __init__(
         self,
-        stream: H2Stream,
+        stream: H2Stream | H1Stream,
         cluster: ClusterRuntime,
         request: tuple[bytes, bytes, bytes, bytes, Fields],
         sticky_id: str | None,
@@ -400,10 +409,13 @@ class H2Exchange:
         self.conn: H2Backend | None = None
         self.stream_id = 0
         self.ended_sent = False  # our END_STREAM went out
+        self.body_sent = False  # some request body bytes went out (and cannot be sent again)
         self.failed: set[str] = set()
         self.held = 0  # response body bytes the client side has not taken yet
         self.responded = False
         self.retries = 0
+        self.deadline = 0.0
+        self.timer_slot = NOT_FILED
 
     def start(self) -> None:
         loop = self.loop
@@ -430,6 +442,7 @@ class H2Exchange:
         conn = self.conn
         assert conn is not None
         conn.backend.active_requests += 1
+        self._arm()
         self._send_body()
 
     def connect_failed(self, backend: Backend) -> None:
@@ -490,6 +503,7 @@ class H2Exchange:
                 back.end_stream(self.stream_id)
             self.ended_sent = True
         if credited:
+            self.body_sent = True
             self.stream.body_forwarded(credited)
         self.loop.flush_soon(conn)
 
@@ -497,9 +511,11 @@ class H2Exchange:
 
     def response(self, head: ResponseHead) -> None:
         self.responded = True
+        self._arm()
         self.stream.respond(head.status, list(head.headers), head.end_stream)
 
     def body_received(self, data: bytes, end: bool) -> None:
+        self._arm()
         if self.stream.data(data, end):
             self._credit(len(data))
         else:
@@ -520,11 +536,13 @@ class H2Exchange:
             self.loop.flush_soon(conn)
 
     def reset(self, code: int, refused: bool) -> None:
-        """The backend reset the stream (or refused it after a GOAWAY)."""
+        """The backend reset the stream, or refused it after a GOAWAY: retried on another
+        connection unless some of its body already went out (those bytes are gone)."""
         conn, self.conn = self.conn, None
+        self.loop.timers.cancel(self)
         if conn is not None:
             conn.backend.active_requests -= 1
-        if refused and not self.responded:
+        if refused and not self.responded and not self.body_sent:
             self.stream_id = 0
             self.retry()
             return
@@ -532,9 +550,28 @@ class H2Exchange:
 
     def connection_lost(self, reason: str) -> None:
         conn, self.conn = self.conn, None
+        self.loop.timers.cancel(self)
         if conn is not None and self.stream_id:
             conn.backend.active_requests -= 1
         self.stream.failed(502, reason)
+
+    # -- the backend's timeout -------------------------------------------------------------
+
+    def _arm(self) -> None:
+        timeout = self.cluster.back_timeout or self.stream.session.listener.back_timeout
+        self.loop.timers.arm(self, self.loop.now + timeout)
+
+    def on_timeout(self, now: float) -> None:
+        """back_timeout without a byte from the backend: 504 (or a cut response). Not while
+        the request is still coming (the client's pace: its own timeouts) or the client side
+        holds response bytes (the client's pace too)."""
+        if self.conn is None or not self.stream_id:
+            return
+        if self.held or not self.ended_sent:
+            self._arm()
+        else:
+            self.loop.counters.timeouts += 1
+            self.stream.failed(504, "backend timeout")  # which cancels (resets) the stream
 
     # -- ends ------------------------------------------------------------------------------
 
@@ -548,6 +585,7 @@ class H2Exchange:
         conn, self.conn = self.conn, None
         if conn is None:
             return
+        self.loop.timers.cancel(self)
         if self.stream_id:
             conn.backend.active_requests -= 1
         conn.forget(self, reset)

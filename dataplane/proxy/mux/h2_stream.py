@@ -22,7 +22,7 @@ from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.forwarding import forward_request, sticky_cookie
 from dataplane.proxy.http1.head import HEAD_END
 from dataplane.proxy.http2 import RequestHead
-from dataplane.proxy.http2.translate import HOP_BY_HOP, h1_response_to_h2, h2_request_to_h1
+from dataplane.proxy.http2.translate import forwarded_to_h2, h1_response_to_h2, h2_request_to_h1
 from dataplane.proxy.mux.h1_exchange import H1Exchange
 from dataplane.proxy.mux.h2_backends import H2Exchange
 from dataplane.proxy.mux.request_route import Refusal, route_request
@@ -79,6 +79,8 @@ class H2Stream:
         "status",
         "stream_id",
     )
+
+    h2 = None  # read by the access log as on an HttpSession (whose phase H2 sets it)
 
     def __init__(self, session: H2Session, head: RequestHead) -> None:
         loop = session.loop
@@ -161,33 +163,12 @@ class H2Stream:
             self.response_edits = edits.response_headers
         exchange: Exchange
         if cluster.http2:
-            exchange = H2Exchange(self, cluster, self._h2_request(forwarded), sticky_id)
+            asks = (b"te", b"trailers") in self.head.headers  # gRPC needs it
+            exchange = H2Exchange(self, cluster, forwarded_to_h2(forwarded, asks), sticky_id)
         else:
             exchange = H1Exchange(self, cluster, forwarded, chunked, sticky_id)
         self.exchange = exchange
         exchange.start()
-
-    def _h2_request(self, forwarded: bytes) -> tuple[bytes, bytes, bytes, bytes, Fields]:
-        """The forwarded head (forwarding headers and edits in) as an HTTP/2 request for an
-        h2c backend: Host becomes `:authority`, hop-by-hop fields stay behind, cookies are
-        split into crumbs; `te: trailers` (gRPC needs it) crosses as the client sent it."""
-        lines = forwarded[: -len(HEAD_END)].split(b"\r\n")
-        method, path, _ = lines[0].split(b" ", 2)
-        authority = b""
-        fields: Fields = []
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.lower()
-            value = value.strip(b" \t")
-            if name == b"host":
-                authority = value
-            elif name == b"cookie":
-                fields.extend((b"cookie", crumb) for crumb in value.split(b"; ") if crumb)
-            elif name not in HOP_BY_HOP:
-                fields.append((name, value))
-        if (b"te", b"trailers") in self.head.headers:
-            fields.append((b"te", b"trailers"))
-        return method, b"http", authority, path, fields
 
     def _client_ip(self) -> str:
         context = self.context

@@ -3,7 +3,8 @@
 Phases: HEAD (waiting for a request head; idle keep-alive when nothing is buffered), CONNECTING
 (a new backend connection is being opened), EXCHANGE (request forwarded, request body and
 response streamed), PIPE (after a 101: bytes both ways), ANSWER (a default answer is written,
-then the connection lingers briefly and closes). See LIFECYCLE.md.
+then the connection lingers briefly and closes), H2 (the request is a stream on a shared h2c
+backend connection: mux/h1_stream.py). See LIFECYCLE.md.
 
 The state lives here, with what ends a connection (answers, timeouts, close); the client side
 (`session_request`), the backend side (`session_backend`) and the flow control
@@ -24,6 +25,7 @@ from dataplane.proxy.mux.session_fields import (
     CONNECTING,
     EPOLLIN,
     EXCHANGE,
+    H2,
     HEAD,
     LINGER_SECONDS,
     NO_FAILURES,
@@ -63,6 +65,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.mask = EPOLLIN
         self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
         self.back = None
+        self.h2 = None
         self.back_timeout = listener.back_timeout
         self.cluster = None  # counted against its per-IP limit
         self.routed = None  # the current request's cluster
@@ -203,7 +206,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
             self._answer(408, "request timeout")
         elif phase == CONNECTING:
             self._connect_failed()
-        elif phase == EXCHANGE and self.response is None:
+        elif phase in (EXCHANGE, H2) and self.response is None:
             self.loop.counters.timeouts += 1
             if not self.request_done:  # the client stalled its upload
                 self.loop.counters.body_timeouts += 1
@@ -225,6 +228,10 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
             self.closing = True
 
     def _drop_back(self) -> None:
+        h2 = self.h2
+        if h2 is not None:  # phase H2: its stream is reset
+            self.h2 = None
+            h2.cancel()
         back = self.back
         if back is not None:
             if self.phase == EXCHANGE and not self.response_done:
@@ -266,7 +273,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         if self.phase == CLOSED:
             return
         between_requests = self.phase == HEAD
-        if self.phase in (CONNECTING, EXCHANGE):  # an exchange cut short
+        if self.phase in (CONNECTING, EXCHANGE, H2):  # an exchange cut short
             status = self.response.status if self.response is not None else 0
             cut = None if self.response_done else "closed before the response was complete"
             self._record(status, message=cut)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.http1.head_scan import HeadScanner
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.backend_pool import BackendConnection
+    from dataplane.proxy.mux.h1_stream import H1Stream
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
 
@@ -25,7 +26,7 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
-HEAD, CONNECTING, EXCHANGE, PIPE, ANSWER, CLOSED = range(6)
+HEAD, CONNECTING, EXCHANGE, PIPE, ANSWER, CLOSED, H2 = range(7)  # H2: on an h2c backend
 STARVED_FRONT, STARVED_BACK = 1, 2  # which side waits for a buffer (buffers.py)
 MAX_CONNECT_TRIES = 4  # the first attempt and sozu's 3 retries
 LINGER_SECONDS = 2.0
@@ -83,6 +84,7 @@ class SessionFields:
         "fd",
         "figures",
         "front_full",
+        "h2",
         "head_scan",
         "head_started",
         "host",
@@ -142,7 +144,8 @@ class SessionFields:
     failed: frozenset[str]  # backends that refused the current request (NO_FAILURES: none)
     fd: int
     figures: ListenerFigures | None
-    front_full: bool  # pipelined bytes filled the buffer: reading paused
+    front_full: bool  # pipelined bytes filled the buffer (or phase H2: its window): reading paused
+    h2: H1Stream | None  # phase H2: the request's stream on an h2c backend (mux/h1_stream.py)
     head_scan: HeadScanner | None  # follows a head arriving in pieces (http1/head_scan.py)
     head_started: bool  # some bytes of the next head arrived (request timeout runs)
     host: str

@@ -23,6 +23,7 @@ from dataplane.proxy.mux.session_fields import (
     EPOLLIN,
     EPOLLOUT,
     EXCHANGE,
+    H2,
     PIPE,
     STARVED_BACK,
     STARVED_FRONT,
@@ -135,6 +136,10 @@ class FlowControl(SessionFields):
         phase = self.phase
         if phase == ANSWER:
             self._linger()
+        elif phase == H2:
+            h2 = self.h2
+            if h2 is not None:
+                h2.drained()
         elif self.closing and self.response_done and phase == EXCHANGE and self.loop.stopping:
             self._finish_exchange()  # which half-closes: see soft_stop
         elif self.closing and (self.response_done or phase == PIPE or self.back is None):

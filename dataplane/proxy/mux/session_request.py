@@ -16,6 +16,7 @@ from dataplane.proxy.http1.forwarding import (
 )
 from dataplane.proxy.http1.head import HEAD_END, RequestHead
 from dataplane.proxy.http1.head_scan import HeadScanner
+from dataplane.proxy.mux.h1_stream import start_h2
 from dataplane.proxy.mux.request_route import Refusal, route_request
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
@@ -25,6 +26,7 @@ from dataplane.proxy.mux.session_fields import (
     EPOLLHUP,
     EPOLLOUT,
     EXCHANGE,
+    H2,
     HEAD,
     ID_SLOT,
     NO_FAILURES,
@@ -109,6 +111,14 @@ class RequestSide(SessionFields):
             self.start = self.end = 0
         elif phase == ANSWER:
             self.start = self.end = 0  # discard what a refused client still sends
+        elif phase == H2 and not self.request_done:
+            now = self.loop.now
+            self.deadline = now + self.back_timeout
+            if now >= self.body_until and self._body_too_slow(now, received):
+                return
+            h2 = self.h2
+            if h2 is not None:
+                h2.feed()
 
     def _h2c_preface(self) -> bool:
         """On an `h2c` listener, a connection that opens with HTTP/2's preface speaks HTTP/2
@@ -139,7 +149,8 @@ class RequestSide(SessionFields):
         self.start, self.end = 0, size
 
     def _front_closed(self) -> None:
-        if self.phase == EXCHANGE and self.request_done and self.response is not None:
+        phase = self.phase
+        if phase in (EXCHANGE, H2) and self.request_done and self.response is not None:
             self.closing = True  # half-closed client: finish this response, then close
             return
         self.close()
@@ -274,6 +285,9 @@ class RequestSide(SessionFields):
         if edits is not None:
             head = rewrite_request_head(head, request, edits)
             self.response_edits = edits.response_headers
+        if cluster.http2:  # its backends speak h2c: the request goes as a stream
+            start_h2(self, request, cluster, head, body_limit)
+            return
         if request.chunked:
             body: Body | None = ChunkedBody() if body_limit is None else ChunkedBody(body_limit)
         elif request.content_length:

@@ -158,7 +158,7 @@ class WorkerAccessLogs:
         request head, cluster or backend changes."""
         request = session.request
         routed = session.routed
-        back = session.back
+        back = session.back or session.h2  # phase H2: the h2c stream's backend
         backend = back.backend if back is not None and backend_id is not None else None
         parts = session.log_parts
         if (
@@ -191,6 +191,8 @@ class WorkerAccessLogs:
             AccessRecord(
                 session_id="%X" % id(session),  # noqa: UP031
                 client_address=session.context.client_address,
+                # sozu's mux: "http" or "https" by the listener, for HTTP/1.1 and HTTP/2 alike
+                protocol="https" if session.context.x_proto.endswith(b"https") else "http",
                 cluster_id=routed.cluster_id if routed is not None else None,
                 backend_id=backend_id,
                 backend_address=str(backend.address) if backend is not None else None,
