@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from dataplane.cli import args as value
+from dataplane.cli.cors_flags import add_cors_flags, cors_policy
 from dataplane.cli.help_texts import (
     H2_GROUP,
     H2_GROUP_DESCRIPTION,
@@ -85,6 +86,7 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.allowed_sources = a.allow_source
     front.denied_sources = a.deny_source
     front.max_body_size = a.max_body_size
+    front.cors = cors_policy(a)
     if a.rate_limit is not None:
         front.rate_limits = [
             RateLimit(
@@ -247,6 +249,7 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
     )
     value.add_hsts_flags(add)
     _access_flags(add)
+    add_cors_flags(add)
     _route_target(add)
     remove = leaf(
         sub,

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from dataplane.command.address import SocketAddress, parse_network
+from dataplane.command.cors_rules import cors_problem
 from dataplane.command.messages import (
     CertificateAndKey,
     Cluster,
@@ -114,6 +115,9 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
         raise StateError(f"rewrite_port {front.rewrite_port} is not in 1..65535")
     check_non_negative(f"frontend {front.hostname}", front)
     check_access(f"frontend {front.hostname}", front)
+    problem = cors_problem(front.cors) if front.cors is not None else None
+    if problem is not None:
+        raise StateError(f"frontend {front.hostname}: {problem}")
 
 
 RATE_LIMIT_STATUSES = (429, 503)  # the statuses with a rate-limit answer

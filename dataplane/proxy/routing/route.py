@@ -18,6 +18,7 @@ from dataplane.command.messages import (
     RequestHttpFrontend,
 )
 from dataplane.proxy.routing.access import Access
+from dataplane.proxy.routing.cors import Cors
 from dataplane.proxy.routing.rules import HostPattern, PathPattern, RewriteTemplate, RouterError
 
 _REDIRECT_STATUS = {
@@ -67,6 +68,7 @@ class Route:
     hsts: str | None
     hsts_force_replace: bool
     access: Access | None  # source lists, rate limits, body size (None: none set)
+    cors: Cors | None  # the CORS policy (routing/cors.py; None: none, or a deny route)
 
     @classmethod
     def build(cls, front: RequestHttpFrontend, host: HostPattern, path: PathPattern) -> Route:
@@ -108,6 +110,7 @@ class Route:
             hsts=str(hsts[0][1]) if hsts else None,
             hsts_force_replace=bool(hsts) and type(hsts[0][1]) is not IfAbsent,
             access=Access.build(front),
+            cors=None if deny else Cors.build(front.cors),
         )
 
     @property
