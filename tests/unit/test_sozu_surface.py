@@ -38,6 +38,7 @@ EXTENSION_LISTENER_KEYS = {
 # A frontend's access rules (docs/access-control.md), tested in test_access.py and
 # tests/integration/test_http_access.py.
 EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
+EXTENSION_FRONTEND_KEYS |= {"cors"}  # docs/cors.md: test_cors.py, test_http_cors.py
 EXTENSION_FLAGS = {
     "--version",
     "--prometheus-address",
@@ -64,6 +65,8 @@ EXTENSION_FLAGS = {
     "--rate-limit-status",
     "--rate-limit-exempt",
     "--rate-limit-zone",
+    *("--cors", "--cors-allow-origin", "--cors-allow-methods", "--cors-allow-headers"),
+    *("--cors-expose-headers", "--cors-allow-credentials", "--cors-max-age"),  # docs/cors.md
 }
 # What names the object a verb works on: covered by the verb's own entry.
 IDENTIFYING = {"--id", "--address", "--backend-id", "--file"}
