@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ingress_operator.access_annotations import Access
+from ingress_operator.cors_annotations import Cors
 from ingress_operator.model import ObjectKey
 
 from dataplane.command import codec
@@ -87,6 +88,7 @@ def frontend(
     answer: tuple[RedirectPolicy, str] | None = None,
     host_header: str | None = None,
     access: Access | None = None,
+    cors: Cors | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position). `access`: its source lists, rate limits
@@ -113,11 +115,13 @@ def frontend(
             body.denied_sources = list(access.denied)
             body.rate_limits = access.rate_limits(f"{owner.namespace}/{owner.name}")
             body.max_body_size = access.max_body_size
+        if cors is not None:  # enable-cors (cors_annotations.py)
+            body.cors = cors.policy()
         return Request.of(**{verb: body})
 
     key = (
         verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
-        access,
+        access, cors,
     )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend

@@ -404,6 +404,7 @@ def _front_of(
         answer,
         route.options.upstream_vhost if forwards else None,
         route.access,
+        None if route.options.refused or route.app_root is not None else route.options.cors,
     )
 
 

@@ -102,7 +102,7 @@ def test_auth_annotations_fail_closed_and_the_rest_is_served_with_events(world: 
             annotations={
                 NGINX + "configuration-snippet": "deny all;",
                 NGINX + "proxy-buffering": "off",
-                NGINX + "enable-cors": "true",
+                NGINX + "proxy-cookie-path": "/ /app",
             },
         ),
     )

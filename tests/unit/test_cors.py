@@ -161,9 +161,7 @@ def test_the_policy_survives_the_state_file() -> None:
         Request.of(add_http_listener=HttpListenerConfig(address=ADDRESS)),
         Request.of(
             add_http_frontend=_front(
-                cors=CorsPolicy(
-                    allow_origins=["https://a.com"], allow_credentials=False, max_age=0
-                )
+                cors=CorsPolicy(allow_origins=["https://a.com"], allow_credentials=False, max_age=0)
             )
         ),
     ]
