@@ -196,3 +196,11 @@ def test_cli_flags() -> None:
         _request(base + "--cors-max-age 5 id app")
     with pytest.raises(argparse.ArgumentTypeError, match="cors origin"):
         _request(base + "--cors --cors-allow-origin a.com id app")
+
+
+def test_empty_lists_send_no_header() -> None:
+    found = Cors(CorsPolicy(allow_methods=[], allow_headers=[])).headers(b"")
+    assert found is not None
+    names = [name for name, _ in found]
+    assert "Access-Control-Allow-Methods" not in names
+    assert "Access-Control-Allow-Headers" not in names

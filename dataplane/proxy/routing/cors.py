@@ -49,8 +49,12 @@ class Cors:
         static: list[tuple[str, str]] = []
         if policy.allow_credentials:
             static.append(("Access-Control-Allow-Credentials", CorsValue("true")))
-        static.append(("Access-Control-Allow-Methods", CorsValue(", ".join(policy.allow_methods))))
-        static.append(("Access-Control-Allow-Headers", CorsValue(",".join(policy.allow_headers))))
+        if policy.allow_methods:
+            methods = ", ".join(policy.allow_methods)
+            static.append(("Access-Control-Allow-Methods", CorsValue(methods)))
+        if policy.allow_headers:
+            allowed = ",".join(policy.allow_headers)
+            static.append(("Access-Control-Allow-Headers", CorsValue(allowed)))
         if policy.expose_headers:
             exposed = ", ".join(policy.expose_headers)
             static.append(("Access-Control-Expose-Headers", CorsValue(exposed)))
