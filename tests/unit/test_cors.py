@@ -7,6 +7,7 @@ import argparse
 import shlex
 
 import pytest
+from fake_host import FakeHost
 
 from dataplane.cli.tree import build_parser
 from dataplane.command.address import SocketAddress
@@ -20,6 +21,7 @@ from dataplane.command.messages import (
 )
 from dataplane.command.state_rules import StateError, check_http_frontend
 from dataplane.command.statefile import decode_state, encode_state
+from dataplane.proxy.mux.request_route import Forward, Refusal, route_request
 from dataplane.proxy.routing.cors import Cors, CorsValue, edited_cors, with_cors
 from dataplane.proxy.routing.route import Route
 from dataplane.proxy.routing.rules import HostPattern, PathPattern, RouterError
@@ -204,3 +206,35 @@ def test_empty_lists_send_no_header() -> None:
     names = [name for name, _ in found]
     assert "Access-Control-Allow-Methods" not in names
     assert "Access-Control-Allow-Headers" not in names
+
+
+def test_route_request_answers_preflights_and_edits_responses() -> None:
+    host = FakeHost()
+    host.route(HttpListenerConfig(address=ADDRESS))
+    policy = CorsPolicy(allow_origins=["https://app.example.com"])
+    cors_front = RequestHttpFrontend(
+        address=ADDRESS, hostname="cors.example", cluster_id="app", cors=policy
+    )
+    host.proxy.apply(Request.of(add_http_frontend=cors_front))
+    listener = host.proxy.listeners[ADDRESS]
+
+    def decide(name: str, head: str) -> Forward | Refusal:
+        request = listener.parse(head.encode() + b"\r\n")
+        return route_request(listener, request, name, lambda: "127.0.0.1", 0.0)
+
+    plain = decide("example.com", "GET / HTTP/1.1\r\nHost: example.com\r\nOrigin: https://x\r\n")
+    assert isinstance(plain, Forward) and plain.edits is None  # no policy: nothing added
+    origin = "Origin: https://app.example.com\r\n"
+    preflight = decide("cors.example", f"OPTIONS / HTTP/1.1\r\nHost: cors.example\r\n{origin}")
+    assert isinstance(preflight, Refusal) and preflight.status == 204
+    assert preflight.cors is not None and preflight.cors[0][1] == "https://app.example.com"
+    allowed = decide("cors.example", f"GET / HTTP/1.1\r\nHost: cors.example\r\n{origin}")
+    assert isinstance(allowed, Forward) and allowed.edits is not None
+    assert allowed.edits.response_headers[0] == (
+        "Access-Control-Allow-Origin",
+        "https://app.example.com",
+    )
+    other = decide(
+        "cors.example", "OPTIONS / HTTP/1.1\r\nHost: cors.example\r\nOrigin: https://x\r\n"
+    )
+    assert isinstance(other, Forward) and other.edits is None  # to the backend, untouched
