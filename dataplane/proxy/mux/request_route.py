@@ -64,20 +64,20 @@ def route_request(
     if cluster is None:
         return Refusal(503, f"cluster {route.cluster_id} does not exist", hsts=route.hsts or "")
     cors = None
-    route_cors = route.cors
-    if route_cors is not None:
-        cors = route_cors.headers(request.block)
+    if route.cors is not None:
+        cors = route.cors.headers(request.block)
     body_limit = None
     access = route.access
     if access is not None:
         refused = access.refusal(client_ip(), now)
-        hsts = route.hsts or ""
         if refused:
-            return Refusal(refused, _REFUSALS[refused], hsts=hsts, cluster=cluster, cors=cors or ())
+            hsts = route.hsts or ""
+            message = _REFUSALS[refused]
+            return Refusal(refused, message, hsts=hsts, cluster=cluster, cors=cors or ())
         body_limit = access.max_body_size
         if body_limit is not None and request.content_length > body_limit:
             message = too_large(body_limit)
-            return Refusal(413, message, hsts=hsts, cluster=cluster, cors=cors or ())
+            return Refusal(413, message, hsts=route.hsts or "", cluster=cluster, cors=cors or ())
     if cors is not None and request.method == OPTIONS:
         return Refusal(PREFLIGHT, hsts=route.hsts or "", cluster=cluster, cors=cors)
     edits = None

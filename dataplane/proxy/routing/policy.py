@@ -146,6 +146,15 @@ def set_headers(head: bytes, edits: tuple[tuple[str, str], ...]) -> bytes:
     value is added only when the head has no header of that name."""
     if not edits:
         return head
+    # The common case: plain values, none of whose names the head has yet (a CORS route's
+    # headers on a typical response): append them, without rebuilding the head line by line.
+    lower = head.lower()
+    for name, value in edits:
+        if type(value) is IfAbsent or b"\r\n" + name.lower().encode("ascii") + b":" in lower:
+            break
+    else:
+        added = [(name + ": " + value + "\r\n").encode("latin-1") for name, value in edits if value]
+        return head[:-2] + b"".join(added) + b"\r\n"
     names = {name.lower().encode("ascii") for name, value in edits if type(value) is not IfAbsent}
     present = set(names)  # a header we set ourselves is not added again
     body_start = len(head) - 2  # the final CRLF of the blank line
