@@ -23,6 +23,7 @@ from dataplane.command.state_rules import StateError, check_http_frontend
 from dataplane.command.statefile import decode_state, encode_state
 from dataplane.proxy.mux.request_route import Forward, Refusal, route_request
 from dataplane.proxy.routing.cors import Cors, CorsValue, edited_cors, with_cors
+from dataplane.proxy.routing.policy import set_headers
 from dataplane.proxy.routing.route import Route
 from dataplane.proxy.routing.rules import HostPattern, PathPattern, RouterError
 
@@ -69,7 +70,7 @@ def test_listed_origins_are_echoed_and_others_get_nothing() -> None:
         "Access-Control-Expose-Headers": "X-Total",
         "Access-Control-Max-Age": "1728000",
     }
-    assert all(type(value) is CorsValue for _, value in found)
+    assert all(isinstance(value, CorsValue) for _, value in found)
     assert cors.headers(_block("origin:http://eu.example.org:8080")) is not None
     assert cors.headers(_block("Origin: null")) is not None
     for refused in (
@@ -238,3 +239,20 @@ def test_route_request_answers_preflights_and_edits_responses() -> None:
         "cors.example", "OPTIONS / HTTP/1.1\r\nHost: cors.example\r\nOrigin: https://x\r\n"
     )
     assert isinstance(other, Forward) and other.edits is None  # to the backend, untouched
+
+
+def test_set_headers_appends_the_block_or_replaces_the_backends_fields() -> None:
+    policy = CorsPolicy(allow_origins=["https://a.com"], allow_credentials=False, max_age=9)
+    found = Cors(policy).headers(_block("Origin: https://a.com"))
+    assert found is not None
+    edits = (*found, ("X-Route", "1"))
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    appended = set_headers(plain, edits)
+    assert appended.startswith(plain[:-2] + b"Access-Control-Allow-Origin: https://a.com\r\n")
+    assert appended.endswith(b"Access-Control-Max-Age: 9\r\nX-Route: 1\r\n\r\n")
+    own = b"HTTP/1.1 200 OK\r\nACCESS-CONTROL-ALLOW-ORIGIN: *\r\nAccess-Control-Max-Age: 1\r\n\r\n"
+    replaced = set_headers(own, edits)
+    assert b"ACCESS-CONTROL-ALLOW-ORIGIN" not in replaced and b"Max-Age: 1\r\n" not in replaced
+    assert replaced.count(b"Access-Control-Allow-Origin: https://a.com\r\n") == 1
+    assert replaced.endswith(b"Access-Control-Max-Age: 9\r\nX-Route: 1\r\n\r\n")
+    assert set_headers(appended, edits).count(b"Access-Control-Max-Age") == 1

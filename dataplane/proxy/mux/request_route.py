@@ -96,5 +96,5 @@ def route_request(
     if cors is not None:  # the response carries them (and answers after forwarding)
         if edits is None:
             edits = Edits(route, None, None)
-        edits.response_headers += cors
+        edits.response_headers = cors + edits.response_headers  # first: see set_headers
     return Forward(cluster, edits, body_limit)

@@ -37,10 +37,20 @@ class CorsValue(str):
     __slots__ = ()
 
 
+class CorsOrigin(CorsValue):
+    """The Access-Control-Allow-Origin value; it also carries the response's CORS header
+    lines as bytes (`lines`) and how many edits they stand for (`span`), so `set_headers`
+    appends them in one piece where the head has no Access-Control-* field yet."""
+
+    __slots__ = ("lines", "span")
+    lines: bytes
+    span: int
+
+
 class Cors:
     """What a CORS policy adds to a request's response (`headers`)."""
 
-    __slots__ = ("_any", "_matcher", "_static")
+    __slots__ = ("_any", "_matcher", "_static", "_static_lines")
 
     def __init__(self, policy: CorsPolicy) -> None:
         problem = cors_problem(policy)
@@ -60,10 +70,11 @@ class Cors:
             static.append(("Access-Control-Expose-Headers", CorsValue(exposed)))
         static.append(("Access-Control-Max-Age", CorsValue(str(policy.max_age))))
         self._static: HeaderEdits = tuple(static)
+        self._static_lines = b"".join(f"{n}: {v}\r\n".encode("latin-1") for n, v in static)
         self._any: HeaderEdits | None = None
         self._matcher: re.Pattern[bytes] | None = None
         if policy.allow_origins == ["*"]:
-            self._any = ((ALLOW_ORIGIN, CorsValue("*")), *static)
+            self._any = ((ALLOW_ORIGIN, self._origin(b"*")), *static)
         else:
             self._matcher = re.compile(
                 "|".join(_origin_regex(origin) for origin in policy.allow_origins).encode(),
@@ -86,7 +97,13 @@ class Cors:
         assert self._matcher is not None
         if self._matcher.fullmatch(origin) is None:
             return None
-        return ((ALLOW_ORIGIN, CorsValue(origin.decode("ascii"))), *self._static)
+        return ((ALLOW_ORIGIN, self._origin(origin)), *self._static)
+
+    def _origin(self, origin: bytes) -> CorsOrigin:
+        value = CorsOrigin(origin.decode("ascii"))
+        value.lines = b"Access-Control-Allow-Origin: " + origin + b"\r\n" + self._static_lines
+        value.span = len(self._static) + 1
+        return value
 
 
 def _origin_regex(origin: str) -> str:
@@ -103,7 +120,7 @@ def _origin_regex(origin: str) -> str:
 def edited_cors(edits: HeaderEdits) -> HeaderEdits:
     """The CORS headers among a forwarded request's response edits (for answers after
     forwarding: a backend that fails still answers with them)."""
-    return tuple(edit for edit in edits if type(edit[1]) is CorsValue)
+    return tuple(edit for edit in edits if isinstance(edit[1], CorsValue))
 
 
 def with_cors(answer: bytes, status: int, headers: HeaderEdits) -> bytes:

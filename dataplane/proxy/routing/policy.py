@@ -17,6 +17,7 @@ import re
 from dataplane.command.messages import Cluster, RedirectScheme
 from dataplane.proxy.http1.head import RequestHead
 from dataplane.proxy.http1.request_path import with_query
+from dataplane.proxy.routing.cors import CorsOrigin
 from dataplane.proxy.routing.route import HSTS_HEADER, IfAbsent
 from dataplane.proxy.routing.router import Route
 
@@ -146,15 +147,14 @@ def set_headers(head: bytes, edits: tuple[tuple[str, str], ...]) -> bytes:
     value is added only when the head has no header of that name."""
     if not edits:
         return head
-    # The common case: plain values, none of whose names the head has yet (a CORS route's
-    # headers on a typical response): append them, without rebuilding the head line by line.
-    lower = head.lower()
-    for name, value in edits:
-        if type(value) is IfAbsent or b"\r\n" + name.lower().encode("ascii") + b":" in lower:
-            break
-    else:
-        added = [(name + ": " + value + "\r\n").encode("latin-1") for name, value in edits if value]
-        return head[:-2] + b"".join(added) + b"\r\n"
+    value = edits[0][1]
+    # A CORS route's headers come first, precomputed: appended in one piece to a head that
+    # has no Access-Control-* field yet (the common case), else edited like the others.
+    if type(value) is CorsOrigin and b"\r\naccess-control-" not in head.lower():
+        head = head[:-2] + value.lines + b"\r\n"
+        edits = edits[value.span :]
+        if not edits:
+            return head
     names = {name.lower().encode("ascii") for name, value in edits if type(value) is not IfAbsent}
     present = set(names)  # a header we set ourselves is not added again
     body_start = len(head) - 2  # the final CRLF of the blank line
