@@ -53,49 +53,43 @@ _MAX_ANSWER_BYTES = 16 * 1024
 _MAX_TIMEOUT_SECONDS = 3600
 _MAX_WEIGHT = 10_000
 # The names read here; every other key in either namespace goes through annotation_review.
-NGINX_MAPPED = (
-    ACCESS_NAMES
-    | CORS_NAMES
-    | frozenset(
-        {
-            "ssl-redirect",
-            "force-ssl-redirect",
-            "affinity",
-            "session-cookie-name",
-            "load-balance",
-            "proxy-connect-timeout",
-            "proxy-read-timeout",
-            "proxy-send-timeout",
-            "temporal-redirect",
-            "temporal-redirect-code",
-            "permanent-redirect",
-            "permanent-redirect-code",
-            "upstream-vhost",
-            "app-root",
-            "backend-protocol",
-        }
-    )
+NGINX_MAPPED = ACCESS_NAMES | frozenset(
+    {
+        "ssl-redirect",
+        "force-ssl-redirect",
+        "affinity",
+        "session-cookie-name",
+        "load-balance",
+        "proxy-connect-timeout",
+        "proxy-read-timeout",
+        "proxy-send-timeout",
+        "temporal-redirect",
+        "temporal-redirect-code",
+        "permanent-redirect",
+        "permanent-redirect-code",
+        "upstream-vhost",
+        "app-root",
+        "backend-protocol",
+    }
 )
-PYSOZU_MAPPED = (
-    ACCESS_NAMES
-    | CORS_NAMES
-    | frozenset(
-        {
-            "sticky-sessions",
-            "load-balancing",
-            "load-metric",
-            "connect-timeout",
-            "backend-timeout",
-            "session-cookie-name",
-            "ssl-redirect",
-            "force-ssl-redirect",
-            "backend-weights",
-            "authorized-hashes",
-            "www-authenticate",
-            "http2",
-        }
-    )
+PYSOZU_MAPPED = ACCESS_NAMES | frozenset(
+    {
+        "sticky-sessions",
+        "load-balancing",
+        "load-metric",
+        "connect-timeout",
+        "backend-timeout",
+        "session-cookie-name",
+        "ssl-redirect",
+        "force-ssl-redirect",
+        "backend-weights",
+        "authorized-hashes",
+        "www-authenticate",
+        "http2",
+    }
 )
+NGINX_MAPPED |= CORS_NAMES  # cors_annotations.py
+PYSOZU_MAPPED |= CORS_NAMES
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _HASH_ENTRY = re.compile(r"^[^:\s]+:[0-9a-fA-F]{64}$")
 
