@@ -35,6 +35,7 @@ from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
 from ingress_operator.backend_tls_annotations import TLS_NAMES, BackendTlsAsk, parse_backend_tls
 from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
 from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
+from ingress_operator.cors_annotations import CORS_NAMES, Cors, parse_cors
 from ingress_operator.passthrough import PASSTHROUGH_NAMES
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 from ingress_operator.rewrites import NAMES as REWRITE_NAMES
@@ -117,6 +118,8 @@ PYSOZU_MAPPED = (
 # Canary Ingresses (canary.py); ssl-passthrough (passthrough.py, read by render).
 NGINX_MAPPED |= CANARY_NAMES | PASSTHROUGH_NAMES
 PYSOZU_MAPPED |= CANARY_NAMES | PASSTHROUGH_NAMES
+NGINX_MAPPED |= CORS_NAMES  # cors_annotations.py
+PYSOZU_MAPPED |= CORS_NAMES
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 
 
@@ -145,6 +148,7 @@ class Options:
     rewrite: Rewrite = field(
         default_factory=Rewrite
     )  # use-regex, rewrite-target, x-forwarded-prefix, aliases
+    cors: Cors | None = None  # enable-cors and cors-* (cors_annotations.py)
     answers: dict[str, str] = field(default_factory=dict)
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
@@ -267,6 +271,9 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options.refused += tls.refused
     options.notices += tls.notices
     problems += tls.problems
+    cors = parse_cors(lookup(annotations, nginx))
+    options.cors = cors.cors
+    problems += cors.problems
     if nginx:
         _parse_nginx(annotations, options)
     options.canary = parse_canary(annotations, nginx, problems)
@@ -327,6 +334,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             or name in UPSTREAM_NAMES
             or name in REWRITE_NAMES
             or name in TLS_NAMES
+            or name in CORS_NAMES
         ):
             continue  # read by their own modules
         elif name in CANARY_NAMES or name in PASSTHROUGH_NAMES:

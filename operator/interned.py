@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ingress_operator.access_annotations import Access
 from ingress_operator.canary import CanaryRule
+from ingress_operator.cors_annotations import Cors
 from ingress_operator.model import ObjectKey
 from ingress_operator.rewrites import Rewritten
 
@@ -91,6 +92,7 @@ def frontend(
     access: Access | None = None,
     canary: tuple[str, CanaryRule] | None = None,
     rewritten: Rewritten | None = None,
+    cors: Cors | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position). `access`: its source lists, rate limits
@@ -122,11 +124,13 @@ def frontend(
             body.max_body_size = access.max_body_size
         if canary is not None:  # (cluster, rule): the canary alternative (canary.py)
             body.canary = canary[1].message(canary[0])
+        if cors is not None:  # enable-cors (cors_annotations.py)
+            body.cors = cors.policy()
         return Request.of(**{verb: body})
 
     key = (
         verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
-        access, canary, rewritten,
+        access, canary, rewritten, cors,
     )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend

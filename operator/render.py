@@ -533,6 +533,7 @@ def _front_of(
         route.access,
         route.canary[:2] if route.canary and forwards else None,
         route.rewritten if forwards else None,
+        None if route.options.refused or route.app_root is not None else route.options.cors,
     )
 
 

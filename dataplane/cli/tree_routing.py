@@ -11,6 +11,7 @@ from typing import Any
 
 from dataplane.cli import args as value
 from dataplane.cli.canary_flags import add_canary_flags, canary_from
+from dataplane.cli.cors_flags import add_cors_flags, cors_policy
 from dataplane.cli.help_texts import (
     H2_GROUP,
     H2_GROUP_DESCRIPTION,
@@ -89,6 +90,7 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.max_body_size = a.max_body_size
     front.canary = canary_from(a)
     front.passthrough = bool(getattr(a, "passthrough", False))
+    front.cors = cors_policy(a)
     if a.rate_limit is not None:
         front.rate_limits = [
             RateLimit(
@@ -261,6 +263,7 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
             help="TLS passthrough (pysozu extension): connections whose ClientHello names this "
             "hostname go, still encrypted, to the cluster's backends; no HTTP option applies",
         )
+    add_cors_flags(add)
     _route_target(add)
     remove = leaf(
         sub,

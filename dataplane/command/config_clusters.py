@@ -38,6 +38,7 @@ from dataplane.command.messages import (
     BackendTls,
     CertificateAndKey,
     Cluster,
+    CorsPolicy,
     Header,
     HeaderPosition,
     HealthCheckConfig,
@@ -95,6 +96,7 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "rate_limits",
     "max_body_size",
     "canary",
+    "cors",
 )
 
 
@@ -341,6 +343,24 @@ def _rate_limits(table: Table) -> list[RateLimit]:
     return limits
 
 
+def _cors(table: Table) -> CorsPolicy | None:
+    """`cors = { allow_origins = [...], ... }`: omitted keys take ingress-nginx's defaults."""
+    sub = table.table("cors")
+    if sub is None:
+        return None
+    defaults = CorsPolicy()
+    policy = CorsPolicy(
+        allow_origins=sub.str_list("allow_origins", defaults.allow_origins),
+        allow_methods=sub.str_list("allow_methods", defaults.allow_methods),
+        allow_headers=sub.str_list("allow_headers", defaults.allow_headers),
+        expose_headers=sub.str_list("expose_headers", []),
+        allow_credentials=sub.flag("allow_credentials", True),
+        max_age=sub.integer("max_age", defaults.max_age, high=2**31 - 1),
+    )
+    sub.finish(strict=True)
+    return policy
+
+
 def _http_frontend(
     table: Table,
     config: ClusterConfig,
@@ -389,6 +409,7 @@ def _http_frontend(
         max_body_size=table.integer("max_body_size"),
         canary=read_canary(table),
         passthrough=bool(table.flag("passthrough", False)),
+        cors=_cors(table),
     )
     table.finish(strict=True)
     if address is None or hostname is None:

@@ -469,6 +469,28 @@ class Canary(Message, kw_only=True):
     weight_total: int = 100
 
 
+CORS_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS")
+CORS_HEADERS = (
+    *("DNT", "Keep-Alive", "User-Agent", "X-Requested-With", "If-Modified-Since"),
+    *("Cache-Control", "Content-Type", "Range", "Authorization"),
+)
+
+
+class CorsPolicy(Message, kw_only=True):
+    """A pysozu extension: Cross-Origin Resource Sharing answered by the proxy (docs/cors.md).
+
+    ingress-nginx's `enable-cors` and `cors-*`: `allow_origins` holds `*`, `null`, exact
+    origins (`https://a.example:8443`) or one-level wildcards (`https://*.example.com`).
+    Defaults are ingress-nginx's."""
+
+    allow_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    allow_methods: list[str] = msgspec.field(default_factory=lambda: list(CORS_METHODS))
+    allow_headers: list[str] = msgspec.field(default_factory=lambda: list(CORS_HEADERS))
+    expose_headers: list[str] = []
+    allow_credentials: bool = True
+    max_age: int = 1_728_000  # seconds
+
+
 class RequestHttpFrontend(Message, kw_only=True):
     """An HTTP or HTTPS route. No cluster_id means a deny route (401).
 
@@ -498,6 +520,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     max_body_size: int | None = None
     canary: Canary | None = None
     passthrough: bool = False  # pysozu: TLS passthrough by SNI (docs/tls-passthrough.md)
+    cors: CorsPolicy | None = None  # pysozu extension (docs/cors.md)
 
 
 class RequestTcpFrontend(Message, kw_only=True):

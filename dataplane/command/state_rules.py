@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from dataplane.command.address import SocketAddress, parse_network
 from dataplane.command.canary_rules import canary_problem
+from dataplane.command.cors_rules import cors_problem
 from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.messages import (
     CertificateAndKey,
@@ -126,6 +127,9 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
             raise StateError(f"frontend {front.hostname}: canary: {problem}")
     if front.passthrough and (problem := passthrough_problem(front)) is not None:
         raise StateError(f"frontend {front.hostname}: passthrough: {problem}")
+    problem = cors_problem(front.cors) if front.cors is not None else None
+    if problem is not None:
+        raise StateError(f"frontend {front.hostname}: {problem}")
 
 
 RATE_LIMIT_STATUSES = (429, 503)  # the statuses with a rate-limit answer

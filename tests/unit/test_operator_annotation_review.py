@@ -139,7 +139,7 @@ def test_nginx_internals_get_a_normal_event(name: str) -> None:
     assert NGINX + name in message and "no meaning" in message
 
 
-@pytest.mark.parametrize("name", ["mirror-target", "enable-cors", "no-such-annotation"])
+@pytest.mark.parametrize("name", ["mirror-target", "proxy-cookie-path", "no-such-annotation"])
 def test_other_nginx_annotations_are_not_supported_ignored(name: str) -> None:
     rendered = go(ingress("web", [WEB], annotations={NGINX + name: "/"}), settings=ON)
     assert answer(rendered, HTTP, "web.example", "/") == SERVED

@@ -39,6 +39,7 @@ EXTENSION_LISTENER_KEYS = {
 # tests/integration/test_http_access.py.
 EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
 EXTENSION_FRONTEND_KEYS.add("canary")  # docs/canary.md, tests/unit/test_canary_routing.py
+EXTENSION_FRONTEND_KEYS |= {"cors"}  # docs/cors.md: test_cors.py, test_http_cors.py
 EXTENSION_FLAGS = {
     "--version",
     "--prometheus-address",
@@ -83,6 +84,8 @@ EXTENSION_FLAGS = {
     "--backend-tls-verify",
     "--backend-tls-verify-depth",
     "--backend-tls-verify-name",
+    *("--cors", "--cors-allow-origin", "--cors-allow-methods", "--cors-allow-headers"),
+    *("--cors-expose-headers", "--cors-allow-credentials", "--cors-max-age"),  # docs/cors.md
 }
 # What names the object a verb works on: covered by the verb's own entry.
 IDENTIFYING = {"--id", "--address", "--backend-id", "--file"}

@@ -27,6 +27,7 @@ from dataplane.proxy.mux.h1_exchange import H1Exchange
 from dataplane.proxy.mux.h2_backends import H2Exchange
 from dataplane.proxy.mux.request_route import Refusal, route_request
 from dataplane.proxy.routing.access import client_address, too_large
+from dataplane.proxy.routing.cors import edited_cors, with_cors
 from dataplane.proxy.routing.policy import edited_hsts, rewrite_request_head, with_hsts
 from dataplane.proxy.routing.route import IfAbsent
 
@@ -143,6 +144,7 @@ class H2Stream:
                 decision.variables,
                 decision.template,
                 decision.hsts,
+                decision.cors,
             )
             return
         cluster, edits, self.body_limit = decision
@@ -305,6 +307,7 @@ class H2Stream:
         variables: dict[str, str] | None = None,
         template: str | None = None,
         hsts: str | None = None,
+        cors: Edits | None = None,
     ) -> None:
         """A default answer (or the template `template`), as an HTTP/2 response."""
         self._drop_exchange()
@@ -325,6 +328,10 @@ class H2Stream:
         if hsts is None and self.routed is not None:
             hsts = edited_hsts(self.response_edits)
         data = with_hsts(data, status, hsts)
+        if cors is None and self.routed is not None:
+            cors = edited_cors(self.response_edits)
+        if cors:
+            data = with_cors(data, status, cors)
         at = data.find(HEAD_END) + len(HEAD_END)
         method = self.head.method
         try:

@@ -4,10 +4,12 @@ HTTP/1.1 sessions and HTTP/2 streams share.
 `route_request` looks the request up on its listener and applies, in sozu's order with
 pysozu's access rules in it: no route (404), a deny route (401), the route's canary rule (it
 may pick its canary cluster: routing/canary.py), a cluster that does not exist (503), the
-frontend's access rules (403, 429/503, 413 for a Content-Length over the limit), then
-the route's policy (redirects, the cluster's https_redirect, basic auth: an `Answer`; rewrites
-and header edits: `Edits`). It returns either a `Refusal` to answer with, or a `Forward` (the
-cluster, the edits, the body size limit). Pure: nothing is sent, nothing is counted.
+frontend's access rules (403, 429/503, 413 for a Content-Length over the limit), then the
+route's CORS preflight (204, routing/cors.py), the route's policy (redirects, the cluster's
+https_redirect, basic auth: an `Answer`; rewrites and header edits: `Edits`; an allowed
+origin's CORS headers join the response edits). It returns either a `Refusal` to answer with,
+or a `Forward` (the cluster, the edits, the body size limit). Pure: nothing is sent, nothing is
+counted.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from dataplane.proxy.routing.access import too_large
+from dataplane.proxy.routing.cors import OPTIONS, PREFLIGHT, HeaderEdits
 from dataplane.proxy.routing.policy import Answer, Edits, decide
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ class Refusal(NamedTuple):
     template: str | None = None
     hsts: str | None = None  # the route's HSTS value ("": none; None: not routed)
     cluster: ClusterRuntime | None = None  # the cluster routed to, when there is one
+    cors: HeaderEdits | None = None  # the route's CORS headers ((): none; None: not routed)
 
 
 class Forward(NamedTuple):
@@ -66,15 +70,23 @@ def route_request(
             cluster = alternative
     if cluster is None:
         return Refusal(503, f"cluster {route.cluster_id} does not exist", hsts=route.hsts or "")
+    cors = None
+    if route.cors is not None:
+        cors = route.cors.headers(request.block)
     body_limit = None
     access = route.access
     if access is not None:
         refused = access.refusal(client_ip(), now)
         if refused:
-            return Refusal(refused, _REFUSALS[refused], hsts=route.hsts or "", cluster=cluster)
+            hsts = route.hsts or ""
+            message = _REFUSALS[refused]
+            return Refusal(refused, message, hsts=hsts, cluster=cluster, cors=cors or ())
         body_limit = access.max_body_size
         if body_limit is not None and request.content_length > body_limit:
-            return Refusal(413, too_large(body_limit), hsts=route.hsts or "", cluster=cluster)
+            message = too_large(body_limit)
+            return Refusal(413, message, hsts=route.hsts or "", cluster=cluster, cors=cors or ())
+    if cors is not None and request.method == OPTIONS:
+        return Refusal(PREFLIGHT, hsts=route.hsts or "", cluster=cluster, cors=cors)
     edits = None
     if needs_policy or cluster.https_redirect:
         decision = decide(
@@ -87,6 +99,11 @@ def route_request(
                 template=decision.template,
                 hsts=decision.hsts,
                 cluster=cluster,
+                cors=cors or (),
             )
         edits = decision
+    if cors is not None:  # the response carries them (and answers after forwarding)
+        if edits is None:
+            edits = Edits(route, None, None)
+        edits.response_headers = cors + edits.response_headers  # first: see set_headers
     return Forward(cluster, edits, body_limit)

@@ -35,6 +35,7 @@ from dataplane.proxy.mux.session_fields import (
 )
 from dataplane.proxy.mux.session_flow import FlowControl
 from dataplane.proxy.mux.session_request import RequestSide
+from dataplane.proxy.routing.cors import edited_cors, with_cors
 from dataplane.proxy.routing.policy import edited_hsts, with_hsts
 from dataplane.proxy.timers import NOT_FILED
 
@@ -115,10 +116,11 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         variables: dict[str, str] | None = None,
         name: str | None = None,
         hsts: str | None = None,
+        cors: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         """Send a default answer (or the template `name`), then close. `hsts`: the matched
-        route's Strict-Transport-Security value ("": none); when not given, the one in the
-        current request's edits (a failure after forwarding)."""
+        route's Strict-Transport-Security value ("": none), `cors` its CORS headers; when not
+        given, those in the current request's edits (a failure after forwarding)."""
         self._drop_back()
         self.loop.metrics.answer(status)
         cluster_id = self.routed.cluster_id if self.routed is not None else None
@@ -137,6 +139,10 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         if hsts is None and self.routed is not None:
             hsts = edited_hsts(self.response_edits)
         data = with_hsts(data, status, hsts)
+        if cors is None and self.routed is not None:
+            cors = edited_cors(self.response_edits)
+        if cors:
+            data = with_cors(data, status, cors)
         self.phase = ANSWER
         self.to_back = None
         self.start = self.end = 0

@@ -237,6 +237,7 @@ class RequestSide(SessionFields):
                 variables=decision.variables,
                 name=decision.template,
                 hsts=decision.hsts,
+                cors=decision.cors,
             )
             return
         cluster, edits, body_limit = decision

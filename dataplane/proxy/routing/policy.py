@@ -13,6 +13,7 @@ import re
 from dataplane.command.messages import Cluster, RedirectScheme
 from dataplane.proxy.http1.head import RequestHead
 from dataplane.proxy.http1.request_path import with_query
+from dataplane.proxy.routing.cors import CorsOrigin
 from dataplane.proxy.routing.credentials import Credentials
 from dataplane.proxy.routing.route import HSTS_HEADER, IfAbsent
 from dataplane.proxy.routing.router import Route
@@ -128,6 +129,14 @@ def set_headers(head: bytes, edits: tuple[tuple[str, str], ...]) -> bytes:
     value is added only when the head has no header of that name."""
     if not edits:
         return head
+    value = edits[0][1]
+    # A CORS route's headers come first, precomputed: appended in one piece to a head that
+    # has no Access-Control-* field yet (the common case), else edited like the others.
+    if type(value) is CorsOrigin and b"\r\naccess-control-" not in head.lower():
+        head = head[:-2] + value.lines + b"\r\n"
+        edits = edits[value.span :]
+        if not edits:
+            return head
     names = {name.lower().encode("ascii") for name, value in edits if type(value) is not IfAbsent}
     present = set(names)  # a header we set ourselves is not added again
     body_start = len(head) - 2  # the final CRLF of the blank line

@@ -19,6 +19,7 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.routing.access import Access
 from dataplane.proxy.routing.canary import CanaryRoute
+from dataplane.proxy.routing.cors import Cors
 from dataplane.proxy.routing.rules import HostPattern, PathPattern, RewriteTemplate, RouterError
 
 _REDIRECT_STATUS = {
@@ -69,6 +70,7 @@ class Route:
     hsts_force_replace: bool
     access: Access | None  # source lists, rate limits, body size (None: none set)
     canary: CanaryRoute | None  # the canary alternative of `cluster_id` (None: none set)
+    cors: Cors | None  # the CORS policy (routing/cors.py; None: none, or a deny route)
 
     @classmethod
     def build(cls, front: RequestHttpFrontend, host: HostPattern, path: PathPattern) -> Route:
@@ -111,6 +113,7 @@ class Route:
             hsts_force_replace=bool(hsts) and type(hsts[0][1]) is not IfAbsent,
             access=Access.build(front),
             canary=None if deny else CanaryRoute.build(front.canary),
+            cors=None if deny else Cors.build(front.cors),
         )
 
     @property
