@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from dataplane.cli import args as value
+from dataplane.cli.auth_request_flags import add_auth_request_flags, auth_request_from
 from dataplane.cli.canary_flags import add_canary_flags, canary_from
 from dataplane.cli.help_texts import (
     H2_GROUP,
@@ -87,6 +88,7 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.denied_sources = a.deny_source
     front.max_body_size = a.max_body_size
     front.canary = canary_from(a)
+    front.auth_request = auth_request_from(a)
     if a.rate_limit is not None:
         front.rate_limits = [
             RateLimit(
@@ -250,6 +252,7 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
     value.add_hsts_flags(add)
     _access_flags(add)
     add_canary_flags(add)
+    add_auth_request_flags(add)
     _route_target(add)
     remove = leaf(
         sub,

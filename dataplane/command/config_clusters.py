@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.auth_request_rules import read_auth_request
 from dataplane.command.canary_rules import read_canary
 from dataplane.command.config_listeners import (
     AnyListenerConfig,
@@ -97,6 +98,7 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "rate_limits",
     "max_body_size",
     "canary",
+    "auth_request",
 )
 
 
@@ -363,6 +365,7 @@ def _http_frontend(
         rate_limits=_rate_limits(table),
         max_body_size=table.integer("max_body_size"),
         canary=read_canary(table),
+        auth_request=read_auth_request(table),
     )
     table.finish(strict=True)
     if address is None or hostname is None:

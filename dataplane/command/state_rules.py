@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from dataplane.command.address import SocketAddress, parse_network
+from dataplane.command.auth_request_rules import auth_request_problem
 from dataplane.command.canary_rules import canary_problem
 from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.messages import (
@@ -123,6 +124,12 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
             problem = "a deny route (no cluster_id) has no canary"
         if problem is not None:
             raise StateError(f"frontend {front.hostname}: canary: {problem}")
+    if front.auth_request is not None:
+        problem = auth_request_problem(front.auth_request)
+        if problem is None and front.cluster_id is None:
+            problem = "a deny route (no cluster_id) has no auth_request"
+        if problem is not None:
+            raise StateError(f"frontend {front.hostname}: auth_request: {problem}")
 
 
 RATE_LIMIT_STATUSES = (429, 503)  # the statuses with a rate-limit answer

@@ -143,8 +143,11 @@ class H2Stream:
                 decision.hsts,
             )
             return
-        cluster, edits, self.body_limit = decision
+        cluster, edits, self.body_limit, auth = decision
         self.routed = cluster
+        if auth is not None:  # not over HTTP/2 yet: fail closed, never forward unasked
+            self.answer(503, "external authorisation is not available over HTTP/2")
+            return
         retry_after = session.bind_cluster(cluster)
         if retry_after is not None:
             retry = {"RETRY_AFTER": str(retry_after)} if retry_after else None

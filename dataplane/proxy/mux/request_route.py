@@ -7,7 +7,8 @@ may pick its canary cluster: routing/canary.py), a cluster that does not exist (
 frontend's access rules (403, 429/503, 413 for a Content-Length over the limit), then
 the route's policy (redirects, the cluster's https_redirect, basic auth: an `Answer`; rewrites
 and header edits: `Edits`). It returns either a `Refusal` to answer with, or a `Forward` (the
-cluster, the edits, the body size limit). Pure: nothing is sent, nothing is counted.
+cluster, the edits, the body size limit, the external authorisation to ask first). Pure:
+nothing is sent, nothing is counted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http1.head import RequestHead
     from dataplane.proxy.listener import HttpListener
+    from dataplane.proxy.routing.auth_request import AuthPolicy
 
 _REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
 
@@ -41,6 +43,7 @@ class Forward(NamedTuple):
     cluster: ClusterRuntime
     edits: Edits | None
     body_limit: int | None  # the frontend's max_body_size (None: no limit)
+    auth: AuthPolicy | None  # ask the auth cluster first (mux/auth_request.py)
 
 
 def route_request(
@@ -89,4 +92,4 @@ def route_request(
                 cluster=cluster,
             )
         edits = decision
-    return Forward(cluster, edits, body_limit)
+    return Forward(cluster, edits, body_limit, route.auth)

@@ -62,6 +62,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.phase = HEAD
         self.mask = EPOLLIN
         self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
+        self.auth = None
         self.back = None
         self.back_timeout = listener.back_timeout
         self.cluster = None  # counted against its per-IP limit
@@ -287,4 +288,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         if self.cluster is not None:
             self.listener.proxy.release_peer(self.peer_key)
             self.cluster = None
+        if self.auth is not None:  # a client gone while its request waited: cancel the ask
+            self.auth.cancel()
+            self.auth = None
         loop.session_closed(self)

@@ -16,6 +16,7 @@ from dataplane.proxy.http1.forwarding import (
 )
 from dataplane.proxy.http1.head import HEAD_END, RequestHead
 from dataplane.proxy.http1.head_scan import HeadScanner
+from dataplane.proxy.mux import auth_request
 from dataplane.proxy.mux.request_route import Refusal, route_request
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
@@ -228,8 +229,11 @@ class RequestSide(SessionFields):
                 hsts=decision.hsts,
             )
             return
-        cluster, edits, body_limit = decision
+        cluster, edits, body_limit, auth = decision
         self.routed = cluster
+        if auth is not None:  # the request waits for its external authorisation first
+            auth_request.start(self, auth, cluster, edits, body_limit)  # type: ignore[arg-type]
+            return
         self._forward(request, cluster, edits, body_limit)
 
     def _client_ip(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dataplane.command.messages import (
     HeaderPosition,
@@ -20,6 +21,9 @@ from dataplane.command.messages import (
 from dataplane.proxy.routing.access import Access
 from dataplane.proxy.routing.canary import CanaryRoute
 from dataplane.proxy.routing.rules import HostPattern, PathPattern, RewriteTemplate, RouterError
+
+if TYPE_CHECKING:
+    from dataplane.proxy.routing.auth_request import AuthPolicy
 
 _REDIRECT_STATUS = {
     RedirectPolicy.PERMANENT: 301,
@@ -69,10 +73,13 @@ class Route:
     hsts_force_replace: bool
     access: Access | None  # source lists, rate limits, body size (None: none set)
     canary: CanaryRoute | None  # the canary alternative of `cluster_id` (None: none set)
+    auth: AuthPolicy | None  # external authorisation (routing/auth_request.py; None: none)
 
     @classmethod
     def build(cls, front: RequestHttpFrontend, host: HostPattern, path: PathPattern) -> Route:
         """Validate a frontend's policy fields (RouterError) and precompute its Route."""
+        from dataplane.proxy.routing.auth_request import AuthPolicy  # it uses policy.py
+
         redirect = RedirectPolicy(front.redirect or RedirectPolicy.FORWARD)
         deny = redirect is RedirectPolicy.UNAUTHORIZED or (
             front.cluster_id is None and redirect is RedirectPolicy.FORWARD
@@ -111,6 +118,7 @@ class Route:
             hsts_force_replace=bool(hsts) and type(hsts[0][1]) is not IfAbsent,
             access=Access.build(front),
             canary=None if deny else CanaryRoute.build(front.canary),
+            auth=None if deny else AuthPolicy.build(front.auth_request, hsts_value(front.hsts)),
         )
 
     @property
