@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ingress_operator.access_annotations import Access
+from ingress_operator.auth_request_annotations import AuthUrl
 from ingress_operator.canary import CanaryRule
 from ingress_operator.model import ObjectKey
 
@@ -89,6 +90,7 @@ def frontend(
     host_header: str | None = None,
     access: Access | None = None,
     canary: tuple[str, CanaryRule] | None = None,
+    auth_url: tuple[str, AuthUrl] | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position). `access`: its source lists, rate limits
@@ -117,11 +119,13 @@ def frontend(
             body.max_body_size = access.max_body_size
         if canary is not None:  # (cluster, rule): the canary alternative (canary.py)
             body.canary = canary[1].message(canary[0])
+        if auth_url is not None:  # (cluster, policy): ask it first (auth_request_annotations.py)
+            body.auth_request = auth_url[1].message(auth_url[0])
         return Request.of(**{verb: body})
 
     key = (
         verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
-        access, canary,
+        access, canary, auth_url,
     )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ingress_operator import interned
 from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
+from ingress_operator.auth_request_annotations import auth_clusters, auth_url_of
 from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
 from ingress_operator.canary import CanaryRule, attach_canaries
 from ingress_operator.ingress_semantics import (
@@ -288,9 +289,9 @@ class _Renderer:
         return Cluster(cluster_id=cid, answers=answers)
 
     def backends(
-        self, cid: str, owner: Ingress, ref: BackendRef
+        self, cid: str, owner: Ingress, ref: BackendRef, namespace: str | None = None
     ) -> Iterable[tuple[Request, bytes]]:
-        namespace = owner.key.namespace
+        namespace = namespace or owner.key.namespace
         service = self.snapshot.services.get(ObjectKey(namespace, ref.service))
         if service is None:
             self.problem(owner, "ServiceNotFound", f"service {namespace}/{ref.service} not found")
@@ -309,7 +310,7 @@ class _Renderer:
                 owner, "PortNotFound", f"service {service.key} has no port {ref.port_label}"
             )
             return
-        weights = self.clusters[cid][2].weights
+        weights = self.clusters[cid][2].weights if cid in self.clusters else {}
         chosen: dict[tuple[str, int], Endpoint] = {}
         for endpoint_slice in self.snapshot.slices.get(service.key, ()):
             target = next((p.port for p in endpoint_slice.ports if p.name == port.name), None)
@@ -344,6 +345,8 @@ class _Renderer:
         used.update(route.canary[0] for route in self.routes.values() if route.canary)
         if self.default_route is not None:
             used.add(self.default_route.cluster)
+        auth_services = auth_clusters([*self.routes.values(), self.default_route])
+        used.update(auth_services)
         cluster_ids = sorted(used)
         for cid in cluster_ids:
             if cid in self.redirecting:
@@ -396,6 +399,9 @@ class _Renderer:
             if cid in self.clusters:  # a refusing cluster never gets a backend
                 owner, ref, _ = self.clusters[cid]
                 out.extend(self.backends(cid, owner, ref))
+            elif cid in auth_services:  # an auth-url Service: a cluster of its own
+                owner, namespace, ref = auth_services[cid]
+                out.extend(self.backends(cid, owner, ref, namespace))
         return out
 
 
@@ -432,6 +438,7 @@ def _front_of(
         route.options.upstream_vhost if forwards else None,
         route.access,
         route.canary[:2] if route.canary and forwards else None,
+        auth_url_of(route.options, route.owner.key.namespace) if forwards else None,
     )
 
 

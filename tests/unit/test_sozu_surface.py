@@ -39,8 +39,11 @@ EXTENSION_LISTENER_KEYS = {
 # tests/integration/test_http_access.py.
 EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
 EXTENSION_FRONTEND_KEYS.add("canary")  # docs/canary.md, tests/unit/test_canary_routing.py
+EXTENSION_FRONTEND_KEYS.add("auth_request")  # docs/access-control.md, test_http_auth_request.py
 EXTENSION_FLAGS = {
     "--version",
+    *("--auth-cluster", "--auth-path", "--auth-method", "--auth-host", "--auth-signin"),
+    *("--auth-response-header", "--auth-signin-redirect-param", "--auth-request-redirect"),
     "--prometheus-address",
     "--deadline",
     "--trusted-proxies",

@@ -170,7 +170,7 @@ class AuthExchange:
         conn = self.conn
         assert conn is not None
         try:
-            sent = conn.sock.send(self.to_send)
+            sent = conn.sock.sendmsg([self.to_send])
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
