@@ -345,6 +345,7 @@ def _answer_kept_alive(session: HttpSession, status: int, location: str | None, 
     data = b"\r\n".join(lines) + b"\r\n\r\n" + body
     session.loop.metrics.answer(status)
     session.backend_id = None
+    session.response_started = session.loop.now
     session.response = ResponseHead(status, lines[0], b"", True)
     session.response_body = None
     session.request_done = session.response_done = True
