@@ -310,10 +310,10 @@ class AuthExchange:
 
 def start(
     session: HttpSession,
-    policy: AuthPolicy,
     target: ClusterRuntime,
     edits: Edits | None,
     body_limit: int | None,
+    policy: AuthPolicy,
 ) -> None:
     """The session's request waits for `policy`'s verdict before going to `target`."""
     session._release_back()  # an idle kept-alive backend connection must not wait with us

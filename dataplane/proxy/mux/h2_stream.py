@@ -25,7 +25,7 @@ from dataplane.proxy.http2 import RequestHead
 from dataplane.proxy.http2.translate import HOP_BY_HOP, h1_response_to_h2, h2_request_to_h1
 from dataplane.proxy.mux.h1_exchange import H1Exchange
 from dataplane.proxy.mux.h2_backends import H2Exchange
-from dataplane.proxy.mux.request_route import Refusal, route_request
+from dataplane.proxy.mux.request_route import Guarded, Refusal, route_request
 from dataplane.proxy.routing.access import client_address, too_large
 from dataplane.proxy.routing.policy import edited_hsts, rewrite_request_head, with_hsts
 from dataplane.proxy.routing.route import IfAbsent
@@ -143,11 +143,12 @@ class H2Stream:
                 decision.hsts,
             )
             return
-        cluster, edits, self.body_limit, auth = decision
-        self.routed = cluster
-        if auth is not None:  # not over HTTP/2 yet: fail closed, never forward unasked
+        if isinstance(decision, Guarded):  # not over HTTP/2 yet: fail closed, never unasked
+            self.routed = decision.cluster
             self.answer(503, "external authorisation is not available over HTTP/2")
             return
+        cluster, edits, self.body_limit = decision
+        self.routed = cluster
         retry_after = session.bind_cluster(cluster)
         if retry_after is not None:
             retry = {"RETRY_AFTER": str(retry_after)} if retry_after else None

@@ -7,8 +7,8 @@ may pick its canary cluster: routing/canary.py), a cluster that does not exist (
 frontend's access rules (403, 429/503, 413 for a Content-Length over the limit), then
 the route's policy (redirects, the cluster's https_redirect, basic auth: an `Answer`; rewrites
 and header edits: `Edits`). It returns either a `Refusal` to answer with, or a `Forward` (the
-cluster, the edits, the body size limit, the external authorisation to ask first). Pure:
-nothing is sent, nothing is counted.
+cluster, the edits, the body size limit), or a `Guarded` forward that asks the route's external
+authorisation first. Pure: nothing is sent, nothing is counted.
 """
 
 from __future__ import annotations
@@ -43,7 +43,16 @@ class Forward(NamedTuple):
     cluster: ClusterRuntime
     edits: Edits | None
     body_limit: int | None  # the frontend's max_body_size (None: no limit)
-    auth: AuthPolicy | None  # ask the auth cluster first (mux/auth_request.py)
+
+
+class Guarded(NamedTuple):
+    """A `Forward` that waits for its route's external authorisation (mux/auth_request.py):
+    a type of its own, so that routes without one pay nothing (`has_policy` covers it)."""
+
+    cluster: ClusterRuntime
+    edits: Edits | None
+    body_limit: int | None
+    auth: AuthPolicy
 
 
 def route_request(
@@ -52,7 +61,7 @@ def route_request(
     host: str,
     client_ip: Callable[[], str],
     now: float,
-) -> Forward | Refusal:
+) -> Forward | Guarded | Refusal:
     """The decision for `request` (its normalised `host`); `client_ip` is asked only when
     the route has access rules."""
     route, needs_policy = listener.lookup(host, request.path, request.method)
@@ -92,4 +101,6 @@ def route_request(
                 cluster=cluster,
             )
         edits = decision
-    return Forward(cluster, edits, body_limit, route.auth)
+        if route.auth is not None:
+            return Guarded(cluster, edits, body_limit, route.auth)
+    return Forward(cluster, edits, body_limit)
