@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ingress_operator.access_annotations import ACCESS_NAMES, Access, lookup, parse_access
 from ingress_operator.affinity_annotations import AFFINITY_NAMES, default_cookie, parse_affinity
 from ingress_operator.annotation_review import NGINX, PREFIX, Notice, review
+from ingress_operator.auth_request_annotations import AUTH_REQUEST_NAMES, AuthUrl, parse_auth_url
 from ingress_operator.backend_tls_annotations import TLS_NAMES, BackendTlsAsk, parse_backend_tls
 from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
 from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
@@ -120,6 +121,12 @@ NGINX_MAPPED |= CANARY_NAMES | PASSTHROUGH_NAMES
 PYSOZU_MAPPED |= CANARY_NAMES | PASSTHROUGH_NAMES
 NGINX_MAPPED |= CORS_NAMES  # cors_annotations.py
 PYSOZU_MAPPED |= CORS_NAMES
+# Canary Ingresses (canary.py).
+NGINX_MAPPED |= CANARY_NAMES
+PYSOZU_MAPPED |= CANARY_NAMES
+# External authorisation (auth_request_annotations.py).
+NGINX_MAPPED |= AUTH_REQUEST_NAMES
+PYSOZU_MAPPED |= AUTH_REQUEST_NAMES
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 
 
@@ -157,6 +164,7 @@ class Options:
     refused: list[str] = field(default_factory=list)  # restricting keys not enforced
     notices: list[Notice] = field(default_factory=list)
     canary: CanaryRule | None = None  # a canary Ingress (canary.py): it claims no route
+    auth_url: AuthUrl | None = None  # auth-url: every route asks it first (render resolves it)
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
@@ -274,6 +282,10 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     cors = parse_cors(lookup(annotations, nginx))
     options.cors = cors.cors
     problems += cors.problems
+    auth_url = parse_auth_url(lookup(annotations, nginx))
+    options.auth_url = auth_url.auth
+    options.refused += auth_url.refused
+    options.notices += auth_url.notices
     if nginx:
         _parse_nginx(annotations, options)
     options.canary = parse_canary(annotations, nginx, problems)
@@ -337,8 +349,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             or name in CORS_NAMES
         ):
             continue  # read by their own modules
-        elif name in CANARY_NAMES or name in PASSTHROUGH_NAMES:
-            continue  # parse_canary read it; passthrough.py reads ssl-passthrough
+        elif name in CANARY_NAMES or name in PASSTHROUGH_NAMES or name in AUTH_REQUEST_NAMES:
+            continue  # parse_canary, parse_auth_url read them; passthrough.py ssl-passthrough
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ingress_operator.access_annotations import Access
+from ingress_operator.auth_request_annotations import AuthUrl
 from ingress_operator.canary import CanaryRule
 from ingress_operator.cors_annotations import Cors
 from ingress_operator.model import ObjectKey
@@ -93,6 +94,7 @@ def frontend(
     canary: tuple[str, CanaryRule] | None = None,
     rewritten: Rewritten | None = None,
     cors: Cors | None = None,
+    auth_url: tuple[str, AuthUrl] | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position). `access`: its source lists, rate limits
@@ -126,11 +128,13 @@ def frontend(
             body.canary = canary[1].message(canary[0])
         if cors is not None:  # enable-cors (cors_annotations.py)
             body.cors = cors.policy()
+        if auth_url is not None:  # (cluster, policy): ask it first (auth_request_annotations.py)
+            body.auth_request = auth_url[1].message(auth_url[0])
         return Request.of(**{verb: body})
 
     key = (
         verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
-        access, canary, rewritten, cors,
+        access, canary, rewritten, cors, auth_url,
     )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend

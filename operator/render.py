@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ingress_operator import interned
 from ingress_operator.access_annotations import Access
 from ingress_operator.annotations import Options, parse_annotations
+from ingress_operator.auth_request_annotations import auth_clusters, auth_url_of
 from ingress_operator.backend_tls_annotations import cluster_backend_tls, refuse_unusable_secret
 from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
 from ingress_operator.canary import CanaryRule, attach_canaries
@@ -340,9 +341,9 @@ class _Renderer:
         return Cluster(cluster_id=cid, answers=answers)
 
     def backends(
-        self, cid: str, owner: Ingress, ref: BackendRef
+        self, cid: str, owner: Ingress, ref: BackendRef, namespace: str | None = None
     ) -> Iterable[tuple[Request, bytes]]:
-        namespace = owner.key.namespace
+        namespace = namespace or owner.key.namespace
         service = self.snapshot.services.get(ObjectKey(namespace, ref.service))
         if service is None:
             self.problem(owner, "ServiceNotFound", f"service {namespace}/{ref.service} not found")
@@ -361,8 +362,8 @@ class _Renderer:
                 owner, "PortNotFound", f"service {service.key} has no port {ref.port_label}"
             )
             return
-        options = self.clusters[cid][2]
-        if options.service_upstream:
+        options = self.clusters[cid][2] if cid in self.clusters else None  # None: auth-url's
+        if options is not None and options.service_upstream:
             if service.cluster_ip and service.cluster_ip != "None":
                 entry = interned.backend(cid, service.cluster_ip, port.port, None, False)
                 if entry is not None:
@@ -370,10 +371,11 @@ class _Renderer:
                 return
             message = f"annotation service-upstream: service {service.key} has no ClusterIP"
             self.problem(owner, "InvalidAnnotation", message + "; its endpoints are used")
-        weights = options.weights
+        weights = options.weights if options is not None else {}
         chosen = self.endpoints(service, port)
-        if not any(not e.terminating for e in chosen.values()) and options.default_backend:
-            fallback = self.default_backend_endpoints(owner, options.default_backend)
+        fallback_name = options.default_backend if options is not None else None
+        if fallback_name and not any(not e.terminating for e in chosen.values()):
+            fallback = self.default_backend_endpoints(owner, fallback_name)
             if fallback is not None:
                 chosen = fallback
         for (address, target), endpoint in chosen.items():
@@ -427,6 +429,8 @@ class _Renderer:
         if self.default_route is not None:
             used.add(self.default_route.cluster)
         used |= self.passthrough.clusters()
+        auth_services = auth_clusters([*self.routes.values(), self.default_route])
+        used.update(auth_services)
         cluster_ids = sorted(used)
         for cid in cluster_ids:
             if cid in self.redirecting:
@@ -486,6 +490,9 @@ class _Renderer:
             if cid in self.clusters:  # a refusing cluster never gets a backend
                 owner, ref, _ = self.clusters[cid]
                 out.extend(self.backends(cid, owner, ref))
+            elif cid in auth_services:  # an auth-url Service: a cluster of its own
+                owner, namespace, ref = auth_services[cid]
+                out.extend(self.backends(cid, owner, ref, namespace))
         return out
 
 
@@ -534,6 +541,7 @@ def _front_of(
         route.canary[:2] if route.canary and forwards else None,
         route.rewritten if forwards else None,
         None if route.options.refused or route.app_root is not None else route.options.cors,
+        auth_url_of(route.options, route.owner.key.namespace) if forwards else None,
     )
 
 

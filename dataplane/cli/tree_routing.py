@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from dataplane.cli import args as value
+from dataplane.cli.auth_request_flags import add_auth_request_flags, auth_request_from
 from dataplane.cli.canary_flags import add_canary_flags, canary_from
 from dataplane.cli.cors_flags import add_cors_flags, cors_policy
 from dataplane.cli.help_texts import (
@@ -91,6 +92,7 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.canary = canary_from(a)
     front.passthrough = bool(getattr(a, "passthrough", False))
     front.cors = cors_policy(a)
+    front.auth_request = auth_request_from(a)
     if a.rate_limit is not None:
         front.rate_limits = [
             RateLimit(
@@ -264,6 +266,7 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
             "hostname go, still encrypted, to the cluster's backends; no HTTP option applies",
         )
     add_cors_flags(add)
+    add_auth_request_flags(add)
     _route_target(add)
     remove = leaf(
         sub,

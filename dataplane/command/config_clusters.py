@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane.command.address import SocketAddress
+from dataplane.command.auth_request_rules import read_auth_request
 from dataplane.command.backend_tls import MAX_VERIFY_DEPTH, check_backend_tls
 from dataplane.command.canary_rules import read_canary
 from dataplane.command.config_listeners import (
@@ -97,6 +98,7 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "max_body_size",
     "canary",
     "cors",
+    "auth_request",
 )
 
 
@@ -410,6 +412,7 @@ def _http_frontend(
         canary=read_canary(table),
         passthrough=bool(table.flag("passthrough", False)),
         cors=_cors(table),
+        auth_request=read_auth_request(table),
     )
     table.finish(strict=True)
     if address is None or hostname is None:

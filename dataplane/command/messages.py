@@ -491,6 +491,24 @@ class CorsPolicy(Message, kw_only=True):
     max_age: int = 1_728_000  # seconds
 
 
+class AuthRequest(Message, kw_only=True):
+    """A pysozu extension: ask the cluster `cluster_id` first (ingress-nginx's `auth-url`, nginx's
+    `auth_request`). Each request sends `method` `path` (query included) there with its
+    headers and no body; a 2xx lets it through with `response_headers` copied from that
+    answer, a 401/403 is the client's answer (a 401 becomes a 302 to `signin` when set, its
+    `signin_redirect_param` carrying the original URL), anything else a 500
+    (docs/access-control.md, "External authorisation")."""
+
+    cluster_id: str
+    path: str = "/"
+    method: str = "GET"
+    response_headers: list[str] = []
+    signin: str | None = None
+    signin_redirect_param: str = "rd"
+    request_redirect: str | None = None  # X-Auth-Request-Redirect (default: the request's URI)
+    host: str | None = None  # the sub-request's Host (default: the request's own)
+
+
 class RequestHttpFrontend(Message, kw_only=True):
     """An HTTP or HTTPS route. No cluster_id means a deny route (401).
 
@@ -521,6 +539,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     canary: Canary | None = None
     passthrough: bool = False  # pysozu: TLS passthrough by SNI (docs/tls-passthrough.md)
     cors: CorsPolicy | None = None  # pysozu extension (docs/cors.md)
+    auth_request: AuthRequest | None = None
 
 
 class RequestTcpFrontend(Message, kw_only=True):

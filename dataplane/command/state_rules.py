@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from dataplane.command.address import SocketAddress, parse_network
+from dataplane.command.auth_request_rules import auth_request_problem
 from dataplane.command.canary_rules import canary_problem
 from dataplane.command.cors_rules import cors_problem
 from dataplane.command.credential_formats import CredentialError, split_entry
@@ -130,6 +131,12 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
     problem = cors_problem(front.cors) if front.cors is not None else None
     if problem is not None:
         raise StateError(f"frontend {front.hostname}: {problem}")
+    if front.auth_request is not None:
+        problem = auth_request_problem(front.auth_request)
+        if problem is None and front.cluster_id is None:
+            problem = "a deny route (no cluster_id) has no auth_request"
+        if problem is not None:
+            raise StateError(f"frontend {front.hostname}: auth_request: {problem}")
 
 
 RATE_LIMIT_STATUSES = (429, 503)  # the statuses with a rate-limit answer

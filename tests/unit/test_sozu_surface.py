@@ -40,8 +40,11 @@ EXTENSION_LISTENER_KEYS = {
 EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "max_body_size"}
 EXTENSION_FRONTEND_KEYS.add("canary")  # docs/canary.md, tests/unit/test_canary_routing.py
 EXTENSION_FRONTEND_KEYS |= {"cors"}  # docs/cors.md: test_cors.py, test_http_cors.py
+EXTENSION_FRONTEND_KEYS.add("auth_request")  # docs/access-control.md, test_http_auth_request.py
 EXTENSION_FLAGS = {
     "--version",
+    *("--auth-cluster", "--auth-path", "--auth-method", "--auth-host", "--auth-signin"),
+    *("--auth-response-header", "--auth-signin-redirect-param", "--auth-request-redirect"),
     "--prometheus-address",
     "--deadline",
     "--trusted-proxies",

@@ -25,6 +25,8 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     # 431 is a pysozu addition: sozu answers 413 for a request head larger than its buffer.
     "431": (*_COMMON, "CAPACITY", "MESSAGE", "PHASE"),
     "429": (*_COMMON, "CLUSTER_ID", "RETRY_AFTER"),
+    # 500 is a pysozu addition: a route's external authorisation failed (auth_request).
+    "500": (*_COMMON, "CLUSTER_ID", "MESSAGE"),
     "502": (*_COMMON, "CLUSTER_ID", "BACKEND_ID", *_PARSE),
     "503": (*_COMMON, "CLUSTER_ID", "BACKEND_ID", "MESSAGE"),
     "504": (*_COMMON, "CLUSTER_ID", "BACKEND_ID", "DURATION"),
@@ -49,6 +51,7 @@ REASONS = {
     421: "Misdirected Request",
     431: "Request Header Fields Too Large",
     429: "Too Many Requests",
+    500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
@@ -76,6 +79,7 @@ _EXPLANATIONS = {
     421: "This host is not served by the certificate of this TLS connection. "
     "Open a new connection for it.",
     429: "Too many connections or requests from your address to cluster %CLUSTER_ID. Retry later.",
+    500: "The external authorisation of this route failed. %MESSAGE",
     502: "The backend %BACKEND_ID of cluster %CLUSTER_ID sent an invalid response (%PHASE). "
     "%MESSAGE\nParsed: %SUCCESSFULLY_PARSED\nPartially parsed: %PARTIALLY_PARSED\n"
     "Invalid: %INVALID",

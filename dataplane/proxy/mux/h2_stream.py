@@ -25,7 +25,7 @@ from dataplane.proxy.http2 import RequestHead
 from dataplane.proxy.http2.translate import forwarded_to_h2, h1_response_to_h2, h2_request_to_h1
 from dataplane.proxy.mux.h1_exchange import H1Exchange
 from dataplane.proxy.mux.h2_backends import H2Exchange
-from dataplane.proxy.mux.request_route import Refusal, route_request
+from dataplane.proxy.mux.request_route import Guarded, Refusal, route_request
 from dataplane.proxy.routing.access import client_address, too_large
 from dataplane.proxy.routing.cors import edited_cors, with_cors
 from dataplane.proxy.routing.policy import edited_hsts, rewrite_request_head, with_hsts
@@ -146,6 +146,10 @@ class H2Stream:
                 decision.hsts,
                 decision.cors,
             )
+            return
+        if isinstance(decision, Guarded):  # not over HTTP/2 yet: fail closed, never unasked
+            self.routed = decision.cluster
+            self.answer(503, "external authorisation is not available over HTTP/2")
             return
         cluster, edits, self.body_limit = decision
         self.routed = cluster

@@ -8,8 +8,8 @@ frontend's access rules (403, 429/503, 413 for a Content-Length over the limit),
 route's CORS preflight (204, routing/cors.py), the route's policy (redirects, the cluster's
 https_redirect, basic auth: an `Answer`; rewrites and header edits: `Edits`; an allowed
 origin's CORS headers join the response edits). It returns either a `Refusal` to answer with,
-or a `Forward` (the cluster, the edits, the body size limit). Pure: nothing is sent, nothing is
-counted.
+a `Forward` (the cluster, the edits, the body size limit), or a `Guarded` forward that asks the
+route's external authorisation first. Pure: nothing is sent, nothing is counted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http1.head import RequestHead
     from dataplane.proxy.listener import HttpListener
+    from dataplane.proxy.routing.auth_request import AuthPolicy
 
 _REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
 
@@ -47,13 +48,23 @@ class Forward(NamedTuple):
     body_limit: int | None  # the frontend's max_body_size (None: no limit)
 
 
+class Guarded(NamedTuple):
+    """A `Forward` that waits for its route's external authorisation (mux/auth_request.py):
+    a type of its own, so that routes without one pay nothing (`has_policy` covers it)."""
+
+    cluster: ClusterRuntime
+    edits: Edits | None
+    body_limit: int | None
+    auth: AuthPolicy
+
+
 def route_request(
     listener: HttpListener,
     request: RequestHead,
     host: str,
     client_ip: Callable[[], str],
     now: float,
-) -> Forward | Refusal:
+) -> Forward | Guarded | Refusal:
     """The decision for `request` (its normalised `host`); `client_ip` is asked only when
     the route has access rules."""
     route, needs_policy = listener.lookup(host, request.path, request.method)
@@ -106,4 +117,6 @@ def route_request(
         if edits is None:
             edits = Edits(route, None, None)
         edits.response_headers = cors + edits.response_headers  # first: see set_headers
+    if needs_policy and route.auth is not None:  # (has_policy counts auth: one test for all)
+        return Guarded(cluster, edits, body_limit, route.auth)
     return Forward(cluster, edits, body_limit)

@@ -65,6 +65,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.phase = HEAD
         self.mask = EPOLLIN
         self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
+        self.auth = None
         self.back = None
         self.h2 = None
         self.back_timeout = listener.back_timeout
@@ -300,4 +301,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         if self.cluster is not None:
             self.listener.proxy.release_peer(self.peer_key)
             self.cluster = None
+        if self.auth is not None:  # a client gone while its request waited: cancel the ask
+            self.auth.cancel()
+            self.auth = None
         loop.session_closed(self)

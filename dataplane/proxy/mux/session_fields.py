@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.http1.head import RequestHead, ResponseHead
     from dataplane.proxy.http1.head_scan import HeadScanner
     from dataplane.proxy.listener import HttpListener
+    from dataplane.proxy.mux.auth_request import AuthExchange
     from dataplane.proxy.mux.backend_pool import BackendConnection
     from dataplane.proxy.mux.h1_stream import H1Stream
     from dataplane.proxy.mux.host import Host
@@ -27,6 +28,7 @@ EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 HEAD, CONNECTING, EXCHANGE, PIPE, ANSWER, CLOSED, H2 = range(7)  # H2: on an h2c backend
+AUTH = 7  # the request waits for its external authorisation (mux/auth_request.py)
 STARVED_FRONT, STARVED_BACK = 1, 2  # which side waits for a buffer (buffers.py)
 MAX_CONNECT_TRIES = 4  # the first attempt and sozu's 3 retries
 LINGER_SECONDS = 2.0
@@ -67,6 +69,7 @@ class SessionFields:
     """The state of one session, declared once for HttpSession and its mixins."""
 
     __slots__ = (
+        "auth",
         "back",
         "back_timeout",
         "backend_id",
@@ -126,6 +129,7 @@ class SessionFields:
     # Strict SNI binding: a slot of HttpsSession only; plain HTTP sessions read this None.
     sni_binding: SniCheck | None = None
 
+    auth: AuthExchange | None  # the sub-request the current request waits for (AUTH)
     back: BackendConnection | None
     back_timeout: float  # of the current request: its cluster's, else the listener's
     backend_id: str | None  # of the backend the current exchange went to

@@ -16,8 +16,9 @@ from dataplane.proxy.http1.forwarding import (
 )
 from dataplane.proxy.http1.head import HEAD_END, RequestHead
 from dataplane.proxy.http1.head_scan import HeadScanner
+from dataplane.proxy.mux import auth_request
 from dataplane.proxy.mux.h1_stream import start_h2
-from dataplane.proxy.mux.request_route import Refusal, route_request
+from dataplane.proxy.mux.request_route import Forward, Guarded, Refusal, route_request
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
     BODY_PAUSED,
@@ -229,20 +230,28 @@ class RequestSide(SessionFields):
                 return
             self.host_raw, self.host = request.host, host
         decision = route_request(listener, request, self.host, self._client_ip, loop.now)
-        if isinstance(decision, Refusal):
-            self.routed = decision.cluster
-            self._answer(
-                decision.status,
-                decision.message,
-                variables=decision.variables,
-                name=decision.template,
-                hsts=decision.hsts,
-                cors=decision.cors,
-            )
+        if type(decision) is not Forward:
+            self._not_forwarded(decision)
             return
         cluster, edits, body_limit = decision
         self.routed = cluster
         self._forward(request, cluster, edits, body_limit)
+
+    def _not_forwarded(self, decision: Forward | Guarded | Refusal) -> None:
+        """A request refused, or one waiting for its external authorisation first."""
+        self.routed = decision.cluster
+        if not isinstance(decision, Refusal):
+            assert isinstance(decision, Guarded)
+            auth_request.start(self, *decision)  # type: ignore[arg-type]
+            return
+        self._answer(
+            decision.status,
+            decision.message,
+            variables=decision.variables,
+            name=decision.template,
+            hsts=decision.hsts,
+            cors=decision.cors,
+        )
 
     def _client_ip(self) -> str:
         """The address a route's access rules apply to (routing/access.py)."""

@@ -59,6 +59,7 @@ def has_policy(route: Route) -> bool:
         or route.rewrite_path
         or route.headers_request
         or route.headers_response  # HSTS rides here
+        or route.auth  # external authorisation (request_route.Guarded)
     )
 
 

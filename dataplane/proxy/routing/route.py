@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dataplane.command.messages import (
     HeaderPosition,
@@ -21,6 +22,9 @@ from dataplane.proxy.routing.access import Access
 from dataplane.proxy.routing.canary import CanaryRoute
 from dataplane.proxy.routing.cors import Cors
 from dataplane.proxy.routing.rules import HostPattern, PathPattern, RewriteTemplate, RouterError
+
+if TYPE_CHECKING:
+    from dataplane.proxy.routing.auth_request import AuthPolicy
 
 _REDIRECT_STATUS = {
     RedirectPolicy.PERMANENT: 301,
@@ -71,10 +75,13 @@ class Route:
     access: Access | None  # source lists, rate limits, body size (None: none set)
     canary: CanaryRoute | None  # the canary alternative of `cluster_id` (None: none set)
     cors: Cors | None  # the CORS policy (routing/cors.py; None: none, or a deny route)
+    auth: AuthPolicy | None  # external authorisation (routing/auth_request.py; None: none)
 
     @classmethod
     def build(cls, front: RequestHttpFrontend, host: HostPattern, path: PathPattern) -> Route:
         """Validate a frontend's policy fields (RouterError) and precompute its Route."""
+        from dataplane.proxy.routing.auth_request import AuthPolicy  # it uses policy.py
+
         redirect = RedirectPolicy(front.redirect or RedirectPolicy.FORWARD)
         deny = redirect is RedirectPolicy.UNAUTHORIZED or (
             front.cluster_id is None and redirect is RedirectPolicy.FORWARD
@@ -114,6 +121,7 @@ class Route:
             access=Access.build(front),
             canary=None if deny else CanaryRoute.build(front.canary),
             cors=None if deny else Cors.build(front.cors),
+            auth=None if deny else AuthPolicy.build(front.auth_request, hsts_value(front.hsts)),
         )
 
     @property
