@@ -34,7 +34,7 @@ COPY operator ./operator
 # The image's version label must be the version pip installs. (-P: ./operator must not
 # shadow the standard library's operator module.)
 RUN python -P -c 'import sys, tomllib; v = tomllib.load(open("pyproject.toml", "rb"))["project"]["version"]; sys.exit(None if v == sys.argv[1] else f"PYSOZU_VERSION={sys.argv[1]!r} (the Dockerfile default or --build-arg) but pyproject.toml says {v!r}")' "${PYSOZU_VERSION}"
-# The metrics' and access log's per-request work is compiled by mypyc (PYSOZU_COMPILE=1,
+# The HTTP/1.1 request path, metrics and access log are compiled by mypyc (PYSOZU_COMPILE=1,
 # setup.py): a C compiler for this stage only. And Debian's tini (not PyPI's unrelated
 # "tini"), which the runtime stage copies, so that it needs no apt of its own. Versions are
 # the base's Debian release's (pinning them would break the build at each security update).

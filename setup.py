@@ -1,9 +1,12 @@
 """What pyproject.toml cannot say: with PYSOZU_COMPILE=1 the modules listed under
 `[tool.pysozu] compile` are built as C extensions by mypyc, as the Docker image is.
 
-They are the per-request work of the metrics and the access log, measured at twice the speed
-compiled (bench/request_ends). The same files are installed as Python source beside them, and
-without PYSOZU_COMPILE (or in an editable install) pysozu is pure Python, the same code, slower.
+They are the per-request and per-connection path of an HTTP/1.1 request (the session, head
+parsing, routing, buffers, timers, the event loop) and the per-request work of the metrics and
+the access log (`bench/instructions --compare builds` counts what compiling saves). The session's
+parts form one chain of classes (mypyc compiles single inheritance only). The same files are
+installed as Python source beside them, and without PYSOZU_COMPILE (or in an editable install)
+pysozu is pure Python, the same code, slower.
 A worker says which modules it runs compiled when it starts (dataplane/build_info.py).
 Needs a C compiler; mypy comes into the build environment by itself (build_backend.py), or,
 with --no-build-isolation, must be installed already.

@@ -30,6 +30,7 @@ def test_counts_instructions_per_request_in_each_case(tmp_path: Path) -> None:
     off = figures["access logs and metrics off"]
     pure = figures["access logs and metrics on, pure Python"]
     compiled = figures["access logs and metrics on, compiled"]
-    assert 10_000 < off < pure and off < compiled < pure  # the work shows, compiled is less
+    # The work shows; compiled is less (the whole request path is, so it may fall below off).
+    assert 10_000 < off < pure and 10_000 < compiled < pure
     (written,) = tmp_path.glob("*-instructions.md")
     assert "callgrind" in written.read_text()

@@ -159,7 +159,7 @@ class HttpProxy:
             # Re-created at the same address (a reload changing what no update can say): the
             # connections it accepted keep it, so it takes the new settings and routes in place
             # instead of leaving them on an empty router.
-            HttpListener.__init__(retired, self, config)
+            retired.reset(self, config)
             self.listeners[config.address] = retired
             return
         self.listeners[config.address] = HttpListener(self, config)

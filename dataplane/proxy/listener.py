@@ -67,6 +67,12 @@ class HttpListener:
     connection_context: Callable[[tuple[str, int]], ConnectionContext]  # set by `configure`
 
     def __init__(self, proxy: HttpProxy, config: HttpListenerConfig) -> None:
+        self.reset(proxy, config)
+
+    def reset(self, proxy: HttpProxy, config: HttpListenerConfig) -> None:
+        """As new (`__init__`), keeping the object: what a listener re-created at its address
+        is (clusters.py). Compiled by mypyc, `HttpListener.__init__(listener, ...)` would not
+        run again."""
         self.proxy = proxy
         self.router = Router()
         self._routes: dict[tuple[str, str, bytes], tuple[Route | None, bool]] = {}

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.mux.h2_session import H2Session
-from dataplane.proxy.mux.session_backend import BackendSide
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
     CLOSED,
@@ -33,7 +32,6 @@ from dataplane.proxy.mux.session_fields import (
     STOP_GRACE_SECONDS,
     ClientStream,
 )
-from dataplane.proxy.mux.session_flow import FlowControl
 from dataplane.proxy.mux.session_request import RequestSide
 from dataplane.proxy.routing.cors import edited_cors, with_cors
 from dataplane.proxy.routing.policy import edited_hsts, with_hsts
@@ -46,7 +44,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
 
 
-class HttpSession(RequestSide, BackendSide, FlowControl):
+class HttpSession(RequestSide):
     __slots__ = ()
 
     def __init__(
@@ -99,6 +97,7 @@ class HttpSession(RequestSide, BackendSide, FlowControl):
         self.template_sticky = b""
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
+        self.sni_binding = None  # HttpsSession sets its own
         loop.register(self.fd, self.on_front, EPOLLIN)
         loop.timers.arm(self, loop.now + listener.front_timeout)
 

@@ -33,15 +33,15 @@ from dataplane.proxy.mux.session_fields import (
     PIPE,
     STARVED_BACK,
     STOP_GRACE_SECONDS,
-    SessionFields,
 )
+from dataplane.proxy.mux.session_flow import FlowControl
 from dataplane.proxy.routing.policy import set_headers
 
 if TYPE_CHECKING:
     from dataplane.proxy.mux.backend_pool import BackendConnection
 
 
-class BackendSide(SessionFields):
+class BackendSide(FlowControl):
     """Backend connections and responses (a mixin of HttpSession)."""
 
     __slots__ = ()

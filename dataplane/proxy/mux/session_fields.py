@@ -114,6 +114,7 @@ class SessionFields:
         "response_started",
         "routed",
         "set_cookie",
+        "sni_binding",
         "sock",
         "start",
         "starved",
@@ -126,8 +127,8 @@ class SessionFields:
         "view",
     )
 
-    # Strict SNI binding: a slot of HttpsSession only; plain HTTP sessions read this None.
-    sni_binding: SniCheck | None = None
+    # Strict SNI binding: set by HttpsSession; None on plain HTTP sessions.
+    sni_binding: SniCheck | None
 
     auth: AuthExchange | None  # the sub-request the current request waits for (AUTH)
     back: BackendConnection | None
@@ -187,44 +188,100 @@ class SessionFields:
     to_front: list[bytes | memoryview] | None  # backlog towards the client
     view: memoryview
 
-    if TYPE_CHECKING:  # what each part calls in the others (for the type checker only)
+    # What each part calls in the parts after it (FlowControl < BackendSide < RequestSide <
+    # HttpSession, one chain as mypyc compiles it): defined there, declared here.
 
-        def _answer(
-            self,
-            status: int,
-            message: str = "",
-            retry_after: int | None = None,
-            variables: dict[str, str] | None = None,
-            name: str | None = None,
-            hsts: str | None = None,
-            cors: tuple[tuple[str, str], ...] | None = None,
-        ) -> None: ...
-        def _fail(self, status: int, message: str) -> None: ...
-        def _linger(self) -> None: ...
-        def _close_gently(self) -> None: ...
-        def _record(
-            self, status: int, reached_backend: bool = True, message: str | None = None
-        ) -> None: ...
-        def _drop_back(self) -> None: ...
-        def _release_back(self) -> None: ...
-        def close(self) -> None: ...
-        def _become_h2(self, received: bytes) -> None: ...
-        def _send_to_front(self, parts: list[bytes | memoryview], total: int) -> bool: ...
-        def _send_to_back(self, parts: list[bytes | memoryview], total: int) -> bool: ...
-        def _sync_masks(self) -> None: ...
-        def _starve(self, side: int) -> None: ...
-        def release_idle_buffers(self) -> bool: ...
-        def _no_delay(self) -> None: ...
-        def _start_pipe(self, back: BackendConnection, response: ResponseHead) -> None: ...
-        def _pipe(self, data: memoryview, to_back: bool) -> None: ...
-        def _on_head_bytes(self) -> None: ...
-        def _forward_request_body(self) -> None: ...
-        def _body_resumed(self) -> None: ...
-        def _connect(self) -> None: ...
-        def _on_response_head_bytes(self, back: BackendConnection) -> None: ...
-        def _forward_response_body(self, back: BackendConnection) -> None: ...
-        def _back_closed(self) -> None: ...
-        def _finish_exchange(self) -> None: ...
-        def _flush_front(self) -> bool: ...
-        def _flush_back(self) -> bool: ...
-        def on_timeout(self, now: float) -> None: ...
+    def _answer(
+        self,
+        status: int,
+        message: str = "",
+        retry_after: int | None = None,
+        variables: dict[str, str] | None = None,
+        name: str | None = None,
+        hsts: str | None = None,
+        cors: tuple[tuple[str, str], ...] | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+    def _fail(self, status: int, message: str) -> None:
+        raise NotImplementedError
+
+    def _linger(self) -> None:
+        raise NotImplementedError
+
+    def _close_gently(self) -> None:
+        raise NotImplementedError
+
+    def _record(
+        self, status: int, reached_backend: bool = True, message: str | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    def _drop_back(self) -> None:
+        raise NotImplementedError
+
+    def _release_back(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _become_h2(self, received: bytes) -> None:
+        raise NotImplementedError
+
+    def _send_to_front(self, parts: list[bytes | memoryview], total: int) -> bool:
+        raise NotImplementedError
+
+    def _send_to_back(self, parts: list[bytes | memoryview], total: int) -> bool:
+        raise NotImplementedError
+
+    def _sync_masks(self) -> None:
+        raise NotImplementedError
+
+    def _starve(self, side: int) -> None:
+        raise NotImplementedError
+
+    def release_idle_buffers(self) -> bool:
+        raise NotImplementedError
+
+    def _no_delay(self) -> None:
+        raise NotImplementedError
+
+    def _start_pipe(self, back: BackendConnection, response: ResponseHead) -> None:
+        raise NotImplementedError
+
+    def _pipe(self, data: memoryview, to_back: bool) -> None:
+        raise NotImplementedError
+
+    def _on_head_bytes(self) -> None:
+        raise NotImplementedError
+
+    def _forward_request_body(self) -> None:
+        raise NotImplementedError
+
+    def _body_resumed(self) -> None:
+        raise NotImplementedError
+
+    def _connect(self) -> None:
+        raise NotImplementedError
+
+    def _on_response_head_bytes(self, back: BackendConnection) -> None:
+        raise NotImplementedError
+
+    def _forward_response_body(self, back: BackendConnection) -> None:
+        raise NotImplementedError
+
+    def _back_closed(self) -> None:
+        raise NotImplementedError
+
+    def _finish_exchange(self) -> None:
+        raise NotImplementedError
+
+    def _flush_front(self) -> bool:
+        raise NotImplementedError
+
+    def _flush_back(self) -> bool:
+        raise NotImplementedError
+
+    def on_timeout(self, now: float) -> None:
+        raise NotImplementedError

@@ -19,6 +19,7 @@ from dataplane.proxy.http1.head_scan import HeadScanner
 from dataplane.proxy.mux import auth_request
 from dataplane.proxy.mux.h1_stream import start_h2
 from dataplane.proxy.mux.request_route import Forward, Guarded, Refusal, route_request
+from dataplane.proxy.mux.session_backend import BackendSide
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
     BODY_PAUSED,
@@ -33,7 +34,6 @@ from dataplane.proxy.mux.session_fields import (
     NO_FAILURES,
     PIPE,
     STARVED_FRONT,
-    SessionFields,
 )
 from dataplane.proxy.routing.access import client_address
 from dataplane.proxy.routing.policy import Edits, rewrite_request_head
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-class RequestSide(SessionFields):
+class RequestSide(BackendSide):
     """Reading, parsing, routing and forwarding requests (a mixin of HttpSession)."""
 
     __slots__ = ()

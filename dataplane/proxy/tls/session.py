@@ -25,7 +25,7 @@ MAX_PENDING_READS = 16  # TLS records drained per readiness event before yieldin
 class HttpsSession(HttpSession):
     """An HTTP session over TLS: drains what OpenSSL decrypted ahead of the epoll events."""
 
-    __slots__ = ("sni_binding",)
+    __slots__ = ()
 
     def __init__(
         self,
@@ -35,8 +35,8 @@ class HttpsSession(HttpSession):
         peer: tuple[str, int],
         binding: SniBinding | None,
     ) -> None:
-        self.sni_binding = binding
         super().__init__(loop, listener, stream, peer)  # type: ignore[arg-type]
+        self.sni_binding = binding
 
     def on_front(self, events: int) -> None:
         super().on_front(events)
