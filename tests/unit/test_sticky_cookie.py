@@ -3,19 +3,19 @@ checks, the TOML table, the CLI flags, and the Set-Cookie value the hot path ren
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from dataplane.cli.tree import build_parser
+from dataplane.command.address import SocketAddress
 from dataplane.command.codec import decode, encode
 from dataplane.command.config import ConfigError, parse_config
-from dataplane.command.messages import Cluster, Request, StickyCookie
+from dataplane.command.messages import AddBackend, Cluster, Request, StickyCookie
 from dataplane.command.state import ConfigState
 from dataplane.command.state_rules import StateError
 from dataplane.proxy.clusters import ClusterRuntime
-from dataplane.proxy.mux.backend_choice import sticky_cookie_value
+from dataplane.proxy.mux.backend_choice import sticky_cookie
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -33,11 +33,18 @@ backends = [{{ address = "127.0.0.1:9000" }}]
 """
 
 
-def value(cookie: StickyCookie | None, scheme: str = "http") -> str:
+def runtime_and_backend(cookie: StickyCookie | None) -> tuple[ClusterRuntime, Any]:
     runtime = ClusterRuntime(Cluster(cluster_id="app", sticky_session=True, sticky_cookie=cookie))
-    backend = SimpleNamespace(sticky_id="b1", backend_id="app-0")
-    listener = SimpleNamespace(sticky_name=b"SOZUBALANCEID", scheme=scheme)
-    return sticky_cookie_value(runtime, cast(Any, backend), None, cast(Any, listener)).decode()
+    address = SocketAddress.parse("127.0.0.1:9000")
+    backend = runtime.backends.add(
+        AddBackend(cluster_id="app", backend_id="app-0", address=address, sticky_id="b1")
+    )
+    return runtime, backend
+
+
+def value(cookie: StickyCookie | None, scheme: str = "http") -> str:
+    runtime, backend = runtime_and_backend(cookie)
+    return sticky_cookie(runtime, backend, None, b"SOZUBALANCEID", scheme == "https").decode()
 
 
 def test_without_attributes_the_cookie_is_sozus() -> None:
@@ -74,12 +81,8 @@ def test_expires_is_a_date_that_many_seconds_ahead(monkeypatch: pytest.MonkeyPat
 
 
 def test_no_cookie_when_the_client_already_names_the_backend() -> None:
-    runtime = ClusterRuntime(
-        Cluster(cluster_id="app", sticky_session=True, sticky_cookie=StickyCookie(max_age=1))
-    )
-    backend = SimpleNamespace(sticky_id="b1", backend_id="app-0")
-    listener = SimpleNamespace(sticky_name=b"S", scheme="http")
-    assert sticky_cookie_value(runtime, cast(Any, backend), "b1", cast(Any, listener)) == b""
+    runtime, backend = runtime_and_backend(StickyCookie(max_age=1))
+    assert sticky_cookie(runtime, backend, "b1", b"S", False) == b""
 
 
 @pytest.mark.parametrize(

@@ -38,16 +38,26 @@ def next_backend(
 def sticky_cookie_value(
     cluster: ClusterRuntime, backend: Backend, sticky_id: str | None, listener: HttpListener
 ) -> bytes:
+    return sticky_cookie(
+        cluster, backend, sticky_id, listener.sticky_name, listener.scheme == "https"
+    )
+
+
+def sticky_cookie(
+    cluster: ClusterRuntime, backend: Backend, sticky_id: str | None, name: bytes, tls: bool
+) -> bytes:
+    """The Set-Cookie value (`name`: the listener's cookie name; `tls`: the request came over
+    TLS, for `secure = "https"`)."""
     if not cluster.sticky_session:
         return b""
     chosen = backend.sticky_id or backend.backend_id
     if chosen == sticky_id:
         return b""
-    name = cluster.sticky_name or listener.sticky_name
+    name = cluster.sticky_name or name
     value = b"%s=%s%s" % (name, chosen.encode("ascii", "replace"), cluster.sticky_attributes)
     if cluster.sticky_expires >= 0:
         value += b"; Expires=" + formatdate(time() + cluster.sticky_expires, usegmt=True).encode()
     secure = cluster.sticky_secure
-    if secure != SECURE_NEVER and (secure == SECURE_ALWAYS or listener.scheme == "https"):
+    if secure != SECURE_NEVER and (secure == SECURE_ALWAYS or tls):
         value += b"; Secure"
     return value
