@@ -4,7 +4,7 @@ A real auth service (answering the status its client asks for in `X-Want`) and a
 backend (echoing what it received, and remembering it): allowed requests reach the app with
 the copied headers, denied ones never do; a signin URL turns a 401 into a 302; an auth cluster
 that is down, missing or answering 500 gives 500; the connection stays usable after a denial;
-HTTP/2 requests to such a route fail closed (503).
+HTTP/2 requests (h2c here) get the same checks, a POST body held while the check runs.
 """
 
 from __future__ import annotations
@@ -194,12 +194,27 @@ def test_failures_of_the_auth_service_are_500(setup: Any) -> None:
     assert [path for _, path, _ in app.seen] == ["/open"]
 
 
-def test_http2_requests_to_guarded_routes_fail_closed(setup: Any) -> None:
-    port, auth, app = setup
+def test_http2_requests_are_checked_the_same_way(setup: Any) -> None:
+    port, _auth, app = setup
+    url = f"http://127.0.0.1:{port}"
     with httpx.Client(http1=False, http2=True, timeout=10) as client:  # h2c, prior knowledge
-        response = client.get(f"http://127.0.0.1:{port}/", headers={"host": "a.com"})
-        assert response.http_version == "HTTP/2"
-        assert response.status_code == 503
-        open_route = client.get(f"http://127.0.0.1:{port}/o", headers={"host": "open.com"})
-        assert open_route.status_code == 200
-    assert auth.seen == [] and [path for _, path, _ in app.seen] == ["/o"]
+        allowed = client.get(f"{url}/page?q=1", headers={"host": "a.com"})
+        assert allowed.http_version == "HTTP/2" and allowed.status_code == 200
+        assert allowed.json()["headers"]["x-auth-request-user"] == "alice"
+        denied = client.get(f"{url}/secret", headers={"host": "a.com", "x-want": "403"})
+        assert denied.status_code == 403
+        signin = client.get(f"{url}/p?x=1", headers={"host": "s.com", "x-want": "401"})
+        assert signin.status_code == 302
+        assert signin.headers["location"].startswith("https://login.example/start?rd=")
+        assert client.get(f"{url}/", headers={"host": "down.com"}).status_code == 500
+        body = b"x" * 200_000  # more than a stream window: held, then sent once allowed
+        posted = client.post(f"{url}/upload", headers={"host": "a.com"}, content=body)
+        assert posted.status_code == 200 and len(posted.json()["body"]) == len(body)
+        refused = client.post(
+            f"{url}/upload", headers={"host": "a.com", "x-want": "401"}, content=body
+        )
+        assert refused.status_code == 401
+        # the connection still serves: the refused body's window was given back
+        assert client.get(f"{url}/o", headers={"host": "open.com"}).status_code == 200
+    paths = [path for _, path, _ in app.seen]
+    assert paths == ["/page?q=1", "/upload", "/o"]  # nothing denied reached the app

@@ -1,8 +1,10 @@
-"""External authorisation, the I/O: the sub-request an HTTP/1.1 request waits for (AUTH).
+"""External authorisation, the I/O: the sub-request a request waits for.
 
-`start` is called by the session once a request is routed to a route with an `auth_request`
-(routing/auth_request.py): the session stops reading its client (bytes already read stay
-buffered, bounded by the client buffer) and an `AuthExchange` asks a backend of the auth
+`start` is called by an HTTP/1.1 session (phase AUTH) and `wait_on_stream` by an HTTP/2 stream
+once a request is routed to a route with an `auth_request` (routing/auth_request.py). The
+session stops reading its client (bytes already read stay buffered, bounded by the client
+buffer); a stream holds the body its client sends meanwhile without crediting it, so the
+client's flow-control window bounds it (`StreamWait`). An `AuthExchange` asks a backend of the
 cluster, on a connection from the worker's pool (or a new one: the same connect, retry and
 health bookkeeping as the session's own, mux/backend_choice.py). The answer's head is read
 into a bounded buffer (MAX_ANSWER bytes, its body too when it came with it, so the connection
@@ -14,13 +16,15 @@ goes back to the pool); it gives the verdict:
 - anything else, a connection failure, no backend, a missing cluster, an answer larger than
   MAX_ANSWER, or the cluster's connect/back timeout passing: 500.
 
-A client that goes away closes its session, which cancels the exchange (`cancel`).
+A client that goes away closes its session (or resets its stream), which cancels the
+exchange (`cancel`). What waits is a `Waiter`: the verdict goes to its `auth_*` methods
+(`SessionWait` for an HTTP/1.1 session, `StreamWait` for an HTTP/2 stream).
 """
 
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.forwarding import forward_request
@@ -40,9 +44,15 @@ from dataplane.proxy.routing.route import HSTS_HEADER
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
+    from dataplane.command.address import SocketAddress  # noqa: F401
     from dataplane.proxy.clusters import ClusterRuntime
+    from dataplane.proxy.http1.forwarding import ConnectionContext
     from dataplane.proxy.http1.head import RequestHead
+    from dataplane.proxy.http2.events import Fields
+    from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.backend_pool import BackendConnection
+    from dataplane.proxy.mux.h2_stream import H2Stream
+    from dataplane.proxy.mux.host import Host
     from dataplane.proxy.mux.session import HttpSession
     from dataplane.proxy.routing.auth_request import AuthPolicy
 
@@ -51,8 +61,32 @@ _PARSER = ResponseParser()
 _REASONS = {302: b"Found", 401: b"Unauthorized", 403: b"Forbidden"}
 
 
+class Waiter(Protocol):
+    """What a sub-request is made for and reports to."""
+
+    @property
+    def loop(self) -> Host: ...
+
+    @property
+    def listener(self) -> HttpListener: ...
+
+    @property
+    def context(self) -> ConnectionContext: ...
+
+    @property
+    def request_id(self) -> bytes: ...
+
+    def auth_done(self, exchange: AuthExchange) -> bool:
+        """The exchange ends: whether it is still waited for."""
+        ...
+
+    def auth_allowed(self, edits: Edits) -> None: ...
+
+    def auth_denied(self, status: int, message: str, location: str | None, hsts: str) -> None: ...
+
+
 class AuthExchange:
-    """One sub-request to the auth cluster, for one waiting session."""
+    """One sub-request to the auth cluster, for one waiting session or stream."""
 
     __slots__ = (
         "body_limit",
@@ -73,7 +107,8 @@ class AuthExchange:
 
     def __init__(
         self,
-        session: HttpSession,
+        session: Waiter,
+        request: RequestHead,
         policy: AuthPolicy,
         auth_cluster: ClusterRuntime,
         target: ClusterRuntime,
@@ -86,9 +121,7 @@ class AuthExchange:
         self.target = target  # the cluster the request goes to once allowed
         self.edits = edits
         self.body_limit = body_limit
-        request = session.request
-        assert request is not None
-        self.request: RequestHead = request
+        self.request = request
         forwarded = forward_request(request, session.context, session.request_id, b"")
         self.head = policy.request_head(forwarded, request, session.listener.scheme)
         self.to_send = b""
@@ -262,8 +295,7 @@ class AuthExchange:
             self._verdict(500, f"auth service answered {status}")
 
     def _allow(self, copied: tuple[tuple[str, str], ...]) -> None:
-        session = self._finish()
-        if session is None:
+        if not self._finish():
             return
         edits = self.edits
         if edits is None:
@@ -271,25 +303,74 @@ class AuthExchange:
             edits.host = edits.path = None
             edits.request_headers, edits.response_headers = (), ()
         edits.request_headers += copied
-        session.front_full = False  # reading resumes as the exchange needs it
-        session._forward(self.request, self.target, edits, self.body_limit)
-        if session.phase not in (CLOSED, AUTH):
-            session._sync_masks()
+        self.session.auth_allowed(edits)
 
     def _verdict(self, status: int, message: str) -> None:
-        session = self._finish()
-        if session is None:
-            return
-        hsts = self.policy.hsts
-        if status == 500:
-            session._answer(500, message, hsts=hsts)
+        if not self._finish():
             return
         location = None
         if status == 401:
-            location = self.policy.signin_location(self.request, session.listener.scheme)
+            location = self.policy.signin_location(self.request, self.session.listener.scheme)
             if location is not None:
                 status = 302
-        request = self.request
+        self.session.auth_denied(status, message, location, self.policy.hsts)
+
+    def _finish(self) -> bool:
+        """The exchange ends: whether what waited for it still does."""
+        self.session.loop.timers.cancel(self)
+        self._drop()
+        return self.session.auth_done(self)
+
+
+class SessionWait:
+    """An HTTP/1.1 session in phase AUTH, as the exchange's `Waiter`."""
+
+    __slots__ = ("body_limit", "session", "target")
+
+    def __init__(self, session: HttpSession, target: ClusterRuntime, body_limit: int | None):
+        self.session = session
+        self.target = target
+        self.body_limit = body_limit
+
+    @property
+    def loop(self) -> Host:
+        return self.session.loop
+
+    @property
+    def listener(self) -> HttpListener:
+        return self.session.listener
+
+    @property
+    def context(self) -> ConnectionContext:
+        return self.session.context
+
+    @property
+    def request_id(self) -> bytes:
+        return self.session.request_id
+
+    def auth_done(self, exchange: AuthExchange) -> bool:
+        session = self.session
+        if session.auth is not exchange or session.phase != AUTH:
+            return False
+        session.auth = None
+        return True
+
+    def auth_allowed(self, edits: Edits) -> None:
+        session = self.session
+        request = session.request
+        assert request is not None
+        session.front_full = False  # reading resumes as the exchange needs it
+        session._forward(request, self.target, edits, self.body_limit)
+        if session.phase not in (CLOSED, AUTH):
+            session._sync_masks()
+
+    def auth_denied(self, status: int, message: str, location: str | None, hsts: str) -> None:
+        session = self.session
+        if status == 500:
+            session._answer(500, message, hsts=hsts)
+            return
+        request = session.request
+        assert request is not None
         if request.content_length or request.chunked:
             # The body would have to be read and dropped: answer and close instead.
             variables = {"REDIRECT_LOCATION": location} if location is not None else None
@@ -297,15 +378,102 @@ class AuthExchange:
             return
         _answer_kept_alive(session, status, location, hsts)
 
-    def _finish(self) -> HttpSession | None:
-        """The exchange ends: the session, if it still waits for it."""
-        session = self.session
-        session.loop.timers.cancel(self)
-        self._drop()
-        if session.auth is not self or session.phase != AUTH:
-            return None
-        session.auth = None
-        return session
+
+class StreamWait:
+    """An HTTP/2 stream's exchange while its request waits for the verdict: the client's body
+    and trailers are held (not credited: the stream's window bounds them), then replayed into
+    the real exchange when the request is allowed, or credited and dropped when it is not."""
+
+    __slots__ = ("auth", "body_limit", "held", "held_end", "held_trailers", "stream", "target")
+
+    def __init__(self, stream: H2Stream, target: ClusterRuntime, body_limit: int | None):
+        self.stream = stream
+        self.target = target
+        self.body_limit = body_limit
+        self.auth: AuthExchange | None = None
+        self.held: list[bytes] = []
+        self.held_end = False
+        self.held_trailers: Fields | None = None
+
+    @property
+    def loop(self) -> Host:
+        return self.stream.loop
+
+    @property
+    def listener(self) -> HttpListener:
+        return self.stream.session.listener
+
+    @property
+    def context(self) -> ConnectionContext:
+        return self.stream.context
+
+    @property
+    def request_id(self) -> bytes:
+        return self.stream.request_id
+
+    # the stream's Exchange, while it waits
+
+    def start(self) -> None:
+        return None
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        self.held.append(data)
+        self.held_end = end
+
+    def send_trailers(self, fields: Fields) -> None:
+        self.held_trailers = fields
+
+    def resume(self) -> None:
+        return None
+
+    def done(self) -> None:
+        return None
+
+    def cancel(self) -> None:
+        auth, self.auth = self.auth, None
+        if auth is not None:
+            auth.cancel()
+        self._credit()
+
+    def _credit(self) -> None:
+        size = sum(len(piece) for piece in self.held)
+        self.held = []
+        if size:
+            self.stream.session.front.consumed(self.stream.stream_id, size)
+
+    # the exchange's Waiter
+
+    def auth_done(self, exchange: AuthExchange) -> bool:
+        if self.auth is not exchange or self.stream.exchange is not self:
+            return False
+        self.auth = None
+        return True
+
+    def auth_allowed(self, edits: Edits) -> None:
+        stream = self.stream
+        stream.exchange = None
+        client_done = stream.client_done
+        if self.held or self.held_trailers is not None:
+            stream.client_done = False  # the exchange takes the held body as still to come
+        stream.forward(self.target, edits)
+        stream.client_done = client_done
+        exchange = stream.exchange
+        if exchange is None:  # answered instead (a limit): nothing reads the body
+            self._credit()
+            return
+        held, self.held = self.held, []
+        for index, piece in enumerate(held):
+            last = index == len(held) - 1
+            exchange.send_body(piece, self.held_end and last and self.held_trailers is None)
+        if self.held_trailers is not None:
+            exchange.send_trailers(self.held_trailers)
+
+    def auth_denied(self, status: int, message: str, location: str | None, hsts: str) -> None:
+        stream = self.stream
+        stream.exchange = None
+        self._credit()
+        variables = {"REDIRECT_LOCATION": location} if location is not None else None
+        stream.answer(status, message, variables, None, hsts)
 
 
 def start(
@@ -319,8 +487,11 @@ def start(
     session._release_back()  # an idle kept-alive backend connection must not wait with us
     session.phase = AUTH
     auth_cluster = session.listener.proxy.clusters.get(policy.cluster_id)
+    request = session.request
+    assert request is not None
+    waiter = SessionWait(session, target, body_limit)
     exchange = session.auth = AuthExchange(
-        session, policy, auth_cluster or target, target, edits, body_limit
+        waiter, request, policy, auth_cluster or target, target, edits, body_limit
     )
     loop, listener, cluster = session.loop, session.listener, auth_cluster or target
     wait = (cluster.connect_timeout or listener.connect_timeout) + (
@@ -331,6 +502,30 @@ def start(
         exchange._verdict(500, f"auth cluster {policy.cluster_id} does not exist")
         return
     exchange.connect()
+
+
+def wait_on_stream(
+    stream: H2Stream,
+    target: ClusterRuntime,
+    edits: Edits | None,
+    body_limit: int | None,
+    policy: AuthPolicy,
+) -> StreamWait:
+    """The stream's request waits for `policy`'s verdict before going to `target`: the
+    returned `StreamWait` is the stream's exchange meanwhile."""
+    request = stream.request
+    assert request is not None
+    wait = StreamWait(stream, target, body_limit)
+    auth_cluster = stream.session.listener.proxy.clusters.get(policy.cluster_id)
+    exchange = wait.auth = AuthExchange(
+        wait, request, policy, auth_cluster or target, target, edits, body_limit
+    )
+    stream.exchange = wait
+    if auth_cluster is None:
+        exchange._verdict(500, f"auth cluster {policy.cluster_id} does not exist")
+    else:
+        exchange.connect()
+    return wait
 
 
 def _answer_kept_alive(session: HttpSession, status: int, location: str | None, hsts: str) -> None:

@@ -23,11 +23,13 @@ from dataplane.proxy.http1.forwarding import forward_request, sticky_cookie
 from dataplane.proxy.http1.head import HEAD_END
 from dataplane.proxy.http2 import RequestHead
 from dataplane.proxy.http2.translate import forwarded_to_h2, h1_response_to_h2, h2_request_to_h1
+from dataplane.proxy.mux.auth_request import StreamWait, wait_on_stream
 from dataplane.proxy.mux.h1_exchange import H1Exchange
 from dataplane.proxy.mux.h2_backends import H2Exchange
 from dataplane.proxy.mux.request_route import Guarded, Refusal, route_request
 from dataplane.proxy.routing.access import client_address, too_large
 from dataplane.proxy.routing.cors import edited_cors, with_cors
+from dataplane.proxy.routing.policy import Edits as RequestEdits
 from dataplane.proxy.routing.policy import edited_hsts, rewrite_request_head, with_hsts
 from dataplane.proxy.routing.route import IfAbsent
 
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.h2_session import H2Session
 
 Edits = tuple[tuple[str, str], ...]
-Exchange = H1Exchange | H2Exchange
+Exchange = H1Exchange | H2Exchange | StreamWait  # StreamWait: waiting for auth_request
 
 
 class HasBackend(Protocol):
@@ -119,7 +121,7 @@ class H2Stream:
         session = self.session
         listener = session.listener
         try:
-            h1_head, chunked = h2_request_to_h1(self.head)
+            h1_head, _ = h2_request_to_h1(self.head)
             request = listener.parse(h1_head)
         except HttpSyntaxError as error:
             self.answer(error.status, error.reason)
@@ -147,12 +149,21 @@ class H2Stream:
                 decision.cors,
             )
             return
-        if isinstance(decision, Guarded):  # not over HTTP/2 yet: fail closed, never unasked
-            self.routed = decision.cluster
-            self.answer(503, "external authorisation is not available over HTTP/2")
+        if isinstance(decision, Guarded):  # asked first; forwarded once allowed
+            self.routed, self.body_limit = decision.cluster, decision.body_limit
+            wait_on_stream(
+                self, decision.cluster, decision.edits, decision.body_limit, decision.auth
+            )
             return
         cluster, edits, self.body_limit = decision
         self.routed = cluster
+        self.forward(cluster, edits)
+
+    def forward(self, cluster: ClusterRuntime, edits: RequestEdits | None) -> None:
+        """Send the request to `cluster` (an exchange with one of its backends)."""
+        session, listener = self.session, self.session.listener
+        request = self.request
+        assert request is not None
         retry_after = session.bind_cluster(cluster)
         if retry_after is not None:
             retry = {"RETRY_AFTER": str(retry_after)} if retry_after else None
@@ -172,7 +183,8 @@ class H2Stream:
             asks = (b"te", b"trailers") in self.head.headers  # gRPC needs it
             exchange = H2Exchange(self, cluster, forwarded_to_h2(forwarded, asks), sticky_id)
         else:
-            exchange = H1Exchange(self, cluster, forwarded, chunked, sticky_id)
+            # the translated head says `transfer-encoding: chunked` exactly when the body goes so
+            exchange = H1Exchange(self, cluster, forwarded, request.chunked, sticky_id)
         self.exchange = exchange
         exchange.start()
 
