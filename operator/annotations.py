@@ -146,6 +146,7 @@ class Options:
     basic_auth: BasicAuth | None = None  # auth-type basic: the Secret to read (render does)
     service_upstream: bool = False  # one backend: the Service's ClusterIP
     default_backend: str | None = None  # a Service serving while the own has no endpoint
+    hash_key: str | None = None  # upstream-hash-by: MAGLEV keyed on these variables
     redirect: Redirect | None = None  # every route answers this redirect
     upstream_vhost: str | None = None  # the Host header sent to the backends
     http2: bool = False  # backends speak h2: backend-protocol GRPC/H2C/GRPCS, pysozu.io/http2
@@ -171,17 +172,26 @@ class Options:
         return Cluster(
             cluster_id=cluster_id,
             sticky_session=bool(self.sticky_session),
-            load_balancing=self.load_balancing or LoadBalancingAlgorithms.ROUND_ROBIN,
+            load_balancing=self._algorithm(),
             load_metric=self.load_metric,
             answers=dict(self.answers),
             connect_timeout=self.connect_timeout,
             back_timeout=self.back_timeout,
             sticky_name=self.sticky_name,
             sticky_cookie=self.sticky_cookie if self.sticky_session else None,
+            hash_key=self.hash_key,
             authorized_hashes=list(self.authorized_hashes or ()),
             www_authenticate=self.www_authenticate,
             http2=self.http2 or None,
         )
+
+    def _algorithm(self) -> LoadBalancingAlgorithms:
+        """upstream-hash-by needs a consistent hash: MAGLEV (nginx's `hash ... consistent`),
+        or HRW when pysozu.io/load-balancing asks for it."""
+        chosen = self.load_balancing or LoadBalancingAlgorithms.ROUND_ROBIN
+        if self.hash_key is not None and chosen is not LoadBalancingAlgorithms.HRW:
+            return LoadBalancingAlgorithms.MAGLEV
+        return chosen
 
     @property
     def required_auth(self) -> bool:
@@ -267,6 +277,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     upstream = parse_upstream(lookup(annotations, nginx))
     options.service_upstream = upstream.service_upstream
     options.default_backend = upstream.default_backend
+    if upstream.hash_key is not None:
+        options.hash_key = upstream.hash_key
     problems += upstream.problems
     basic = parse_basic_auth(lookup(annotations, nginx))
     options.basic_auth = basic.auth

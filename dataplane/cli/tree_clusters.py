@@ -59,6 +59,7 @@ def _cluster_add(a: argparse.Namespace) -> Request:
             back_timeout=a.back_timeout,
             sticky_name=a.sticky_name,
             sticky_cookie=_sticky_cookie(a),
+            hash_key=a.hash_key,
             backend_tls=backend_tls(a),
         )
     )
@@ -167,6 +168,13 @@ def add_cluster_tree(top: Subparsers) -> None:
         "listener's sticky_name)",
     )
     _add_sticky_cookie_flags(add)
+    add.add_argument(
+        "--hash-key",
+        metavar="TEMPLATE",
+        help="pysozu extension: with an hrw or maglev policy, the request variables that key "
+        "the hash ($request_uri, $uri, $host, $remote_addr, $http_<name>, $cookie_<name>, "
+        "$arg_<name>), as nginx's `hash ... consistent`",
+    )
     add.add_argument(
         "--https-redirect-port",
         type=value.port,

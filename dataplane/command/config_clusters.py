@@ -201,6 +201,7 @@ def _cluster(table: Table, cluster_id: str) -> Cluster:
         back_timeout=table.integer("back_timeout", low=1, high=U32),
         sticky_name=_sticky_name(table),
         sticky_cookie=_sticky_cookie(table),
+        hash_key=table.text("hash_key"),
         backend_tls=_backend_tls(table),
     )
 

@@ -422,6 +422,7 @@ class Cluster(Message, kw_only=True):
     back_timeout: int | None = None  # seconds
     sticky_name: str | None = None  # the sticky session cookie's name
     sticky_cookie: StickyCookie | None = None  # its attributes (None: `Path=/` as sozu)
+    hash_key: str | None = None  # HRW/MAGLEV key of HTTP requests (command/hash_keys.py)
     backend_tls: BackendTls | None = None  # None: plain TCP to the backends
 
 

@@ -22,12 +22,14 @@ from dataplane.command.auth_request_rules import auth_request_problem
 from dataplane.command.canary_rules import canary_problem
 from dataplane.command.cors_rules import cors_problem
 from dataplane.command.credential_formats import CredentialError, split_entry
+from dataplane.command.hash_keys import parse_hash_key
 from dataplane.command.messages import (
     CertificateAndKey,
     Cluster,
     HealthCheckConfig,
     HttpListenerConfig,
     HttpsListenerConfig,
+    LoadBalancingAlgorithms,
     PathRuleKind,
     RequestHttpFrontend,
     StickyCookie,
@@ -203,6 +205,18 @@ def check_cluster(cluster: Cluster) -> None:
             split_entry(entry)
         except CredentialError as error:
             raise StateError(f"cluster {cluster.cluster_id}: authorized_hashes: {error}") from None
+    if cluster.hash_key is not None:
+        try:
+            parse_hash_key(cluster.hash_key)
+        except ValueError as error:
+            raise StateError(f"cluster {cluster.cluster_id}: hash_key: {error}") from None
+        if cluster.load_balancing not in (
+            LoadBalancingAlgorithms.HRW,
+            LoadBalancingAlgorithms.MAGLEV,
+        ):
+            raise StateError(
+                f"cluster {cluster.cluster_id}: hash_key needs load_balancing HRW or MAGLEV"
+            )
     if cluster.sticky_cookie is not None:
         check_sticky_cookie(f"cluster {cluster.cluster_id}: sticky_cookie", cluster.sticky_cookie)
 

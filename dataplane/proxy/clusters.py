@@ -30,6 +30,7 @@ from dataplane.command.messages import (
 from dataplane.proxy.balancing.load_balancing import Backend, BackendSet
 from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.routing.credentials import Credentials
+from dataplane.proxy.routing.hash_key import HashKey
 from dataplane.proxy.tcp.listener import TcpListeners
 
 log = logging.getLogger("dataplane.worker")
@@ -70,6 +71,7 @@ class ClusterRuntime:
         "config",
         "connect_timeout",
         "credentials",
+        "hash_key",
         "http2",
         "https_redirect",
         "live_backends",
@@ -107,6 +109,7 @@ class ClusterRuntime:
         )
         self.backends.configure(config.load_balancing, config.load_metric)
         self.credentials = Credentials(config.authorized_hashes)
+        self.hash_key = HashKey.build(config.hash_key)
 
     def add_backend(self, request: AddBackend) -> None:
         self.live_backends.add(self.backends.add(request))

@@ -48,3 +48,23 @@ def test_default_backend_serves_while_the_service_has_no_endpoint(world: World) 
     wait_for("the fallback Service", lambda: world.get("web.example")[1] == "sorry-0 /")
     world.apply(endpoint_slice("app", ["127.0.0.2"], world.backend_port))
     wait_for("the Service's own endpoint", lambda: world.get("web.example")[1] == "app-0 /")
+
+
+def test_upstream_hash_by_keeps_a_key_on_one_backend(world: World) -> None:
+    for n in range(3):
+        world.backend(f"127.0.0.{n + 2}", f"pod-{n}")
+    start(world)
+    annotations = {NGINX + "upstream-hash-by": "$arg_user"}
+    ips = [f"127.0.0.{n + 2}" for n in range(3)]
+    world.apply(
+        service("app"),
+        endpoint_slice("app", ips, world.backend_port),
+        ingress("web", "web.example", "app", annotations=annotations),
+    )
+    wait_for("the route", lambda: world.get("web.example", "/?user=0")[0] == 200)
+    owners = {}
+    for user in range(10):
+        answers = {world.get("web.example", f"/?user={user}&n={n}")[1].split()[0] for n in range(4)}
+        assert len(answers) == 1, answers  # one backend per key
+        owners[user] = answers.pop()
+    assert len(set(owners.values())) >= 2  # keys spread over the pods

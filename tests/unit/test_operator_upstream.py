@@ -96,3 +96,36 @@ def _rule(service_name: str, host: str = "web.example") -> dict[str, Any]:
     backend = {"service": {"name": service_name, "port": {"number": 80}}}
     path = {"path": "/", "pathType": "Prefix", "backend": backend}
     return {"host": host, "http": {"paths": [path]}}
+
+
+def _cluster(rendered: Rendered, cid: str = "default/app:80") -> Any:
+    [body] = [
+        r.body for r in rendered.requests if r.verb == "add_cluster" and r.body.cluster_id == cid
+    ]
+    return body
+
+
+def test_upstream_hash_by_is_a_consistent_hash_keyed_on_the_variables() -> None:
+    from dataplane.command.messages import LoadBalancingAlgorithms
+
+    annotations = {NGINX + "upstream-hash-by": "$request_uri", NGINX + "load-balance": "ewma"}
+    web = ingress("web", [_rule("app")], annotations=annotations)
+    rendered = go(web, service("app"), endpoints("app", "10.0.0.1"), settings=ON)
+    cluster = _cluster(rendered)
+    assert cluster.hash_key == "$request_uri"
+    assert cluster.load_balancing == LoadBalancingAlgorithms.MAGLEV  # it overrides load-balance
+    assert rendered.problems == []
+    hrw = {NGINX + "upstream-hash-by": "$host", "pysozu.io/load-balancing": "hrw"}
+    rendered = go(ingress("web", [_rule("app")], annotations=hrw), service("app"), settings=ON)
+    assert _cluster(rendered).load_balancing == LoadBalancingAlgorithms.HRW
+
+
+def test_upstream_hash_by_problems_are_reported() -> None:
+    bad = {NGINX + "upstream-hash-by": "$request_body"}
+    rendered = go(ingress("web", [_rule("app")], annotations=bad), service("app"), settings=ON)
+    assert _cluster(rendered).hash_key is None
+    assert any("is not a variable" in p.message for p in rendered.problems)
+    subset = {NGINX + "upstream-hash-by": "$uri", NGINX + "upstream-hash-by-subset": "true"}
+    rendered = go(ingress("web", [_rule("app")], annotations=subset), service("app"), settings=ON)
+    assert _cluster(rendered).hash_key == "$uri"
+    assert any("no subsets" in p.message for p in rendered.problems)

@@ -61,6 +61,7 @@ EXTENSION_FLAGS = {
     "--sticky-cookie-same-site",
     "--sticky-cookie-secure",
     "--sticky-cookie-http-only",
+    "--hash-key",  # cluster add: upstream-hash-by
     "--host",  # alias of --hostname
     "--names",
     "--cert",

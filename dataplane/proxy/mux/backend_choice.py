@@ -24,12 +24,16 @@ if TYPE_CHECKING:
 
 
 def next_backend(
-    loop: Host, cluster: ClusterRuntime, sticky_id: str | None, failed: set[str] | frozenset[str]
+    loop: Host,
+    cluster: ClusterRuntime,
+    sticky_id: str | None,
+    failed: set[str] | frozenset[str],
+    key: bytes | None = None,
 ) -> Backend | None:
     # An HTTP/1.1 session's `failed` is a frozenset already (shared and empty until a connect
     # fails): passed as it is, no copy per new client connection.
     exclude = failed if type(failed) is frozenset else frozenset(failed)
-    backend = cluster.backends.select(loop.now, sticky_id=sticky_id, exclude=exclude)
+    backend = cluster.backends.select(loop.now, key, sticky_id=sticky_id, exclude=exclude)
     if backend is not None and failed:  # `backend.connect.retries`: a try after a failed one
         loop.metrics.cluster(cluster.cluster_id).retried(backend.backend_id)
     return backend

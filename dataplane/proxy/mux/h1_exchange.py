@@ -107,8 +107,12 @@ class H1Exchange:
         loop = self.loop
         cluster = self.cluster
         stream = self.stream
+        key = None
+        if cluster.hash_key is not None and stream.request is not None:
+            scheme = stream.session.listener.scheme
+            key = cluster.hash_key.key(stream.request, stream._client_ip, scheme)
         while len(self.failed) < MAX_CONNECT_TRIES:
-            backend = next_backend(loop, cluster, self.sticky_id, self.failed)
+            backend = next_backend(loop, cluster, self.sticky_id, self.failed, key)
             if backend is None:
                 break
             set_cookie = sticky_cookie_value(

@@ -25,6 +25,7 @@ written (`drained`), so each direction holds at most one stream window.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.errors import HttpSyntaxError
@@ -139,6 +140,10 @@ class H1Stream:
         self.status = 0
 
     # -- the request (the session calls) ---------------------------------------------------
+
+    def hash_inputs(self) -> tuple[RequestHead | None, Callable[[], str]]:
+        """What a cluster's hash_key reads (mux/h2_backends.py): the session's request."""
+        return self.session.request, self.session._client_ip
 
     def feed(self) -> None:
         """Request body bytes in the client's buffer: de-framed, copied to the exchange."""

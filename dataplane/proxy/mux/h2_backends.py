@@ -420,8 +420,13 @@ class H2Exchange:
     def start(self) -> None:
         loop = self.loop
         cluster = self.cluster
+        key = None
+        if cluster.hash_key is not None:  # upstream-hash-by: the request's key
+            request, client_ip = self.stream.hash_inputs()
+            if request is not None:
+                key = cluster.hash_key.key(request, client_ip, self.stream.session.listener.scheme)
         while len(self.failed) < MAX_CONNECT_TRIES:
-            backend = next_backend(loop, cluster, self.sticky_id, self.failed)
+            backend = next_backend(loop, cluster, self.sticky_id, self.failed, key)
             if backend is None:
                 break
             conn = loop.h2_backends.connection(backend, cluster)

@@ -14,6 +14,7 @@ here (`pending`), and the exchange stops reading its backend until `writable` dr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from h2.errors import ErrorCodes
@@ -187,6 +188,10 @@ class H2Stream:
             exchange = H1Exchange(self, cluster, forwarded, request.chunked, sticky_id)
         self.exchange = exchange
         exchange.start()
+
+    def hash_inputs(self) -> tuple[H1Request | None, Callable[[], str]]:
+        """What a cluster's hash_key reads (mux/h2_backends.py)."""
+        return self.request, self._client_ip
 
     def _client_ip(self) -> str:
         context = self.context

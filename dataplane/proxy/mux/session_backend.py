@@ -51,8 +51,12 @@ class BackendSide(FlowControl):
         loop = self.loop
         cluster = self.cluster
         assert cluster is not None
+        key = None
+        if cluster.hash_key is not None:  # upstream-hash-by: the request's key
+            assert self.request is not None
+            key = cluster.hash_key.key(self.request, self._client_ip, self.listener.scheme)
         while len(self.failed) < MAX_CONNECT_TRIES:
-            backend = next_backend(loop, cluster, self.sticky_id, self.failed)
+            backend = next_backend(loop, cluster, self.sticky_id, self.failed, key)
             if backend is None:
                 break
             if cluster.sticky_session:

@@ -285,3 +285,6 @@ class SessionFields:
 
     def on_timeout(self, now: float) -> None:
         raise NotImplementedError
+
+    def _client_ip(self) -> str:
+        raise NotImplementedError

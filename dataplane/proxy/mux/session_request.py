@@ -282,6 +282,7 @@ class RequestSide(BackendSide):
             back.cluster_id != cluster.cluster_id
             or (self.sticky_id is not None and self.sticky_id != back.backend.sticky_id)
             or back.backend not in cluster.live_backends
+            or cluster.hash_key is not None  # each request's key picks (a pooled connection)
         ):
             self._release_back()
             back = None
