@@ -31,6 +31,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def bench_argv(results: Path, *extra: str) -> list[str]:
     return [
         sys.executable, str(BENCH), "--quick", "--no-install",
@@ -107,6 +111,9 @@ def test_ctrl_c_stops_every_process_the_harness_started(tmp_path, scratch):
     before, directories = leftover_processes(tmp_path, scratch), work_directories(scratch)
     proc = subprocess.Popen(
         bench_argv(tmp_path, "--duration", "30", "--targets", "pysozu,nginx"),
+        # SIGINT as a terminal gives it, even when the suite runs as a background job of a
+        # shell without job control (which starts it with SIGINT ignored, inherited by exec)
+        preexec_fn=_default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

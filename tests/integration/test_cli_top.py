@@ -37,6 +37,9 @@ class Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: pysozu top on the pty
             argv = [sys.executable, "-m", "dataplane", "-c", str(proxy.config_path), "top", *args]
+            # A shell without job control starts background jobs with SIGINT ignored, and
+            # an ignored signal stays ignored across exec: ctrl-C must reach top as it would.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execvp(argv[0], argv)
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
         self.seen = b""
