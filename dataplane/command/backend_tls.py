@@ -16,8 +16,6 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 
-from cryptography import x509
-
 from dataplane.command.messages import BackendTls, Cluster
 from dataplane.command.state_rules import StateError
 
@@ -87,6 +85,8 @@ class BackendTlsContext:
 def names_match(der: bytes, name: str) -> bool:
     """Whether the certificate's subjectAltName covers `name` (a DNS name, `*.` matching one
     leftmost label, or an IP address)."""
+    from cryptography import x509  # 11+ MB of memory: loaded by the first check only
+
     try:
         names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
             x509.SubjectAlternativeName

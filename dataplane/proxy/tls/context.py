@@ -24,11 +24,6 @@ import hashlib
 import ssl
 from functools import cache
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from dataplane.command.backend_tls import memory_file
 from dataplane.command.messages import (
     DEFAULT_CIPHER_LIST,
@@ -119,6 +114,11 @@ def load_certificate(context: ssl.SSLContext, certificate: ParsedCertificate) ->
 def builtin_default_certificate() -> ParsedCertificate:
     """A self-signed certificate served when nothing else matches (sozu ships one; we make
     one per process so that no private key is ever committed or shared between installs)."""
+    from cryptography import x509  # 11+ MB of memory: only once an HTTPS listener needs it
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pysozu default certificate")])
     now = datetime.datetime.now(datetime.UTC)

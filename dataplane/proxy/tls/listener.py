@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from cryptography import x509
 
 from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
@@ -232,6 +231,8 @@ class HttpsListener(HttpListener):
         """The names strict SNI binding accepts: the override, else the SAN, else the CN."""
         if override:
             return tuple(name.lower() for name in override)
+        from cryptography import x509  # loaded already: the certificate was parsed with it
+
         leaf = stored.certificate.leaf
         try:
             san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
