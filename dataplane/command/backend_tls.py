@@ -12,12 +12,18 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import ssl
 import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.messages import BackendTls, Cluster
 from dataplane.command.state_rules import StateError
+
+if TYPE_CHECKING:
+    import ssl
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    ssl = lazy_module("ssl", globals())
 
 MAX_VERIFY_DEPTH = 100
 

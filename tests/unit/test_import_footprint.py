@@ -160,3 +160,27 @@ def test_error_page_escape_is_html_escape_s(text: str) -> None:
     from dataplane.proxy.answers.responses import _escape
 
     assert _escape(text) == html.escape(text)
+
+
+def test_backend_salts_use_hashlib_s_own_blake2b() -> None:
+    """balancing/hashing.py imports `_blake2` so that no worker loads OpenSSL for salts."""
+    import hashlib
+
+    from dataplane.proxy.balancing import hashing
+
+    assert hashing.blake2b is hashlib.blake2b
+    data = b"127.0.0.1:8080"
+    expected = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    assert hashing.hash_bytes(data) == expected
+
+
+def test_a_lazy_module_is_imported_by_its_first_use_and_then_bound() -> None:
+    from dataplane.command.lazy_import import lazy_module
+
+    namespace: dict[str, object] = {}
+    namespace["colorsys"] = stand_in = lazy_module("colorsys", namespace)
+    assert "lazy module 'colorsys'" in repr(stand_in)
+    assert stand_in.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
+    import colorsys
+
+    assert namespace["colorsys"] is colorsys  # later uses are plain module lookups

@@ -14,12 +14,17 @@ worker with no HTTPS listener never loads it.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.messages import CertificateAndKey
+
+if TYPE_CHECKING:
+    import hashlib
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    hashlib = lazy_module("hashlib", globals())
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -20,11 +20,11 @@ anonymous in-memory file (memfd): keys never touch the disk.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import ssl
 from functools import cache
+from typing import TYPE_CHECKING
 
 from dataplane.command.backend_tls import memory_file
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.messages import (
     DEFAULT_CIPHER_LIST,
     CertificateAndKey,
@@ -33,9 +33,16 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.tls.certificate import ParsedCertificate, TlsError, parse_certificate
 
-_VERSIONS = {
-    TlsVersion.TLS_V1_2: ssl.TLSVersion.TLSv1_2,
-    TlsVersion.TLS_V1_3: ssl.TLSVersion.TLSv1_3,
+if TYPE_CHECKING:
+    import hashlib
+    import ssl
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    hashlib = lazy_module("hashlib", globals())
+    ssl = lazy_module("ssl", globals())
+
+_VERSIONS = {  # names in ssl.TLSVersion (ssl is loaded by the first context built)
+    TlsVersion.TLS_V1_2: "TLSv1_2",
+    TlsVersion.TLS_V1_3: "TLSv1_3",
 }
 _TLS12_CIPHERS = {
     "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
@@ -56,7 +63,7 @@ DEFAULT_ALPN = ("h2", "http/1.1")
 def build_context(listener: HttpsListenerConfig) -> ssl.SSLContext:
     """A server context with the listener's protocol settings and no certificate yet."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    versions = sorted(_VERSIONS[v] for v in listener.versions if v in _VERSIONS)
+    versions = sorted(ssl.TLSVersion[_VERSIONS[v]] for v in listener.versions if v in _VERSIONS)
     if listener.versions and not versions:
         raise TlsError("none of the configured TLS versions is supported (TLS 1.2, TLS 1.3)")
     versions = versions or [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
