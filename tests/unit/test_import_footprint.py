@@ -28,6 +28,10 @@ HEAVY = (
     "importlib.metadata",  # dataplane.__version__ is read from the .dist-info
     "email",
 )
+# The h2 library's state machine and HPACK: loaded with a worker's first HTTP/2 connection.
+HTTP2 = ("h2.connection", "h2.events", "hpack", "hyperframe", "dataplane.proxy.http2.front")
+# OpenSSL's libraries come with these: loaded by TLS, basic auth or a state hash.
+OPENSSL = ("ssl", "_ssl", "hashlib", "_hashlib", "hmac")
 # Only main and the CLI use these: the worker's entry (proxy/worker/entry.py) skips them.
 MAIN_ONLY = ("argparse", "tomllib", "dataplane.cli", "dataplane.main", "difflib")
 
@@ -53,6 +57,20 @@ def test_worker_entry_loads_nothing_heavy() -> None:
     assert "dataplane.proxy.worker.loop" in names  # the worker's own path is there
     assert found(names, HEAVY) == []
     assert found(names, MAIN_ONLY) == []
+    assert found(names, HTTP2) == []
+    assert found(names, OPENSSL) == []
+
+
+def test_http2_connections_are_still_found_where_they_were() -> None:
+    from dataplane.proxy.http2 import BackConnection, FrontConnection
+    from dataplane.proxy.http2.back import BackConnection as Back
+    from dataplane.proxy.http2.front import FrontConnection as Front
+
+    assert (FrontConnection, BackConnection) == (Front, Back)
+    with pytest.raises(AttributeError):
+        import dataplane.proxy.http2 as http2
+
+        _ = http2.NoSuchThing
 
 
 def test_main_loads_nothing_heavy() -> None:
