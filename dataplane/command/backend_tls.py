@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -145,6 +144,8 @@ def memory_file(data: bytes) -> Iterator[str]:
         fd = os.memfd_create("pysozu-tls", os.MFD_CLOEXEC)
         path = f"/proc/self/fd/{fd}"
     else:  # not Linux: a private (0600) temporary file, unlinked on exit
+        import tempfile
+
         fd, path = tempfile.mkstemp(prefix="pysozu-tls-")
     try:
         os.write(fd, data)

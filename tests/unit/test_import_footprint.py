@@ -33,7 +33,7 @@ HTTP2 = ("h2.connection", "h2.events", "hpack", "hyperframe", "dataplane.proxy.h
 # OpenSSL's libraries come with these: loaded by TLS, basic auth or a state hash.
 OPENSSL = ("ssl", "_ssl", "hashlib", "_hashlib", "hmac")
 # Only main and the CLI use these: the worker's entry (proxy/worker/entry.py) skips them.
-MAIN_ONLY = ("argparse", "tomllib", "dataplane.cli", "dataplane.main", "difflib")
+MAIN_ONLY = ("argparse", "tomllib", "dataplane.cli", "dataplane.main", "difflib", "tempfile")
 
 
 def loaded_after(code: str) -> list[str]:
