@@ -1,7 +1,15 @@
-"""`python -m dataplane ...` is the `pysozu` command (workers are started this way)."""
+"""`python -m dataplane ...` is the `pysozu` command (workers are started this way).
+
+A worker's command line, as main writes it, skips the command tree (proxy/worker/entry.py
+says why): a worker never loads what only the CLI and main use."""
 
 import sys
 
-from dataplane.cli.app import main
+from dataplane.proxy.worker.entry import main as worker_main
 
-sys.exit(main())
+status = worker_main()
+if status is None:
+    from dataplane.cli.app import main
+
+    status = main()
+sys.exit(status)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import msgspec
-from cryptography import x509
 
 from dataplane.cli.backend_health import BACKEND_HEADERS, backend_rows
 from dataplane.cli.metrics_text import show_aggregated
@@ -259,6 +258,8 @@ def show_certificates(response: Response, out: TextIO) -> None:
 
 def _certificate_facts(pem: str, names: list[str]) -> tuple[str, str]:
     """(names, expiry) of a PEM certificate; names given explicitly win, as they are served."""
+    from cryptography import x509  # 11+ MB: not in main, which imports this module
+
     try:
         leaf = x509.load_pem_x509_certificate(pem.encode())
     except ValueError:

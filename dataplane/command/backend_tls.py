@@ -12,14 +12,17 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import ssl
-import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.messages import BackendTls, Cluster
 from dataplane.command.state_rules import StateError
+
+if TYPE_CHECKING:
+    import ssl
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    ssl = lazy_module("ssl", globals())
 
 MAX_VERIFY_DEPTH = 100
 
@@ -87,6 +90,8 @@ class BackendTlsContext:
 def names_match(der: bytes, name: str) -> bool:
     """Whether the certificate's subjectAltName covers `name` (a DNS name, `*.` matching one
     leftmost label, or an IP address)."""
+    from cryptography import x509  # 11+ MB of memory: loaded by the first check only
+
     try:
         names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
             x509.SubjectAlternativeName
@@ -139,6 +144,8 @@ def memory_file(data: bytes) -> Iterator[str]:
         fd = os.memfd_create("pysozu-tls", os.MFD_CLOEXEC)
         path = f"/proc/self/fd/{fd}"
     else:  # not Linux: a private (0600) temporary file, unlinked on exit
+        import tempfile
+
         fd, path = tempfile.mkstemp(prefix="pysozu-tls-")
     try:
         os.write(fd, data)

@@ -9,7 +9,6 @@ declares `deny_unknown_fields`, a warning elsewhere.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import os
 from dataclasses import dataclass, field
@@ -215,6 +214,8 @@ class Table:
             if ignored and key in ignored:
                 self.warn(key, f"accepted but ignored: {ignored[key]}")
             elif strict:
+                import difflib  # a typo's suggestion only: not in every worker
+
                 near = difflib.get_close_matches(key, sorted(self.used), n=1, cutoff=0.8)
                 self.error(key, f"unknown key (did you mean {near[0]}?)" if near else "unknown key")
             else:

@@ -6,6 +6,7 @@ RE2's syntax is the one sozu's Rust `regex` crate takes (Perl classes, `(?i)`, n
 repeats, named groups; no backreferences, no lookaround). Python's `(?#...)` comments are
 taken too and removed before compiling (pysozu-ingress orders its regex rules with them).
 Python's `re` would backtrack: `/(.*)/(.*)/(.*)/x` took 58 s on a 4 KB path that fails it.
+`re2` (about 2.7 MB of memory) is loaded by the first pattern compiled, not before.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol, cast
 
-import re2
-
 _COMMENT = re.compile(r"(?<!\\)\(\?#[^)]*\)")
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # a refused pattern is our error message, not a line on stderr
+_OPTIONS: list[Any] = []  # re2.Options, made with the first pattern compiled
 
 
 class Match(Protocol):
@@ -46,8 +44,14 @@ def compile_regex(pattern: str | bytes) -> Regex:
     `groups()` and `group(n)`; `.groups` is its number of groups)."""
     if isinstance(pattern, str):
         pattern = _COMMENT.sub("", pattern)
+    import re2
+
+    if not _OPTIONS:
+        options = re2.Options()
+        options.log_errors = False  # a refused pattern is our error message, not a stderr line
+        _OPTIONS.append(options)
     try:
-        return cast(Regex, re2.compile(pattern, _OPTIONS))
+        return cast(Regex, re2.compile(pattern, _OPTIONS[0]))
     except re2.error as error:
         reason = error.args[0] if error.args else error
         text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)

@@ -20,14 +20,14 @@ Stored messages are never mutated in place (they are replaced), so `copy` is che
 from __future__ import annotations
 
 import copy as _copy
-import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.backend_tls import check_backend_tls
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     STATE_VERBS,
@@ -82,6 +82,11 @@ from dataplane.command.state_rules import (
     check_trusted_proxies,
     with_names,
 )
+
+if TYPE_CHECKING:
+    import hashlib
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    hashlib = lazy_module("hashlib", globals())
 
 __all__ = [
     "ConfigState",

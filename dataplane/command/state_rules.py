@@ -3,6 +3,7 @@
 `ConfigState.dispatch` runs these before touching anything, so a request that would be silently
 misread later (an empty id, a hostname with a space, a regex that does not compile, port 0, a
 key that does not match its certificate) fails with a message saying what and why.
+`cryptography` (11-16 MB of memory) is imported by the certificate functions, when one runs.
 """
 
 from __future__ import annotations
@@ -10,12 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from typing import Any
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING, Any
 
 from dataplane.command.address import SocketAddress, parse_network
 from dataplane.command.auth_request_rules import auth_request_problem
@@ -40,6 +36,9 @@ from dataplane.command.messages import (
 )
 from dataplane.command.passthrough_rules import passthrough_problem
 from dataplane.command.regexes import RegexError, compile_regex
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 class StateError(Exception):
@@ -320,6 +319,8 @@ def check_alpn(where: str, values: list[str]) -> None:
 
 
 def _leaf(pem: str) -> x509.Certificate:
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificate(pem.encode())
     except ValueError as error:
@@ -328,10 +329,15 @@ def _leaf(pem: str) -> x509.Certificate:
 
 def certificate_fingerprint(pem: str) -> str:
     """Hex SHA-256 of the leaf certificate's DER, as sozu prints fingerprints."""
+    from cryptography.hazmat.primitives import hashes
+
     return _leaf(pem).fingerprint(hashes.SHA256()).hex()
 
 
 def _names_of(certificate: x509.Certificate) -> list[str]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = san.value.get_values_for_type(x509.DNSName)
@@ -351,6 +357,8 @@ def certificate_names(pem: str) -> list[str]:
 
 
 def _spki(public_key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     result: bytes = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -359,6 +367,9 @@ def _spki(public_key: Any) -> bytes:
 
 def check_certificate(certificate: CertificateAndKey) -> str:
     """Validate a certificate, its chain and its key; return the leaf's fingerprint."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
     leaf = _leaf(certificate.certificate)
     for index, pem in enumerate(certificate.certificate_chain):
         try:
@@ -379,6 +390,9 @@ def check_certificate(certificate: CertificateAndKey) -> str:
 def check_certificate_servable(certificate: CertificateAndKey) -> None:
     """What a worker would refuse to serve: a chain out of order (each certificate must be
     issued by the next). An expired certificate is served, as sozu does (`expiry_warning`)."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
     leaf = _leaf(certificate.certificate)
     chain = [
         extra

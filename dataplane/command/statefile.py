@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 from dataplane.command.codec import DecodeError, decode, encode
 from dataplane.command.messages import Request, WorkerRequest
@@ -57,6 +56,8 @@ def write_state_file(path: str | os.PathLike[str], requests: list[Request]) -> N
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     data = encode_state(requests)
+    import tempfile  # main saves; a worker only reads: 0.6 MB with shutil, bz2 and lzma
+
     try:
         fd, temporary = tempfile.mkstemp(prefix=".state-", dir=directory)
     except OSError as error:

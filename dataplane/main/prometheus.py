@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from dataplane.command.messages import QueryMetricsOptions, Request
 from dataplane.command.responses import FilteredMetrics, WorkerMetrics
+from dataplane.main.figures import MainFigures  # its home before; tests import it here
 from dataplane.main.tasks import Gather
 from dataplane.main.workers import WorkerPool
 
@@ -107,23 +108,6 @@ def family_of(scope: str, key: str) -> tuple[Family, str | None] | None:
     suffix, kind, help_text, labels, _scopes = row
     family = Family(_SCOPE_PREFIX[scope] + suffix, kind, help_text, labels)
     return family, (label if colon else None)
-
-
-@dataclass
-class MainFigures:
-    """Counters main keeps about itself; `workers_alive` is read at collect time."""
-
-    workers_alive: Callable[[], int] = lambda: 0
-    worker_restarts: int = 0
-    worker_upgrades: int = 0
-    main_upgrades: int = 0
-    config_requests: dict[tuple[str, str], int] = field(default_factory=dict)
-    scrape_timeouts: dict[str, int] = field(default_factory=dict)
-    scrape_deadlines_missed: int = 0
-
-    def config_request(self, verb: str, ok: bool) -> None:
-        key = (verb, "ok" if ok else "failure")
-        self.config_requests[key] = self.config_requests.get(key, 0) + 1
 
 
 class _Histogram:

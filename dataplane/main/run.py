@@ -30,7 +30,6 @@ from dataplane.main.changes import ChangeRefused
 from dataplane.main.command_socket import CommandSocket
 from dataplane.main.demo import DemoProcess, start_demo_backends, stop_demo_backends
 from dataplane.main.errors import MainError
-from dataplane.main.prometheus_main import start_prometheus
 from dataplane.main.server import Supervisor
 from dataplane.main.statsd import Drain, StatsdPoller
 from dataplane.main.statsd_lines import Format
@@ -124,6 +123,8 @@ def _serve(
     config = supervisor.config
     address = supervisor.prometheus_address or config.prometheus_address
     if address:
+        from dataplane.main.prometheus_main import start_prometheus  # prometheus_client: 12 MB
+
         try:
             supervisor.prometheus = start_prometheus(supervisor, address)
         except (OSError, ValueError) as error:  # ValueError: not an address
@@ -162,6 +163,8 @@ def _start_statsd(supervisor: Supervisor, upgraded: bool) -> None:
 
 def _retry_prometheus(supervisor: Supervisor, address: str, retries: int) -> None:
     """After an upgrade the previous main holds the address until it exits: try again."""
+
+    from dataplane.main.prometheus_main import start_prometheus
 
     def attempt() -> None:
         try:

@@ -13,7 +13,7 @@ import os
 import selectors
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dataplane
 from dataplane.command.config import Config
@@ -45,7 +45,7 @@ from dataplane.main.client_table import MAX_SUBSCRIBERS, ClientTable
 from dataplane.main.clients import Client
 from dataplane.main.command_socket import CommandSocket
 from dataplane.main.events import EventHub
-from dataplane.main.figures import LifecycleFigures
+from dataplane.main.figures import LifecycleFigures, MainFigures
 from dataplane.main.heartbeat import Heartbeat
 from dataplane.main.jobs import Job, NoReply, Outcome, Reply, run_job
 from dataplane.main.listeners import ListenerSockets
@@ -53,14 +53,15 @@ from dataplane.main.loop import EventLoop
 from dataplane.main.metric_leases import LeaseError, MetricLeases
 from dataplane.main.metrics_query import query_metrics
 from dataplane.main.prober import HealthProber
-from dataplane.main.prometheus import MainFigures
-from dataplane.main.prometheus_http import PrometheusEndpoint
 from dataplane.main.signals import SignalPipe
 from dataplane.main.statsd import StatsdPoller
 from dataplane.main.stopping import stop_workers
 from dataplane.main.tasks import Gather
 from dataplane.main.worker_upgrade import upgrade_worker
 from dataplane.main.workers import WorkerPool
+
+if TYPE_CHECKING:  # prometheus_client is imported only when an endpoint is started (run.py)
+    from dataplane.main.prometheus_http import PrometheusEndpoint
 
 log = logging.getLogger("pysozu.main")
 

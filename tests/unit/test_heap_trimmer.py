@@ -31,3 +31,12 @@ def test_glibcs_malloc_trim_is_found_here() -> None:
     trim = _malloc_trim()
     assert trim is not None  # these machines and the image run glibc
     assert trim(0) in (0, 1)
+
+
+def test_the_booted_worker_trims_once_without_counting_a_burst() -> None:
+    calls: list[int] = []
+    heap = HeapTrimmer(lambda pad: calls.append(pad) or 1)
+    heap.trim_now()
+    assert calls == [0]
+    assert heap.trims == 0  # the burst counter (and its spacing) is untouched
+    assert heap.tick(now=0.0, closed=CLOSED_BEFORE_TRIM)

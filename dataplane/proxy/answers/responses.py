@@ -18,7 +18,6 @@ into literal byte chunks and variable slots, so rendering is a join.
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -48,6 +47,18 @@ class AnswersError(Exception):
     """A template that cannot be used; the message names the template and the reason."""
 
 
+def _escape(text: str) -> str:
+    """`html.escape(text)`, the same replacements in the same order, without the `html`
+    package, whose entity tables cost a worker 0.5 MB."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Template:
     status: int
@@ -59,7 +70,7 @@ class _Template:
     def render(self, values: dict[str, str]) -> bytes:
         pieces = list(self.body)
         if len(pieces) > 1:
-            escaped = {name: html.escape(value) for name, value in values.items()}
+            escaped = {name: _escape(value) for name, value in values.items()}
             pieces[1::2] = [escaped.get(name, "") for name in pieces[1::2]]
         body = "".join(pieces).encode()
         out: list[bytes] = []

@@ -9,8 +9,11 @@ splitmix64 finaliser to combine a key with a backend salt.
 
 from __future__ import annotations
 
-import hashlib
 import math
+
+# CPython's own BLAKE2, which `hashlib.blake2b` is too (hashlib never takes OpenSSL's): without
+# importing hashlib, which loads OpenSSL's libcrypto (3.6 MB of memory) in every worker.
+from _blake2 import blake2b
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -25,7 +28,7 @@ MAGLEV_SMALL_LIMIT = 50
 
 
 def hash_bytes(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    return int.from_bytes(blake2b(data, digest_size=8).digest(), "little")
 
 
 def mix(value: int) -> int:

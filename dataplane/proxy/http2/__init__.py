@@ -5,9 +5,13 @@ side of one h2c (prior knowledge) backend connection. Both speak the small event
 `events`, keep every flood limit of `limits.H2Limits` (sozu's `h2_*` knobs) and count what
 they refuse in an `H2Counters`. `translate` turns HTTP/2 heads into HTTP/1.1 heads and back.
 Nothing here reads a clock or touches a socket: the caller passes `now` and moves the bytes.
+
+`FrontConnection` and `BackConnection` (and with them the `h2` library: 1.4 MB of memory) are
+imported on first use: a worker serving no HTTP/2 never loads them.
 """
 
-from dataplane.proxy.http2.back import BackConnection
+from typing import TYPE_CHECKING, Any
+
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.http2.events import (
     Body,
@@ -21,8 +25,11 @@ from dataplane.proxy.http2.events import (
     StreamReset,
     Trailers,
 )
-from dataplane.proxy.http2.front import FrontConnection
 from dataplane.proxy.http2.limits import H2Limits
+
+if TYPE_CHECKING:
+    from dataplane.proxy.http2.back import BackConnection
+    from dataplane.proxy.http2.front import FrontConnection
 
 __all__ = [
     "BackConnection",
@@ -40,3 +47,15 @@ __all__ = [
     "StreamReset",
     "Trailers",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FrontConnection":
+        from dataplane.proxy.http2.front import FrontConnection
+
+        return FrontConnection
+    if name == "BackConnection":
+        from dataplane.proxy.http2.back import BackConnection
+
+        return BackConnection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,8 +10,7 @@ already name this backend; empty otherwise.
 
 from __future__ import annotations
 
-from email.utils import formatdate
-from time import time
+from time import gmtime, time
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.clusters import SECURE_ALWAYS, SECURE_NEVER
@@ -60,8 +59,22 @@ def sticky_cookie(
     name = cluster.sticky_name or name
     value = b"%s=%s%s" % (name, chosen.encode("ascii", "replace"), cluster.sticky_attributes)
     if cluster.sticky_expires >= 0:
-        value += b"; Expires=" + formatdate(time() + cluster.sticky_expires, usegmt=True).encode()
+        value += b"; Expires=" + http_date(time() + cluster.sticky_expires).encode()
     secure = cluster.sticky_secure
     if secure != SECURE_NEVER and (secure == SECURE_ALWAYS or tls):
         value += b"; Secure"
     return value
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(seconds: float) -> str:
+    """`Thu, 01 Jan 1970 00:00:00 GMT`, as `email.utils.formatdate(usegmt=True)` writes it
+    (never the locale's names), without the `email` package's imports (0.7 MB a worker)."""
+    t = gmtime(seconds)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )

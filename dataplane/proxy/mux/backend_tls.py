@@ -21,11 +21,16 @@ import contextlib
 import errno
 import logging
 import socket
-import ssl
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from dataplane.command.lazy_import import lazy_module
 from dataplane.proxy.mux.session_fields import EPOLLIN, EPOLLOUT
+
+if TYPE_CHECKING:
+    import ssl
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    ssl = lazy_module("ssl", globals())
 
 if TYPE_CHECKING:
     from dataplane.command.backend_tls import BackendTlsContext
@@ -34,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dataplane.worker")
 
-_WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 JOIN_LIMIT = 64 * 1024  # pieces smaller than this in all are joined into one TLS write
 HANDSHAKING = errno.EINPROGRESS  # `handshake`'s answer while OpenSSL waits for the backend
 
@@ -82,7 +86,7 @@ class BackendTlsStream:
             received = tls.recv_into(view)
             while received and received < len(view) and tls.pending():
                 received += tls.recv_into(view[received:])
-        except _WANT:
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
         except ssl.SSLZeroReturnError:
             return 0
@@ -93,7 +97,7 @@ class BackendTlsStream:
     def recv(self, size: int) -> bytes:
         try:
             data = self._ssl.recv(size)
-        except _WANT:
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
         except ssl.SSLZeroReturnError:
             return b""
@@ -104,7 +108,7 @@ class BackendTlsStream:
     def send(self, data: bytes | bytearray | memoryview) -> int:
         try:
             return self._ssl.send(data)
-        except _WANT:
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
 
     def sendmsg(self, parts: Sequence[bytes | memoryview]) -> int:
@@ -168,7 +172,7 @@ class BackendTlsStream:
         leaves it usable; application bytes or a close do not."""
         try:
             self._ssl.recv(1)
-        except _WANT:
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return True
         except (ssl.SSLError, OSError):
             return False

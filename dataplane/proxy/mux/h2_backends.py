@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 from h2.errors import ErrorCodes
 
 from dataplane.proxy.http2 import (
-    BackConnection,
     Body,
     ConnectionClosed,
     Event,
@@ -113,6 +112,8 @@ class H2Backend:
         tls = cluster.backend_tls  # h2 over TLS (ALPN h2): mux/backend_tls.py
         self.sock = sock if tls is None else BackendTlsStream(tls, sock)
         self.fd = self.sock.fileno()
+        from dataplane.proxy.http2.back import BackConnection  # h2 loads with the first one
+
         self.back = BackConnection(BACK_LIMITS, loop.h2_counters, loop.now)
         self.exchanges: dict[int, H2Exchange] = {}
         self.waiting: list[H2Exchange] = []  # streams to open once connected

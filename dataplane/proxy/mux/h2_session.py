@@ -26,7 +26,6 @@ from dataplane.proxy.http2 import (
     Body,
     ConnectionClosed,
     Event,
-    FrontConnection,
     RequestHead,
     Sendable,
     StreamReset,
@@ -107,6 +106,9 @@ class H2Session:
         self.clusters: set[str] = set()  # counted against their max_connections_per_ip
         self.sni_binding = sni_binding
         self.figures: ListenerFigures | None = None  # set by the acceptor
+        # the h2 library's state machine (1.4 MB of memory) loads with the first connection
+        from dataplane.proxy.http2.front import FrontConnection
+
         self.front = FrontConnection(listener.h2_limits, loop.h2_counters, loop.now)
         self.streams: dict[int, H2Stream] = {}
         self.out = bytearray()

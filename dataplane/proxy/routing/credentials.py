@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dataplane.command.credential_formats import (
     APR1,
@@ -26,6 +25,14 @@ from dataplane.command.credential_formats import (
     CredentialError,
     split_entry,
 )
+from dataplane.command.lazy_import import lazy_module
+
+if TYPE_CHECKING:
+    import hashlib
+    import hmac
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    hashlib = lazy_module("hashlib", globals())
+    hmac = lazy_module("hmac", globals())
 
 MAX_CREDENTIALS = 4096  # bytes of a base64 Authorization value
 CACHE_SIZE = 1024

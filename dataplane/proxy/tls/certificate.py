@@ -8,23 +8,27 @@ the `certificate` field are treated as the start of the chain.
 
 Identity is the hex SHA-256 of the leaf's DER, as in sozu. The names a certificate answers
 for are its subject CN and SAN dNSNames, or the explicit `names` override, lowercased.
+`cryptography` (11+ MB of memory) is imported when a certificate is first parsed, so that a
+worker with no HTTPS listener never loads it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import NameOID
-
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.messages import CertificateAndKey
 
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+if TYPE_CHECKING:
+    import hashlib
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    hashlib = lazy_module("hashlib", globals())
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 
 class TlsError(Exception):
@@ -42,11 +46,15 @@ class ParsedCertificate:
 
     def certificate_pem(self) -> bytes:
         """Leaf then chain, the layout OpenSSL's `load_cert_chain` expects."""
+        from cryptography.hazmat.primitives import serialization
+
         return b"".join(
             c.public_bytes(serialization.Encoding.PEM) for c in (self.leaf, *self.chain)
         )
 
     def key_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -56,6 +64,8 @@ class ParsedCertificate:
 
 def leaf_fingerprint(certificate_pem: str) -> str:
     """Hex SHA-256 of the first certificate's DER (TlsError if it is not a PEM certificate)."""
+    from cryptography.hazmat.primitives import serialization
+
     leaf = _load_certificates(certificate_pem, "certificate")[0]
     return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
 
@@ -63,6 +73,9 @@ def leaf_fingerprint(certificate_pem: str) -> str:
 def parse_certificate(
     certificate: CertificateAndKey, expired_at: int | None = None
 ) -> ParsedCertificate:
+    from cryptography.hazmat.primitives import serialization
+
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     leaf, *extra = _load_certificates(certificate.certificate, "certificate")
     leaf_der = leaf.public_bytes(serialization.Encoding.DER)
     chain = list(extra)
@@ -72,7 +85,7 @@ def parse_certificate(
     _check_chain_order([leaf, *chain])
 
     key = _load_key(certificate.key)
-    if key.public_key().public_bytes(*_SPKI) != leaf.public_key().public_bytes(*_SPKI):
+    if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
         raise TlsError("the private key does not match the certificate's public key")
 
     names = tuple(dict.fromkeys(_normalize_name(n) for n in certificate.names or _names_of(leaf)))
@@ -90,6 +103,8 @@ def parse_certificate(
 
 
 def _load_certificates(pem: str, field: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         certificates = x509.load_pem_x509_certificates(pem.encode())
     except (ValueError, UnicodeEncodeError) as error:
@@ -100,6 +115,9 @@ def _load_certificates(pem: str, field: str) -> list[x509.Certificate]:
 
 
 def _load_key(pem: str) -> PrivateKeyTypes:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         return serialization.load_pem_private_key(pem.encode(), password=None)
     except TypeError:
@@ -109,6 +127,8 @@ def _load_key(pem: str) -> PrivateKeyTypes:
 
 
 def _check_chain_order(certificates: list[x509.Certificate]) -> None:
+    from cryptography.exceptions import InvalidSignature
+
     for index, (child, issuer) in enumerate(itertools.pairwise(certificates)):
         try:
             child.verify_directly_issued_by(issuer)
@@ -120,6 +140,9 @@ def _check_chain_order(certificates: list[x509.Certificate]) -> None:
 
 
 def _names_of(leaf: x509.Certificate) -> list[str]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     names = [str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)

@@ -20,16 +20,11 @@ anonymous in-memory file (memfd): keys never touch the disk.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import ssl
 from functools import cache
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from dataplane.command.backend_tls import memory_file
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.messages import (
     DEFAULT_CIPHER_LIST,
     CertificateAndKey,
@@ -38,9 +33,16 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.tls.certificate import ParsedCertificate, TlsError, parse_certificate
 
-_VERSIONS = {
-    TlsVersion.TLS_V1_2: ssl.TLSVersion.TLSv1_2,
-    TlsVersion.TLS_V1_3: ssl.TLSVersion.TLSv1_3,
+if TYPE_CHECKING:
+    import hashlib
+    import ssl
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    hashlib = lazy_module("hashlib", globals())
+    ssl = lazy_module("ssl", globals())
+
+_VERSIONS = {  # names in ssl.TLSVersion (ssl is loaded by the first context built)
+    TlsVersion.TLS_V1_2: "TLSv1_2",
+    TlsVersion.TLS_V1_3: "TLSv1_3",
 }
 _TLS12_CIPHERS = {
     "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
@@ -61,7 +63,7 @@ DEFAULT_ALPN = ("h2", "http/1.1")
 def build_context(listener: HttpsListenerConfig) -> ssl.SSLContext:
     """A server context with the listener's protocol settings and no certificate yet."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    versions = sorted(_VERSIONS[v] for v in listener.versions if v in _VERSIONS)
+    versions = sorted(ssl.TLSVersion[_VERSIONS[v]] for v in listener.versions if v in _VERSIONS)
     if listener.versions and not versions:
         raise TlsError("none of the configured TLS versions is supported (TLS 1.2, TLS 1.3)")
     versions = versions or [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
@@ -119,6 +121,11 @@ def load_certificate(context: ssl.SSLContext, certificate: ParsedCertificate) ->
 def builtin_default_certificate() -> ParsedCertificate:
     """A self-signed certificate served when nothing else matches (sozu ships one; we make
     one per process so that no private key is ever committed or shared between installs)."""
+    from cryptography import x509  # 11+ MB of memory: only once an HTTPS listener needs it
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pysozu default certificate")])
     now = datetime.datetime.now(datetime.UTC)

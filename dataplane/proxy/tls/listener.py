@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from cryptography import x509
 
 from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
@@ -45,12 +43,12 @@ from dataplane.proxy.tls.passthrough import PassthroughRoutes, SniPeek
 from dataplane.proxy.tls.policy import SniBinding, served_alpn
 from dataplane.proxy.tls.session import HttpsSession
 from dataplane.proxy.tls.store import CertificateStore, StoredCertificate, TlsError
-from dataplane.proxy.tls.transport import TlsHandshake, TlsSocket, TlsStream
 
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.tls.transport import TlsSocket
 
 log = logging.getLogger("dataplane.worker")
 
@@ -83,6 +81,9 @@ class HttpsListener(HttpListener):
         served = msgspec.structs.replace(
             config, alpn_protocols=served_alpn(config), disable_http11=False, cipher_suites=[]
         )
+        # transport.py imports ssl (OpenSSL: megabytes): only once an HTTPS listener exists
+        from dataplane.proxy.tls.transport import TlsSocket
+
         store = CertificateStore(served)
         context = store.default_context
         context.sslsocket_class = TlsSocket
@@ -188,9 +189,11 @@ class HttpsListener(HttpListener):
         figures: ListenerFigures | None,
     ) -> None:
         """An accepted connection (its PROXY header and SNI peek done) starts its handshake."""
+        from dataplane.proxy.tls.transport import TlsHandshake
+
         try:
             handshake = TlsHandshake(loop, self, sock, peer)
-        except (ssl.SSLError, OSError):
+        except OSError:  # ssl.SSLError is one
             sock.close()
             if figures is not None:
                 figures.closed()
@@ -216,6 +219,8 @@ class HttpsListener(HttpListener):
                         served, self._override_names(served.fingerprint)
                     )
                 binding = SniBinding(names, None)
+        from dataplane.proxy.tls.transport import TlsStream
+
         if tls.selected_alpn_protocol() == "h2":
             return H2Session(loop, self, TlsStream(tls), peer, binding)
         if self.tls_config.disable_http11:
@@ -232,6 +237,8 @@ class HttpsListener(HttpListener):
         """The names strict SNI binding accepts: the override, else the SAN, else the CN."""
         if override:
             return tuple(name.lower() for name in override)
+        from cryptography import x509  # loaded already: the certificate was parsed with it
+
         leaf = stored.certificate.leaf
         try:
             san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)

@@ -16,9 +16,10 @@ clients reaching the proxy by IP address expect).
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.messages import CertificateAndKey, HttpsListenerConfig
 from dataplane.proxy.tls.certificate import (
     ParsedCertificate,
@@ -32,6 +33,11 @@ from dataplane.proxy.tls.context import (
     listener_default_certificate,
     load_certificate,
 )
+
+if TYPE_CHECKING:
+    import ssl
+else:  # OpenSSL (4.8 MB of memory) loads on first use: command/lazy_import.py
+    ssl = lazy_module("ssl", globals())
 
 __all__ = [
     "CertificateStore",

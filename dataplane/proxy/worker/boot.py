@@ -8,6 +8,7 @@ run the loop. Any failure before the loop is one line on stderr and exit status 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -53,6 +54,8 @@ def begin_worker_process(
     except BootError as error:
         print(f"pysozu worker {worker_id}: {error}", file=sys.stderr)
         return 1
+    gc.collect()  # what booting left unreachable, before the heap is trimmed
+    loop.heap.trim_now()
     log.info("worker %d running (pid %d, %s)", worker_id, os.getpid(), build_info.describe())
     try:
         loop.run()
