@@ -232,10 +232,36 @@ def test_revocation_list(pysozu: Any, echo: EchoBackend, tmp_path: Path) -> None
     )
     (tmp_path / "clients.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     auth = 'client_auth = { ca = "DIR/clients-ca.pem", crl = "DIR/clients.crl" }'
-    pysozu.start(setup.config(port := pysozu.free_port(), echo.port, auth), workers=1)
+    proxy = pysozu.start(setup.config(port := pysozu.free_port(), echo.port, auth), workers=1)
     assert get(port, "mtls.example", setup.context(setup.alice))[0] == 200
     with pytest.raises((ssl.SSLError, ConnectionError)):
         get(port, "mtls.example", setup.context(setup.bob))  # revoked
+    result = proxy.cli("-j", "metrics", "get")
+    assert result.returncode == 0, result.stderr
+    assert _count(json.loads(result.stdout), "tls.client_cert.refused") == 1
+
+
+def _count(node: Any, name: str) -> int:
+    """The sum of the counts named `name` anywhere in `metrics get`'s JSON."""
+    if isinstance(node, list):
+        return sum(_count(item, name) for item in node)
+    if not isinstance(node, dict):
+        return 0
+    total = 0
+    for key, value in node.items():
+        if key == name:
+            total += value if type(value) is int else sum(_numbers(value))
+        else:
+            total += _count(value, name)
+    return total
+
+
+def _numbers(node: Any) -> list[int]:
+    if type(node) is int:
+        return [node]
+    if isinstance(node, dict):
+        return [n for value in node.values() for n in _numbers(value)]
+    return []
 
 
 def test_verify_depth(pysozu: Any, echo: EchoBackend, tmp_path: Path) -> None:
