@@ -241,6 +241,33 @@ def test_revocation_list(pysozu: Any, echo: EchoBackend, tmp_path: Path) -> None
     assert _count(json.loads(result.stdout), "tls.client_cert.refused") == 1
 
 
+def test_a_resumed_session_keeps_its_certificate(
+    pysozu: Any, echo: EchoBackend, tmp_path: Path
+) -> None:
+    setup = Setup(tmp_path)
+    port = pysozu.free_port()
+    pysozu.start(setup.config(port, echo.port, REQUIRED), workers=1)
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        context = setup.context(setup.alice)
+        context.maximum_version = version
+        session = None
+        for attempt in range(2):
+            raw = socket.create_connection(("127.0.0.1", port), 5)
+            with (
+                raw,
+                context.wrap_socket(raw, server_hostname="mtls.example", session=session) as tls,
+            ):
+                tls.sendall(b"GET /x HTTP/1.1\r\nHost: mtls.example\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+                assert tls.session_reused == (attempt == 1), version
+                session = tls.session
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            body = answer.partition(b"\r\n\r\n")[2]
+            assert seen(body)["ssl-client-subject-dn"][0].startswith("CN=alice")
+
+
 def _count(node: Any, name: str) -> int:
     """The sum of the counts named `name` anywhere in `metrics get`'s JSON."""
     if isinstance(node, list):
