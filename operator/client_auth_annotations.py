@@ -214,10 +214,11 @@ class ClientTlsHosts:
             why = "a rule without host cannot ask for a certificate (it is asked by SNI)"
             message = f"annotation {ask.secret_key}: {why}, so the Ingress's routes answer 503"
             notice = Notice("Warning", NOT_ENFORCED, message)
-        if notice is not None or filled is None:
+        if notice is not None:
             options.refused.append(ask.secret_key)
-            options.notices.append(notice)  # type: ignore[arg-type]
+            options.notices.append(notice)
             return
+        assert filled is not None  # resolve_client_tls gives one or the other
         if options.refused:
             return  # its routes answer 503 anyway
         for host in hosts:
