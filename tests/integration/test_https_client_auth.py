@@ -1,5 +1,5 @@
 """Client certificates (`client_auth`, docs/client-certificates.md) through a real pysozu:
-Python's ssl and httpx clients presenting certificates made by trustme, HTTP/1.1 and HTTP/2.
+Python's ssl, httpx and curl presenting certificates made by trustme, HTTP/1.1 and HTTP/2.
 
 `mtls.example` asks for a certificate from its own CA; `plain.example` shares the listener and
 the server certificate (so strict SNI binding lets a request name either host) and asks for
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import socket
 import ssl
+import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -300,3 +302,25 @@ def test_verify_depth(pysozu: Any, echo: EchoBackend, tmp_path: Path) -> None:
     deep = setup.clients.create_child_ca().issue_cert("carol.clients.test", common_name="carol")
     status, _, body = get(port, "mtls.example", setup.context(deep))
     assert status == 400 and b"The SSL certificate error" in body
+
+
+def test_curl_over_http2_with_and_without_a_certificate(
+    pysozu: Any, echo: EchoBackend, tmp_path: Path
+) -> None:
+    curl = shutil.which("curl")
+    assert curl is not None
+    setup = Setup(tmp_path)
+    port = pysozu.free_port()
+    pysozu.start(setup.config(port, echo.port, REQUIRED), workers=1)
+    trust = tmp_path / "server-ca.pem"
+    setup.pki.ca.cert_pem.write_to_path(str(trust))
+    alice = tmp_path / "alice.pem"
+    setup.alice.private_key_and_cert_chain_pem.write_to_path(str(alice))
+    base = [curl, "-s", "--http2", "--cacert", str(trust), "-w", "\n%{http_version} %{http_code}"]
+    base += ["--resolve", f"mtls.example:{port}:127.0.0.1", f"https://mtls.example:{port}/x"]
+    with_cert = subprocess.run([*base, "--cert", str(alice)], capture_output=True, timeout=20)
+    body, _, status = with_cert.stdout.rpartition(b"\n")
+    assert status == b"2 200", with_cert.stderr
+    assert seen(body)["ssl-client-verify"] == ["SUCCESS"]
+    without = subprocess.run(base, capture_output=True, timeout=20)
+    assert without.stdout.rpartition(b"\n")[2] == b"2 400", without.stderr
