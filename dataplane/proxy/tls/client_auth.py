@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import serialization
 from dataplane.command.backend_tls import memory_file
 from dataplane.command.messages import RequestHttpFrontend
 from dataplane.proxy.routing.client_auth import ClientAuthPolicy, ClientConnection, SniCheck
-from dataplane.proxy.tls.store import StoredCertificate
+from dataplane.proxy.tls.store import CertificateStore, StoredCertificate, TlsError
+from dataplane.proxy.tls.transport import TlsSocket
 
 log = logging.getLogger("dataplane.worker")
 
@@ -98,8 +99,27 @@ class ClientAuthIndex:
             if config.crl:
                 context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
             context.sni_callback = callback
+            context.sslsocket_class = TlsSocket
             self._contexts[cache_key] = context
         return context
+
+    def handshake(
+        self, store: CertificateStore, server_name: str, address: object
+    ) -> tuple[ssl.SSLContext, ClientAuthPolicy] | None:
+        """The context a connection with this SNI is created with, when it asks for a client
+        certificate (None: it does not, or its context cannot be built: the connection gets
+        none, and the requests of its `client_auth` routes 421, never through)."""
+        name = server_name.lower().removesuffix(".")
+        policy = self.match(name)
+        if policy is None:
+            return None
+        stored = store.lookup(name)
+        try:
+            context = self.context(stored, policy, _recorder(stored))
+        except (TlsError, ssl.SSLError, ValueError, OSError) as error:
+            log.error("client_auth for %s on %s unusable: %s", name, address, error)
+            return None
+        return context, policy
 
     def clear(self) -> None:
         self._contexts.clear()
@@ -108,6 +128,16 @@ class ClientAuthIndex:
         """A certificate removed: drop its contexts (live connections keep theirs)."""
         for key in [k for k in self._contexts if k[0] == fingerprint]:
             del self._contexts[key]
+
+
+def _recorder(stored: StoredCertificate) -> Callable[..., None]:
+    def on_server_name(connection: Any, server_name: str | None, _: object) -> None:
+        # The context was chosen by the peeked SNI (the same bytes): only remember it.
+        connection.served = stored
+        if server_name:
+            connection.server_name = server_name.lower().removesuffix(".")
+
+    return on_server_name
 
 
 def client_connection(

@@ -190,32 +190,6 @@ class HttpsListener(HttpListener):
 
         return on_server_name
 
-    @staticmethod
-    def _on_client_auth_name(stored: StoredCertificate) -> Callable[..., None]:
-        def on_server_name(connection: Any, server_name: str | None, _: object) -> None:
-            # The context was chosen by the peeked SNI (the same bytes): only remember it.
-            connection.served = stored
-            if server_name:
-                connection.server_name = server_name.lower().removesuffix(".")
-
-        return on_server_name
-
-    def _client_auth_context(self, server_name: str) -> tuple[ssl.SSLContext, Any] | None:
-        """The context asking for a client certificate for this SNI (None: no policy)."""
-        name = server_name.lower().removesuffix(".")
-        policy = self.client_auth.match(name)
-        if policy is None:
-            return None
-        stored = self.certificates.lookup(name)
-        try:
-            context = self.client_auth.context(stored, policy, self._on_client_auth_name(stored))
-        except (TlsError, ssl.SSLError, ValueError, OSError) as error:
-            # Fail closed: the connection gets no client certificate, its requests 421.
-            log.error("client_auth for %s on %s unusable: %s", name, self.config.address, error)
-            return None
-        context.sslsocket_class = TlsSocket
-        return context, policy
-
     def start_handshake(
         self,
         loop: Host,
@@ -227,7 +201,7 @@ class HttpsListener(HttpListener):
         """An accepted connection (its PROXY header and SNI peek done) starts its handshake."""
         chosen = None
         if server_name and self.client_auth.active:
-            chosen = self._client_auth_context(server_name)
+            chosen = self.client_auth.handshake(self.certificates, server_name, self.config.address)
         try:
             if chosen is None:
                 handshake = TlsHandshake(loop, self, sock, peer)
