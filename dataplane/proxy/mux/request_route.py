@@ -77,10 +77,10 @@ def route_request(
     if route.client_auth is not None:  # first, as nginx checks it before any location
         verdict = route.client_auth.check(tls, host)
         if type(verdict) is ClientRefusal:
-            location = verdict.location
+            hsts, location = route.hsts or "", verdict.location
             if location is not None:
-                return Refusal(302, variables={"REDIRECT_LOCATION": location})
-            return Refusal(verdict.status, verdict.message, hsts=route.hsts or "")
+                return Refusal(302, variables={"REDIRECT_LOCATION": location}, hsts=hsts)
+            return Refusal(verdict.status, verdict.message, hsts=hsts)
         client_headers = verdict  # type: ignore[assignment]
     if route.deny:
         return Refusal(401, hsts=route.hsts or "")

@@ -147,7 +147,11 @@ def client_connection(
     der = tls.getpeercert(binary_form=True)
     if not der:
         return ClientConnection(binding, policy.key, None, None, None, None)
-    leaf = x509.load_der_x509_certificate(der)
+    try:
+        leaf = x509.load_der_x509_certificate(der)
+        subject, issuer = leaf.subject.rfc4514_string(), leaf.issuer.rfc4514_string()
+    except ValueError:  # verified by OpenSSL, yet unreadable here: refused per request
+        return ClientConnection(binding, policy.key, "", "", None, "certificate unreadable")
     chain = tls._sslobj.get_verified_chain()  # 3.13: SSLSocket.get_verified_chain
     # A resumed session has no verified chain: count along the CA bundle.
     intermediates = len(chain) - 2 if chain else _bundle_depth(leaf, policy.config.ca)
@@ -156,14 +160,7 @@ def client_connection(
     if intermediates is None or intermediates > depth:
         failure = "certificate chain too long"
     pem = leaf.public_bytes(serialization.Encoding.PEM).decode("ascii")
-    return ClientConnection(
-        binding,
-        policy.key,
-        leaf.subject.rfc4514_string(),
-        leaf.issuer.rfc4514_string(),
-        pem,
-        failure,
-    )
+    return ClientConnection(binding, policy.key, subject, issuer, pem, failure)
 
 
 def _bundle_depth(leaf: x509.Certificate, bundle: str) -> int | None:
