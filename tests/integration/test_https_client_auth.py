@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -324,3 +325,49 @@ def test_curl_over_http2_with_and_without_a_certificate(
     assert seen(body)["ssl-client-verify"] == ["SUCCESS"]
     without = subprocess.run(base, capture_output=True, timeout=20)
     assert without.stdout.rpartition(b"\n")[2] == b"2 400", without.stderr
+
+
+def test_the_premise_an_sni_context_swap_asks_for_no_certificate(tmp_path: Path) -> None:
+    """Why listeners with client_auth peek at the SNI (tls/client_auth.py): CPython's SNI
+    callback can swap the context, but OpenSSL keeps the first one's verify mode, so a context
+    asking for a certificate, swapped in, asks for nothing."""
+    setup = Setup(tmp_path)
+    server = setup.server
+    asking = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    asking.load_cert_chain(server["certificate"], server["key"])
+    asking.verify_mode = ssl.CERT_OPTIONAL
+    asking.load_verify_locations(cadata=setup.clients.cert_pem.bytes().decode())
+    first = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    first.load_cert_chain(server["certificate"], server["key"])
+    first.sni_callback = lambda connection, name, _: setattr(connection, "context", asking)
+    for server_context, asked in ((first, False), (asking, True)):
+        left, right = socket.socketpair()
+        client = setup.context(setup.alice)
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        served = server_context.wrap_socket(left, server_side=True, do_handshake_on_connect=False)
+        tls = client.wrap_socket(
+            right, server_hostname="mtls.example", do_handshake_on_connect=False
+        )
+        with served, tls:
+            served.setblocking(False)
+            tls.setblocking(False)
+            for _ in range(100):
+                done = 0
+                for side in (tls, served):
+                    try:
+                        side.do_handshake()
+                        done += 1
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        pass
+                if done == 2:
+                    break
+            else:
+                raise AssertionError("no handshake")
+            tls.sendall(b"x")  # TLS 1.3: the server reads the client's certificate flight
+            for _ in range(100):
+                try:
+                    served.recv(1)
+                    break
+                except ssl.SSLWantReadError:
+                    time.sleep(0.01)
+            assert (served.getpeercert(binary_form=True) is not None) is asked
