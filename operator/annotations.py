@@ -36,6 +36,7 @@ from ingress_operator.auth_request_annotations import AUTH_REQUEST_NAMES, AuthUr
 from ingress_operator.backend_tls_annotations import TLS_NAMES, BackendTlsAsk, parse_backend_tls
 from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth, parse_basic_auth
 from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
+from ingress_operator.client_auth_annotations import AUTH_TLS_NAMES, ClientTls, parse_client_tls
 from ingress_operator.cors_annotations import CORS_NAMES, Cors, parse_cors
 from ingress_operator.passthrough import PASSTHROUGH_NAMES
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
@@ -127,6 +128,9 @@ PYSOZU_MAPPED |= CANARY_NAMES
 # External authorisation (auth_request_annotations.py).
 NGINX_MAPPED |= AUTH_REQUEST_NAMES
 PYSOZU_MAPPED |= AUTH_REQUEST_NAMES
+# Client certificates (client_auth_annotations.py).
+NGINX_MAPPED |= AUTH_TLS_NAMES
+PYSOZU_MAPPED |= AUTH_TLS_NAMES
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 
 
@@ -166,6 +170,7 @@ class Options:
     notices: list[Notice] = field(default_factory=list)
     canary: CanaryRule | None = None  # a canary Ingress (canary.py): it claims no route
     auth_url: AuthUrl | None = None  # auth-url: every route asks it first (render resolves it)
+    client_tls: ClientTls | None = None  # auth-tls-*: its hosts' HTTPS frontends (render)
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
@@ -294,6 +299,11 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     cors = parse_cors(lookup(annotations, nginx))
     options.cors = cors.cors
     problems += cors.problems
+    client_tls = parse_client_tls(lookup(annotations, nginx))  # client_auth_annotations.py
+    options.client_tls = client_tls.ask
+    options.refused += client_tls.refused
+    options.notices += client_tls.notices
+    problems += client_tls.problems
     auth_url = parse_auth_url(lookup(annotations, nginx))
     options.auth_url = auth_url.auth
     options.refused += auth_url.refused
@@ -363,6 +373,8 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             continue  # read by their own modules
         elif name in CANARY_NAMES or name in PASSTHROUGH_NAMES or name in AUTH_REQUEST_NAMES:
             continue  # parse_canary, parse_auth_url read them; passthrough.py ssl-passthrough
+        elif name in AUTH_TLS_NAMES:
+            continue  # client_auth_annotations.py
         elif key not in options.refused:  # a refused one is reported as not enforced
             problems.append(f"annotation {key}: unknown pysozu.io annotation")
     _check_cookie_name_applies(options, annotations)

@@ -141,6 +141,7 @@ class TlsSecret:
     not_after: float = 0.0  # the leaf's expiry, unix time (0: unknown, a broken Secret)
     ca: str = ""  # PEM of `ca.crt` (proxy-ssl-secret), "" when absent
     ca_only: bool = False  # a `ca.crt` without `tls.crt`/`tls.key` (no key pair: `problem`)
+    crl: str = ""  # `ca.crl` as sent (auth-tls-secret; checked when used), "" when absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,9 +427,14 @@ def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
 
     def broken(reason: str, ca: str = "", ca_only: bool = False) -> TlsSecret:
         problem = f"TLS secret {key}: {reason}"
-        return TlsSecret(key, "", (), "", "", problem=problem, ca=ca, ca_only=ca_only)
+        return TlsSecret(key, "", (), "", "", problem=problem, ca=ca, ca_only=ca_only, crl=crl)
 
-    ca = ""
+    ca = crl = ""
+    if "ca.crl" in data:  # auth-tls-secret: checked (client_auth_problem) where it is used
+        try:
+            crl = base64.b64decode(data.get("ca.crl") or "", validate=True).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError, TypeError, ValueError):
+            crl = "ca.crl is not base64-encoded ASCII PEM"
     if "ca.crt" in data:
         try:
             ca_text = base64.b64decode(data.get("ca.crt") or "", validate=True).decode("ascii")
@@ -458,7 +464,7 @@ def parse_tls_secret(body: Mapping[str, Any]) -> TlsSecret:
     chain = tuple(certs[1:])
     expiry = not_after.timestamp()
     return TlsSecret(
-        key, certs[0], chain, keys[0], fingerprint, names=names, not_after=expiry, ca=ca
+        key, certs[0], chain, keys[0], fingerprint, names=names, not_after=expiry, ca=ca, crl=crl
     )
 
 

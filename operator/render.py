@@ -36,6 +36,7 @@ from ingress_operator.auth_request_annotations import auth_clusters, auth_url_of
 from ingress_operator.backend_tls_annotations import cluster_backend_tls, refuse_unusable_secret
 from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
 from ingress_operator.canary import CanaryRule, attach_canaries
+from ingress_operator.client_auth_annotations import ClientTls, ClientTlsHosts
 from ingress_operator.ingress_semantics import (
     ANY_HOST,
     EXACT,
@@ -150,6 +151,7 @@ class _Renderer:
     options: dict[ObjectKey, Options] = field(default_factory=dict)  # parsed by scan()
     hosts: Hosts = field(default_factory=Hosts)  # regex hosts and aliases (rewrites.py)
     tls: TlsHosts = field(init=False)
+    client_tls: ClientTlsHosts = field(default_factory=ClientTlsHosts)  # auth-tls-*, per host
 
     def __post_init__(self) -> None:
         self.tls = TlsHosts(self.snapshot.secrets, self.problem)
@@ -178,6 +180,15 @@ class _Renderer:
         refuse_unusable_secret(options, self.snapshot.secrets, ingress.key.namespace)
         if options.basic_auth is not None:
             self.resolve_basic_auth(ingress, options, options.basic_auth)
+        if options.client_tls is not None and options.canary is None:
+            hostless = [""] if any(not rule.host for rule in ingress.rules) else []
+            self.client_tls.add(
+                options,
+                ingress.key,
+                [*_rule_hosts(ingress), *hostless],
+                self.snapshot.secrets,
+                lambda reason, message: self.problem(ingress, reason, message),
+            )
         for message in options.problems:
             self.problem(ingress, "InvalidAnnotation", message)
         for notice in options.notices:
@@ -482,7 +493,10 @@ class _Renderer:
         # HTTPS serves every route, as ingress-nginx does: a host without a certificate of
         # its own (a hostless rule, the defaultBackend) gets the listener's default one.
         for host, kind, value, route in fronts:
-            out.append(_front_of("add_https_frontend", https, host, kind, value, route, False))
+            client_tls = self.client_tls.get(host)  # nginx's server-wide ssl_verify_client
+            out.append(
+                _front_of("add_https_frontend", https, host, kind, value, route, False, client_tls)
+            )
         if default is not None:
             out.append(_front_of("add_https_frontend", https, ANY_HOST, None, "", default, False))
         out.extend(self.passthrough.frontends(https))  # routed by SNI before any handshake
@@ -514,6 +528,7 @@ def _front_of(
     value: str,
     route: _Route,
     redirect: bool,
+    client_tls: ClientTls | None = None,
 ) -> Encoded:
     # nginx answers app-root, then an Ingress's own redirect, before any HTTP-to-HTTPS one;
     # failing closed comes before all (the route goes to the refusing cluster).
@@ -542,6 +557,7 @@ def _front_of(
         route.rewritten if forwards else None,
         None if route.options.refused or route.app_root is not None else route.options.cors,
         auth_url_of(route.options, route.owner.key.namespace) if forwards else None,
+        client_tls,
     )
 
 

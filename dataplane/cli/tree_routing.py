@@ -12,6 +12,7 @@ from typing import Any
 from dataplane.cli import args as value
 from dataplane.cli.auth_request_flags import add_auth_request_flags, auth_request_from
 from dataplane.cli.canary_flags import add_canary_flags, canary_from
+from dataplane.cli.client_auth_flags import add_client_auth_flags, client_auth_from
 from dataplane.cli.cors_flags import add_cors_flags, cors_policy
 from dataplane.cli.help_texts import (
     H2_GROUP,
@@ -93,6 +94,7 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.passthrough = bool(getattr(a, "passthrough", False))
     front.cors = cors_policy(a)
     front.auth_request = auth_request_from(a)
+    front.client_auth = client_auth_from(a)
     if a.rate_limit is not None:
         front.rate_limits = [
             RateLimit(
@@ -265,6 +267,7 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
             help="TLS passthrough (pysozu extension): connections whose ClientHello names this "
             "hostname go, still encrypted, to the cluster's backends; no HTTP option applies",
         )
+        add_client_auth_flags(add)
     add_cors_flags(add)
     add_auth_request_flags(add)
     _route_target(add)

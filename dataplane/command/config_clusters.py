@@ -23,6 +23,7 @@ from dataplane.command.address import SocketAddress
 from dataplane.command.auth_request_rules import read_auth_request
 from dataplane.command.backend_tls import MAX_VERIFY_DEPTH, check_backend_tls
 from dataplane.command.canary_rules import read_canary
+from dataplane.command.client_auth_rules import read_client_auth
 from dataplane.command.config_listeners import (
     AnyListenerConfig,
     Defaults,
@@ -99,6 +100,7 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "canary",
     "cors",
     "auth_request",
+    "client_auth",
 )
 
 
@@ -414,6 +416,7 @@ def _http_frontend(
         passthrough=bool(table.flag("passthrough", False)),
         cors=_cors(table),
         auth_request=read_auth_request(table),
+        client_auth=read_client_auth(table),
     )
     table.finish(strict=True)
     if address is None or hostname is None:
@@ -446,6 +449,8 @@ def _http_frontend(
             table.error("hsts", "HSTS is only valid on HTTPS (RFC 6797 7.2)")
         if route.passthrough:
             table.error("passthrough", f"{address} is a plain HTTP listener: no TLS to pass")
+        if route.client_auth is not None:
+            table.error("client_auth", f"{address} is a plain HTTP listener: no TLS handshake")
         config.http_frontends.append(route)
         config.origins[id(route)] = table.name
         return

@@ -510,6 +510,21 @@ class AuthRequest(Message, kw_only=True):
     host: str | None = None  # the sub-request's Host (default: the request's own)
 
 
+class ClientAuth(Message, kw_only=True):
+    """A pysozu extension: client certificates on an HTTPS frontend (docs/client-certificates.md,
+    ingress-nginx's `auth-tls-*`). `verify`: `on` (a certificate is required), `optional`
+    (verified when sent), `optional_no_ca` (answered 503: Python's ssl cannot accept an
+    unverified certificate). `ca` and `crl` are PEM."""
+
+    ca: str
+    crl: str | None = None
+    verify: str = "on"
+    verify_depth: int = 1
+    error_page: str | None = None  # a 302 there instead of the 400
+    pass_certificate: bool = False  # the `ssl-client-cert` header (URL-encoded PEM)
+    match_cn: str | None = None  # a regex the subject DN must match, else 403
+
+
 class RequestHttpFrontend(Message, kw_only=True):
     """An HTTP or HTTPS route. No cluster_id means a deny route (401).
 
@@ -541,6 +556,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     passthrough: bool = False  # pysozu: TLS passthrough by SNI (docs/tls-passthrough.md)
     cors: CorsPolicy | None = None  # pysozu extension (docs/cors.md)
     auth_request: AuthRequest | None = None
+    client_auth: ClientAuth | None = None  # pysozu extension (docs/client-certificates.md)
 
 
 class RequestTcpFrontend(Message, kw_only=True):

@@ -346,6 +346,8 @@ class ConfigState(StateQueries):
             raise StateError(f"frontend {frontend_key(front)}: HSTS is only valid over HTTPS")
         if front.passthrough and kind == ListenerType.HTTP:
             raise StateError(f"frontend {frontend_key(front)}: passthrough is for HTTPS listeners")
+        if front.client_auth is not None and kind == ListenerType.HTTP:
+            raise StateError(f"frontend {frontend_key(front)}: client_auth is for HTTPS listeners")
         self._check_front_targets(kind, front.cluster_id, front.address)
         key = frontend_key(front)
         if key in table:

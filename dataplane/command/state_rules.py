@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dataplane.command.address import SocketAddress, parse_network
 from dataplane.command.auth_request_rules import auth_request_problem
 from dataplane.command.canary_rules import canary_problem
+from dataplane.command.client_auth_rules import client_auth_problem
 from dataplane.command.cors_rules import cors_problem
 from dataplane.command.credential_formats import CredentialError, split_entry
 from dataplane.command.hash_keys import parse_hash_key
@@ -132,6 +133,12 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
     problem = cors_problem(front.cors) if front.cors is not None else None
     if problem is not None:
         raise StateError(f"frontend {front.hostname}: {problem}")
+    if front.client_auth is not None:
+        problem = client_auth_problem(front.client_auth, front.hostname)
+        if problem is None and front.passthrough:
+            problem = "a passthrough frontend does not terminate TLS: no client_auth"
+        if problem is not None:
+            raise StateError(f"frontend {front.hostname}: {problem}")
     if front.auth_request is not None:
         problem = auth_request_problem(front.auth_request)
         if problem is None and front.cluster_id is None:

@@ -41,8 +41,11 @@ EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "
 EXTENSION_FRONTEND_KEYS.add("canary")  # docs/canary.md, tests/unit/test_canary_routing.py
 EXTENSION_FRONTEND_KEYS |= {"cors"}  # docs/cors.md: test_cors.py, test_http_cors.py
 EXTENSION_FRONTEND_KEYS.add("auth_request")  # docs/access-control.md, test_http_auth_request.py
+EXTENSION_FRONTEND_KEYS.add("client_auth")  # docs/client-certificates.md, test_https_client_auth.py
 EXTENSION_FLAGS = {
     "--version",
+    *("--client-ca", "--client-crl", "--client-verify", "--client-verify-depth"),
+    *("--client-error-page", "--client-pass-certificate", "--client-match-cn"),
     *("--auth-cluster", "--auth-path", "--auth-method", "--auth-host", "--auth-signin"),
     *("--auth-response-header", "--auth-signin-redirect-param", "--auth-request-redirect"),
     "--prometheus-address",

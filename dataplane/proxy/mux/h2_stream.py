@@ -138,7 +138,7 @@ class H2Stream:
             self.answer(421, f"{host} is not covered by this connection's certificate")
             return
         self.host = host
-        decision = route_request(listener, request, host, self._client_ip, self.loop.now)
+        decision = route_request(listener, request, host, self._client_ip, self.loop.now, binding)
         if isinstance(decision, Refusal):
             self.routed = decision.cluster
             self.answer(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from dataplane.proxy.routing.access import too_large
+from dataplane.proxy.routing.client_auth import ClientRefusal
 from dataplane.proxy.routing.cors import OPTIONS, PREFLIGHT, HeaderEdits
 from dataplane.proxy.routing.policy import Answer, Edits, decide
 
@@ -64,12 +65,23 @@ def route_request(
     host: str,
     client_ip: Callable[[], str],
     now: float,
+    tls: object = None,
 ) -> Forward | Guarded | Refusal:
     """The decision for `request` (its normalised `host`); `client_ip` is asked only when
-    the route has access rules."""
+    the route has access rules; `tls` is the session's SNI check (a `ClientConnection` when
+    the handshake asked for a client certificate)."""
     route, needs_policy = listener.lookup(host, request.path, request.method)
     if route is None:
         return Refusal(404)
+    client_headers: HeaderEdits = ()
+    if route.client_auth is not None:  # first, as nginx checks it before any location
+        verdict = route.client_auth.check(tls, host)
+        if type(verdict) is ClientRefusal:
+            hsts, location = route.hsts or "", verdict.location
+            if location is not None:
+                return Refusal(302, variables={"REDIRECT_LOCATION": location}, hsts=hsts)
+            return Refusal(verdict.status, verdict.message, hsts=hsts)
+        client_headers = verdict  # type: ignore[assignment]
     if route.deny:
         return Refusal(401, hsts=route.hsts or "")
     clusters = listener.proxy.clusters
@@ -117,6 +129,10 @@ def route_request(
         if edits is None:
             edits = Edits(route, None, None)
         edits.response_headers = cors + edits.response_headers  # first: see set_headers
+    if client_headers:
+        if edits is None:
+            edits = Edits(route, None, None)
+        edits.request_headers = edits.request_headers + client_headers
     if needs_policy and route.auth is not None:  # (has_policy counts auth: one test for all)
         return Guarded(cluster, edits, body_limit, route.auth)
     return Forward(cluster, edits, body_limit)

@@ -20,6 +20,7 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.routing.access import Access
 from dataplane.proxy.routing.canary import CanaryRoute
+from dataplane.proxy.routing.client_auth import ClientAuthPolicy
 from dataplane.proxy.routing.cors import Cors
 from dataplane.proxy.routing.rules import HostPattern, PathPattern, RewriteTemplate, RouterError
 
@@ -76,6 +77,7 @@ class Route:
     canary: CanaryRoute | None  # the canary alternative of `cluster_id` (None: none set)
     cors: Cors | None  # the CORS policy (routing/cors.py; None: none, or a deny route)
     auth: AuthPolicy | None  # external authorisation (routing/auth_request.py; None: none)
+    client_auth: ClientAuthPolicy | None  # client certificates (routing/client_auth.py)
 
     @classmethod
     def build(cls, front: RequestHttpFrontend, host: HostPattern, path: PathPattern) -> Route:
@@ -122,6 +124,7 @@ class Route:
             canary=None if deny else CanaryRoute.build(front.canary),
             cors=None if deny else Cors.build(front.cors),
             auth=None if deny else AuthPolicy.build(front.auth_request, hsts_value(front.hsts)),
+            client_auth=ClientAuthPolicy.build(front.client_auth),
         )
 
     @property

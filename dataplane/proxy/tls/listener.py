@@ -39,6 +39,8 @@ from dataplane.proxy.listener import HttpListener
 from dataplane.proxy.mux.h2_session import H2Session
 from dataplane.proxy.mux.session_fields import EPOLLIN
 from dataplane.proxy.proxy_protocol.accept import accept_proxied
+from dataplane.proxy.routing.client_auth import SniCheck
+from dataplane.proxy.tls.client_auth import ClientAuthIndex, client_connection
 from dataplane.proxy.tls.passthrough import PassthroughRoutes, SniPeek
 from dataplane.proxy.tls.policy import SniBinding, served_alpn
 from dataplane.proxy.tls.session import HttpsSession
@@ -68,6 +70,8 @@ class HttpsListener(HttpListener):
         self.passthrough = PassthroughRoutes()  # TLS passthrough frontends (passthrough.py)
         self._passthrough_keys: dict[str, RequestHttpFrontend] = {}
         self.passthrough_connections = 0
+        self.client_auth = ClientAuthIndex()  # client certificates by SNI (tls/client_auth.py)
+        self.client_cert_refused = 0  # handshakes that failed on the client's certificate
         self.certificates = self._new_store(config)
         self.tls_config = config
         super().__init__(proxy, config)
@@ -102,6 +106,7 @@ class HttpsListener(HttpListener):
             for certificate, expired_at in self._certificates.values():
                 store.add(certificate, expired_at)
             self.certificates = store
+            self.client_auth.clear()  # its contexts were built with the old settings
         self.configure(config)
         self.set_answers(config)
         self._apply_tls_settings(config)
@@ -121,6 +126,8 @@ class HttpsListener(HttpListener):
 
     def _add_route(self, key: str, front: RequestHttpFrontend) -> None:
         self._fronts[key] = front
+        if front.client_auth is not None or self.client_auth.active:
+            self.client_auth.update(key, front, front.hostname)
         if front.hsts is None and self.tls_config.hsts is not None:
             front = msgspec.structs.replace(front, hsts=self.tls_config.hsts)
         super().add_frontend(front)
@@ -130,7 +137,9 @@ class HttpsListener(HttpListener):
         if passthrough is not None:
             self.passthrough.remove(passthrough)
             return
-        self._fronts.pop(frontend_key(front), None)
+        key = frontend_key(front)
+        if self._fronts.pop(key, None) is not None and self.client_auth.active:
+            self.client_auth.update(key, None, front.hostname)
         super().remove_frontend(front)
 
     # -- certificates -------------------------------------------------------------------------
@@ -153,6 +162,7 @@ class HttpsListener(HttpListener):
         self.certificates.remove(fingerprint)
         self._certificates.pop(fingerprint.lower(), None)
         self._binding_names.pop(fingerprint.lower(), None)
+        self.client_auth.forget(fingerprint.lower())
 
     def replace_certificate(
         self, old: str, certificate: CertificateAndKey, expired_at: int | None
@@ -187,12 +197,20 @@ class HttpsListener(HttpListener):
         sock: socket.socket,
         peer: tuple[str, int],
         figures: ListenerFigures | None,
+        server_name: str | None = None,
     ) -> None:
         """An accepted connection (its PROXY header and SNI peek done) starts its handshake."""
         from dataplane.proxy.tls.transport import TlsHandshake
 
+        chosen = None
+        if server_name and self.client_auth.active:
+            chosen = self.client_auth.handshake(self.certificates, server_name, self.config.address)
         try:
-            handshake = TlsHandshake(loop, self, sock, peer)
+            if chosen is None:
+                handshake = TlsHandshake(loop, self, sock, peer)
+            else:
+                handshake = TlsHandshake(loop, self, sock, peer, chosen[0])
+                handshake.tls.client_auth = chosen[1]
         except OSError:  # ssl.SSLError is one
             sock.close()
             if figures is not None:
@@ -207,7 +225,7 @@ class HttpsListener(HttpListener):
     ) -> HttpsSession | H2Session | None:
         """The session of an established connection: HTTP/2 when ALPN chose `h2`; None (to
         be closed) when it did not and the listener has `disable_http11`."""
-        binding = None
+        binding: SniCheck | None = None
         if self.strict_sni:
             served = tls.served or self.certificates.default
             if served is self.certificates.default:
@@ -221,6 +239,8 @@ class HttpsListener(HttpListener):
                 binding = SniBinding(names, None)
         from dataplane.proxy.tls.transport import TlsStream
 
+        if tls.client_auth is not None:
+            binding = client_connection(tls, tls.client_auth, binding)
         if tls.selected_alpn_protocol() == "h2":
             return H2Session(loop, self, TlsStream(tls), peer, binding)
         if self.tls_config.disable_http11:
@@ -254,7 +274,7 @@ def tls_acceptor(loop: Host, listener: HttpsListener) -> Callable[[int], None]:
     listener has passthrough frontends)."""
 
     def start(sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None) -> None:
-        if not listener.passthrough.active:
+        if not (listener.passthrough.active or listener.client_auth.active):
             listener.start_handshake(loop, sock, peer, figures)
             return
         try:
@@ -293,6 +313,7 @@ def tls_counters(proxy: HttpProxy) -> dict[str, int]:
         "tls.default_cert_used": sum(h.certificates.default_cert_used for h in https),
         "tls.certificate.load_failures": sum(h.certificates.load_failures for h in https),
         "tls.passthrough.connections": sum(h.passthrough_connections for h in https),
+        "tls.client_cert.refused": sum(h.client_cert_refused for h in https),
     }
 
 

@@ -14,8 +14,10 @@ the listener's `front_timeout`. Then:
 - anything else (another name, no SNI, not TLS, the bound reached): the usual `TlsHandshake`,
   which reads the very bytes that were peeked.
 
-Listeners without a passthrough frontend never create a `SniPeek` (tls_acceptor checks
-`PassthroughRoutes.active`). The socket is registered edge-triggered while peeking: bytes
+Listeners without a passthrough or `client_auth` frontend never create a `SniPeek`
+(tls_acceptor checks `PassthroughRoutes.active` and `ClientAuthIndex.active`); the name found
+is handed to the handshake, which asks for a client certificate when it has `client_auth`
+(tls/client_auth.py). The socket is registered edge-triggered while peeking: bytes
 already seen raise no event again, so a ClientHello arriving in pieces costs one event each.
 """
 
@@ -161,7 +163,7 @@ class SniPeek:
             loop.sessions.add(session)
             session.start()
             return
-        listener.start_handshake(loop, self.sock, self.peer, self.figures)
+        listener.start_handshake(loop, self.sock, self.peer, self.figures, name)
 
     def on_timeout(self, now: float) -> None:
         self.listener.handshake_timeouts += 1

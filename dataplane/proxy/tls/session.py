@@ -15,8 +15,8 @@ from dataplane.proxy.mux.session_fields import CLOSED, EPOLLIN, EPOLLOUT
 
 if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.routing.client_auth import SniCheck
     from dataplane.proxy.tls.listener import HttpsListener
-    from dataplane.proxy.tls.policy import SniBinding
     from dataplane.proxy.tls.transport import TlsStream
 
 MAX_PENDING_READS = 16  # TLS records drained per readiness event before yielding
@@ -33,7 +33,7 @@ class HttpsSession(HttpSession):
         listener: HttpsListener,
         stream: TlsStream,
         peer: tuple[str, int],
-        binding: SniBinding | None,
+        binding: SniCheck | None,
     ) -> None:
         super().__init__(loop, listener, stream, peer)  # type: ignore[arg-type]
         self.sni_binding = binding

@@ -68,10 +68,14 @@ class StoredCertificate:
     def context(self) -> ssl.SSLContext:
         """The context serving this certificate (TlsError if OpenSSL refuses it)."""
         if self._context is None:
-            context = build_context(self._listener)
-            load_certificate(context, self.certificate)
-            self._context = context
+            self._context = self.new_context()
         return self._context
+
+    def new_context(self) -> ssl.SSLContext:
+        """A fresh context with the listener's settings serving this certificate."""
+        context = build_context(self._listener)
+        load_certificate(context, self.certificate)
+        return context
 
     @property
     def fingerprint(self) -> str:

@@ -31,6 +31,7 @@ from dataplane.proxy.timers import NOT_FILED
 if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.routing.client_auth import ClientAuthPolicy
     from dataplane.proxy.tls.listener import HttpsListener
     from dataplane.proxy.tls.store import StoredCertificate
 
@@ -46,6 +47,7 @@ class TlsSocket(ssl.SSLSocket):
     """An SSL socket remembering what the SNI callback chose for it."""
 
     served: StoredCertificate | None = None  # the certificate of this connection
+    client_auth: ClientAuthPolicy | None = None  # the client certificates it asked for
     server_name: str | None = None  # the SNI the client sent, normalised
 
 
@@ -128,7 +130,12 @@ class TlsHandshake:
     )
 
     def __init__(
-        self, loop: Host, listener: HttpsListener, sock: socket.socket, peer: tuple[str, int]
+        self,
+        loop: Host,
+        listener: HttpsListener,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self.loop = loop
         self.listener = listener
@@ -136,7 +143,8 @@ class TlsHandshake:
         self.figures: ListenerFigures | None = None
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
-        self.tls: TlsSocket = listener.certificates.default_context.wrap_socket(
+        context = context or listener.certificates.default_context
+        self.tls: TlsSocket = context.wrap_socket(
             sock, server_side=True, do_handshake_on_connect=False
         )  # type: ignore[assignment]  # sslsocket_class is TlsSocket (tls/listener.py)
         self.fd = self.tls.fileno()
@@ -155,6 +163,9 @@ class TlsHandshake:
             return
         except (ssl.SSLError, OSError) as error:  # not TLS, refused, or gone: only this one
             self.listener.handshake_failures += 1
+            if isinstance(error, ssl.SSLCertVerificationError):  # a client certificate
+                self.listener.client_cert_refused += 1
+                log.info("client certificate of %s refused: %s", self.peer[0], error)
             log.debug("TLS handshake with %s failed: %s", self.peer[0], error)
             self.close()
             return
