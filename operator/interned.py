@@ -122,7 +122,9 @@ def frontend(
         if access is not None:
             body.allowed_sources = list(access.allowed)
             body.denied_sources = list(access.denied)
-            body.rate_limits = access.rate_limits(f"{owner.namespace}/{owner.name}")
+            zone = f"{owner.namespace}/{owner.name}"
+            body.rate_limits = access.rate_limits(zone)
+            body.connection_limit = access.connection_limit(zone)
             body.max_body_size = access.max_body_size
         if canary is not None:  # (cluster, rule): the canary alternative (canary.py)
             body.canary = canary[1].message(canary[0])

@@ -453,6 +453,19 @@ class RateLimit(Message, kw_only=True):
     zone: str | None = None
 
 
+class ConnectionLimit(Message, kw_only=True):
+    """A pysozu extension: requests in flight allowed per client address on a frontend.
+
+    nginx's `limit_conn` (ingress-nginx's `limit-connections`): a request counts from routing
+    to the end of its response (an HTTP/2 stream alike); one more is answered `status`.
+    `exempt_sources` (CIDRs) are never limited; a `zone` is shared as a RateLimit's is."""
+
+    max_concurrent_per_client: int
+    status: int = 503
+    exempt_sources: list[str] = []
+    zone: str | None = None
+
+
 class Canary(Message, kw_only=True):
     """A pysozu extension: a frontend's canary alternative (ingress-nginx's canary Ingress).
 
@@ -541,6 +554,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     passthrough: bool = False  # pysozu: TLS passthrough by SNI (docs/tls-passthrough.md)
     cors: CorsPolicy | None = None  # pysozu extension (docs/cors.md)
     auth_request: AuthRequest | None = None
+    connection_limit: ConnectionLimit | None = None  # pysozu (docs/access-control.md)
 
 
 class RequestTcpFrontend(Message, kw_only=True):

@@ -153,6 +153,11 @@ def check_access(where: str, front: RequestHttpFrontend) -> None:
             (f"rate_limits[{n}].exempt_sources", r.exempt_sources)
             for n, r in enumerate(front.rate_limits)
         ),
+        *(
+            ("connection_limit.exempt_sources", c.exempt_sources)
+            for c in (front.connection_limit,)
+            if c is not None
+        ),
     ):
         for text in networks:
             try:
@@ -166,6 +171,11 @@ def check_access(where: str, front: RequestHttpFrontend) -> None:
             raise StateError(f"{where}: rate_limits[{n}].burst must not be negative")
         if limit.status not in RATE_LIMIT_STATUSES:
             raise StateError(f"{where}: rate_limits[{n}].status must be 429 or 503")
+    conns = front.connection_limit
+    if conns is not None and not 0 < conns.max_concurrent_per_client < 2**31:
+        raise StateError(f"{where}: connection_limit.max_concurrent_per_client must be positive")
+    if conns is not None and conns.status not in RATE_LIMIT_STATUSES:
+        raise StateError(f"{where}: connection_limit.status must be 429 or 503")
     if front.max_body_size is not None and front.max_body_size < 0:
         raise StateError(f"{where}: max_body_size must not be negative (0: no limit)")
 

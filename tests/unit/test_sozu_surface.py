@@ -41,6 +41,7 @@ EXTENSION_FRONTEND_KEYS = {"allowed_sources", "denied_sources", "rate_limits", "
 EXTENSION_FRONTEND_KEYS.add("canary")  # docs/canary.md, tests/unit/test_canary_routing.py
 EXTENSION_FRONTEND_KEYS |= {"cors"}  # docs/cors.md: test_cors.py, test_http_cors.py
 EXTENSION_FRONTEND_KEYS.add("auth_request")  # docs/access-control.md, test_http_auth_request.py
+EXTENSION_FRONTEND_KEYS.add("connection_limit")  # docs/access-control.md, test_conn_limit.py
 EXTENSION_FLAGS = {
     "--version",
     *("--auth-cluster", "--auth-path", "--auth-method", "--auth-host", "--auth-signin"),
@@ -78,6 +79,10 @@ EXTENSION_FLAGS = {
     "--rate-limit-status",
     "--rate-limit-exempt",
     "--rate-limit-zone",
+    "--connection-limit",
+    "--connection-limit-status",
+    "--connection-limit-exempt",
+    "--connection-limit-zone",
     *(f"--canary-{name}" for name in ("cluster", "header", "header-value", "header-pattern")),
     *(f"--canary-{name}" for name in ("cookie", "weight", "weight-total")),
     "--backend-tls",  # cluster add: TLS to the backends (and the flags below)

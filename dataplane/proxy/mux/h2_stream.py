@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.http1.head import RequestHead as H1Request
     from dataplane.proxy.http2.events import Fields
     from dataplane.proxy.mux.h2_session import H2Session
+    from dataplane.proxy.routing.conn_limit import ConnLimiter
 
 Edits = tuple[tuple[str, str], ...]
 Exchange = H1Exchange | H2Exchange | StreamWait  # StreamWait: waiting for auth_request
@@ -61,6 +62,8 @@ class H2Stream:
         "bytes_in",
         "bytes_out",
         "client_done",
+        "conn_ip",
+        "conn_limiter",
         "context",
         "exchange",
         "finished",
@@ -115,6 +118,8 @@ class H2Stream:
         self.pending_trailers: Fields | None = None
         self.response_edits: Edits = ()
         self.set_cookie = b""
+        self.conn_limiter: ConnLimiter | None = None  # this stream's connection-limit count
+        self.conn_ip = ""
 
     # -- the request ---------------------------------------------------------------------
 
@@ -138,7 +143,7 @@ class H2Stream:
             self.answer(421, f"{host} is not covered by this connection's certificate")
             return
         self.host = host
-        decision = route_request(listener, request, host, self._client_ip, self.loop.now)
+        decision = route_request(listener, request, host, self._client_ip, self.loop.now, self)
         if isinstance(decision, Refusal):
             self.routed = decision.cluster
             self.answer(
@@ -410,8 +415,17 @@ class H2Stream:
         self._record(message)
         self.session.stream_done(self)
 
+    def hold_connection(self, limiter: ConnLimiter, ip: str) -> None:
+        """Keep this stream's connection-limit count (request_route.Holder)."""
+        self.conn_limiter, self.conn_ip = limiter, ip
+
     def _record(self, message: str | None) -> None:
-        """One finished request for the worker's metrics and access log (as HttpSession)."""
+        """One finished request for the worker's metrics and access log (as HttpSession);
+        called once per stream, whatever ended it: its connection-limit count goes back."""
+        limiter = self.conn_limiter
+        if limiter is not None:
+            self.conn_limiter = None
+            limiter.release(self.conn_ip)
         loop = self.loop
         ended = loop.ended
         if ended is None:

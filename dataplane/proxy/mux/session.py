@@ -42,6 +42,7 @@ INFINITY = float("inf")
 if TYPE_CHECKING:
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.routing.conn_limit import ConnLimiter
 
 
 class HttpSession(RequestSide):
@@ -64,6 +65,8 @@ class HttpSession(RequestSide):
         self.mask = EPOLLIN
         self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
         self.auth = None
+        self.conn_limiter = None
+        self.conn_ip = ""
         self.back = None
         self.h2 = None
         self.back_timeout = listener.back_timeout
@@ -178,7 +181,12 @@ class HttpSession(RequestSide):
     ) -> None:
         """One finished (or abandoned) request, kept for the worker's metrics and access log,
         which take them in batches (request_ends). `message` set: the proxy answered or gave
-        up; logged at the error level."""
+        up; logged at the error level. The request's connection-limit count is given back
+        (an upgraded connection's, 101, when it closes)."""
+        limiter = self.conn_limiter
+        if limiter is not None and status != 101:
+            self.conn_limiter = None
+            limiter.release(self.conn_ip)
         loop = self.loop
         ended = loop.ended
         if ended is None:  # neither metrics nor access logs
@@ -256,6 +264,13 @@ class HttpSession(RequestSide):
             else:
                 back.close(reuse_buffer=self.to_front is None)
 
+    def hold_connection(self, limiter: ConnLimiter, ip: str) -> None:
+        """Keep the routed request's connection-limit count (request_route.Holder)."""
+        held = self.conn_limiter
+        if held is not None:  # (never expected: the previous request ended first)
+            held.release(self.conn_ip)
+        self.conn_limiter, self.conn_ip = limiter, ip
+
     def _become_h2(self, received: bytes) -> None:
         """An `h2c` listener's client opened with HTTP/2's preface: the connection goes on as
         an H2Session, with the bytes read so far (nothing was forwarded yet)."""
@@ -300,6 +315,10 @@ class HttpSession(RequestSide):
         if self.cluster is not None:
             self.listener.proxy.release_peer(self.peer_key)
             self.cluster = None
+        limiter = self.conn_limiter
+        if limiter is not None:  # a request cut short, whatever the phase
+            self.conn_limiter = None
+            limiter.release(self.conn_ip)
         if self.auth is not None:  # a client gone while its request waited: cancel the ask
             self.auth.cancel()
             self.auth = None

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.h1_stream import H1Stream
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.routing.conn_limit import ConnLimiter
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -80,6 +81,8 @@ class SessionFields:
         "bytes_out",
         "closing",
         "cluster",
+        "conn_ip",
+        "conn_limiter",
         "context",
         "deadline",
         "end",
@@ -143,6 +146,10 @@ class SessionFields:
     bytes_out: int  # of the current response
     closing: bool  # close once the current response is out
     cluster: ClusterRuntime | None  # counted against its per-IP limit
+    # The current request's count of its route's connection limit (None: none held), and the
+    # address it counts for: given back once, when the request ends (routing/conn_limit.py).
+    conn_limiter: ConnLimiter | None
+    conn_ip: str
     context: ConnectionContext
     deadline: float
     end: int
@@ -204,6 +211,9 @@ class SessionFields:
         raise NotImplementedError
 
     def _fail(self, status: int, message: str) -> None:
+        raise NotImplementedError
+
+    def hold_connection(self, limiter: ConnLimiter, ip: str) -> None:
         raise NotImplementedError
 
     def _linger(self) -> None:

@@ -229,7 +229,7 @@ class RequestSide(BackendSide):
                 self._answer(421, f"{host} is not covered by this connection's certificate")
                 return
             self.host_raw, self.host = request.host, host
-        decision = route_request(listener, request, self.host, self._client_ip, loop.now)
+        decision = route_request(listener, request, self.host, self._client_ip, loop.now, self)
         if type(decision) is not Forward:
             self._not_forwarded(decision)
             return
