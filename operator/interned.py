@@ -15,6 +15,7 @@ from ingress_operator.access_annotations import Access
 from ingress_operator.auth_request_annotations import AuthUrl
 from ingress_operator.canary import CanaryRule
 from ingress_operator.cors_annotations import Cors
+from ingress_operator.custom_errors_annotations import ErrorPlan, message
 from ingress_operator.model import ObjectKey
 from ingress_operator.rewrites import Rewritten
 
@@ -95,6 +96,7 @@ def frontend(
     rewritten: Rewritten | None = None,
     cors: Cors | None = None,
     auth_url: tuple[str, AuthUrl] | None = None,
+    errors: ErrorPlan | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position). `access`: its source lists, rate limits
@@ -132,11 +134,13 @@ def frontend(
             body.cors = cors.policy()
         if auth_url is not None:  # (cluster, policy): ask it first (auth_request_annotations.py)
             body.auth_request = auth_url[1].message(auth_url[0])
+        if errors is not None:  # custom-http-errors (custom_errors_annotations.py)
+            body.custom_errors = message(errors)
         return Request.of(**{verb: body})
 
     key = (
         verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
-        access, canary, rewritten, cors, auth_url,
+        access, canary, rewritten, cors, auth_url, errors,
     )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend

@@ -21,6 +21,7 @@ from dataplane.cli.help_texts import (
     listener_option,
 )
 from dataplane.cli.tree_base import GLOBAL, group, leaf
+from dataplane.command.custom_errors_rules import add_custom_errors_flags, custom_errors_from
 from dataplane.command.messages import (
     ActivateListener,
     AlpnProtocols,
@@ -94,6 +95,7 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.passthrough = bool(getattr(a, "passthrough", False))
     front.cors = cors_policy(a)
     front.auth_request = auth_request_from(a)
+    front.custom_errors = custom_errors_from(a)
     if a.rate_limit is not None:
         front.rate_limits = [
             RateLimit(
@@ -303,6 +305,7 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
         )
     add_cors_flags(add)
     add_auth_request_flags(add)
+    add_custom_errors_flags(add)
     _route_target(add)
     remove = leaf(
         sub,

@@ -33,6 +33,7 @@ from dataplane.command.config_listeners import (
     tls_versions,
 )
 from dataplane.command.config_reader import Table
+from dataplane.command.custom_errors_rules import read_custom_errors
 from dataplane.command.messages import (
     AddBackend,
     AddCertificate,
@@ -98,6 +99,7 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "rate_limits",
     "max_body_size",
     "connection_limit",
+    "custom_errors",
     "canary",
     "cors",
     "auth_request",
@@ -435,6 +437,7 @@ def _http_frontend(
         cors=_cors(table),
         auth_request=read_auth_request(table),
         connection_limit=_connection_limit(table),
+        custom_errors=read_custom_errors(table),
     )
     table.finish(strict=True)
     if address is None or hostname is None:

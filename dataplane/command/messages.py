@@ -466,6 +466,17 @@ class ConnectionLimit(Message, kw_only=True):
     zone: str | None = None
 
 
+class CustomErrors(Message, kw_only=True):
+    """A pysozu extension: error pages served by another cluster (ingress-nginx's
+    `custom-http-errors`, docs/custom-errors.md). A backend response with a status in `codes`
+    is dropped; the request is served by `cluster_id` instead: a GET of / with X-Code,
+    X-Format, X-Original-URI, X-Request-ID and the static `headers`."""
+
+    codes: list[int]
+    cluster_id: str
+    headers: dict[str, str] = {}
+
+
 class Canary(Message, kw_only=True):
     """A pysozu extension: a frontend's canary alternative (ingress-nginx's canary Ingress).
 
@@ -555,6 +566,7 @@ class RequestHttpFrontend(Message, kw_only=True):
     cors: CorsPolicy | None = None  # pysozu extension (docs/cors.md)
     auth_request: AuthRequest | None = None
     connection_limit: ConnectionLimit | None = None  # pysozu (docs/access-control.md)
+    custom_errors: CustomErrors | None = None  # pysozu (docs/custom-errors.md)
 
 
 class RequestTcpFrontend(Message, kw_only=True):

@@ -30,6 +30,7 @@ _HTTP_ONLY = (
     "max_body_size",
     "canary",
     "connection_limit",
+    "custom_errors",
 )
 _HTTP_ONLY_LISTS = ("headers", "allowed_sources", "denied_sources", "rate_limits")
 

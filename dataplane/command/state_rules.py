@@ -22,6 +22,7 @@ from dataplane.command.auth_request_rules import auth_request_problem
 from dataplane.command.canary_rules import canary_problem
 from dataplane.command.cors_rules import cors_problem
 from dataplane.command.credential_formats import CredentialError, split_entry
+from dataplane.command.custom_errors_rules import custom_errors_problem
 from dataplane.command.hash_keys import parse_hash_key
 from dataplane.command.messages import (
     CertificateAndKey,
@@ -133,6 +134,12 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
     problem = cors_problem(front.cors) if front.cors is not None else None
     if problem is not None:
         raise StateError(f"frontend {front.hostname}: {problem}")
+    if front.custom_errors is not None:
+        problem = custom_errors_problem(front.custom_errors)
+        if problem is None and front.cluster_id is None:
+            problem = "a deny route (no cluster_id) has no custom_errors"
+        if problem is not None:
+            raise StateError(f"frontend {front.hostname}: custom_errors: {problem}")
     if front.auth_request is not None:
         problem = auth_request_problem(front.auth_request)
         if problem is None and front.cluster_id is None:

@@ -25,6 +25,7 @@ from dataplane.proxy.http1.head import HEAD_END
 from dataplane.proxy.http2 import RequestHead
 from dataplane.proxy.http2.translate import forwarded_to_h2, h1_response_to_h2, h2_request_to_h1
 from dataplane.proxy.mux.auth_request import StreamWait, wait_on_stream
+from dataplane.proxy.mux.error_pages import intercept_stream
 from dataplane.proxy.mux.h1_exchange import H1Exchange
 from dataplane.proxy.mux.h2_backends import H2Exchange
 from dataplane.proxy.mux.request_route import Guarded, Refusal, route_request
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.http2.events import Fields
     from dataplane.proxy.mux.h2_session import H2Session
     from dataplane.proxy.routing.conn_limit import ConnLimiter
+    from dataplane.proxy.routing.error_pages import ErrorPages
 
 Edits = tuple[tuple[str, str], ...]
 Exchange = H1Exchange | H2Exchange | StreamWait  # StreamWait: waiting for auth_request
@@ -65,6 +67,7 @@ class H2Stream:
         "conn_ip",
         "conn_limiter",
         "context",
+        "error_pages",
         "exchange",
         "finished",
         "head",
@@ -120,6 +123,7 @@ class H2Stream:
         self.set_cookie = b""
         self.conn_limiter: ConnLimiter | None = None  # this stream's connection-limit count
         self.conn_ip = ""
+        self.error_pages: ErrorPages | None = None  # the route's custom_errors
 
     # -- the request ---------------------------------------------------------------------
 
@@ -244,6 +248,9 @@ class H2Stream:
 
     def respond(self, status: int, fields: Fields, end_stream: bool) -> None:
         """The backend's final response head (HTTP/2 fields, hop-by-hop ones removed)."""
+        pages = self.error_pages
+        if pages is not None and status in pages.codes and intercept_stream(self, pages, status):
+            return  # served by the error cluster instead (mux/error_pages.py)
         fields.append((self.context.id_name, self.request_id))
         if self.set_cookie:
             fields.append((b"set-cookie", self.set_cookie))
@@ -316,6 +323,9 @@ class H2Stream:
 
     def failed(self, status: int, message: str) -> None:
         """The exchange gave up: answer `status` if the client saw no head yet, else reset."""
+        pages = self.error_pages
+        if pages is not None and status in pages.codes and intercept_stream(self, pages, status):
+            return
         self._fail(status, message)
 
     def _fail(self, status: int, message: str) -> None:
@@ -414,6 +424,9 @@ class H2Stream:
             exchange.done()
         self._record(message)
         self.session.stream_done(self)
+
+    def serve_errors(self, pages: ErrorPages) -> None:
+        self.error_pages = pages
 
     def hold_connection(self, limiter: ConnLimiter, ip: str) -> None:
         """Keep this stream's connection-limit count (request_route.Holder)."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.routing.auth_request import AuthPolicy
     from dataplane.proxy.routing.conn_limit import ConnLimiter
+    from dataplane.proxy.routing.error_pages import ErrorPages
 
 _REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
 
@@ -38,6 +39,8 @@ class Holder(Protocol):
     connection limit and gives it back when the request ends (routing/conn_limit.py)."""
 
     def hold_connection(self, limiter: ConnLimiter, ip: str) -> None: ...
+
+    def serve_errors(self, pages: ErrorPages) -> None: ...
 
 
 class Refusal(NamedTuple):
@@ -137,6 +140,8 @@ def route_request(
         if edits is None:
             edits = Edits(route, None, None)
         edits.response_headers = cors + edits.response_headers  # first: see set_headers
+    if route.error_pages is not None:  # the response may be served by the error cluster
+        holder.serve_errors(route.error_pages)
     if needs_policy and route.auth is not None:  # (has_policy counts auth: one test for all)
         return Guarded(cluster, edits, body_limit, route.auth)
     return Forward(cluster, edits, body_limit)

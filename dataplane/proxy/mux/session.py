@@ -17,6 +17,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
+from dataplane.proxy.mux import error_pages
 from dataplane.proxy.mux.h2_session import H2Session
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.routing.conn_limit import ConnLimiter
+    from dataplane.proxy.routing.error_pages import ErrorPages
 
 
 class HttpSession(RequestSide):
@@ -66,6 +68,7 @@ class HttpSession(RequestSide):
         self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
         self.auth = None
         self.conn_limiter = None
+        self.error_pages = None
         self.conn_ip = ""
         self.back = None
         self.h2 = None
@@ -105,8 +108,17 @@ class HttpSession(RequestSide):
         loop.timers.arm(self, loop.now + listener.front_timeout)
 
     def _fail(self, status: int, message: str) -> None:
-        """Answer `status` if the client has not seen a response head yet, else close."""
+        """Answer `status` if the client has not seen a response head yet, else close (or
+        serve it from the route's error cluster: mux/error_pages.py)."""
         if self.response is None and self.phase != PIPE:
+            pages = self.error_pages
+            if (
+                pages is not None
+                and status in pages.codes
+                and status != 408
+                and error_pages.intercept(self, pages, status)
+            ):
+                return
             self._answer(status, message)
         else:
             self.close()
@@ -270,6 +282,10 @@ class HttpSession(RequestSide):
         if held is not None:  # (never expected: the previous request ended first)
             held.release(self.conn_ip)
         self.conn_limiter, self.conn_ip = limiter, ip
+
+    def serve_errors(self, pages: ErrorPages) -> None:
+        """The routed request's custom_errors (request_route.Holder; mux/error_pages.py)."""
+        self.error_pages = pages
 
     def _become_h2(self, received: bytes) -> None:
         """An `h2c` listener's client opened with HTTP/2's preface: the connection goes on as

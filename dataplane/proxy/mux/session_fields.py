@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
     from dataplane.proxy.routing.conn_limit import ConnLimiter
+    from dataplane.proxy.routing.error_pages import ErrorPages
+    from dataplane.proxy.routing.policy import Edits
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -86,6 +88,7 @@ class SessionFields:
         "context",
         "deadline",
         "end",
+        "error_pages",
         "failed",
         "fd",
         "figures",
@@ -153,6 +156,7 @@ class SessionFields:
     context: ConnectionContext
     deadline: float
     end: int
+    error_pages: ErrorPages | None  # the current route's custom_errors (mux/error_pages.py)
     failed: frozenset[str]  # backends that refused the current request (NO_FAILURES: none)
     fd: int
     figures: ListenerFigures | None
@@ -214,6 +218,18 @@ class SessionFields:
         raise NotImplementedError
 
     def hold_connection(self, limiter: ConnLimiter, ip: str) -> None:
+        raise NotImplementedError
+
+    def serve_errors(self, pages: ErrorPages) -> None:
+        raise NotImplementedError
+
+    def _forward(
+        self,
+        request: RequestHead,
+        cluster: ClusterRuntime,
+        edits: Edits | None,
+        body_limit: int | None = None,
+    ) -> None:
         raise NotImplementedError
 
     def _linger(self) -> None:

@@ -208,6 +208,8 @@ class RequestSide(BackendSide):
             self.request_started = loop.now
         self.bytes_in, self.bytes_out = len(head), 0
         self.routed = None
+        if self.error_pages is not None:
+            self.error_pages = None  # the previous request's route's
         listener = self.listener
         cached = self.last_request
         if cached is not None and head == self.last_head:
