@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from h2c_backend import H2cBackend
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -221,3 +222,45 @@ def test_raw_keep_alive_after_an_intercepted_answer(setup: Any) -> None:
             data += chunk
         assert data.startswith(b"HTTP/1.1 404 ")
         assert b"HTTP/1.1 200 " in data
+
+
+def test_an_h2c_backends_answer_is_intercepted_for_both_clients(pysozu: Any) -> None:
+    errors, backend = _Server(_Errors), H2cBackend()
+    try:
+        port = pysozu.free_port()
+        pages = '{ codes = [404, 502], cluster_id = "errors" }'
+        pysozu.start(
+            f"""
+worker_count = 1
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:{port}"
+h2c = true
+
+[clusters.errors]
+protocol = "http"
+backends = [{{ address = "127.0.0.1:{errors.port}" }}]
+frontends = []
+
+[clusters.app]
+protocol = "http"
+http2 = true
+backends = [{{ address = "127.0.0.1:{backend.port}" }}]
+frontends = [{{ address = "127.0.0.1:{port}", hostname = "a.com", custom_errors = {pages} }}]
+""",
+            workers=1,
+        )
+        for http2 in (False, True):
+            with _client(port, "a.com", http2=http2) as client:
+                answer = client.get("/status/404")
+                assert answer.status_code == 404 and answer.headers["x-from"] == "errors"
+                assert answer.json()["headers"]["x-original-uri"] == "/status/404"
+                reset = client.get("/reset")  # the backend resets the stream: the proxy's 502
+                assert reset.status_code == 502 and reset.headers["x-from"] == "errors"
+                assert client.get("/status/500").text == "h2c says\n"  # not listed
+                assert client.get("/").status_code == 200
+    finally:
+        backend.stop()
+        errors.shutdown()
+        errors.server_close()
