@@ -217,14 +217,19 @@ def parse_access(find: Lookup) -> AccessResult:
             connections = min(_whole(found[1]), 2**31 - 1)
         except ValueError as error:
             refuse(found[0], str(error))
-    limits = ("limit-rps", "limit-rpm", "limit-connections")
-    if not rates and not connections and not any(find(n) for n in limits):
-        for name in ("limit-burst-multiplier", "limit-allowlist", "limit-whitelist"):
+    any_rate = any(find(n) for n in ("limit-rps", "limit-rpm"))
+    if not rates and not any_rate:
+        names: tuple[str, ...] = ("limit-burst-multiplier",)
+        if not connections and not find("limit-connections"):
+            names += ("limit-allowlist", "limit-whitelist")
+        for name in names:
             if (found := find(name)) is not None:
-                result.problems.append(
-                    f"annotation {found[0]}: has no effect without limit-rps, limit-rpm"
-                    " or limit-connections"
+                needs = (
+                    "limit-rps or limit-rpm"
+                    if name.endswith("multiplier")
+                    else "limit-rps, limit-rpm or limit-connections"
                 )
+                result.problems.append(f"annotation {found[0]}: has no effect without {needs}")
     max_body = None
     if (found := find("proxy-body-size")) is not None:
         try:

@@ -227,6 +227,8 @@ def test_limit_connections_is_a_connection_limit_in_the_ingress_zone() -> None:
     ours = web({"pysozu.io/limit-connections": "4"}, RenderSettings())  # without the flag
     assert front(ours).connection_limit.max_concurrent_per_client == 4
     assert front(web({NGINX + "limit-connections": "0"})).connection_limit is None
+    burst = web({NGINX + "limit-connections": "3", NGINX + "limit-burst-multiplier": "2"})
+    assert ["limit-rps or limit-rpm" in p.message for p in burst.problems] == [True]
     assert front(web({NGINX + "limit-connections": "2"}, RenderSettings())).connection_limit is None
 
 
