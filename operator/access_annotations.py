@@ -14,6 +14,9 @@ Read with `--nginx-annotations` under `nginx.ingress.kubernetes.io/`, and always
   absent: no limit. `limit-allowlist` (alias `limit-whitelist`) -> their `exempt_sources`.
   The status is the controller's `--limit-req-status-code` (ingress-nginx's ConfigMap key).
   A bad number or network fails closed; a bad multiplier means 5 (ingress-nginx), reported.
+- `limit-connections` -> `connection_limit` (nginx's `limit_conn`, one zone per Ingress as
+  ingress-nginx writes it): requests in flight per client address, beyond which 503; `0` or
+  absent: no limit; `limit-allowlist` addresses are exempt. A bad number fails closed.
 - `proxy-body-size` (nginx sizes: `512k`, `8m`, `1g`, bytes; `0` is no limit) ->
   `max_body_size`; a bad size is reported and the controller's `--proxy-body-size` applies,
   as ingress-nginx falls back to its global `proxy-body-size`.
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 
 from ingress_operator.annotation_review import NGINX, NOT_ENFORCED, PREFIX, Notice
 
-from dataplane.command.messages import RateLimit
+from dataplane.command.messages import ConnectionLimit, RateLimit
 
 ACCESS_NAMES = frozenset(
     {
@@ -37,6 +40,7 @@ ACCESS_NAMES = frozenset(
         "denylist-source-range",
         "limit-rps",
         "limit-rpm",
+        "limit-connections",
         "limit-burst-multiplier",
         "limit-allowlist",
         "limit-whitelist",
@@ -63,9 +67,21 @@ class Access:
     exempt: tuple[str, ...] = ()
     max_body_size: int | None = None  # None: the controller's default
     status: int = 503  # of the rate limits: the controller's --limit-req-status-code
+    connections: int = 0  # limit-connections: requests in flight per client (0: no limit)
 
     def __bool__(self) -> bool:
-        return bool(self.allowed or self.denied or self.rates or self.max_body_size)
+        return bool(
+            self.allowed or self.denied or self.rates or self.max_body_size or self.connections
+        )
+
+    def connection_limit(self, zone: str) -> ConnectionLimit | None:
+        """ingress-nginx's `limit_conn` in the Ingress's zone (503: its default status)."""
+        if not self.connections:
+            return None
+        exempt = list(self.exempt)
+        return ConnectionLimit(
+            max_concurrent_per_client=self.connections, exempt_sources=exempt, zone=zone
+        )
 
     def rate_limits(self, zone: str) -> list[RateLimit]:
         """`zone`: one per Ingress, so its routes count a client once, as ingress-nginx's
@@ -79,7 +95,9 @@ class Access:
     def resolved(self, status: int, default_body_size: int) -> Access | None:
         """With the controller's settings; None when it asks for nothing (a plain route)."""
         body = default_body_size if self.max_body_size is None else self.max_body_size
-        access = Access(self.allowed, self.denied, self.rates, self.exempt, body, status)
+        access = Access(
+            self.allowed, self.denied, self.rates, self.exempt, body, status, self.connections
+        )
         return access if access else None
 
 
@@ -193,12 +211,25 @@ def parse_access(find: Lookup) -> AccessResult:
             continue
         if number:
             rates.append((number / seconds, number * multiplier))
-    if not rates and not any(find(n) for n in ("limit-rps", "limit-rpm")):
-        for name in ("limit-burst-multiplier", "limit-allowlist", "limit-whitelist"):
+    connections = 0
+    if (found := find("limit-connections")) is not None:
+        try:
+            connections = min(_whole(found[1]), 2**31 - 1)
+        except ValueError as error:
+            refuse(found[0], str(error))
+    any_rate = any(find(n) for n in ("limit-rps", "limit-rpm"))
+    if not rates and not any_rate:
+        names: tuple[str, ...] = ("limit-burst-multiplier",)
+        if not connections and not find("limit-connections"):
+            names += ("limit-allowlist", "limit-whitelist")
+        for name in names:
             if (found := find(name)) is not None:
-                result.problems.append(
-                    f"annotation {found[0]}: has no effect without limit-rps or limit-rpm"
+                needs = (
+                    "limit-rps or limit-rpm"
+                    if name.endswith("multiplier")
+                    else "limit-rps, limit-rpm or limit-connections"
                 )
+                result.problems.append(f"annotation {found[0]}: has no effect without {needs}")
     max_body = None
     if (found := find("proxy-body-size")) is not None:
         try:
@@ -207,5 +238,6 @@ def parse_access(find: Lookup) -> AccessResult:
             result.problems.append(
                 f"annotation {found[0]}: {error}; the controller's default applies"
             )
-    result.access = Access(allowed, denied, tuple(rates), exempt if rates else (), max_body)
+    exempt = exempt if rates or connections else ()
+    result.access = Access(allowed, denied, tuple(rates), exempt, max_body, 503, connections)
     return result

@@ -38,6 +38,7 @@ from ingress_operator.basic_auth_annotations import BASIC_AUTH_NAMES, BasicAuth,
 from ingress_operator.canary import CANARY_NAMES, CanaryRule, parse_canary
 from ingress_operator.client_auth_annotations import AUTH_TLS_NAMES, ClientTls, parse_client_tls
 from ingress_operator.cors_annotations import CORS_NAMES, Cors, parse_cors
+from ingress_operator.custom_errors_annotations import CUSTOM_ERRORS_NAMES, parse_custom_errors
 from ingress_operator.passthrough import PASSTHROUGH_NAMES
 from ingress_operator.redirects import Redirect, parse_app_root, parse_redirect
 from ingress_operator.rewrites import NAMES as REWRITE_NAMES
@@ -131,6 +132,8 @@ PYSOZU_MAPPED |= AUTH_REQUEST_NAMES
 # Client certificates (client_auth_annotations.py).
 NGINX_MAPPED |= AUTH_TLS_NAMES
 PYSOZU_MAPPED |= AUTH_TLS_NAMES
+NGINX_MAPPED |= CUSTOM_ERRORS_NAMES  # custom_errors_annotations.py
+PYSOZU_MAPPED |= CUSTOM_ERRORS_NAMES
 _VHOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 
 
@@ -171,6 +174,7 @@ class Options:
     canary: CanaryRule | None = None  # a canary Ingress (canary.py): it claims no route
     auth_url: AuthUrl | None = None  # auth-url: every route asks it first (render resolves it)
     client_tls: ClientTls | None = None  # auth-tls-*: its hosts' HTTPS frontends (render)
+    custom_errors: tuple[int, ...] | None = None  # custom-http-errors (render resolves it)
 
     def cluster(self, cluster_id: str) -> Cluster:
         """The cluster these options describe (defaults where nothing was set)."""
@@ -304,6 +308,9 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
     options.refused += client_tls.refused
     options.notices += client_tls.notices
     problems += client_tls.problems
+    errors = parse_custom_errors(lookup(annotations, nginx))
+    options.custom_errors = errors.codes
+    problems += errors.problems
     auth_url = parse_auth_url(lookup(annotations, nginx))
     options.auth_url = auth_url.auth
     options.refused += auth_url.refused
@@ -369,6 +376,7 @@ def parse_annotations(annotations: Mapping[str, str], nginx: bool) -> Options:
             or name in REWRITE_NAMES
             or name in TLS_NAMES
             or name in CORS_NAMES
+            or name in CUSTOM_ERRORS_NAMES
         ):
             continue  # read by their own modules
         elif name in CANARY_NAMES or name in PASSTHROUGH_NAMES or name in AUTH_REQUEST_NAMES:

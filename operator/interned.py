@@ -16,6 +16,7 @@ from ingress_operator.auth_request_annotations import AuthUrl
 from ingress_operator.canary import CanaryRule
 from ingress_operator.client_auth_annotations import ClientTls
 from ingress_operator.cors_annotations import Cors
+from ingress_operator.custom_errors_annotations import ErrorPlan, message
 from ingress_operator.model import ObjectKey
 from ingress_operator.rewrites import Rewritten
 
@@ -97,6 +98,7 @@ def frontend(
     cors: Cors | None = None,
     auth_url: tuple[str, AuthUrl] | None = None,
     client_tls: ClientTls | None = None,
+    errors: ErrorPlan | None = None,
 ) -> Encoded:
     """`add_http(s)_frontend` for a route; `kind=None` is the defaultBackend: a catch-all
     checked after every tree rule (POST position). `access`: its source lists, rate limits
@@ -124,7 +126,9 @@ def frontend(
         if access is not None:
             body.allowed_sources = list(access.allowed)
             body.denied_sources = list(access.denied)
-            body.rate_limits = access.rate_limits(f"{owner.namespace}/{owner.name}")
+            zone = f"{owner.namespace}/{owner.name}"
+            body.rate_limits = access.rate_limits(zone)
+            body.connection_limit = access.connection_limit(zone)
             body.max_body_size = access.max_body_size
         if canary is not None:  # (cluster, rule): the canary alternative (canary.py)
             body.canary = canary[1].message(canary[0])
@@ -134,11 +138,13 @@ def frontend(
             body.auth_request = auth_url[1].message(auth_url[0])
         if client_tls is not None:  # auth-tls-* (client_auth_annotations.py)
             body.client_auth = client_tls.message()
+        if errors is not None:  # custom-http-errors (custom_errors_annotations.py)
+            body.custom_errors = message(errors)
         return Request.of(**{verb: body})
 
     key = (
         verb, address, host, kind, value, cluster_id, owner, redirect, auth, answer, host_header,
-        access, canary, rewritten, cors, auth_url, client_tls,
+        access, canary, rewritten, cors, auth_url, client_tls, errors,
     )  # fmt: skip
     entry = _interned(key, build)
     assert entry is not None  # build never declines a frontend

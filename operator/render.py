@@ -37,6 +37,7 @@ from ingress_operator.backend_tls_annotations import cluster_backend_tls, refuse
 from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
 from ingress_operator.canary import CanaryRule, attach_canaries
 from ingress_operator.client_auth_annotations import ClientTls, ClientTlsHosts
+from ingress_operator.custom_errors_annotations import ErrorPlan, error_service, plan
 from ingress_operator.ingress_semantics import (
     ANY_HOST,
     EXACT,
@@ -132,6 +133,7 @@ class _Route:
     access: Access | None = None  # source lists, rate limits, body size (None: none)
     canary: tuple[str, CanaryRule, ObjectKey] | None = None  # cluster, rule, canary Ingress
     rewritten: Rewritten | None = None  # rewrite-target (rewrites.py)
+    errors: ErrorPlan | None = None  # custom-http-errors (custom_errors_annotations.py)
 
 
 @dataclass(slots=True)
@@ -149,6 +151,8 @@ class _Renderer:
     canaries: list[tuple[Ingress, Options]] = field(default_factory=list)  # attached last
     passthrough: PassthroughHosts = field(default_factory=PassthroughHosts)  # ssl-passthrough
     options: dict[ObjectKey, Options] = field(default_factory=dict)  # parsed by scan()
+    # custom-http-errors: the error cluster of each default-backend Service asked for pages
+    error_services: dict[str, tuple[Ingress, BackendRef]] = field(default_factory=dict)
     hosts: Hosts = field(default_factory=Hosts)  # regex hosts and aliases (rewrites.py)
     tls: TlsHosts = field(init=False)
     client_tls: ClientTlsHosts = field(default_factory=ClientTlsHosts)  # auth-tls-*, per host
@@ -213,6 +217,7 @@ class _Renderer:
             ),
         )
         self.tls.add(ingress, _rule_hosts(ingress))
+        errors = None if options.refused else self.error_cluster(ingress, options)
         for rule in ingress.rules:
             try:
                 host = normalize_host(rule.host)
@@ -239,17 +244,40 @@ class _Renderer:
                     route = _Route(
                         cluster, ingress, options, exact, None, access, rewritten=rewritten
                     )
+                    if errors is not None:
+                        route.errors = plan(
+                            options.custom_errors or (), errors, ingress, entry.backend
+                        )
                     self.claim_route(host, path, route)
         if options.app_root is not None and not options.refused:
             self.add_app_root(ingress, options, options.app_root, access)
         if ingress.default_backend is not None:
             cluster = self.route_cluster(ingress, ingress.default_backend, options)
             route = _Route(cluster, ingress, options, False, None, access)
+            if errors is not None:
+                route.errors = plan(
+                    options.custom_errors or (), errors, ingress, ingress.default_backend
+                )
             if self.default_route is None:
                 self.default_route = route
             elif self.default_route.cluster != cluster:
                 older = self.default_route.owner.key
                 self.problem(ingress, "Conflict", f"defaultBackend: older Ingress {older} wins")
+
+    def error_cluster(self, ingress: Ingress, options: Options) -> str | None:
+        """custom-http-errors: the cluster of the default-backend Service serving the pages
+        (reported, and None, when there is none: the routes serve as they are)."""
+        found = error_service(
+            ingress, options.custom_errors, options.default_backend, self.snapshot.services
+        )
+        if isinstance(found, str):
+            self.problem(ingress, "InvalidAnnotation", found)
+            return None
+        if found is None:
+            return None
+        cid, ref = found
+        self.error_services.setdefault(cid, (ingress, ref))
+        return cid
 
     def resolve_basic_auth(self, ingress: Ingress, options: Options, auth: BasicAuth) -> None:
         """auth-type basic: the Secret's entries become the cluster's authorized_hashes."""
@@ -442,6 +470,7 @@ class _Renderer:
         used |= self.passthrough.clusters()
         auth_services = auth_clusters([*self.routes.values(), self.default_route])
         used.update(auth_services)
+        used.update(self.error_services)
         cluster_ids = sorted(used)
         for cid in cluster_ids:
             if cid in self.redirecting:
@@ -507,6 +536,9 @@ class _Renderer:
             elif cid in auth_services:  # an auth-url Service: a cluster of its own
                 owner, namespace, ref = auth_services[cid]
                 out.extend(self.backends(cid, owner, ref, namespace))
+            elif cid in self.error_services:  # a default-backend serving error pages
+                owner, ref = self.error_services[cid]
+                out.extend(self.backends(cid, owner, ref))
         return out
 
 
@@ -558,6 +590,7 @@ def _front_of(
         None if route.options.refused or route.app_root is not None else route.options.cors,
         auth_url_of(route.options, route.owner.key.namespace) if forwards else None,
         client_tls,
+        route.errors if forwards else None,
     )
 
 

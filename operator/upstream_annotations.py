@@ -14,8 +14,8 @@ Read with `--nginx-annotations` under `nginx.ingress.kubernetes.io/`, and always
   served as plain consistent hashing.
 - `default-backend: <service>`: a Service of the Ingress's namespace (its first port) whose
   endpoints serve the Ingress's routes while their own Service has no endpoint in rotation,
-  as ingress-nginx's upstream does (`custom-http-errors` is not served, so it is not used for
-  error pages).
+  as ingress-nginx's upstream does; with `custom-http-errors` it also serves the error pages
+  (custom_errors_annotations.py).
 """
 
 from __future__ import annotations

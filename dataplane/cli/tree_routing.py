@@ -22,9 +22,11 @@ from dataplane.cli.help_texts import (
     listener_option,
 )
 from dataplane.cli.tree_base import GLOBAL, group, leaf
+from dataplane.command.custom_errors_rules import add_custom_errors_flags, custom_errors_from
 from dataplane.command.messages import (
     ActivateListener,
     AlpnProtocols,
+    ConnectionLimit,
     CustomHttpAnswers,
     DeactivateListener,
     Empty,
@@ -95,6 +97,7 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
     front.cors = cors_policy(a)
     front.auth_request = auth_request_from(a)
     front.client_auth = client_auth_from(a)
+    front.custom_errors = custom_errors_from(a)
     if a.rate_limit is not None:
         front.rate_limits = [
             RateLimit(
@@ -109,6 +112,15 @@ def _http_frontend(a: argparse.Namespace, adding: bool) -> RequestHttpFrontend:
         raise argparse.ArgumentTypeError(
             "--rate-burst, --rate-limit-status and --rate-limit-exempt need --rate-limit"
         )
+    if a.connection_limit is not None:
+        front.connection_limit = ConnectionLimit(
+            max_concurrent_per_client=a.connection_limit,
+            status=a.connection_limit_status,
+            exempt_sources=a.connection_limit_exempt,
+            zone=a.connection_limit_zone,
+        )
+    elif a.connection_limit_exempt or a.connection_limit_status != 503 or a.connection_limit_zone:
+        raise argparse.ArgumentTypeError("--connection-limit-* flags need --connection-limit")
     if front.passthrough and (problem := passthrough_problem(front)) is not None:
         raise argparse.ArgumentTypeError(f"--passthrough: {problem}")
     return front
@@ -168,6 +180,32 @@ def _access_flags(add: argparse.ArgumentParser) -> None:
         "--rate-limit-zone",
         metavar="NAME",
         help="routes naming the same zone count a client together (nginx's limit_req_zone)",
+    )
+    add.add_argument(
+        "--connection-limit",
+        type=int,
+        metavar="N",
+        help="requests in flight allowed per client address (nginx's limit_conn; per worker)",
+    )
+    add.add_argument(
+        "--connection-limit-status",
+        type=int,
+        default=503,
+        choices=(429, 503),
+        metavar="STATUS",
+        help="status answered beyond --connection-limit: 429 or 503 (default, as ingress-nginx)",
+    )
+    add.add_argument(
+        "--connection-limit-exempt",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="clients in this network are not counted; repeatable",
+    )
+    add.add_argument(
+        "--connection-limit-zone",
+        metavar="NAME",
+        help="routes naming the same zone count a client together (nginx's limit_conn_zone)",
     )
 
 
@@ -270,6 +308,7 @@ def _add_http_frontends(sub: Any, kind: str) -> None:
         add_client_auth_flags(add)
     add_cors_flags(add)
     add_auth_request_flags(add)
+    add_custom_errors_flags(add)
     _route_target(add)
     remove = leaf(
         sub,

@@ -34,12 +34,14 @@ from dataplane.command.config_listeners import (
     tls_versions,
 )
 from dataplane.command.config_reader import Table
+from dataplane.command.custom_errors_rules import read_custom_errors
 from dataplane.command.messages import (
     AddBackend,
     AddCertificate,
     BackendTls,
     CertificateAndKey,
     Cluster,
+    ConnectionLimit,
     CorsPolicy,
     Header,
     HeaderPosition,
@@ -97,6 +99,8 @@ HTTP_ONLY_FRONTEND_KEYS = (
     "denied_sources",
     "rate_limits",
     "max_body_size",
+    "connection_limit",
+    "custom_errors",
     "canary",
     "cors",
     "auth_request",
@@ -348,6 +352,24 @@ def _rate_limits(table: Table) -> list[RateLimit]:
     return limits
 
 
+def _connection_limit(table: Table) -> ConnectionLimit | None:
+    """`connection_limit = { max_concurrent_per_client, status, exempt_sources, zone }`."""
+    sub = table.table("connection_limit")
+    if sub is None:
+        return None
+    most = sub.integer("max_concurrent_per_client", low=1, high=2**31 - 1)
+    if not sub.has("max_concurrent_per_client"):
+        sub.error("max_concurrent_per_client", "missing required key (requests in flight)")
+    limit = ConnectionLimit(
+        max_concurrent_per_client=most or 1,
+        status=sub.integer("status", 503, low=429, high=503),
+        exempt_sources=sub.str_list("exempt_sources", []),
+        zone=sub.text("zone"),
+    )
+    sub.finish(strict=True)
+    return limit
+
+
 def _cors(table: Table) -> CorsPolicy | None:
     """`cors = { allow_origins = [...], ... }`: omitted keys take ingress-nginx's defaults."""
     sub = table.table("cors")
@@ -417,6 +439,8 @@ def _http_frontend(
         cors=_cors(table),
         auth_request=read_auth_request(table),
         client_auth=read_client_auth(table),
+        connection_limit=_connection_limit(table),
+        custom_errors=read_custom_errors(table),
     )
     table.finish(strict=True)
     if address is None or hostname is None:

@@ -453,6 +453,30 @@ class RateLimit(Message, kw_only=True):
     zone: str | None = None
 
 
+class ConnectionLimit(Message, kw_only=True):
+    """A pysozu extension: requests in flight allowed per client address on a frontend.
+
+    nginx's `limit_conn` (ingress-nginx's `limit-connections`): a request counts from routing
+    to the end of its response (an HTTP/2 stream alike); one more is answered `status`.
+    `exempt_sources` (CIDRs) are never limited; a `zone` is shared as a RateLimit's is."""
+
+    max_concurrent_per_client: int
+    status: int = 503
+    exempt_sources: list[str] = []
+    zone: str | None = None
+
+
+class CustomErrors(Message, kw_only=True):
+    """A pysozu extension: error pages served by another cluster (ingress-nginx's
+    `custom-http-errors`, docs/custom-errors.md). A backend response with a status in `codes`
+    is dropped; the request is served by `cluster_id` instead: a GET of / with X-Code,
+    X-Format, X-Original-URI, X-Request-ID and the static `headers`."""
+
+    codes: list[int]
+    cluster_id: str
+    headers: dict[str, str] = {}
+
+
 class Canary(Message, kw_only=True):
     """A pysozu extension: a frontend's canary alternative (ingress-nginx's canary Ingress).
 
@@ -557,6 +581,8 @@ class RequestHttpFrontend(Message, kw_only=True):
     cors: CorsPolicy | None = None  # pysozu extension (docs/cors.md)
     auth_request: AuthRequest | None = None
     client_auth: ClientAuth | None = None  # pysozu extension (docs/client-certificates.md)
+    connection_limit: ConnectionLimit | None = None  # pysozu (docs/access-control.md)
+    custom_errors: CustomErrors | None = None  # pysozu (docs/custom-errors.md)
 
 
 class RequestTcpFrontend(Message, kw_only=True):

@@ -29,6 +29,8 @@ _HTTP_ONLY = (
     "hsts",
     "max_body_size",
     "canary",
+    "connection_limit",
+    "custom_errors",
 )
 _HTTP_ONLY_LISTS = ("headers", "allowed_sources", "denied_sources", "rate_limits")
 

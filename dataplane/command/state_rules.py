@@ -19,6 +19,7 @@ from dataplane.command.canary_rules import canary_problem
 from dataplane.command.client_auth_rules import client_auth_problem
 from dataplane.command.cors_rules import cors_problem
 from dataplane.command.credential_formats import CredentialError, split_entry
+from dataplane.command.custom_errors_rules import custom_errors_problem
 from dataplane.command.hash_keys import parse_hash_key
 from dataplane.command.messages import (
     CertificateAndKey,
@@ -139,6 +140,12 @@ def check_http_frontend(front: RequestHttpFrontend) -> None:
             problem = "a passthrough frontend does not terminate TLS: no client_auth"
         if problem is not None:
             raise StateError(f"frontend {front.hostname}: {problem}")
+    if front.custom_errors is not None:
+        problem = custom_errors_problem(front.custom_errors)
+        if problem is None and front.cluster_id is None:
+            problem = "a deny route (no cluster_id) has no custom_errors"
+        if problem is not None:
+            raise StateError(f"frontend {front.hostname}: custom_errors: {problem}")
     if front.auth_request is not None:
         problem = auth_request_problem(front.auth_request)
         if problem is None and front.cluster_id is None:
@@ -159,6 +166,11 @@ def check_access(where: str, front: RequestHttpFrontend) -> None:
             (f"rate_limits[{n}].exempt_sources", r.exempt_sources)
             for n, r in enumerate(front.rate_limits)
         ),
+        *(
+            ("connection_limit.exempt_sources", c.exempt_sources)
+            for c in (front.connection_limit,)
+            if c is not None
+        ),
     ):
         for text in networks:
             try:
@@ -172,6 +184,11 @@ def check_access(where: str, front: RequestHttpFrontend) -> None:
             raise StateError(f"{where}: rate_limits[{n}].burst must not be negative")
         if limit.status not in RATE_LIMIT_STATUSES:
             raise StateError(f"{where}: rate_limits[{n}].status must be 429 or 503")
+    conns = front.connection_limit
+    if conns is not None and not 0 < conns.max_concurrent_per_client < 2**31:
+        raise StateError(f"{where}: connection_limit.max_concurrent_per_client must be positive")
+    if conns is not None and conns.status not in RATE_LIMIT_STATUSES:
+        raise StateError(f"{where}: connection_limit.status must be 429 or 503")
     if front.max_body_size is not None and front.max_body_size < 0:
         raise StateError(f"{where}: max_body_size must not be negative (0: no limit)")
 

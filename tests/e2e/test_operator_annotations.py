@@ -50,12 +50,12 @@ def start(world: World, *flags: str) -> None:
 
 
 @pytest.mark.parametrize("flags", [(), ("--nginx-annotations",)], ids=["nginx-off", "nginx-on"])
-def test_a_connection_limit_fails_closed_until_it_is_removed(
+def test_a_global_rate_limit_fails_closed_until_it_is_removed(
     world: World, flags: tuple[str]
 ) -> None:
     app = world.backend("127.0.0.2", "app-0")
     start(world, *flags)
-    key = NGINX + "limit-connections"  # not enforced: per worker and 429 in the dataplane
+    key = NGINX + "global-rate-limit"  # not enforced: no rate limit shared across pods
     world.apply(
         service("app"),
         endpoint_slice("app", ["127.0.0.2"], world.backend_port),

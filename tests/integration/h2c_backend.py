@@ -11,6 +11,7 @@ head of every request. Paths:
 - `/silent`: no answer at all;
 - `/goaway`: an echo answer, then GOAWAY and the connection closes;
 - `/continue`: a 100 informational head, then the echo answer;
+- `/status/<n>`: status n, a short body;
 - anything else: a JSON echo (method, path, headers, body length and sha256), with length.
 """
 
@@ -111,6 +112,11 @@ class _Connection:
             conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
             return
         if path == "/silent":
+            return
+        if path.startswith("/status/"):
+            status = path.split("/")[2].encode()
+            conn.send_headers(stream_id, [(b":status", status), (b"content-length", b"9")])
+            self.pending[stream_id] = (bytearray(b"h2c says\n"), None)
             return
         if path == "/continue":
             conn.send_headers(stream_id, [(b":status", b"100")])

@@ -91,6 +91,7 @@ def end(
         # compiled session's access log lines are tested end to end in tests/integration.
         pytest.skip("HttpSession is compiled: its methods take no stand-in session")
     s.loop = loop
+    s.conn_limiter = None  # no connection limit held
     HttpSession._record(s, status, reached_backend, message)
 
 

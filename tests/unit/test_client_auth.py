@@ -254,11 +254,11 @@ def test_route_request_adds_the_headers_and_refuses() -> None:
     policy = ClientAuthPolicy(auth)
 
     forward = route_request(
-        listener, request, "m.com", lambda: "127.0.0.1", 0.0, _connection(policy, "CN=a")
+        listener, request, "m.com", lambda: "127.0.0.1", 0.0, None, _connection(policy, "CN=a")
     )
     assert isinstance(forward, Forward) and forward.edits is not None
     assert ("ssl-client-verify", "SUCCESS") in forward.edits.request_headers
-    refused = route_request(listener, request, "m.com", lambda: "127.0.0.1", 0.0, None)
+    refused = route_request(listener, request, "m.com", lambda: "127.0.0.1", 0.0, None, None)
     assert isinstance(refused, Refusal) and refused.status == 421
     plain = listener.parse(b"GET / HTTP/1.1\r\nHost: p.com\r\n\r\n")
     host.proxy.apply(
@@ -268,7 +268,7 @@ def test_route_request_adds_the_headers_and_refuses() -> None:
             )
         )
     )
-    passed = route_request(listener, plain, "p.com", lambda: "127.0.0.1", 0.0, None)
+    passed = route_request(listener, plain, "p.com", lambda: "127.0.0.1", 0.0, None, None)
     assert isinstance(passed, Forward) and passed.edits is None  # no policy: nothing added
 
 

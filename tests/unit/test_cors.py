@@ -221,7 +221,7 @@ def test_route_request_answers_preflights_and_edits_responses() -> None:
 
     def decide(name: str, head: str) -> Forward | Refusal:
         request = listener.parse(head.encode() + b"\r\n")
-        return route_request(listener, request, name, lambda: "127.0.0.1", 0.0)
+        return route_request(listener, request, name, lambda: "127.0.0.1", 0.0, None)  # type: ignore[arg-type]
 
     plain = decide("example.com", "GET / HTTP/1.1\r\nHost: example.com\r\nOrigin: https://x\r\n")
     assert isinstance(plain, Forward) and plain.edits is None  # no policy: nothing added

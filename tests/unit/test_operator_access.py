@@ -14,7 +14,7 @@ from ingress_operator.settings import RenderSettings
 from test_operator_conformance import HTTP, HTTPS, answer, route
 from test_operator_render import WEB, go, ingress, state_of
 
-from dataplane.command.messages import RateLimit
+from dataplane.command.messages import ConnectionLimit, RateLimit
 
 NGINX = "nginx.ingress.kubernetes.io/"
 ON = RenderSettings(nginx_annotations=True)
@@ -210,9 +210,34 @@ def test_limit_options_without_a_limit_are_reported_and_change_nothing() -> None
     assert "has no effect" in rendered.problems[0].message
 
 
-def test_limit_connections_still_fails_closed_beside_a_rate() -> None:
-    rendered = web({NGINX + "limit-rps": "5", NGINX + "limit-connections": "2"})
+def test_limit_connections_is_a_connection_limit_in_the_ingress_zone() -> None:
+    annotations = {NGINX + "limit-connections": "2", NGINX + "limit-whitelist": "10.0.0.0/8"}
+    rendered = web({**annotations, NGINX + "limit-rps": "5"})
+    assert answer(rendered, HTTP, "web.example", "/") == SERVED
+    expected = ConnectionLimit(
+        max_concurrent_per_client=2, exempt_sources=["10.0.0.0/8"], zone="default/web"
+    )
+    for address in (HTTP, HTTPS):
+        assert front(rendered, address).connection_limit == expected
+    assert front(rendered).rate_limits[0].exempt_sources == ["10.0.0.0/8"]
+    assert rendered.problems == []
+    alone = web({NGINX + "limit-connections": "3"})  # without a rate limit
+    assert front(alone).connection_limit.max_concurrent_per_client == 3
+    assert front(alone).rate_limits == []
+    ours = web({"pysozu.io/limit-connections": "4"}, RenderSettings())  # without the flag
+    assert front(ours).connection_limit.max_concurrent_per_client == 4
+    assert front(web({NGINX + "limit-connections": "0"})).connection_limit is None
+    burst = web({NGINX + "limit-connections": "3", NGINX + "limit-burst-multiplier": "2"})
+    assert ["limit-rps or limit-rpm" in p.message for p in burst.problems] == [True]
+    assert front(web({NGINX + "limit-connections": "2"}, RenderSettings())).connection_limit is None
+
+
+@pytest.mark.parametrize("value", ["", "two", "-1", "1.5"])
+def test_a_bad_connection_limit_fails_closed(value: str) -> None:
+    rendered = web({NGINX + "limit-connections": value})
     assert answer(rendered, HTTP, "web.example", "/") == REFUSED
+    assert reasons(rendered) == [("Warning", NOT_ENFORCED)]
+    assert NGINX + "limit-connections" in rendered.problems[0].message
 
 
 def test_the_status_flag_takes_429_or_503_only() -> None:

@@ -42,7 +42,7 @@ RESTRICTING = [
     NGINX + "auth-tls-future",
     "pysozu.io/blocklist-source-range",
     "pysozu.io/auth-type",
-    "pysozu.io/limit-connections",
+    "pysozu.io/global-rate-limit",
 ]
 
 
@@ -90,7 +90,7 @@ def test_a_refused_ingress_keeps_its_routes_and_its_tls_redirect() -> None:
 
 
 def test_an_older_refused_ingress_keeps_its_routes_closed_and_a_newer_one_touches_nothing() -> None:
-    closed = ingress("web", [WEB], annotations={NGINX + "limit-connections": "10"})
+    closed = ingress("web", [WEB], annotations={NGINX + "global-rate-limit": "10"})
     newer = ingress("later", [WEB], created="2026-02-01T00:00:00Z")
     rendered = go(closed, newer, settings=ON)
     assert answer(rendered, HTTP, "web.example", "/") == REFUSED
@@ -104,7 +104,7 @@ def test_an_older_refused_ingress_keeps_its_routes_closed_and_a_newer_one_touche
 
 def test_the_refused_cluster_is_owned_and_accepted_by_the_dataplane_state() -> None:
     assert is_ingress_cluster_id(refused_cluster_id(ObjectKey("default", "web")))
-    body = ingress("web", [WEB], annotations={NGINX + "limit-connections": "5"})
+    body = ingress("web", [WEB], annotations={NGINX + "global-rate-limit": "5"})
     state = state_of(go(body, settings=ON))
     assert REFUSED in state.clusters
     fixed = state_of(go(ingress("web", [WEB]), settings=ON))
@@ -203,7 +203,7 @@ def publish(bodies: list[dict[str, Any]]) -> dict[ObjectKey, tuple[Any, ...]]:
 
 
 def test_status_says_why_a_refused_ingress_is_not_served() -> None:
-    closed = ingress("web", [WEB], annotations={NGINX + "limit-connections": "5"})
+    closed = ingress("web", [WEB], annotations={NGINX + "global-rate-limit": "5"})
     ours = (("ip", "192.0.2.10"),)
     assert publish([closed]) == {ObjectKey("default", "web"): (ours, REFUSED_ERROR, (8080, 8443))}
     assert REFUSED_ERROR == "pysozu.io/AnnotationNotEnforced"

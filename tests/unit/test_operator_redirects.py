@@ -108,7 +108,7 @@ def test_without_the_flag_nothing_redirects() -> None:
 
 
 def test_fail_closed_wins_over_a_redirect() -> None:
-    annotations = {NGINX + "permanent-redirect": URL, NGINX + "limit-connections": "1"}
+    annotations = {NGINX + "permanent-redirect": URL, NGINX + "global-rate-limit": "1"}
     rendered = go(ingress("web", [WEB], annotations=annotations), settings=ON)
     assert {(f.cluster_id, f.redirect) for f in fronts(rendered)} == {
         ("default/web:-refused", None)
@@ -221,6 +221,6 @@ def test_app_root_that_cannot_be_honoured_is_reported(
 
 
 def test_app_root_of_a_refused_ingress_is_not_rendered() -> None:
-    annotations = {NGINX + "app-root": "/app", NGINX + "limit-connections": "1"}
+    annotations = {NGINX + "app-root": "/app", NGINX + "global-rate-limit": "1"}
     rendered = go(ingress("web", [WEB], annotations=annotations), settings=ON)
     assert {f.cluster_id for f in fronts(rendered)} == {"default/web:-refused"}

@@ -42,6 +42,8 @@ EXTENSION_FRONTEND_KEYS.add("canary")  # docs/canary.md, tests/unit/test_canary_
 EXTENSION_FRONTEND_KEYS |= {"cors"}  # docs/cors.md: test_cors.py, test_http_cors.py
 EXTENSION_FRONTEND_KEYS.add("auth_request")  # docs/access-control.md, test_http_auth_request.py
 EXTENSION_FRONTEND_KEYS.add("client_auth")  # docs/client-certificates.md, test_https_client_auth.py
+EXTENSION_FRONTEND_KEYS.add("connection_limit")  # docs/access-control.md, test_conn_limit.py
+EXTENSION_FRONTEND_KEYS.add("custom_errors")  # docs/custom-errors.md, test_custom_errors.py
 EXTENSION_FLAGS = {
     "--version",
     *("--client-ca", "--client-crl", "--client-verify", "--client-verify-depth"),
@@ -81,6 +83,13 @@ EXTENSION_FLAGS = {
     "--rate-limit-status",
     "--rate-limit-exempt",
     "--rate-limit-zone",
+    "--connection-limit",
+    "--connection-limit-status",
+    "--connection-limit-exempt",
+    "--connection-limit-zone",
+    "--error-codes",
+    "--error-cluster",
+    "--error-header",
     *(f"--canary-{name}" for name in ("cluster", "header", "header-value", "header-pattern")),
     *(f"--canary-{name}" for name in ("cookie", "weight", "weight-total")),
     "--backend-tls",  # cluster add: TLS to the backends (and the flags below)

@@ -39,6 +39,7 @@ from dataplane.proxy.http2.translate import (
     last_chunk,
     status_line,
 )
+from dataplane.proxy.mux import error_pages
 from dataplane.proxy.mux.h2_backends import H2Exchange
 from dataplane.proxy.mux.session_fields import (
     BODY_PAUSED,
@@ -228,6 +229,13 @@ class H1Stream:
     def respond(self, status: int, fields: Fields, end_stream: bool) -> None:
         """The backend's final response head, written as an HTTP/1.1 one."""
         session = self.session
+        pages = session.error_pages
+        if (
+            pages is not None
+            and status in pages.codes
+            and error_pages.intercept(session, pages, status)
+        ):
+            return  # served by the error cluster instead (mux/error_pages.py)
         loop = self.loop
         request = session.request
         assert request is not None

@@ -25,6 +25,7 @@ from dataplane.proxy.http1.head import HEAD_END
 from dataplane.proxy.http2 import RequestHead
 from dataplane.proxy.http2.translate import forwarded_to_h2, h1_response_to_h2, h2_request_to_h1
 from dataplane.proxy.mux.auth_request import StreamWait, wait_on_stream
+from dataplane.proxy.mux.error_pages import intercept_stream
 from dataplane.proxy.mux.h1_exchange import H1Exchange
 from dataplane.proxy.mux.h2_backends import H2Exchange
 from dataplane.proxy.mux.request_route import Guarded, Refusal, route_request
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from dataplane.proxy.http1.head import RequestHead as H1Request
     from dataplane.proxy.http2.events import Fields
     from dataplane.proxy.mux.h2_session import H2Session
+    from dataplane.proxy.routing.conn_limit import ConnLimiter
+    from dataplane.proxy.routing.error_pages import ErrorPages
 
 Edits = tuple[tuple[str, str], ...]
 Exchange = H1Exchange | H2Exchange | StreamWait  # StreamWait: waiting for auth_request
@@ -61,7 +64,10 @@ class H2Stream:
         "bytes_in",
         "bytes_out",
         "client_done",
+        "conn_ip",
+        "conn_limiter",
         "context",
+        "error_pages",
         "exchange",
         "finished",
         "head",
@@ -115,6 +121,9 @@ class H2Stream:
         self.pending_trailers: Fields | None = None
         self.response_edits: Edits = ()
         self.set_cookie = b""
+        self.conn_limiter: ConnLimiter | None = None  # this stream's connection-limit count
+        self.conn_ip = ""
+        self.error_pages: ErrorPages | None = None  # the route's custom_errors
 
     # -- the request ---------------------------------------------------------------------
 
@@ -138,7 +147,9 @@ class H2Stream:
             self.answer(421, f"{host} is not covered by this connection's certificate")
             return
         self.host = host
-        decision = route_request(listener, request, host, self._client_ip, self.loop.now, binding)
+        decision = route_request(
+            listener, request, host, self._client_ip, self.loop.now, self, binding
+        )
         if isinstance(decision, Refusal):
             self.routed = decision.cluster
             self.answer(
@@ -239,6 +250,9 @@ class H2Stream:
 
     def respond(self, status: int, fields: Fields, end_stream: bool) -> None:
         """The backend's final response head (HTTP/2 fields, hop-by-hop ones removed)."""
+        pages = self.error_pages
+        if pages is not None and status in pages.codes and intercept_stream(self, pages, status):
+            return  # served by the error cluster instead (mux/error_pages.py)
         fields.append((self.context.id_name, self.request_id))
         if self.set_cookie:
             fields.append((b"set-cookie", self.set_cookie))
@@ -311,6 +325,9 @@ class H2Stream:
 
     def failed(self, status: int, message: str) -> None:
         """The exchange gave up: answer `status` if the client saw no head yet, else reset."""
+        pages = self.error_pages
+        if pages is not None and status in pages.codes and intercept_stream(self, pages, status):
+            return
         self._fail(status, message)
 
     def _fail(self, status: int, message: str) -> None:
@@ -410,8 +427,20 @@ class H2Stream:
         self._record(message)
         self.session.stream_done(self)
 
+    def serve_errors(self, pages: ErrorPages) -> None:
+        self.error_pages = pages
+
+    def hold_connection(self, limiter: ConnLimiter, ip: str) -> None:
+        """Keep this stream's connection-limit count (request_route.Holder)."""
+        self.conn_limiter, self.conn_ip = limiter, ip
+
     def _record(self, message: str | None) -> None:
-        """One finished request for the worker's metrics and access log (as HttpSession)."""
+        """One finished request for the worker's metrics and access log (as HttpSession);
+        called once per stream, whatever ended it: its connection-limit count goes back."""
+        limiter = self.conn_limiter
+        if limiter is not None:
+            self.conn_limiter = None
+            limiter.release(self.conn_ip)
         loop = self.loop
         ended = loop.ended
         if ended is None:

@@ -4,21 +4,23 @@ HTTP/1.1 sessions and HTTP/2 streams share.
 `route_request` looks the request up on its listener and applies, in sozu's order with
 pysozu's access rules in it: no route (404), a deny route (401), the route's canary rule (it
 may pick its canary cluster: routing/canary.py), a cluster that does not exist (503), the
-frontend's access rules (403, 429/503, 413 for a Content-Length over the limit), then the
-route's CORS preflight (204, routing/cors.py), the route's policy (redirects, the cluster's
-https_redirect, basic auth: an `Answer`; rewrites and header edits: `Edits`; an allowed
-origin's CORS headers join the response edits). It returns either a `Refusal` to answer with,
+frontend's access rules (403, 429/503, 413 for a Content-Length over the limit, then its
+connection limit: its count goes to the holder), then the route's CORS preflight (204,
+routing/cors.py), the route's policy (redirects, the cluster's https_redirect, basic auth:
+an `Answer`; rewrites and header edits: `Edits`; an allowed origin's CORS headers join the
+response edits). It returns either a `Refusal` to answer with,
 a `Forward` (the cluster, the edits, the body size limit), or a `Guarded` forward that asks the
-route's external authorisation first. Pure: nothing is sent, nothing is counted.
+route's external authorisation first. Nothing is sent; rate and connection limits count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from dataplane.proxy.routing.access import too_large
 from dataplane.proxy.routing.client_auth import ClientRefusal
+from dataplane.proxy.routing.conn_limit import TOO_MANY
 from dataplane.proxy.routing.cors import OPTIONS, PREFLIGHT, HeaderEdits
 from dataplane.proxy.routing.policy import Answer, Edits, decide
 
@@ -27,8 +29,19 @@ if TYPE_CHECKING:
     from dataplane.proxy.http1.head import RequestHead
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.routing.auth_request import AuthPolicy
+    from dataplane.proxy.routing.conn_limit import ConnLimiter
+    from dataplane.proxy.routing.error_pages import ErrorPages
 
 _REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
+
+
+class Holder(Protocol):
+    """What routes a request (a session, an HTTP/2 stream): it keeps the request's count of a
+    connection limit and gives it back when the request ends (routing/conn_limit.py)."""
+
+    def hold_connection(self, limiter: ConnLimiter, ip: str) -> None: ...
+
+    def serve_errors(self, pages: ErrorPages) -> None: ...
 
 
 class Refusal(NamedTuple):
@@ -65,11 +78,13 @@ def route_request(
     host: str,
     client_ip: Callable[[], str],
     now: float,
+    holder: Holder,
     tls: object = None,
 ) -> Forward | Guarded | Refusal:
     """The decision for `request` (its normalised `host`); `client_ip` is asked only when
-    the route has access rules; `tls` is the session's SNI check (a `ClientConnection` when
-    the handshake asked for a client certificate)."""
+    the route has access rules. A connection limit's count, once taken, goes to `holder`;
+    `tls` is the session's SNI check (a `ClientConnection` when the handshake asked for a
+    client certificate)."""
     route, needs_policy = listener.lookup(host, request.path, request.method)
     if route is None:
         return Refusal(404)
@@ -99,7 +114,8 @@ def route_request(
     body_limit = None
     access = route.access
     if access is not None:
-        refused = access.refusal(client_ip(), now)
+        ip = client_ip()
+        refused = access.refusal(ip, now)
         if refused:
             hsts = route.hsts or ""
             message = _REFUSALS[refused]
@@ -108,6 +124,14 @@ def route_request(
         if body_limit is not None and request.content_length > body_limit:
             message = too_large(body_limit)
             return Refusal(413, message, hsts=route.hsts or "", cluster=cluster, cors=cors or ())
+        limiter = access.connections
+        if limiter is not None:
+            taken = limiter.acquire(ip)
+            if taken < 0:
+                status, hsts = limiter.status, route.hsts or ""
+                return Refusal(status, TOO_MANY, hsts=hsts, cluster=cluster, cors=cors or ())
+            if taken:
+                holder.hold_connection(limiter, ip)
     if cors is not None and request.method == OPTIONS:
         return Refusal(PREFLIGHT, hsts=route.hsts or "", cluster=cluster, cors=cors)
     edits = None
@@ -133,6 +157,8 @@ def route_request(
         if edits is None:
             edits = Edits(route, None, None)
         edits.request_headers = edits.request_headers + client_headers
+    if route.error_pages is not None:  # the response may be served by the error cluster
+        holder.serve_errors(route.error_pages)
     if needs_policy and route.auth is not None:  # (has_policy counts auth: one test for all)
         return Guarded(cluster, edits, body_limit, route.auth)
     return Forward(cluster, edits, body_limit)

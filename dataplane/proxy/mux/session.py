@@ -17,6 +17,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
+from dataplane.proxy.mux import error_pages
 from dataplane.proxy.mux.h2_session import H2Session
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
@@ -42,6 +43,8 @@ INFINITY = float("inf")
 if TYPE_CHECKING:
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.routing.conn_limit import ConnLimiter
+    from dataplane.proxy.routing.error_pages import ErrorPages
 
 
 class HttpSession(RequestSide):
@@ -64,6 +67,9 @@ class HttpSession(RequestSide):
         self.mask = EPOLLIN
         self.nodelay = listener.scheme != "http"  # HTTPS sockets get it at accept
         self.auth = None
+        self.conn_limiter = None
+        self.error_pages = None
+        self.conn_ip = ""
         self.back = None
         self.h2 = None
         self.back_timeout = listener.back_timeout
@@ -102,8 +108,17 @@ class HttpSession(RequestSide):
         loop.timers.arm(self, loop.now + listener.front_timeout)
 
     def _fail(self, status: int, message: str) -> None:
-        """Answer `status` if the client has not seen a response head yet, else close."""
+        """Answer `status` if the client has not seen a response head yet, else close (or
+        serve it from the route's error cluster: mux/error_pages.py)."""
         if self.response is None and self.phase != PIPE:
+            pages = self.error_pages
+            if (
+                pages is not None
+                and status in pages.codes
+                and status != 408
+                and error_pages.intercept(self, pages, status)
+            ):
+                return
             self._answer(status, message)
         else:
             self.close()
@@ -178,7 +193,12 @@ class HttpSession(RequestSide):
     ) -> None:
         """One finished (or abandoned) request, kept for the worker's metrics and access log,
         which take them in batches (request_ends). `message` set: the proxy answered or gave
-        up; logged at the error level."""
+        up; logged at the error level. The request's connection-limit count is given back
+        (an upgraded connection's, 101, when it closes)."""
+        limiter = self.conn_limiter
+        if limiter is not None and status != 101:
+            self.conn_limiter = None
+            limiter.release(self.conn_ip)
         loop = self.loop
         ended = loop.ended
         if ended is None:  # neither metrics nor access logs
@@ -256,6 +276,17 @@ class HttpSession(RequestSide):
             else:
                 back.close(reuse_buffer=self.to_front is None)
 
+    def hold_connection(self, limiter: ConnLimiter, ip: str) -> None:
+        """Keep the routed request's connection-limit count (request_route.Holder)."""
+        held = self.conn_limiter
+        if held is not None:  # (never expected: the previous request ended first)
+            held.release(self.conn_ip)
+        self.conn_limiter, self.conn_ip = limiter, ip
+
+    def serve_errors(self, pages: ErrorPages) -> None:
+        """The routed request's custom_errors (request_route.Holder; mux/error_pages.py)."""
+        self.error_pages = pages
+
     def _become_h2(self, received: bytes) -> None:
         """An `h2c` listener's client opened with HTTP/2's preface: the connection goes on as
         an H2Session, with the bytes read so far (nothing was forwarded yet)."""
@@ -300,6 +331,10 @@ class HttpSession(RequestSide):
         if self.cluster is not None:
             self.listener.proxy.release_peer(self.peer_key)
             self.cluster = None
+        limiter = self.conn_limiter
+        if limiter is not None:  # a request cut short, whatever the phase
+            self.conn_limiter = None
+            limiter.release(self.conn_ip)
         if self.auth is not None:  # a client gone while its request waited: cancel the ask
             self.auth.cancel()
             self.auth = None

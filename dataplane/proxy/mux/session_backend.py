@@ -17,7 +17,7 @@ from dataplane.proxy.http1.forwarding import (
     forward_response,
 )
 from dataplane.proxy.http1.head import HEAD_END, has_bare_line_feed
-from dataplane.proxy.mux import backend_events
+from dataplane.proxy.mux import backend_events, error_pages
 from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
 from dataplane.proxy.mux.backend_tls import HANDSHAKING
 from dataplane.proxy.mux.session_fields import (
@@ -81,6 +81,9 @@ class BackendSide(FlowControl):
             backend_events.connect_failed(loop, cluster, backend)
             self.failed |= {backend.backend_id}
         self.to_back = None
+        pages = self.error_pages
+        if pages is not None and 503 in pages.codes and error_pages.intercept(self, pages, 503):
+            return  # served by the error cluster instead
         self._answer(503, "no backend available")
 
     def _attach(self, conn: BackendConnection, mask: int) -> None:
@@ -224,6 +227,13 @@ class BackendSide(FlowControl):
                 return
             self._start_pipe(back, response)
             return
+        pages = self.error_pages
+        if (
+            pages is not None
+            and status in pages.codes
+            and error_pages.intercept(self, pages, status)
+        ):
+            return  # served by the error cluster instead
         self.response = response
         loop = self.loop
         framing = response.framing(request.method)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.h1_stream import H1Stream
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.routing.conn_limit import ConnLimiter
+    from dataplane.proxy.routing.error_pages import ErrorPages
+    from dataplane.proxy.routing.policy import Edits
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -80,9 +83,12 @@ class SessionFields:
         "bytes_out",
         "closing",
         "cluster",
+        "conn_ip",
+        "conn_limiter",
         "context",
         "deadline",
         "end",
+        "error_pages",
         "failed",
         "fd",
         "figures",
@@ -143,9 +149,14 @@ class SessionFields:
     bytes_out: int  # of the current response
     closing: bool  # close once the current response is out
     cluster: ClusterRuntime | None  # counted against its per-IP limit
+    # The current request's count of its route's connection limit (None: none held), and the
+    # address it counts for: given back once, when the request ends (routing/conn_limit.py).
+    conn_limiter: ConnLimiter | None
+    conn_ip: str
     context: ConnectionContext
     deadline: float
     end: int
+    error_pages: ErrorPages | None  # the current route's custom_errors (mux/error_pages.py)
     failed: frozenset[str]  # backends that refused the current request (NO_FAILURES: none)
     fd: int
     figures: ListenerFigures | None
@@ -204,6 +215,21 @@ class SessionFields:
         raise NotImplementedError
 
     def _fail(self, status: int, message: str) -> None:
+        raise NotImplementedError
+
+    def hold_connection(self, limiter: ConnLimiter, ip: str) -> None:
+        raise NotImplementedError
+
+    def serve_errors(self, pages: ErrorPages) -> None:
+        raise NotImplementedError
+
+    def _forward(
+        self,
+        request: RequestHead,
+        cluster: ClusterRuntime,
+        edits: Edits | None,
+        body_limit: int | None = None,
+    ) -> None:
         raise NotImplementedError
 
     def _linger(self) -> None:

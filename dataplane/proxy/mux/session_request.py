@@ -208,6 +208,8 @@ class RequestSide(BackendSide):
             self.request_started = loop.now
         self.bytes_in, self.bytes_out = len(head), 0
         self.routed = None
+        if self.error_pages is not None:
+            self.error_pages = None  # the previous request's route's
         listener = self.listener
         cached = self.last_request
         if cached is not None and head == self.last_head:
@@ -230,7 +232,7 @@ class RequestSide(BackendSide):
                 return
             self.host_raw, self.host = request.host, host
         decision = route_request(
-            listener, request, self.host, self._client_ip, loop.now, self.sni_binding
+            listener, request, self.host, self._client_ip, loop.now, self, self.sni_binding
         )
         if type(decision) is not Forward:
             self._not_forwarded(decision)

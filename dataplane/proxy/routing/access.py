@@ -2,7 +2,8 @@
 
 pysozu extensions to sozu (docs/access-control.md), made for ingress-nginx's
 `whitelist-source-range`, `denylist-source-range`, `limit-rps`/`limit-rpm` (with
-`limit-burst-multiplier` and `limit-whitelist`) and `proxy-body-size`. `Access.build` makes one
+`limit-burst-multiplier` and `limit-whitelist`), `proxy-body-size` and `limit-connections`
+(routing/conn_limit.py). `Access.build` makes one
 per frontend when it sets any of them, None otherwise: a route without access rules pays one
 attribute test.
 
@@ -29,6 +30,7 @@ import weakref
 
 from dataplane.command.messages import RateLimit, RequestHttpFrontend
 from dataplane.proxy.networks import Networks
+from dataplane.proxy.routing.conn_limit import conn_limiter_for
 
 MAX_CLIENTS = 65_536  # client addresses one rate limit remembers
 FORBIDDEN = 403
@@ -131,13 +133,14 @@ def limiter_for(limit: RateLimit) -> RateLimiter:
 class Access:
     """A frontend's access rules, compiled once (`build`)."""
 
-    __slots__ = ("allowed", "denied", "limiters", "max_body_size")
+    __slots__ = ("allowed", "connections", "denied", "limiters", "max_body_size")
 
     def __init__(self, front: RequestHttpFrontend) -> None:
         self.allowed = Networks(front.allowed_sources) if front.allowed_sources else None
         self.denied = Networks(front.denied_sources) if front.denied_sources else None
         self.limiters = tuple(limiter_for(limit) for limit in front.rate_limits)
         self.max_body_size = front.max_body_size or None  # 0: no limit, as nginx says
+        self.connections = conn_limiter_for(front.connection_limit)  # (routing/conn_limit.py)
 
     @classmethod
     def build(cls, front: RequestHttpFrontend) -> Access | None:
@@ -146,6 +149,7 @@ class Access:
             or front.denied_sources
             or front.rate_limits
             or front.max_body_size
+            or front.connection_limit
         ):
             return cls(front)
         return None

@@ -26,6 +26,7 @@ from dataplane.proxy.routing.rules import HostPattern, PathPattern, RewriteTempl
 
 if TYPE_CHECKING:
     from dataplane.proxy.routing.auth_request import AuthPolicy
+    from dataplane.proxy.routing.error_pages import ErrorPages
 
 _REDIRECT_STATUS = {
     RedirectPolicy.PERMANENT: 301,
@@ -78,11 +79,13 @@ class Route:
     cors: Cors | None  # the CORS policy (routing/cors.py; None: none, or a deny route)
     auth: AuthPolicy | None  # external authorisation (routing/auth_request.py; None: none)
     client_auth: ClientAuthPolicy | None  # client certificates (routing/client_auth.py)
+    error_pages: ErrorPages | None  # custom_errors (routing/error_pages.py; None: none)
 
     @classmethod
     def build(cls, front: RequestHttpFrontend, host: HostPattern, path: PathPattern) -> Route:
         """Validate a frontend's policy fields (RouterError) and precompute its Route."""
         from dataplane.proxy.routing.auth_request import AuthPolicy  # it uses policy.py
+        from dataplane.proxy.routing.error_pages import ErrorPages  # so does this
 
         redirect = RedirectPolicy(front.redirect or RedirectPolicy.FORWARD)
         deny = redirect is RedirectPolicy.UNAUTHORIZED or (
@@ -125,6 +128,7 @@ class Route:
             cors=None if deny else Cors.build(front.cors),
             auth=None if deny else AuthPolicy.build(front.auth_request, hsts_value(front.hsts)),
             client_auth=ClientAuthPolicy.build(front.client_auth),
+            error_pages=None if deny else ErrorPages.build(front.custom_errors),
         )
 
     @property
