@@ -21,9 +21,12 @@ from h2.errors import ErrorCodes
 from h2.exceptions import FrameTooLargeError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamClosedBy
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
 
 from dataplane.proxy.http2.limits import WINDOW_SECONDS
+
+_HPACK_FAILURES = (HPACKError, IndexError, TypeError, UnicodeDecodeError)  # as h2 catches them
 
 if TYPE_CHECKING:
     from h2.config import H2Configuration
@@ -261,4 +264,13 @@ class GuardedConnection(H2Connection):
             if not self.refuse_new:
                 self.monitor.glitch()
             return [reset], []
-        return super()._receive_headers_frame(frame)
+        try:
+            return super()._receive_headers_frame(frame)
+        except ProtocolError as error:
+            # h2 reports an HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 4.3 wants
+            # COMPRESSION_ERROR (an oversized list stays a DenialOfServiceError).
+            if isinstance(error.__cause__, _HPACK_FAILURES) and not isinstance(
+                error.__cause__, OversizedHeaderListError
+            ):
+                error.error_code = ErrorCodes.COMPRESSION_ERROR
+            raise
