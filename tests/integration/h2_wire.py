@@ -86,8 +86,11 @@ class Wire:
         host: str = "example.com",
         client_settings: bytes = b"",
         preface: bytes = PREFACE,
+        before: bytes = b"",
     ) -> None:
         raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if before:  # a PROXY protocol header, say
+            raw.sendall(before)
         if context is not None:
             context.set_alpn_protocols(["h2"])
             self.sock: socket.socket = context.wrap_socket(raw, server_hostname=host)
