@@ -30,6 +30,7 @@ from h2_wire import (
 )
 from https_support import Pki
 
+from dataplane.command.messages import QueryMetricsOptions, Request
 from dataplane.proxy.proxy_protocol.header import v2_header
 
 pytestmark = pytest.mark.timeout(60)
@@ -169,3 +170,32 @@ def test_a_backend_that_never_acknowledges_settings_is_dropped(
         assert mute.goaway_code() == 4, mute.received  # SETTINGS_TIMEOUT
     finally:
         mute.listener.close()
+
+
+def _client_connections(instance: Any) -> int | None:
+    answer = instance.request(Request.of(query_metrics=QueryMetricsOptions()))
+    gauge = answer.content.value.proxying.get("client.connections")  # the workers' sum
+    return None if gauge is None else int(gauge.inner.gauge)
+
+
+def test_closed_h2_connections_and_failed_handshakes_leave_the_count(
+    pysozu: Any, echo: EchoBackend, tmp_path: Path
+) -> None:
+    """Every way out of a client connection gives its place back (the compiled build once
+    refused anything but an HTTP/1.1 session there: HTTP/2 connections and aborted handshakes
+    stayed counted until max_connections, and a soft stop failed)."""
+    pki = Pki(tmp_path)
+    port = pysozu.free_port()
+    instance = pysozu.start(tls_config(port, echo.port, pki.issue("example.com")), workers=1)
+    for stream in range(3):
+        wire = Wire(port, pki.client_context())
+        wire.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block(request_fields(f"/{stream}"))))
+        assert wire.response(1)[0] == 200
+        wire.close()
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # no handshake
+    deadline = time.monotonic() + 10
+    while _client_connections(instance) != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _client_connections(instance) == 0
+    assert instance.cli("shutdown").returncode == 0
+    assert instance.process.wait(20) == 0
