@@ -119,6 +119,7 @@ def _load(address: str, options: dict[str, str]) -> Summary:  # pragma: no cover
     done = threading.Event()
     latencies: list[float] = []
     counts = {"errors": 0, "started": 0}
+    first_error: list[str] = []
     started = time.monotonic()
     deadline = started + duration
 
@@ -133,11 +134,14 @@ def _load(address: str, options: dict[str, str]) -> Summary:  # pragma: no cover
 
     def finished(future: object, began: float) -> None:
         now = time.monotonic()
-        ok = future.exception() is None and future.result() == payload  # type: ignore[attr-defined]
+        error = future.exception()  # type: ignore[attr-defined]
+        ok = error is None and future.result() == payload  # type: ignore[attr-defined]
         with lock:
             latencies.append(now - began)
             if not ok:
                 counts["errors"] += 1
+                if not first_error:
+                    first_error.append(repr(error) if error else "a wrong answer")
             total = len(latencies)
             if now >= deadline or (limit and total >= limit):
                 if total >= counts["started"]:
@@ -161,6 +165,8 @@ def _load(address: str, options: dict[str, str]) -> Summary:  # pragma: no cover
             else None
         )
 
+    if first_error:
+        print(f"grpcload: first error: {first_error[0][:300]}", file=sys.stderr, flush=True)
     return Summary(len(ordered), elapsed, counts["errors"], quantile(0.5), quantile(0.99))
 
 

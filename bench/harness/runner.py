@@ -314,7 +314,8 @@ class Bench:
         except subprocess.TimeoutExpired:
             raise TargetFailed("a gRPC call got no answer in 30 s") from None
         if done.returncode != 0:
-            raise TargetFailed(f"a gRPC call failed: {(done.stderr or done.stdout).strip()[-300:]}")
+            detail = (done.stderr + done.stdout).strip()[-400:]
+            raise TargetFailed(f"a gRPC call failed: {detail}")
 
     def _load_command(
         self, scenario: Scenario, port: int, direct: bool = False, calls: int = 0

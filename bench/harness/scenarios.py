@@ -144,7 +144,6 @@ SETS = {
     "core": ["keepalive-13b", "keepalive-100k", "close"],
     "layer4": [s.name for s in LAYER4],
     "h2": ["http2", "http2-100k", "grpc", "grpc-h2c"],
-    "grpc": ["grpc", "grpc-h2c"],
 }
 
 
