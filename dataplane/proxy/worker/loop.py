@@ -57,7 +57,6 @@ EPOLLOUT = select.EPOLLOUT
 RESUME_ACCEPT_RATIO = 0.9
 
 
-
 class ClientConnection(Protocol):
     """What the loop keeps of a client connection: an HttpSession, an H2Session, a TcpSession,
     or one not yet either (TlsHandshake, SniPeek, ProxyHeaderReader). A protocol, not
@@ -69,6 +68,7 @@ class ClientConnection(Protocol):
     def soft_stop(self) -> None: ...
 
     def close(self) -> None: ...
+
 
 class Loop:
     def __init__(
