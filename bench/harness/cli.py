@@ -12,12 +12,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import report, scenarios, tools
+from harness import grpcload, report, scenarios, tools
 from harness.errors import BenchError
 from harness.idle import raise_fd_limit
 from harness.procs import supervised
 from harness.runner import Bench, Options
-from harness.targets import Direct, HAProxy, Nginx, Pysozu, PysozuBare, Target
+from harness.targets import Direct, HAProxy, Nghttpx, Nginx, Pysozu, PysozuBare, Target
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
@@ -42,10 +42,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--targets",
-        default=DEFAULT_TARGETS,
+        default=None,
         help="comma-separated, among nginx, haproxy, pysozu, pysozu-bare (pysozu with access "
-        "logs and metrics off: beside pysozu in the access-logs scenario), direct "
-        f"(default {DEFAULT_TARGETS})",
+        "logs and metrics off: beside pysozu in the access-logs scenario), nghttpx (HTTP/2 and "
+        "gRPC scenarios only), direct "
+        f"(default {DEFAULT_TARGETS}, plus nghttpx when an HTTP/2 or gRPC scenario runs)",
     )
     parser.add_argument("--runs", type=int, default=None, help="runs per target (default 3)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (default 10)")
@@ -102,6 +103,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             setattr(args, name, quick if args.quick else value)
     if args.scenarios is None:
         args.scenarios = "quick" if args.quick else "all"
+    if args.targets is None:
+        args.targets = DEFAULT_TARGETS
+        chosen = scenarios.select([s.strip() for s in args.scenarios.split(",") if s.strip()])
+        if any(s.http2 or s.grpc for s in chosen):
+            args.targets += ",nghttpx"
     if args.runs < 1 or args.duration <= 0 or args.reconfig_changes < 1:
         parser.error("--runs, --duration and --reconfig-changes must be positive")
     return args
@@ -115,6 +121,17 @@ def find_pysozu(explicit: str | None, build: str = "pure") -> str | None:
     for candidate in (explicit, str(REPO / ".venv" / "bin" / "pysozu"), shutil.which("pysozu")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
+    return None
+
+
+def grpc_python(pysozu: str | None) -> str | None:
+    """A Python that can run harness/grpcload.py: the repository's .venv, pysozu's, or this."""
+    candidates = [str(REPO / ".venv" / "bin" / "python"), sys.executable]
+    if pysozu:
+        candidates.insert(1, str(Path(pysozu).with_name("python")))
+    for python in candidates:
+        if os.access(python, os.X_OK) and grpcload.has_grpc(python):
+            return python
     return None
 
 
@@ -146,6 +163,8 @@ def make_targets(names: list[str], paths: dict[str, str], pysozu: str | None) ->
             if pysozu is None:
                 raise BenchError("pysozu not found: pass --pysozu or install it in ./.venv")
             targets.append(Pysozu(pysozu) if name == "pysozu" else PysozuBare(pysozu))
+        elif name == "nghttpx":
+            targets.append(Nghttpx(paths["nghttpx"]))
         elif name == "direct":
             targets.append(Direct())
         else:
@@ -259,8 +278,16 @@ def _tools(
             paths.update(tools.ensure(["h2load"], install=not args.no_install))
         except BenchError as error:
             print(f"bench: HTTP/2 scenarios will be skipped: {error}", flush=True)
+    if "nghttpx" in target_names:
+        paths.update(tools.ensure(["nghttpx"], install=not args.no_install))
     wants_pysozu = {"pysozu", "pysozu-bare"} & set(target_names)
     pysozu = find_pysozu(args.pysozu, args.build) if wants_pysozu else None
+    if any(s.grpc for s in chosen):
+        python = grpc_python(pysozu)
+        if python:
+            paths["grpc-python"] = python
+        else:
+            print("bench: gRPC scenarios will be skipped: no Python with grpcio", flush=True)
     if args.profile:
         py_spy = shutil.which("py-spy") or (pysozu and str(Path(pysozu).with_name("py-spy")))
         if not py_spy or not os.access(py_spy, os.X_OK):
@@ -278,6 +305,12 @@ def _versions(paths: dict[str, str], pysozu: str | None) -> dict[str, str]:
         versions["haproxy"] = tools.version([paths["haproxy"], "-v"])
     if "h2load" in paths:
         versions["h2load"] = tools.version([paths["h2load"], "--version"])
+    if "nghttpx" in paths:
+        versions["nghttpx"] = tools.version([paths["nghttpx"], "--version"])
+    if "grpc-python" in paths:
+        versions["grpcio (load and backend)"] = tools.version(
+            [paths["grpc-python"], "-c", "import grpc; print('grpcio', grpc.__version__)"]
+        )
     if pysozu:
         versions["pysozu"] = tools.pysozu_version(pysozu)
         versions["Python (pysozu)"] = tools.version(

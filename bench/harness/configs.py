@@ -42,6 +42,7 @@ class ProxySetup:
     ready_timeout_s: float = 30.0  # how long the proxy may take to route its first request
     layer4: str = ""  # "tcp"/"udp": a byte relay (harness/layer4.py writes its configuration)
     nginx_stream_module: str = ""  # load_module path for nginx's stream (empty: built in)
+    grpc: bool = False  # the backend is a gRPC (h2c) server; the front h2 over TLS, else h2c
 
 
 def expected_body_size(path: str) -> int:
@@ -209,12 +210,15 @@ def pysozu_proxy(setup: ProxySetup) -> str:
         # wrk sends the connect address (127.0.0.1) as SNI with `Host: localhost`: strict SNI
         # binding would rightly answer 421. nginx and HAProxy do not check, so neither do we.
         lines.append("strict_sni_binding = false")
+    elif setup.grpc:
+        lines.append("h2c = true")  # h2 with prior knowledge on the clear-text listener
     tls = (
         f", certificate = {_toml(str(setup.tls.certificate))}, key = {_toml(str(setup.tls.key))}"
         if setup.tls
         else ""
     )
     backend = f'backends = [{{ address = "127.0.0.1:{setup.backend_port}" }}]'
+    backend += "\nhttp2 = true" if setup.grpc else ""  # h2c to the gRPC backend
     for i, host in enumerate(cluster_hosts(setup.clusters)):
         lines += [
             "",
@@ -232,6 +236,36 @@ def pysozu_proxy(setup: ProxySetup) -> str:
             f"frontends = [{{ address = {_toml(address)}, hostname = {hostname}{tls} }}]",
             "backends = []",
         ]
+    return "\n".join(lines) + "\n"
+
+
+def nghttpx_proxy(setup: ProxySetup) -> str:
+    """nghttpx (nghttp2's proxy): h2 (and HTTP/1.1) over TLS, or h2c with `no-tls`; one
+    worker; HTTP/1.1 keep-alive to the backend, h2c to a gRPC one. No routing table: it has
+    one backend pattern, so `clusters` must be 1. Access logs are off unless a file is set."""
+    if setup.clusters != 1 or setup.layer4 or setup.extra_clusters_without_backend:
+        raise ValueError("nghttpx here serves one virtual host, HTTP only")
+    front = f"frontend=127.0.0.1,{setup.listen_port}" + ("" if setup.tls else ";no-tls")
+    lines = [
+        front,
+        f"backend=127.0.0.1,{setup.backend_port};;proto={'h2' if setup.grpc else 'http/1.1'}",
+        "workers=1",
+        f"worker-frontend-connections={setup.max_connections}",
+        f"rlimit-nofile={setup.fd_limit}",
+        "add-x-forwarded-for=yes",
+        "add-forwarded=for,proto,by",
+        "no-via=yes",
+        f"errorlog-file={setup.workdir / 'nghttpx-error.log'}",
+        f"pid-file={setup.workdir / 'nghttpx.pid'}",
+    ]
+    if setup.tls:
+        lines += [
+            f"private-key-file={setup.tls.key}",
+            f"certificate-file={setup.tls.certificate}",
+            "no-ocsp=yes",  # a self-signed certificate has no responder to ask
+        ]
+    if setup.access_log:
+        lines.append(f"accesslog-file={setup.access_log}")
     return "\n".join(lines) + "\n"
 
 

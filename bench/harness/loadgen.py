@@ -1,4 +1,4 @@
-"""Load generators: building wrk, h2load and udpload command lines and reading their reports.
+"""Load generators: wrk, h2load, udpload and grpcload command lines, and reading their reports.
 
 wrk 4.1 silently ignores a header written without a space after the colon
 (`-H 'Connection:close'`), so headers are only ever built here, as `Name: value`.
@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import udpload
+from harness import grpcload, udpload
 from harness.errors import ParseError
 
 _DURATION_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -111,6 +111,21 @@ def parse_udpload(text: str) -> LoadResult:
         p50_ms=None,
         p99_ms=None,
         errors=load.lost,
+    )
+
+
+def parse_grpcload(text: str) -> LoadResult:
+    """Read grpcload's summary: a call is a request; failed or wrong answers are errors."""
+    load = grpcload.parse(text)
+    if load is None:
+        raise ParseError(f"no grpcload summary in output:\n{text.strip()[-500:]}")
+    return LoadResult(
+        requests=load.calls,
+        duration_s=load.seconds,
+        requests_per_s=load.calls / load.seconds if load.seconds > 0 else 0.0,
+        p50_ms=load.p50_ms,
+        p99_ms=load.p99_ms,
+        errors=load.errors,
     )
 
 

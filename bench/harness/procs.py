@@ -156,6 +156,15 @@ def http_get(
     return int(parts[1]), body
 
 
+def accepts(port: int) -> bool:
+    """Does 127.0.0.1:port accept a TCP connection?"""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
 def http_status(port: int, host: str, path: str = "/", *, tls: bool = False) -> int | None:
     answer = http_get(port, host, path, tls=tls)
     return None if answer is None else answer[0]

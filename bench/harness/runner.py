@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import configs, layer4, loadgen, procfs, reconfig, tls
+from harness import configs, grpcload, layer4, loadgen, procfs, reconfig, tls
 from harness.errors import ParseError, TargetFailed
 from harness.idle import idle_connections
 from harness.procs import (
     Supervisor,
+    accepts,
     free_port,
     http_get,
     http_status,
@@ -34,7 +35,7 @@ from harness.results import (
     ScenarioResult,
 )
 from harness.scenarios import Scenario
-from harness.targets import Pysozu, Running, Target
+from harness.targets import Direct, Pysozu, Running, Target
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Bench:
         self.tools, self.targets = tools, targets
         self.backend_port = 0
         self.udp_backend_port = 0  # started with the first UDP scenario
+        self.grpc_backend_port = 0  # started with the first gRPC scenario
         self.backend_command: list[str] = []
         self.first_configs: dict[str, str] = {}
         self._tls: configs.TlsFiles | None = None
@@ -123,6 +125,19 @@ class Bench:
         )
         self.udp_backend_port = port
 
+    def prepare_grpc(self, scenario: Scenario) -> None:
+        """The grpcio backend (harness/grpcload.py), started once on the load core, run by the
+        Python that has grpcio (the repository's .venv); none: the rows say why."""
+        python = self.tools.get("grpc-python")
+        if not scenario.grpc or self.grpc_backend_port or not python:
+            return
+        port = free_port()
+        proc = self.sup.start(
+            "grpc-backend", grpcload.server_command(python, port), cpus=self.options.load_cpus
+        )
+        wait_until(lambda: accepts(port), proc=proc, what="the grpcio backend", timeout_s=30)
+        self.grpc_backend_port = port
+
     def tls_files(self) -> configs.TlsFiles:
         if self._tls is None:
             self._tls = tls.self_signed(self.tools["openssl"], self.workdir)
@@ -139,8 +154,14 @@ class Bench:
             )
         started: list[tuple[Target, Running, Outcome]] = []
         self.prepare_layer4(scenario)
+        self.prepare_grpc(scenario)
+        targets = self.targets
+        if scenario.grpc and not any(t.name == "direct" for t in targets):
+            targets = [Direct(), *targets]  # the client straight to the grpcio backend
         try:
-            for target in self.targets:
+            for target in targets:
+                if target.name == "nghttpx" and not (scenario.http2 or scenario.grpc):
+                    continue  # an HTTP/2 peer: no row elsewhere
                 outcome = Outcome(target.name)
                 result.outcomes.append(outcome)
                 running = self._start(target, scenario, outcome)
@@ -228,17 +249,27 @@ class Bench:
         if scenario.http2 and "h2load" not in self.tools:
             outcome.skipped = "h2load not installed"
             return None
+        if scenario.grpc and not self.grpc_backend_port:
+            outcome.skipped = "no Python with grpcio (the repository's .venv has it)"
+            return None
         directory = self.workdir / scenario.name / target.name
         directory.mkdir(parents=True)
         directory.chmod(0o755)  # nginx workers (user nobody) read below it
         setup = configs.ProxySetup(
             workdir=directory,
             listen_port=free_port_udp() if scenario.layer4 == "udp" else free_port(),
-            backend_port=self.udp_backend_port if scenario.layer4 == "udp" else self.backend_port,
+            backend_port=(
+                self.udp_backend_port
+                if scenario.layer4 == "udp"
+                else self.grpc_backend_port or self.backend_port
+                if scenario.grpc
+                else self.backend_port
+            ),
             clusters=scenario.clusters,
             access_log=directory / "access.log" if scenario.access_logs else None,
             tls=self.tls_files() if scenario.tls else None,
-            http2=scenario.http2,
+            http2=scenario.http2 or scenario.grpc,
+            grpc=scenario.grpc,
             max_connections=self.options.capacity(scenario),
             fd_limit=self.options.fd_limit,
             extra_clusters_without_backend=(
@@ -261,7 +292,10 @@ class Bench:
             print(f"  {target.name}: skipped: {reason}", flush=True)
             return None
         try:
-            _check_answer(running, scenario)
+            if scenario.grpc:
+                self._check_grpc(running, scenario)
+            else:
+                _check_answer(running, scenario)
         except TargetFailed as error:
             outcome.skipped = str(error)
             print(f"  {target.name}: skipped: {error}", flush=True)
@@ -272,9 +306,33 @@ class Bench:
             self.first_configs[target.name] = text if len(text) < 20_000 else ""
         return running
 
-    def _load_command(self, scenario: Scenario, port: int) -> list[str]:
+    def _check_grpc(self, running: Running, scenario: Scenario) -> None:
+        """One call through the target must come back with its bytes."""
+        command = self._load_command(scenario, running.port, running.proc is None, calls=1)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            raise TargetFailed("a gRPC call got no answer in 30 s") from None
+        if done.returncode != 0:
+            detail = (done.stderr + done.stdout).strip()[-400:]
+            raise TargetFailed(f"a gRPC call failed: {detail}")
+
+    def _load_command(
+        self, scenario: Scenario, port: int, direct: bool = False, calls: int = 0
+    ) -> list[str]:
         scheme = "https" if scenario.tls else "http"
         connections = scenario.connections or self.options.connections
+        if scenario.grpc:
+            tls = scenario.tls and not direct  # the backend itself speaks h2c only
+            return grpcload.client_command(
+                self.tools["grpc-python"],
+                f"127.0.0.1:{port}",
+                duration_s=self.options.duration_s,
+                concurrency=connections,
+                ca=self.tls_files().certificate if tls else None,
+                authority=configs.TARGET_HOST,
+                calls=calls,
+            )
         if scenario.layer4 == "udp":
             return loadgen.udpload_command(
                 port,
@@ -313,7 +371,8 @@ class Bench:
         result: ScenarioResult,
         run_index: int,
     ) -> None:
-        command = pinned(self._load_command(scenario, running.port), self.options.load_cpus)
+        command = self._load_command(scenario, running.port, running.proc is None)
+        command = pinned(command, self.options.load_cpus)
         if run_index == 0:
             result.commands.append(f"# load on {target.name}: {shlex.join(command)}")
         pids = running.all_pids()
@@ -332,6 +391,7 @@ class Bench:
         try:
             parse = loadgen.parse_h2load if scenario.http2 else loadgen.parse_wrk
             parse = loadgen.parse_udpload if scenario.layer4 == "udp" else parse
+            parse = loadgen.parse_grpcload if scenario.grpc else parse
             load = parse(completed.stdout)
         except ParseError as error:
             outcome.skipped = f"load generator failed: {completed.stderr.strip() or error}"

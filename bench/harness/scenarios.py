@@ -4,8 +4,10 @@ A scenario is data: what to request, how the proxies are configured, what runs b
 (idle connections, reconfiguration). `layer4` turns the proxies into byte relays: "tcp" (nginx
 `stream`, HAProxy `mode tcp`, a pysozu TCP listener) still measured with wrk's HTTP through
 them, "udp" (nginx `stream` UDP, a pysozu UDP listener; HAProxy has none) with
-harness/udpload.py. `needs` names pysozu features the scenario depends on; when
-pysozu does not serve one of them, its row is skipped with a printed reason, not failed.
+harness/udpload.py. `grpc` scenarios make unary gRPC calls with harness/grpcload.py to a
+grpcio backend (h2c), also measured straight to that backend ("direct"). `needs` names
+pysozu features the scenario depends on; when pysozu does not serve one of them, its row is
+skipped with a printed reason, not failed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Scenario:
     request_body: int = 0  # bytes POSTed with each request (a wrk Lua script), 0: GET
     connections: int | None = None  # instead of --connections (the bulk transfer uses few)
     timeout_s: int = 5  # wrk's per-request timeout
+    grpc: bool = False  # unary gRPC calls (harness/grpcload.py) to a grpcio h2c backend
 
 
 SCENARIOS = [
@@ -71,6 +74,21 @@ SCENARIOS = [
         tls=True,
         http2=True,
         needs=frozenset({"https", "h2"}),
+    ),
+    Scenario(
+        "grpc",
+        "gRPC unary calls (64 B) over h2/TLS, h2c to a grpcio backend; 50 in flight on one "
+        "connection (harness/grpcload.py)",
+        tls=True,
+        grpc=True,
+        needs=frozenset({"https", "h2", "grpc"}),
+    ),
+    Scenario(
+        "grpc-h2c",
+        "gRPC unary calls (64 B) over h2c (prior knowledge), h2c to a grpcio backend; 50 in "
+        "flight on one connection",
+        grpc=True,
+        needs=frozenset({"h2c", "grpc"}),
     ),
     Scenario(
         "idle-10k",
@@ -125,6 +143,7 @@ SETS = {
     "quick": ["keepalive-13b", "keepalive-100k"],
     "core": ["keepalive-13b", "keepalive-100k", "close"],
     "layer4": [s.name for s in LAYER4],
+    "h2": ["http2", "http2-100k", "grpc", "grpc-h2c"],
 }
 
 

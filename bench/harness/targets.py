@@ -16,7 +16,7 @@ from typing import Protocol
 
 from harness import configs, layer4, procfs
 from harness.errors import TargetFailed
-from harness.procs import Supervisor, http_status, last_lines, udp_exchange, wait_until
+from harness.procs import Supervisor, accepts, http_status, last_lines, udp_exchange, wait_until
 
 
 @dataclass
@@ -55,6 +55,8 @@ def _wait_routed(sup: Supervisor, running: Running, setup: configs.ProxySetup) -
     def routed() -> bool:
         if setup.layer4 == "udp":
             return udp_exchange(running.port, b"ready?") == layer4.UDP_REPLY
+        if setup.grpc:  # it accepts (a real call is checked next: a GET is no gRPC call)
+            return accepts(running.port)
         return http_status(running.port, configs.TARGET_HOST, tls=setup.tls is not None) == 200
 
     try:
@@ -78,7 +80,7 @@ class Direct:
     name = "direct"
 
     def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
-        if setup.tls:
+        if setup.tls and not setup.grpc:  # the gRPC client goes h2c straight to its backend
             raise TargetFailed("the backend speaks plain HTTP only")
         return Running(self.name, setup.backend_port, [], None)
 
@@ -121,6 +123,8 @@ class Nginx(_Process):
         self.binary = binary
 
     def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
+        if setup.grpc:
+            raise TargetFailed("nginx-light has no grpc module: not configured for gRPC here")
         path = setup.workdir / "nginx.conf"
         path.write_text(layer4.nginx_stream(setup) if setup.layer4 else configs.nginx_proxy(setup))
         (setup.workdir / "nginx-tmp").mkdir(exist_ok=True)
@@ -139,6 +143,8 @@ class HAProxy(_Process):
     def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
         if setup.layer4 == "udp":
             raise TargetFailed("HAProxy (community edition) does not relay UDP")
+        if setup.grpc:
+            raise TargetFailed("HAProxy is not configured for gRPC here")
         if setup.layer4:
             config, host_map = layer4.haproxy_tcp(setup), ""
         else:
@@ -157,6 +163,28 @@ class HAProxy(_Process):
         )
         # Access logs go to HAProxy's stdout ("log stdout"), redirected to the log file.
         return self._launch(sup, running, setup, cpus, stdout=setup.access_log)
+
+
+class Nghttpx(_Process):
+    """nghttp2's proxy, for the HTTP/2 and gRPC scenarios (one worker process under its main)."""
+
+    name = "nghttpx"
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+
+    def start(self, sup: Supervisor, setup: configs.ProxySetup, cpus: str | None) -> Running:
+        if not (setup.http2 or setup.grpc):
+            raise TargetFailed("nghttpx is measured in the HTTP/2 and gRPC scenarios only")
+        try:
+            text = configs.nghttpx_proxy(setup)
+        except ValueError as error:
+            raise TargetFailed(f"nghttpx: {error}") from None
+        path = setup.workdir / "nghttpx.conf"
+        path.write_text(text)
+        command = [self.binary, f"--conf={path}"]
+        running = Running(self.name, setup.listen_port, command, None, config_path=path)
+        return self._launch(sup, running, setup, cpus)
 
 
 class Pysozu(_Process):

@@ -17,6 +17,7 @@ PACKAGES = {
     "nginx": "nginx-light",
     "haproxy": "haproxy",
     "h2load": "nghttp2-client",
+    "nghttpx": "nghttp2-proxy",
     "openssl": "openssl",
     "taskset": "util-linux",
 }

@@ -145,6 +145,7 @@ def test_response_body_back_pressure() -> None:
 def test_settings_never_acknowledged_times_out() -> None:
     back = BackPair().back
     back.settings_acked = False
+    assert back.next_deadline() == back.opened_at + 5.0  # a timer is armed for it
     assert back.expired(4.0) == []
     assert back.expired(5.0) == [
         ConnectionClosed(ErrorCodes.SETTINGS_TIMEOUT, "SETTINGS not acknowledged")

@@ -7,6 +7,7 @@ import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import (
     ContinuationFrame,
+    DataFrame,
     GoAwayFrame,
     PingFrame,
     PriorityFrame,
@@ -248,6 +249,29 @@ def test_content_length_not_digits_is_a_connection_error() -> None:
 def test_content_length_with_end_stream_is_refused() -> None:
     client = RawClient()
     client.send(client.headers(1, request("/", "POST", content_length="5")))
+    assert client.resets() == {1: ErrorCodes.PROTOCOL_ERROR}
+
+
+@pytest.mark.parametrize(("declared", "body"), [("10", b"12345"), ("3", b"12345"), ("0", b"x")])
+def test_a_body_that_disagrees_with_content_length_resets_its_stream_only(
+    declared: str, body: bytes
+) -> None:
+    client = RawClient()  # RFC 9113 8.1.1: malformed, a stream error (h2 ends the connection)
+    client.send(client.headers(1, request("/", "POST", content_length=declared), end=False))
+    events = client.send(DataFrame(1, body, flags=["END_STREAM"]))
+    assert [(e.stream_id, e.code) for e in events if isinstance(e, StreamReset)] == [
+        (1, ErrorCodes.PROTOCOL_ERROR)
+    ]
+    assert client.resets() == {1: ErrorCodes.PROTOCOL_ERROR}
+    events = client.send(client.headers(3, request("/next")))
+    assert [e.stream_id for e in events if isinstance(e, RequestHead)] == [3]
+
+
+def test_trailers_ending_a_short_body_reset_its_stream() -> None:
+    client = RawClient()
+    client.send(client.headers(1, request("/", "POST", content_length="10"), end=False))
+    client.send(DataFrame(1, b"12345"))
+    client.send(client.headers(1, [("x-sum", "1")]))
     assert client.resets() == {1: ErrorCodes.PROTOCOL_ERROR}
 
 

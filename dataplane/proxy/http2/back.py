@@ -172,6 +172,14 @@ class BackConnection(Endpoint):
             out.extend(self._died(ErrorCodes.SETTINGS_TIMEOUT, None, "SETTINGS not acknowledged"))
         return out
 
+    def next_deadline(self) -> float | None:
+        """The streams' idle deadline, or sooner the SETTINGS acknowledgement's."""
+        deadline = super().next_deadline()
+        if self.settings_acked or self.closed:
+            return deadline
+        acked_by = self.opened_at + self.limits.settings_timeout
+        return acked_by if deadline is None else min(deadline, acked_by)
+
     def close(self) -> None:
         """Say goodbye (GOAWAY NO_ERROR), e.g. when the pool drops an idle connection."""
         if not self.closed:

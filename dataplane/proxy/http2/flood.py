@@ -18,12 +18,16 @@ from typing import TYPE_CHECKING
 
 from h2.connection import H2Connection, _decode_headers
 from h2.errors import ErrorCodes
-from h2.exceptions import FrameTooLargeError, ProtocolError
+from h2.events import StreamReset, TrailersReceived
+from h2.exceptions import FrameTooLargeError, InvalidBodyLengthError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamClosedBy
-from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
+from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 from dataplane.proxy.http2.limits import WINDOW_SECONDS
+
+_HPACK_FAILURES = (HPACKError, IndexError, TypeError, UnicodeDecodeError)  # as h2 catches them
 
 if TYPE_CHECKING:
     from h2.config import H2Configuration
@@ -261,4 +265,47 @@ class GuardedConnection(H2Connection):
             if not self.refuse_new:
                 self.monitor.glitch()
             return [reset], []
-        return super()._receive_headers_frame(frame)
+        stream = self.streams.get(stream_id)  # trailers make h2 forget the expected length
+        expected = None if stream is None else stream._expected_content_length
+        try:
+            frames, events = super()._receive_headers_frame(frame)
+        except ProtocolError as error:
+            # h2 reports an HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 4.3 wants
+            # COMPRESSION_ERROR (an oversized list stays a DenialOfServiceError).
+            if isinstance(error.__cause__, _HPACK_FAILURES) and not isinstance(
+                error.__cause__, OversizedHeaderListError
+            ):
+                error.error_code = ErrorCodes.COMPRESSION_ERROR
+            raise
+        if (
+            expected is not None
+            and stream is not None
+            and events
+            and isinstance(events[0], TrailersReceived)
+            and expected != stream._actual_content_length
+        ):
+            return self._reset_malformed(stream_id, 0)  # a body shorter than its length
+        return frames, events
+
+    def _receive_data_frame(self, frame: DataFrame) -> tuple[list[Frame], list[H2Event]]:
+        try:
+            return super()._receive_data_frame(frame)
+        except InvalidBodyLengthError:
+            return self._reset_malformed(frame.stream_id, frame.flow_controlled_length)
+
+    def _reset_malformed(self, stream_id: int, flow: int) -> tuple[list[Frame], list[H2Event]]:
+        """A body that disagrees with its Content-Length is malformed: RFC 9113 8.1.1 makes
+        that a stream error (h2 ends the connection). The stream is reset, the connection
+        window gets the frame's bytes back, and the session hears of it as a reset."""
+        frames: list[Frame] = list(self.streams[stream_id].reset_stream(ErrorCodes.PROTOCOL_ERROR))
+        increment = self._inbound_flow_control_window_manager.process_bytes(flow) if flow else 0
+        if increment:
+            update = WindowUpdateFrame(0)
+            update.window_increment = increment
+            frames.append(update)
+        self.monitor.glitch()
+        self.monitor.emitted_reset()
+        reset = StreamReset(
+            stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+        )
+        return frames, [reset]

@@ -217,6 +217,7 @@ class H2Backend:
         exchanges = self.exchanges
         for event in events:
             if isinstance(event, ConnectionClosed):
+                self.flush()  # the GOAWAY saying why, best effort
                 self.close(f"HTTP/2 connection error: {event.reason}")
                 return
             stream_id = getattr(event, "stream_id", None)

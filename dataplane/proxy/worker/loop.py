@@ -14,7 +14,7 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.channel import Channel, ChannelError
@@ -55,6 +55,19 @@ log = logging.getLogger("dataplane.worker")
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 RESUME_ACCEPT_RATIO = 0.9
+
+
+class ClientConnection(Protocol):
+    """What the loop keeps of a client connection: an HttpSession, an H2Session, a TcpSession,
+    or one not yet either (TlsHandshake, SniPeek, ProxyHeaderReader). A protocol, not
+    HttpSession: the compiled build checks argument and loop-variable types at run time."""
+
+    @property
+    def figures(self) -> ListenerFigures | None: ...
+
+    def soft_stop(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Loop:
@@ -102,7 +115,7 @@ class Loop:
         )
         self.metrics.counter_sources.append(self.proxy.tcp.figures.snapshot)
         self.metrics.gauge_sources.append(self.proxy.tcp.figures.gauges)
-        self.sessions: set[HttpSession] = set()
+        self.sessions: set[ClientConnection] = set()
         self.udp = UdpProxy(self)  # UDP listeners and flows (udp/)
         self.health = HealthChecks(self)  # active health checks (health/)
         self.max_connections = config.max_connections
@@ -376,7 +389,7 @@ class Loop:
             if listener.sock is not None:
                 self.modify(listener.sock.fileno(), mask)
 
-    def session_closed(self, session: HttpSession) -> None:
+    def session_closed(self, session: ClientConnection) -> None:
         self.sessions.discard(session)
         count = len(self.sessions)
         figures = session.figures
