@@ -23,7 +23,7 @@ from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1 import head as http_head
 from dataplane.proxy.http1.body import ChunkedBody, LengthBody, Span, UntilCloseBody
 from dataplane.proxy.http1.head import HEAD_END
-from dataplane.proxy.http2.translate import chunk, h1_response_to_h2, last_chunk
+from dataplane.proxy.http2.translate import backend_response, chunk, last_chunk
 from dataplane.proxy.mux import backend_events
 from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
 from dataplane.proxy.mux.backend_tls import HANDSHAKING
@@ -301,10 +301,7 @@ class H1Exchange:
             head = bytes(inbox[: at + 4])
             del inbox[: at + 4]
             try:
-                response = loop.response_parser.parse(head)
-                if response.status == 101:
-                    raise HttpSyntaxError("101 Switching Protocols to an HTTP/2 request", 502)
-                status, fields, _ = h1_response_to_h2(response, self.method)
+                response, status, fields = backend_response(loop.response_parser, head, self.method)
             except HttpSyntaxError as error:
                 self._abort(502, error.reason)
                 return
