@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hpack import Decoder, Encoder, NeverIndexedHeaderTuple, OversizedHeaderListError
+from hpack.hpack import INDEX_NONE
 
 from dataplane.proxy.http2 import hpack_cache
 from dataplane.proxy.http2.hpack_cache import CachedDecoder, CachedEncoder
@@ -90,3 +91,26 @@ def test_the_list_size_limit_holds_for_remembered_blocks() -> None:
     server.max_header_list_size = 200  # lowered (our SETTINGS acknowledged)
     with pytest.raises(OversizedHeaderListError):
         server.decode(block, raw=True)
+
+
+def test_first_seen_fields_are_hpacks_plain_coding() -> None:
+    encoder, reference = CachedEncoder(), CachedEncoder()
+    fields = [
+        (b"sozu-id", b"01M982YT5G5F9EC55CE84DB0EF"),  # a name not in the static table
+        (b"content-type", b"x/unseen"),  # a static name
+        (b"accept-charset", b""),  # a static name and value
+        (b"x-long", b"v" * 200),  # a value length over one byte
+        (b"x-empty", b""),
+    ]
+    for name, value in fields:
+        hpack_cache._seen.discard((name, value))
+        expected = reference._field(name, value, INDEX_NONE, False)
+        assert encoder._first((name, value)) == expected
+    assert (
+        Decoder().decode(
+            encoder.encode([])
+            + b"".join(reference._field(n, v, INDEX_NONE, False) for n, v in fields),
+            raw=True,
+        )
+        == fields
+    )

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hpack import Decoder, Encoder, HeaderTuple
-from hpack.hpack import INDEX_NEVER, INDEX_NONE
+from hpack.hpack import INDEX_NEVER, INDEX_NONE, encode_integer
 from hpack.table import HeaderTable
 
 MAX_ENCODED = 4096  # fields whose coded bytes are kept (shared by the worker's connections)
@@ -34,6 +34,9 @@ _TABLE_SIZE_ZERO = b"\x20"  # dynamic table size update to 0 (RFC 7541 6.3)
 
 _encoded: dict[tuple[bytes, bytes], bytes] = {}
 _seen: set[tuple[bytes, bytes]] = set()  # fields coded once, not kept yet
+_prefixes: dict[bytes, bytes] = {}  # a name's part of a field coded without Huffman
+_LENGTHS = tuple(bytes(encode_integer(size, 7)) for size in range(127))  # plain string lengths
+_NO_NAME: tuple[int, dict[bytes, int]] = (0, {})
 
 
 class CachedEncoder(Encoder):
@@ -79,13 +82,33 @@ class CachedEncoder(Encoder):
             if len(seen) >= MAX_ENCODED:
                 seen.clear()
             seen.add(field)
-            return self._field(field[0], value, INDEX_NONE, False)
+            return self._plain(field[0], value)
         seen.discard(field)
         coded = self._field(field[0], value, INDEX_NONE, True)
         if len(_encoded) >= MAX_ENCODED:
             _encoded.clear()
         _encoded[field] = coded
         return coded
+
+    def _plain(self, name: bytes, value: bytes) -> bytes:
+        """`_field(name, value, INDEX_NONE, False)`, its name's part (hpack's coding of the
+        field with an empty value, less that value's length) kept per name."""
+        table = self.header_table
+        if value in table.STATIC_TABLE_MAPPING.get(name, _NO_NAME)[1]:
+            return self._field(name, value, INDEX_NONE, False)  # a static index
+        prefix = _prefixes.get(name)
+        if prefix is None:
+            match = table.search(name, b"\x00")  # no static entry has that value
+            if match is None:
+                prefix = self._encode_literal(name, b"", INDEX_NONE, False)[:-1]
+            else:
+                prefix = self._encode_indexed_literal(match[0], b"", INDEX_NONE, False)[:-1]
+            if len(_prefixes) >= MAX_ENCODED:
+                _prefixes.clear()
+            _prefixes[name] = prefix
+        size = len(value)
+        length = _LENGTHS[size] if size < 127 else bytes(encode_integer(size, 7))
+        return prefix + length + value
 
     def _field(self, name: bytes, value: bytes, index_bit: bytes, huffman: bool = True) -> bytes:
         """One field coded by hpack, referring to the static table only."""
