@@ -284,22 +284,30 @@ class H1Exchange:
         self.replay = None
         self._arm_back()
         if self.response is None:
-            self.inbox += data
-            self._read_head()
+            inbox = self.inbox
+            if inbox:  # the head came in pieces
+                inbox += data
+                data = bytes(inbox)
+                inbox.clear()
+            self._read_head(data)
         else:
             self._feed(data)
 
-    def _read_head(self) -> None:
-        inbox = self.inbox
+    def _read_head(self, data: bytes) -> None:
+        """Read the response head(s) at the start of `data`, then feed the body bytes after it
+        (read from `data` itself: a 64 KiB read is not copied through `inbox` twice)."""
         loop = self.loop
+        position = 0
         while True:
-            at = inbox.find(HEAD_END)
+            at = data.find(HEAD_END, position)
             if at < 0:
-                if len(inbox) > loop.buffer_size:
+                if len(data) - position > loop.buffer_size:
                     self._abort(502, "response head too large")
+                    return
+                self.inbox += data[position:] if position else data
                 return
-            head = bytes(inbox[: at + 4])
-            del inbox[: at + 4]
+            head = data[position : at + 4]
+            position = at + 4
             try:
                 response, status, fields = backend_response(loop.response_parser, head, self.method)
             except HttpSyntaxError as error:
@@ -308,6 +316,7 @@ class H1Exchange:
             if status >= 200:
                 break
             self.stream.informational(status, fields)
+        rest = len(data) > position
         self.response = response
         self.phase = READING
         framing = response.framing(self.method)
@@ -318,13 +327,11 @@ class H1Exchange:
         elif framing == http_head.UNTIL_CLOSE:
             self.body = UntilCloseBody()
             self.reusable = False
-        if not response.keep_alive or (self.body is None and inbox):
+        if not response.keep_alive or (self.body is None and rest):
             self.reusable = False  # bytes after a bodiless response are not to be trusted
         self.stream.respond(status, fields, self.body is None)
-        if self.body is not None and inbox and self.phase != DONE:
-            rest = bytes(inbox)
-            inbox.clear()
-            self._feed(rest)
+        if self.body is not None and rest and self.phase != DONE:
+            self._feed(data[position:])
 
     def _feed(self, data: bytes) -> None:
         body = self.body
