@@ -34,3 +34,22 @@ def test_counts_instructions_per_request_in_each_case(tmp_path: Path) -> None:
     assert 10_000 < off < pure and 10_000 < compiled < pure
     (written,) = tmp_path.glob("*-instructions.md")
     assert "callgrind" in written.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("h2load") is None,
+    reason="needs valgrind and h2load (scripts/test installs valgrind; nghttp2-client)",
+)
+def test_counts_instructions_per_http2_request(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--compare", "h2", "--requests", "200",
+         "--connections", "1", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=550,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (row,) = re.findall(r"^\| HTTP/2 GET \(h2c\), pure Python \| ([\d,]+) \|", done.stdout, re.M)
+    assert int(row.replace(",", "")) > 10_000

@@ -220,3 +220,44 @@ def test_a_lingering_connection_is_closed_after_the_linger_time() -> None:
     assert session.lingering and not session.closed
     host.advance(3)  # LINGER_SECONDS 2
     assert session.closed and client.sock.closed
+
+
+def test_a_response_head_in_pieces_after_an_informational_one_is_read_whole() -> None:
+    host, session, client = setup()
+    client.get("/hints")
+    back = connect(host)
+    back.take()
+    answer(host, back, b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nCont")
+    answer(host, back, b"ent-Length: 5\r\n")
+    answer(host, back, b"\r\nhel")
+    answer(host, back, b"lo")
+    events = client.events()
+    heads = [e for e in events if isinstance(e, h2.events.InformationalResponseReceived)]
+    assert [dict(e.headers)[b"link"] for e in heads] == [b"</a.css>"]
+    [final] = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert dict(final.headers)[b"content-length"] == b"5"
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"hello"
+    assert not session.streams and len(host.pool) == 1  # clean: pooled again
+
+
+def test_bytes_after_a_bodiless_response_are_not_trusted() -> None:
+    host, session, client = setup()
+    client.get("/empty")
+    back = connect(host)
+    back.take()
+    answer(host, back, b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n\r\n")
+    events = client.events()
+    [final] = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert dict(final.headers)[b":status"] == b"204"
+    assert not session.streams and not host.pool  # the connection is closed, not pooled
+
+
+def test_a_response_head_larger_than_the_buffer_is_a_502() -> None:
+    host, _session, client = setup()
+    client.get("/huge")
+    back = connect(host)
+    back.take()
+    answer(host, back, b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * (host.buffer_size + 10))
+    events = client.events()
+    [final] = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert dict(final.headers)[b":status"] == b"502"

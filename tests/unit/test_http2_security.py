@@ -151,14 +151,14 @@ def test_too_many_header_fields_resets_the_stream() -> None:
     assert client.counters["h2.headers.rejected.too_many_fields"] == 1
 
 
-def test_peer_header_table_size_is_capped() -> None:
+def test_peer_header_table_size_never_grows_our_encoder_table() -> None:
     client = RawClient()
     client.send(SettingsFrame(0, settings={SettingsFrame.HEADER_TABLE_SIZE: 2**30}))
-    assert client.front.conn.encoder.header_table_size == 65_536
+    assert client.front.conn.encoder.header_table_size == 0  # no dynamic table, ever
     client.send(SettingsFrame(0, settings={SettingsFrame.HEADER_TABLE_SIZE: 0}))
-    assert client.front.conn.encoder.header_table_size == 0
     client.send(client.headers(1, request()))
     assert client.front.send_response(1, 200, [(b"x-a", b"b")], end_stream=True)
+    assert not client.front.conn.encoder.header_table.dynamic_entries
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@ import pytest
 
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.head import RequestParser, ResponseParser
-from dataplane.proxy.http2 import RequestHead, ResponseHead
+from dataplane.proxy.http2 import RequestHead, ResponseHead, translate
 from dataplane.proxy.http2.translate import (
+    backend_response,
     chunk,
     h1_request_to_h2,
     h1_response_to_h2,
@@ -132,3 +133,29 @@ def test_http1_response_to_h2() -> None:
     upgrade = ResponseParser().parse(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: ws\r\n\r\n")
     with pytest.raises(HttpSyntaxError):
         h1_response_to_h2(upgrade, b"GET")
+
+
+def test_a_backend_head_is_parsed_once_and_its_fields_copied() -> None:
+    parser = ResponseParser()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+    response, status, fields = backend_response(parser, head, b"GET")
+    assert (status, fields) == (200, [(b"content-type", b"text/plain"), (b"content-length", b"5")])
+    fields.append((b"x-added", b"by the stream"))
+    again, status, fields = backend_response(parser, head, b"GET")
+    assert again is response and len(fields) == 2
+    assert response.framing(b"HEAD") != response.framing(b"GET")
+    with pytest.raises(HttpSyntaxError):
+        backend_response(parser, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", b"GET")
+    with pytest.raises(HttpSyntaxError):
+        backend_response(parser, b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", b"GET")
+
+
+def test_the_backend_head_cache_is_bounded() -> None:
+    parser = ResponseParser()
+    for n in range(translate.MAX_HEADS + 10):
+        head = b"HTTP/1.1 200 OK\r\nX-N: %d\r\nContent-Length: 0\r\n\r\n" % n
+        assert backend_response(parser, head, b"GET")[2] == [
+            (b"x-n", b"%d" % n),
+            (b"content-length", b"0"),
+        ]
+    assert len(translate._heads) <= translate.MAX_HEADS

@@ -39,6 +39,7 @@ from dataplane.proxy.http2.events import (
 )
 from dataplane.proxy.http2.fields import Malformed, check_trailers
 from dataplane.proxy.http2.flood import FloodError, FloodMonitor, GuardedConnection
+from dataplane.proxy.http2.hpack_cache import CachedDecoder, CachedEncoder
 from dataplane.proxy.http2.limits import H2Limits
 
 DEFAULT_WINDOW = 65_535
@@ -64,6 +65,8 @@ class Endpoint:
             normalize_outbound_headers=False,  # our fields are lowercase and trimmed already
         )
         conn = GuardedConnection(config, monitor, limits.max_concurrent_streams)
+        conn.encoder = CachedEncoder()
+        conn.decoder = CachedDecoder(limits.max_header_list_size)
         settings: dict[SettingCodes, int] = {
             SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
             SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_stream_window,

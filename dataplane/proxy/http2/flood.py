@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 from h2.connection import H2Connection, _decode_headers
 from h2.errors import ErrorCodes
 from h2.events import StreamReset, TrailersReceived
-from h2.exceptions import FrameTooLargeError, InvalidBodyLengthError, ProtocolError
+from h2.exceptions import (
+    FrameTooLargeError,
+    InvalidBodyLengthError,
+    ProtocolError,
+    StreamClosedError,
+    StreamIDTooLowError,
+)
 from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
@@ -45,6 +51,7 @@ _FIXED_LENGTH = {2: 5, 3: 4, 6: 8, 8: 4}
 _KNOWN_TYPES = frozenset(range(10)) | {0xA, 0x10}  # ALTSVC, PRIORITY_UPDATE
 
 
+UNCOPIED = 1024  # DATA frames from this size are serialized without copying their body
 MAX_CREDIT = 1024  # unanswered DATA frames remembered (see FloodMonitor.window_credit)
 
 
@@ -237,6 +244,68 @@ class GuardedConnection(H2Connection):
         self.monitor = monitor
         self.stream_limit = stream_limit
         self.refuse_new = False  # after a final GOAWAY
+        self._frames: list[bytes] = []  # serialized frames not handed out yet
+
+    # Output: frames are kept as a list and joined once when handed out (h2 appends each to
+    # a bytearray, then copies it out: two more copies of every body byte).
+
+    def _prepare_for_sending(self, frames: list[Frame]) -> None:
+        append = self._frames.append
+        for frame in frames:
+            if type(frame) is DataFrame and len(frame.data) >= UNCOPIED and not frame.pad_length:
+                # hyperframe copies a body twice to serialize it: the header alone is
+                # serialized here (the frame without its data, then its length), the body
+                # is kept as it is and joined once in data_to_send.
+                data = frame.data
+                frame.data = b""
+                header = frame.serialize()
+                frame.data = data
+                size = frame.body_len = len(data)
+                append(size.to_bytes(3, "big") + header[3:])
+                append(data)
+            else:
+                append(frame.serialize())
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        frames = self._frames
+        if frames:
+            if self._data_to_send:  # written by h2 directly (the preface): it goes first
+                frames.insert(0, bytes(self._data_to_send))
+                self._data_to_send = bytearray()
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            frames.clear()
+            if amount is None:
+                return data
+            self._data_to_send = bytearray(data)
+        return super().data_to_send(amount)
+
+    def _receive_frame(self, frame: Frame) -> list[H2Event]:
+        """h2's own, less its trace line: it built `repr(frame)` for every frame received,
+        logged or not (2% of the worker under h2load). Same dispatch, same errors."""
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except StreamClosedError as error:
+            if not self._stream_is_closed_by_reset(error.stream_id):
+                raise
+            reset = RstStreamFrame(error.stream_id)
+            reset.error_code = error.error_code
+            self._prepare_for_sending([reset])
+            return error._events
+        except StreamIDTooLowError as error:
+            if self._stream_is_closed_by_reset(error.stream_id):
+                reset = RstStreamFrame(error.stream_id)
+                reset.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([reset])
+                return []
+            if self._stream_is_closed_by_end(error.stream_id):
+                raise StreamClosedError(error.stream_id) from error
+            raise
+        self._prepare_for_sending(frames)
+        return events  # type: ignore[no-any-return]
+
+    def clear_outbound_data_buffer(self) -> None:
+        self._frames.clear()
+        super().clear_outbound_data_buffer()
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[H2Event]]:
         stream_id = frame.stream_id

@@ -28,7 +28,7 @@ from http import HTTPStatus
 
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.body import FORBIDDEN_TRAILERS
-from dataplane.proxy.http1.head import HEAD_END, NO_BODY, strip_spans
+from dataplane.proxy.http1.head import HEAD_END, NO_BODY, ResponseParser, strip_spans
 from dataplane.proxy.http1.head import RequestHead as H1Request
 from dataplane.proxy.http1.head import ResponseHead as H1Response
 from dataplane.proxy.http2.events import Fields, RequestHead, ResponseHead
@@ -222,3 +222,31 @@ def h1_response_to_h2(response: H1Response, request_method: bytes) -> tuple[int,
     ]
     end_stream = status >= 200 and response.framing(request_method) == NO_BODY
     return status, fields, end_stream
+
+
+# A backend answers the same head again and again (its Date changes once a second): the parse
+# and the translation of a head are kept, by its bytes and the request's method. The parsed
+# head is only read after this; the fields are copied, as the stream adds its own.
+MAX_HEADS = 256
+MAX_HEAD = 2048
+_heads: dict[tuple[bytes, bytes], tuple[H1Response, int, Fields]] = {}
+
+
+def backend_response(
+    parser: ResponseParser, head: bytes, request_method: bytes
+) -> tuple[H1Response, int, Fields]:
+    """(parsed head, status, HTTP/2 fields) of a backend's HTTP/1.1 response head; raises
+    HttpSyntaxError as `parser.parse` and `h1_response_to_h2` do (101 included)."""
+    key = (head, request_method)
+    known = _heads.get(key)
+    if known is not None:
+        return known[0], known[1], list(known[2])
+    response = parser.parse(head)
+    if response.status == 101:
+        raise HttpSyntaxError("101 Switching Protocols to an HTTP/2 request", 502)
+    status, fields, _ = h1_response_to_h2(response, request_method)
+    if len(head) <= MAX_HEAD:
+        if len(_heads) >= MAX_HEADS:
+            _heads.clear()
+        _heads[key] = (response, status, fields)
+    return response, status, list(fields)

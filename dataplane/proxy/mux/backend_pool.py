@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
 
 IDLE_SECONDS = 30.0
-MAX_IDLE_PER_BACKEND = 256
+MAX_IDLE_PER_BACKEND = 1024  # HTTP/2: hundreds of streams in flight, a connection each
 # Response bodies are relayed through the backend connection's buffer: 128 KiB per read takes
 # a 100 KiB body in one or two loop turns instead of 7 with sozu's 16 KiB (LIFECYCLE.md,
 # "Performance notes"). A connection holds one only while response bytes sit in it

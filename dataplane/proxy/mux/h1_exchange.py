@@ -23,7 +23,7 @@ from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1 import head as http_head
 from dataplane.proxy.http1.body import ChunkedBody, LengthBody, Span, UntilCloseBody
 from dataplane.proxy.http1.head import HEAD_END
-from dataplane.proxy.http2.translate import chunk, h1_response_to_h2, last_chunk
+from dataplane.proxy.http2.translate import backend_response, chunk, last_chunk
 from dataplane.proxy.mux import backend_events
 from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
 from dataplane.proxy.mux.backend_tls import HANDSHAKING
@@ -284,33 +284,39 @@ class H1Exchange:
         self.replay = None
         self._arm_back()
         if self.response is None:
-            self.inbox += data
-            self._read_head()
+            inbox = self.inbox
+            if inbox:  # the head came in pieces
+                inbox += data
+                data = bytes(inbox)
+                inbox.clear()
+            self._read_head(data)
         else:
             self._feed(data)
 
-    def _read_head(self) -> None:
-        inbox = self.inbox
+    def _read_head(self, data: bytes) -> None:
+        """Read the response head(s) at the start of `data`, then feed the body bytes after it
+        (read from `data` itself: a 64 KiB read is not copied through `inbox` twice)."""
         loop = self.loop
+        position = 0
         while True:
-            at = inbox.find(HEAD_END)
+            at = data.find(HEAD_END, position)
             if at < 0:
-                if len(inbox) > loop.buffer_size:
+                if len(data) - position > loop.buffer_size:
                     self._abort(502, "response head too large")
+                    return
+                self.inbox += data[position:] if position else data
                 return
-            head = bytes(inbox[: at + 4])
-            del inbox[: at + 4]
+            head = data[position : at + 4]
+            position = at + 4
             try:
-                response = loop.response_parser.parse(head)
-                if response.status == 101:
-                    raise HttpSyntaxError("101 Switching Protocols to an HTTP/2 request", 502)
-                status, fields, _ = h1_response_to_h2(response, self.method)
+                response, status, fields = backend_response(loop.response_parser, head, self.method)
             except HttpSyntaxError as error:
                 self._abort(502, error.reason)
                 return
             if status >= 200:
                 break
             self.stream.informational(status, fields)
+        rest = len(data) > position
         self.response = response
         self.phase = READING
         framing = response.framing(self.method)
@@ -321,13 +327,11 @@ class H1Exchange:
         elif framing == http_head.UNTIL_CLOSE:
             self.body = UntilCloseBody()
             self.reusable = False
-        if not response.keep_alive or (self.body is None and inbox):
+        if not response.keep_alive or (self.body is None and rest):
             self.reusable = False  # bytes after a bodiless response are not to be trusted
         self.stream.respond(status, fields, self.body is None)
-        if self.body is not None and inbox and self.phase != DONE:
-            rest = bytes(inbox)
-            inbox.clear()
-            self._feed(rest)
+        if self.body is not None and rest and self.phase != DONE:
+            self._feed(data[position:])
 
     def _feed(self, data: bytes) -> None:
         body = self.body

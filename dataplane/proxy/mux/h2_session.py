@@ -242,7 +242,18 @@ class H2Session:
         data = self.front.data_to_send()
         out = self.out
         if data:
-            out += data
+            if out:
+                out += data
+            else:  # the usual case: written from h2's bytes, without a copy into `out`
+                try:
+                    sent = self.sock.sendmsg([data])
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    self.close()
+                    return
+                if sent < len(data):
+                    out += memoryview(data)[sent:]
         while out:
             try:
                 sent = self.sock.sendmsg([out])
