@@ -14,6 +14,7 @@ from dataplane.cli.auth_request_flags import add_auth_request_flags, auth_reques
 from dataplane.cli.canary_flags import add_canary_flags, canary_from
 from dataplane.cli.client_auth_flags import add_client_auth_flags, client_auth_from
 from dataplane.cli.cors_flags import add_cors_flags, cors_policy
+from dataplane.cli.custom_errors_flags import add_custom_errors_flags, custom_errors_from
 from dataplane.cli.help_texts import (
     H2_GROUP,
     H2_GROUP_DESCRIPTION,
@@ -22,7 +23,6 @@ from dataplane.cli.help_texts import (
     listener_option,
 )
 from dataplane.cli.tree_base import GLOBAL, group, leaf
-from dataplane.command.custom_errors_rules import add_custom_errors_flags, custom_errors_from
 from dataplane.command.messages import (
     ActivateListener,
     AlpnProtocols,

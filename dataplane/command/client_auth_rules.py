@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import re
 
-from cryptography import x509
-
 from dataplane.command.config_reader import Table
 from dataplane.command.messages import ClientAuth
 from dataplane.command.regexes import RegexError, compile_regex
@@ -26,6 +24,8 @@ _URL_TEXT = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no space
 
 def client_auth_problem(auth: ClientAuth, hostname: str | None = None) -> str | None:
     """What makes `auth` unusable, or None (`hostname`: the frontend's, when known)."""
+    from cryptography import x509  # 11 MB: only where a client_auth is checked
+
     if auth.verify not in VERIFY_MODES:
         return f"client_auth verify {auth.verify!r} is not one of {', '.join(VERIFY_MODES)}"
     if not 0 <= auth.verify_depth <= MAX_VERIFY_DEPTH:

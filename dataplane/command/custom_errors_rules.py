@@ -10,7 +10,6 @@ StateError, the TOML reader and the CLI report it before anything is sent.
 
 from __future__ import annotations
 
-import argparse
 import re
 
 from dataplane.command.config_reader import _MISSING, Table
@@ -67,46 +66,4 @@ def read_custom_errors(frontend: Table) -> CustomErrors | None:
     if problem is not None:
         table.error(None, problem)
         return None
-    return errors
-
-
-def add_custom_errors_flags(add: argparse.ArgumentParser) -> None:
-    flags = add.add_argument_group("custom error pages (docs/custom-errors.md)")
-    flags.add_argument(
-        "--error-codes", metavar="CODES", help="comma-separated statuses served by --error-cluster"
-    )
-    flags.add_argument("--error-cluster", metavar="CLUSTER", help="cluster serving error pages")
-    flags.add_argument(
-        "--error-header",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="static header of the error request, e.g. X-Namespace=default (repeatable)",
-    )
-
-
-def custom_errors_from(a: argparse.Namespace) -> CustomErrors | None:
-    """The flags' policy (None without --error-codes); bad values are ArgumentTypeErrors."""
-    if a.error_codes is None:
-        if a.error_cluster is not None or a.error_header:
-            raise argparse.ArgumentTypeError(
-                "--error-cluster and --error-header need --error-codes"
-            )
-        return None
-    if a.error_cluster is None:
-        raise argparse.ArgumentTypeError("--error-codes needs --error-cluster")
-    try:
-        codes = [int(code) for code in a.error_codes.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--error-codes {a.error_codes!r}: not integers") from None
-    headers = {}
-    for pair in a.error_header:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"--error-header {pair!r}: NAME=VALUE")
-        headers[name] = value
-    errors = CustomErrors(codes=codes, cluster_id=a.error_cluster, headers=headers)
-    problem = custom_errors_problem(errors)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(f"custom_errors: {problem}")
     return errors

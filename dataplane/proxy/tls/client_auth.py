@@ -24,18 +24,21 @@ requests of the others are answered 421 (routing/client_auth.py), never let thro
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Callable
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING, Any
 
 from dataplane.command.backend_tls import memory_file
+from dataplane.command.lazy_import import lazy_module
 from dataplane.command.messages import RequestHttpFrontend
 from dataplane.proxy.routing.client_auth import ClientAuthPolicy, ClientConnection, SniCheck
 from dataplane.proxy.tls.store import CertificateStore, StoredCertificate, TlsError
-from dataplane.proxy.tls.transport import TlsSocket
+
+if TYPE_CHECKING:
+    import ssl
+
+    from cryptography import x509
+else:  # OpenSSL and cryptography load with the first client certificate (tls/listener.py)
+    ssl = lazy_module("ssl", globals())
 
 log = logging.getLogger("dataplane.worker")
 
@@ -99,6 +102,8 @@ class ClientAuthIndex:
             if config.crl:
                 context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
             context.sni_callback = callback
+            from dataplane.proxy.tls.transport import TlsSocket
+
             context.sslsocket_class = TlsSocket
             self._contexts[cache_key] = context
         return context
@@ -144,6 +149,9 @@ def client_connection(
     tls: Any, policy: ClientAuthPolicy, binding: SniCheck | None
 ) -> ClientConnection:
     """What an established connection (made with `policy`'s context) learnt of its client."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     der = tls.getpeercert(binary_form=True)
     if not der:
         return ClientConnection(binding, policy.key, None, None, None, None)
@@ -166,6 +174,8 @@ def client_connection(
 def _bundle_depth(leaf: x509.Certificate, bundle: str) -> int | None:
     """Intermediates between `leaf` and a self-signed CA, all found in `bundle` (None: the
     path leaves the bundle)."""
+    from cryptography import x509
+
     authorities = x509.load_pem_x509_certificates(bundle.encode())
     current, count = leaf, -1
     for _ in range(len(authorities) + 1):
