@@ -9,8 +9,10 @@ Read with `--nginx-annotations` under `nginx.ingress.kubernetes.io/`, and always
   namespace); the port is the Service's (default 80). The renderer makes a cluster of that
   Service's endpoints and points the routes at it. Any other URL fails closed, with the
   reason in the Event: `https://` (the proxy does not speak TLS to that cluster), a host
-  that is not a Service name (an external URL), a URL with nginx variables (`$host`...).
+  that is not a Service name (an external URL), nginx variables (but a `$host` authority).
   Any of these names without `auth-url` fails closed too (it guards nothing).
+  `http(s)://$host/path` (or `$http_host`), oauth2-proxy's usual form, is `same_host`: the
+  renderer resolves the path to the route serving it on each route's host (auth_host_routes.py).
 - `auth-method` (default GET), `auth-signin` (nginx variables `$host`, `$scheme`,
   `$request_uri`, `$escaped_request_uri` are expanded by the proxy), `auth-signin-redirect-param`
   (default `rd`), `auth-response-headers` (comma-separated), `auth-request-redirect`.
@@ -81,6 +83,8 @@ class AuthUrl:
     signin_param: str = "rd"
     response_headers: tuple[str, ...] = ()
     request_redirect: str | None = None
+    same_host: bool = False  # `$host`-relative: resolved per route (auth_host_routes.py)
+    https: bool = False  # the URL's scheme, for `same_host`
 
     def target(self, namespace: str) -> tuple[str, str, BackendRef]:
         """(cluster id, the Service's namespace, the backend reference) of the auth service
@@ -98,7 +102,7 @@ class AuthUrl:
             signin=self.signin,
             signin_redirect_param=self.signin_param,
             request_redirect=self.request_redirect,
-            host=self.host,
+            host=self.host or None,  # None: the request's own (same_host)
         )
 
 
@@ -135,8 +139,11 @@ def parse_auth_url(find: Lookup) -> AuthUrlResult:
     if isinstance(target, str):
         result.refuse(url_key, target)
         return result
-    service, namespace, port, path, host = target
-    auth = AuthUrl(service, namespace, port, path, host)
+    if isinstance(target, AuthUrl):
+        auth = target
+    else:
+        service, namespace, port, path, host = target
+        auth = AuthUrl(service, namespace, port, path, host)
     fields: dict[str, Any] = {}
     if (hit := found.get("auth-method")) is not None:
         method = hit[1].strip().upper()
@@ -163,8 +170,16 @@ def parse_auth_url(find: Lookup) -> AuthUrlResult:
     return result
 
 
-def _service_url(url: str) -> tuple[str, str | None, int, str, str] | str:
-    """(service, namespace, port, path with query, host) of an in-cluster URL, or why not."""
+_SAME_HOST = re.compile(r"^(?P<scheme>https?)://\$(http_)?host(?P<path>/[^$#]*)?$")
+
+
+def _service_url(url: str) -> tuple[str, str | None, int, str, str] | AuthUrl | str:
+    """(service, namespace, port, path with query, host) of an in-cluster URL, a `same_host`
+    AuthUrl for `http(s)://$host/path`, or why not."""
+    same = _SAME_HOST.match(url)
+    if same is not None:
+        path = same["path"] or "/"
+        return AuthUrl("", None, 0, path, "", same_host=True, https=same["scheme"] == "https")
     if "$" in url:
         return (
             f"{url!r} uses nginx variables; pysozu asks an in-cluster Service "
@@ -205,7 +220,7 @@ class _Routed(Protocol):
 def auth_url_of(options: Options, namespace: str) -> tuple[str, AuthUrl] | None:
     """(auth cluster id, policy) of a forwarding route of an Ingress in `namespace`."""
     auth = options.auth_url
-    if auth is None or options.refused:
+    if auth is None or options.refused or auth.same_host:
         return None
     return auth.target(namespace)[0], auth
 
@@ -214,8 +229,9 @@ def auth_clusters(routes: Iterable[_Routed | None]) -> dict[str, tuple[Ingress, 
     """The auth Services the routes ask: cluster id -> (first Ingress, namespace, reference)."""
     found: dict[str, tuple[Ingress, str, BackendRef]] = {}
     for route in routes:
-        if route is None or route.options.auth_url is None or route.options.refused:
+        auth = None if route is None or route.options.refused else route.options.auth_url
+        if route is None or auth is None or auth.same_host:
             continue
-        cid, namespace, ref = route.options.auth_url.target(route.owner.key.namespace)
+        cid, namespace, ref = auth.target(route.owner.key.namespace)
         found.setdefault(cid, (route.owner, namespace, ref))
     return found

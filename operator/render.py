@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 
 from ingress_operator import interned
 from ingress_operator.access_annotations import Access
+from ingress_operator.annotation_review import NOT_ENFORCED
 from ingress_operator.annotations import Options, parse_annotations
-from ingress_operator.auth_request_annotations import auth_clusters, auth_url_of
+from ingress_operator.auth_host_routes import DEFAULT_KEY, same_host_auths
+from ingress_operator.auth_request_annotations import AuthUrl, auth_clusters, auth_url_of
 from ingress_operator.backend_tls_annotations import cluster_backend_tls, refuse_unusable_secret
 from ingress_operator.basic_auth_annotations import BasicAuth, BasicAuthResult, resolve_credentials
 from ingress_operator.canary import CanaryRule, attach_canaries
@@ -470,6 +472,11 @@ class _Renderer:
         used |= self.passthrough.clusters()
         auth_services = auth_clusters([*self.routes.values(), self.default_route])
         used.update(auth_services)
+        # `$host`-relative auth-url: the route serving its path on the same host answers
+        same_host, failures = same_host_auths(self.routes, self.default_route, self.redirects)
+        for owner_key, message in failures:
+            self.problems.append(Problem(owner_key, NOT_ENFORCED, message))
+        used.update(cid for cid, _ in same_host.values())
         used.update(self.error_services)
         cluster_ids = sorted(used)
         for cid in cluster_ids:
@@ -493,7 +500,14 @@ class _Renderer:
         for host, kind, value, route in fronts:
             out.append(
                 _front_of(
-                    "add_http_frontend", http, host, kind, value, route, self.redirects(host, route)
+                    "add_http_frontend",
+                    http,
+                    host,
+                    kind,
+                    value,
+                    route,
+                    self.redirects(host, route),
+                    same_auth=same_host.get((host, kind, value)),
                 )
             )
         if default is not None:
@@ -506,6 +520,7 @@ class _Renderer:
                     "",
                     default,
                     default.options.force_ssl_redirect,
+                    same_auth=same_host.get(DEFAULT_KEY),
                 )
             )
         self.tls.finish()
@@ -524,10 +539,33 @@ class _Renderer:
         for host, kind, value, route in fronts:
             client_tls = self.client_tls.get(host)  # nginx's server-wide ssl_verify_client
             out.append(
-                _front_of("add_https_frontend", https, host, kind, value, route, False, client_tls)
+                _front_of(
+                    "add_https_frontend",
+                    https,
+                    host,
+                    kind,
+                    value,
+                    route,
+                    False,
+                    client_tls,
+                    same_host.get((host, kind, value)),
+                )
             )
         if default is not None:
-            out.append(_front_of("add_https_frontend", https, ANY_HOST, None, "", default, False))
+            default_same = same_host.get(DEFAULT_KEY)
+            out.append(
+                _front_of(
+                    "add_https_frontend",
+                    https,
+                    ANY_HOST,
+                    None,
+                    "",
+                    default,
+                    False,
+                    None,
+                    default_same,
+                )
+            )
         out.extend(self.passthrough.frontends(https))  # routed by SNI before any handshake
         for cid in cluster_ids:
             if cid in self.clusters:  # a refusing cluster never gets a backend
@@ -561,6 +599,7 @@ def _front_of(
     route: _Route,
     redirect: bool,
     client_tls: ClientTls | None = None,
+    same_auth: tuple[str, AuthUrl] | None = None,  # a resolved `$host` auth-url
 ) -> Encoded:
     # nginx answers app-root, then an Ingress's own redirect, before any HTTP-to-HTTPS one;
     # failing closed comes before all (the route goes to the refusing cluster).
@@ -588,7 +627,7 @@ def _front_of(
         route.canary[:2] if route.canary and forwards else None,
         route.rewritten if forwards else None,
         None if route.options.refused or route.app_root is not None else route.options.cors,
-        auth_url_of(route.options, route.owner.key.namespace) if forwards else None,
+        (same_auth or auth_url_of(route.options, route.owner.key.namespace)) if forwards else None,
         client_tls,
         route.errors if forwards else None,
     )

@@ -1,7 +1,7 @@
 """ingress-nginx's external authentication end to end (kmock + the real operator + the real
 dataplane + a real auth service and app): `auth-url` naming an in-cluster Service guards the
 Ingress's routes (allowed, 401 -> 302 to `auth-signin`, 403, the auth service's 500 -> 500),
-and an `auth-url` pysozu cannot ask (`https://$host/...`) fails closed with a Warning."""
+and an `auth-url` pysozu cannot ask (`https://$host:8443/...`) fails closed with a Warning."""
 
 from __future__ import annotations
 
@@ -97,9 +97,10 @@ def test_auth_url_guards_the_routes_and_an_unservable_one_fails_closed(
     )
     assert request(world, {"X-Want": "403"})[0] == 403
     assert request(world, {"X-Want": "500"})[0] == 500
-    # ingress-nginx's common `$host` form: not asked, so the routes fail closed.
+    # nginx variables other than a `$host` authority: not asked, so the routes fail closed
+    # (`https://$host/oauth2/auth` itself: test_operator_auth_host_traffic.py).
     world.kubectl(
-        "annotate", "ingress", "web", "--overwrite", NGINX + "auth-url=https://$host/oauth2/auth"
+        "annotate", "ingress", "web", "--overwrite", NGINX + "auth-url=https://$host:8443/auth"
     )
     wait_for("503 for everyone", lambda: request(world, {})[0] == 503)
     found = wait_for("the Warning", lambda: [m for m in warnings(world, "web") if "auth-url" in m])

@@ -92,7 +92,8 @@ def test_without_nginx_annotations_the_pysozu_names_still_work_and_nginx_ones_fa
     ("annotations", "said"),
     [
         ({"auth_url": "https://oauth2.auth.svc/x"}, "https auth services are not served"),
-        ({"auth_url": "https://$host/oauth2/auth"}, "uses nginx variables"),
+        ({"auth_url": "https://$host:8443/oauth2/auth"}, "uses nginx variables"),
+        ({"auth_url": "https://$host/auth?u=$request_uri"}, "uses nginx variables"),
         ({"auth_url": "http://auth.example.com/check"}, "not an in-cluster Service"),
         ({"auth_url": "ftp://oauth2/x"}, "not an http:// URL"),
         ({"auth_url": "http://oauth2/x", "auth_method": "GE T"}, "not an HTTP method"),
