@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NGINX = "nginx.ingress.kubernetes.io/"
 PREFIX = "pysozu.io/"
@@ -118,6 +118,21 @@ class Notice:
     type: str  # "Warning" or "Normal"
     reason: str
     message: str
+
+
+@dataclass(slots=True)
+class Refusals:
+    """What an annotation parser refused: each key in `refused` fails the Ingress closed, with
+    a Warning Event naming it; `problems` are reported without refusing."""
+
+    refused: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def refuse(self, key: str, why: str) -> None:
+        self.refused.append(key)
+        message = f"annotation {key}: {why}, so the Ingress's routes answer 503"
+        self.notices.append(Notice("Warning", NOT_ENFORCED, message))
 
 
 def restricts(namespace: str, name: str, value: str) -> bool:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ingress_operator.access_annotations import Lookup
-from ingress_operator.annotation_review import NOT_ENFORCED, Notice
+from ingress_operator.annotation_review import Notice, Refusals
 from ingress_operator.ingress_semantics import cluster_id
 from ingress_operator.model import BackendRef, Ingress
 
@@ -107,15 +107,8 @@ class AuthUrl:
 
 
 @dataclass(slots=True)
-class AuthUrlResult:
+class AuthUrlResult(Refusals):
     auth: AuthUrl | None = None
-    refused: list[str] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-
-    def refuse(self, key: str, why: str) -> None:
-        self.refused.append(key)
-        message = f"annotation {key}: {why}, so the Ingress's routes answer 503"
-        self.notices.append(Notice("Warning", NOT_ENFORCED, message))
 
 
 def parse_auth_url(find: Lookup) -> AuthUrlResult:

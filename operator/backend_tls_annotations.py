@@ -25,14 +25,14 @@ import datetime
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from ingress_operator.annotation_review import NOT_ENFORCED, Notice
+from ingress_operator.annotation_review import NOT_ENFORCED, Notice, Refusals
 from ingress_operator.model import BackendRef, Ingress, ObjectKey, TlsSecret
 
 from dataplane.command.messages import BackendTls
@@ -80,17 +80,9 @@ class BackendTlsAsk:
 
 
 @dataclass(slots=True)
-class Parsed:
+class Parsed(Refusals):
     http2: bool = False
     tls: BackendTlsAsk | None = None
-    problems: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-
-    def refuse(self, key: str, why: str) -> None:
-        self.refused.append(key)
-        message = f"annotation {key}: {why}, so the Ingress's routes answer 503"
-        self.notices.append(Notice("Warning", NOT_ENFORCED, message))
 
 
 def _on_off(key: str, value: str) -> bool | None:

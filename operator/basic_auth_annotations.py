@@ -22,10 +22,10 @@ without `auth-type`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ingress_operator.access_annotations import Lookup
-from ingress_operator.annotation_review import NOT_ENFORCED, Notice
+from ingress_operator.annotation_review import Refusals
 from ingress_operator.model import AuthSecret, ObjectKey
 
 BASIC_AUTH_NAMES = frozenset({"auth-type", "auth-secret", "auth-secret-type", "auth-realm"})
@@ -44,16 +44,8 @@ class BasicAuth:
 
 
 @dataclass(slots=True)
-class BasicAuthResult:
+class BasicAuthResult(Refusals):
     auth: BasicAuth | None = None
-    refused: list[str] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def refuse(self, key: str, why: str) -> None:
-        self.refused.append(key)
-        message = f"annotation {key}: {why}, so the Ingress's routes answer 503"
-        self.notices.append(Notice("Warning", NOT_ENFORCED, message))
 
 
 def parse_basic_auth(find: Lookup) -> BasicAuthResult:

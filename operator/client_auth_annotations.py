@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ingress_operator.access_annotations import Lookup
-from ingress_operator.annotation_review import NOT_ENFORCED, Notice
+from ingress_operator.annotation_review import NOT_ENFORCED, Notice, Refusals
 from ingress_operator.model import ObjectKey, TlsSecret
 
 from dataplane.command.client_auth_rules import MAX_URL, MAX_VERIFY_DEPTH, client_auth_problem
@@ -85,16 +85,8 @@ class ClientTls:
 
 
 @dataclass(slots=True)
-class ClientTlsResult:
+class ClientTlsResult(Refusals):
     ask: ClientTls | None = None
-    refused: list[str] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def refuse(self, key: str, why: str) -> None:
-        self.refused.append(key)
-        message = f"annotation {key}: {why}, so the Ingress's routes answer 503"
-        self.notices.append(Notice("Warning", NOT_ENFORCED, message))
 
 
 def parse_client_tls(find: Lookup) -> ClientTlsResult:

@@ -20,7 +20,9 @@ from dataplane.proxy.http1.head import RequestHead, ResponseHead
 from dataplane.proxy.routing.policy import set_headers
 
 SENT_FROM = "nginx-ingress-controller"  # ingress-nginx's value: auth services may check it
-_DROPPED = (
+# A sub-request has no body and is not an upgrade: these request headers are removed from
+# the copy (also by routing/error_pages.py).
+BODYLESS_DROPPED = (
     ("Content-Length", ""),
     ("Transfer-Encoding", ""),
     ("Expect", ""),
@@ -78,7 +80,7 @@ class AuthPolicy:
         head = self.line + forwarded[line_end:]
         host = request.host.decode("latin-1")
         edits: tuple[tuple[str, str], ...] = (
-            *_DROPPED,
+            *BODYLESS_DROPPED,
             ("X-Original-URL", f"{scheme}://{host}{request.path}"),
             ("X-Original-Method", request.method.decode("ascii")),
             ("X-Sent-From", SENT_FROM),

@@ -17,15 +17,9 @@ import re
 
 from dataplane.command.messages import CustomErrors
 from dataplane.proxy.http1.head import RequestHead
+from dataplane.proxy.routing.auth_request import BODYLESS_DROPPED
 from dataplane.proxy.routing.policy import set_headers
 
-_DROPPED = (
-    ("Content-Length", ""),
-    ("Transfer-Encoding", ""),
-    ("Expect", ""),
-    ("Connection", ""),
-    ("Upgrade", ""),
-)
 _ACCEPT = re.compile(rb"\r\naccept:[ \t]*([^\r]*)")
 
 
@@ -53,7 +47,7 @@ class ErrorPages:
             start, end = found.span(1)
             accept = request.block[start:end].rstrip(b" \t").decode("latin-1")
         edits = (
-            *_DROPPED,
+            *BODYLESS_DROPPED,
             ("X-Code", str(status)),
             ("X-Format", accept),
             ("X-Original-URI", request.path),
