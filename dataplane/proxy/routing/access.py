@@ -26,11 +26,11 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import socket
-import weakref
 
 from dataplane.command.messages import RateLimit, RequestHttpFrontend
 from dataplane.proxy.networks import Networks
 from dataplane.proxy.routing.conn_limit import conn_limiter_for
+from dataplane.proxy.routing.zones import shared
 
 MAX_CLIENTS = 65_536  # client addresses one rate limit remembers
 FORBIDDEN = 403
@@ -115,19 +115,12 @@ class RateLimiter:
                 del clients[ip]
 
 
-# Limiters of named zones, shared by the frontends that name them (while any route holds one).
-_ZONES: weakref.WeakValueDictionary[tuple[object, ...], RateLimiter] = weakref.WeakValueDictionary()
-
-
 def limiter_for(limit: RateLimit) -> RateLimiter:
     """The frontend's own limiter, or its zone's, shared with the other frontends naming it."""
     if limit.zone is None:
         return RateLimiter(limit)
-    key = (limit.zone, limit.rate, limit.burst, limit.status, tuple(limit.exempt_sources))
-    found = _ZONES.get(key)
-    if found is None:
-        found = _ZONES[key] = RateLimiter(limit)
-    return found
+    key = ("rate", limit.zone, limit.rate, limit.burst, limit.status, *limit.exempt_sources)
+    return shared(key, lambda: RateLimiter(limit))
 
 
 class Access:

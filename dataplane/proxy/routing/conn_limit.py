@@ -15,10 +15,9 @@ zero is forgotten.
 
 from __future__ import annotations
 
-import weakref
-
 from dataplane.command.messages import ConnectionLimit
 from dataplane.proxy.networks import Networks
+from dataplane.proxy.routing.zones import shared
 
 TOO_MANY = "too many requests in flight from this address"
 
@@ -56,18 +55,11 @@ class ConnLimiter:
             del counts[ip]
 
 
-# Limiters of named zones, shared by the frontends that name them (while any route holds one).
-_ZONES: weakref.WeakValueDictionary[tuple[object, ...], ConnLimiter] = weakref.WeakValueDictionary()
-
-
 def conn_limiter_for(limit: ConnectionLimit | None) -> ConnLimiter | None:
     """The frontend's own limiter, or its zone's (shared with the other frontends naming it)."""
     if limit is None:
         return None
     if limit.zone is None:
         return ConnLimiter(limit)
-    key = (limit.zone, limit.max_concurrent_per_client, limit.status, *limit.exempt_sources)
-    found = _ZONES.get(key)
-    if found is None:
-        found = _ZONES[key] = ConnLimiter(limit)
-    return found
+    key = ("connections", limit.zone, limit.max_concurrent_per_client, limit.status)
+    return shared((*key, *limit.exempt_sources), lambda: ConnLimiter(limit))
