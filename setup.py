@@ -8,8 +8,19 @@ parts form one chain of classes (mypyc compiles single inheritance only). The sa
 installed as Python source beside them, and without PYSOZU_COMPILE (or in an editable install)
 pysozu is pure Python, the same code, slower.
 A worker says which modules it runs compiled when it starts (dataplane/build_info.py).
-Needs a C compiler; mypy comes into the build environment by itself (build_backend.py), or,
-with --no-build-isolation, must be installed already.
+Needs a C compiler and Python's headers (checked first: build_backend.compiler_problem); mypy
+comes into the build environment by itself (build_backend.py), or, with
+--no-build-isolation, must be installed already.
+
+A source build (`pip install .`, the sdist) is pure Python unless PYSOZU_COMPILE=1 asks,
+even where a compiler is present: it then needs neither a compiler nor mypy and its
+dependencies in the build environment, takes seconds rather than a minute or more, and is
+the same on every machine. A compiling build never falls back to pure Python: a failure
+fails the install, since pip shows a build's messages only when it fails, and a silent
+fallback would leave a user who asked for the compiled build with the slower one. Users get
+the compiled build from its wheel: `scripts/build-wheels` makes both wheels, and pip prefers
+the platform's compiled wheel (cp3XX-cp3XX-linux_<arch>) to the pure one (py3-none-any)
+wherever both are offered.
 """
 
 import os
@@ -19,6 +30,13 @@ from setuptools import setup
 
 ext_modules = []
 if os.environ.get("PYSOZU_COMPILE") == "1":
+    from build_backend import compiler_problem
+
+    problem = compiler_problem()
+    if problem is not None:
+        raise SystemExit(
+            f"PYSOZU_COMPILE=1: {problem}; without PYSOZU_COMPILE, pysozu installs as pure Python"
+        )
     try:
         from mypyc.build import mypycify
     except ImportError:
