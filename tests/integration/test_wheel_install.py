@@ -198,3 +198,19 @@ def test_a_compiling_build_without_a_compiler_says_so(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "PYSOZU_COMPILE=1: no C compiler: " in result.stderr
     assert "Traceback" not in result.stderr
+    # As a user's `PYSOZU_COMPILE=1 pip install .` meets it: pip's isolated build stops at
+    # build_backend's first hook, before mypy is fetched, and pip shows why.
+    (source / "MANIFEST.in").touch()
+    (source / "README.md").write_text("pysozu\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(tmp_path / "w"),
+         str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYSOZU_COMPILE": "1"},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "PYSOZU_COMPILE=1: no C compiler: " in result.stdout + result.stderr
+    assert "mypy" not in re.findall(r"Collecting (\S+)", result.stdout)
+    assert not list((tmp_path / "w").glob("*.whl"))
