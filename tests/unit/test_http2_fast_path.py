@@ -9,11 +9,13 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
+from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamClosedBy, StreamState
+from hyperframe.frame import Frame, HeadersFrame
 
 from dataplane.proxy.http2 import fast_path
 from dataplane.proxy.http2.counters import H2Counters
-from dataplane.proxy.http2.flood import UNCOPIED, FloodMonitor, GuardedConnection
+from dataplane.proxy.http2.flood import UNCOPIED, FloodMonitor, GuardedConnection, MonitoredBuffer
 from dataplane.proxy.http2.limits import H2Limits
 
 REQUEST = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
@@ -144,3 +146,80 @@ def test_a_client_request_head_is_left_to_h2_its_trailers_are_not() -> None:
     assert fast_path.send_headers(guarded, 1, TRAILERS, True)
     assert guarded.data_to_send() == plain.data_to_send()
     assert state(guarded, 1) == state(plain, 1)
+
+
+# -- the way in ------------------------------------------------------------------------------
+
+
+def parsed(raw: bytes) -> HeadersFrame:
+    frame, length = Frame.parse_frame_header(memoryview(raw[:9]))
+    frame.parse_body(memoryview(raw[9 : 9 + length]))
+    assert isinstance(frame, HeadersFrame)
+    return frame
+
+
+def attributes(frame: Frame) -> dict[str, object]:
+    fields = dict(vars(frame))
+    fields["flags"] = (set(frame.flags), frame.flags._valid_flags)
+    return fields
+
+
+@pytest.mark.parametrize("flags", [0x4, 0x5, 0x4 | 0x2 | 0x10 | 0x40 | 0x80])
+def test_a_headers_frame_is_hyperframes(flags: int) -> None:
+    raw = HeadersFrame(7, data=b"\x82\x86\x84", flags=()).serialize()
+    raw = raw[:4] + bytes([flags]) + raw[5:]
+    ours = fast_path.headers_frame(flags, 7, raw[9:])
+    assert ours is not None
+    assert attributes(ours) == attributes(parsed(raw))
+    assert ("END_STREAM" in ours.flags) == bool(flags & 0x1)
+
+
+@pytest.mark.parametrize(
+    "flags, stream_id",
+    [(0x4 | 0x8, 1), (0x4 | 0x20, 1), (0x1, 1), (0x0, 1), (0x4, 0)],  # padded, priority, ...
+)
+def test_what_hyperframe_still_parses(flags: int, stream_id: int) -> None:
+    assert fast_path.headers_frame(flags, stream_id, b"\x82") is None
+
+
+def frames(buffer: FrameBuffer, data: bytes) -> list[dict[str, object]]:
+    buffer.add_data(data)
+    return [attributes(frame) for frame in buffer]
+
+
+def test_our_buffer_yields_the_frames_h2s_does() -> None:
+    head = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
+    big = [*head, *((b"x-%d" % n, b"v" * 100) for n in range(400))]  # CONTINUATIONs
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    client.send_headers(1, head, end_stream=True)
+    client.send_headers(3, head, priority_weight=200)
+    client.send_data(3, b"body", pad_length=3)
+    client.send_headers(5, big, end_stream=True)
+    client.send_headers(7, head)
+    data = client.data_to_send()
+    padded = HeadersFrame(9, data=b"\x82\x86\x84\x41\x01a", pad_length=4, flags=["PADDED"])
+    padded.flags.add("END_HEADERS")
+    data += padded.serialize()
+    monitor = FloodMonitor(H2Limits(), H2Counters(), 0.0)
+    ours, h2s = MonitoredBuffer(monitor, server=True), FrameBuffer(server=True)
+    ours.max_frame_size = h2s.max_frame_size = 16_384
+    for chunk in (data[:30], data[30:31], data[31:5000], data[5000:]):  # frames cut anywhere
+        assert frames(ours, chunk) == frames(h2s, chunk)
+
+
+def test_open_streams_counts_and_forgets_as_h2_does() -> None:
+    plain, guarded, client = servers()
+    for server in (plain, guarded):
+        server.send_headers(1, HEAD, end_stream=True)  # closed
+        server.send_headers(3, HEAD)  # open
+        server.reset_stream(3, ErrorCodes.CANCEL)  # closed, by us
+    client.send_headers(5, REQUEST)
+    client.send_headers(7, REQUEST, end_stream=True)
+    request = client.data_to_send()
+    for server in (plain, guarded):
+        server.receive_data(request)
+    for side in (1, 0, 1):
+        assert guarded._open_streams(side) == H2Connection._open_streams(plain, side)
+        assert list(guarded.streams) == list(plain.streams) == [5, 7]
+        assert guarded._closed_streams == plain._closed_streams

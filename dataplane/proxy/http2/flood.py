@@ -31,6 +31,7 @@ from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
+from dataplane.proxy.http2.fast_path import UNCOPIED, headers_frame, open_streams
 from dataplane.proxy.http2.limits import WINDOW_SECONDS
 
 _HPACK_FAILURES = (HPACKError, IndexError, TypeError, UnicodeDecodeError)  # as h2 catches them
@@ -51,7 +52,6 @@ _FIXED_LENGTH = {2: 5, 3: 4, 6: 8, 8: 4}
 _KNOWN_TYPES = frozenset(range(10)) | {0xA, 0x10}  # ALTSVC, PRIORITY_UPDATE
 
 
-UNCOPIED = 1024  # DATA frames from this size are serialized without copying their body
 MAX_CREDIT = 1024  # unanswered DATA frames remembered (see FloodMonitor.window_credit)
 
 
@@ -230,7 +230,13 @@ class MonitoredBuffer(FrameBuffer):
                 raise FrameTooLargeError(f"frame of {length} bytes announced")
             if len(data) >= length + 9:
                 stream_id = ((data[5] & 0x7F) << 24) | (data[6] << 16) | (data[7] << 8) | data[8]
-                self.monitor.frame(data[3], data[4], stream_id, length)
+                kind, flags = data[3], data[4]
+                self.monitor.frame(kind, flags, stream_id, length)
+                if kind == 1 and not self._headers_buffer:  # see fast_path.headers_frame
+                    frame = headers_frame(flags, stream_id, bytes(data[9 : 9 + length]))
+                    if frame is not None:
+                        del data[: 9 + length]
+                        return frame
         return super().__next__()
 
 
@@ -302,6 +308,9 @@ class GuardedConnection(H2Connection):
             raise
         self._prepare_for_sending(frames)
         return events  # type: ignore[no-any-return]
+
+    def _open_streams(self, remainder: int) -> int:
+        return open_streams(self, remainder)  # h2's, faster (fast_path.py)
 
     def clear_outbound_data_buffer(self) -> None:
         self._frames.clear()
