@@ -10,12 +10,14 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.frame_buffer import FrameBuffer
+from h2.settings import SettingCodes
 from h2.stream import StreamClosedBy, StreamState
 from hyperframe.frame import Frame, HeadersFrame
 
 from dataplane.proxy.http2 import fast_path
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.http2.flood import UNCOPIED, FloodMonitor, GuardedConnection, MonitoredBuffer
+from dataplane.proxy.http2.front import FrontConnection
 from dataplane.proxy.http2.limits import H2Limits
 
 REQUEST = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
@@ -223,3 +225,24 @@ def test_open_streams_counts_and_forgets_as_h2_does() -> None:
         assert guarded._open_streams(side) == H2Connection._open_streams(plain, side)
         assert list(guarded.streams) == list(plain.streams) == [5, 7]
         assert guarded._closed_streams == plain._closed_streams
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_a_body_of_several_frames_arrives_whole(kind: type) -> None:
+    front = FrontConnection(now=0.0)
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    client.increment_flow_control_window(1 << 20)
+    client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    client.send_headers(1, REQUEST, end_stream=True)
+    front.receive(client.data_to_send(), 0.0)
+    client.receive_data(front.data_to_send())
+    front.receive(client.data_to_send(), 0.0)  # the SETTINGS ack, the windows
+    body = bytes(range(256)) * 400  # 100 KiB: 7 DATA frames
+    assert front.send_response(1, 200, [(b"content-length", b"102400")])
+    assert front.send_body(1, kind(body), end_stream=True) == len(body)
+    events = client.receive_data(front.data_to_send())
+    received = b"".join(e.data for e in events if type(e).__name__ == "DataReceived")  # type: ignore[attr-defined]
+    assert received == body
+    assert [type(e).__name__ for e in events][-1] == "StreamEnded"
+    assert front.conn.streams.get(1) is None or front.conn.streams[1].closed

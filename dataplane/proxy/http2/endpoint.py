@@ -261,13 +261,14 @@ class Endpoint:
         else:
             self.monitor.data_sent(-(-taken // frame))
             view = memoryview(data)
+            shared = type(data) is bytes  # immutable: its frames may be views of it
             position = 0
             while position < taken:
                 chunk = min(frame, taken - position)
                 last = end_stream and position + chunk == size
-                piece = bytes(view[position : position + chunk])
-                if not fast_path.send_data(conn, stream_id, piece, last):
-                    conn.send_data(stream_id, piece, last)
+                chunk_view = view[position : position + chunk]
+                if not (shared and fast_path.send_data(conn, stream_id, chunk_view, last)):
+                    conn.send_data(stream_id, bytes(chunk_view), last)
                 position += chunk
         self.active[stream_id] = self.monitor.now
         if end_stream and taken == size:

@@ -105,9 +105,12 @@ def send_headers(conn: GuardedConnection, stream_id: int, fields: Fields, end_st
     return True
 
 
-def send_data(conn: GuardedConnection, stream_id: int, data: bytes, end_stream: bool) -> bool:
+def send_data(
+    conn: GuardedConnection, stream_id: int, data: bytes | memoryview, end_stream: bool
+) -> bool:
     """One DATA frame (`len(data)` within both windows and the frame size, checked by the
-    caller): False when h2's `send_data` must do it (not open)."""
+    caller): False when h2's `send_data` must do it (not open). A memoryview must be of an
+    immutable `bytes` (it is joined with the other frames in `data_to_send`)."""
     if conn.state_machine.state not in _CONNECTION_OPEN:
         return False
     stream = conn.streams.get(stream_id)

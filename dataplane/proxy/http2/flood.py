@@ -250,7 +250,7 @@ class GuardedConnection(H2Connection):
         self.monitor = monitor
         self.stream_limit = stream_limit
         self.refuse_new = False  # after a final GOAWAY
-        self._frames: list[bytes] = []  # serialized frames not handed out yet
+        self._frames: list[bytes | memoryview] = []  # serialized frames not handed out yet
 
     # Output: frames are kept as a list and joined once when handed out (h2 appends each to
     # a bytearray, then copies it out: two more copies of every body byte).
@@ -278,7 +278,7 @@ class GuardedConnection(H2Connection):
             if self._data_to_send:  # written by h2 directly (the preface): it goes first
                 frames.insert(0, bytes(self._data_to_send))
                 self._data_to_send = bytearray()
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            data = bytes(frames[0]) if len(frames) == 1 else b"".join(frames)
             frames.clear()
             if amount is None:
                 return data
