@@ -5,7 +5,8 @@
 frame, so each CONTINUATION is seen one by one (h2 merges them), an over-long frame is refused
 as soon as its header arrives (h2 waits for the whole frame first), and control frames with a
 wrong length get FRAME_SIZE_ERROR. A limit crossed raises `FloodError`, an h2 ProtocolError
-carrying its code: h2 then sends the GOAWAY itself and the endpoint reports it.
+carrying its code: h2 then sends the GOAWAY itself and the endpoint reports it. A whole HEADERS
+block is then made into h2's frame object without hyperframe's parsing (`fast_path`).
 
 `GuardedConnection` is h2's connection with two changes: a stream beyond
 MAX_CONCURRENT_STREAMS is refused with RST_STREAM(REFUSED_STREAM) (h2 would end the whole
