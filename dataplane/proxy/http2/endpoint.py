@@ -26,6 +26,7 @@ from h2.exceptions import DenialOfServiceError, FrameTooLargeError, ProtocolErro
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame, PingFrame
 
+from dataplane.proxy.http2 import fast_path
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.http2.events import (
     Body,
@@ -246,23 +247,28 @@ class Endpoint:
         taken = min(size, self.sendable(stream_id))
         if taken == 0:
             if end_stream and size == 0:
-                conn.end_stream(stream_id)
+                if not fast_path.send_data(conn, stream_id, b"", True):
+                    conn.end_stream(stream_id)
                 self._check_closed(stream_id)
             return 0
         frame = conn.max_outbound_frame_size
         if taken <= frame:
-            conn.send_data(
-                stream_id, data if taken == size else data[:taken], end_stream and taken == size
-            )
+            piece = data if taken == size else data[:taken]
+            last = end_stream and taken == size
+            if not fast_path.send_data(conn, stream_id, piece, last):
+                conn.send_data(stream_id, piece, last)
             self.monitor.data_sent(1)
         else:
             self.monitor.data_sent(-(-taken // frame))
             view = memoryview(data)
+            shared = type(data) is bytes  # immutable: its frames may be views of it
             position = 0
             while position < taken:
                 chunk = min(frame, taken - position)
                 last = end_stream and position + chunk == size
-                conn.send_data(stream_id, bytes(view[position : position + chunk]), last)
+                chunk_view = view[position : position + chunk]
+                if not (shared and fast_path.send_data(conn, stream_id, chunk_view, last)):
+                    conn.send_data(stream_id, bytes(chunk_view), last)
                 position += chunk
         self.active[stream_id] = self.monitor.now
         if end_stream and taken == size:
@@ -273,7 +279,8 @@ class Endpoint:
         """Send trailer fields (lowercase names), which end the stream."""
         if not self._can_send(stream_id):
             return False
-        self.conn.send_headers(stream_id, fields, end_stream=True)
+        if not fast_path.send_headers(self.conn, stream_id, fields, True):
+            self.conn.send_headers(stream_id, fields, end_stream=True)
         self._check_closed(stream_id)
         return True
 
@@ -281,7 +288,8 @@ class Endpoint:
         """End our side of the stream with an empty DATA frame."""
         if not self._can_send(stream_id):
             return False
-        self.conn.end_stream(stream_id)
+        if not fast_path.send_data(self.conn, stream_id, b"", True):
+            self.conn.end_stream(stream_id)
         self._check_closed(stream_id)
         return True
 

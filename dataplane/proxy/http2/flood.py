@@ -5,7 +5,8 @@
 frame, so each CONTINUATION is seen one by one (h2 merges them), an over-long frame is refused
 as soon as its header arrives (h2 waits for the whole frame first), and control frames with a
 wrong length get FRAME_SIZE_ERROR. A limit crossed raises `FloodError`, an h2 ProtocolError
-carrying its code: h2 then sends the GOAWAY itself and the endpoint reports it.
+carrying its code: h2 then sends the GOAWAY itself and the endpoint reports it. A whole HEADERS
+block is then made into h2's frame object without hyperframe's parsing (`fast_path`).
 
 `GuardedConnection` is h2's connection with two changes: a stream beyond
 MAX_CONCURRENT_STREAMS is refused with RST_STREAM(REFUSED_STREAM) (h2 would end the whole
@@ -31,6 +32,7 @@ from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
+from dataplane.proxy.http2.fast_path import UNCOPIED, headers_frame, open_streams
 from dataplane.proxy.http2.limits import WINDOW_SECONDS
 
 _HPACK_FAILURES = (HPACKError, IndexError, TypeError, UnicodeDecodeError)  # as h2 catches them
@@ -51,7 +53,6 @@ _FIXED_LENGTH = {2: 5, 3: 4, 6: 8, 8: 4}
 _KNOWN_TYPES = frozenset(range(10)) | {0xA, 0x10}  # ALTSVC, PRIORITY_UPDATE
 
 
-UNCOPIED = 1024  # DATA frames from this size are serialized without copying their body
 MAX_CREDIT = 1024  # unanswered DATA frames remembered (see FloodMonitor.window_credit)
 
 
@@ -230,7 +231,13 @@ class MonitoredBuffer(FrameBuffer):
                 raise FrameTooLargeError(f"frame of {length} bytes announced")
             if len(data) >= length + 9:
                 stream_id = ((data[5] & 0x7F) << 24) | (data[6] << 16) | (data[7] << 8) | data[8]
-                self.monitor.frame(data[3], data[4], stream_id, length)
+                kind, flags = data[3], data[4]
+                self.monitor.frame(kind, flags, stream_id, length)
+                if kind == 1 and not self._headers_buffer:  # see fast_path.headers_frame
+                    frame = headers_frame(flags, stream_id, bytes(data[9 : 9 + length]))
+                    if frame is not None:
+                        del data[: 9 + length]
+                        return frame
         return super().__next__()
 
 
@@ -244,7 +251,7 @@ class GuardedConnection(H2Connection):
         self.monitor = monitor
         self.stream_limit = stream_limit
         self.refuse_new = False  # after a final GOAWAY
-        self._frames: list[bytes] = []  # serialized frames not handed out yet
+        self._frames: list[bytes | memoryview] = []  # serialized frames not handed out yet
 
     # Output: frames are kept as a list and joined once when handed out (h2 appends each to
     # a bytearray, then copies it out: two more copies of every body byte).
@@ -272,7 +279,7 @@ class GuardedConnection(H2Connection):
             if self._data_to_send:  # written by h2 directly (the preface): it goes first
                 frames.insert(0, bytes(self._data_to_send))
                 self._data_to_send = bytearray()
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            data = bytes(frames[0]) if len(frames) == 1 else b"".join(frames)
             frames.clear()
             if amount is None:
                 return data
@@ -302,6 +309,9 @@ class GuardedConnection(H2Connection):
             raise
         self._prepare_for_sending(frames)
         return events  # type: ignore[no-any-return]
+
+    def _open_streams(self, remainder: int) -> int:
+        return open_streams(self, remainder)  # h2's, faster (fast_path.py)
 
     def clear_outbound_data_buffer(self) -> None:
         self._frames.clear()

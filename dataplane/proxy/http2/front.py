@@ -22,6 +22,7 @@ from hyperframe.frame import GoAwayFrame, PingFrame
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.http2.endpoint import NO_ERROR, Endpoint
 from dataplane.proxy.http2.events import ConnectionClosed, Event, Fields, RequestHead
+from dataplane.proxy.http2.fast_path import send_headers
 from dataplane.proxy.http2.fields import Malformed, parse_request
 from dataplane.proxy.http2.limits import H2Limits
 
@@ -73,7 +74,8 @@ class FrontConnection(Endpoint):
             return False
         self.answered.add(stream_id)
         headers = [(b":status", _STATUS.get(status) or str(status).encode()), *fields]
-        self.conn.send_headers(stream_id, headers, end_stream=end_stream)
+        if status < 200 or not send_headers(self.conn, stream_id, headers, end_stream):
+            self.conn.send_headers(stream_id, headers, end_stream=end_stream)
         self.active[stream_id] = self.monitor.now
         if end_stream:
             self._check_closed(stream_id)
