@@ -14,7 +14,6 @@ from contextlib import suppress
 from socket import IPPROTO_TCP, TCP_NODELAY
 from typing import TYPE_CHECKING
 
-from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.http1.forwarding import forward_response
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
@@ -24,6 +23,8 @@ from dataplane.proxy.mux.session_fields import (
     EPOLLOUT,
     EXCHANGE,
     H2,
+    NO_BUFFER,
+    NO_VIEW,
     PIPE,
     STARVED_BACK,
     STARVED_FRONT,
