@@ -145,15 +145,13 @@ class ConnectionContext:
         self._set_port(peer[1])
 
     def _set_port(self, port: int) -> None:
-        """The parts that name the peer's port."""
-        self.client_address = self._address_head + str(port)  # as access logs show it
-        element = self.forwarded_element = b"%s%d%s" % (
-            self._element_head,
-            port,
-            self._element_tail,
-        )
-        self.forwarded_line = b"\r\nForwarded: " + element
-        self.absent_all = b"%s\r\nForwarded: %s%s" % (self.xff_line, element, self._lines_tail)
+        """The parts that name the peer's port (concatenations: cheaper than %-formats)."""
+        text = str(port)
+        self.client_address = self._address_head + text  # as access logs show it
+        element = self._element_head + text.encode("ascii") + self._element_tail
+        self.forwarded_element = element
+        line = self.forwarded_line = b"\r\nForwarded: " + element
+        self.absent_all = self.xff_line + line + self._lines_tail
 
     def for_port(self, port: int) -> ConnectionContext:
         """The context of another connection from the same peer address and listener,
@@ -164,24 +162,21 @@ class ConnectionContext:
     def _copy(self, like: ConnectionContext, port: int) -> None:
         self.trusted = like.trusted
         self.peer_ip = like.peer_ip
-        self.xff_line = xff_line = like.xff_line
+        self.xff_line = like.xff_line
         self.x_proto = like.x_proto
         self.x_port = like.x_port
         self.real_ip = like.real_ip
         self.elide_real_ip = like.elide_real_ip
         self.id_header = like.id_header
         self.id_name = like.id_name
-        self._address_head = address_head = like._address_head
-        self._element_head = element_head = like._element_head
-        self._element_tail = element_tail = like._element_tail
-        self._lines_tail = lines_tail = like._lines_tail
-        self.client_address = address_head + str(port)  # as in `_set_port`
-        element = self.forwarded_element = b"%s%d%s" % (element_head, port, element_tail)
-        self.forwarded_line = b"\r\nForwarded: " + element
-        self.absent_all = b"%s\r\nForwarded: %s%s" % (xff_line, element, lines_tail)
+        self._address_head = like._address_head
+        self._element_head = like._element_head
+        self._element_tail = like._element_tail
+        self._lines_tail = like._lines_tail
+        self._set_port(port)
 
 
-_NO_PUBLIC = ("", 0)  # `for_port`'s unused constructor arguments
+_NO_PUBLIC: Final = ("", 0)  # `for_port`'s unused constructor arguments
 
 
 # The client's own lines of the headers an untrusted peer may not set (the parser removes every

@@ -34,7 +34,7 @@ from dataplane.proxy.mux.session_fields import (
     STARVED_BACK,
     STOP_GRACE_SECONDS,
 )
-from dataplane.proxy.mux.session_flow import FlowControl
+from dataplane.proxy.mux.session_flow import FlowControl, total_length
 from dataplane.proxy.routing.policy import set_headers
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class BackendSide(FlowControl):
         back.backend.active_requests += 1
         parts, self.to_back = self.to_back or [], None
         self._sync_masks()
-        if self._send_to_back(parts, sum(map(len, parts))) and not self.request_done:
+        if self._send_to_back(parts, total_length(parts)) and not self.request_done:
             self._body_resumed()  # the body's rate is measured from now on
             self._forward_request_body()
 

@@ -45,6 +45,14 @@ def _rest(parts: list[bytes | memoryview], sent: int) -> list[bytes | memoryview
     return []
 
 
+def total_length(parts: list[bytes | memoryview]) -> int:
+    """The bytes of a gathered write (a loop: compiled, cheaper than `sum(map(len, ...))`)."""
+    total = 0
+    for part in parts:
+        total += len(part)
+    return total
+
+
 class FlowControl(SessionFields):
     """Writing to both sides, and what to do once a backlog drains (a mixin of HttpSession)."""
 
@@ -131,7 +139,7 @@ class FlowControl(SessionFields):
         parts = self.to_front
         assert parts is not None
         self.to_front = None
-        if not self._send_to_front(parts, sum(map(len, parts))):
+        if not self._send_to_front(parts, total_length(parts)):
             return False
         self._sync_masks()
         phase = self.phase
@@ -160,7 +168,7 @@ class FlowControl(SessionFields):
         parts = self.to_back
         assert parts is not None
         self.to_back = None
-        if not self._send_to_back(parts, sum(map(len, parts))):
+        if not self._send_to_back(parts, total_length(parts)):
             return False
         self._sync_masks()
         if self.start < self.end:
@@ -207,7 +215,7 @@ class FlowControl(SessionFields):
         if back.start < back.end:
             parts.append(back.view[back.start : back.end])
         back.start = back.end = 0
-        if not self._send_to_front(parts, sum(map(len, parts))):
+        if not self._send_to_front(parts, total_length(parts)):
             return
         if self.start < self.end:
             self._pipe(self.view[self.start : self.end], to_back=True)
