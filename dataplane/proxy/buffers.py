@@ -38,7 +38,7 @@ BufferPair = tuple[Buffer, memoryview]
 
 # What a connection holds while it has no buffer: `len()` 0, `find()` finds nothing.
 NO_BUFFER: Buffer = bytearray()
-NO_VIEW = memoryview(NO_BUFFER)
+NO_VIEW: memoryview = memoryview(NO_BUFFER)
 
 
 class Holder(Protocol):

@@ -12,7 +12,7 @@ import _socket
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.command.messages import (
@@ -256,20 +256,20 @@ def accept_batch(
     return accepted
 
 
-def accept_streams(
-    sock: socket.socket, room: int
-) -> Iterator[tuple[_socket.socket, tuple[str, int]]]:
+def accept_streams(sock: socket.socket, room: int) -> list[tuple[_socket.socket, tuple[str, int]]]:
     """`accept_batch` for plain HTTP sessions, without the cost of `socket.socket` objects:
     each connection is a bare `_socket.socket` (the C type under `socket.socket`: the same
     methods, none of the Python layer's per-connection work, enum properties and `close`
-    wrapper), made non-blocking; Nagle stays on (sessions turn it off when it matters)."""
+    wrapper), made non-blocking; Nagle stays on (sessions turn it off when it matters).
+    A list, not a generator: compiled, a batch of one costs no generator object."""
     accept = sock._accept  # type: ignore[attr-defined]  # the C accept, returns (fd, peer)
     stream = _socket.socket
+    accepted: list[tuple[_socket.socket, tuple[str, int]]] = []
     for _ in range(min(room, ACCEPT_BATCH)):
         try:
             fd, peer = accept()
         except OSError:
-            return  # EAGAIN: none left; ECONNABORTED, EMFILE...: again on the next readiness
+            break  # EAGAIN: none left; ECONNABORTED, EMFILE...: again on the next readiness
         try:
             # family -1: read back from the socket (one getsockname, which the C type does
             # for every descriptor anyway); type and protocol given, so no more system calls.
@@ -278,4 +278,5 @@ def accept_streams(
             os.close(fd)
             continue
         conn.setblocking(False)
-        yield conn, peer
+        accepted.append((conn, peer))
+    return accepted

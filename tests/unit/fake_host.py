@@ -30,7 +30,6 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.buffers import BufferPool
 from dataplane.proxy.clusters import HttpProxy
-from dataplane.proxy.http1.forwarding import RequestIds
 from dataplane.proxy.http1.head import ResponseParser
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.mux.backend_pool import BackendPool
@@ -38,6 +37,7 @@ from dataplane.proxy.mux.h2_backends import H2Backends
 from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
 from dataplane.proxy.observability.metrics import MetricsRegistry
 from dataplane.proxy.timers import TimerWheel
+from dataplane.proxy.worker.loop import file_waiting
 
 if TYPE_CHECKING:
     from dataplane.command.responses import WorkerResponse
@@ -123,7 +123,7 @@ class FakeBackendSocket(FakeSocket):
         return self.error
 
 
-class FixedRequestIds(RequestIds):
+class FixedRequestIds:
     """Request ids you can write in an expected head: REQ-1, REQ-2, ..."""
 
     def __init__(self) -> None:
@@ -153,6 +153,7 @@ class FakeHost:
         self.pool = BackendPool(self, connector=self._connect)  # type: ignore[arg-type]
         self.h2_backends = H2Backends(self)  # type: ignore[arg-type]
         self.to_flush: set[Any] = set()  # `flush_soon`, written by `end_turn`
+        self.to_file: list[Any] = []  # `file_soon`, filed by `advance`
         self.counters = Counters()
         self.h2_counters = H2Counters()
         self.metrics = MetricsRegistry()
@@ -161,7 +162,7 @@ class FakeHost:
         self.ended: list[RequestEnd] | None = []
         self.events: list[WorkerResponse] = []
         self.proxy = HttpProxy(0, 0)
-        self.request_ids: RequestIds = FixedRequestIds()
+        self.request_ids = FixedRequestIds()
         self.response_parser = ResponseParser()
 
     def _connect(self, address: SocketAddress) -> FakeBackendSocket:
@@ -202,6 +203,9 @@ class FakeHost:
         self._handlers[fd](events)
         self.end_turn()
 
+    def file_soon(self, entry: Any) -> None:
+        self.to_file.append(entry)  # filed at the next `advance`, as the loop's tick does
+
     def flush_soon(self, writer: Any) -> None:
         self.to_flush.add(writer)
 
@@ -214,6 +218,8 @@ class FakeHost:
     def advance(self, seconds: float) -> None:
         """Let time pass and fire the timers that are due, as the loop's tick does."""
         self.now += seconds
+        waiting, self.to_file = self.to_file, []
+        file_waiting(self.timers, waiting)
         self.timers.expire(self.now)
 
     # -- Admission, Observability --------------------------------------------------------------

@@ -98,6 +98,17 @@ def test_request_ids_are_unique_ulid_shaped() -> None:
     assert all(len(i) == 26 and i.isalnum() and i.upper() == i for i in seen)
 
 
+def test_request_ids_count_in_hex_across_the_rendered_part() -> None:
+    """The last 16 characters count up as one 64-bit hex number, across the 4 digits added
+    per id into the 12 rendered ahead, and the time part stays in front."""
+    ids = RequestIds()
+    first = ids.next()
+    for _ in range(70_000):  # more than one carry into the first 12 digits
+        last = ids.next()
+    assert last[:10] == first[:10] or last[:10] > first[:10]  # (a second may have passed)
+    assert int(last[10:], 16) - int(first[10:], 16) == 70_000
+
+
 def context() -> ConnectionContext:
     return ConnectionContext(("10.0.0.9", 5000), ("10.0.0.1", 80), "http", "Sozu-Id", False, True)
 

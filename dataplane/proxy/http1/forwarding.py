@@ -28,6 +28,7 @@ import ipaddress
 import os
 import re
 import time
+from typing import Final
 
 from dataplane.proxy.http1.head import RequestHead, ResponseHead, strip_spans
 from dataplane.proxy.networks import Networks
@@ -36,12 +37,16 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 class RequestIds:
-    """ULID-shaped request ids: time to the second, then a random base plus a counter."""
+    """ULID-shaped request ids: time to the second, then a random base plus a counter, in
+    16 hex digits. The first 12 are rendered only when they change (every 65,536 ids, or
+    when `refresh` re-stamps the time); each id adds its last four from a table."""
 
     def __init__(self) -> None:
-        self._base = int.from_bytes(os.urandom(8), "big") >> 1
-        self._count = 0
+        value = int.from_bytes(os.urandom(8), "big") >> 1  # the counter's random start
+        self._high = value >> 16  # the first 12 hex digits' value
+        self._low = value & 0xFFFF  # the last 4's
         self._prefix = b""
+        self._head = b""  # the time and the first 12 digits
         self.refresh()
 
     def refresh(self) -> None:
@@ -49,10 +54,19 @@ class RequestIds:
         millis = int(time.time()) * 1000
         chars = [_CROCKFORD[(millis >> shift) & 31] for shift in range(45, -1, -5)]
         self._prefix = "".join(chars).encode("ascii")
+        self._head = b"%s%012X" % (self._prefix, self._high)
 
     def next(self) -> bytes:
-        self._count += 1
-        return b"%s%016X" % (self._prefix, (self._base + self._count) & 0xFFFF_FFFF_FFFF_FFFF)
+        low = self._low + 1
+        if low > 0xFFFF:  # carry into the first 12 digits (wrapping as 64 bits would)
+            low = 0
+            self._high = (self._high + 1) & 0xFFFF_FFFF_FFFF
+            self._head = b"%s%012X" % (self._prefix, self._high)
+        self._low = low
+        return self._head + _HEX_PAIRS[low >> 8] + _HEX_PAIRS[low & 0xFF]
+
+
+_HEX_PAIRS: Final = [b"%02X" % byte for byte in range(256)]
 
 
 def _client_ip(text: str) -> str:
@@ -67,11 +81,9 @@ def _ip_literal(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-class TrustedProxies(Networks):
-    """The peers whose forwarding headers are believed: a listener's `trusted_proxies`,
-    looked up once per connection."""
-
-    __slots__ = ()
+# The peers whose forwarding headers are believed: a listener's `trusted_proxies`, looked up
+# once per connection (a name, not a subclass: mypyc compiles this module, not networks.py).
+TrustedProxies = Networks
 
 
 class ConnectionContext:
@@ -107,7 +119,11 @@ class ConnectionContext:
         send_real_ip: bool,
         elide_real_ip: bool,
         trusted_proxies: TrustedProxies | None = None,
+        like: ConnectionContext | None = None,
     ) -> None:
+        if like is not None:  # `for_port`: the rest of this constructor's work is done
+            self._copy(like, peer[1])
+            return
         ip = _client_ip(peer[0])
         self.trusted = trusted_proxies is not None and ip in trusted_proxies
         public_ip = public[0]
@@ -129,46 +145,38 @@ class ConnectionContext:
         self._set_port(peer[1])
 
     def _set_port(self, port: int) -> None:
-        """The parts that name the peer's port."""
-        self.client_address = self._address_head + str(port)  # as access logs show it
-        element = self.forwarded_element = b"%s%d%s" % (
-            self._element_head,
-            port,
-            self._element_tail,
-        )
-        self.forwarded_line = b"\r\nForwarded: " + element
-        self.absent_all = b"%s\r\nForwarded: %s%s" % (self.xff_line, element, self._lines_tail)
+        """The parts that name the peer's port (concatenations: cheaper than %-formats)."""
+        text = str(port)
+        self.client_address = self._address_head + text  # as access logs show it
+        element = self._element_head + text.encode("ascii") + self._element_tail
+        self.forwarded_element = element
+        line = self.forwarded_line = b"\r\nForwarded: " + element
+        self.absent_all = self.xff_line + line + self._lines_tail
 
     def for_port(self, port: int) -> ConnectionContext:
         """The context of another connection from the same peer address and listener,
         differing only by its port: cheaper than a new one (no address parsing, no
         `trusted_proxies` lookup, no formatting but the port's)."""
-        context = _new_context(ConnectionContext)
-        context.trusted = self.trusted
-        context.peer_ip = self.peer_ip
-        context.xff_line = self.xff_line
-        context.x_proto = self.x_proto
-        context.x_port = self.x_port
-        context.real_ip = self.real_ip
-        context.elide_real_ip = self.elide_real_ip
-        context.id_header = self.id_header
-        context.id_name = self.id_name
-        context._address_head = self._address_head
-        context._element_head = self._element_head
-        context._element_tail = self._element_tail
-        context._lines_tail = self._lines_tail
-        context.client_address = self._address_head + str(port)  # as in `_set_port`
-        element = context.forwarded_element = b"%s%d%s" % (
-            self._element_head,
-            port,
-            self._element_tail,
-        )
-        context.forwarded_line = b"\r\nForwarded: " + element
-        context.absent_all = b"%s\r\nForwarded: %s%s" % (self.xff_line, element, self._lines_tail)
-        return context
+        return ConnectionContext(("", port), _NO_PUBLIC, "", "", False, False, None, self)
+
+    def _copy(self, like: ConnectionContext, port: int) -> None:
+        self.trusted = like.trusted
+        self.peer_ip = like.peer_ip
+        self.xff_line = like.xff_line
+        self.x_proto = like.x_proto
+        self.x_port = like.x_port
+        self.real_ip = like.real_ip
+        self.elide_real_ip = like.elide_real_ip
+        self.id_header = like.id_header
+        self.id_name = like.id_name
+        self._address_head = like._address_head
+        self._element_head = like._element_head
+        self._element_tail = like._element_tail
+        self._lines_tail = like._lines_tail
+        self._set_port(port)
 
 
-_new_context = object.__new__
+_NO_PUBLIC: Final = ("", 0)  # `for_port`'s unused constructor arguments
 
 
 # The client's own lines of the headers an untrusted peer may not set (the parser removes every

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from dataplane.command.responses import WorkerResponse
     from dataplane.proxy.buffers import BufferPool
     from dataplane.proxy.clusters import HttpProxy
-    from dataplane.proxy.http1.forwarding import RequestIds
     from dataplane.proxy.http1.head import ResponseParser
     from dataplane.proxy.http2.counters import H2Counters
     from dataplane.proxy.mux.backend_pool import BackendPool
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
     from dataplane.proxy.observability.metrics import MetricsRegistry
     from dataplane.proxy.observability.request_end import RequestEnd
-    from dataplane.proxy.timers import TimerWheel
+    from dataplane.proxy.timers import Timed, TimerWheel
 
 # What the event set calls for a descriptor: the handler, with the epoll event mask.
 Handler = Callable[[int], None]
@@ -74,6 +73,11 @@ class Reactor(Protocol):
     def unregister(self, fd: int) -> None: ...
     def flush_soon(self, writer: Flushable) -> None:
         """Call `writer.flush()` once after this turn's events (batched writes)."""
+        ...
+
+    def file_soon(self, entry: Timed) -> None:
+        """File `entry` (`timer_slot` SOON, `deadline` set) in `timers` at the next tick,
+        unless it is closed (NOT_FILED) by then: a new session (mux/session_fields.SOON)."""
         ...
 
     def forget(self, fd: int) -> None:
@@ -134,9 +138,19 @@ class Observability(Protocol):
         ...
 
 
+class RequestIdSource(Protocol):
+    """Where request ids come from (http1/forwarding.RequestIds, or a test's fixed ones)."""
+
+    def next(self) -> bytes: ...
+
+
 class Host(Reactor, Admission, Pools, Observability, Protocol):
     """Everything a connection may use of its worker (see the module docstring)."""
 
     proxy: HttpProxy  # listeners and clusters, as the worker's state has them
-    request_ids: RequestIds
     response_parser: ResponseParser
+
+    @property
+    def request_ids(self) -> RequestIdSource:
+        """Where each request's id comes from."""
+        ...

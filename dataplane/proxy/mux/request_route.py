@@ -16,8 +16,11 @@ route's external authorisation first. Nothing is sent; rate and connection limit
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from dataplane.proxy.mux.route_decision import Forward as Forward
+from dataplane.proxy.mux.route_decision import Guarded as Guarded
+from dataplane.proxy.mux.route_decision import Refusal as Refusal
 from dataplane.proxy.routing.access import too_large
 from dataplane.proxy.routing.client_auth import ClientRefusal
 from dataplane.proxy.routing.conn_limit import TOO_MANY
@@ -25,13 +28,12 @@ from dataplane.proxy.routing.cors import OPTIONS, PREFLIGHT, HeaderEdits
 from dataplane.proxy.routing.policy import Answer, Edits, decide
 
 if TYPE_CHECKING:
-    from dataplane.proxy.clusters import ClusterRuntime
     from dataplane.proxy.http1.head import RequestHead
     from dataplane.proxy.listener import HttpListener
-    from dataplane.proxy.routing.auth_request import AuthPolicy
     from dataplane.proxy.routing.conn_limit import ConnLimiter
     from dataplane.proxy.routing.error_pages import ErrorPages
 
+_new_tuple = tuple.__new__
 _REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
 
 
@@ -42,34 +44,6 @@ class Holder(Protocol):
     def hold_connection(self, limiter: ConnLimiter, ip: str) -> None: ...
 
     def serve_errors(self, pages: ErrorPages) -> None: ...
-
-
-class Refusal(NamedTuple):
-    """Answer `status` (a default answer, or the template `template`) instead of forwarding."""
-
-    status: int
-    message: str = ""
-    variables: dict[str, str] | None = None
-    template: str | None = None
-    hsts: str | None = None  # the route's HSTS value ("": none; None: not routed)
-    cluster: ClusterRuntime | None = None  # the cluster routed to, when there is one
-    cors: HeaderEdits | None = None  # the route's CORS headers ((): none; None: not routed)
-
-
-class Forward(NamedTuple):
-    cluster: ClusterRuntime
-    edits: Edits | None
-    body_limit: int | None  # the frontend's max_body_size (None: no limit)
-
-
-class Guarded(NamedTuple):
-    """A `Forward` that waits for its route's external authorisation (mux/auth_request.py):
-    a type of its own, so that routes without one pay nothing (`has_policy` covers it)."""
-
-    cluster: ClusterRuntime
-    edits: Edits | None
-    body_limit: int | None
-    auth: AuthPolicy
 
 
 def route_request(
@@ -161,4 +135,6 @@ def route_request(
         holder.serve_errors(route.error_pages)
     if needs_policy and route.auth is not None:  # (has_policy counts auth: one test for all)
         return Guarded(cluster, edits, body_limit, route.auth)
-    return Forward(cluster, edits, body_limit)
+    # tuple.__new__: what Forward(...) does, without its interpreted `__new__` (compiled,
+    # the named tuple's constructor was the costliest call of a routed request).
+    return _new_tuple(Forward, (cluster, edits, body_limit))

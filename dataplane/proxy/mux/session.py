@@ -16,7 +16,6 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.mux import error_pages
 from dataplane.proxy.mux.h2_session import H2Session
 from dataplane.proxy.mux.session_fields import (
@@ -27,18 +26,20 @@ from dataplane.proxy.mux.session_fields import (
     EXCHANGE,
     H2,
     HEAD,
+    INFINITY,
     LINGER_SECONDS,
+    NO_BUFFER,
     NO_FAILURES,
+    NO_VIEW,
+    NOT_FILED,
     PIPE,
+    SOON,
     STOP_GRACE_SECONDS,
     ClientStream,
 )
 from dataplane.proxy.mux.session_request import RequestSide
 from dataplane.proxy.routing.cors import edited_cors, with_cors
 from dataplane.proxy.routing.policy import edited_hsts, with_hsts
-from dataplane.proxy.timers import NOT_FILED
-
-INFINITY = float("inf")
 
 if TYPE_CHECKING:
     from dataplane.proxy.listener import HttpListener
@@ -102,10 +103,11 @@ class HttpSession(RequestSide):
         self.template = None  # the forwarded head, split at the request id
         self.template_sticky = b""
         self.deadline = 0.0
-        self.timer_slot = NOT_FILED
         self.sni_binding = None  # HttpsSession sets its own
         loop.register(self.fd, self.on_front, EPOLLIN)
-        loop.timers.arm(self, loop.now + listener.front_timeout)
+        self.deadline = loop.now + listener.front_timeout
+        self.timer_slot = SOON  # filed at the next tick if still open (Loop.file_soon)
+        loop.file_soon(self)
 
     def _fail(self, status: int, message: str) -> None:
         """Answer `status` if the client has not seen a response head yet, else close (or
@@ -162,7 +164,7 @@ class HttpSession(RequestSide):
         self.to_back = None
         self.start = self.end = 0
         self.front_full = False
-        self.loop.timers.arm(self, self.loop.now + self.listener.front_timeout)
+        self._set_deadline(self.loop.now + self.listener.front_timeout)
         sent = self._send_to_front([data], len(data))
         self._record(status, False, message)  # after the send: it counts the bytes out
         if sent:
@@ -176,7 +178,7 @@ class HttpSession(RequestSide):
         except OSError:
             self.close()
             return
-        self.loop.timers.arm(self, self.loop.now + LINGER_SECONDS)
+        self._set_deadline(self.loop.now + LINGER_SECONDS)
 
     def _close_gently(self) -> None:
         """End a connection between requests as an answer ends: half-close and linger, so a
@@ -317,7 +319,10 @@ class HttpSession(RequestSide):
         self.phase = CLOSED
         loop = self.loop
         loop.forget(self.fd)  # the close below takes it out of the epoll set
-        loop.timers.cancel(self)
+        if self.timer_slot == SOON:
+            self.timer_slot = NOT_FILED  # never filed: the loop drops it at the next tick
+        else:
+            loop.timers.cancel(self)
         self.sock.close()
         if self.buffer is not NO_BUFFER:
             reuse = self.to_front is None and self.to_back is None  # no pending view into it

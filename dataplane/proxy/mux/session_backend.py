@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from dataplane.proxy.buffers import NO_BUFFER
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1 import head as http_head
 from dataplane.proxy.http1.body import Body, ChunkedBody, LengthBody, UntilCloseBody
@@ -30,11 +29,12 @@ from dataplane.proxy.mux.session_fields import (
     HEAD,
     ID_SLOT,
     MAX_CONNECT_TRIES,
+    NO_BUFFER,
     PIPE,
     STARVED_BACK,
     STOP_GRACE_SECONDS,
 )
-from dataplane.proxy.mux.session_flow import FlowControl
+from dataplane.proxy.mux.session_flow import FlowControl, total_length
 from dataplane.proxy.routing.policy import set_headers
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class BackendSide(FlowControl):
                 self.phase = CONNECTING
                 self._sync_masks()  # the client waits (no reads) until the request is sent
                 timeout = cluster.connect_timeout or self.listener.connect_timeout
-                loop.timers.arm(self, loop.now + timeout)
+                self._set_deadline(loop.now + timeout)
                 return
             conn.sock.close()
             backend_events.connect_failed(loop, cluster, backend)
@@ -113,11 +113,11 @@ class BackendSide(FlowControl):
         assert back is not None
         back.connected = True
         self.phase = EXCHANGE
-        self.loop.timers.arm(self, self.loop.now + self.back_timeout)
+        self._set_deadline(self.loop.now + self.back_timeout)
         back.backend.active_requests += 1
         parts, self.to_back = self.to_back or [], None
         self._sync_masks()
-        if self._send_to_back(parts, sum(map(len, parts))) and not self.request_done:
+        if self._send_to_back(parts, total_length(parts)) and not self.request_done:
             self._body_resumed()  # the body's rate is measured from now on
             self._forward_request_body()
 

@@ -7,7 +7,9 @@ constants of the state machine live here too (see mux/session.py and LIFECYCLE.m
 from __future__ import annotations
 
 import select
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
+
+from dataplane.proxy import buffers, timers
 
 if TYPE_CHECKING:
     from dataplane.proxy.buffers import Buffer
@@ -26,27 +28,45 @@ if TYPE_CHECKING:
     from dataplane.proxy.routing.error_pages import ErrorPages
     from dataplane.proxy.routing.policy import Edits
 
-EPOLLIN = select.EPOLLIN
-EPOLLOUT = select.EPOLLOUT
-EPOLLERR = select.EPOLLERR
-EPOLLHUP = select.EPOLLHUP
-HEAD, CONNECTING, EXCHANGE, PIPE, ANSWER, CLOSED, H2 = range(7)  # H2: on an h2c backend
-AUTH = 7  # the request waits for its external authorisation (mux/auth_request.py)
-STARVED_FRONT, STARVED_BACK = 1, 2  # which side waits for a buffer (buffers.py)
-MAX_CONNECT_TRIES = 4  # the first attempt and sozu's 3 retries
-LINGER_SECONDS = 2.0
+# Final: mypyc inlines these (or keeps them in C statics) instead of a module dict lookup
+# at each use on the per-request path.
+EPOLLIN: Final = select.EPOLLIN
+EPOLLOUT: Final = select.EPOLLOUT
+EPOLLERR: Final = select.EPOLLERR
+EPOLLHUP: Final = select.EPOLLHUP
+HEAD: Final = 0
+CONNECTING: Final = 1
+EXCHANGE: Final = 2
+PIPE: Final = 3
+ANSWER: Final = 4
+CLOSED: Final = 5
+H2: Final = 6  # on an h2c backend
+AUTH: Final = 7  # the request waits for its external authorisation (mux/auth_request.py)
+STARVED_FRONT: Final = 1  # which side waits for a buffer (buffers.py)
+STARVED_BACK: Final = 2
+MAX_CONNECT_TRIES: Final = 4  # the first attempt and sozu's 3 retries
+LINGER_SECONDS: Final = 2.0
 # Soft stop: an idle connection may still send one request (answered `Connection: close`)
 # for this long, so a request racing the worker's stop is served instead of cut.
-STOP_GRACE_SECONDS = 1.0
+STOP_GRACE_SECONDS: Final = 1.0
 # `body_mark` of a request body window during which the proxy itself stopped reading the
 # client (backend behind, no buffer): that window is not held against the client.
-BODY_PAUSED = -1
+BODY_PAUSED: Final = -1
 # What the access log formatted for a connection: (request, cluster, backend id, backend, parts).
 LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
-ID_SLOT = b"\x00"
+ID_SLOT: Final = b"\x00"
 # `failed` of a request no backend refused yet: shared, and passed to `select` as it is.
-NO_FAILURES: frozenset[str] = frozenset()
+NO_FAILURES: Final[frozenset[str]] = frozenset()
+INFINITY: Final[float] = float("inf")
+NO_BUFFER: Final[Buffer] = buffers.NO_BUFFER  # (the same objects, in C statics once compiled)
+NO_VIEW: Final[memoryview] = buffers.NO_VIEW
+NOT_FILED: Final[float] = timers.NOT_FILED
+# `timer_slot` of a session waiting in the loop's `file_soon` list: filed in the wheel at the
+# next tick with the deadline it has then, unless it closed first (most `Connection: close`
+# connections do: no wheel work at all). Below every slot, so a later deadline is a plain
+# assignment (`TimerWheel.arm` returns at once, `_set_deadline` does not even call it).
+SOON: Final[float] = float("-inf")
 
 
 class ClientStream(Protocol):
@@ -314,3 +334,11 @@ class SessionFields:
 
     def _client_ip(self) -> str:
         raise NotImplementedError
+
+    def _set_deadline(self, deadline: float) -> None:
+        """`loop.timers.arm(self, deadline)`, without the call when the wheel has nothing to
+        do: the session is filed no later than `deadline` needs (or waits to be: SOON)."""
+        if deadline >= self.timer_slot:
+            self.deadline = deadline
+        else:
+            self.loop.timers.arm(self, deadline)

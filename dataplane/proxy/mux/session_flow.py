@@ -14,7 +14,6 @@ from contextlib import suppress
 from socket import IPPROTO_TCP, TCP_NODELAY
 from typing import TYPE_CHECKING
 
-from dataplane.proxy.buffers import NO_BUFFER, NO_VIEW
 from dataplane.proxy.http1.forwarding import forward_response
 from dataplane.proxy.mux.session_fields import (
     ANSWER,
@@ -24,6 +23,8 @@ from dataplane.proxy.mux.session_fields import (
     EPOLLOUT,
     EXCHANGE,
     H2,
+    NO_BUFFER,
+    NO_VIEW,
     PIPE,
     STARVED_BACK,
     STARVED_FRONT,
@@ -42,6 +43,14 @@ def _rest(parts: list[bytes | memoryview], sent: int) -> list[bytes | memoryview
             return [memoryview(part)[sent:], *parts[index + 1 :]]
         sent -= len(part)
     return []
+
+
+def total_length(parts: list[bytes | memoryview]) -> int:
+    """The bytes of a gathered write (a loop: compiled, cheaper than `sum(map(len, ...))`)."""
+    total = 0
+    for part in parts:
+        total += len(part)
+    return total
 
 
 class FlowControl(SessionFields):
@@ -130,7 +139,7 @@ class FlowControl(SessionFields):
         parts = self.to_front
         assert parts is not None
         self.to_front = None
-        if not self._send_to_front(parts, sum(map(len, parts))):
+        if not self._send_to_front(parts, total_length(parts)):
             return False
         self._sync_masks()
         phase = self.phase
@@ -159,7 +168,7 @@ class FlowControl(SessionFields):
         parts = self.to_back
         assert parts is not None
         self.to_back = None
-        if not self._send_to_back(parts, sum(map(len, parts))):
+        if not self._send_to_back(parts, total_length(parts)):
             return False
         self._sync_masks()
         if self.start < self.end:
@@ -206,7 +215,7 @@ class FlowControl(SessionFields):
         if back.start < back.end:
             parts.append(back.view[back.start : back.end])
         back.start = back.end = 0
-        if not self._send_to_front(parts, sum(map(len, parts))):
+        if not self._send_to_front(parts, total_length(parts)):
             return
         if self.start < self.end:
             self._pipe(self.view[self.start : self.end], to_back=True)

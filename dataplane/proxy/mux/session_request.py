@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dataplane.proxy.buffers import NO_BUFFER
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.body import Body, ChunkedBody, LengthBody
 from dataplane.proxy.http1.forwarding import (
@@ -31,6 +30,8 @@ from dataplane.proxy.mux.session_fields import (
     H2,
     HEAD,
     ID_SLOT,
+    INFINITY,
+    NO_BUFFER,
     NO_FAILURES,
     PIPE,
     STARVED_FRONT,
@@ -39,8 +40,6 @@ from dataplane.proxy.routing.access import client_address
 from dataplane.proxy.routing.policy import Edits, rewrite_request_head
 
 DISCARD_SIZE = 16384  # bytes read and dropped at a time from a client we are done with
-INFINITY = float("inf")
-
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
 
@@ -176,7 +175,7 @@ class RequestSide(BackendSide):
         self.head_started = True
         now = self.loop.now
         self.request_started = now
-        self.loop.timers.arm(self, now + self.listener.request_timeout)
+        self._set_deadline(now + self.listener.request_timeout)
         self.head_scan = HeadScanner()
         self._on_head_piece()
 
@@ -343,7 +342,7 @@ class RequestSide(BackendSide):
         self.phase = EXCHANGE
         deadline = self.loop.now + self.back_timeout
         if deadline >= self.timer_slot:
-            self.deadline = deadline  # the wheel re-files it lazily
+            self.deadline = deadline  # the wheel re-files it lazily (`_set_deadline`, inlined)
         else:
             self.loop.timers.arm(self, deadline)
         back.backend.active_requests += 1

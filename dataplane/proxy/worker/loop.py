@@ -34,13 +34,14 @@ from dataplane.proxy.mux.backend_pool import RELAY_BUFFER_SIZE, BackendPool
 from dataplane.proxy.mux.h2_backends import H2Backends
 from dataplane.proxy.mux.host import Flushable
 from dataplane.proxy.mux.session import HttpSession
+from dataplane.proxy.mux.session_fields import NOT_FILED, SOON
 from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
 from dataplane.proxy.observability.metrics import ListenerFigures, MetricsRegistry
 from dataplane.proxy.observability.request_end import RequestEnd
 from dataplane.proxy.proxy_protocol.accept import accept_proxied
 from dataplane.proxy.tcp.accept import accept_handler
 from dataplane.proxy.tcp.listener import TcpListener
-from dataplane.proxy.timers import TimerWheel
+from dataplane.proxy.timers import Timed, TimerWheel
 from dataplane.proxy.tls.listener import HttpsListener, tls_acceptor, tls_counters, tls_gauges
 from dataplane.proxy.udp.proxy import UdpProxy, scm_key
 from dataplane.proxy.worker.eviction import Eviction
@@ -55,6 +56,7 @@ log = logging.getLogger("dataplane.worker")
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 RESUME_ACCEPT_RATIO = 0.9
+FILE_SOON_MAX = 1024  # new sessions waiting to be filed in the wheel before the next tick
 
 
 class ClientConnection(Protocol):
@@ -70,6 +72,15 @@ class ClientConnection(Protocol):
     def close(self) -> None: ...
 
 
+def file_waiting(timers: TimerWheel, waiting: list[Timed]) -> None:
+    """File in the wheel, with their deadlines as they are now, the entries of `waiting`
+    still SOON (`Loop.file_soon`): those that closed meanwhile are NOT_FILED, and dropped."""
+    for entry in waiting:
+        if entry.timer_slot == SOON:
+            entry.timer_slot = NOT_FILED
+            timers.arm(entry, entry.deadline)
+
+
 class Loop:
     def __init__(
         self, config: ServerConfig, channel: Channel[WorkerRequest], scm: socket.socket
@@ -82,6 +93,7 @@ class Loop:
         self.counters = Counters()
         self.h2_counters = H2Counters()
         self.to_flush: set[Flushable] = set()  # see flush_soon
+        self.to_file: list[Timed] = []  # see file_soon
         self.metrics = MetricsRegistry()
         self.metrics_enabled = True
         metrics_config = config.metrics
@@ -192,12 +204,25 @@ class Loop:
                 next_tick = now + 1.0
                 if self.reopen_logs:
                     self._reopen_logs()
+                if self.to_file:
+                    waiting, self.to_file = self.to_file, []
+                    file_waiting(timers, waiting)
                 timers.expire(now)
                 self.health.tick(now)
                 self.buffers.tick()
                 self.heap.tick(now, self.counters.accepted - len(self.sessions))
                 self.request_ids.refresh()
                 self._check_drained()
+
+    def file_soon(self, entry: Timed) -> None:
+        """A new session, its `deadline` set and its `timer_slot` SOON: filed in the wheel at
+        the next tick, unless it closed by then (a `Connection: close` exchange takes well
+        under a second: no wheel work at all). At most FILE_SOON_MAX wait (memory)."""
+        waiting = self.to_file
+        waiting.append(entry)
+        if len(waiting) >= FILE_SOON_MAX:
+            self.to_file = []
+            file_waiting(self.timers, waiting)
 
     def flush_soon(self, writer: Flushable) -> None:
         """`writer.flush()` once, after this turn's events: an HTTP/2 connection whose
