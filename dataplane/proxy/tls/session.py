@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.routing.client_auth import SniCheck
     from dataplane.proxy.tls.listener import HttpsListener
-    from dataplane.proxy.tls.transport import TlsStream
+    from dataplane.proxy.tls.stream import TlsStream
 
 MAX_PENDING_READS = 16  # TLS records drained per readiness event before yielding
 
