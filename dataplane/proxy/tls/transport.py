@@ -82,8 +82,15 @@ class TlsHandshake:
         loop.timers.arm(self, loop.now + listener.front_timeout)
 
     def on_event(self, mask: int) -> None:
+        obj = self.tls._sslobj
+        if obj is None:  # closed under us: nothing to drive
+            self.close()
+            return
         try:
-            self.tls.do_handshake()
+            # SSLSocket.do_handshake would check the connection, read the timeout and set it
+            # back (fcntl, twice) around this very call: a non-blocking accepted socket
+            # needs none of it
+            obj.do_handshake()
         except ssl.SSLWantReadError:
             self._want(EPOLLIN)
             return
