@@ -53,3 +53,29 @@ def test_counts_instructions_per_http2_request(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (row,) = re.findall(r"^\| HTTP/2 GET \(h2c\), pure Python \| ([\d,]+) \|", done.stdout, re.M)
     assert int(row.replace(",", "")) > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("openssl") is None,
+    reason="needs valgrind and the openssl CLI (scripts/test installs valgrind)",
+)
+def test_counts_instructions_per_https_request_and_openssls_share(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--compare", "https", "--requests", "200",
+         "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1150,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = re.findall(
+        r"^\| ((?:HTTPS )?keep-alive GET, [^|]+) \| ([\d,]+) \|(.*)$", done.stdout, re.M
+    )
+    figures = {name: (int(value.replace(",", "")), rest) for name, value, rest in rows}
+    for build in ("pure Python", "compiled"):
+        plain, _ = figures[f"keep-alive GET, {build}"]
+        tls, columns = figures[f"HTTPS keep-alive GET, {build}"]
+        openssl = int(columns.split("|")[2].strip().replace(",", ""))
+        assert 10_000 < plain < tls and 1_000 < openssl < tls  # TLS costs, OpenSSL its share

@@ -80,6 +80,16 @@ def test_sni_binding() -> None:
     assert default.allows("unknown.example") and not default.allows("a.example")
 
 
+def test_sni_binding_remembers_the_last_host_allowed_and_nothing_else() -> None:
+    binding = SniBinding(("a.example", "*.b.example"), None)
+    assert not binding.allows("") and not binding.allows("c.example")  # nothing cached yet
+    for _ in range(3):  # a connection's requests: the same host, answered from the cache
+        assert binding.allows("X.B.example")
+    assert not binding.allows("c.example") and not binding.allows("*.b.example")
+    assert not binding.allows("b.example") and not binding.allows("")
+    assert binding.allows("a.example") and binding.allows("x.b.example")
+
+
 def test_certificates_added_replaced_removed_by_requests() -> None:
     https = listener()
     proxy = https.proxy

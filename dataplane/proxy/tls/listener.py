@@ -237,7 +237,7 @@ class HttpsListener(HttpListener):
                         served, self._override_names(served.fingerprint)
                     )
                 binding = SniBinding(names, None)
-        from dataplane.proxy.tls.transport import TlsStream
+        from dataplane.proxy.tls.stream import TlsStream
 
         if tls.client_auth is not None:
             binding = client_connection(tls, tls.client_auth, binding)

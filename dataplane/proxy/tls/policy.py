@@ -40,16 +40,22 @@ class SniBinding:
     no SAN). The default certificate, served for an unknown SNI, covers exactly that SNI.
     """
 
-    __slots__ = ("_exact", "_names")
+    __slots__ = ("_allowed", "_exact", "_names")
 
     def __init__(self, names: tuple[str, ...], exact: str | None) -> None:
         self._names = names
         self._exact = exact
+        # The last host allowed, as the request wrote it: a connection's requests name the
+        # same host, which is then one comparison (names and exact never change).
+        self._allowed: str | None = None
 
     def allows(self, host: str) -> bool:
+        if host == self._allowed:
+            return True
         if host.startswith("*"):
             return False  # a wildcard-looking Host is never expanded
-        host = host.lower()
-        if host == self._exact:
+        lowered = host.lower()
+        if lowered == self._exact or any(name_matches(name, lowered) for name in self._names):
+            self._allowed = host
             return True
-        return any(name_matches(name, host) for name in self._names)
+        return False

@@ -2,8 +2,10 @@
 
 OpenSSL may hold decrypted bytes (`pending()`) that no epoll event will ever announce: they
 are read at once after each readiness event, and a session resuming its reads while some wait
-asks for EPOLLOUT once (which fires at once) to be called back. Strict SNI binding is checked
-by the request side through `sni_binding` (None: not enforced).
+asks for EPOLLOUT once (which fires at once) to be called back. `pending()` is asked only when
+the stream's last read filled its view (`TlsStream.drained` false): a read that did not had
+already found none. Strict SNI binding is checked by the request side through `sni_binding`
+(None: not enforced).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.routing.client_auth import SniCheck
     from dataplane.proxy.tls.listener import HttpsListener
-    from dataplane.proxy.tls.transport import TlsStream
+    from dataplane.proxy.tls.stream import TlsStream
 
 MAX_PENDING_READS = 16  # TLS records drained per readiness event before yielding
 
@@ -35,14 +37,17 @@ class HttpsSession(HttpSession):
         peer: tuple[str, int],
         binding: SniCheck | None,
     ) -> None:
-        super().__init__(loop, listener, stream, peer)  # type: ignore[arg-type]
+        super().__init__(loop, listener, stream, peer)
         self.sni_binding = binding
 
     def on_front(self, events: int) -> None:
         super().on_front(events)
         stream: TlsStream = self.sock  # type: ignore[assignment]
         for _ in range(MAX_PENDING_READS):
-            if self.phase == CLOSED or not self.mask & EPOLLIN or not stream.pending():
+            if stream.drained or self.phase == CLOSED or not self.mask & EPOLLIN:
+                break
+            if not stream.pending():
+                stream.drained = True
                 break
             self._read_front()
         if self.phase != CLOSED and self.mask & EPOLLOUT and self.to_front is None:
@@ -54,6 +59,7 @@ class HttpsSession(HttpSession):
         # Decrypted bytes waiting inside OpenSSL raise no epoll event: ask for writability
         # once, which fires at once and lets on_front read them.
         reading = self.phase != CLOSED and mask & EPOLLIN and not mask & EPOLLOUT
-        if reading and self.sock.pending():  # type: ignore[attr-defined]
+        stream: TlsStream = self.sock  # type: ignore[assignment]
+        if reading and not stream.drained and stream.pending():
             self.mask = mask | EPOLLOUT
             self.loop.modify(self.fd, self.mask)

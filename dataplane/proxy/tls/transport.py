@@ -6,20 +6,11 @@ listener's `front_timeout`, and closes (quietly, at no cost to other connections
 that sends something other than a ClientHello or leaves mid-handshake. The SNI callback of the
 listener records the certificate it served on the socket (`TlsSocket.served`), for strict SNI
 binding. Once established, the connection becomes an `HttpsSession` reading and writing
-through a `TlsStream`, which gives the HTTP engine the calls it makes on a plain socket:
-
-- `recv_into` drains what OpenSSL already decrypted (`pending()`), since those bytes will
-  never raise an epoll event; "want read/write" becomes `BlockingIOError`, close_notify 0.
-- `sendmsg` does not exist on an SSL socket: small pieces are joined, large ones sent in
-  turn. A write OpenSSL could not finish is retried later with the very same bytes (the
-  engine keeps its unsent parts), which is what OpenSSL requires.
-- `shutdown` and `close` send close_notify first, so a client reading to the end of the
-  connection can tell a complete response from a cut one.
+through a `TlsStream` (tls/stream.py, compiled in the compiled build).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import select
 import socket
@@ -27,6 +18,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.timers import NOT_FILED
+from dataplane.proxy.tls.stream import JOIN_LIMIT, SslObject, TlsStream
 
 if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
@@ -39,79 +31,16 @@ log = logging.getLogger("dataplane.worker")
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
-JOIN_LIMIT = 64 * 1024  # pieces smaller than this in all are joined into one TLS write
-_WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+__all__ = ["JOIN_LIMIT", "TlsHandshake", "TlsSocket", "TlsStream"]
 
 
 class TlsSocket(ssl.SSLSocket):
     """An SSL socket remembering what the SNI callback chose for it."""
 
+    _sslobj: SslObject | None  # set by SSLSocket; None once closed or unwrapped
     served: StoredCertificate | None = None  # the certificate of this connection
     client_auth: ClientAuthPolicy | None = None  # the client certificates it asked for
     server_name: str | None = None  # the SNI the client sent, normalised
-
-
-class TlsStream:
-    """The calls the HTTP engine makes on its client socket, over an established TLS one."""
-
-    __slots__ = ("_ssl",)
-
-    def __init__(self, tls: TlsSocket) -> None:
-        self._ssl = tls
-
-    def fileno(self) -> int:
-        return self._ssl.fileno()
-
-    def pending(self) -> int:
-        return self._ssl.pending()
-
-    def recv_into(self, view: memoryview) -> int:
-        tls = self._ssl
-        try:
-            received = tls.recv_into(view)
-            while received and received < len(view) and tls.pending():
-                received += tls.recv_into(view[received:])
-        except _WANT:
-            raise BlockingIOError from None
-        except ssl.SSLZeroReturnError:
-            return 0
-        return received
-
-    def sendmsg(self, parts: list[bytes | memoryview]) -> int:
-        tls = self._ssl
-        pieces = [part for part in parts if len(part)]
-        if not pieces:
-            return 0
-        try:
-            if len(pieces) == 1:
-                return tls.send(pieces[0])
-            total = sum(map(len, pieces))
-            if total <= JOIN_LIMIT:
-                return tls.send(b"".join(pieces))
-            sent = 0
-            for piece in pieces:
-                try:
-                    sent += tls.send(piece)
-                except _WANT:
-                    if sent:
-                        return sent
-                    raise
-            return sent
-        except _WANT:
-            raise BlockingIOError from None
-
-    def _close_notify(self) -> None:
-        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
-            self._ssl.unwrap()  # sends close_notify; the peer's answer is not awaited
-
-    def shutdown(self, how: int) -> None:
-        self._close_notify()
-        socket.socket.shutdown(self._ssl, how)
-
-    def close(self) -> None:
-        if self._ssl.fileno() >= 0 and getattr(self._ssl, "_sslobj", None) is not None:
-            self._close_notify()
-        self._ssl.close()
 
 
 class TlsHandshake:
@@ -153,8 +82,15 @@ class TlsHandshake:
         loop.timers.arm(self, loop.now + listener.front_timeout)
 
     def on_event(self, mask: int) -> None:
+        obj = self.tls._sslobj
+        if obj is None:  # closed under us: nothing to drive
+            self.close()
+            return
         try:
-            self.tls.do_handshake()
+            # SSLSocket.do_handshake would check the connection, read the timeout and set it
+            # back (fcntl, twice) around this very call: a non-blocking accepted socket
+            # needs none of it
+            obj.do_handshake()
         except ssl.SSLWantReadError:
             self._want(EPOLLIN)
             return
