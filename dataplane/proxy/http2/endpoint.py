@@ -234,7 +234,7 @@ class Endpoint:
             return 0
         return max(0, min(conn.outbound_flow_control_window, stream.outbound_flow_control_window))
 
-    def send_body(self, stream_id: int, data: bytes, end_stream: bool = False) -> int:
+    def send_body(self, stream_id: int, data: bytes | bytearray, end_stream: bool = False) -> int:
         """Send what the windows allow of `data`; returns how many bytes were taken.
 
         `end_stream` applies only when all of `data` was taken. Offer the rest after a
@@ -242,6 +242,8 @@ class Endpoint:
         """
         if not self._can_send(stream_id):
             return 0
+        if isinstance(data, bytearray):  # frames are queued as views: of immutable bytes only
+            data = bytes(data)
         conn = self.conn
         size = len(data)
         taken = min(size, self.sendable(stream_id))
@@ -260,14 +262,13 @@ class Endpoint:
             self.monitor.data_sent(1)
         else:
             self.monitor.data_sent(-(-taken // frame))
-            view = memoryview(data)
-            shared = type(data) is bytes  # immutable: its frames may be views of it
+            view = memoryview(data)  # of immutable bytes: its frames may be views of it
             position = 0
             while position < taken:
                 chunk = min(frame, taken - position)
                 last = end_stream and position + chunk == size
                 chunk_view = view[position : position + chunk]
-                if not (shared and fast_path.send_data(conn, stream_id, chunk_view, last)):
+                if not fast_path.send_data(conn, stream_id, chunk_view, last):
                     conn.send_data(stream_id, bytes(chunk_view), last)
                 position += chunk
         self.active[stream_id] = self.monitor.now
