@@ -17,7 +17,6 @@ import errno
 import itertools
 import select
 import socket
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dataplane.command.address import SocketAddress
@@ -34,6 +33,7 @@ from dataplane.proxy.http1.head import ResponseParser
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.mux.backend_pool import BackendPool
 from dataplane.proxy.mux.h2_backends import H2Backends
+from dataplane.proxy.mux.host import Host
 from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
 from dataplane.proxy.observability.metrics import MetricsRegistry
 from dataplane.proxy.timers import TimerWheel
@@ -41,7 +41,7 @@ from dataplane.proxy.worker.loop import file_waiting
 
 if TYPE_CHECKING:
     from dataplane.command.responses import WorkerResponse
-    from dataplane.proxy.mux.host import AccessLogLines, Handler, Host
+    from dataplane.proxy.mux.host import AccessLogLines, Handler
     from dataplane.proxy.observability.request_end import RequestEnd
 
 CLIENT_BUFFER = 4096
@@ -134,12 +134,12 @@ class FixedRequestIds:
         return b"REQ-%d" % self.count
 
 
-class FakeHost:
+class FakeHost(Host):
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
         self.stopping = False
         self.timers = TimerWheel(now)
-        self._handlers: dict[int, Handler] = {}
+        self.handlers: dict[int, Handler] = {}
         self.masks: dict[int, int] = {}
         self.sessions: set[Any] = set()
         self.max_connections = 1000
@@ -151,7 +151,7 @@ class FakeHost:
         self.refused: set[int] = set()
         self._fds = itertools.count(100)
         self.pool = BackendPool(self, connector=self._connect)  # type: ignore[arg-type]
-        self.h2_backends = H2Backends(self)  # type: ignore[arg-type]
+        self.h2_backends = H2Backends(self)
         self.to_flush: set[Any] = set()  # `flush_soon`, written by `end_turn`
         self.to_file: list[Any] = []  # `file_soon`, filed by `advance`
         self.counters = Counters()
@@ -163,6 +163,8 @@ class FakeHost:
         self.events: list[WorkerResponse] = []
         self.proxy = HttpProxy(0, 0)
         self.request_ids = FixedRequestIds()
+        self.access_log: AccessLogLines | None = None
+        self.error_access_log: AccessLogLines | None = None
         self.response_parser = ResponseParser()
 
     def _connect(self, address: SocketAddress) -> FakeBackendSocket:
@@ -174,33 +176,29 @@ class FakeHost:
 
     # -- Reactor ------------------------------------------------------------------------------
 
-    @property
-    def handlers(self) -> Mapping[int, Handler]:
-        return self._handlers
-
     def register(self, fd: int, handler: Handler, mask: int) -> None:
-        assert fd not in self._handlers, f"fd {fd} registered twice"
-        self._handlers[fd], self.masks[fd] = handler, mask
+        assert fd not in self.handlers, f"fd {fd} registered twice"
+        self.handlers[fd], self.masks[fd] = handler, mask
 
     def set_handler(self, fd: int, handler: Handler) -> None:
-        assert fd in self._handlers
-        self._handlers[fd] = handler
+        assert fd in self.handlers
+        self.handlers[fd] = handler
 
     def modify(self, fd: int, mask: int) -> None:
-        assert fd in self._handlers, f"fd {fd} modified while not registered"
+        assert fd in self.handlers, f"fd {fd} modified while not registered"
         self.masks[fd] = mask
 
     def unregister(self, fd: int) -> None:
-        del self._handlers[fd], self.masks[fd]
+        del self.handlers[fd], self.masks[fd]
 
     def forget(self, fd: int) -> None:
-        self._handlers.pop(fd, None)
+        self.handlers.pop(fd, None)
         self.masks.pop(fd, None)
 
     def fire(self, fd: int, events: int = select.EPOLLIN) -> None:
         """What epoll would report: call the descriptor's handler with `events` (then the
         turn's batched writes, as the loop does)."""
-        self._handlers[fd](events)
+        self.handlers[fd](events)
         self.end_turn()
 
     def file_soon(self, entry: Any) -> None:
@@ -231,14 +229,6 @@ class FakeHost:
         self.sessions.discard(session)
         self.closed.append(session)
 
-    @property
-    def access_log(self) -> AccessLogLines | None:
-        return None
-
-    @property
-    def error_access_log(self) -> AccessLogLines | None:
-        return None
-
     def send(self, response: WorkerResponse) -> None:
         self.events.append(response)
 
@@ -255,7 +245,3 @@ class FakeHost:
             address=listener.address, hostname="example.com", cluster_id="app"
         )
         apply(Request.of(add_http_frontend=front))
-
-
-if TYPE_CHECKING:
-    _conforms: Host = FakeHost()  # mypy tests/unit/fake_host.py checks FakeHost against Host

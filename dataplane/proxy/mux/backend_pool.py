@@ -21,7 +21,7 @@ import errno
 import select
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from dataplane.command.address import SocketAddress
 from dataplane.proxy.balancing.load_balancing import Backend
@@ -35,15 +35,16 @@ if TYPE_CHECKING:
     from dataplane.command.backend_tls import BackendTlsContext
     from dataplane.proxy.mux.host import Host
 
-IDLE_SECONDS = 30.0
-MAX_IDLE_PER_BACKEND = 1024  # HTTP/2: hundreds of streams in flight, a connection each
+IDLE_SECONDS: Final = 30.0
+MAX_IDLE_PER_BACKEND: Final = 1024  # HTTP/2: hundreds of streams in flight, a connection each
 # Response bodies are relayed through the backend connection's buffer: 128 KiB per read takes
 # a 100 KiB body in one or two loop turns instead of 7 with sozu's 16 KiB (LIFECYCLE.md,
 # "Performance notes"). A connection holds one only while response bytes sit in it
 # (buffers.py); `buffer_size` is used instead when it is larger.
-RELAY_BUFFER_SIZE = 131072
-EPOLLIN = select.EPOLLIN
-EPOLLOUT = select.EPOLLOUT
+RELAY_BUFFER_SIZE: Final = 131072
+# Final: native constants in the compiled build, not module-dict lookups (issue 22).
+EPOLLIN: Final = select.EPOLLIN
+EPOLLOUT: Final = select.EPOLLOUT
 
 
 def backend_socket(address: SocketAddress) -> socket.socket:

@@ -19,8 +19,16 @@ plus the worker's live configuration (`proxy`), its request ids and its response
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
+
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # an install without mypy: the decorator only speaks to mypyc
+
+    def mypyc_attr(*_args: str, **_flags: bool) -> Callable[[type[Any]], type[Any]]:  # type: ignore[misc]
+        return lambda cls: cls
+
 
 if TYPE_CHECKING:
     from dataplane.command.responses import WorkerResponse
@@ -55,65 +63,69 @@ class Flushable(Protocol):
     def flush(self) -> None: ...
 
 
-class Reactor(Protocol):
-    """The clock, the timers and the event set."""
+class RequestIdSource(Protocol):
+    """Where request ids come from (http1/forwarding.RequestIds, or a test's fixed ones)."""
 
+    def next(self) -> bytes: ...
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Host:
+    """Everything a connection may use of its worker (see the module docstring). The
+    attributes are declared here and set by the host's `__init__`."""
+
+    # -- Reactor: the clock, the timers and the event set ------------------------------------
     now: float  # monotonic time, read once per loop turn
     stopping: bool  # a soft stop is under way
     timers: TimerWheel
+    # The registered descriptors: read it only (`fd in handlers` says whether it is).
+    handlers: dict[int, Handler]
 
-    @property
-    def handlers(self) -> Mapping[int, Handler]:
-        """The registered descriptors (read only: `fd in handlers` says whether it is)."""
-        ...
+    def register(self, fd: int, handler: Handler, mask: int) -> None:
+        raise NotImplementedError
 
-    def register(self, fd: int, handler: Handler, mask: int) -> None: ...
-    def set_handler(self, fd: int, handler: Handler) -> None: ...
-    def modify(self, fd: int, mask: int) -> None: ...
-    def unregister(self, fd: int) -> None: ...
+    def set_handler(self, fd: int, handler: Handler) -> None:
+        raise NotImplementedError
+
+    def modify(self, fd: int, mask: int) -> None:
+        raise NotImplementedError
+
+    def unregister(self, fd: int) -> None:
+        raise NotImplementedError
+
     def flush_soon(self, writer: Flushable) -> None:
         """Call `writer.flush()` once after this turn's events (batched writes)."""
-        ...
+        raise NotImplementedError
 
     def file_soon(self, entry: Timed) -> None:
         """File `entry` (`timer_slot` SOON, `deadline` set) in `timers` at the next tick,
         unless it is closed (NOT_FILED) by then: a new session (mux/session_fields.SOON)."""
-        ...
+        raise NotImplementedError
 
     def forget(self, fd: int) -> None:
         """Drop the handler of a socket about to be closed (its close leaves the epoll set)."""
-        ...
+        raise NotImplementedError
 
-
-class Admission(Protocol):
-    """The open connections (sessions, handshakes, PROXY-header readers), at most
-    `max_connections`."""
-
+    # -- Admission: the open connections (sessions, handshakes, PROXY-header readers) --------
     sessions: set[Any]
     max_connections: int
 
     def pause_accept(self) -> None:
         """Full: stop accepting (or evict idle connections to make room)."""
-        ...
+        raise NotImplementedError
 
     def session_closed(self, session: Any) -> None:
         """A connection counted in `sessions` ended."""
-        ...
+        raise NotImplementedError
 
-
-class Pools(Protocol):
-    """Buffers (`buffer_size` is the client buffer's, the limit on a head) and idle backend
-    connections."""
-
+    # -- Pools: buffers (`buffer_size`: the client buffer's, the limit on a head) and idle
+    # backend connections
     buffers: BufferPool
     buffer_size: int
     pool: BackendPool
     h2_backends: H2Backends
 
-
-class Observability(Protocol):
-    """Where figures, finished requests and events go."""
-
+    # -- Observability: where figures, finished requests and events go ------------------------
     counters: Counters
     h2_counters: H2Counters  # what the HTTP/2 connections refused or did (http2/counters.py)
     metrics: MetricsRegistry
@@ -122,35 +134,14 @@ class Observability(Protocol):
     # Sessions append a finished request here (None: nobody wants them); the worker hands
     # them to the metrics and the access log in batches (worker/request_ends.py).
     ended: list[RequestEnd] | None
-
-    @property
-    def access_log(self) -> AccessLogLines | None:
-        """Set while the access log's `info` level is on (requests that ended normally)."""
-        ...
-
-    @property
-    def error_access_log(self) -> AccessLogLines | None:
-        """Set while its `error` level is on (requests the proxy answered or gave up)."""
-        ...
+    access_log: AccessLogLines | None  # set while the access log's `info` level is on
+    error_access_log: AccessLogLines | None  # set while its `error` level is on
 
     def send(self, response: WorkerResponse) -> None:
         """To main: events (a backend down, up, ...)."""
-        ...
+        raise NotImplementedError
 
-
-class RequestIdSource(Protocol):
-    """Where request ids come from (http1/forwarding.RequestIds, or a test's fixed ones)."""
-
-    def next(self) -> bytes: ...
-
-
-class Host(Reactor, Admission, Pools, Observability, Protocol):
-    """Everything a connection may use of its worker (see the module docstring)."""
-
+    # -- the worker's live configuration, request ids, response-head parser ----------------
     proxy: HttpProxy  # listeners and clusters, as the worker's state has them
     response_parser: ResponseParser
-
-    @property
-    def request_ids(self) -> RequestIdSource:
-        """Where each request's id comes from."""
-        ...
+    request_ids: RequestIdSource

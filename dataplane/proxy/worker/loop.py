@@ -32,12 +32,11 @@ from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.listener import HttpListener, accept_streams, bind_listener
 from dataplane.proxy.mux.backend_pool import RELAY_BUFFER_SIZE, BackendPool
 from dataplane.proxy.mux.h2_backends import H2Backends
-from dataplane.proxy.mux.host import Flushable
+from dataplane.proxy.mux.host import Flushable, Host
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.mux.session_fields import NOT_FILED, SOON
 from dataplane.proxy.observability.counters import Counters, ProxyProtocolFigures
 from dataplane.proxy.observability.metrics import ListenerFigures, MetricsRegistry
-from dataplane.proxy.observability.request_end import RequestEnd
 from dataplane.proxy.proxy_protocol.accept import accept_proxied
 from dataplane.proxy.tcp.accept import accept_handler
 from dataplane.proxy.tcp.listener import TcpListener
@@ -81,13 +80,13 @@ def file_waiting(timers: TimerWheel, waiting: list[Timed]) -> None:
             timers.arm(entry, entry.deadline)
 
 
-class Loop:
+class Loop(Host):
     def __init__(
         self, config: ServerConfig, channel: Channel[WorkerRequest], scm: socket.socket
     ) -> None:
         self.config = config
         self.epoll = select.epoll()
-        self.handlers: dict[int, Callable[[int], None]] = {}
+        self.handlers = {}
         self.now = time.monotonic()
         self.timers = TimerWheel(self.now)
         self.counters = Counters()
@@ -119,15 +118,14 @@ class Loop:
         self.pool = BackendPool(self)
         self.h2_backends = H2Backends(self)  # h2c connections to `http2` clusters' backends
         self.heap = HeapTrimmer()
-        self.request_ids = RequestIds()
+        self.own_request_ids = RequestIds()  # refreshed at each tick
+        self.request_ids = self.own_request_ids
         self.response_parser = ResponseParser()
         self.state = ConfigState()
-        self.proxy: HttpProxy = HttpProxy(
-            config.max_connections_per_ip or 0, config.retry_after or 0
-        )
+        self.proxy = HttpProxy(config.max_connections_per_ip or 0, config.retry_after or 0)
         self.metrics.counter_sources.append(self.proxy.tcp.figures.snapshot)
         self.metrics.gauge_sources.append(self.proxy.tcp.figures.gauges)
-        self.sessions: set[ClientConnection] = set()
+        self.sessions = set()  # ClientConnection
         self.udp = UdpProxy(self)  # UDP listeners and flows (udp/)
         self.health = HealthChecks(self)  # active health checks (health/)
         self.max_connections = config.max_connections
@@ -144,11 +142,11 @@ class Loop:
         # Access logs (worker/access_logs.py): set only while their log level is on.
         self.access_logs: WorkerAccessLogs | None = None
         self.reopen_logs = False  # SIGUSR1 came (logrotate): reopen at the next tick
-        self.access_log: WorkerAccessLogs | None = None
-        self.error_access_log: WorkerAccessLogs | None = None
+        self.access_log = None
+        self.error_access_log = None
         # Where a session leaves its requests' ends (None: nobody wants them), and what takes
         # them to the metrics and the access log in batches (worker/request_ends.py).
-        self.ended: list[RequestEnd] | None = None
+        self.ended = None
         self.request_ends = RequestEnds(self)
         self.request_ends.follow()
 
@@ -211,7 +209,7 @@ class Loop:
                 self.health.tick(now)
                 self.buffers.tick()
                 self.heap.tick(now, self.counters.accepted - len(self.sessions))
-                self.request_ids.refresh()
+                self.own_request_ids.refresh()
                 self._check_drained()
 
     def file_soon(self, entry: Timed) -> None:
