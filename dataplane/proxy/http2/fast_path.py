@@ -43,6 +43,8 @@ from hyperframe.flags import Flags
 from hyperframe.frame import HeadersFrame
 
 if TYPE_CHECKING:
+    from h2.stream import H2Stream
+
     from dataplane.proxy.http2.events import Fields
     from dataplane.proxy.http2.flood import GuardedConnection
 
@@ -60,17 +62,23 @@ _HEADERS_FLAGS = {flag.name for flag in HeadersFrame.defined_flags}  # never cha
 _PADDED_OR_PRIORITY = 0x08 | 0x20
 
 
+def _open_stream(conn: GuardedConnection, stream_id: int) -> H2Stream | None:
+    """The stream, if it and its connection are open for us to send on; None: leave it to h2."""
+    if conn.state_machine.state not in _CONNECTION_OPEN:
+        return None
+    stream = conn.streams.get(stream_id)
+    if stream is None or stream.state_machine.state not in _OPEN_STATES:
+        return None
+    return stream
+
+
 def send_headers(conn: GuardedConnection, stream_id: int, fields: Fields, end_stream: bool) -> bool:
     """A server's final response head (`:status` first) or trailers: False when h2's
     `send_headers` must do it (not open, a 1xx, a request head)."""
-    if conn.state_machine.state not in _CONNECTION_OPEN:
-        return False
-    stream = conn.streams.get(stream_id)
+    stream = _open_stream(conn, stream_id)
     if stream is None:
         return False
     machine = stream.state_machine
-    if machine.state not in _OPEN_STATES:
-        return False
     if (
         not machine.headers_sent
         and (
@@ -111,14 +119,10 @@ def send_data(
     """One DATA frame (`len(data)` within both windows and the frame size, checked by the
     caller): False when h2's `send_data` must do it (not open). A memoryview must be of an
     immutable `bytes` (it is joined with the other frames in `data_to_send`)."""
-    if conn.state_machine.state not in _CONNECTION_OPEN:
-        return False
-    stream = conn.streams.get(stream_id)
+    stream = _open_stream(conn, stream_id)  # SEND_DATA leaves its state as it is
     if stream is None:
         return False
     machine = stream.state_machine
-    if machine.state not in _OPEN_STATES:  # SEND_DATA leaves these states as they are
-        return False
     if end_stream:
         machine.process_input(_SEND_END_STREAM)
     size = len(data)

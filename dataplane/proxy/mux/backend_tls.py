@@ -133,17 +133,10 @@ class BackendTlsStream:
         return sent
 
     def shutdown(self, how: int) -> None:
-        self._close_notify()
-        socket.socket.shutdown(self._ssl, how)
+        shutdown_tls(self._ssl, how)
 
     def close(self) -> None:
-        if self._ssl.fileno() >= 0 and getattr(self._ssl, "_sslobj", None) is not None:
-            self._close_notify()
-        self._ssl.close()
-
-    def _close_notify(self) -> None:
-        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
-            self._ssl.unwrap()  # sends close_notify; the backend's answer is not awaited
+        close_tls(self._ssl)
 
     # -- bytes OpenSSL holds ---------------------------------------------------------------
 
@@ -226,3 +219,24 @@ def tls_step(
     if error or not isinstance(sock, BackendTlsStream):
         return error
     return sock.handshake(loop, conn, cluster_id, backend)
+
+
+# -- closing a TLS socket, ours to a backend or a client's (tls/stream.py) -----------------
+
+
+def close_notify(sock: ssl.SSLSocket) -> None:
+    """Send close_notify, so the peer reading to the end can tell a complete message from a
+    cut one; its answer is not awaited."""
+    with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+        sock.unwrap()
+
+
+def shutdown_tls(sock: ssl.SSLSocket, how: int) -> None:
+    close_notify(sock)
+    socket.socket.shutdown(sock, how)
+
+
+def close_tls(sock: ssl.SSLSocket) -> None:
+    if sock.fileno() >= 0 and getattr(sock, "_sslobj", None) is not None:
+        close_notify(sock)
+    sock.close()

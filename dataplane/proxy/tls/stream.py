@@ -21,10 +21,10 @@ compiled build, with tls/session.py.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import ssl
 from typing import TYPE_CHECKING, Protocol
+
+from dataplane.proxy.mux.backend_tls import close_tls, shutdown_tls
 
 if TYPE_CHECKING:
     from dataplane.proxy.tls.transport import TlsSocket
@@ -130,15 +130,8 @@ class TlsStream:
     def setsockopt(self, level: int, option: int, value: int) -> None:
         self._ssl.setsockopt(level, option, value)
 
-    def _close_notify(self) -> None:
-        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
-            self._ssl.unwrap()  # sends close_notify; the peer's answer is not awaited
-
     def shutdown(self, how: int) -> None:
-        self._close_notify()
-        socket.socket.shutdown(self._ssl, how)
+        shutdown_tls(self._ssl, how)
 
     def close(self) -> None:
-        if self._ssl.fileno() >= 0 and getattr(self._ssl, "_sslobj", None) is not None:
-            self._close_notify()
-        self._ssl.close()
+        close_tls(self._ssl)
