@@ -89,7 +89,8 @@ def test_file_waiting_files_the_open_ones_with_their_deadline_now() -> None:
     timers = TimerWheel(100.0)
     still_open, closed, filed_meanwhile = Entry(130.0), Entry(160.0), Entry(110.0)
     closed.timer_slot = NOT_FILED  # its session closed: cancelled
-    timers.arm(filed_meanwhile, 110.0)  # (armed earlier by the session: already filed)
+    timers.arm(filed_meanwhile, 110.0)  # armed while it waits: arm only sets its deadline
+    assert filed_meanwhile.timer_slot == SOON and len(timers) == 0  # (SOON: below every slot)
     still_open.deadline = 103.5  # moved while it waited: the deadline it has now counts
     file_waiting(timers, [still_open, closed, filed_meanwhile])
     assert still_open.timer_slot == 104 and closed.timer_slot == NOT_FILED

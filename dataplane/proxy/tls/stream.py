@@ -25,6 +25,7 @@ import ssl
 from typing import TYPE_CHECKING, Protocol
 
 from dataplane.proxy.mux.backend_tls import close_tls, shutdown_tls
+from dataplane.proxy.mux.session_flow import total_length
 
 if TYPE_CHECKING:
     from dataplane.proxy.tls.transport import TlsSocket
@@ -99,10 +100,7 @@ class TlsStream:
         if len(parts) == 1:
             data = parts[0]
         else:
-            total = 0
-            for part in parts:
-                total += len(part)
-            if total > JOIN_LIMIT:
+            if total_length(parts) > JOIN_LIMIT:
                 return self._send_each(parts)
             data = b"".join(parts)
         if not len(data):
