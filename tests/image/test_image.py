@@ -129,6 +129,45 @@ def test_image_facts_and_size(podman: Podman, image: str) -> None:
     assert size > base_size
 
 
+# Run by the image's Python: which modules are compiled, and a line the compiled formatter made.
+COMPILED_CHECK = """
+import {modules}
+from dataplane import build_info
+from dataplane.command.messages import AccessLogFormat
+from dataplane.proxy.observability.access_log_format import AccessRecord, formatter_for
+print(build_info.describe())
+line = formatter_for(AccessLogFormat.ASCII, "T", 1).format(AccessRecord(session_id="s", status=200))
+print(line.split()[3].decode())
+"""
+# The build stage's clean-up, seen from the runtime image.
+LEFT_BEHIND = """
+import glob, shutil
+print(shutil.which("pip"), glob.glob("/opt/pysozu/lib/python3*/site-packages/kubernetes/aio"))
+"""
+
+
+def test_the_build_stage_left_a_compiled_pysozu_and_no_pip(podman: Podman, image: str) -> None:
+    """What the Dockerfile's build stage installs (PYSOZU_COMPILE=1 pip install, then its
+    clean-up), as the image's user finds it: every module listed in pyproject.toml's
+    [tool.pysozu] compile is a C extension and works, both configs check, no pip, and the
+    kubernetes client without its unused asyncio copy."""
+
+    def run(*command: str) -> str:
+        return podman("run", "--rm", "--network", "none", image, *command).stdout
+
+    compiled = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pysozu"]["compile"]
+    modules = [path.removesuffix(".py").replace("/", ".") for path in compiled]
+    described = run("python", "-c", COMPILED_CHECK.format(modules=", ".join(modules)))
+    names = ", ".join(module.rsplit(".", 1)[1] for module in modules)
+    assert described.splitlines() == [f"compiled: {names}", "INFO-ACCESS"]
+    assert "valid" in run("pysozu", "-c", CONFIG, "config", "check")
+    embedded = "import dataplane.command as c, pathlib as p; print(p.Path(c.__file__).parent)"
+    assert "valid" in run(
+        "pysozu", "-c", f"{run('python', '-c', embedded).strip()}/default.toml", "config", "check"
+    )
+    assert run("python", "-c", LEFT_BEHIND).split() == ["None", "[]"]
+
+
 def test_builtin_config_serves_and_stops_cleanly(podman: Podman, image: str) -> None:
     """`docker run --read-only ... pysozu`: the baked-in config, then routes added with the CLI
     through `docker exec`, traffic, metrics, read-only root, user 10001, `docker stop`."""
