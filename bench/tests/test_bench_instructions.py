@@ -79,3 +79,34 @@ def test_counts_instructions_per_https_request_and_openssls_share(tmp_path: Path
         tls, columns = figures[f"HTTPS keep-alive GET, {build}"]
         openssl = int(columns.split("|")[2].strip().replace(",", ""))
         assert 10_000 < plain < tls and 1_000 < openssl < tls  # TLS costs, OpenSSL its share
+
+
+def load_script() -> object:
+    """bench/instructions as a module (it has no .py suffix)."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("bench_instructions", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("bench_instructions", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_instructions"] = module  # its dataclasses look their module up
+    loader.exec_module(module)
+    return module
+
+
+def test_cache_sim_reads_the_data_misses_and_simulates_the_cores_l2(tmp_path: Path) -> None:
+    """--cache-sim: a dump's summary read by its events line (first-level data misses, read and
+    write, then last-level), and valgrind's last level set to this core's L2 from sysfs."""
+    script = load_script()
+    dump = tmp_path / "case0.1"
+    dump.write_text(
+        "version: 1\nevents: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\n"
+        "fn=(1) main\n1 10 4 2 1 3 1 0 5 2\nsummary: 1000 400 200 10 30 12 4 7 2\n"
+    )
+    assert script.callgrind_cache_misses(dump) == (42, 9)  # type: ignore[attr-defined]
+    (option,) = script.core_last_level() or ["--LL=0,0,0"]  # type: ignore[attr-defined]
+    size, ways, line = map(int, option.removeprefix("--LL=").split(","))
+    if Path("/sys/devices/system/cpu/cpu0/cache/index2").exists():
+        assert size >= 64 * 1024 and ways >= 1 and line in (32, 64, 128)
+        assert (size // (ways * line)) & (size // (ways * line) - 1) == 0  # sets: a power of 2
