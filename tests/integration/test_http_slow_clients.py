@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
 import ssl
 import time
@@ -118,24 +119,18 @@ def test_a_valid_head_trickled_byte_by_byte_is_served(pysozu: Any) -> None:
 
 def trickle(sock: socket.socket, body: bytes, piece: int, pause: float) -> float:
     """Send `body` in pieces of `piece` bytes every `pause` seconds, while the proxy lets us;
-    returns when the proxy answered or closed, or the body is out."""
+    returns when the proxy answered or closed (as soon as it did, not at the next piece), or
+    the body is out."""
     started = time.monotonic()
     for offset in range(0, len(body), piece):
         try:
             sock.sendall(body[offset : offset + piece])
         except OSError:
             break
-        time.sleep(pause)
-        sock.setblocking(False)
-        try:
-            if sock.recv(1, socket.MSG_PEEK):
-                break  # an answer came
-        except BlockingIOError:
-            pass
-        except OSError:
-            break
-        finally:
-            sock.setblocking(True)
+        sent = time.monotonic()
+        if select.select([sock], [], [], pause)[0]:
+            break  # an answer, a close or a reset came
+        time.sleep(max(0.0, pause - (time.monotonic() - sent)))
     return time.monotonic() - started
 
 
