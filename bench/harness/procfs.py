@@ -21,6 +21,12 @@ def parse_stat(text: str) -> tuple[int, int, int]:
     return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[19])
 
 
+def parse_cpu_ticks(text: str) -> tuple[int, int]:
+    """(utime, stime) in clock ticks from the text of /proc/<pid>/stat."""
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[11]), int(fields[12])
+
+
 def parse_vmrss_kib(text: str) -> int:
     """The VmRSS line of /proc/<pid>/status, in KiB (0 for a zombie, which has none)."""
     for line in text.splitlines():
@@ -71,6 +77,17 @@ def cpu_seconds(pids: list[int]) -> float:
         if text is not None:
             ticks += parse_stat(text)[1]
     return ticks / CLOCK_TICKS_PER_S
+
+
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds consumed so far by these processes (gone ones count 0)."""
+    user = system = 0
+    for pid in pids:
+        text = _read(f"/proc/{pid}/stat")
+        if text is not None:
+            utime, stime = parse_cpu_ticks(text)
+            user, system = user + utime, system + stime
+    return user / CLOCK_TICKS_PER_S, system / CLOCK_TICKS_PER_S
 
 
 def rss_bytes(pids: list[int]) -> int:

@@ -47,12 +47,30 @@ def scenario_table(result: ScenarioResult) -> str:
     reference_rps = reference.load.requests_per_s if reference else None
     lines = [f"## {result.name}: {result.title}", "", *COLUMNS]
     lines += [outcome_row(outcome, reference_rps) for outcome in result.outcomes]
+    if split := cpu_split_line(result.outcomes):
+        lines += ["", split]
     if result.reconfiguration:
         lines += ["", *latency_lines(result.reconfiguration)]
     if result.memory:
         lines += ["", *memory_lines(result.memory)]
     lines += [f"\n{note}" for note in result.notes]
     return "\n".join(lines) + "\n"
+
+
+def cpu_split_line(outcomes: list[Outcome]) -> str | None:
+    """Where each proxy's CPU per request went (median run): its own code (user) and the
+    kernel's work for it (system: the system calls, TCP on loopback)."""
+    parts = []
+    for outcome in outcomes:
+        median = outcome.median()
+        if median is None or outcome.skipped:
+            continue
+        total, system = median.cpu_us_per_request, median.system_us_per_request
+        if total is not None and system is not None:
+            parts.append(f"{outcome.target} {total - system:.1f} + {system:.1f}")
+    if not parts:
+        return None
+    return "Proxy CPU µs/req, user + system: " + ", ".join(parts) + "."
 
 
 def memory_lines(samples: dict[str, MemorySample]) -> list[str]:

@@ -15,12 +15,20 @@ class Measurement:
     load: LoadResult
     proxy_cpu_s: float | None  # utime + stime of the proxy's processes during the run
     rss_bytes: int | None  # of the proxy's workers, right after the run
+    proxy_system_s: float | None = None  # the kernel's part of proxy_cpu_s (stime)
 
     @property
     def cpu_us_per_request(self) -> float | None:
         if self.proxy_cpu_s is None or self.load.requests == 0:
             return None
         return self.proxy_cpu_s * 1e6 / self.load.requests
+
+    @property
+    def system_us_per_request(self) -> float | None:
+        """The part of cpu_us_per_request spent in the kernel (system calls, TCP)."""
+        if self.proxy_system_s is None or self.load.requests == 0:
+            return None
+        return self.proxy_system_s * 1e6 / self.load.requests
 
 
 @dataclass

@@ -378,11 +378,13 @@ class Bench:
         pids = running.all_pids()
         try:
             with self._beside_load(scenario, target, running, result, run_index):
-                cpu_before = procfs.cpu_seconds(pids)
+                user_before, system_before = procfs.cpu_split(pids)
                 completed = subprocess.run(
                     command, capture_output=True, text=True, timeout=self.options.duration_s + 60
                 )
-                cpu_used = procfs.cpu_seconds(pids) - cpu_before
+                user_after, system_after = procfs.cpu_split(pids)
+                cpu_used = user_after + system_after - user_before - system_before
+                system_used = system_after - system_before
                 rss = procfs.rss_bytes(running.worker_pids()) if running.proc else None
         except (OSError, TargetFailed, subprocess.TimeoutExpired) as error:
             outcome.skipped = f"run {run_index + 1} failed: {error}"
@@ -403,7 +405,12 @@ class Bench:
             )
             print(f"  {target.name}: {outcome.skipped}", flush=True)
             return
-        measurement = Measurement(load, cpu_used if running.proc else None, rss)
+        measurement = Measurement(
+            load,
+            cpu_used if running.proc else None,
+            rss,
+            system_used if running.proc else None,
+        )
         outcome.runs.append(measurement)
         cpu = measurement.cpu_us_per_request
         print(

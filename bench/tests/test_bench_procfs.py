@@ -11,6 +11,7 @@ STAT = (
 
 def test_stat_fields_are_read_after_the_command_name():
     assert procfs.parse_stat(STAT) == (17, 250 + 31, 100)
+    assert procfs.parse_cpu_ticks(STAT) == (250, 31)
 
 
 def test_vmrss_is_read_in_kib():
@@ -25,4 +26,7 @@ def test_this_process_is_measured():
     assert procfs.cpu_seconds([pid]) > 0
     assert procfs.rss_bytes([pid]) > 1_000_000
     assert procfs.cpu_seconds([2**22 + 12345]) == 0  # a pid that cannot exist counts nothing
+    user, system = procfs.cpu_split([pid])
+    assert user > 0 and system >= 0
+    assert user + system <= procfs.cpu_seconds([pid]) + 1e-9  # the same ticks, read later
     assert procfs.identities([pid, 2**22 + 12345]).keys() == {pid}

@@ -38,6 +38,21 @@ def test_table_has_ratios_to_nginx_and_skip_reasons():
     assert "| haproxy | skipped: exited \\| status 1 |" in table
 
 
+def test_the_table_splits_each_proxys_cpu_into_user_and_system():
+    load = LoadResult(100_000, 10.0, 10_000, 0.4, 0.9, 0)
+    result = ScenarioResult(
+        "close",
+        "Connection: close",
+        [
+            Outcome("nginx", runs=[Measurement(load, 2.4, None, 1.5)]),
+            Outcome("pysozu", runs=[Measurement(load, 3.2, None, 1.7)]),
+            Outcome("old", runs=[Measurement(load, 3.0, None)]),  # no split measured: left out
+        ],
+    )
+    table = report.scenario_table(result)
+    assert "Proxy CPU µs/req, user + system: nginx 9.0 + 15.0, pysozu 15.0 + 17.0." in table
+
+
 def test_without_nginx_there_is_no_ratio():
     result = ScenarioResult("s", "t", [Outcome("pysozu", runs=[run(5)])])
     assert "| - | 0 | 1 |" in report.scenario_table(result)
