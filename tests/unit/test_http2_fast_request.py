@@ -97,7 +97,7 @@ def stream_state(conn: H2Connection) -> dict[int, dict[str, object]]:
 def connection_state(conn: H2Connection) -> tuple[object, ...]:
     return (
         stream_state(conn),
-        dict(conn._closed_streams),
+        list(conn._closed_streams.items()),  # in order: the oldest are dropped first
         conn.highest_inbound_stream_id,
         conn.state_machine.state,
         conn.decoder.header_table.dynamic_entries,
@@ -291,3 +291,20 @@ def test_end_stream_on_an_open_stream_half_closes_it_as_in_h2(end_stream: bool) 
     assert guarded.data_to_send() == plain.data_to_send()
     peer.send_data(3, b"body", end_stream=True)
     feed_both(plain, guarded, peer.data_to_send())  # HALF_CLOSED_LOCAL -> CLOSED, h2's
+
+
+def test_forgotten_streams_are_kept_within_h2s_size_limit() -> None:
+    peer = client()
+    plain, guarded = opened(peer)
+    for server in (plain, guarded):
+        server._closed_streams._size_limit = 3  # type: ignore[attr-defined]
+    for stream_id in (3, 5, 7, 9):
+        peer.send_headers(stream_id, GET, end_stream=True)
+    feed_both(plain, guarded, peer.data_to_send())
+    for server in (plain, guarded):
+        for stream_id in (1, 3, 5, 7, 9):
+            server.send_headers(stream_id, RESPONSE, end_stream=True)
+    assert guarded.data_to_send() == plain.data_to_send()
+    peer.send_headers(11, GET)
+    feed_both(plain, guarded, peer.data_to_send())
+    assert list(guarded._closed_streams) == [5, 7, 9]

@@ -47,13 +47,15 @@ lets through (`_sent_headers`, `_sent_end_stream`), and asks `process_input` for
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from struct import Struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from h2.connection import ConnectionState, _decode_headers
 from h2.events import RequestReceived, StreamEnded
 from h2.stream import STREAM_OPEN, H2Stream, StreamClosedBy, StreamInputs, StreamState
+from h2.utilities import SizeLimitDict
 from hyperframe.flags import Flags
 from hyperframe.frame import HeadersFrame
 
@@ -81,6 +83,7 @@ _SERVER_OPEN = ConnectionState.SERVER_OPEN
 UNCOPIED = 1024  # DATA payloads from this size are queued apart from their frame header
 _HEADERS_FLAGS = {flag.name for flag in HeadersFrame.defined_flags}  # never changed
 _PADDED_OR_PRIORITY = 0x08 | 0x20
+_remember = OrderedDict.__setitem__  # h2's SizeLimitDict, less its size check per item
 
 
 def _open_stream(conn: GuardedConnection, stream_id: int) -> H2Stream | None:
@@ -280,7 +283,13 @@ def open_streams(conn: GuardedConnection, remainder: int) -> int:
         elif STREAM_OPEN[state] and stream_id % 2 == remainder:
             count += 1
     if closed is not None:
-        forgotten = conn._closed_streams
+        # h2's SizeLimitDict checks its size after each item; once after all of them leaves
+        # the same items (the oldest go first either way)
+        forgotten = cast(SizeLimitDict, conn._closed_streams)
         for stream_id in closed:
-            forgotten[stream_id] = streams.pop(stream_id).state_machine.stream_closed_by
+            _remember(forgotten, stream_id, streams.pop(stream_id).state_machine.stream_closed_by)
+        limit = forgotten._size_limit
+        if limit is not None:
+            while len(forgotten) > limit:
+                forgotten.popitem(last=False)
     return count
