@@ -54,14 +54,23 @@ from typing import TYPE_CHECKING, cast
 
 from h2.connection import ConnectionState, _decode_headers
 from h2.events import RequestReceived, StreamEnded
-from h2.stream import STREAM_OPEN, H2Stream, StreamClosedBy, StreamInputs, StreamState
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
+from h2.stream import (
+    STREAM_OPEN,
+    H2Stream,
+    H2StreamStateMachine,
+    StreamClosedBy,
+    StreamInputs,
+    StreamState,
+)
 from h2.utilities import SizeLimitDict
+from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
 from hyperframe.flags import Flags
 from hyperframe.frame import HeadersFrame
 
 if TYPE_CHECKING:
     from h2.events import Event as H2Event
-    from h2.stream import H2StreamStateMachine
 
     from dataplane.proxy.http2.events import Fields
     from dataplane.proxy.http2.flood import GuardedConnection
@@ -80,6 +89,8 @@ _HALF_CLOSED_LOCAL = StreamState.HALF_CLOSED_LOCAL
 _HALF_CLOSED_REMOTE = StreamState.HALF_CLOSED_REMOTE
 _BY_SEND_END_STREAM = StreamClosedBy.SEND_END_STREAM
 _SERVER_OPEN = ConnectionState.SERVER_OPEN
+_INITIAL_WINDOW_SIZE = SettingCodes.INITIAL_WINDOW_SIZE
+_MAX_CONCURRENT_STREAMS = SettingCodes.MAX_CONCURRENT_STREAMS
 UNCOPIED = 1024  # DATA payloads from this size are queued apart from their frame header
 _HEADERS_FLAGS = {flag.name for flag in HeadersFrame.defined_flags}  # never changed
 _PADDED_OR_PRIORITY = 0x08 | 0x20
@@ -118,8 +129,6 @@ def send_headers(conn: GuardedConnection, stream_id: int, fields: Fields, end_st
     if end_stream:
         _sent_end_stream(machine)
     elif machine.trailers_sent:
-        from h2.exceptions import ProtocolError
-
         raise ProtocolError("Trailers must have END_STREAM set.")  # as h2 says it
     stream.request_method = None  # what h2 reads from a response head (no :method)
     flags = _END_STREAM if end_stream else 0
@@ -201,40 +210,99 @@ def receive_request(conn: GuardedConnection, frame: HeadersFrame) -> list[H2Even
         or config.header_encoding is not None
     ):
         return None
-    # h2's concurrency check (TooManyStreamsError is h2's to raise), forgetting closed streams
-    if open_streams(conn, 1) + 1 > conn.local_settings.max_concurrent_streams:
+    local = conn.local_settings
+    window = _setting(local, _INITIAL_WINDOW_SIZE)
+    # h2's concurrency check (TooManyStreamsError is h2's to raise), forgetting closed streams;
+    # a window WindowManager would refuse (an assertion) is h2's too
+    if (
+        open_streams(conn, 1) + 1 > _setting(local, _MAX_CONCURRENT_STREAMS)
+        or window > LARGEST_FLOW_CONTROL_WINDOW
+    ):
         return None
     headers = _decode_headers(conn.decoder, frame.data)
-    # _begin_new_stream, less its debug lines
-    stream = H2Stream(
-        stream_id,
-        config=config,
-        inbound_window_size=conn.local_settings.initial_window_size,
-        outbound_window_size=conn.remote_settings.initial_window_size,
-    )
-    stream.max_outbound_frame_size = conn.max_outbound_frame_size
+    end_stream = "END_STREAM" in flags
+    outbound = _setting(conn.remote_settings, _INITIAL_WINDOW_SIZE)
+    if _informational(headers):  # a request claiming a 1xx status: h2 refuses it
+        stream = H2Stream(stream_id, config, window, outbound)
+        stream.max_outbound_frame_size = conn.max_outbound_frame_size
+        conn.streams[stream_id] = stream
+        conn.highest_inbound_stream_id = stream_id
+        return stream.receive_headers(headers, end_stream, None)[1]
+    # _begin_new_stream, less its debug lines: H2Stream(...) as its __init__ makes it, with the
+    # state receive_headers gives it: RECV_HEADERS (IDLE -> OPEN, request_received), then
+    # RECV_END_STREAM (OPEN -> HALF_CLOSED_REMOTE, stream_half_closed)
+    machine = H2StreamStateMachine.__new__(H2StreamStateMachine)
+    machine.__dict__ = {
+        "state": _HALF_CLOSED_REMOTE if end_stream else _OPEN,
+        "stream_id": stream_id,
+        "client": False,
+        "headers_sent": None,
+        "trailers_sent": None,
+        "headers_received": True,
+        "trailers_received": None,
+        "stream_closed_by": None,
+    }
+    manager = WindowManager.__new__(WindowManager)
+    manager.__dict__ = {
+        "max_window_size": window,
+        "current_window_size": window,
+        "_bytes_processed": 0,
+    }
+    stream = H2Stream.__new__(H2Stream)
+    stream.__dict__ = {
+        "state_machine": machine,
+        "stream_id": stream_id,
+        "max_outbound_frame_size": conn.max_outbound_frame_size,
+        "request_method": None,
+        "outbound_flow_control_window": outbound,
+        "_inbound_window_manager": manager,
+        "_expected_content_length": None,
+        "_actual_content_length": 0,
+        "_authority": None,
+        "config": config,
+    }
     conn.streams[stream_id] = stream
     conn.highest_inbound_stream_id = stream_id
-    end_stream = "END_STREAM" in flags
-    if _informational(headers):  # a request claiming a 1xx status: h2 refuses it
-        return stream.receive_headers(headers, end_stream, None)[1]
-    # receive_headers: RECV_HEADERS (IDLE -> OPEN, request_received), then RECV_END_STREAM
-    # (OPEN -> HALF_CLOSED_REMOTE, stream_half_closed)
-    machine = stream.state_machine
-    machine.client = False
-    machine.headers_received = True
-    event = RequestReceived(stream_id=stream_id)
-    events: list[H2Event] = [event]
+    length = _content_length(headers)  # h2's _initialize_content_length (may raise)
+    if length is not None:
+        stream._expected_content_length = length
+    ended: StreamEnded | None = None
     if end_stream:
-        machine.state = _HALF_CLOSED_REMOTE
-        ended = StreamEnded(stream_id=stream_id)
-        event.stream_ended = ended
-        events.append(ended)
-    else:
-        machine.state = _OPEN
-    stream._initialize_content_length(headers)
-    event.headers = list(headers)
-    return events
+        ended = StreamEnded.__new__(StreamEnded)
+        ended.__dict__ = {"stream_id": stream_id}
+    event = RequestReceived.__new__(RequestReceived)
+    event.__dict__ = {
+        "stream_id": stream_id,
+        "headers": list(headers),
+        "stream_ended": ended,
+        "priority_updated": None,
+    }
+    return [event] if ended is None else [event, ended]
+
+
+def _setting(settings: Settings, code: SettingCodes) -> int:
+    """`settings[code]` (h2's properties), read without two Python calls."""
+    value: int | None = settings._settings[code][0]
+    return settings[code] if value is None else value  # None: h2's KeyError
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """h2's `_initialize_content_length` for a request (no method known yet): the length
+    its content-length fields agree on, with h2's errors."""
+    length = None
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise ProtocolError(f"Invalid content-length header: {value!r}")
+            try:
+                parsed = int(value, 10)
+            except ValueError as error:
+                raise ProtocolError(f"Invalid content-length header: {value!r}") from error
+            if length is None:
+                length = parsed
+            elif parsed != length:
+                raise ProtocolError(f"Conflicting content-length headers: {length} and {parsed}")
+    return length
 
 
 def _informational(headers: Iterable[tuple[bytes, bytes]]) -> bool:
