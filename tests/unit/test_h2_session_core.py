@@ -10,6 +10,7 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 from fake_host import FakeBackendSocket, FakeHost, FakeSocket
 
 from dataplane.command.address import SocketAddress
@@ -261,3 +262,34 @@ def test_a_response_head_larger_than_the_buffer_is_a_502() -> None:
     events = client.events()
     [final] = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
     assert dict(final.headers)[b":status"] == b"502"
+
+
+def test_a_large_response_read_at_once_goes_to_the_client_in_one_write() -> None:
+    """The backend is read while its reads come full (h1_exchange.MAX_READS): a 100 KiB
+    response already there is read, framed and written in one turn, its body after the head
+    handed on as a view of the read (the bytes arrive whole)."""
+    host, session, client = setup()
+    client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    client.conn.increment_flow_control_window(1 << 20)
+    client.push()
+    client.events()
+    stream = client.get("/big")
+    back = connect(host)
+    back.take()
+    body = bytes(range(256)) * 400  # 102,400 bytes: two reads of 64 KiB
+    writes: list[int] = []
+    send = client.sock.sendmsg
+
+    def counted(parts: list[bytes | memoryview]) -> int:
+        writes.append(len(parts))
+        return send(parts)
+
+    client.sock.sendmsg = counted  # type: ignore[method-assign]
+    answer(host, back, b"HTTP/1.1 200 OK\r\nContent-Length: 102400\r\n\r\n" + body)
+    assert not back.incoming
+    assert len(writes) == 1
+    events = client.events()
+    got = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert got == body
+    assert [e.stream_id for e in events if isinstance(e, h2.events.StreamEnded)] == [stream]
+    assert not session.streams and len(host.pool) == 1

@@ -227,8 +227,8 @@ def test_open_streams_counts_and_forgets_as_h2_does() -> None:
         assert guarded._closed_streams == plain._closed_streams
 
 
-@pytest.mark.parametrize("kind", [bytes, bytearray])
-def test_a_body_of_several_frames_arrives_whole(kind: type) -> None:
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "view of bytes", "view of bytearray"])
+def test_a_body_of_several_frames_arrives_whole(kind: str) -> None:
     front = FrontConnection(now=0.0)
     client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     client.initiate_connection()
@@ -240,10 +240,11 @@ def test_a_body_of_several_frames_arrives_whole(kind: type) -> None:
     front.receive(client.data_to_send(), 0.0)  # the SETTINGS ack, the windows
     body = bytes(range(256)) * 400  # 100 KiB: 7 DATA frames
     assert front.send_response(1, 200, [(b"content-length", b"102400")])
-    given = kind(body)
+    buffer = bytearray(body) if kind.endswith("bytearray") else body
+    given = memoryview(buffer)[:] if kind.startswith("view") else buffer
     assert front.send_body(1, given, end_stream=True) == len(body)
-    if isinstance(given, bytearray):  # the caller may reuse its buffer at once
-        given[:] = bytes(len(given))
+    if isinstance(buffer, bytearray):  # the caller may reuse its buffer at once
+        buffer[:] = bytes(len(buffer))
     events = client.receive_data(front.data_to_send())
     received = b"".join(e.data for e in events if type(e).__name__ == "DataReceived")  # type: ignore[attr-defined]
     assert received == body

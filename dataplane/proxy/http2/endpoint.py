@@ -234,16 +234,23 @@ class Endpoint:
             return 0
         return max(0, min(conn.outbound_flow_control_window, stream.outbound_flow_control_window))
 
-    def send_body(self, stream_id: int, data: bytes | bytearray, end_stream: bool = False) -> int:
+    def send_body(
+        self, stream_id: int, data: bytes | bytearray | memoryview, end_stream: bool = False
+    ) -> int:
         """Send what the windows allow of `data`; returns how many bytes were taken.
 
         `end_stream` applies only when all of `data` was taken. Offer the rest after a
-        `Sendable` event for this stream (or for 0).
+        `Sendable` event for this stream (or for 0). A memoryview of `bytes` is queued as it
+        is; any other (of a buffer its owner may reuse) is copied, as a bytearray is.
         """
         if not self._can_send(stream_id):
             return 0
-        if isinstance(data, bytearray):  # frames are queued as views: of immutable bytes only
-            data = bytes(data)
+        body: bytes | memoryview  # frames are queued as views: of immutable bytes only
+        if isinstance(data, bytes) or (isinstance(data, memoryview) and type(data.obj) is bytes):
+            body = data
+        else:
+            body = bytes(data)
+        data = body
         conn = self.conn
         size = len(data)
         taken = min(size, self.sendable(stream_id))
@@ -258,7 +265,7 @@ class Endpoint:
             piece = data if taken == size else data[:taken]
             last = end_stream and taken == size
             if not fast_path.send_data(conn, stream_id, piece, last):
-                conn.send_data(stream_id, piece, last)
+                conn.send_data(stream_id, bytes(piece), last)
             self.monitor.data_sent(1)
         else:
             self.monitor.data_sent(-(-taken // frame))

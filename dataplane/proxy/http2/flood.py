@@ -6,7 +6,8 @@ frame, so each CONTINUATION is seen one by one (h2 merges them), an over-long fr
 as soon as its header arrives (h2 waits for the whole frame first), and control frames with a
 wrong length get FRAME_SIZE_ERROR. A limit crossed raises `FloodError`, an h2 ProtocolError
 carrying its code: h2 then sends the GOAWAY itself and the endpoint reports it. A whole HEADERS
-block is then made into h2's frame object without hyperframe's parsing (`fast_path`).
+block is then made into h2's frame object without hyperframe's parsing, and a plain request
+opens its stream without h2's state machine (both in `fast_path`).
 
 `GuardedConnection` is h2's connection with two changes: a stream beyond
 MAX_CONCURRENT_STREAMS is refused with RST_STREAM(REFUSED_STREAM) (h2 would end the whole
@@ -32,7 +33,12 @@ from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
-from dataplane.proxy.http2.fast_path import UNCOPIED, headers_frame, open_streams
+from dataplane.proxy.http2.fast_path import (
+    UNCOPIED,
+    headers_frame,
+    open_streams,
+    receive_request,
+)
 from dataplane.proxy.http2.limits import WINDOW_SECONDS
 
 _HPACK_FAILURES = (HPACKError, IndexError, TypeError, UnicodeDecodeError)  # as h2 catches them
@@ -347,6 +353,10 @@ class GuardedConnection(H2Connection):
         stream = self.streams.get(stream_id)  # trailers make h2 forget the expected length
         expected = None if stream is None else stream._expected_content_length
         try:
+            if stream is None:  # a new stream: a plain request is opened by fast_path
+                opened = receive_request(self, frame)
+                if opened is not None:
+                    return [], opened
             frames, events = super()._receive_headers_frame(frame)
         except ProtocolError as error:
             # h2 reports an HPACK decoding failure as PROTOCOL_ERROR; RFC 9113 4.3 wants

@@ -116,7 +116,8 @@ class H2Stream:
         self.responded = False  # a final response head was sent
         self.finished = False
         self.status = 0
-        self.pending: list[bytes] = []  # response body the client's window cannot take yet
+        # response body the client's window cannot take yet (views: of immutable bytes)
+        self.pending: list[bytes | memoryview] = []
         self.pending_end = False
         self.pending_trailers: Fields | None = None
         self.response_edits: Edits = ()
@@ -270,8 +271,9 @@ class H2Stream:
         self.session.front.send_response(self.stream_id, status, fields)
         self.session.flush_soon()
 
-    def data(self, payload: bytes, end: bool) -> bool:
-        """Response body bytes; False when the client's window is full (stop reading)."""
+    def data(self, payload: bytes | memoryview, end: bool) -> bool:
+        """Response body bytes (a view: of immutable bytes); False when the client's window
+        is full (stop reading)."""
         if self.finished:
             return False
         if self.pending:
