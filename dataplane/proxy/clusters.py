@@ -29,6 +29,7 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.balancing.load_balancing import Backend, BackendSet
 from dataplane.proxy.listener import HttpListener
+from dataplane.proxy.peer_counts import PeerCounts
 from dataplane.proxy.routing.credentials import Credentials
 from dataplane.proxy.routing.hash_key import HashKey
 from dataplane.proxy.tcp.listener import TcpListeners
@@ -129,24 +130,20 @@ class HttpProxy:
         self.undefined_clusters: set[str] = set()  # runtimes that only hold backends
         self.max_connections_per_ip = max_connections_per_ip
         self.retry_after = retry_after
-        self._peers: dict[tuple[str, str], int] = {}
+        self.peers = PeerCounts()  # shared with the listeners (peer_counts.py)
         # Listeners removed lately, by address: one added again there is the same object.
         self._retired: dict[SocketAddress, HttpListener] = {}
 
     # -- per client IP accounting ------------------------------------------------------------
 
     def peer_count(self, key: tuple[str, str]) -> int:
-        return self._peers.get(key, 0)
+        return self.peers.count(key)
 
     def acquire_peer(self, key: tuple[str, str]) -> None:
-        self._peers[key] = self._peers.get(key, 0) + 1
+        self.peers.acquire(key)
 
     def release_peer(self, key: tuple[str, str]) -> None:
-        count = self._peers.get(key, 0) - 1
-        if count > 0:
-            self._peers[key] = count
-        else:
-            self._peers.pop(key, None)
+        self.peers.release(key)
 
     # -- state requests ----------------------------------------------------------------------
 

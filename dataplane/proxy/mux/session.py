@@ -334,7 +334,7 @@ class HttpSession(RequestSide):
             self._drop_back()
         loop.buffers.holders.discard(self)
         if self.cluster is not None:
-            self.listener.proxy.release_peer(self.peer_key)
+            self.listener.peers.release(self.peer_key)
             self.cluster = None
         limiter = self.conn_limiter
         if limiter is not None:  # a request cut short, whatever the phase

@@ -56,6 +56,9 @@ BODY_PAUSED: Final = -1
 LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
 ID_SLOT: Final = b"\x00"
+# `template` after a head's first request on a connection went out rendered whole: the
+# template is made (forward_request with ID_SLOT, split) only if the head comes again.
+NO_TEMPLATE: Final[list[bytes]] = []
 # `failed` of a request no backend refused yet: shared, and passed to `select` as it is.
 NO_FAILURES: Final[frozenset[str]] = frozenset()
 INFINITY: Final[float] = float("inf")
