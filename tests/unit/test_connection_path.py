@@ -8,7 +8,7 @@ from __future__ import annotations
 import select
 
 from fake_host import FakeHost, FakeSocket
-from test_http_session_core import LISTENER, OK, connect_backend, setup
+from test_http_session_core import GET, LISTENER, OK, connect_backend, forwarded, setup
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
@@ -21,6 +21,7 @@ from dataplane.proxy.http1.forwarding import ConnectionContext, TrustedProxies
 from dataplane.proxy.mux.backend_pool import IDLE_SECONDS
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.mux.session_fields import CLOSED
+from dataplane.proxy.peer_counts import PeerCounts
 
 IN = select.EPOLLIN
 CLOSE_GET = b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
@@ -171,3 +172,56 @@ def test_a_pooled_connection_in_use_outlives_its_old_idle_timer() -> None:
     host.pool.give_back(idle)
     host.advance(IDLE_SECONDS + 2)
     assert host.backend_sockets[-1].closed and len(host.pool) == 0
+
+
+def test_a_head_is_forwarded_whole_first_then_from_its_template() -> None:
+    """A head's first request on a connection is rendered with its id (no template); the
+    same head again uses the template made then; another head starts over. Each forwarded
+    head is exactly what a fresh rendering would be."""
+    host, session, client = setup()
+    other = b"GET /other HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    sequence = [GET, GET, GET, other, other, GET]
+    back = None
+    for number, head in enumerate(sequence, start=1):
+        client.incoming += head
+        host.fire(client.fd, IN)
+        if back is None:
+            back = connect_backend(host)
+        line, _, rest = head.partition(b"\r\n")
+        want = forwarded(line, b"\r\n" + rest[: -len(b"\r\n\r\n")], b"REQ-%d" % number)
+        assert back.take() == want
+        if number == 1 or head != sequence[number - 2]:
+            assert session.template is not None and not session.template  # NO_TEMPLATE
+        else:
+            assert session.template is not None and len(session.template) == 3
+        back.incoming += OK
+        host.fire(back.fd, IN)
+        assert client.take().startswith(b"HTTP/1.1 200 OK")
+
+
+def test_per_ip_counts_live_in_one_table_the_listeners_share() -> None:
+    host, session, client = setup()
+    listener = host.proxy.listeners[LISTENER]
+    peers = host.proxy.peers
+    assert listener.peers is peers
+    client.incoming += CLOSE_GET
+    host.fire(client.fd, IN)
+    key = ("203.0.113.9", "app")
+    assert peers.count(key) == 1 and host.proxy.peer_count(key) == 1
+    back = connect_backend(host)
+    back.incoming += OK
+    host.fire(back.fd, IN)
+    assert session.phase == CLOSED and peers.count(key) == 0 and len(peers) == 0
+
+
+def test_peer_counts_count_and_forget() -> None:
+    peers = PeerCounts()
+    key = ("10.0.0.1", "app")
+    peers.acquire(key)
+    peers.acquire(key)
+    assert peers.count(key) == 2 and peers.count(("10.0.0.1", "other")) == 0
+    peers.release(key)
+    peers.release(key)
+    assert peers.count(key) == 0 and len(peers) == 0
+    peers.release(key)  # (never expected) stays forgotten, never negative
+    assert peers.count(key) == 0 and len(peers) == 0
