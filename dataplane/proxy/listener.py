@@ -269,9 +269,11 @@ def accept_streams(sock: socket.socket, room: int) -> list[tuple[_socket.socket,
     accepted: list[tuple[_socket.socket, tuple[str, int]]] = []
     for _ in range(min(room, ACCEPT_BATCH)):
         try:
-            fd, peer = accept()
+            pair = accept()  # (fd, peer): indexed, not unpacked (no iterator, compiled)
         except OSError:
             break  # EAGAIN: none left; ECONNABORTED, EMFILE...: again on the next readiness
+        fd = pair[0]
+        peer = pair[1]
         try:
             # family -1: read back from the socket (one getsockname, which the C type does
             # for every descriptor anyway); type and protocol given, so no more system calls.

@@ -85,7 +85,8 @@ class RequestSide(BackendSide):
                 self._sync_masks()
                 return
         try:
-            received = self.sock.recv_into(self.view[end:])
+            # an empty buffer (most reads) is read into whole: no memoryview slice to make
+            received = self.sock.recv_into(self.view[end:] if end else self.view)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
