@@ -206,22 +206,31 @@ def test_per_ip_counts_live_in_one_table_the_listeners_share() -> None:
     assert listener.peers is peers
     client.incoming += CLOSE_GET
     host.fire(client.fd, IN)
-    key = ("203.0.113.9", "app")
-    assert peers.count(key) == 1 and host.proxy.peer_count(key) == 1
+    assert peers.count("203.0.113.9", "app") == 1
+    assert host.proxy.peer_count(("203.0.113.9", "app")) == 1
     back = connect_backend(host)
     back.incoming += OK
     host.fire(back.fd, IN)
-    assert session.phase == CLOSED and peers.count(key) == 0 and len(peers) == 0
+    assert session.phase == CLOSED and peers.count("203.0.113.9", "app") == 0
+    assert len(peers) == 0
 
 
 def test_peer_counts_count_and_forget() -> None:
     peers = PeerCounts()
-    key = ("10.0.0.1", "app")
-    peers.acquire(key)
-    peers.acquire(key)
-    assert peers.count(key) == 2 and peers.count(("10.0.0.1", "other")) == 0
-    peers.release(key)
-    peers.release(key)
-    assert peers.count(key) == 0 and len(peers) == 0
-    peers.release(key)  # (never expected) stays forgotten, never negative
-    assert peers.count(key) == 0 and len(peers) == 0
+    peers.acquire("10.0.0.1", "app")
+    peers.acquire("10.0.0.1", "app")
+    peers.acquire("10.0.0.1", "other")
+    assert peers.count("10.0.0.1", "app") == 2 and peers.count("10.0.0.1", "other") == 1
+    assert peers.count("10.0.0.2", "app") == 0 and len(peers) == 2
+    peers.release("10.0.0.1", "other")
+    assert peers.count("10.0.0.1", "other") == 0 and len(peers) == 1
+    peers.release("10.0.0.1", "app")
+    peers.release("10.0.0.1", "app")
+    assert peers.count("10.0.0.1", "app") == 0 and len(peers) == 0 and not peers._by_ip
+    peers.release("10.0.0.1", "app")  # (never expected) stays forgotten, never negative
+    peers.acquire("10.0.0.1", "app")
+    peers.release("10.0.0.1", "nope")  # another cluster's release leaves this one's count
+    assert peers.count("10.0.0.1", "app") == 1 and len(peers) == 1
+    peers.acquire("10.0.0.1", "other")
+    peers.release("10.0.0.1", "nope")
+    assert peers.count("10.0.0.1", "other") == 1 and len(peers) == 2

@@ -104,16 +104,10 @@ class HttpSession(RequestSide):
         self.template_sticky = b""
         self.deadline = 0.0
         self.sni_binding = None  # HttpsSession sets its own
-        # The session is its client socket's handler (`__call__`): reading `self.on_front`
-        # made a bound method, ~1,400 instructions compiled, once per connection.
-        loop.register(self.fd, self, EPOLLIN)
+        loop.register(self.fd, self, EPOLLIN)  # SessionFields.__call__: on_front
         self.deadline = loop.now + listener.front_timeout
         self.timer_slot = SOON  # filed at the next tick if still open (Loop.file_soon)
         loop.file_soon(self)
-
-    def __call__(self, events: int) -> None:
-        """The client socket's epoll handler: `on_front` (HttpsSession's, for TLS)."""
-        self.on_front(events)
 
     def _fail(self, status: int, message: str) -> None:
         """Answer `status` if the client has not seen a response head yet, else close (or
@@ -340,7 +334,8 @@ class HttpSession(RequestSide):
             self._drop_back()
         loop.buffers.holders.discard(self)
         if self.cluster is not None:
-            self.listener.peers.release(self.peer_key)
+            key = self.peer_key
+            self.listener.peers.release(key[0], key[1])
             self.cluster = None
         limiter = self.conn_limiter
         if limiter is not None:  # a request cut short, whatever the phase

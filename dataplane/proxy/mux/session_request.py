@@ -363,18 +363,19 @@ class RequestSide(BackendSide):
         """Count this connection against (cluster, client IP); False once answered 429."""
         listener = self.listener
         peers = listener.peers  # compiled: native calls (peer_counts.py)
+        ip = self.peer_key[0]
         if self.cluster is not None:
-            peers.release(self.peer_key)
-        key = (self.peer_key[0], cluster.cluster_id)
+            peers.release(ip, self.peer_key[1])
+        cluster_id = cluster.cluster_id
         limit = cluster.max_connections_per_ip or listener.proxy.max_connections_per_ip
-        if limit and peers.count(key) >= limit:
+        if limit and peers.count(ip, cluster_id) >= limit:
             self.cluster = None
-            self.peer_key = (self.peer_key[0], "")
+            self.peer_key = (ip, "")
             retry = cluster.retry_after or listener.proxy.retry_after
             self._answer(429, "too many connections from this address", retry_after=retry)
             return False
-        peers.acquire(key)
-        self.peer_key = key
+        peers.acquire(ip, cluster_id)
+        self.peer_key = (ip, cluster_id)
         self.cluster = cluster
         return True
 
