@@ -57,6 +57,7 @@ class ClusterRuntime:
         "https_redirect",
         "live_backends",
         "max_connections_per_ip",
+        "plain_forward",
         "retry_after",
         "sticky_attributes",
         "sticky_expires",
@@ -69,6 +70,9 @@ class ClusterRuntime:
         self.cluster_id = config.cluster_id
         self.backends = BackendSet()
         self.live_backends: set[Backend] = set()
+        # route_request's decision for a request with no edits and no body limit (most):
+        # made once, then shared (an immutable route_decision.Forward of this very object)
+        self.plain_forward: object = None
         self.configure(config)
 
     def configure(self, config: Cluster) -> None:

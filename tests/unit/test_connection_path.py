@@ -19,6 +19,7 @@ from dataplane.proxy import listener as listener_module
 from dataplane.proxy.balancing.load_balancing import Backend
 from dataplane.proxy.http1.forwarding import ConnectionContext, TrustedProxies
 from dataplane.proxy.mux.backend_pool import IDLE_SECONDS
+from dataplane.proxy.mux.route_decision import Forward
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.mux.session_fields import CLOSED
 from dataplane.proxy.peer_counts import PeerCounts
@@ -234,3 +235,18 @@ def test_peer_counts_count_and_forget() -> None:
     peers.acquire("10.0.0.1", "other")
     peers.release("10.0.0.1", "nope")
     assert peers.count("10.0.0.1", "other") == 1 and len(peers) == 2
+
+
+def test_a_plain_route_decision_is_made_once_per_cluster() -> None:
+    """Without edits or a body limit, `route_request` answers the cluster's own `Forward`."""
+    host, _session, _client = setup()
+    cluster = host.proxy.clusters["app"]
+    assert cluster.plain_forward is None
+    for n in range(2):
+        other = FakeSocket(60 + n)
+        session = HttpSession(host, host.proxy.listeners[LISTENER], other, ("192.0.2.1", n + 1))
+        host.sessions.add(session)
+        close_exchange(host, other)
+        assert session.routed is cluster
+    decision = cluster.plain_forward
+    assert isinstance(decision, Forward) and tuple(decision) == (cluster, None, None)
