@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from dataplane.command.address import SocketAddress
-from dataplane.command.backend_tls import BackendTlsContext
 from dataplane.command.listener_update import merge_listener_update
 from dataplane.command.messages import (
     AddBackend,
@@ -22,101 +21,22 @@ from dataplane.command.messages import (
     Request,
     RequestHttpFrontend,
     RequestTcpFrontend,
-    StickyCookie,
     TcpListenerConfig,
     UpdateHttpListenerConfig,
     UpdateTcpListenerConfig,
 )
-from dataplane.proxy.balancing.load_balancing import Backend, BackendSet
+from dataplane.proxy.cluster_runtime import SECURE_ALWAYS as SECURE_ALWAYS
+from dataplane.proxy.cluster_runtime import SECURE_HTTPS as SECURE_HTTPS
+from dataplane.proxy.cluster_runtime import SECURE_NEVER as SECURE_NEVER
+from dataplane.proxy.cluster_runtime import ClusterRuntime as ClusterRuntime
+from dataplane.proxy.cluster_runtime import sticky_attributes as sticky_attributes
 from dataplane.proxy.listener import HttpListener
-from dataplane.proxy.routing.credentials import Credentials
-from dataplane.proxy.routing.hash_key import HashKey
+from dataplane.proxy.peer_counts import PeerCounts
 from dataplane.proxy.tcp.listener import TcpListeners
 
 log = logging.getLogger("dataplane.worker")
 
-SECURE_NEVER, SECURE_HTTPS, SECURE_ALWAYS = 0, 1, 2
-_SECURE = {"never": SECURE_NEVER, "https": SECURE_HTTPS, "always": SECURE_ALWAYS}
-
-
-def sticky_attributes(cookie: StickyCookie | None) -> tuple[bytes, int, int]:
-    """The sticky cookie's fixed attributes (`; Path=/...`), its Expires offset in seconds
-    (-1: none) and when it is Secure: rendered once per cluster configuration."""
-    if cookie is None:
-        return b"; Path=/", -1, SECURE_NEVER
-    parts = [f"; Path={cookie.path}"]
-    if cookie.domain is not None:
-        parts.append(f"; Domain={cookie.domain}")
-    if cookie.max_age is not None:
-        parts.append(f"; Max-Age={cookie.max_age}")
-    if cookie.same_site is not None:
-        parts.append(f"; SameSite={cookie.same_site}")
-    if cookie.http_only:
-        parts.append("; HttpOnly")
-    expires = -1 if cookie.expires is None else cookie.expires
-    return "".join(parts).encode("ascii"), expires, _SECURE[cookie.secure]
-
-
 MAX_RETIRED_LISTENERS = 16
-
-
-class ClusterRuntime:
-    """A cluster as the hot path needs it: flat attributes and its backends."""
-
-    __slots__ = (
-        "back_timeout",
-        "backend_tls",
-        "backends",
-        "cluster_id",
-        "config",
-        "connect_timeout",
-        "credentials",
-        "hash_key",
-        "http2",
-        "https_redirect",
-        "live_backends",
-        "max_connections_per_ip",
-        "retry_after",
-        "sticky_attributes",
-        "sticky_expires",
-        "sticky_name",
-        "sticky_secure",
-        "sticky_session",
-    )
-
-    def __init__(self, config: Cluster) -> None:
-        self.cluster_id = config.cluster_id
-        self.backends = BackendSet()
-        self.live_backends: set[Backend] = set()
-        self.configure(config)
-
-    def configure(self, config: Cluster) -> None:
-        self.config = config
-        self.sticky_session = config.sticky_session
-        self.https_redirect = config.https_redirect
-        self.http2 = bool(config.http2)  # backends speak h2c (prior knowledge)
-        # TLS to the backends: one SSLContext per cluster configuration (docs/backend-tls.md)
-        tls = config.backend_tls
-        self.backend_tls = None if tls is None else BackendTlsContext(tls, self.http2)
-        self.max_connections_per_ip = config.max_connections_per_ip or 0
-        self.retry_after = config.retry_after or 0
-        # Overrides of the listener's settings; falsy means "the listener's" (`a or b` to read).
-        self.connect_timeout = float(config.connect_timeout or 0)
-        self.back_timeout = float(config.back_timeout or 0)
-        self.sticky_name = (config.sticky_name or "").encode("ascii")
-        self.sticky_attributes, self.sticky_expires, self.sticky_secure = sticky_attributes(
-            config.sticky_cookie
-        )
-        self.backends.configure(config.load_balancing, config.load_metric)
-        self.credentials = Credentials(config.authorized_hashes)
-        self.hash_key = HashKey.build(config.hash_key)
-
-    def add_backend(self, request: AddBackend) -> None:
-        self.live_backends.add(self.backends.add(request))
-
-    def remove_backend(self, backend_id: str, address: SocketAddress) -> None:
-        self.backends.remove(backend_id, address)
-        self.live_backends = set(self.backends)
 
 
 class HttpProxy:
@@ -129,24 +49,20 @@ class HttpProxy:
         self.undefined_clusters: set[str] = set()  # runtimes that only hold backends
         self.max_connections_per_ip = max_connections_per_ip
         self.retry_after = retry_after
-        self._peers: dict[tuple[str, str], int] = {}
+        self.peers = PeerCounts()  # shared with the listeners (peer_counts.py)
         # Listeners removed lately, by address: one added again there is the same object.
         self._retired: dict[SocketAddress, HttpListener] = {}
 
     # -- per client IP accounting ------------------------------------------------------------
 
     def peer_count(self, key: tuple[str, str]) -> int:
-        return self._peers.get(key, 0)
+        return self.peers.count(key[0], key[1])
 
     def acquire_peer(self, key: tuple[str, str]) -> None:
-        self._peers[key] = self._peers.get(key, 0) + 1
+        self.peers.acquire(key[0], key[1])
 
     def release_peer(self, key: tuple[str, str]) -> None:
-        count = self._peers.get(key, 0) - 1
-        if count > 0:
-            self._peers[key] = count
-        else:
-            self._peers.pop(key, None)
+        self.peers.release(key[0], key[1])
 
     # -- state requests ----------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from dataplane.proxy.http1.forwarding import ConnectionContext, TrustedProxies
 from dataplane.proxy.http1.head import RequestHead, RequestParser
 from dataplane.proxy.http1.request_path import route_path
 from dataplane.proxy.http2.limits import H2Limits
+from dataplane.proxy.peer_counts import PeerCounts
 from dataplane.proxy.proxy_protocol.header import ProxiedPeer
 from dataplane.proxy.routing.policy import has_policy
 from dataplane.proxy.routing.router import Route, Router, normalize_host
@@ -74,6 +75,7 @@ class HttpListener:
         is (clusters.py). Compiled by mypyc, `HttpListener.__init__(listener, ...)` would not
         run again."""
         self.proxy = proxy
+        self.peers: PeerCounts = proxy.peers  # the worker's, read natively by sessions
         self.router = Router()
         self._routes: dict[tuple[str, str, bytes], tuple[Route | None, bool]] = {}
         self.sock: socket.socket | None = None
@@ -267,9 +269,11 @@ def accept_streams(sock: socket.socket, room: int) -> list[tuple[_socket.socket,
     accepted: list[tuple[_socket.socket, tuple[str, int]]] = []
     for _ in range(min(room, ACCEPT_BATCH)):
         try:
-            fd, peer = accept()
+            pair = accept()  # (fd, peer): indexed, not unpacked (no iterator, compiled)
         except OSError:
             break  # EAGAIN: none left; ECONNABORTED, EMFILE...: again on the next readiness
+        fd = pair[0]
+        peer = pair[1]
         try:
             # family -1: read back from the socket (one getsockname, which the C type does
             # for every descriptor anyway); type and protocol given, so no more system calls.

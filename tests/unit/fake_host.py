@@ -29,6 +29,7 @@ from dataplane.command.messages import (
 )
 from dataplane.proxy.buffers import BufferPool
 from dataplane.proxy.clusters import HttpProxy
+from dataplane.proxy.http1.forwarding import RequestIds
 from dataplane.proxy.http1.head import ResponseParser
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.mux.backend_pool import BackendPool
@@ -123,10 +124,10 @@ class FakeBackendSocket(FakeSocket):
         return self.error
 
 
-class FixedRequestIds:
+class FixedRequestIds(RequestIds):
     """Request ids you can write in an expected head: REQ-1, REQ-2, ..."""
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # (no time stamp, no random start)
         self.count = 0
 
     def next(self) -> bytes:

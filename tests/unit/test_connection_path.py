@@ -8,7 +8,7 @@ from __future__ import annotations
 import select
 
 from fake_host import FakeHost, FakeSocket
-from test_http_session_core import LISTENER, OK, connect_backend, setup
+from test_http_session_core import GET, LISTENER, OK, connect_backend, forwarded, setup
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
@@ -19,8 +19,10 @@ from dataplane.proxy import listener as listener_module
 from dataplane.proxy.balancing.load_balancing import Backend
 from dataplane.proxy.http1.forwarding import ConnectionContext, TrustedProxies
 from dataplane.proxy.mux.backend_pool import IDLE_SECONDS
+from dataplane.proxy.mux.route_decision import Forward
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.mux.session_fields import CLOSED
+from dataplane.proxy.peer_counts import PeerCounts
 
 IN = select.EPOLLIN
 CLOSE_GET = b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
@@ -171,3 +173,80 @@ def test_a_pooled_connection_in_use_outlives_its_old_idle_timer() -> None:
     host.pool.give_back(idle)
     host.advance(IDLE_SECONDS + 2)
     assert host.backend_sockets[-1].closed and len(host.pool) == 0
+
+
+def test_a_head_is_forwarded_whole_first_then_from_its_template() -> None:
+    """A head's first request on a connection is rendered with its id (no template); the
+    same head again uses the template made then; another head starts over. Each forwarded
+    head is exactly what a fresh rendering would be."""
+    host, session, client = setup()
+    other = b"GET /other HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    sequence = [GET, GET, GET, other, other, GET]
+    back = None
+    for number, head in enumerate(sequence, start=1):
+        client.incoming += head
+        host.fire(client.fd, IN)
+        if back is None:
+            back = connect_backend(host)
+        line, _, rest = head.partition(b"\r\n")
+        want = forwarded(line, b"\r\n" + rest[: -len(b"\r\n\r\n")], b"REQ-%d" % number)
+        assert back.take() == want
+        if number == 1 or head != sequence[number - 2]:
+            assert session.template is not None and not session.template  # NO_TEMPLATE
+        else:
+            assert session.template is not None and len(session.template) == 3
+        back.incoming += OK
+        host.fire(back.fd, IN)
+        assert client.take().startswith(b"HTTP/1.1 200 OK")
+
+
+def test_per_ip_counts_live_in_one_table_the_listeners_share() -> None:
+    host, session, client = setup()
+    listener = host.proxy.listeners[LISTENER]
+    peers = host.proxy.peers
+    assert listener.peers is peers
+    client.incoming += CLOSE_GET
+    host.fire(client.fd, IN)
+    assert peers.count("203.0.113.9", "app") == 1
+    assert host.proxy.peer_count(("203.0.113.9", "app")) == 1
+    back = connect_backend(host)
+    back.incoming += OK
+    host.fire(back.fd, IN)
+    assert session.phase == CLOSED and peers.count("203.0.113.9", "app") == 0
+    assert len(peers) == 0
+
+
+def test_peer_counts_count_and_forget() -> None:
+    peers = PeerCounts()
+    peers.acquire("10.0.0.1", "app")
+    peers.acquire("10.0.0.1", "app")
+    peers.acquire("10.0.0.1", "other")
+    assert peers.count("10.0.0.1", "app") == 2 and peers.count("10.0.0.1", "other") == 1
+    assert peers.count("10.0.0.2", "app") == 0 and len(peers) == 2
+    peers.release("10.0.0.1", "other")
+    assert peers.count("10.0.0.1", "other") == 0 and len(peers) == 1
+    peers.release("10.0.0.1", "app")
+    peers.release("10.0.0.1", "app")
+    assert peers.count("10.0.0.1", "app") == 0 and len(peers) == 0 and not peers._by_ip
+    peers.release("10.0.0.1", "app")  # (never expected) stays forgotten, never negative
+    peers.acquire("10.0.0.1", "app")
+    peers.release("10.0.0.1", "nope")  # another cluster's release leaves this one's count
+    assert peers.count("10.0.0.1", "app") == 1 and len(peers) == 1
+    peers.acquire("10.0.0.1", "other")
+    peers.release("10.0.0.1", "nope")
+    assert peers.count("10.0.0.1", "other") == 1 and len(peers) == 2
+
+
+def test_a_plain_route_decision_is_made_once_per_cluster() -> None:
+    """Without edits or a body limit, `route_request` answers the cluster's own `Forward`."""
+    host, _session, _client = setup()
+    cluster = host.proxy.clusters["app"]
+    assert cluster.plain_forward is None
+    for n in range(2):
+        other = FakeSocket(60 + n)
+        session = HttpSession(host, host.proxy.listeners[LISTENER], other, ("192.0.2.1", n + 1))
+        host.sessions.add(session)
+        close_exchange(host, other)
+        assert session.routed is cluster
+    decision = cluster.plain_forward
+    assert isinstance(decision, Forward) and tuple(decision) == (cluster, None, None)

@@ -60,6 +60,10 @@ def backend_socket(address: SocketAddress) -> socket.socket:
 Connector = Callable[[SocketAddress], socket.socket]
 
 
+def _closed(_events: int) -> None:
+    """`on_idle` of a closed connection (never registered again)."""
+
+
 class BackendConnection:
     """One TCP connection to a backend, with a receive buffer while response bytes are in it."""
 
@@ -77,6 +81,7 @@ class BackendConnection:
         "last_head",
         "last_response",
         "mask",
+        "on_idle",
         "pool",
         "requests",
         "sock",
@@ -122,6 +127,8 @@ class BackendConnection:
         self.template_id_header = b""
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
+        # its epoll handler while pooled, made once: not a bound method per return
+        self.on_idle: Callable[[int], None] = self.on_idle_event
 
     def connect(self) -> int:
         """Start a non-blocking connect; returns 0, EINPROGRESS or the errno of the failure."""
@@ -168,6 +175,7 @@ class BackendConnection:
             self.mask = 0
         loop.timers.cancel(self)
         self.sock.close()
+        self.on_idle = _closed  # no cycle through the bound method left to collect
         if self.connected:
             self.connected = False
             backend_events.connection_closed(loop, self.cluster_id, self.backend)
@@ -229,7 +237,7 @@ class BackendPool:
             self.loop.buffers.give_relay(conn.buffer, conn.view)
             conn.buffer, conn.view = NO_BUFFER, NO_VIEW
         conn.start = conn.end = 0
-        self.loop.set_handler(conn.fd, conn.on_idle_event)
+        self.loop.set_handler(conn.fd, conn.on_idle)
         if conn.mask != EPOLLIN:
             self.loop.modify(conn.fd, EPOLLIN)
             conn.mask = EPOLLIN

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from dataplane.command.responses import WorkerResponse
     from dataplane.proxy.buffers import BufferPool
     from dataplane.proxy.clusters import HttpProxy
+    from dataplane.proxy.http1.forwarding import RequestIds
     from dataplane.proxy.http1.head import ResponseParser
     from dataplane.proxy.http2.counters import H2Counters
     from dataplane.proxy.mux.backend_pool import BackendPool
@@ -144,4 +145,4 @@ class Host:
     # -- the worker's live configuration, request ids, response-head parser ----------------
     proxy: HttpProxy  # listeners and clusters, as the worker's state has them
     response_parser: ResponseParser
-    request_ids: RequestIdSource
+    request_ids: RequestIds  # compiled: its `next()` a native call (tests subclass it)

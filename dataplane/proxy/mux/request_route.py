@@ -16,7 +16,7 @@ route's external authorisation first. Nothing is sent; rate and connection limit
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from dataplane.proxy.mux.route_decision import Forward as Forward
 from dataplane.proxy.mux.route_decision import Guarded as Guarded
@@ -136,5 +136,11 @@ def route_request(
     if needs_policy and route.auth is not None:  # (has_policy counts auth: one test for all)
         return Guarded(cluster, edits, body_limit, route.auth)
     # tuple.__new__: what Forward(...) does, without its interpreted `__new__` (compiled,
-    # the named tuple's constructor was the costliest call of a routed request).
+    # the named tuple's constructor was the costliest call of a routed request); without
+    # edits or a body limit, the cluster's own one, made once (~1,800 instructions saved).
+    if edits is None and body_limit is None:
+        plain = cluster.plain_forward
+        if plain is None:
+            plain = cluster.plain_forward = _new_tuple(Forward, (cluster, None, None))
+        return cast("Forward", plain)
     return _new_tuple(Forward, (cluster, edits, body_limit))

@@ -104,7 +104,7 @@ class HttpSession(RequestSide):
         self.template_sticky = b""
         self.deadline = 0.0
         self.sni_binding = None  # HttpsSession sets its own
-        loop.register(self.fd, self.on_front, EPOLLIN)
+        loop.register(self.fd, self, EPOLLIN)  # SessionFields.__call__: on_front
         self.deadline = loop.now + listener.front_timeout
         self.timer_slot = SOON  # filed at the next tick if still open (Loop.file_soon)
         loop.file_soon(self)
@@ -334,7 +334,8 @@ class HttpSession(RequestSide):
             self._drop_back()
         loop.buffers.holders.discard(self)
         if self.cluster is not None:
-            self.listener.proxy.release_peer(self.peer_key)
+            key = self.peer_key
+            self.listener.peers.release(key[0], key[1])
             self.cluster = None
         limiter = self.conn_limiter
         if limiter is not None:  # a request cut short, whatever the phase

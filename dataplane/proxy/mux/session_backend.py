@@ -163,7 +163,7 @@ class BackendSide(FlowControl):
                 self._fail(502, "response head too large")
                 return
         try:
-            received = back.sock.recv_into(back.view[end:])
+            received = back.sock.recv_into(back.view[end:] if end else back.view)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

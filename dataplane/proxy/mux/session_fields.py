@@ -56,6 +56,9 @@ BODY_PAUSED: Final = -1
 LogParts = tuple[object, object, object, object, tuple[bytes, ...]]
 # Stands for the request id in cached head templates: a NUL never survives head validation.
 ID_SLOT: Final = b"\x00"
+# `template` after a head's first request on a connection went out rendered whole: the
+# template is made (forward_request with ID_SLOT, split) only if the head comes again.
+NO_TEMPLATE: Final[list[bytes]] = []
 # `failed` of a request no backend refused yet: shared, and passed to `select` as it is.
 NO_FAILURES: Final[frozenset[str]] = frozenset()
 INFINITY: Final[float] = float("inf")
@@ -219,8 +222,19 @@ class SessionFields:
     to_front: list[bytes | memoryview] | None  # backlog towards the client
     view: memoryview
 
+    def __call__(self, events: int) -> None:
+        """The client socket's epoll handler is the session itself: `on_front` (TLS:
+        HttpsSession's). Registering `self.on_front` made a bound method per connection
+        (~1,400 instructions compiled). Defined here, at the root of the chain: mypyc gives
+        a class with `__call__` a vectorcall field that shifts its attributes, so a
+        subclass defining it would no longer match the layout its bases were compiled for."""
+        self.on_front(events)
+
     # What each part calls in the parts after it (FlowControl < BackendSide < RequestSide <
     # HttpSession, one chain as mypyc compiles it): defined there, declared here.
+
+    def on_front(self, events: int) -> None:
+        raise NotImplementedError
 
     def _answer(
         self,

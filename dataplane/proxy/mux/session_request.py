@@ -33,6 +33,7 @@ from dataplane.proxy.mux.session_fields import (
     INFINITY,
     NO_BUFFER,
     NO_FAILURES,
+    NO_TEMPLATE,
     PIPE,
     STARVED_FRONT,
 )
@@ -84,7 +85,8 @@ class RequestSide(BackendSide):
                 self._sync_masks()
                 return
         try:
-            received = self.sock.recv_into(self.view[end:])
+            # an empty buffer (most reads) is read into whole: no memoryview slice to make
+            received = self.sock.recv_into(self.view[end:] if end else self.view)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -290,11 +292,17 @@ class RequestSide(BackendSide):
             self._release_back()
             back = None
         template = self.template
-        if template is None or self.template_sticky != sticky_name:
-            rendered = forward_request(request, self.context, ID_SLOT, sticky_name)
-            template = self.template = rendered.split(ID_SLOT)
-            self.template_sticky = sticky_name
-        head = self.request_id.join(template)
+        if template is None:
+            # This head's first request on this connection (all that most `Connection:
+            # close` clients send): rendered with its id, no template to split and join.
+            head = forward_request(request, self.context, self.request_id, sticky_name)
+            self.template = NO_TEMPLATE  # the next request with this head makes one
+        else:
+            if template is NO_TEMPLATE or self.template_sticky != sticky_name:
+                rendered = forward_request(request, self.context, ID_SLOT, sticky_name)
+                template = self.template = rendered.split(ID_SLOT)
+            head = self.request_id.join(template)
+        self.template_sticky = sticky_name
         self.response_edits = ()
         if edits is not None:
             head = rewrite_request_head(head, request, edits)
@@ -353,19 +361,21 @@ class RequestSide(BackendSide):
 
     def _bind_cluster(self, cluster: ClusterRuntime) -> bool:
         """Count this connection against (cluster, client IP); False once answered 429."""
-        proxy = self.listener.proxy
+        listener = self.listener
+        peers = listener.peers  # compiled: native calls (peer_counts.py)
+        ip = self.peer_key[0]
         if self.cluster is not None:
-            proxy.release_peer(self.peer_key)
-        key = (self.peer_key[0], cluster.cluster_id)
-        limit = cluster.max_connections_per_ip or proxy.max_connections_per_ip
-        if limit and proxy.peer_count(key) >= limit:
+            peers.release(ip, self.peer_key[1])
+        cluster_id = cluster.cluster_id
+        limit = cluster.max_connections_per_ip or listener.proxy.max_connections_per_ip
+        if limit and peers.count(ip, cluster_id) >= limit:
             self.cluster = None
-            self.peer_key = (self.peer_key[0], "")
-            retry = cluster.retry_after or proxy.retry_after
+            self.peer_key = (ip, "")
+            retry = cluster.retry_after or listener.proxy.retry_after
             self._answer(429, "too many connections from this address", retry_after=retry)
             return False
-        proxy.acquire_peer(key)
-        self.peer_key = key
+        peers.acquire(ip, cluster_id)
+        self.peer_key = (ip, cluster_id)
         self.cluster = cluster
         return True
 

@@ -249,7 +249,7 @@ class Loop(Host):
 
     def _handler_failed(self, handler: Callable[..., None]) -> None:
         log.exception("unexpected error in an event handler; closing its connection")
-        owner = getattr(handler, "__self__", None)
+        owner = getattr(handler, "__self__", handler)  # a bound method's, or a callable session
         close = getattr(owner, "close", None)
         if close is not None:
             try:
