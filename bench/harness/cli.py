@@ -17,7 +17,16 @@ from harness.errors import BenchError
 from harness.idle import raise_fd_limit
 from harness.procs import supervised
 from harness.runner import Bench, Options
-from harness.targets import Direct, HAProxy, Nghttpx, Nginx, Pysozu, PysozuBare, Target
+from harness.targets import (
+    Direct,
+    HAProxy,
+    Nghttpx,
+    Nginx,
+    Pysozu,
+    PysozuBare,
+    PysozuTickets,
+    Target,
+)
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
@@ -44,7 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--targets",
         default=None,
         help="comma-separated, among nginx, haproxy, pysozu, pysozu-bare (pysozu with access "
-        "logs and metrics off: beside pysozu in the access-logs scenario), nghttpx (HTTP/2 and "
+        "logs and metrics off: beside pysozu in the access-logs scenario), pysozu-tickets2 "
+        "(2 TLS 1.3 session tickets per handshake, as nginx, not sozu's 4), nghttpx (HTTP/2 and "
         "gRPC scenarios only), direct "
         f"(default {DEFAULT_TARGETS}, plus nghttpx when an HTTP/2 or gRPC scenario runs)",
     )
@@ -152,6 +162,9 @@ def compiled_pysozu() -> str:
     return str(Path(result.stdout.strip()) / "bin" / "pysozu")
 
 
+PYSOZU_TARGETS = {"pysozu": Pysozu, "pysozu-bare": PysozuBare, "pysozu-tickets2": PysozuTickets}
+
+
 def make_targets(names: list[str], paths: dict[str, str], pysozu: str | None) -> list[Target]:
     targets: list[Target] = []
     for name in names:
@@ -159,10 +172,10 @@ def make_targets(names: list[str], paths: dict[str, str], pysozu: str | None) ->
             targets.append(Nginx(paths["nginx"]))
         elif name == "haproxy":
             targets.append(HAProxy(paths["haproxy"]))
-        elif name in ("pysozu", "pysozu-bare"):
+        elif name in PYSOZU_TARGETS:
             if pysozu is None:
                 raise BenchError("pysozu not found: pass --pysozu or install it in ./.venv")
-            targets.append(Pysozu(pysozu) if name == "pysozu" else PysozuBare(pysozu))
+            targets.append(PYSOZU_TARGETS[name](pysozu))
         elif name == "nghttpx":
             targets.append(Nghttpx(paths["nghttpx"]))
         elif name == "direct":
@@ -280,7 +293,7 @@ def _tools(
             print(f"bench: HTTP/2 scenarios will be skipped: {error}", flush=True)
     if "nghttpx" in target_names:
         paths.update(tools.ensure(["nghttpx"], install=not args.no_install))
-    wants_pysozu = {"pysozu", "pysozu-bare"} & set(target_names)
+    wants_pysozu = set(PYSOZU_TARGETS) & set(target_names)
     pysozu = find_pysozu(args.pysozu, args.build) if wants_pysozu else None
     if any(s.grpc for s in chosen):
         python = grpc_python(pysozu)

@@ -43,6 +43,7 @@ class ProxySetup:
     layer4: str = ""  # "tcp"/"udp": a byte relay (harness/layer4.py writes its configuration)
     nginx_stream_module: str = ""  # load_module path for nginx's stream (empty: built in)
     grpc: bool = False  # the backend is a gRPC (h2c) server; the front h2 over TLS, else h2c
+    tls13_tickets: int | None = None  # pysozu's send_tls13_tickets (None: sozu's default, 4)
 
 
 def expected_body_size(path: str) -> int:
@@ -213,6 +214,8 @@ def pysozu_proxy(setup: ProxySetup) -> str:
         # wrk sends the connect address (127.0.0.1) as SNI with `Host: localhost`: strict SNI
         # binding would rightly answer 421. nginx and HAProxy do not check, so neither do we.
         lines.append("strict_sni_binding = false")
+        if setup.tls13_tickets is not None:
+            lines.append(f"send_tls13_tickets = {setup.tls13_tickets}")
     elif setup.grpc:
         lines.append("h2c = true")  # h2 with prior knowledge on the clear-text listener
     tls = (

@@ -70,15 +70,23 @@ def test_pysozu_config_is_one_worker_sozu_toml():
         {"clusters": 100},
         {"access_log": Path("/run/bench/access.log")},
         {"tls": TLS},
+        {"tls": TLS, "tls13_tickets": 2},
         {"extra_clusters_without_backend": ("reconf-0", "reconf-1")},
     ],
 )
 def test_pysozu_accepts_every_config_the_harness_writes(overrides, tmp_path):
     if "tls" in overrides:  # pysozu reads the certificate files while loading
-        tls = _real_looking_pem(tmp_path)
-        overrides = {"tls": tls}
+        overrides = {**overrides, "tls": _real_looking_pem(tmp_path)}
     config = parse_config(configs.pysozu_proxy(setup(**overrides)))
     assert config is not None
+    if "tls13_tickets" in overrides:  # pysozu-tickets2: nginx's count, not sozu's 4
+        assert config.listeners[0].send_tls13_tickets == 2
+
+
+def test_pysozu_sends_sozus_ticket_count_unless_told():
+    assert "send_tls13_tickets" not in configs.pysozu_proxy(setup(tls=TLS))
+    text = configs.pysozu_proxy(setup(tls=TLS, tls13_tickets=2))
+    assert tomllib.loads(text)["listeners"][0]["send_tls13_tickets"] == 2
 
 
 def _real_looking_pem(directory: Path) -> configs.TlsFiles:

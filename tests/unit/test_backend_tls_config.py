@@ -268,7 +268,7 @@ class _Conn:
 def test_decrypted_bytes_left_in_openssl_are_read_after_the_turn() -> None:
     stream = object.__new__(BackendTlsStream)
     loop, conn, calls = _FakeLoop(), _Conn(), []
-    stream._ssl = _FakeTls(pending=100)  # type: ignore[assignment]
+    stream._obj = stream._sock = _FakeTls(pending=100)  # type: ignore[assignment]
     stream.loop, stream.reader = loop, conn  # type: ignore[assignment]
     loop.handlers[7] = calls.append
     stream.flush()
@@ -276,7 +276,7 @@ def test_decrypted_bytes_left_in_openssl_are_read_after_the_turn() -> None:
     conn.mask = 0  # the session reads nothing now (its client is slow): look again later
     stream.flush()
     assert calls == [EPOLLIN] and loop.soon == [stream]
-    stream._ssl.left = 0  # type: ignore[attr-defined]
+    stream._obj.left = 0  # type: ignore[attr-defined]
     conn.mask = EPOLLIN
     stream.flush()  # nothing held any more: nothing to do
     assert calls == [EPOLLIN]

@@ -17,12 +17,11 @@ loop to call the connection's handler once more after this turn (`flush`).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dataplane.command.lazy_import import lazy_module
 from dataplane.proxy.mux.session_fields import EPOLLIN, EPOLLOUT
@@ -43,6 +42,23 @@ JOIN_LIMIT = 64 * 1024  # pieces smaller than this in all are joined into one TL
 HANDSHAKING = errno.EINPROGRESS  # `handshake`'s answer while OpenSSL waits for the backend
 
 
+class ShutdownObject(Protocol):
+    """OpenSSL's C object under a TLS socket (`_ssl._SSLSocket`), as closing it sees it."""
+
+    def shutdown(self) -> object: ...
+
+
+class TlsObject(ShutdownObject, Protocol):
+    """The calls a backend connection makes on its C object."""
+
+    def read(self, size: int, buffer: memoryview | bytearray = ..., /) -> Any: ...
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+    def pending(self) -> int: ...
+    def do_handshake(self) -> None: ...
+    def getpeercert(self, binary_form: bool, /) -> Any: ...
+    def selected_alpn_protocol(self) -> str | None: ...
+
+
 class Polled(Protocol):
     """A backend connection as `handshake` sees it."""
 
@@ -51,63 +67,76 @@ class Polled(Protocol):
 
 
 class BackendTlsStream:
-    """A backend connection's socket once TLS wraps it."""
+    """A backend connection's socket once TLS wraps it: OpenSSL's C object (`_ssl._SSLSocket`,
+    what an `ssl.SSLSocket` keeps in `_sslobj`) made by the context's `_wrap_socket` on the
+    TCP socket itself, as the client side of tls/transport.py's `TlsSocket`. The Python
+    `SSLSocket` would cost a second socket object and system calls per connection (SO_TYPE,
+    getpeername, the timeout set back and forth, and a getpeername before each handshake
+    step while its connect is in progress)."""
 
-    __slots__ = ("_ssl", "loop", "reader", "settings")
+    __slots__ = ("_obj", "_open", "_sock", "loop", "reader", "settings")
 
     def __init__(self, settings: BackendTlsContext, sock: socket.socket) -> None:
         self.settings = settings
-        self._ssl = settings.context.wrap_socket(
-            sock, server_hostname=settings.server_name, do_handshake_on_connect=False
+        context = settings.context
+        name = settings.server_name
+        if context.check_hostname and not name:
+            raise ValueError("check_hostname requires server_hostname")  # as SSLSocket says
+        self._sock = sock  # the C object holds it by a weak reference only
+        hostname = context._encode_hostname(name)  # type: ignore[attr-defined]  # IDNA
+        self._obj: TlsObject = context._wrap_socket(  # type: ignore[attr-defined]
+            sock, False, hostname, owner=None, session=None
         )
+        self._open = True  # no close_notify sent yet
         self.loop: Host | None = None  # set while a read may leave decrypted bytes behind
         self.reader: Polled | None = None
 
     # -- what a plain socket offers --------------------------------------------------------
 
     def fileno(self) -> int:
-        return self._ssl.fileno()
+        return self._sock.fileno()
 
     def connect_ex(self, address: tuple[str, int] | tuple[str, int, int, int]) -> int:
-        return self._ssl.connect_ex(address)
+        return self._sock.connect_ex(address)
 
     def getsockopt(self, level: int, option: int) -> int:
-        return self._ssl.getsockopt(level, option)
+        return self._sock.getsockopt(level, option)
 
     def setsockopt(self, level: int, option: int, value: int) -> None:
-        self._ssl.setsockopt(level, option, value)
+        self._sock.setsockopt(level, option, value)
 
     def pending(self) -> int:
-        return self._ssl.pending()
+        return self._obj.pending()
 
     def recv_into(self, view: memoryview) -> int:
-        tls = self._ssl
+        obj = self._obj
+        size = len(view)
         try:
-            received = tls.recv_into(view)
-            while received and received < len(view) and tls.pending():
-                received += tls.recv_into(view[received:])
+            received: int = obj.read(size, view)
+            while received and received < size and obj.pending():
+                received += obj.read(size - received, view[received:])
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
-        except ssl.SSLZeroReturnError:
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):  # EOF without close_notify: as ssl.py
             return 0
-        if received and tls.pending():
+        if received and obj.pending():
             self._later()
         return received
 
     def recv(self, size: int) -> bytes:
         try:
-            data = self._ssl.recv(size)
+            data: bytes = self._obj.read(size)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
-        except ssl.SSLZeroReturnError:
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return b""
-        if data and self._ssl.pending():
+        if data and self._obj.pending():
             self._later()
         return data
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         try:
-            return self._ssl.send(data)
+            return self._obj.write(data)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
 
@@ -133,10 +162,28 @@ class BackendTlsStream:
         return sent
 
     def shutdown(self, how: int) -> None:
-        shutdown_tls(self._ssl, how)
+        if self._open:
+            self._open = False
+            close_notify(self._obj)
+        self._sock.shutdown(how)
 
     def close(self) -> None:
-        close_tls(self._ssl)
+        if self._open and self._sock.fileno() >= 0:
+            self._open = False
+            close_notify(self._obj)
+        self._sock.close()
+
+    # -- what BackendTlsContext.accepts reads after the handshake --------------------------
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return self._obj.getpeercert(binary_form)
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self._obj.selected_alpn_protocol()
+
+    @property
+    def _sslobj(self) -> TlsObject:
+        return self._obj  # BackendTlsContext.accepts reads the verified chain from it
 
     # -- bytes OpenSSL holds ---------------------------------------------------------------
 
@@ -148,7 +195,7 @@ class BackendTlsStream:
         """After a turn where a read left decrypted bytes in OpenSSL: read them, through the
         connection's handler, if it reads now; else look again after the next turn."""
         loop, reader = self.loop, self.reader
-        if loop is None or reader is None or self._ssl.fileno() < 0 or not self._ssl.pending():
+        if loop is None or reader is None or self._sock.fileno() < 0 or not self._obj.pending():
             return
         handler = loop.handlers.get(reader.fd)
         if handler is None:
@@ -164,7 +211,7 @@ class BackendTlsStream:
         """A pooled connection became readable: a TLS 1.3 session ticket (consumed here)
         leaves it usable; application bytes or a close do not."""
         try:
-            self._ssl.recv(1)
+            self._obj.read(1)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return True
         except (ssl.SSLError, OSError):
@@ -176,7 +223,7 @@ class BackendTlsStream:
         while OpenSSL waits (the connection's mask is set for it), else ECONNABORTED (logged
         and counted: the caller treats it as a failed connect)."""
         try:
-            self._ssl.do_handshake()
+            self._obj.do_handshake()
         except ssl.SSLWantReadError:
             _want(loop, conn, EPOLLIN)
             return HANDSHAKING
@@ -188,7 +235,7 @@ class BackendTlsStream:
         except (ssl.SSLError, OSError) as error:
             reason = str(getattr(error, "reason", None) or error)
         else:
-            refused = self.settings.accepts(self._ssl)
+            refused = self.settings.accepts(self)  # type: ignore[arg-type]  # SSLSocket-like
             if refused is None:
                 self.loop = loop
                 self.reader = conn
@@ -221,22 +268,15 @@ def tls_step(
     return sock.handshake(loop, conn, cluster_id, backend)
 
 
-# -- closing a TLS socket, ours to a backend or a client's (tls/stream.py) -----------------
+# -- closing a TLS socket, ours to a backend or a client's (tls/transport.py) --------------
 
 
-def close_notify(sock: ssl.SSLSocket) -> None:
+def close_notify(obj: ShutdownObject) -> None:
     """Send close_notify, so the peer reading to the end can tell a complete message from a
-    cut one; its answer is not awaited."""
-    with contextlib.suppress(ssl.SSLError, OSError, ValueError):
-        sock.unwrap()
-
-
-def shutdown_tls(sock: ssl.SSLSocket, how: int) -> None:
-    close_notify(sock)
-    socket.socket.shutdown(sock, how)
-
-
-def close_tls(sock: ssl.SSLSocket) -> None:
-    if sock.fileno() >= 0 and getattr(sock, "_sslobj", None) is not None:
-        close_notify(sock)
-    sock.close()
+    cut one; its answer is not awaited (OpenSSL's "want read" for it is the usual outcome on
+    a non-blocking socket: a plain try, cheaper than `contextlib.suppress`, once per
+    connection)."""
+    try:  # noqa: SIM105  # contextlib.suppress costs two Python calls more
+        obj.shutdown()
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        pass

@@ -102,9 +102,6 @@ class ClientAuthIndex:
             if config.crl:
                 context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
             context.sni_callback = callback
-            from dataplane.proxy.tls.transport import TlsSocket
-
-            context.sslsocket_class = TlsSocket
             self._contexts[cache_key] = context
         return context
 

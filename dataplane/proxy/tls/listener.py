@@ -85,13 +85,8 @@ class HttpsListener(HttpListener):
         served = msgspec.structs.replace(
             config, alpn_protocols=served_alpn(config), disable_http11=False, cipher_suites=[]
         )
-        # transport.py imports ssl (OpenSSL: megabytes): only once an HTTPS listener exists
-        from dataplane.proxy.tls.transport import TlsSocket
-
         store = CertificateStore(served)
-        context = store.default_context
-        context.sslsocket_class = TlsSocket
-        context.sni_callback = self._on_server_name(store)
+        store.default_context.sni_callback = self._on_server_name(store)
         return store
 
     def _apply_tls_settings(self, config: HttpsListenerConfig) -> None:
@@ -175,7 +170,8 @@ class HttpsListener(HttpListener):
 
     def _on_server_name(self, store: CertificateStore) -> Callable[..., None]:
         def on_server_name(connection: Any, server_name: str | None, _: object) -> None:
-            # Inside the handshake: pick the certificate, remember it, never raise.
+            # Inside the handshake (connection: the TlsSocket owning the SSL object): pick
+            # the certificate, remember it, never raise.
             stored = store.lookup(server_name)
             try:
                 context = stored.context
@@ -183,8 +179,9 @@ class HttpsListener(HttpListener):
                 store.load_failures += 1
                 stored = store.default
                 context = stored.context
-            if connection.context is not context:
-                connection.context = context
+            obj = connection._sslobj
+            if obj is not None and obj.context is not context:
+                obj.context = context
             connection.served = stored
             if server_name:
                 connection.server_name = server_name.lower().removesuffix(".")

@@ -22,9 +22,8 @@ compiled build, with tls/session.py.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dataplane.proxy.mux.backend_tls import close_tls, shutdown_tls
 from dataplane.proxy.mux.session_flow import total_length
 
 if TYPE_CHECKING:
@@ -42,6 +41,11 @@ class SslObject(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
     def pending(self) -> int: ...
     def do_handshake(self) -> None: ...
+    def shutdown(self) -> object: ...
+    def selected_alpn_protocol(self) -> str | None: ...
+    def getpeercert(self, binary_form: bool, /) -> Any: ...
+
+    context: ssl.SSLContext  # settable: the SNI callback swaps in the certificate's context
 
 
 class TlsStream:
@@ -129,7 +133,7 @@ class TlsStream:
         self._ssl.setsockopt(level, option, value)
 
     def shutdown(self, how: int) -> None:
-        shutdown_tls(self._ssl, how)
+        self._ssl.shutdown(how)
 
     def close(self) -> None:
-        close_tls(self._ssl)
+        self._ssl.close()

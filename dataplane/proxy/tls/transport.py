@@ -15,8 +15,9 @@ import logging
 import select
 import socket
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from dataplane.proxy.mux.backend_tls import close_notify
 from dataplane.proxy.timers import NOT_FILED
 from dataplane.proxy.tls.stream import JOIN_LIMIT, SslObject, TlsStream
 
@@ -34,13 +35,55 @@ EPOLLOUT = select.EPOLLOUT
 __all__ = ["JOIN_LIMIT", "TlsHandshake", "TlsSocket", "TlsStream"]
 
 
-class TlsSocket(ssl.SSLSocket):
-    """An SSL socket remembering what the SNI callback chose for it."""
+class TlsSocket:
+    """A server-side TLS connection: the accepted socket and OpenSSL's object over it.
 
-    _sslobj: SslObject | None  # set by SSLSocket; None once closed or unwrapped
-    served: StoredCertificate | None = None  # the certificate of this connection
-    client_auth: ClientAuthPolicy | None = None  # the client certificates it asked for
-    server_name: str | None = None  # the SNI the client sent, normalised
+    The C object (`_ssl._SSLSocket`, what an `ssl.SSLSocket` keeps in `_sslobj`) is made by the
+    context's `_wrap_socket` directly, with this object as its owner (what the SNI callback
+    receives, to record its choice here). `SSLContext.wrap_socket` would build a Python
+    `SSLSocket` around it first: a second socket object over the descriptor, and three system
+    calls (getsockopt SO_TYPE, getpeername, the timeout set back) per connection, which an
+    accepted, non-blocking, connected TCP socket does not need."""
+
+    __slots__ = ("__weakref__", "_sslobj", "client_auth", "served", "server_name", "sock")
+
+    def __init__(self, context: ssl.SSLContext, sock: socket.socket) -> None:
+        self.sock = sock  # the C object holds it by a weak reference only
+        self.served: StoredCertificate | None = None  # the certificate of this connection
+        self.client_auth: ClientAuthPolicy | None = None  # the client certificates it asked for
+        self.server_name: str | None = None  # the SNI the client sent, normalised
+        # None once closed
+        self._sslobj: SslObject | None = context._wrap_socket(  # type: ignore[attr-defined]
+            sock, True, None, owner=self
+        )
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def selected_alpn_protocol(self) -> str | None:
+        obj = self._sslobj
+        return obj.selected_alpn_protocol() if obj is not None else None
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        obj = self._sslobj
+        return obj.getpeercert(binary_form) if obj is not None else None
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.sock.setsockopt(level, option, value)
+
+    def shutdown(self, how: int) -> None:
+        """close_notify, then the TCP shutdown."""
+        obj, self._sslobj = self._sslobj, None
+        if obj is not None:
+            close_notify(obj)
+        self.sock.shutdown(how)
+
+    def close(self) -> None:
+        """close_notify (unless sent already), then the descriptor closed."""
+        obj, self._sslobj = self._sslobj, None
+        if obj is not None and self.sock.fileno() >= 0:
+            close_notify(obj)
+        self.sock.close()
 
 
 class TlsHandshake:
@@ -73,10 +116,8 @@ class TlsHandshake:
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
         context = context or listener.certificates.default_context
-        self.tls: TlsSocket = context.wrap_socket(
-            sock, server_side=True, do_handshake_on_connect=False
-        )  # type: ignore[assignment]  # sslsocket_class is TlsSocket (tls/listener.py)
-        self.fd = self.tls.fileno()
+        self.tls = TlsSocket(context, sock)
+        self.fd = sock.fileno()
         self.mask = EPOLLIN
         loop.register(self.fd, self.on_event, EPOLLIN)
         loop.timers.arm(self, loop.now + listener.front_timeout)
