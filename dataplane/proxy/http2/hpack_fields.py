@@ -36,8 +36,7 @@ _STATIC: Final = HeaderTable.STATIC_TABLE_MAPPING
 def encode_fields(encoder: Encoder, headers: Iterable[Any]) -> bytes:
     """The fields' block, each field coded alone (no table size update before them)."""
     cache = encoded
-    parts: list[bytes] = []
-    append = parts.append
+    parts: list[bytes] = []  # parts.append stays a list append (a bound method is a call)
     for field in headers:
         if type(field) is tuple:
             coded = cache.get(field)
@@ -47,7 +46,7 @@ def encode_fields(encoder: Encoder, headers: Iterable[Any]) -> bytes:
             name, value = bytes(field[0]), bytes(field[1])
             index = INDEX_NONE if getattr(field, "indexable", True) else INDEX_NEVER
             coded = field_bytes(encoder, name, value, index, True)
-        append(coded)
+        parts.append(coded)
     return b"".join(parts)
 
 
