@@ -11,13 +11,14 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes
-from h2.stream import StreamClosedBy, StreamState
+from h2.stream import STREAM_OPEN, StreamClosedBy, StreamState
 from hyperframe.frame import Frame, HeadersFrame
 
-from dataplane.proxy.http2 import fast_path
+from dataplane.proxy.http2 import fast_path, hpack_fields
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.http2.flood import UNCOPIED, FloodMonitor, GuardedConnection, MonitoredBuffer
 from dataplane.proxy.http2.front import FrontConnection
+from dataplane.proxy.http2.hpack_cache import CachedEncoder
 from dataplane.proxy.http2.limits import H2Limits
 
 REQUEST = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
@@ -225,6 +226,59 @@ def test_open_streams_counts_and_forgets_as_h2_does() -> None:
         assert guarded._open_streams(side) == H2Connection._open_streams(plain, side)
         assert list(guarded.streams) == list(plain.streams) == [5, 7]
         assert guarded._closed_streams == plain._closed_streams
+
+
+def test_h2s_open_states_are_the_three_open_streams_checks() -> None:
+    opened = {state for state in StreamState if STREAM_OPEN[state]}
+    assert opened == {
+        StreamState.OPEN,
+        StreamState.HALF_CLOSED_LOCAL,
+        StreamState.HALF_CLOSED_REMOTE,
+    }
+
+
+def test_open_streams_counts_every_open_state_as_h2_does() -> None:
+    plain, guarded, client = servers()  # 1: half-closed (remote), 3: open
+    client.send_headers(5, POST)
+    request = client.data_to_send()
+    for server in (plain, guarded):
+        server.receive_data(request)
+        server.send_headers(5, HEAD, end_stream=True)  # half-closed (local)
+    states = {i: s.state_machine.state for i, s in guarded.streams.items()}
+    assert states == {
+        1: StreamState.HALF_CLOSED_REMOTE,
+        3: StreamState.OPEN,
+        5: StreamState.HALF_CLOSED_LOCAL,
+    }
+    for side in (1, 0):
+        assert guarded._open_streams(side) == H2Connection._open_streams(plain, side)
+    assert fast_path.open_streams(guarded, 1) == 3
+
+
+def test_a_cached_encoders_blocks_are_the_same_by_either_path() -> None:
+    """fast_path codes a head with the CachedEncoder's fields directly once its table size
+    update went out: the bytes are those its encode() gives h2, and decode the same (the
+    worker-wide cache warmed first, a request id's sighting forgotten between the two)."""
+    plain, guarded, client = servers()
+    for server in (plain, guarded):
+        server.encoder = CachedEncoder()
+    CachedEncoder().encode(HEAD + HEAD)  # HEAD seen twice: its fields' bytes are cached
+    heads = [[*HEAD, (b"sozu-id", b"id-%d" % n)] for n in range(4)]
+    client.send_headers(5, POST)
+    client.send_headers(7, POST)
+    request = client.data_to_send()
+    for server in (plain, guarded):
+        server.receive_data(request)
+        server.data_to_send()
+    for stream_id, head in zip((1, 3, 5, 7), heads, strict=True):
+        plain.send_headers(stream_id, head, end_stream=True)
+        hpack_fields.seen.discard(head[-1])
+        assert fast_path.send_headers(guarded, stream_id, head, True)
+        sent = guarded.data_to_send()
+        assert sent == plain.data_to_send()
+        events = client.receive_data(sent)
+        assert [e.headers for e in events if hasattr(e, "headers")] == [head]
+    assert not client.decoder.header_table.dynamic_entries
 
 
 @pytest.mark.parametrize("kind", ["bytes", "bytearray", "view of bytes", "view of bytearray"])

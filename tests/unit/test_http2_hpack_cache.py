@@ -6,7 +6,7 @@ import pytest
 from hpack import Decoder, Encoder, NeverIndexedHeaderTuple, OversizedHeaderListError
 from hpack.hpack import INDEX_NONE
 
-from dataplane.proxy.http2 import hpack_cache
+from dataplane.proxy.http2 import hpack_fields
 from dataplane.proxy.http2.hpack_cache import CachedDecoder, CachedEncoder
 
 RESPONSE = [
@@ -42,23 +42,23 @@ def test_peer_settings_do_not_give_the_encoder_a_table() -> None:
 def test_never_indexed_fields_stay_so_and_long_values_are_not_kept() -> None:
     encoder, peer = CachedEncoder(), Decoder()
     secret = NeverIndexedHeaderTuple(b"authorization", b"Bearer x")
-    long_value = (b"x-long", b"v" * (hpack_cache.MAX_VALUE + 1))
+    long_value = (b"x-long", b"v" * (hpack_fields.MAX_VALUE + 1))
     block = encoder.encode([secret, long_value])
     decoded = list(peer.decode(block, raw=True))
     assert isinstance(decoded[0], NeverIndexedHeaderTuple)
     assert decoded == [(b"authorization", b"Bearer x"), long_value]
-    assert long_value not in hpack_cache._encoded
-    assert secret not in hpack_cache._encoded
+    assert long_value not in hpack_fields.encoded
+    assert secret not in hpack_fields.encoded
 
 
 def test_the_shared_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hpack_cache, "MAX_ENCODED", 8)
-    hpack_cache._encoded.clear()
+    monkeypatch.setattr(hpack_fields, "MAX_ENCODED", 8)
+    hpack_fields.encoded.clear()
     encoder, peer = CachedEncoder(), Decoder()
     fields = [(b"x-n", str(n).encode()) for n in range(20)]
     for _ in range(3):
         assert peer.decode(encoder.encode(fields), raw=True) == fields
-        assert len(hpack_cache._encoded) <= 8 and len(hpack_cache._seen) <= 8
+        assert len(hpack_fields.encoded) <= 8 and len(hpack_fields.seen) <= 8
 
 
 def test_repeated_indexed_blocks_come_from_the_cache_until_the_table_changes() -> None:
@@ -103,13 +103,15 @@ def test_first_seen_fields_are_hpacks_plain_coding() -> None:
         (b"x-empty", b""),
     ]
     for name, value in fields:
-        hpack_cache._seen.discard((name, value))
-        expected = reference._field(name, value, INDEX_NONE, False)
-        assert encoder._first((name, value)) == expected
+        hpack_fields.seen.discard((name, value))
+        expected = hpack_fields.field_bytes(reference, name, value, INDEX_NONE, False)
+        assert hpack_fields.first(encoder, (name, value)) == expected
     assert (
         Decoder().decode(
             encoder.encode([])
-            + b"".join(reference._field(n, v, INDEX_NONE, False) for n, v in fields),
+            + b"".join(
+                hpack_fields.field_bytes(reference, n, v, INDEX_NONE, False) for n, v in fields
+            ),
             raw=True,
         )
         == fields

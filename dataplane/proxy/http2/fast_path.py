@@ -50,14 +50,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from struct import Struct
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from h2.connection import ConnectionState, _decode_headers
 from h2.events import RequestReceived, StreamEnded
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 from h2.stream import (
-    STREAM_OPEN,
     H2Stream,
     H2StreamStateMachine,
     StreamClosedBy,
@@ -69,32 +68,38 @@ from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
 from hyperframe.flags import Flags
 from hyperframe.frame import HeadersFrame
 
+from dataplane.proxy.http2.hpack_cache import CachedEncoder
+from dataplane.proxy.http2.hpack_fields import encode_fields
+
 if TYPE_CHECKING:
     from h2.events import Event as H2Event
 
     from dataplane.proxy.http2.events import Fields
     from dataplane.proxy.http2.flood import GuardedConnection
 
-_HEADER = Struct(">LBL")  # (length << 8 | type), flags, stream id: 9 bytes
-_DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9
-_END_STREAM, _END_HEADERS = 0x1, 0x4
-_OPEN_STATES = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
-_CONNECTION_OPEN = (ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN)
-_SEND_HEADERS = StreamInputs.SEND_HEADERS
-_SEND_END_STREAM = StreamInputs.SEND_END_STREAM
-_pack = _HEADER.pack
-_CLOSED = StreamState.CLOSED
-_OPEN = StreamState.OPEN
-_HALF_CLOSED_LOCAL = StreamState.HALF_CLOSED_LOCAL
-_HALF_CLOSED_REMOTE = StreamState.HALF_CLOSED_REMOTE
-_BY_SEND_END_STREAM = StreamClosedBy.SEND_END_STREAM
-_SERVER_OPEN = ConnectionState.SERVER_OPEN
-_INITIAL_WINDOW_SIZE = SettingCodes.INITIAL_WINDOW_SIZE
-_MAX_CONCURRENT_STREAMS = SettingCodes.MAX_CONCURRENT_STREAMS
+_HEADER: Final = Struct(">LBL")  # (length << 8 | type), flags, stream id: 9 bytes
+_DATA: Final = 0x0
+_HEADERS: Final = 0x1
+_CONTINUATION: Final = 0x9
+_END_STREAM: Final = 0x1
+_END_HEADERS: Final = 0x4
+_OPEN_STATES: Final = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
+_CONNECTION_OPEN: Final = (ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN)
+_SEND_HEADERS: Final = StreamInputs.SEND_HEADERS
+_SEND_END_STREAM: Final = StreamInputs.SEND_END_STREAM
+_pack: Final = _HEADER.pack
+_CLOSED: Final = StreamState.CLOSED
+_OPEN: Final = StreamState.OPEN
+_HALF_CLOSED_LOCAL: Final = StreamState.HALF_CLOSED_LOCAL
+_HALF_CLOSED_REMOTE: Final = StreamState.HALF_CLOSED_REMOTE
+_BY_SEND_END_STREAM: Final = StreamClosedBy.SEND_END_STREAM
+_SERVER_OPEN: Final = ConnectionState.SERVER_OPEN
+_INITIAL_WINDOW_SIZE: Final = SettingCodes.INITIAL_WINDOW_SIZE
+_MAX_CONCURRENT_STREAMS: Final = SettingCodes.MAX_CONCURRENT_STREAMS
 UNCOPIED = 1024  # DATA payloads from this size are queued apart from their frame header
-_HEADERS_FLAGS = {flag.name for flag in HeadersFrame.defined_flags}  # never changed
-_PADDED_OR_PRIORITY = 0x08 | 0x20
-_remember = OrderedDict.__setitem__  # h2's SizeLimitDict, less its size check per item
+_HEADERS_FLAGS: Final = {flag.name for flag in HeadersFrame.defined_flags}  # never changed
+_PADDED_OR_PRIORITY: Final = 0x08 | 0x20
+_remember: Final = OrderedDict.__setitem__  # h2's SizeLimitDict, less its size check per item
 
 
 def _open_stream(conn: GuardedConnection, stream_id: int) -> H2Stream | None:
@@ -125,7 +130,11 @@ def send_headers(conn: GuardedConnection, stream_id: int, fields: Fields, end_st
     ):
         return False
     _sent_headers(machine)
-    block = conn.encoder.encode(fields)
+    encoder = conn.encoder
+    if type(encoder) is CachedEncoder and encoder.announced:
+        block = encode_fields(encoder, fields)  # its encode(), less an interpreted call
+    else:
+        block = encoder.encode(fields)
     if end_stream:
         _sent_end_stream(machine)
     elif machine.trailers_sent:
@@ -348,7 +357,9 @@ def open_streams(conn: GuardedConnection, remainder: int) -> int:
                 closed = [stream_id]
             else:
                 closed.append(stream_id)
-        elif STREAM_OPEN[state] and stream_id % 2 == remainder:
+        elif (  # h2's STREAM_OPEN[state]: exactly these three states
+            state is _OPEN or state is _HALF_CLOSED_REMOTE or state is _HALF_CLOSED_LOCAL
+        ) and stream_id % 2 == remainder:
             count += 1
     if closed is not None:
         # h2's SizeLimitDict checks its size after each item; once after all of them leaves
