@@ -64,12 +64,6 @@ class Flushable(Protocol):
     def flush(self) -> None: ...
 
 
-class RequestIdSource(Protocol):
-    """Where request ids come from (http1/forwarding.RequestIds, or a test's fixed ones)."""
-
-    def next(self) -> bytes: ...
-
-
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Host:
     """Everything a connection may use of its worker (see the module docstring). The
