@@ -110,3 +110,29 @@ def test_cache_sim_reads_the_data_misses_and_simulates_the_cores_l2(tmp_path: Pa
     if Path("/sys/devices/system/cpu/cpu0/cache/index2").exists():
         assert size >= 64 * 1024 and ways >= 1 and line in (32, 64, 128)
         assert (size // (ways * line)) & (size // (ways * line) - 1) == 0  # sets: a power of 2
+
+
+def test_nginx_table_sets_each_pysozu_case_beside_nginx_with_openssl_apart() -> None:
+    """--compare nginx: each pysozu case with the nginx case after it, OpenSSL's part and the
+    rest (each proxy's own work) apart, for TLS cases only."""
+    script = load_script()
+    case = script.Case  # type: ignore[attr-defined]
+    plain = case("Connection: close GET, pysozu compiled", False, True, True, close=True)
+    plain_nginx = case("Connection: close GET, nginx", False, False, False, close=True, nginx=True)
+    tls = case(
+        "HTTPS Connection: close GET, pysozu compiled, 2 tickets", False, True, True, tls=True
+    )
+    tls_nginx = case(
+        "HTTPS Connection: close GET, nginx", False, False, False, tls=True, nginx=True
+    )
+    text = script.table(  # type: ignore[attr-defined]
+        [(plain, 60_000, 0), (plain_nginx, 20_000, 0), (tls, 3_000_000, 2_800_000),
+         (tls_nginx, 2_820_000, 2_795_000)]
+    )  # fmt: skip
+    lines = text.splitlines()
+    assert lines[2] == "| Connection: close GET | 60,000 | 20,000 | 3.00x |  | 60,000 / 20,000 |"
+    assert lines[3] == (
+        "| HTTPS Connection: close GET, 2 tickets | 3,000,000 | 2,820,000 | 1.06x "
+        "| 2,800,000 / 2,795,000 | 200,000 / 25,000 |"
+    )
+    assert all(c.nginx == ("nginx" in c.name) for c in script.CASES["nginx"])  # type: ignore[attr-defined]
