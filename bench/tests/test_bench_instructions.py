@@ -101,10 +101,11 @@ def test_cache_sim_reads_the_data_misses_and_simulates_the_cores_l2(tmp_path: Pa
     script = load_script()
     dump = tmp_path / "case0.1"
     dump.write_text(
-        "version: 1\nevents: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\n"
-        "fn=(1) main\n1 10 4 2 1 3 1 0 5 2\nsummary: 1000 400 200 10 30 12 4 7 2\n"
+        "version: 1\nevents: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim\n"
+        "fn=(1) main\n1 10 4 2 1 3 1 0 5 2 6 1 2 1\n"
+        "summary: 1000 400 200 10 30 12 4 7 2 60 5 20 3\n"
     )
-    assert script.callgrind_cache_misses(dump) == (42, 9, 10)  # type: ignore[attr-defined]
+    assert script.callgrind_cache_misses(dump) == (42, 9, 10, 8)  # type: ignore[attr-defined]
     (option,) = script.core_last_level() or ["--LL=0,0,0"]  # type: ignore[attr-defined]
     size, ways, line = map(int, option.removeprefix("--LL=").split(","))
     if Path("/sys/devices/system/cpu/cpu0/cache/index2").exists():
