@@ -16,6 +16,7 @@ forwarder must drop: hop-by-hop headers and those it rewrites.
 
 from __future__ import annotations
 
+import mmap
 import re
 
 from dataplane.proxy.errors import HttpSyntaxError
@@ -41,6 +42,10 @@ _RESPONSE_FIELDS = (
 )
 
 HEAD_END = b"\r\n\r\n"
+# A head is looked for in a bytes copy of the buffer's first SMALL_READ bytes (most reads
+# hold one whole head): the copy is the head itself, and bytes.find costs less than mmap.find
+# (whose arguments are parsed generically) or a memoryview slice and bytes() of it.
+SMALL_READ = 4096
 _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 _NO_TOKENS: frozenset[bytes] = frozenset()
 _SINGLE_TOKENS = {token: frozenset((token,)) for token in _CONNECTION_OPTIONS}
@@ -336,6 +341,29 @@ def strip_spans(block: bytes, removed: list[tuple[int, int]]) -> bytes:
             position = end
     parts.append(block[position:])
     return b"".join(parts)
+
+
+def head_bytes(buffer: mmap.mmap | bytearray, start: int, end: int) -> bytes:
+    """`buffer[start:end]` as bytes: a slice of an mmap is bytes already (of a bytearray, as
+    some tests lend, it is converted)."""
+    data = buffer[start:end]
+    return data if type(data) is bytes else bytes(data)
+
+
+def find_head(buffer: mmap.mmap | bytearray, start: int, end: int) -> tuple[bytes, int]:
+    """(the head, its end) when `buffer[start:end]` starts with a whole head; (bytes read so
+    far when they are SMALL_READ or fewer, else b"", -1) when it does not yet."""
+    data = head_bytes(buffer, start, min(end, start + SMALL_READ))
+    at = data.find(HEAD_END)
+    if at >= 0:
+        at += 4
+        return (data if at == len(data) else data[:at]), start + at
+    if end - start <= SMALL_READ:
+        return data, -1
+    at = buffer.find(HEAD_END, start + SMALL_READ - 3, end)  # a longer head: the rest
+    if at < 0:
+        return b"", -1
+    return head_bytes(buffer, start, at + 4), at + 4
 
 
 def has_bare_line_feed(data: bytes | bytearray) -> bool:
