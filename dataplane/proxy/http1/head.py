@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import re
+from typing import Final
 
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.request_path import route_path
@@ -41,11 +42,11 @@ _RESPONSE_FIELDS = (
     b"content-length|transfer-encoding|connection|upgrade|keep-alive|proxy-connection"
 )
 
-HEAD_END = b"\r\n\r\n"
+HEAD_END: Final = b"\r\n\r\n"
 # A head is looked for in a bytes copy of the buffer's first SMALL_READ bytes (most reads
 # hold one whole head): the copy is the head itself, and bytes.find costs less than mmap.find
 # (whose arguments are parsed generically) or a memoryview slice and bytes() of it.
-SMALL_READ = 4096
+SMALL_READ: Final = 4096
 _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 _NO_TOKENS: frozenset[bytes] = frozenset()
 _SINGLE_TOKENS = {token: frozenset((token,)) for token in _CONNECTION_OPTIONS}
@@ -350,10 +351,18 @@ def head_bytes(buffer: mmap.mmap | bytearray, start: int, end: int) -> bytes:
     return data if type(data) is bytes else bytes(data)
 
 
-def find_head(buffer: mmap.mmap | bytearray, start: int, end: int) -> tuple[bytes, int]:
+def find_head(
+    buffer: mmap.mmap | bytearray, start: int, end: int, last: bytes
+) -> tuple[bytes, int]:
     """(the head, its end) when `buffer[start:end]` starts with a whole head; (bytes read so
-    far when they are SMALL_READ or fewer, else b"", -1) when it does not yet."""
+    far when they are SMALL_READ or fewer, else b"", -1) when it does not yet. `last` is the
+    connection's previous head (b"": none): when the bytes start with it, it is the head,
+    found without a search (bytes.find costs ~1,200 instructions, its arguments parsed
+    generically; a keep-alive client repeats its head, a backend its head within a second)."""
     data = head_bytes(buffer, start, min(end, start + SMALL_READ))
+    size = len(last)
+    if size and len(data) >= size and (data if len(data) == size else data[:size]) == last:
+        return last, start + size  # (`last` ends with its first HEAD_END: it was found so)
     at = data.find(HEAD_END)
     if at >= 0:
         at += 4

@@ -195,7 +195,7 @@ class BackendSide(FlowControl):
         buffer, view = back.buffer, back.view
         while True:
             start = back.start
-            head, at = find_head(buffer, start, back.end)
+            head, at = find_head(buffer, start, back.end, back.last_head)
             # The buffer is larger than `buffer_size` (bodies), the limit on heads is not.
             if at < 0:
                 if has_bare_line_feed(head or view[start : back.end].tobytes()):

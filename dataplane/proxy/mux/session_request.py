@@ -161,7 +161,7 @@ class RequestSide(BackendSide):
         if self.head_started:
             self._on_head_piece()
             return
-        head, at = find_head(self.buffer, self.start, self.end)
+        head, at = find_head(self.buffer, self.start, self.end, self.last_head)
         if at < 0:
             if self.start < self.end:
                 self._head_in_pieces()
