@@ -353,26 +353,27 @@ def head_bytes(buffer: mmap.mmap | bytearray, start: int, end: int) -> bytes:
 
 def find_head(
     buffer: mmap.mmap | bytearray, start: int, end: int, last: bytes
-) -> tuple[bytes, int]:
-    """(the head, its end) when `buffer[start:end]` starts with a whole head; (bytes read so
-    far when they are SMALL_READ or fewer, else b"", -1) when it does not yet. `last` is the
+) -> tuple[bytes, int, bytes]:
+    """(the head, its end, the bytes copied from `start`: a response's short body is sliced
+    from them) when `buffer[start:end]` starts with a whole head; (bytes read so far when
+    they are SMALL_READ or fewer, else b"", -1, b"") when it does not yet. `last` is the
     connection's previous head (b"": none): when the bytes start with it, it is the head,
     found without a search (bytes.find costs ~1,200 instructions, its arguments parsed
     generically; a keep-alive client repeats its head, a backend its head within a second)."""
     data = head_bytes(buffer, start, min(end, start + SMALL_READ))
     size = len(last)
     if size and len(data) >= size and (data if len(data) == size else data[:size]) == last:
-        return last, start + size  # (`last` ends with its first HEAD_END: it was found so)
+        return last, start + size, data  # (`last` ends with its first HEAD_END: found so)
     at = data.find(HEAD_END)
     if at >= 0:
         at += 4
-        return (data if at == len(data) else data[:at]), start + at
+        return (data if at == len(data) else data[:at]), start + at, data
     if end - start <= SMALL_READ:
-        return data, -1
+        return data, -1, b""
     at = buffer.find(HEAD_END, start + SMALL_READ - 3, end)  # a longer head: the rest
     if at < 0:
-        return b"", -1
-    return head_bytes(buffer, start, at + 4), at + 4
+        return b"", -1, b""
+    return head_bytes(buffer, start, at + 4), at + 4, data
 
 
 def has_bare_line_feed(data: bytes | bytearray) -> bool:

@@ -47,17 +47,25 @@ class Holder(Protocol):
     def serve_errors(self, pages: ErrorPages) -> None: ...
 
 
+class PeerHolder(Protocol):
+    """A holder that tells the client's address itself (an HTTP/1.1 session): it passes
+    `client_ip=None`, and no bound method is made per request."""
+
+    def _client_ip(self) -> str: ...
+
+
 def route_request(
     listener: HttpListener,
     request: RequestHead,
     host: str,
-    client_ip: Callable[[], str],
+    client_ip: Callable[[], str] | None,
     now: float,
     holder: Holder,
     tls: object = None,
 ) -> Forward | Guarded | Refusal:
     """The decision for `request` (its normalised `host`); `client_ip` is asked only when
-    the route has access rules. A connection limit's count, once taken, goes to `holder`;
+    the route has access rules (None: `holder._client_ip()`, a `PeerHolder`). A connection
+    limit's count, once taken, goes to `holder`;
     `tls` is the session's SNI check (a `ClientConnection` when the handshake asked for a
     client certificate)."""
     route, needs_policy = listener.lookup(host, request.path, request.method)
@@ -94,7 +102,7 @@ def route_request(
     body_limit = None
     access = route.access
     if access is not None:
-        ip = client_ip()
+        ip = client_ip() if client_ip is not None else cast("PeerHolder", holder)._client_ip()
         refused = access.refusal(ip, now)
         if refused:
             hsts = route.hsts or ""

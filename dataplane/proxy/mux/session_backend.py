@@ -194,8 +194,8 @@ class BackendSide(FlowControl):
     def _on_response_head_bytes(self, back: BackendConnection) -> None:
         buffer, view = back.buffer, back.view
         while True:
-            start = back.start
-            head, at = find_head(buffer, start, back.end, back.last_head)
+            start = copied_from = back.start
+            head, at, copied = find_head(buffer, start, back.end, back.last_head)
             # The buffer is larger than `buffer_size` (bodies), the limit on heads is not.
             if at < 0:
                 if has_bare_line_feed(head or view[start : back.end].tobytes()):
@@ -290,7 +290,11 @@ class BackendSide(FlowControl):
             self._no_delay()  # the body's last bytes must not wait for an ACK
         # a short body is copied out (a slice of the mmap: bytes), cheaper than a memoryview
         stop = start + length
-        piece = head_bytes(buffer, start, stop) if length <= SMALL_READ else view[start:stop]
+        offset = start - copied_from
+        if stop - copied_from <= len(copied):  # the body came with the head: already copied
+            piece: bytes | memoryview = copied[offset : offset + length]
+        else:
+            piece = head_bytes(buffer, start, stop) if length <= SMALL_READ else view[start:stop]
         if self._send_to_front([out, piece], len(out) + length) and done:
             self._finish_exchange()
 

@@ -161,7 +161,7 @@ class RequestSide(BackendSide):
         if self.head_started:
             self._on_head_piece()
             return
-        head, at = find_head(self.buffer, self.start, self.end, self.last_head)
+        head, at, _ = find_head(self.buffer, self.start, self.end, self.last_head)
         if at < 0:
             if self.start < self.end:
                 self._head_in_pieces()
@@ -232,7 +232,7 @@ class RequestSide(BackendSide):
                 return
             self.host_raw, self.host = request.host, host
         decision = route_request(
-            listener, request, self.host, self._client_ip, loop.now, self, self.sni_binding
+            listener, request, self.host, None, loop.now, self, self.sni_binding
         )
         if type(decision) is not Forward:
             self._not_forwarded(decision)
