@@ -28,6 +28,7 @@ from dataplane.proxy.routing.cors import OPTIONS, PREFLIGHT, HeaderEdits
 from dataplane.proxy.routing.policy import Answer, Edits, decide
 
 if TYPE_CHECKING:
+    from dataplane.proxy.cluster_runtime import ClusterRuntime
     from dataplane.proxy.http1.head import RequestHead
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.routing.conn_limit import ConnLimiter
@@ -46,22 +47,35 @@ class Holder(Protocol):
     def serve_errors(self, pages: ErrorPages) -> None: ...
 
 
+class PeerHolder(Protocol):
+    """A holder that tells the client's address itself (an HTTP/1.1 session): it passes
+    `client_ip=None`, and no bound method is made per request."""
+
+    def _client_ip(self) -> str: ...
+
+
 def route_request(
     listener: HttpListener,
     request: RequestHead,
     host: str,
-    client_ip: Callable[[], str],
+    client_ip: Callable[[], str] | None,
     now: float,
     holder: Holder,
     tls: object = None,
 ) -> Forward | Guarded | Refusal:
     """The decision for `request` (its normalised `host`); `client_ip` is asked only when
-    the route has access rules. A connection limit's count, once taken, goes to `holder`;
+    the route has access rules (None: `holder._client_ip()`, a `PeerHolder`). A connection
+    limit's count, once taken, goes to `holder`;
     `tls` is the session's SNI check (a `ClientConnection` when the handshake asked for a
     client certificate)."""
     route, needs_policy = listener.lookup(host, request.path, request.method)
     if route is None:
         return Refusal(404)
+    plain = route.plain  # a route with nothing but a cluster (and maybe a policy)
+    if plain is not None and not needs_policy:
+        cluster = listener.proxy.clusters.get(plain)
+        if cluster is not None and not cluster.https_redirect:
+            return _plain_forward(cluster)
     client_headers: HeaderEdits = ()
     if route.client_auth is not None:  # first, as nginx checks it before any location
         verdict = route.client_auth.check(tls, host)
@@ -88,7 +102,7 @@ def route_request(
     body_limit = None
     access = route.access
     if access is not None:
-        ip = client_ip()
+        ip = client_ip() if client_ip is not None else cast("PeerHolder", holder)._client_ip()
         refused = access.refusal(ip, now)
         if refused:
             hsts = route.hsts or ""
@@ -139,8 +153,13 @@ def route_request(
     # the named tuple's constructor was the costliest call of a routed request); without
     # edits or a body limit, the cluster's own one, made once (~1,800 instructions saved).
     if edits is None and body_limit is None:
-        plain = cluster.plain_forward
-        if plain is None:
-            plain = cluster.plain_forward = _new_tuple(Forward, (cluster, None, None))
-        return cast("Forward", plain)
+        return _plain_forward(cluster)
     return _new_tuple(Forward, (cluster, edits, body_limit))
+
+
+def _plain_forward(cluster: ClusterRuntime) -> Forward:
+    """The cluster's `Forward` without edits or a body limit, made once."""
+    plain = cluster.plain_forward
+    if plain is None:
+        plain = cluster.plain_forward = _new_tuple(Forward, (cluster, None, None))
+    return cast("Forward", plain)

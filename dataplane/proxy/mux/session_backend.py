@@ -15,7 +15,13 @@ from dataplane.proxy.http1.forwarding import (
     KEEP_ALIVE,
     forward_response,
 )
-from dataplane.proxy.http1.head import HEAD_END, has_bare_line_feed
+from dataplane.proxy.http1.head import (
+    HEAD_END,
+    SMALL_READ,
+    find_head,
+    has_bare_line_feed,
+    head_bytes,
+)
 from dataplane.proxy.mux import backend_events, error_pages
 from dataplane.proxy.mux.backend_choice import next_backend, sticky_cookie_value
 from dataplane.proxy.mux.backend_tls import HANDSHAKING
@@ -188,20 +194,19 @@ class BackendSide(FlowControl):
     def _on_response_head_bytes(self, back: BackendConnection) -> None:
         buffer, view = back.buffer, back.view
         while True:
-            start = back.start
-            at = buffer.find(HEAD_END, start, back.end)
+            start = copied_from = back.start
+            head, at, copied = find_head(buffer, start, back.end, back.last_head)
             # The buffer is larger than `buffer_size` (bodies), the limit on heads is not.
             if at < 0:
-                if has_bare_line_feed(view[start : back.end].tobytes()):
+                if has_bare_line_feed(head or view[start : back.end].tobytes()):
                     self._fail(502, "bare LF in response head")
                 elif back.end - start >= self.loop.buffer_size:
                     self._fail(502, "response head too large")
                 return
-            if at + 4 - start > self.loop.buffer_size:
+            if at - start > self.loop.buffer_size:
                 self._fail(502, "response head too large")
                 return
-            head = bytes(view[start : at + 4])
-            back.start = at + 4
+            back.start = at
             cached = back.last_response
             if cached is not None and head == back.last_head:
                 response = cached  # the same head as last time (the Date changes once a second)
@@ -283,7 +288,14 @@ class BackendSide(FlowControl):
         self.response_done = done = body is None or body.done
         if not done and not self.nodelay:
             self._no_delay()  # the body's last bytes must not wait for an ACK
-        if self._send_to_front([out, view[start : start + length]], len(out) + length) and done:
+        # a short body is copied out (a slice of the mmap: bytes), cheaper than a memoryview
+        stop = start + length
+        offset = start - copied_from
+        if stop - copied_from <= len(copied):  # the body came with the head: already copied
+            piece: bytes | memoryview = copied[offset : offset + length]
+        else:
+            piece = head_bytes(buffer, start, stop) if length <= SMALL_READ else view[start:stop]
+        if self._send_to_front([out, piece], len(out) + length) and done:
             self._finish_exchange()
 
     def _forward_response_body(self, back: BackendConnection) -> None:

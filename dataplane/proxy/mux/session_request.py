@@ -13,7 +13,7 @@ from dataplane.proxy.http1.forwarding import (
     forward_request,
     sticky_cookie,
 )
-from dataplane.proxy.http1.head import HEAD_END, RequestHead
+from dataplane.proxy.http1.head import RequestHead, find_head, head_bytes
 from dataplane.proxy.http1.head_scan import HeadScanner
 from dataplane.proxy.mux import auth_request
 from dataplane.proxy.mux.h1_stream import start_h2
@@ -161,13 +161,12 @@ class RequestSide(BackendSide):
         if self.head_started:
             self._on_head_piece()
             return
-        at = self.buffer.find(HEAD_END, self.start, self.end)
+        head, at, _ = find_head(self.buffer, self.start, self.end, self.last_head)
         if at < 0:
             if self.start < self.end:
                 self._head_in_pieces()
             return
-        head = bytes(self.view[self.start : at + 4])
-        self.start = at + 4
+        self.start = at
         self._begin_request(head)
 
     def _head_in_pieces(self) -> None:
@@ -198,7 +197,7 @@ class RequestSide(BackendSide):
                     self._answer(431, "request head too large")
             return
         self.head_scan = None
-        head = bytes(self.view[self.start : self.start + length])
+        head = head_bytes(self.buffer, self.start, self.start + length)
         self.start += length
         self._begin_request(head)
 
@@ -233,7 +232,7 @@ class RequestSide(BackendSide):
                 return
             self.host_raw, self.host = request.host, host
         decision = route_request(
-            listener, request, self.host, self._client_ip, loop.now, self, self.sni_binding
+            listener, request, self.host, None, loop.now, self, self.sni_binding
         )
         if type(decision) is not Forward:
             self._not_forwarded(decision)

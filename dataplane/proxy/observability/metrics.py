@@ -241,6 +241,23 @@ def _add_run(
         backend.bytes_out += bytes_out
 
 
+def _add_counts(
+    cluster: ClusterFigures,
+    backend: _Figures,
+    status_at: int,
+    status_n: int,
+    request_at: int,
+    request_n: int,
+) -> None:
+    """A run's pending counts of one status class and one request time bucket."""
+    if status_n:
+        cluster.status[status_at] += status_n
+        if backend is not _NO_FIGURES:
+            backend.status[status_at] += status_n
+    if request_n:
+        cluster.request_time.counts[request_at] += request_n
+
+
 class MetricsRegistry:
     """All the figures of one worker. `cluster(None)` holds requests that matched no cluster."""
 
@@ -266,7 +283,10 @@ class MetricsRegistry:
         request time per cluster; status, bytes and backend time per backend reached (none for
         a default answer). The figures are looked up once per run of requests to the same
         cluster and backend, and its sums kept in locals until the run ends (a batch is mostly
-        one run: this cost half as much as a call per request)."""
+        one run: this cost half as much as a call per request). Within a run, requests of the
+        same status class (and the same time bucket) are counted in locals too, and added to
+        the figures' lists when that changes: an addition to a list's boxed int costs an int
+        object once past 256, one per request and list."""
         bounds = _WALK_BOUNDS
         routed_now: object = _NO_RUN
         backend_now: str | None = None
@@ -276,6 +296,8 @@ class MetricsRegistry:
         request_counts = backend_counts = cluster.request_time.counts
         request_sum = backend_sum = 0.0
         bytes_in_sum = bytes_out_sum = 0
+        status_at = request_at = backend_at = 0  # the status class and buckets of the run...
+        status_n = request_n = backend_n = 0  # ...and how many requests of them are pending
         for (
             now,
             started,
@@ -291,34 +313,54 @@ class MetricsRegistry:
         ) in ends:
             if routed is not routed_now or backend_id != backend_now:
                 _add_run(cluster, backend, request_sum, backend_sum, bytes_in_sum, bytes_out_sum)
+                _add_counts(cluster, backend, status_at, status_n, request_at, request_n)
+                if backend_n:
+                    backend_counts[backend_at] += backend_n
                 request_sum = backend_sum = 0.0
                 bytes_in_sum = bytes_out_sum = 0
+                status_n = request_n = backend_n = 0
                 routed_now, backend_now = routed, backend_id
                 cluster = self.cluster(None if routed is None else routed.cluster_id)
                 backend = _NO_FIGURES if backend_id is None else cluster.backend(backend_id)
                 cluster_status, request_counts = cluster.status, cluster.request_time.counts
                 backend_status, backend_counts = backend.status, backend.backend_time.counts
             index = status // 100
-            cluster_status[index] += 1
+            if index != status_at or not status_n:
+                if status_n:
+                    cluster_status[status_at] += status_n
+                    if backend_id is not None:  # (the same for the whole run)
+                        backend_status[status_at] += status_n
+                status_at, status_n = index, 0
+            status_n += 1
             seconds = now - started
             bucket = 0
             while seconds > bounds[bucket]:  # bisect_left(BOUNDS_SECONDS, seconds)
                 bucket += 1
-            request_counts[bucket] += 1
+            if bucket != request_at or not request_n:
+                if request_n:
+                    request_counts[request_at] += request_n
+                request_at, request_n = bucket, 0
+            request_n += 1
             request_sum += seconds
             bytes_in_sum += bytes_in
             bytes_out_sum += bytes_out
             if backend_id is not None:
-                backend_status[index] += 1
                 seconds = 0.0 if response_at is None else response_at - started
                 if seconds < 0.0:
                     seconds = 0.0
                 bucket = 0
                 while seconds > bounds[bucket]:
                     bucket += 1
-                backend_counts[bucket] += 1
+                if bucket != backend_at or not backend_n:
+                    if backend_n:
+                        backend_counts[backend_at] += backend_n
+                    backend_at, backend_n = bucket, 0
+                backend_n += 1
                 backend_sum += seconds
         _add_run(cluster, backend, request_sum, backend_sum, bytes_in_sum, bytes_out_sum)
+        _add_counts(cluster, backend, status_at, status_n, request_at, request_n)
+        if backend_n:
+            backend_counts[backend_at] += backend_n
 
     def count_request(
         self,

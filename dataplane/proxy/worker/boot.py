@@ -55,6 +55,10 @@ def begin_worker_process(
         print(f"pysozu worker {worker_id}: {error}", file=sys.stderr)
         return 1
     gc.collect()  # what booting left unreachable, before the heap is trimmed
+    # What booting made (the configuration, the routing table) leaves the collector's walk
+    # until the first change of state (commands.py unfreezes): a full collection with 10,000
+    # clusters visited 450,000 objects, a 300 ms pause.
+    gc.freeze()
     loop.heap.trim_now()
     log.info("worker %d running (pid %d, %s)", worker_id, os.getpid(), build_info.describe())
     try:

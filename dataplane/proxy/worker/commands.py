@@ -8,6 +8,7 @@ answered once the last connection has drained, then the loop ends (exit 0).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections import Counter
@@ -183,6 +184,8 @@ class CommandHandler:
 
     def _change_state(self, message: WorkerRequest, trial_copy: bool = True) -> None:
         loop = self.loop
+        if trial_copy and gc.get_freeze_count():
+            gc.unfreeze()  # frozen at boot (boot.py): what this change drops can be collected
         trial = loop.state.copy() if trial_copy else loop.state
         trial.dispatch(message.content)
         content = message.content  # listener updates: the same merge (listener_update.py)
