@@ -186,6 +186,23 @@ def test_priority_and_validation_are_left_to_h2() -> None:
     assert fast_path.receive_request(guarded, frame) is None  # it exists now
     _plain, encoding = pair(header_encoding="utf-8")
     assert fast_path.receive_request(encoding, frame) is None
+    _plain, normalizing = pair(normalize_inbound_headers=True)
+    assert fast_path.receive_request(normalizing, frame) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["client_side", "validate_inbound_headers", "normalize_inbound_headers"]
+)
+@pytest.mark.parametrize("value", [False, True])
+def test_the_options_read_from_the_configurations_dict_are_its_properties(
+    name: str, value: bool
+) -> None:
+    """fast_path reads h2's options from where its descriptors keep them (no call each)."""
+    configuration = config(**{name: value})
+    assert configuration.__dict__["_" + name] is getattr(configuration, name) is value
+    for encoding in (None, "utf-8", False):
+        configuration.header_encoding = encoding
+        assert configuration.__dict__["_header_encoding"] is configuration.header_encoding
 
 
 @pytest.mark.parametrize(
