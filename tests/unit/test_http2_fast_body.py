@@ -160,3 +160,20 @@ def test_the_endpoint_counts_its_frames_and_takes_what_the_window_allows() -> No
     received = b"".join(e.data for e in events if type(e).__name__ == "DataReceived")  # type: ignore[attr-defined]
     assert received == data[:40_000]
     assert front.send_body(1, data[40_000:], end_stream=True) == 0
+
+
+@pytest.mark.parametrize("end_stream", [False, True])
+def test_a_clients_request_body_is_framed_as_h2_frames_it(end_stream: bool) -> None:
+    """The back side (an h2c backend) sends request bodies through the same call."""
+    config = H2Configuration(client_side=True, header_encoding=None)
+    guarded = GuardedConnection(config, FloodMonitor(H2Limits(), H2Counters(), 0.0), 100)
+    plain = H2Connection(config)
+    data = body(40_000)
+    for conn in (plain, guarded):
+        conn.initiate_connection()
+        conn.send_headers(1, POST)
+        conn.data_to_send()
+    expected = by_h2(plain, 1, data, end_stream)
+    assert fast_path.send_body(guarded, 1, data, end_stream) == expected == 40_000
+    assert guarded.data_to_send() == plain.data_to_send()
+    assert state(guarded, 1) == state(plain, 1)
