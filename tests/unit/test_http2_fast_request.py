@@ -325,3 +325,29 @@ def test_forgotten_streams_are_kept_within_h2s_size_limit() -> None:
     peer.send_headers(11, GET)
     feed_both(plain, guarded, peer.data_to_send())
     assert list(guarded._closed_streams) == [5, 7, 9]
+
+
+def test_a_remembered_block_is_decoded_as_the_cached_decoder_decodes_it() -> None:
+    """fast_path.decoded reads CachedDecoder's remembered blocks as its decode() does."""
+    from h2.connection import _decode_headers
+    from hpack import Decoder, Encoder
+
+    from dataplane.proxy.http2.hpack_cache import CachedDecoder
+
+    encoder = Encoder()
+    indexed = encoder.encode(GET)  # adds :authority to the encoder's table
+    again = encoder.encode(GET)  # every field indexed: a block the decoder remembers
+    for decoder, twin in ((CachedDecoder(65_536), CachedDecoder(65_536)), (Decoder(), Decoder())):
+        for block in (indexed, again, again, again):
+            ours = fast_path.decoded(decoder, block)
+            assert list(ours) == list(_decode_headers(twin, block)) == GET
+        assert decoder.header_table.dynamic_entries == twin.header_table.dynamic_entries
+    decoder = CachedDecoder(65_536)
+    fast_path.decoded(decoder, indexed)
+    first = fast_path.decoded(decoder, again)
+    assert isinstance(first, list) and again in decoder._blocks  # read from the cache next
+    first.append((b"x", b"y"))  # the caller's own list
+    assert list(fast_path.decoded(decoder, again)) == GET
+    decoder.max_header_list_size = 10  # remembered blocks no longer hold: decode() refuses
+    with pytest.raises(ProtocolError, match="Oversized"):
+        fast_path.decoded(decoder, again)

@@ -65,10 +65,11 @@ from h2.stream import (
 )
 from h2.utilities import SizeLimitDict
 from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
+from hpack import Decoder
 from hyperframe.flags import Flags
 from hyperframe.frame import HeadersFrame
 
-from dataplane.proxy.http2.hpack_cache import CachedEncoder
+from dataplane.proxy.http2.hpack_cache import CachedDecoder, CachedEncoder, CountedTable
 from dataplane.proxy.http2.hpack_fields import encode_fields
 
 if TYPE_CHECKING:
@@ -308,7 +309,7 @@ def receive_request(conn: GuardedConnection, frame: HeadersFrame) -> list[H2Even
         or window > LARGEST_FLOW_CONTROL_WINDOW
     ):
         return None
-    headers = _decode_headers(conn.decoder, frame.data)
+    headers = decoded(conn.decoder, frame.data)
     end_stream = "END_STREAM" in flags
     outbound = _setting(conn.remote_settings, _INITIAL_WINDOW_SIZE)
     if _informational(headers):  # a request claiming a 1xx status: h2 refuses it
@@ -357,6 +358,19 @@ def receive_request(conn: GuardedConnection, frame: HeadersFrame) -> list[H2Even
         "priority_updated": None,
     }
     return [event] if ended is None else [event, ended]
+
+
+def decoded(decoder: Decoder, data: bytes) -> Iterable[tuple[bytes, bytes]]:
+    """h2's `_decode_headers(decoder, data)`: a block a CachedDecoder remembers is read here
+    as its `decode` reads it (the table unchanged since: a copy of the remembered fields),
+    without two interpreted calls; any other block is decoded by h2's function."""
+    if type(decoder) is CachedDecoder:
+        table = cast(CountedTable, decoder.header_table)
+        if (table.generation, decoder.max_header_list_size) == decoder._state:
+            fields = decoder._blocks.get(data)
+            if fields is not None:
+                return list(fields)
+    return _decode_headers(decoder, data)
 
 
 def _setting(settings: Settings, code: SettingCodes) -> int:
