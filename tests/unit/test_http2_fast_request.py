@@ -186,6 +186,23 @@ def test_priority_and_validation_are_left_to_h2() -> None:
     assert fast_path.receive_request(guarded, frame) is None  # it exists now
     _plain, encoding = pair(header_encoding="utf-8")
     assert fast_path.receive_request(encoding, frame) is None
+    _plain, normalizing = pair(normalize_inbound_headers=True)
+    assert fast_path.receive_request(normalizing, frame) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["client_side", "validate_inbound_headers", "normalize_inbound_headers"]
+)
+@pytest.mark.parametrize("value", [False, True])
+def test_the_options_read_from_the_configurations_dict_are_its_properties(
+    name: str, value: bool
+) -> None:
+    """fast_path reads h2's options from where its descriptors keep them (no call each)."""
+    configuration = config(**{name: value})
+    assert configuration.__dict__["_" + name] is getattr(configuration, name) is value
+    for encoding in (None, "utf-8", False):
+        configuration.header_encoding = encoding
+        assert configuration.__dict__["_header_encoding"] is configuration.header_encoding
 
 
 @pytest.mark.parametrize(
@@ -308,3 +325,29 @@ def test_forgotten_streams_are_kept_within_h2s_size_limit() -> None:
     peer.send_headers(11, GET)
     feed_both(plain, guarded, peer.data_to_send())
     assert list(guarded._closed_streams) == [5, 7, 9]
+
+
+def test_a_remembered_block_is_decoded_as_the_cached_decoder_decodes_it() -> None:
+    """fast_path.decoded reads CachedDecoder's remembered blocks as its decode() does."""
+    from h2.connection import _decode_headers
+    from hpack import Decoder, Encoder
+
+    from dataplane.proxy.http2.hpack_cache import CachedDecoder
+
+    encoder = Encoder()
+    indexed = encoder.encode(GET)  # adds :authority to the encoder's table
+    again = encoder.encode(GET)  # every field indexed: a block the decoder remembers
+    for decoder, twin in ((CachedDecoder(65_536), CachedDecoder(65_536)), (Decoder(), Decoder())):
+        for block in (indexed, again, again, again):
+            ours = fast_path.decoded(decoder, block)
+            assert list(ours) == list(_decode_headers(twin, block)) == GET
+        assert decoder.header_table.dynamic_entries == twin.header_table.dynamic_entries
+    decoder = CachedDecoder(65_536)
+    fast_path.decoded(decoder, indexed)
+    first = fast_path.decoded(decoder, again)
+    assert isinstance(first, list) and again in decoder._blocks  # read from the cache next
+    first.append((b"x", b"y"))  # the caller's own list
+    assert list(fast_path.decoded(decoder, again)) == GET
+    decoder.max_header_list_size = 10  # remembered blocks no longer hold: decode() refuses
+    with pytest.raises(ProtocolError, match="Oversized"):
+        fast_path.decoded(decoder, again)

@@ -39,7 +39,7 @@ from dataplane.proxy.http2.events import (
     Trailers,
 )
 from dataplane.proxy.http2.fields import Malformed, check_trailers
-from dataplane.proxy.http2.flood import FloodError, FloodMonitor, GuardedConnection
+from dataplane.proxy.http2.flood import MAX_CREDIT, FloodError, FloodMonitor, GuardedConnection
 from dataplane.proxy.http2.hpack_cache import CachedDecoder, CachedEncoder
 from dataplane.proxy.http2.limits import H2Limits
 
@@ -243,7 +243,7 @@ class Endpoint:
         `Sendable` event for this stream (or for 0). A memoryview of `bytes` is queued as it
         is; any other (of a buffer its owner may reuse) is copied, as a bytearray is.
         """
-        if not self._can_send(stream_id):
+        if self.closed:
             return 0
         body: bytes | memoryview  # frames are queued as views: of immutable bytes only
         if isinstance(data, bytes) or (isinstance(data, memoryview) and type(data.obj) is bytes):
@@ -253,6 +253,16 @@ class Endpoint:
         data = body
         conn = self.conn
         size = len(data)
+        taken = fast_path.send_body(conn, stream_id, data, end_stream)
+        if taken >= 0:  # the usual case: an open stream (else h2's own way, below)
+            if taken:
+                data_sent(self.monitor, -(-taken // conn.max_outbound_frame_size))
+                self.active[stream_id] = self.monitor.now
+            if end_stream and taken == size:
+                self._check_closed(stream_id)
+            return taken
+        if not self._can_send(stream_id):
+            return 0
         taken = min(size, self.sendable(stream_id))
         if taken == 0:
             if end_stream and size == 0:
@@ -266,9 +276,9 @@ class Endpoint:
             last = end_stream and taken == size
             if not fast_path.send_data(conn, stream_id, piece, last):
                 conn.send_data(stream_id, bytes(piece), last)
-            self.monitor.data_sent(1)
+            data_sent(self.monitor, 1)
         else:
-            self.monitor.data_sent(-(-taken // frame))
+            data_sent(self.monitor, -(-taken // frame))
             view = memoryview(data)  # of immutable bytes: its frames may be views of it
             position = 0
             while position < taken:
@@ -324,6 +334,15 @@ class Endpoint:
             return data
         return self.conn.data_to_send()
 
+    def pieces_to_send(self) -> list[bytes | memoryview]:
+        """`data_to_send()`'s bytes as pieces in order (views: of immutable bytes), for a
+        socket that gathers them (sendmsg): a body is written without being copied."""
+        pieces = self.conn.frames_to_send()
+        if self._out:
+            pieces.insert(0, bytes(self._out))
+            self._out = bytearray()
+        return pieces
+
     def _queue(self, *frames: GoAwayFrame | PingFrame) -> None:
         self._out += self.conn.data_to_send()
         for frame in frames:
@@ -363,3 +382,12 @@ class Endpoint:
         if not self.active or self.closed:
             return None
         return min(self.active.values()) + self.limits.stream_idle_timeout
+
+
+def data_sent(monitor: FloodMonitor, frames: int) -> None:
+    """`frames` DATA frames went to the peer (see `FloodMonitor.window_credit`): compiled
+    here, as a call into the monitor's interpreted code costs more than this does."""
+    credit = monitor.window_credit + frames
+    monitor.window_credit = credit if credit < MAX_CREDIT else MAX_CREDIT
+    credit = monitor.ping_credit + frames
+    monitor.ping_credit = credit if credit < MAX_CREDIT else MAX_CREDIT

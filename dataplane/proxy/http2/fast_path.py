@@ -65,10 +65,11 @@ from h2.stream import (
 )
 from h2.utilities import SizeLimitDict
 from h2.windows import LARGEST_FLOW_CONTROL_WINDOW, WindowManager
+from hpack import Decoder
 from hyperframe.flags import Flags
 from hyperframe.frame import HeadersFrame
 
-from dataplane.proxy.http2.hpack_cache import CachedEncoder
+from dataplane.proxy.http2.hpack_cache import CachedDecoder, CachedEncoder, CountedTable
 from dataplane.proxy.http2.hpack_fields import encode_fields
 
 if TYPE_CHECKING:
@@ -177,6 +178,59 @@ def send_data(
     return True
 
 
+def send_body(
+    conn: GuardedConnection, stream_id: int, data: bytes | memoryview, end_stream: bool
+) -> int:
+    """`Endpoint.send_body`'s frames in one call (`send_data` per frame, less its stream
+    lookup and window bookkeeping each time): as much of `data` as both windows allow, in DATA
+    frames of at most the peer's frame size, END_STREAM on the last when `end_stream` and all
+    of `data` was taken. The bytes taken; -1 (nothing done) when h2 must do it (not open).
+    `data`: bytes, or a view of bytes (its frames may be views of it)."""
+    stream = _open_stream(conn, stream_id)
+    if stream is None:
+        return -1
+    size = len(data)
+    window = conn.outbound_flow_control_window
+    stream_window = stream.outbound_flow_control_window
+    if stream_window < window:
+        window = stream_window
+    taken = size if size <= window else max(window, 0)
+    last = end_stream and taken == size
+    if not taken and not last:
+        return 0
+    frames = conn._frames
+    limit = conn.max_outbound_frame_size
+    if taken <= limit:
+        piece = data if taken == size else data[:taken]
+        header = _pack(taken << 8 | _DATA, _END_STREAM if last else 0, stream_id)
+        if taken >= UNCOPIED:
+            frames.append(header)
+            frames.append(piece)
+        else:
+            frames.append(header + piece)
+    else:
+        view = memoryview(data)
+        full = _pack(limit << 8 | _DATA, 0, stream_id)  # the header of each whole frame
+        position = 0
+        while position < taken:
+            end = position + limit
+            header = full
+            if end >= taken:
+                end = taken
+                header = _pack((end - position) << 8 | _DATA, _END_STREAM if last else 0, stream_id)
+            if end - position >= UNCOPIED:
+                frames.append(header)
+                frames.append(view[position:end])
+            else:
+                frames.append(header + view[position:end])
+            position = end
+    stream.outbound_flow_control_window = stream_window - taken
+    conn.outbound_flow_control_window -= taken
+    if last:
+        _sent_end_stream(stream.state_machine)
+    return taken
+
+
 def _sent_headers(machine: H2StreamStateMachine) -> None:
     """`process_input(SEND_HEADERS)` on an open or half-closed (remote) stream, whose `client`
     is False when no head was sent yet: h2's `response_sent`, first the head, then trailers
@@ -200,23 +254,50 @@ def _sent_end_stream(machine: H2StreamStateMachine) -> None:
         machine.process_input(_SEND_END_STREAM)
 
 
+# The attributes of h2's H2StreamStateMachine and H2Stream for a request just received, in
+# the order their __init__ sets them; receive_request fills in each stream's own (None here).
+_MACHINE: Final[dict[str, object]] = {
+    "state": None,
+    "stream_id": None,
+    "client": False,
+    "headers_sent": None,
+    "trailers_sent": None,
+    "headers_received": True,
+    "trailers_received": None,
+    "stream_closed_by": None,
+}
+_STREAM: Final[dict[str, object]] = {
+    "state_machine": None,
+    "stream_id": None,
+    "max_outbound_frame_size": None,
+    "request_method": None,
+    "outbound_flow_control_window": None,
+    "_inbound_window_manager": None,
+    "_expected_content_length": None,
+    "_actual_content_length": 0,
+    "_authority": None,
+    "config": None,
+}
+
+
 def receive_request(conn: GuardedConnection, frame: HeadersFrame) -> list[H2Event] | None:
     """h2's `_receive_headers_frame` for a client's request opening a new stream: its events;
     None (nothing done) when h2 must do it (see the module's docstring)."""
     stream_id = frame.stream_id
     config = conn.config
+    options = config.__dict__  # what its properties return, read without interpreted calls
     flags = frame.flags._flags
     if (
-        config.client_side
+        options["_client_side"]
         or "PRIORITY" in flags
         or not stream_id & 1
         or stream_id <= conn.highest_inbound_stream_id
         or stream_id in conn.streams
         # RECV_HEADERS leaves SERVER_OPEN as it is (the first request, in IDLE, is h2's)
         or conn.state_machine.state is not _SERVER_OPEN
-        or config.validate_inbound_headers
-        or config.normalize_inbound_headers
-        or config.header_encoding is not None
+        or options["_validate_inbound_headers"]
+        or options["_normalize_inbound_headers"]
+        or options["_header_encoding"] is not None
     ):
         return None
     local = conn.local_settings
@@ -228,7 +309,7 @@ def receive_request(conn: GuardedConnection, frame: HeadersFrame) -> list[H2Even
         or window > LARGEST_FLOW_CONTROL_WINDOW
     ):
         return None
-    headers = _decode_headers(conn.decoder, frame.data)
+    headers = decoded(conn.decoder, frame.data)
     end_stream = "END_STREAM" in flags
     outbound = _setting(conn.remote_settings, _INITIAL_WINDOW_SIZE)
     if _informational(headers):  # a request claiming a 1xx status: h2 refuses it
@@ -241,16 +322,10 @@ def receive_request(conn: GuardedConnection, frame: HeadersFrame) -> list[H2Even
     # state receive_headers gives it: RECV_HEADERS (IDLE -> OPEN, request_received), then
     # RECV_END_STREAM (OPEN -> HALF_CLOSED_REMOTE, stream_half_closed)
     machine = H2StreamStateMachine.__new__(H2StreamStateMachine)
-    machine.__dict__ = {
-        "state": _HALF_CLOSED_REMOTE if end_stream else _OPEN,
-        "stream_id": stream_id,
-        "client": False,
-        "headers_sent": None,
-        "trailers_sent": None,
-        "headers_received": True,
-        "trailers_received": None,
-        "stream_closed_by": None,
-    }
+    attributes = _MACHINE.copy()  # a copy of a small dict: cheaper than building one
+    attributes["state"] = _HALF_CLOSED_REMOTE if end_stream else _OPEN
+    attributes["stream_id"] = stream_id
+    machine.__dict__ = attributes
     manager = WindowManager.__new__(WindowManager)
     manager.__dict__ = {
         "max_window_size": window,
@@ -258,18 +333,14 @@ def receive_request(conn: GuardedConnection, frame: HeadersFrame) -> list[H2Even
         "_bytes_processed": 0,
     }
     stream = H2Stream.__new__(H2Stream)
-    stream.__dict__ = {
-        "state_machine": machine,
-        "stream_id": stream_id,
-        "max_outbound_frame_size": conn.max_outbound_frame_size,
-        "request_method": None,
-        "outbound_flow_control_window": outbound,
-        "_inbound_window_manager": manager,
-        "_expected_content_length": None,
-        "_actual_content_length": 0,
-        "_authority": None,
-        "config": config,
-    }
+    attributes = _STREAM.copy()
+    attributes["state_machine"] = machine
+    attributes["stream_id"] = stream_id
+    attributes["max_outbound_frame_size"] = conn.max_outbound_frame_size
+    attributes["outbound_flow_control_window"] = outbound
+    attributes["_inbound_window_manager"] = manager
+    attributes["config"] = config
+    stream.__dict__ = attributes
     conn.streams[stream_id] = stream
     conn.highest_inbound_stream_id = stream_id
     length = _content_length(headers)  # h2's _initialize_content_length (may raise)
@@ -287,6 +358,19 @@ def receive_request(conn: GuardedConnection, frame: HeadersFrame) -> list[H2Even
         "priority_updated": None,
     }
     return [event] if ended is None else [event, ended]
+
+
+def decoded(decoder: Decoder, data: bytes) -> Iterable[tuple[bytes, bytes]]:
+    """h2's `_decode_headers(decoder, data)`: a block a CachedDecoder remembers is read here
+    as its `decode` reads it (the table unchanged since: a copy of the remembered fields),
+    without two interpreted calls; any other block is decoded by h2's function."""
+    if type(decoder) is CachedDecoder:
+        table = cast(CountedTable, decoder.header_table)
+        if (table.generation, decoder.max_header_list_size) == decoder._state:
+            fields = decoder._blocks.get(data)
+            if fields is not None:
+                return list(fields)
+    return _decode_headers(decoder, data)
 
 
 def _setting(settings: Settings, code: SettingCodes) -> int:

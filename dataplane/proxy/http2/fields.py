@@ -54,9 +54,17 @@ def _regular(name: bytes, value: bytes) -> None:
         raise Malformed("connection_specific")
 
 
-def parse_request(
-    fields: Fields, max_fields: int
-) -> tuple[bytes, bytes, bytes, bytes, Fields, int | None]:
+Request = tuple[bytes, bytes, bytes, bytes, Fields, int | None]
+
+# A client repeats its heads (the same fields, as CachedDecoder even gives the same objects):
+# the result of a check that passed is kept, by the fields, for heads of at most MAX_CHECKED
+# bytes (the cache's memory is bounded); a malformed head is checked every time.
+MAX_HEADS = 256
+MAX_CHECKED = 4096
+_checked: dict[tuple[tuple[bytes, bytes], ...], Request] = {}
+
+
+def parse_request(fields: Fields, max_fields: int) -> Request:
     """(method, scheme, authority, path, regular fields, content-length) of a request head.
 
     The Host field is taken out: it must agree with `:authority` (case aside) when both are
@@ -65,12 +73,28 @@ def parse_request(
     """
     if len(fields) > max_fields:
         raise Malformed("too_many_fields", ErrorCodes.ENHANCE_YOUR_CALM)
+    key = tuple(fields)
+    known = _checked.get(key)
+    if known is None:
+        known, size = _parse_request(fields)
+        if size <= MAX_CHECKED:
+            if len(_checked) >= MAX_HEADS:
+                _checked.clear()
+            _checked[key] = known
+    method, scheme, authority, path, regular, length = known
+    return method, scheme, authority, path, list(regular), length  # a list of its own
+
+
+def _parse_request(fields: Fields) -> tuple[Request, int]:
+    """parse_request's checks; and the size of the head (its names' and values' lengths)."""
+    size = 0
     method = scheme = authority = path = host = None
     content_length: int | None = None
     regular: Fields = []
     append = regular.append
     seen_regular = False
     for name, value in fields:
+        size += len(name) + len(value)
         if name[:1] == b":":
             if seen_regular:
                 raise Malformed("pseudo_after_regular")
@@ -117,7 +141,7 @@ def parse_request(
         raise Malformed("host_authority_mismatch")
     if b"@" in authority or _AUTHORITY.fullmatch(authority) is None:
         raise Malformed("authority")
-    return method, scheme, authority, path, regular, content_length
+    return (method, scheme, authority, path, regular, content_length), size
 
 
 def parse_response(fields: Fields, max_fields: int) -> tuple[int, Fields, int | None]:

@@ -87,15 +87,11 @@ class FloodMonitor:
         self.block_size = 0
         self.streams: dict[int, object] = {}  # h2's streams, to tell live streams apart
         self.answered: set[int] | None = None  # front side: streams whose response started
-        # DATA frames we sent and the peer has not answered with a stream-0 WINDOW_UPDATE or
-        # a PING yet: a receiver replenishing the window it used (or a gRPC client probing
-        # the bandwidth-delay product with a PING per burst of data) is no flood.
+        # DATA frames we sent (endpoint.data_sent) and the peer has not answered with a
+        # stream-0 WINDOW_UPDATE or a PING yet: a receiver replenishing the window it used
+        # (or a gRPC client probing the bandwidth-delay product with a PING per burst of
+        # data) is no flood.
         self.window_credit = self.ping_credit = 0
-
-    def data_sent(self, frames: int) -> None:
-        """`frames` DATA frames went to the peer (see `window_credit`)."""
-        self.window_credit = min(self.window_credit + frames, MAX_CREDIT)
-        self.ping_credit = min(self.ping_credit + frames, MAX_CREDIT)
 
     def _roll(self) -> None:
         elapsed = self.now - self.window_start
@@ -292,6 +288,16 @@ class GuardedConnection(H2Connection):
             self._data_to_send = bytearray(data)
         return super().data_to_send(amount)
 
+    def frames_to_send(self) -> list[bytes | memoryview]:
+        """What `data_to_send()` would join, as its pieces in order (for a socket that
+        gathers them itself: no copy of the bodies)."""
+        frames = self._frames
+        if self._data_to_send:
+            frames.insert(0, bytes(self._data_to_send))
+            self._data_to_send = bytearray()
+        self._frames = []
+        return frames
+
     def _receive_frame(self, frame: Frame) -> list[H2Event]:
         """h2's own, less its trace line: it built `repr(frame)` for every frame received,
         logged or not (2% of the worker under h2load). Same dispatch, same errors."""
@@ -326,7 +332,7 @@ class GuardedConnection(H2Connection):
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[H2Event]]:
         stream_id = frame.stream_id
         if (
-            not self.config.client_side
+            not self.config.__dict__["_client_side"]  # its property's value, without a call
             and stream_id not in self.streams
             and stream_id > self.highest_inbound_stream_id
             and stream_id & 1

@@ -17,9 +17,11 @@ GOAWAY; the connection closes once the final GOAWAY is sent and no stream is lef
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import logging
 import select
+import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dataplane.proxy.http2 import (
@@ -48,6 +50,7 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 READ_SIZE = 65_536
 MAX_READS = 16  # reads per readiness event before other connections get their turn
+MAX_PIECES = 512  # pieces per sendmsg (within IOV_MAX); more are joined into one
 LINGER_SECONDS = 2.0  # after a GOAWAY that ends the connection: the client's bytes drained
 _READ = bytearray(READ_SIZE)  # one read buffer for every connection of the worker
 _READ_VIEW = memoryview(_READ)
@@ -72,6 +75,7 @@ class H2Session:
         "fd",
         "figures",
         "front",
+        "gather",
         "idle_since",
         "lingering",
         "listener",
@@ -99,6 +103,8 @@ class H2Session:
         self.listener = listener
         self.sock = sock
         self.fd = sock.fileno()
+        kind = type(sock)  # a plain socket (h2c) writes h2's frames as they are
+        self.gather = kind is _socket.socket or kind is socket.socket
         if context is None:
             assert peer is not None
             context = listener.connection_context(peer)
@@ -239,8 +245,14 @@ class H2Session:
         """Write what the connection has to send; EPOLLOUT while the socket is full."""
         if self.closed:
             return
-        data = self.front.data_to_send()
         out = self.out
+        if self.gather:
+            self._gather(out)
+            if self.closed:
+                return
+            data = b""
+        else:
+            data = self.front.data_to_send()  # joined: TLS encrypts it in records
         if data:
             if out:
                 out += data
@@ -271,6 +283,30 @@ class H2Session:
             self.loop.modify(self.fd, mask)
         if not out and self.front.done and not self.lingering:
             self.close()  # a graceful shutdown (ours or the client's) is complete
+
+    def _gather(self, out: bytearray) -> None:
+        """A plain socket: h2's frames written as pieces (sendmsg gathers them), the bodies
+        not copied; what the socket does not take waits in `out`."""
+        pieces = self.front.pieces_to_send()
+        if not pieces:
+            return
+        if out or len(pieces) > MAX_PIECES:
+            out += b"".join(pieces)
+            return
+        try:
+            sent = self.sock.sendmsg(pieces)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        for piece in pieces:  # the rest, if any, in order
+            size = len(piece)
+            if sent >= size:
+                sent -= size
+            else:
+                out += memoryview(piece)[sent:] if sent else piece
+                sent = 0
 
     # -- time ----------------------------------------------------------------------------
 
