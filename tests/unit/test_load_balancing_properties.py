@@ -5,12 +5,17 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import AddBackend, LoadBalancingAlgorithms, LoadBalancingParams
-from dataplane.proxy.balancing.hashing import build_maglev_table, mix
+from dataplane.proxy.balancing.hashing import (
+    build_maglev_table,
+    hash_bytes,
+    maglev_table_size,
+    mix,
+)
 from dataplane.proxy.balancing.load_balancing import BackendSet
 
 KEYS = [
@@ -31,6 +36,16 @@ def cluster(algorithm: LoadBalancingAlgorithms, ports: list[int]) -> BackendSet:
     return backends
 
 
+def shared_skip(ports: list[int]) -> bool:
+    """Whether two of these backends get the same Maglev skip (hashing.build_maglev_table)."""
+    size = maglev_table_size(len(ports))
+    skips = [
+        mix(hash_bytes(f"10.0.0.1:{port}".encode()) ^ 0x736B69705F5F) % (size - 1) + 1
+        for port in ports
+    ]
+    return len(set(skips)) < len(skips)
+
+
 def assignment(backends: BackendSet) -> list[str]:
     result = []
     for key in KEYS:
@@ -46,6 +61,7 @@ def assignment(backends: BackendSet) -> list[str]:
     algorithm=st.sampled_from([LoadBalancingAlgorithms.HRW, LoadBalancingAlgorithms.MAGLEV]),
     ports=st.lists(st.integers(1, 65535), min_size=2, max_size=20, unique=True),
 )
+@example(algorithm=LoadBalancingAlgorithms.MAGLEV, ports=[1670, 9425, 1])  # a shared skip
 def test_adding_one_backend_moves_about_one_in_n_keys(
     algorithm: LoadBalancingAlgorithms, ports: list[int]
 ) -> None:
@@ -62,7 +78,13 @@ def test_adding_one_backend_moves_about_one_in_n_keys(
     after = assignment(backends)
     moved = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
     ideal = len(KEYS) / len(ports)
-    assert len(moved) <= ideal * 1.25 + 0.02 * len(KEYS), (len(moved), ideal)
+    bound = ideal * 1.25 + 0.02 * len(KEYS)
+    if algorithm is LoadBalancingAlgorithms.MAGLEV and shared_skip(ports):
+        # Two backends whose permutations step by the same skip (1 pair in 5,002) fill the
+        # table in lockstep: with two or three backends, Maglev then moves up to about twice
+        # the ideal share (6,147 of 10,000 keys for ports 1670, 9425 then 1).
+        bound = ideal * 2
+    assert len(moved) <= bound, (len(moved), ideal)
     if algorithm is LoadBalancingAlgorithms.HRW:
         # Rendezvous is exact: a key only ever moves to the newcomer.
         assert all(new == f"b{newcomer}" for _, new in moved)
