@@ -14,7 +14,7 @@ from h2.settings import SettingCodes
 from h2.stream import STREAM_OPEN, StreamClosedBy, StreamState
 from hyperframe.frame import Frame, HeadersFrame
 
-from dataplane.proxy.http2 import fast_path, hpack_fields
+from dataplane.proxy.http2 import fast_path, fast_receive, hpack_fields
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.http2.flood import UNCOPIED, FloodMonitor, GuardedConnection, MonitoredBuffer
 from dataplane.proxy.http2.front import FrontConnection
@@ -171,7 +171,7 @@ def attributes(frame: Frame) -> dict[str, object]:
 def test_a_headers_frame_is_hyperframes(flags: int) -> None:
     raw = HeadersFrame(7, data=b"\x82\x86\x84", flags=()).serialize()
     raw = raw[:4] + bytes([flags]) + raw[5:]
-    ours = fast_path.headers_frame(flags, 7, raw[9:])
+    ours = fast_receive.headers_frame(flags, 7, raw[9:])
     assert ours is not None
     assert attributes(ours) == attributes(parsed(raw))
     assert ("END_STREAM" in ours.flags) == bool(flags & 0x1)
@@ -182,7 +182,7 @@ def test_a_headers_frame_is_hyperframes(flags: int) -> None:
     [(0x4 | 0x8, 1), (0x4 | 0x20, 1), (0x1, 1), (0x0, 1), (0x4, 0)],  # padded, priority, ...
 )
 def test_what_hyperframe_still_parses(flags: int, stream_id: int) -> None:
-    assert fast_path.headers_frame(flags, stream_id, b"\x82") is None
+    assert fast_receive.headers_frame(flags, stream_id, b"\x82") is None
 
 
 def frames(buffer: FrameBuffer, data: bytes) -> list[dict[str, object]]:
@@ -252,7 +252,7 @@ def test_open_streams_counts_every_open_state_as_h2_does() -> None:
     }
     for side in (1, 0):
         assert guarded._open_streams(side) == H2Connection._open_streams(plain, side)
-    assert fast_path.open_streams(guarded, 1) == 3
+    assert fast_receive.open_streams(guarded, 1) == 3
 
 
 def test_a_cached_encoders_blocks_are_the_same_by_either_path() -> None:

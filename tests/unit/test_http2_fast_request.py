@@ -1,4 +1,4 @@
-"""fast_path.receive_request: a client's request opens its stream exactly as h2 opens it (the
+"""fast_receive.receive_request: a client's request opens its stream exactly as h2 opens it (the
 stream's every attribute, the connection's bookkeeping, the events, the bytes answered), and
 whatever it does not take (PRIORITY, a 1xx claim, bad stream ids, inbound validation, too many
 streams) is h2's, with h2's errors."""
@@ -17,7 +17,7 @@ from h2.settings import SettingCodes
 from h2.stream import H2Stream
 from hyperframe.frame import HeadersFrame
 
-from dataplane.proxy.http2 import fast_path
+from dataplane.proxy.http2 import fast_path, fast_receive
 from dataplane.proxy.http2.counters import H2Counters
 from dataplane.proxy.http2.flood import FloodMonitor, GuardedConnection
 from dataplane.proxy.http2.limits import H2Limits
@@ -165,9 +165,9 @@ def test_the_fast_path_takes_a_plain_request_frame() -> None:
     peer = client()
     _plain, guarded = opened(peer)
     raw = headers(peer, 3, GET)
-    frame = fast_path.headers_frame(raw[4], 3, raw[9:])
+    frame = fast_receive.headers_frame(raw[4], 3, raw[9:])
     assert frame is not None
-    events = fast_path.receive_request(guarded, frame)
+    events = fast_receive.receive_request(guarded, frame)
     assert events is not None
     assert [type(event).__name__ for event in events] == ["RequestReceived", "StreamEnded"]
     assert events[0].headers == GET  # type: ignore[attr-defined]
@@ -181,13 +181,13 @@ def test_priority_and_validation_are_left_to_h2() -> None:
     assert "PriorityUpdated" in [type(event).__name__ for event in events]
     frame = HeadersFrame(3, data=b"\x82\x86\x84\x41\x01a", flags=["END_HEADERS"])
     _plain, checking = pair(validate_inbound_headers=True)
-    assert fast_path.receive_request(checking, frame) is None
-    assert fast_path.receive_request(guarded, frame) is not None
-    assert fast_path.receive_request(guarded, frame) is None  # it exists now
+    assert fast_receive.receive_request(checking, frame) is None
+    assert fast_receive.receive_request(guarded, frame) is not None
+    assert fast_receive.receive_request(guarded, frame) is None  # it exists now
     _plain, encoding = pair(header_encoding="utf-8")
-    assert fast_path.receive_request(encoding, frame) is None
+    assert fast_receive.receive_request(encoding, frame) is None
     _plain, normalizing = pair(normalize_inbound_headers=True)
-    assert fast_path.receive_request(normalizing, frame) is None
+    assert fast_receive.receive_request(normalizing, frame) is None
 
 
 @pytest.mark.parametrize(
@@ -234,7 +234,7 @@ def test_bad_stream_ids_fail_as_in_h2(stream_id: int) -> None:
     peer.send_headers(5, GET, end_stream=True)
     feed_both(plain, guarded, peer.data_to_send())
     frame = HeadersFrame(stream_id, data=b"\x82\x86\x84\x41\x01a", flags=["END_HEADERS"])
-    assert fast_path.receive_request(guarded, frame) is None
+    assert fast_receive.receive_request(guarded, frame) is None
     errors = []
     for server in (plain, guarded):
         with pytest.raises(ProtocolError) as caught:
@@ -256,7 +256,7 @@ def test_the_concurrency_limit_is_h2s() -> None:
     feed_both(plain, guarded, data)
     assert guarded.local_settings.max_concurrent_streams == 2
     frame = HeadersFrame(5, data=b"\x82\x86\x84\x41\x01a", flags=["END_HEADERS"])
-    assert fast_path.receive_request(guarded, frame) is None  # h2 raises TooManyStreamsError
+    assert fast_receive.receive_request(guarded, frame) is None  # h2 raises TooManyStreamsError
     for server in (plain, guarded):
         server.reset_stream(1, ErrorCodes.CANCEL)
     assert guarded.data_to_send() == plain.data_to_send()
@@ -328,7 +328,7 @@ def test_forgotten_streams_are_kept_within_h2s_size_limit() -> None:
 
 
 def test_a_remembered_block_is_decoded_as_the_cached_decoder_decodes_it() -> None:
-    """fast_path.decoded reads CachedDecoder's remembered blocks as its decode() does."""
+    """fast_receive.decoded reads CachedDecoder's remembered blocks as its decode() does."""
     from h2.connection import _decode_headers
     from hpack import Decoder, Encoder
 
@@ -339,15 +339,15 @@ def test_a_remembered_block_is_decoded_as_the_cached_decoder_decodes_it() -> Non
     again = encoder.encode(GET)  # every field indexed: a block the decoder remembers
     for decoder, twin in ((CachedDecoder(65_536), CachedDecoder(65_536)), (Decoder(), Decoder())):
         for block in (indexed, again, again, again):
-            ours = fast_path.decoded(decoder, block)
+            ours = fast_receive.decoded(decoder, block)
             assert list(ours) == list(_decode_headers(twin, block)) == GET
         assert decoder.header_table.dynamic_entries == twin.header_table.dynamic_entries
     decoder = CachedDecoder(65_536)
-    fast_path.decoded(decoder, indexed)
-    first = fast_path.decoded(decoder, again)
+    fast_receive.decoded(decoder, indexed)
+    first = fast_receive.decoded(decoder, again)
     assert isinstance(first, list) and again in decoder._blocks  # read from the cache next
     first.append((b"x", b"y"))  # the caller's own list
-    assert list(fast_path.decoded(decoder, again)) == GET
+    assert list(fast_receive.decoded(decoder, again)) == GET
     decoder.max_header_list_size = 10  # remembered blocks no longer hold: decode() refuses
     with pytest.raises(ProtocolError, match="Oversized"):
-        fast_path.decoded(decoder, again)
+        fast_receive.decoded(decoder, again)

@@ -7,7 +7,7 @@ as soon as its header arrives (h2 waits for the whole frame first), and control 
 wrong length get FRAME_SIZE_ERROR. A limit crossed raises `FloodError`, an h2 ProtocolError
 carrying its code: h2 then sends the GOAWAY itself and the endpoint reports it. A whole HEADERS
 block is then made into h2's frame object without hyperframe's parsing, and a plain request
-opens its stream without h2's state machine (both in `fast_path`).
+opens its stream without h2's state machine (both in `fast_receive`).
 
 `GuardedConnection` is h2's connection with two changes: a stream beyond
 MAX_CONCURRENT_STREAMS is refused with RST_STREAM(REFUSED_STREAM) (h2 would end the whole
@@ -33,12 +33,8 @@ from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
-from dataplane.proxy.http2.fast_path import (
-    UNCOPIED,
-    headers_frame,
-    open_streams,
-    receive_request,
-)
+from dataplane.proxy.http2.fast_path import UNCOPIED
+from dataplane.proxy.http2.fast_receive import headers_frame, open_streams, receive_request
 from dataplane.proxy.http2.limits import WINDOW_SECONDS
 
 _HPACK_FAILURES = (HPACKError, IndexError, TypeError, UnicodeDecodeError)  # as h2 catches them
@@ -235,7 +231,7 @@ class MonitoredBuffer(FrameBuffer):
                 stream_id = ((data[5] & 0x7F) << 24) | (data[6] << 16) | (data[7] << 8) | data[8]
                 kind, flags = data[3], data[4]
                 self.monitor.frame(kind, flags, stream_id, length)
-                if kind == 1 and not self._headers_buffer:  # see fast_path.headers_frame
+                if kind == 1 and not self._headers_buffer:  # see fast_receive.headers_frame
                     frame = headers_frame(flags, stream_id, bytes(data[9 : 9 + length]))
                     if frame is not None:
                         del data[: 9 + length]
@@ -323,7 +319,7 @@ class GuardedConnection(H2Connection):
         return events  # type: ignore[no-any-return]
 
     def _open_streams(self, remainder: int) -> int:
-        return open_streams(self, remainder)  # h2's, faster (fast_path.py)
+        return open_streams(self, remainder)  # h2's, faster (fast_receive.py)
 
     def clear_outbound_data_buffer(self) -> None:
         self._frames.clear()
@@ -359,7 +355,7 @@ class GuardedConnection(H2Connection):
         stream = self.streams.get(stream_id)  # trailers make h2 forget the expected length
         expected = None if stream is None else stream._expected_content_length
         try:
-            if stream is None:  # a new stream: a plain request is opened by fast_path
+            if stream is None:  # a new stream: a plain request is opened by fast_receive
                 opened = receive_request(self, frame)
                 if opened is not None:
                     return [], opened

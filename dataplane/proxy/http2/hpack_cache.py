@@ -14,7 +14,7 @@ repeating it:
   (every field indexed, as a client repeating a request sends): the same bytes decode to the
   same fields as long as the table is unchanged, which `CountedTable` tells (any addition or
   size change moves its `generation` and empties the cache). Other blocks are decoded by
-  `hpack` as before, with all of its checks. `fast_path.decoded` reads a remembered block
+  `hpack` as before, with all of its checks. `fast_receive.decoded` reads a remembered block
   the way `decode` does, compiled.
 """
 
