@@ -364,6 +364,20 @@ def test_client_goaway_lets_streams_finish() -> None:
     assert client.counters["h2.goaway.received.no_error"] == 1
 
 
+def test_frames_after_a_client_goaway_in_the_same_read_are_no_protocol_error() -> None:
+    """A TLS stream hands several records over in one read: a WINDOW_UPDATE the finishing
+    stream needs may come with the GOAWAY, which h2 alone would refuse (connection CLOSED)."""
+    client = RawClient()
+    client.send(
+        client.headers(1, request()),
+        GoAwayFrame(0, last_stream_id=0, error_code=0),
+        WindowUpdateFrame(0, window_increment=1 << 20),
+        WindowUpdateFrame(1, window_increment=1 << 20),
+    )
+    assert not client.front.closed
+    assert client.front.send_response(1, 200, [], end_stream=True)
+
+
 def test_window_updates_and_pings_answering_our_data_are_no_flood() -> None:
     """A gRPC client acknowledges each burst of DATA with a stream-0 WINDOW_UPDATE and a
     bandwidth probe PING: one of each per DATA frame we sent is not counted."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from h2.connection import H2Connection, _decode_headers
+from h2.connection import ConnectionState, H2Connection, _decode_headers
 from h2.errors import ErrorCodes
 from h2.events import StreamReset, TrailersReceived
 from h2.exceptions import (
@@ -31,7 +31,14 @@ from h2.exceptions import (
 from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+    WindowUpdateFrame,
+)
 
 from dataplane.proxy.http2.fast_path import UNCOPIED
 from dataplane.proxy.http2.fast_receive import headers_frame, open_streams, receive_request
@@ -293,6 +300,19 @@ class GuardedConnection(H2Connection):
             self._data_to_send = bytearray()
         self._frames = []
         return frames
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[H2Event]]:
+        """h2's, then a graceful GOAWAY leaves the connection open at once, not only when the
+        endpoint handles its event (endpoint._on_goaway): the frames that came after it in
+        the same read (a WINDOW_UPDATE the finishing streams need) are not a protocol error."""
+        result = super()._receive_goaway_frame(frame)
+        if not frame.error_code:
+            self.state_machine.state = (
+                ConnectionState.CLIENT_OPEN
+                if self.config.client_side
+                else ConnectionState.SERVER_OPEN
+            )
+        return result
 
     def _receive_frame(self, frame: Frame) -> list[H2Event]:
         """h2's own, less its trace line: it built `repr(frame)` for every frame received,
