@@ -27,7 +27,7 @@ from dataplane.proxy.http1.head import RequestHead, RequestParser
 from dataplane.proxy.http1.request_path import route_path
 from dataplane.proxy.http2.limits import H2Limits
 from dataplane.proxy.peer_counts import PeerCounts
-from dataplane.proxy.proxy_protocol.header import ProxiedPeer
+from dataplane.proxy.proxy_protocol.header import Peer, ProxiedPeer
 from dataplane.proxy.routing.policy import has_policy
 from dataplane.proxy.routing.router import Route, Router, normalize_host
 
@@ -65,7 +65,7 @@ class HttpListener:
     """One HTTP listener's configuration, router and answers; its socket when active."""
 
     scheme = "http"  # "https" for HttpsListener (tls/listener.py)
-    connection_context: Callable[[tuple[str, int]], ConnectionContext]  # set by `configure`
+    connection_context: Callable[[Peer], ConnectionContext]  # set by `configure`
 
     def __init__(self, proxy: HttpProxy, config: HttpListenerConfig) -> None:
         self.reset(proxy, config)
@@ -125,7 +125,7 @@ class HttpListener:
                 answers.set_cluster_answers(cluster.cluster_id, cluster.config.answers)
         self.answers = answers
 
-    def _connection_context(self, peer: tuple[str, int]) -> ConnectionContext:
+    def _connection_context(self, peer: Peer) -> ConnectionContext:
         """`connection_context`: what this connection's forwarded requests say about it,
         decided once, at accept: its address, the listener's scheme and public address, and
         whether the peer is one of `trusted_proxies` (a connection keeps what it got when
@@ -149,7 +149,7 @@ class HttpListener:
         self._peer_contexts[peer[0]] = context
         return context
 
-    def _proxied_context(self, peer: tuple[str, int]) -> ConnectionContext:
+    def _proxied_context(self, peer: Peer) -> ConnectionContext:
         """`connection_context` on an `expect_proxy` listener: `peer` is the source of the
         PROXY header (the load balancer adds no HTTP headers: it is never the one checked
         against `trusted_proxies`), and the header's destination, the address the client

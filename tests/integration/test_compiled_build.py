@@ -26,6 +26,7 @@ SAME_TESTS = [
     "tests/integration/test_http_protocol.py",
     "tests/integration/test_http_headers.py",
     "tests/integration/test_https_sni.py",
+    "tests/integration/test_proxy_protocol.py",  # a PROXY header's destination, compiled
     "tests/integration/test_observability_access_logs.py",
     "tests/integration/test_observability_metrics.py",
     "tests/integration/test_protobuf_access_logs.py",

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.mux.session_fields import SniCheck
     from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.proxy_protocol.header import Peer
 
 log = logging.getLogger("dataplane.worker")
 
@@ -93,7 +94,7 @@ class H2Session:
         loop: Host,
         listener: HttpListener,
         sock: Transport,
-        peer: tuple[str, int] | None,
+        peer: Peer | None,
         sni_binding: SniCheck | None = None,
         received: bytes = b"",
         context: ConnectionContext | None = None,

@@ -44,6 +44,7 @@ from dataplane.proxy.routing.policy import edited_hsts, with_hsts
 if TYPE_CHECKING:
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.proxy_protocol.header import Peer
     from dataplane.proxy.routing.conn_limit import ConnLimiter
     from dataplane.proxy.routing.error_pages import ErrorPages
 
@@ -51,9 +52,7 @@ if TYPE_CHECKING:
 class HttpSession(RequestSide):
     __slots__ = ()
 
-    def __init__(
-        self, loop: Host, listener: HttpListener, sock: ClientStream, peer: tuple[str, int]
-    ) -> None:
+    def __init__(self, loop: Host, listener: HttpListener, sock: ClientStream, peer: Peer) -> None:
         self.loop = loop
         self.listener = listener
         self.sock = sock

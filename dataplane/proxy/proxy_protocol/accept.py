@@ -29,7 +29,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dataplane.proxy.mux.session_fields import EPOLLIN
-from dataplane.proxy.proxy_protocol.header import MAX_HEADER, ProxyProtocolError, parse_header
+from dataplane.proxy.proxy_protocol.header import (
+    MAX_HEADER,
+    Peer,
+    ProxyProtocolError,
+    parse_header,
+)
 from dataplane.proxy.timers import NOT_FILED
 
 if TYPE_CHECKING:
@@ -40,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dataplane.worker")
 
 # What a listener starts once the header is read: (socket, client address, listener figures).
-Next = Callable[[socket.socket, tuple[str, int], "ListenerFigures | None"], None]
+Next = Callable[[socket.socket, Peer, "ListenerFigures | None"], None]
 
 
 def accept_proxied(loop: Host, listener: HttpListener, start: Next, nodelay: bool = False) -> None:
@@ -81,7 +86,7 @@ class ProxyHeaderReader:
         loop: Host,
         listener: HttpListener,
         sock: socket.socket,
-        peer: tuple[str, int],
+        peer: Peer,
         start: Next,
     ) -> None:
         self.loop = loop
@@ -135,7 +140,7 @@ class ProxyHeaderReader:
             loop.register(self.fd, self.on_event, EPOLLIN)
             loop.timers.arm(self, loop.now + self.listener.request_timeout)
 
-    def _hand_on(self, peer: tuple[str, int]) -> None:
+    def _hand_on(self, peer: Peer) -> None:
         loop = self.loop
         if self.registered:
             loop.unregister(self.fd)

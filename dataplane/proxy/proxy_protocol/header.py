@@ -28,6 +28,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from typing import TypeAlias, Union
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_PREFIX = b"PROXY "
@@ -66,6 +67,12 @@ class ProxiedPeer(tuple[str, int]):
     connected to (the header's destination), which stands for the listener's address."""
 
     public: tuple[str, int] | None = None
+
+
+# A connection's client address as sessions and listeners take it. Spelled as a union, not as
+# `tuple[str, int]`: mypyc passes a `tuple[str, int]` unboxed (its two items), which drops a
+# ProxiedPeer's `public` on the way from the PROXY header to the session in compiled code.
+Peer: TypeAlias = Union[tuple[str, int], ProxiedPeer]  # noqa: UP007 (mypyc boxes a Union)
 
 
 class ProxyProtocolError(ValueError):

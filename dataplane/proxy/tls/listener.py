@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.clusters import HttpProxy
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.proxy_protocol.header import Peer
     from dataplane.proxy.tls.transport import TlsSocket
 
 log = logging.getLogger("dataplane.worker")
@@ -192,7 +193,7 @@ class HttpsListener(HttpListener):
         self,
         loop: Host,
         sock: socket.socket,
-        peer: tuple[str, int],
+        peer: Peer,
         figures: ListenerFigures | None,
         server_name: str | None = None,
     ) -> None:
@@ -218,7 +219,7 @@ class HttpsListener(HttpListener):
         handshake.on_event(EPOLLIN)  # the ClientHello may already be there
 
     def open_session(
-        self, loop: Host, tls: TlsSocket, peer: tuple[str, int]
+        self, loop: Host, tls: TlsSocket, peer: Peer
     ) -> HttpsSession | H2Session | None:
         """The session of an established connection: HTTP/2 when ALPN chose `h2`; None (to
         be closed) when it did not and the listener has `disable_http11`."""
@@ -270,7 +271,7 @@ def tls_acceptor(loop: Host, listener: HttpsListener) -> Callable[[int], None]:
     its PROXY header, on an `expect_proxy` listener; after its SNI is peeked, when the
     listener has passthrough frontends)."""
 
-    def start(sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None) -> None:
+    def start(sock: socket.socket, peer: Peer, figures: ListenerFigures | None) -> None:
         if not (listener.passthrough.active or listener.client_auth.active):
             listener.start_handshake(loop, sock, peer, figures)
             return

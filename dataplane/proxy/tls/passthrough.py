@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from dataplane.command.messages import RequestHttpFrontend
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.proxy_protocol.header import Peer
     from dataplane.proxy.tls.listener import HttpsListener
 
 log = logging.getLogger("dataplane.worker")
@@ -119,7 +120,7 @@ class SniPeek:
         loop: Host,
         listener: HttpsListener,
         sock: socket.socket,
-        peer: tuple[str, int],
+        peer: Peer,
         figures: ListenerFigures | None,
     ) -> None:
         self.loop = loop

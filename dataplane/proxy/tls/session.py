@@ -17,6 +17,7 @@ from dataplane.proxy.mux.session_fields import CLOSED, EPOLLIN, EPOLLOUT
 
 if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
+    from dataplane.proxy.proxy_protocol.header import Peer
     from dataplane.proxy.routing.client_auth import SniCheck
     from dataplane.proxy.tls.listener import HttpsListener
     from dataplane.proxy.tls.stream import TlsStream
@@ -34,7 +35,7 @@ class HttpsSession(HttpSession):
         loop: Host,
         listener: HttpsListener,
         stream: TlsStream,
-        peer: tuple[str, int],
+        peer: Peer,
         binding: SniCheck | None,
     ) -> None:
         super().__init__(loop, listener, stream, peer)

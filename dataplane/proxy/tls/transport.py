@@ -24,6 +24,7 @@ from dataplane.proxy.tls.stream import JOIN_LIMIT, SslObject, TlsStream
 if TYPE_CHECKING:
     from dataplane.proxy.mux.host import Host
     from dataplane.proxy.observability.metrics import ListenerFigures
+    from dataplane.proxy.proxy_protocol.header import Peer
     from dataplane.proxy.routing.client_auth import ClientAuthPolicy
     from dataplane.proxy.tls.listener import HttpsListener
     from dataplane.proxy.tls.store import StoredCertificate
@@ -106,7 +107,7 @@ class TlsHandshake:
         loop: Host,
         listener: HttpsListener,
         sock: socket.socket,
-        peer: tuple[str, int],
+        peer: Peer,
         context: ssl.SSLContext | None = None,
     ) -> None:
         self.loop = loop

@@ -48,6 +48,7 @@ from dataplane.proxy.worker.heap import HeapTrimmer
 from dataplane.proxy.worker.request_ends import RequestEnds
 
 if TYPE_CHECKING:
+    from dataplane.proxy.proxy_protocol.header import Peer
     from dataplane.proxy.worker.access_logs import WorkerAccessLogs
 
 log = logging.getLogger("dataplane.worker")
@@ -365,9 +366,7 @@ class Loop(Host):
         if isinstance(listener, HttpsListener):
             return tls_acceptor(self, listener)  # connections start with a TLS handshake
 
-        def open_session(
-            sock: socket.socket, peer: tuple[str, int], figures: ListenerFigures | None
-        ) -> None:
+        def open_session(sock: socket.socket, peer: Peer, figures: ListenerFigures | None) -> None:
             session = HttpSession(self, listener, sock, peer)
             session.figures = figures
             self.sessions.add(session)
