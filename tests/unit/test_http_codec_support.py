@@ -113,6 +113,32 @@ def context() -> ConnectionContext:
     return ConnectionContext(("10.0.0.9", 5000), ("10.0.0.1", 80), "http", "Sozu-Id", False, True)
 
 
+def test_a_plain_head_from_an_untrusted_peer_is_forwarded_whole() -> None:
+    """The usual case (no claims to strip, no sticky cookie, no upgrade), rendered in one
+    join: the same lines as the general case, with or without the client's request id."""
+    parser = RequestParser()
+    request = parser.parse(
+        b"GET /p HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\nCookie: S=1\r\n\r\n"
+    )
+    forwarded = (
+        b"\r\nX-Forwarded-For: 10.0.0.9"
+        b'\r\nForwarded: proto=http;for="10.0.0.9:5000";by=10.0.0.1'
+        b"\r\nX-Forwarded-Port: 80\r\nX-Forwarded-Proto: http"
+    )
+    # No sticky name: the one join; a sticky name the client's cookies lack: the general case.
+    for sticky_name in (b"", b"OTHER"):
+        head = forward_request(request, context(), b"ID", sticky_name)
+        assert head == (
+            b"GET /p HTTP/1.1\r\nHost: h\r\nCookie: S=1"
+            + forwarded
+            + b"\r\nX-Request-Id: ID\r\nSozu-Id: ID\r\n\r\n"
+        )
+    with_id = parser.parse(b"GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: mine\r\n\r\n")
+    assert forward_request(with_id, context(), b"ID", b"") == (
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: mine" + forwarded + b"\r\nSozu-Id: ID\r\n\r\n"
+    )
+
+
 def test_forwarded_request_head() -> None:
     request = RequestParser().parse(
         b"GET /p HTTP/1.1\r\nHost: h\r\nX-Real-IP: 1.1.1.1\r\nConnection: close\r\n"

@@ -211,6 +211,8 @@ class ConnectionContext:
 
 
 _NO_PUBLIC: Final = ("", 0)  # `for_port`'s unused constructor arguments
+REQUEST_ID_LINE: Final = b"\r\nX-Request-Id: "
+END: Final = b"\r\n\r\n"
 
 
 # The client's own lines of the headers an untrusted peer may not set (the parser removes every
@@ -229,6 +231,35 @@ def forward_request(
     """The head to send to the backend for `request`."""
     removed = request.removed
     trusted = context.trusted
+    if (
+        not trusted
+        and not request.has_x_proto
+        and not request.has_x_port
+        and request.x_real_ip is None
+        and not (request.cookies and sticky_name)
+        and request.upgrade is None
+    ):
+        # The usual case, as the general one below renders it, in one join of a tuple: no
+        # list of parts grown piece by piece (a connection's first request renders here).
+        block = request.stripped
+        if block is None:
+            block = request.stripped = strip_spans(request.block, removed)
+        if request.has_request_id:
+            return b"".join(
+                (request.line, block, context.absent_all, context.id_header, request_id, END)
+            )
+        return b"".join(
+            (
+                request.line,
+                block,
+                context.absent_all,
+                REQUEST_ID_LINE,
+                request_id,
+                context.id_header,
+                request_id,
+                END,
+            )
+        )
     if not trusted:
         if request.has_x_proto or request.has_x_port or request.x_real_ip is not None:
             removed = [*removed, *_spans(_CLAIMS, request.block)]  # rare: costs a search
