@@ -55,7 +55,7 @@ SCENARIOS = [
     Scenario("https-keepalive", "HTTPS keep-alive GET /", tls=True, needs=frozenset({"https"})),
     Scenario(
         "https-handshake",
-        "HTTPS GET / with Connection: close (a full TLS handshake per request)",
+        "HTTPS GET / with Connection: close (a TLS handshake per request, resumed by wrk)",
         headers={"Connection": "close"},
         tls=True,
         needs=frozenset({"https"}),
