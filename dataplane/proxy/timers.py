@@ -36,6 +36,8 @@ class TimerWheel:
     def arm(self, entry: Timed, deadline: float) -> None:
         """Set `entry`'s deadline; it will get `on_timeout` soon after it passes."""
         entry.deadline = deadline
+        if deadline >= entry.timer_slot:
+            return  # filed no later than needed (the check below, without math.ceil's call)
         slot = math.ceil(deadline)
         if slot < self._next_slot:  # not max(): a builtin call costs twice this, per arm
             slot = self._next_slot

@@ -241,11 +241,7 @@ class BackendPool:
         if conn.mask != EPOLLIN:
             self.loop.modify(conn.fd, EPOLLIN)
             conn.mask = EPOLLIN
-        deadline = self.loop.now + IDLE_SECONDS
-        if deadline >= conn.timer_slot:  # filed no later than needed: what `arm` would do
-            conn.deadline = deadline
-        else:
-            self.loop.timers.arm(conn, deadline)
+        self.loop.timers.arm(conn, self.loop.now + IDLE_SECONDS)
 
     def discard(self, conn: BackendConnection) -> None:
         conn.idle = False
