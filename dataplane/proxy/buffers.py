@@ -31,14 +31,14 @@ from __future__ import annotations
 import mmap
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 Buffer = mmap.mmap | bytearray
 BufferPair = tuple[Buffer, memoryview]
 
 # What a connection holds while it has no buffer: `len()` 0, `find()` finds nothing.
-NO_BUFFER: Buffer = bytearray()
-NO_VIEW: memoryview = memoryview(NO_BUFFER)
+NO_BUFFER: Final[Buffer] = bytearray()
+NO_VIEW: Final[memoryview] = memoryview(NO_BUFFER)
 
 
 class Holder(Protocol):

@@ -37,14 +37,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dataplane.worker")
 
-ACCEPT_BATCH = 64
-ROUTE_CACHE_SIZE = 4096
-HEAD_CACHE_SIZE = 1024
-HOST_CACHE_SIZE = 1024
+ACCEPT_BATCH: Final = 64
+ROUTE_CACHE_SIZE: Final = 4096
+HEAD_CACHE_SIZE: Final = 1024
+HOST_CACHE_SIZE: Final = 1024
 PEER_CACHE_SIZE = 4096  # connection contexts remembered, by peer IP
-HEAD_CACHE_MAX_BYTES = 1024  # only short heads are remembered: at most 1 MiB in all
-BACKLOG = 1024
-SOCK_STREAM = socket.SOCK_STREAM
+HEAD_CACHE_MAX_BYTES: Final = 1024  # only short heads are remembered: at most 1 MiB in all
+BACKLOG: Final = 1024
+SOCK_STREAM: Final = socket.SOCK_STREAM
 IPPROTO_TCP: Final = socket.IPPROTO_TCP
 TCP_INFO: Final = socket.TCP_INFO
 BIG_ENDIAN: Final = sys.byteorder == "big"

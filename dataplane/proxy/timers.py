@@ -10,7 +10,7 @@ timeout period, never per request, and no timer object is ever allocated.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class Timed(Protocol):
@@ -22,7 +22,7 @@ class Timed(Protocol):
 
 # Above every slot, so `deadline >= entry.timer_slot` ("no need to touch the wheel") is
 # false for an entry that is not filed.
-NOT_FILED = float("inf")
+NOT_FILED: Final = float("inf")
 
 
 class TimerWheel:

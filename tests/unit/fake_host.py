@@ -80,6 +80,9 @@ class FakeSocket:
         del self.incoming[:size]
         return data
 
+    def send(self, data: bytes | memoryview) -> int:
+        return self.sendmsg([data])
+
     def sendmsg(self, parts: list[bytes | memoryview]) -> int:
         data = b"".join(bytes(part) for part in parts)
         count = len(data) if self.room is None else min(self.room, len(data))

@@ -16,12 +16,13 @@ import math
 import random
 import time
 from collections.abc import Callable
+from typing import Final
 
 from dataplane.command.address import SocketAddress
 from dataplane.proxy.balancing.hashing import hash_bytes
 
-DEFAULT_WEIGHT = 100
-MAX_CONNECT_TRIES = 6
+DEFAULT_WEIGHT: Final = 100
+MAX_CONNECT_TRIES: Final = 6
 # Peak-EWMA connect time (seconds), after Finagle via sozu: a new backend starts at 50 ms so it
 # does not take all the traffic at once; the estimate decays towards new samples over ~1 s.
 _EWMA_INITIAL = 0.050

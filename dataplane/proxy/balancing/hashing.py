@@ -15,16 +15,16 @@ import math
 # importing hashlib, which loads OpenSSL's libcrypto (3.6 MB of memory) in every worker.
 from _blake2 import blake2b
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 
 _MASK = (1 << 64) - 1
 _UNIT = 1.0 / 18446744073709551616.0  # 2**-64
 T = TypeVar("T")
 # Maglev wants a prime table much larger than the backend count (the paper uses M >= 100 N).
 # The smaller size keeps a rebuild, done in Python on backend changes, in the milliseconds.
-MAGLEV_SMALL_TABLE = 5003
-MAGLEV_LARGE_TABLE = 65537
-MAGLEV_SMALL_LIMIT = 50
+MAGLEV_SMALL_TABLE: Final = 5003
+MAGLEV_LARGE_TABLE: Final = 65537
+MAGLEV_SMALL_LIMIT: Final = 50
 
 
 def hash_bytes(data: bytes) -> int:

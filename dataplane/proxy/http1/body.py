@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from mmap import mmap
+from typing import Final
 
 from dataplane.proxy.errors import HttpSyntaxError
 
@@ -32,9 +33,9 @@ Readable = bytes | bytearray | mmap  # what bodies are read from (the worker's b
 _SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:[ \t]*;[\t\x20-\x7e\x80-\xff]*)?\r\n")
 _TRAILER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n")
 
-MAX_LINE = 4096
-MAX_TRAILERS = 16384
-FORBIDDEN_TRAILERS = frozenset(
+MAX_LINE: Final = 4096
+MAX_TRAILERS: Final = 16384
+FORBIDDEN_TRAILERS: Final = frozenset(
     (
         b"content-length",
         b"transfer-encoding",

@@ -333,8 +333,8 @@ def sticky_cookie(request: RequestHead, sticky_name: bytes) -> str | None:
     return None
 
 
-CLOSE = b"\r\nConnection: close"
-KEEP_ALIVE = b"\r\nConnection: keep-alive"  # HTTP/1.0 clients need to be told
+CLOSE: Final = b"\r\nConnection: close"
+KEEP_ALIVE: Final = b"\r\nConnection: keep-alive"  # HTTP/1.0 clients need to be told
 
 
 def forward_response(

@@ -53,10 +53,10 @@ _SINGLE_TOKENS = {token: frozenset((token,)) for token in _CONNECTION_OPTIONS}
 _END_TO_END = frozenset((b"host", b"content-length", b"transfer-encoding"))
 
 # Framing of a message body, as announced by its head.
-NO_BODY = 0
-LENGTH = 1
-CHUNKED = 2
-UNTIL_CLOSE = 3
+NO_BODY: Final = 0
+LENGTH: Final = 1
+CHUNKED: Final = 2
+UNTIL_CLOSE: Final = 3
 
 
 def _field_finder(fields: bytes, extra: bytes) -> re.Pattern[bytes]:

@@ -14,6 +14,8 @@ our SETTINGS within `settings_timeout` gets GOAWAY(SETTINGS_TIMEOUT).
 
 from __future__ import annotations
 
+from typing import Final
+
 from h2 import events as h2e
 from h2.errors import ErrorCodes
 
@@ -30,7 +32,7 @@ from dataplane.proxy.http2.events import (
 from dataplane.proxy.http2.fields import Malformed, parse_response
 from dataplane.proxy.http2.limits import H2Limits
 
-HIGHEST_STREAM_ID = 2**31 - 1
+HIGHEST_STREAM_ID: Final = 2**31 - 1
 _UNTIL_SETTINGS = 100  # streams opened before the backend told its limit
 
 

@@ -16,7 +16,7 @@ stream stalled on a zero window.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from h2 import events as h2e
 from h2.config import H2Configuration
@@ -43,9 +43,9 @@ from dataplane.proxy.http2.flood import MAX_CREDIT, FloodError, FloodMonitor, Gu
 from dataplane.proxy.http2.hpack_cache import CachedDecoder, CachedEncoder
 from dataplane.proxy.http2.limits import H2Limits
 
-DEFAULT_WINDOW = 65_535
-NO_ERROR = ErrorCodes.NO_ERROR
-CANCEL = ErrorCodes.CANCEL
+DEFAULT_WINDOW: Final = 65_535
+NO_ERROR: Final = ErrorCodes.NO_ERROR
+CANCEL: Final = ErrorCodes.CANCEL
 Handler = Callable[[Any, list[Event], float], None]
 
 

@@ -65,7 +65,7 @@ _OPEN: Final = StreamState.OPEN
 _HALF_CLOSED_LOCAL: Final = StreamState.HALF_CLOSED_LOCAL
 _HALF_CLOSED_REMOTE: Final = StreamState.HALF_CLOSED_REMOTE
 _BY_SEND_END_STREAM: Final = StreamClosedBy.SEND_END_STREAM
-UNCOPIED = 1024  # DATA payloads from this size are queued apart from their frame header
+UNCOPIED: Final = 1024  # DATA payloads from this size are queued apart from their frame header
 
 
 def _open_stream(conn: GuardedConnection, stream_id: int) -> H2Stream | None:

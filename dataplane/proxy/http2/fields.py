@@ -9,6 +9,7 @@ names the `h2.headers.rejected.<reason>` counter and the RST_STREAM code.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from h2.errors import ErrorCodes
 
@@ -59,8 +60,8 @@ Request = tuple[bytes, bytes, bytes, bytes, Fields, int | None]
 # A client repeats its heads (the same fields, as CachedDecoder even gives the same objects):
 # the result of a check that passed is kept, by the fields, for heads of at most MAX_CHECKED
 # bytes (the cache's memory is bounded); a malformed head is checked every time.
-MAX_HEADS = 256
-MAX_CHECKED = 4096
+MAX_HEADS: Final = 256
+MAX_CHECKED: Final = 4096
 _checked: dict[tuple[tuple[bytes, bytes], ...], Request] = {}
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from typing import Final
 
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.body import FORBIDDEN_TRAILERS
@@ -33,7 +34,7 @@ from dataplane.proxy.http1.head import RequestHead as H1Request
 from dataplane.proxy.http1.head import ResponseHead as H1Response
 from dataplane.proxy.http2.events import Fields, RequestHead, ResponseHead
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te")
 )
 _BODY_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
@@ -227,8 +228,8 @@ def h1_response_to_h2(response: H1Response, request_method: bytes) -> tuple[int,
 # A backend answers the same head again and again (its Date changes once a second): the parse
 # and the translation of a head are kept, by its bytes and the request's method. The parsed
 # head is only read after this; the fields are copied, as the stream adds its own.
-MAX_HEADS = 256
-MAX_HEAD = 2048
+MAX_HEADS: Final = 256
+MAX_HEAD: Final = 2048
 _heads: dict[tuple[bytes, bytes], tuple[H1Response, int, Fields]] = {}
 
 

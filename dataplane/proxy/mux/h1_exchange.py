@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import select
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1 import head as http_head
@@ -37,12 +37,12 @@ if TYPE_CHECKING:
     from dataplane.proxy.mux.backend_pool import BackendConnection
     from dataplane.proxy.mux.h2_stream import H2Stream
 
-EPOLLIN = select.EPOLLIN
-EPOLLOUT = select.EPOLLOUT
-READ_SIZE = 65_536
-MAX_READS = 4  # reads per readiness event while each fills READ_SIZE
+EPOLLIN: Final = select.EPOLLIN
+EPOLLOUT: Final = select.EPOLLOUT
+READ_SIZE: Final = 65_536
+MAX_READS: Final = 4  # reads per readiness event while each fills READ_SIZE
 CONNECTING, WAITING, READING, DONE = range(4)
-UNCOPIED = 1024  # body bytes after a head: from this size handed on as a view (fast_path's)
+UNCOPIED: Final = 1024  # body bytes after a head: from this size handed on as a view (fast_path's)
 
 
 class H1Exchange:

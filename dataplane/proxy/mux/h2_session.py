@@ -22,7 +22,7 @@ import contextlib
 import logging
 import select
 import socket
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from dataplane.proxy.http2 import (
     Body,
@@ -47,15 +47,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dataplane.worker")
 
-EPOLLIN = select.EPOLLIN
-EPOLLOUT = select.EPOLLOUT
-READ_SIZE = 65_536
-MAX_READS = 16  # reads per readiness event before other connections get their turn
-MAX_PIECES = 512  # pieces per sendmsg (within IOV_MAX); more are joined into one
-LINGER_SECONDS = 2.0  # after a GOAWAY that ends the connection: the client's bytes drained
+EPOLLIN: Final = select.EPOLLIN
+EPOLLOUT: Final = select.EPOLLOUT
+READ_SIZE: Final = 65_536
+MAX_READS: Final = 16  # reads per readiness event before other connections get their turn
+MAX_PIECES: Final = 512  # pieces per sendmsg (within IOV_MAX); more are joined into one
+LINGER_SECONDS: Final = 2.0  # after a GOAWAY that ends the connection: the client's bytes drained
 _READ = bytearray(READ_SIZE)  # one read buffer for every connection of the worker
 _READ_VIEW = memoryview(_READ)
-INFINITY = float("inf")
+INFINITY: Final = float("inf")
 
 
 class Transport(Protocol):

@@ -61,7 +61,9 @@ class FlowControl(SessionFields):
     def _send_to_front(self, parts: list[bytes | memoryview], total: int) -> bool:
         """One gathered write of `total` bytes; False when some had to wait (or we closed)."""
         try:
-            sent = self.sock.sendmsg(parts)
+            # One part (most heads, most small responses): `send`, which costs CPython no
+            # iovec and buffer arrays (two mallocs) and no sequence walk: ~120 ns a call.
+            sent = self.sock.send(parts[0]) if len(parts) == 1 else self.sock.sendmsg(parts)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -80,7 +82,8 @@ class FlowControl(SessionFields):
         back = self.back
         assert back is not None
         try:
-            sent = back.sock.sendmsg(parts)
+            sock = back.sock
+            sent = sock.send(parts[0]) if len(parts) == 1 else sock.sendmsg(parts)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:

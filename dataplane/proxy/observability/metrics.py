@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from dataplane.command.messages import MetricDetail, QueryMetricsOptions
 from dataplane.command.responses import (
@@ -39,17 +39,28 @@ from dataplane.command.responses import (
 if TYPE_CHECKING:
     from dataplane.proxy.observability.request_end import RequestEnd
 
-BOUNDS_SECONDS: tuple[float, ...] = (
+BOUNDS_SECONDS: Final[tuple[float, ...]] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
-BOUNDS_MICROSECONDS: tuple[int, ...] = tuple(round(b * 1_000_000) for b in BOUNDS_SECONDS)
+BOUNDS_MICROSECONDS: Final[tuple[int, ...]] = tuple(round(b * 1_000_000) for b in BOUNDS_SECONDS)
 # A bucket is found by walking these up (`count_requests`): most requests end in the first
 # three, where the walk costs what `bisect_left` does in Python and a tenth of it compiled
 # (bisect's argument parsing is most of its cost); the last bound stops every walk.
 _WALK_BOUNDS: tuple[float, ...] = (*BOUNDS_SECONDS, math.inf)
 # index = status // 100 (status 0 = no response was sent; callers pass 0 <= status <= 999)
-STATUS_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx", "other", "other", "other", "other")
+STATUS_CLASSES: Final = (
+    "none",
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "other",
+    "other",
+    "other",
+    "other",
+)
 
 GaugeSource = Callable[[], dict[str, int]]
 BackendGaugeSource = Callable[[], Iterable[tuple[str, str, str, int]]]

@@ -10,7 +10,7 @@ already found none. Strict SNI binding is checked by the request side through `s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from dataplane.proxy.mux.session import HttpSession
 from dataplane.proxy.mux.session_fields import CLOSED, EPOLLIN, EPOLLOUT
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.tls.listener import HttpsListener
     from dataplane.proxy.tls.stream import TlsStream
 
-MAX_PENDING_READS = 16  # TLS records drained per readiness event before yielding
+MAX_PENDING_READS: Final = 16  # TLS records drained per readiness event before yielding
 
 
 class HttpsSession(HttpSession):

@@ -22,14 +22,14 @@ compiled build, with tls/session.py.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from dataplane.proxy.mux.session_flow import total_length
 
 if TYPE_CHECKING:
     from dataplane.proxy.tls.transport import TlsSocket
 
-JOIN_LIMIT = 64 * 1024  # pieces smaller than this in all are joined into one TLS write
+JOIN_LIMIT: Final = 64 * 1024  # pieces smaller than this in all are joined into one TLS write
 _WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _CLOSED = (ssl.SSLZeroReturnError, ssl.SSLEOFError)  # close_notify, or EOF without it
 
@@ -99,6 +99,14 @@ class TlsStream:
             return b""
         self.drained = False
         return bytes(buffer[:received])
+
+    def send(self, data: bytes | memoryview) -> int:
+        if not len(data):
+            return 0
+        try:
+            return self._obj.write(data)
+        except _WANT:
+            raise BlockingIOError from None
 
     def sendmsg(self, parts: list[bytes | memoryview]) -> int:
         if len(parts) == 1:
