@@ -250,3 +250,41 @@ def test_a_plain_route_decision_is_made_once_per_cluster() -> None:
         assert session.routed is cluster
     decision = cluster.plain_forward
     assert isinstance(decision, Forward) and tuple(decision) == (cluster, None, None)
+
+
+def test_a_new_connection_reuses_the_listeners_latest_head_with_its_own_context() -> None:
+    """A new connection starts with the listener's latest head as its previous one: the same
+    head from another client is taken without a search or a parse (the very RequestHead), and
+    still forwarded with this connection's own address; another head is parsed as usual."""
+    host, session, client = setup()
+    listener = host.proxy.listeners[LISTENER]
+    close_exchange(host, client)
+    back = connect_backend(host)
+    assert listener.recent_head == CLOSE_GET
+    first_request = listener.recent_request
+    assert first_request is not None and session.request is first_request
+    back.take()
+    back.incoming += OK
+    host.fire(back.fd, IN)
+    other = FakeSocket(60)
+    again = HttpSession(host, listener, other, ("203.0.113.5", 4321))
+    host.sessions.add(again)
+    assert again.last_head == CLOSE_GET and again.last_request is first_request
+    close_exchange(host, other)
+    assert again.request is first_request
+    sent = back.take()
+    assert sent.startswith(b"GET / HTTP/1.1\r\n")
+    assert b'for="203.0.113.5:4321"' in sent and b"X-Forwarded-For: 203.0.113.5" in sent
+    back.incoming += OK
+    host.fire(back.fd, IN)
+    assert other.take().startswith(b"HTTP/1.1 200 OK")
+    # A different head on the next connection: parsed, and remembered in its turn.
+    third = FakeSocket(61)
+    different = HttpSession(host, listener, third, ("203.0.113.6", 999))
+    host.sessions.add(different)
+    third.incoming += b"GET /other HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+    host.fire(third.fd, IN)
+    assert different.request is not first_request
+    assert different.request is not None and different.request.path == "/other"
+    assert listener.recent_request is different.request
+    assert back.take().startswith(b"GET /other HTTP/1.1\r\n")

@@ -96,9 +96,11 @@ class HttpSession(RequestSide):
         self.failed = NO_FAILURES
         self.host_raw = b""
         self.host = ""
-        self.last_head = b""
+        # The listener's latest head: a new connection that sends the same one (clients of a
+        # kind repeat each other) finds and parses it without a search (http1/head.find_head)
+        self.last_head = listener.recent_head
         self.log_parts = None
-        self.last_request = None
+        self.last_request = listener.recent_request
         self.template = None  # the forwarded head, split at the request id
         self.template_sticky = b""
         self.deadline = 0.0

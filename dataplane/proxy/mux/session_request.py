@@ -5,7 +5,7 @@ A mixin of HttpSession (see mux/session.py for the phases and LIFECYCLE.md for t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from dataplane.proxy.errors import HttpSyntaxError
 from dataplane.proxy.http1.body import Body, ChunkedBody, LengthBody
@@ -40,12 +40,12 @@ from dataplane.proxy.mux.session_fields import (
 from dataplane.proxy.routing.access import client_address
 from dataplane.proxy.routing.policy import Edits, rewrite_request_head
 
-DISCARD_SIZE = 16384  # bytes read and dropped at a time from a client we are done with
+DISCARD_SIZE: Final = 16384  # bytes read and dropped at a time from a client we are done with
 if TYPE_CHECKING:
     from dataplane.proxy.clusters import ClusterRuntime
 
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class RequestSide(BackendSide):
@@ -221,6 +221,7 @@ class RequestSide(BackendSide):
                 self._answer(error.status, error.reason)
                 return
             self.last_head, self.last_request, self.template = head, request, None
+            listener.recent_head, listener.recent_request = head, request
         self.request = request
         if request.host != self.host_raw:
             host = listener.normalize_host(request.host)
