@@ -33,6 +33,7 @@ from dataplane.proxy.routing.policy import has_policy
 from dataplane.proxy.routing.router import Route, Router, normalize_host
 
 if TYPE_CHECKING:
+    from dataplane.proxy.cluster_runtime import ClusterRuntime
     from dataplane.proxy.clusters import HttpProxy
 
 log = logging.getLogger("dataplane.worker")
@@ -80,8 +81,14 @@ class HttpListener:
         run again."""
         self.proxy = proxy
         self.peers: PeerCounts = proxy.peers  # the worker's, read natively by sessions
+        # The proxy's clusters by id: the very dict (HttpProxy never replaces it), read
+        # natively per request instead of through the (interpreted) proxy object.
+        self.clusters: dict[str, ClusterRuntime] = proxy.clusters
         self.router = Router()
         self._routes: dict[tuple[str, str, bytes], tuple[Route | None, bool]] = {}
+        # A new object whenever a frontend comes or goes: a decision remembered on a parsed
+        # head (`RequestHead.decided_by`, mux/request_route.py) holds while it is the same.
+        self.routes_version = object()
         self.sock: socket.socket | None = None
         self.accepting = False
         self.configure(config)
@@ -224,7 +231,7 @@ class HttpListener:
 
     def add_frontend(self, front: RequestHttpFrontend) -> None:
         route = self.router.add_frontend(front)
-        self._routes.clear()
+        self._routes_changed()
         problem = route.path_pattern.problem
         if problem is not None:
             log.warning(
@@ -237,7 +244,11 @@ class HttpListener:
 
     def remove_frontend(self, front: RequestHttpFrontend) -> None:
         self.router.remove_frontend(front)
+        self._routes_changed()
+
+    def _routes_changed(self) -> None:
         self._routes.clear()
+        self.routes_version = object()
 
     def accept_batch(
         self, room: int, nodelay: bool = True

@@ -102,9 +102,11 @@ def test_request_ids_count_in_hex_across_the_rendered_part() -> None:
     """The last 16 characters count up as one 64-bit hex number, across the 4 digits added
     per id into the 12 rendered ahead, and the time part stays in front."""
     ids = RequestIds()
-    first = ids.next()
+    first = last = ids.next()
     for _ in range(70_000):  # more than one carry into the first 12 digits
-        last = ids.next()
+        previous, last = last, ids.next()
+        if previous[:10] == last[:10]:  # each id is the one before plus one, byte carries too
+            assert int(last[10:], 16) == int(previous[10:], 16) + 1, (previous, last)
     assert last[:10] == first[:10] or last[:10] > first[:10]  # (a second may have passed)
     assert int(last[10:], 16) - int(first[10:], 16) == 70_000
 

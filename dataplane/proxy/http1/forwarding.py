@@ -51,8 +51,8 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 @mypyc_attr(allow_interpreted_subclasses=True)
 class RequestIds:
     """ULID-shaped request ids: time to the second, then a random base plus a counter, in
-    16 hex digits. The first 12 are rendered only when they change (every 65,536 ids, or
-    when `refresh` re-stamps the time); each id adds its last four from a table."""
+    16 hex digits. The first 14 are rendered only when they change (every 256 ids, or when
+    `refresh` re-stamps the time); each id adds its last two from a table (one join)."""
 
     def __init__(self) -> None:
         value = int.from_bytes(os.urandom(8), "big") >> 1  # the counter's random start
@@ -60,6 +60,7 @@ class RequestIds:
         self._low = value & 0xFFFF  # the last 4's
         self._prefix = b""
         self._head = b""  # the time and the first 12 digits
+        self._head14 = b""  # and the 13th and 14th (`_low`'s high byte)
         self.refresh()
 
     def refresh(self) -> None:
@@ -68,6 +69,7 @@ class RequestIds:
         chars = [_CROCKFORD[(millis >> shift) & 31] for shift in range(45, -1, -5)]
         self._prefix = "".join(chars).encode("ascii")
         self._head = b"%s%012X" % (self._prefix, self._high)
+        self._head14 = self._head + _HEX_PAIRS[self._low >> 8]
 
     def next(self) -> bytes:
         low = self._low + 1
@@ -76,7 +78,9 @@ class RequestIds:
             self._high = (self._high + 1) & 0xFFFF_FFFF_FFFF
             self._head = b"%s%012X" % (self._prefix, self._high)
         self._low = low
-        return self._head + _HEX_PAIRS[low >> 8] + _HEX_PAIRS[low & 0xFF]
+        if not low & 0xFF:  # a new high byte (or a carry): the 14 digits change
+            self._head14 = self._head + _HEX_PAIRS[low >> 8]
+        return self._head14 + _HEX_PAIRS[low & 0xFF]
 
 
 _HEX_PAIRS: Final = [b"%02X" % byte for byte in range(256)]
@@ -104,19 +108,19 @@ class ConnectionContext:
     is a trusted proxy (`trusted`: decided here, at accept, never per request)."""
 
     __slots__ = (
-        "_absent_head",
-        "_absent_tail",
         "_address_head",
         "_client_address",
         "_element_head",
         "_element_tail",
         "_lines_tail",
         "_port",
-        "absent_all",
+        "absent_head",
+        "absent_tail",
         "elide_real_ip",
         "id_header",
         "id_name",
         "peer_ip",
+        "port_bytes",
         "real_ip",
         "trusted",
         "x_port",
@@ -157,16 +161,24 @@ class ConnectionContext:
         self.id_name = id_header.lower().encode("ascii")  # as an HTTP/2 field name
         self._lines_tail = self.real_ip + self.x_port + self.x_proto
         # `absent_all` around the port: what every connection from this address shares
-        self._absent_head = self.xff_line + b"\r\nForwarded: " + self._element_head
-        self._absent_tail = self._element_tail + self._lines_tail
+        self.absent_head = self.xff_line + b"\r\nForwarded: " + self._element_head
+        self.absent_tail = self._element_tail + self._lines_tail
         self._set_port(peer[1])
 
     def _set_port(self, port: int) -> None:
-        """The one part every forwarded head needs at once, `absent_all`; the others that
-        name the port are made when asked for (a trusted peer's heads, access logs)."""
+        """The one part every forwarded head needs at once, the port's digits (joined between
+        `absent_head` and `absent_tail` with the rest of the head: no concatenation here);
+        the others that name the port are made when asked for (a trusted peer's heads, access
+        logs)."""
         self._port = port
         self._client_address = ""
-        self.absent_all = self._absent_head + str(port).encode("ascii") + self._absent_tail
+        self.port_bytes = str(port).encode("ascii")
+
+    @property
+    def absent_all(self) -> bytes:
+        """The forwarding lines of a request that carries none of its own (`forward_request`
+        joins the three parts itself)."""
+        return self.absent_head + self.port_bytes + self.absent_tail
 
     @property
     def client_address(self) -> str:
@@ -205,8 +217,8 @@ class ConnectionContext:
         self._element_head = like._element_head
         self._element_tail = like._element_tail
         self._lines_tail = like._lines_tail
-        self._absent_head = like._absent_head
-        self._absent_tail = like._absent_tail
+        self.absent_head = like.absent_head
+        self.absent_tail = like.absent_tail
         self._set_port(port)
 
 
@@ -246,13 +258,24 @@ def forward_request(
             block = request.stripped = strip_spans(request.block, removed)
         if request.has_request_id:
             return b"".join(
-                (request.line, block, context.absent_all, context.id_header, request_id, END)
+                (
+                    request.line,
+                    block,
+                    context.absent_head,
+                    context.port_bytes,
+                    context.absent_tail,
+                    context.id_header,
+                    request_id,
+                    END,
+                )
             )
         return b"".join(
             (
                 request.line,
                 block,
-                context.absent_all,
+                context.absent_head,
+                context.port_bytes,
+                context.absent_tail,
                 REQUEST_ID_LINE,
                 request_id,
                 context.id_header,
@@ -281,7 +304,7 @@ def forward_request(
         and not request.has_x_port
         and not request.has_x_proto
     ):
-        parts.append(context.absent_all)
+        parts += (context.absent_head, context.port_bytes, context.absent_tail)
     else:
         if request.x_forwarded_for is None:
             parts.append(context.xff_line)

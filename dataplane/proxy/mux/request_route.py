@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from dataplane.proxy.listener import HttpListener
     from dataplane.proxy.routing.conn_limit import ConnLimiter
     from dataplane.proxy.routing.error_pages import ErrorPages
+    from dataplane.proxy.routing.route import Route
 
 _new_tuple = tuple.__new__
 _REFUSALS = {403: "", 429: "rate limit exceeded", 503: "rate limit exceeded"}
@@ -68,12 +69,18 @@ def route_request(
     limit's count, once taken, goes to `holder`;
     `tls` is the session's SNI check (a `ClientConnection` when the handshake asked for a
     client certificate)."""
-    route, needs_policy = listener.lookup(host, request.path, request.method)
+    version = listener.routes_version
+    if request.decided_by is version and request.decided_host is host:
+        route, needs_policy = cast("tuple[Route | None, bool]", request.decision)
+    else:
+        decided = listener.lookup(host, request.path, request.method)
+        request.decided_by, request.decided_host, request.decision = version, host, decided
+        route, needs_policy = decided
     if route is None:
         return Refusal(404)
     plain = route.plain  # a route with nothing but a cluster (and maybe a policy)
     if plain is not None and not needs_policy:
-        cluster = listener.proxy.clusters.get(plain)
+        cluster = listener.clusters.get(plain)
         if cluster is not None and not cluster.https_redirect:
             return _plain_forward(cluster)
     client_headers: HeaderEdits = ()
@@ -87,7 +94,7 @@ def route_request(
         client_headers = verdict  # type: ignore[assignment]
     if route.deny:
         return Refusal(401, hsts=route.hsts or "")
-    clusters = listener.proxy.clusters
+    clusters = listener.clusters
     cluster = clusters.get(route.cluster_id)  # type: ignore[arg-type]
     if route.canary is not None and route.canary.chosen(request):
         # As ingress-nginx: a canary without backends (or not there) leaves it to the main.
