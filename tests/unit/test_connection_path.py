@@ -227,7 +227,10 @@ def test_peer_counts_count_and_forget() -> None:
     assert peers.count("10.0.0.1", "other") == 0 and len(peers) == 1
     peers.release("10.0.0.1", "app")
     peers.release("10.0.0.1", "app")
-    assert peers.count("10.0.0.1", "app") == 0 and len(peers) == 0 and not peers._by_ip
+    assert peers.count("10.0.0.1", "app") == 0 and len(peers) == 0
+    assert peers.addresses() == 1  # its zeros kept for its next connection, until a prune
+    peers.prune(force=True)
+    assert peers.addresses() == 0
     peers.release("10.0.0.1", "app")  # (never expected) stays forgotten, never negative
     peers.acquire("10.0.0.1", "app")
     peers.release("10.0.0.1", "nope")  # another cluster's release leaves this one's count
@@ -288,3 +291,24 @@ def test_a_new_connection_reuses_the_listeners_latest_head_with_its_own_context(
     assert different.request is not None and different.request.path == "/other"
     assert listener.recent_request is different.request
     assert back.take().startswith(b"GET /other HTTP/1.1\r\n")
+
+
+def test_peer_counts_prune_their_zeros_once_the_table_has_grown() -> None:
+    """Zeros stay (an address's next connection reuses its entry), and the tick's prune drops
+    them only past PRUNE_FLOOR addresses or twice what the last prune kept: bounded."""
+    from dataplane.proxy.peer_counts import PRUNE_FLOOR
+
+    peers = PeerCounts()
+    for n in range(PRUNE_FLOOR - 2):
+        peers.acquire(f"10.2.{n // 256}.{n % 256}", "app")
+        peers.release(f"10.2.{n // 256}.{n % 256}", "app")
+    peers.acquire("192.0.2.1", "app")  # one that stays open
+    peers.prune()
+    assert peers.addresses() == PRUNE_FLOOR - 1  # not yet
+    peers.acquire("192.0.2.2", "app")
+    peers.release("192.0.2.2", "app")
+    peers.prune()
+    assert peers.addresses() == 1 and len(peers) == 1
+    assert peers.count("192.0.2.1", "app") == 1 and peers.count("10.2.0.1", "app") == 0
+    peers.acquire("10.2.0.1", "app")  # a pruned address counts again from zero
+    assert peers.count("10.2.0.1", "app") == 1 and len(peers) == 2

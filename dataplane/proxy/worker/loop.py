@@ -221,6 +221,7 @@ class Loop(Host):
                 timers.expire(now)
                 self.health.tick(now)
                 self.buffers.tick()
+                self.proxy.peers.prune()
                 self.heap.tick(now, self.counters.accepted - len(self.sessions))
                 self.own_request_ids.refresh()
                 self._check_drained()
