@@ -39,6 +39,7 @@ BufferPair = tuple[Buffer, memoryview]
 # What a connection holds while it has no buffer: `len()` 0, `find()` finds nothing.
 NO_BUFFER: Final[Buffer] = bytearray()
 NO_VIEW: Final[memoryview] = memoryview(NO_BUFFER)
+NO_PAIR: Final[BufferPair] = (NO_BUFFER, NO_VIEW)  # a free list's empty slot
 
 
 class Holder(Protocol):
@@ -53,30 +54,52 @@ def new_buffer(size: int) -> BufferPair:
 
 
 class FreeList:
-    """Free buffers of one size, and the fewest that were free at once since the last trim."""
+    """Free buffers of one size, a stack: the first `count` of `pairs` (the slots above hold
+    NO_PAIR), and the fewest that were free at once since the last trim. The list only
+    shrinks in `trim`: popping and appending made CPython's list shrink under half its room
+    and grow again, a realloc each way, at every `Connection: close` request."""
 
-    __slots__ = ("free", "lowest", "size")
+    __slots__ = ("count", "lowest", "pairs", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.free: list[BufferPair] = []
+        self.pairs: list[BufferPair] = []
+        self.count = 0
         self.lowest = 0
 
+    def __len__(self) -> int:
+        return self.count
+
     def take(self) -> BufferPair:
-        free = self.free
-        if not free:
+        count = self.count
+        if not count:
             return new_buffer(self.size)
-        pair = free.pop()
-        if len(free) < self.lowest:
-            self.lowest = len(free)
+        count -= 1
+        pairs = self.pairs
+        pair = pairs[count]
+        pairs[count] = NO_PAIR  # no reference left to a lent buffer
+        self.count = count
+        if count < self.lowest:
+            self.lowest = count
         return pair
+
+    def put(self, buffer: Buffer, view: memoryview) -> None:
+        count = self.count
+        pairs = self.pairs
+        if count < len(pairs):
+            pairs[count] = (buffer, view)
+        else:
+            pairs.append((buffer, view))
+        self.count = count + 1
 
     def trim(self, keep: int) -> int:
         """Release the buffers nobody took since the last trim (keeping `keep`); how many."""
-        free = self.free
-        release = max(0, min(self.lowest, len(free) - keep))
-        del free[:release]  # the oldest: the top of the list is the warmest
-        self.lowest = len(free)
+        release = max(0, min(self.lowest, self.count - keep))
+        pairs = self.pairs
+        del pairs[self.count :]  # the empty slots on top
+        del pairs[:release]  # the oldest: the top of the stack is the warmest
+        self.count -= release
+        self.lowest = self.count
         return release
 
 
@@ -124,14 +147,14 @@ class BufferPool:
         queued for a socket that closed), so it is left to them and only counted back."""
         self.lent -= 1
         if reuse:
-            self.client.free.append((buffer, view))
+            self.client.put(buffer, view)
         if self.waiters:
             self._wake()
 
     def give_relay(self, buffer: Buffer, view: memoryview, reuse: bool = True) -> None:
         self.lent -= 1
         if reuse:
-            self.relay.free.append((buffer, view))
+            self.relay.put(buffer, view)
         if self.waiters:
             self._wake()
 
@@ -161,5 +184,5 @@ class BufferPool:
         return {
             "buffer.in_use": self.lent,
             "buffer.capacity": self.capacity,
-            "buffer.free": len(self.client.free) + len(self.relay.free),
+            "buffer.free": self.client.count + self.relay.count,
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mmap
 
-from dataplane.proxy.buffers import NO_BUFFER, BufferPool, FreeList
+from dataplane.proxy.buffers import NO_BUFFER, NO_PAIR, BufferPool, FreeList
 
 
 class Idle:
@@ -52,7 +52,7 @@ def test_a_buffer_that_views_may_still_use_is_counted_back_but_never_lent_again(
     assert taken is not None
     pool.give_relay(*taken, reuse=False)
     assert pool.lent == 0
-    assert pool.relay.free == []
+    assert len(pool.relay) == 0
     other = pool.take_relay(HOLDER)
     assert other is not None and other[0] is not taken[0]
 
@@ -102,7 +102,7 @@ def test_a_burst_is_given_back_after_a_quiet_second_down_to_min_buffers() -> Non
         pool.give_client(*pair) if len(pair[0]) == 4096 else pool.give_relay(*pair)
     assert pool.tick() == 0  # the free lists were empty during this second: all were used
     assert pool.tick() == 97 + 50  # nobody took any during the next one
-    assert len(pool.client.free) == 3 and pool.relay.free == []
+    assert len(pool.client) == 3 and len(pool.relay) == 0
     assert pool.tick() == 0
 
 
@@ -119,7 +119,7 @@ def test_steady_traffic_keeps_its_buffers() -> None:
             assert pair is not None
             pool.give_client(*pair)
         assert pool.tick() == 0
-    assert len(pool.client.free) == 10
+    assert len(pool.client) == 10
 
 
 class Connection:
@@ -161,3 +161,24 @@ def test_a_dry_pool_sweeps_idle_holders_before_making_anyone_wait() -> None:
     fresh = Connection(pool)  # no wait: the idle one gave its buffer back
     assert held[1].pair is None and fresh.pair is not None
     assert pool.take_client(HOLDER) is None  # all busy now: the caller waits
+
+
+def test_a_free_list_is_a_stack_that_keeps_its_room_until_a_trim() -> None:
+    """Taking and giving back never shrinks the list (no realloc each way), a taken slot
+    keeps no reference to the buffer lent, and a trim releases the oldest, then the room."""
+    free = FreeList(4096)
+    first, second, third = free.take(), free.take(), free.take()  # new ones
+    for buffer, view in (first, second, third):
+        free.put(buffer, view)
+    assert len(free) == 3 and len(free.pairs) == 3
+    taken = [free.take() for _ in range(3)]
+    assert [pair[0] for pair in taken] == [third[0], second[0], first[0]]  # warmest first
+    assert len(free) == 0 and len(free.pairs) == 3
+    assert all(pair is NO_PAIR for pair in free.pairs)  # nothing lent is held here
+    for buffer, view in reversed(taken):
+        free.put(buffer, view)
+    assert len(free.pairs) == 3 and free.take()[0] is third[0]
+    free.put(*third)
+    free.lowest = 3  # nobody took any for a whole second
+    assert free.trim(keep=1) == 2
+    assert len(free) == 1 and free.pairs == [third] and free.take()[0] is third[0]
