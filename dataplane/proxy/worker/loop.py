@@ -88,6 +88,8 @@ class Loop(Host):
         self.config = config
         self.epoll = select.epoll()
         self.handlers = {}
+        self.handed_fd = -1  # a descriptor between two handlers (hand_over), kept in epoll
+        self.handed_mask = 0
         self.now = time.monotonic()
         self.timers = TimerWheel(self.now)
         self.counters = Counters()
@@ -154,7 +156,12 @@ class Loop(Host):
     # -- registration -----------------------------------------------------------------------
 
     def register(self, fd: int, handler: Callable[[int], None], mask: int) -> None:
-        self.epoll.register(fd, mask)
+        if fd == self.handed_fd:  # still in the epoll set (hand_over)
+            self.handed_fd = -1
+            if mask != self.handed_mask:
+                self.epoll.modify(fd, mask)
+        else:
+            self.epoll.register(fd, mask)
         self.handlers[fd] = handler
 
     def set_handler(self, fd: int, handler: Callable[[int], None]) -> None:
@@ -171,6 +178,16 @@ class Loop(Host):
         """For a socket about to be closed: closing it removes it from the epoll set, so
         the `epoll_ctl(DEL)` of `unregister` would be one wasted system call."""
         self.handlers.pop(fd, None)
+
+    def hand_over(self, fd: int, mask: int) -> None:
+        self.handlers.pop(fd, None)
+        self.handed_fd = fd
+        self.handed_mask = mask
+
+    def end_hand_over(self, fd: int) -> None:
+        if self.handed_fd == fd:  # not taken over: out of the epoll set, as unregister does
+            self.handed_fd = -1
+            self.epoll.unregister(fd)
 
     # -- the loop ---------------------------------------------------------------------------
 
