@@ -81,6 +81,30 @@ def test_counts_instructions_per_https_request_and_openssls_share(tmp_path: Path
         assert 10_000 < plain < tls and 1_000 < openssl < tls  # TLS costs, OpenSSL its share
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None
+    or shutil.which("openssl") is None
+    or shutil.which("nginx", path="/usr/sbin:/usr/bin") is None,
+    reason="needs valgrind, the openssl CLI and nginx",
+)
+def test_counts_resumed_and_full_handshakes_beside_nginx(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--compare", "handshakes", "--requests", "40",
+         "--connections", "2", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1450,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    row = r"^\| HTTPS Connection: close GET, (resumed|full)[^|]* \| ([\d,]+) \| ([\d,]+) \|"
+    rows = re.findall(row, done.stdout, re.M)
+    assert [kind for kind, _, _ in rows] == ["resumed", "full"]
+    for _, ours, theirs in rows:  # a handshake each: millions of instructions, on both sides
+        assert int(ours.replace(",", "")) > 1_000_000 and int(theirs.replace(",", "")) > 1_000_000
+
+
 def load_script() -> object:
     """bench/instructions as a module (it has no .py suffix)."""
     import importlib.machinery
