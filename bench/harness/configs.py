@@ -44,6 +44,9 @@ class ProxySetup:
     nginx_stream_module: str = ""  # load_module path for nginx's stream (empty: built in)
     grpc: bool = False  # the backend is a gRPC (h2c) server; the front h2 over TLS, else h2c
     tls13_tickets: int | None = None  # pysozu's send_tls13_tickets (None: sozu's default, 4)
+    # False: no session can be resumed, every handshake is a full one (nginx: no tickets, no
+    # session cache; pysozu: send_tls13_tickets = 0, and OpenSSL keeps no server-side cache)
+    tls_resumption: bool = True
 
 
 def expected_body_size(path: str) -> int:
@@ -96,6 +99,13 @@ def _temp_paths(workdir: Path, name: str) -> str:
     )
 
 
+# Every handshake a full one: no ticket, no session cache, and no ticket sent at all (without
+# NumTickets 0, OpenSSL still sends stateful tickets that nothing can resume)
+NGINX_NO_RESUMPTION = (
+    "\n  ssl_session_tickets off;\n  ssl_session_cache off;\n  ssl_conf_command NumTickets 0;"
+)
+
+
 def nginx_proxy(setup: ProxySetup) -> str:
     """nginx as a proxy: one server block and one keep-alive upstream per cluster."""
     scheme = "https" if setup.tls else "http"
@@ -105,7 +115,7 @@ def nginx_proxy(setup: ProxySetup) -> str:
         # TLS 1.3 as pysozu and HAProxy speak it: nginx 1.22 (Debian 12) defaults to TLS 1.2,
         # whose session ids wrk resumes on every reconnect (a full handshake costs 2x)
         f"ssl_certificate {setup.tls.certificate};\n  ssl_certificate_key {setup.tls.key};\n"
-        "  ssl_protocols TLSv1.2 TLSv1.3;"
+        "  ssl_protocols TLSv1.2 TLSv1.3;" + ("" if setup.tls_resumption else NGINX_NO_RESUMPTION)
         if setup.tls
         else ""
     )
@@ -155,11 +165,14 @@ def haproxy_proxy(setup: ProxySetup) -> tuple[str, str]:
     bind = f"bind 127.0.0.1:{setup.listen_port}" + (
         f" ssl crt {setup.tls.combined_pem}" if setup.tls else ""
     )
+    bind += " no-tls-tickets" if setup.tls and not setup.tls_resumption else ""
     bind += " alpn h2,http/1.1" if setup.http2 else ""
     hosts = cluster_hosts(setup.clusters)
     host_map = "".join(f"{host} c{i}\n" for i, host in enumerate(hosts))
     logging = "  log global\n  option httplog\n" if setup.access_log else ""
     global_log = "  log stdout format raw local0 info\n" if setup.access_log else ""
+    # no session cache: with no-tls-tickets, TLS 1.3 would otherwise resume from it
+    no_cache = "  tune.ssl.cachesize 0\n" if setup.tls and not setup.tls_resumption else ""
     routing = (
         f"  use_backend %[req.hdr(host),lower,word(1,:),map({setup.workdir}/haproxy-hosts.map)]\n"
         if setup.clusters > 1
@@ -171,7 +184,7 @@ def haproxy_proxy(setup: ProxySetup) -> tuple[str, str]:
     config = f"""global
   nbthread 1
   maxconn {setup.max_connections}
-{global_log}
+{global_log}{no_cache}
 defaults
   mode http
 {logging}  timeout connect 5s
@@ -214,8 +227,9 @@ def pysozu_proxy(setup: ProxySetup) -> str:
         # wrk sends the connect address (127.0.0.1) as SNI with `Host: localhost`: strict SNI
         # binding would rightly answer 421. nginx and HAProxy do not check, so neither do we.
         lines.append("strict_sni_binding = false")
-        if setup.tls13_tickets is not None:
-            lines.append(f"send_tls13_tickets = {setup.tls13_tickets}")
+        tickets = setup.tls13_tickets if setup.tls_resumption else 0
+        if tickets is not None:
+            lines.append(f"send_tls13_tickets = {tickets}")
     elif setup.grpc:
         lines.append("h2c = true")  # h2 with prior knowledge on the clear-text listener
     tls = (

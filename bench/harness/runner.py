@@ -268,6 +268,7 @@ class Bench:
             clusters=scenario.clusters,
             access_log=directory / "access.log" if scenario.access_logs else None,
             tls=self.tls_files() if scenario.tls else None,
+            tls_resumption=scenario.tls_resumption,
             http2=scenario.http2 or scenario.grpc,
             grpc=scenario.grpc,
             max_connections=self.options.capacity(scenario),

@@ -40,6 +40,9 @@ class Scenario:
     connections: int | None = None  # instead of --connections (the bulk transfer uses few)
     timeout_s: int = 5  # wrk's per-request timeout
     grpc: bool = False  # unary gRPC calls (harness/grpcload.py) to a grpcio h2c backend
+    # False: the proxies are configured so that no TLS session can be resumed (no tickets, no
+    # session cache): each of wrk's reconnections is a full handshake
+    tls_resumption: bool = True
 
 
 SCENARIOS = [
@@ -58,6 +61,15 @@ SCENARIOS = [
         "HTTPS GET / with Connection: close (a TLS handshake per request, resumed by wrk)",
         headers={"Connection": "close"},
         tls=True,
+        needs=frozenset({"https"}),
+    ),
+    Scenario(
+        "https-handshake-full",
+        "HTTPS GET / with Connection: close (a full TLS handshake per request: no tickets, "
+        "no session cache)",
+        headers={"Connection": "close"},
+        tls=True,
+        tls_resumption=False,
         needs=frozenset({"https"}),
     ),
     Scenario(

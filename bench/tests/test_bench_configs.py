@@ -71,6 +71,7 @@ def test_pysozu_config_is_one_worker_sozu_toml():
         {"access_log": Path("/run/bench/access.log")},
         {"tls": TLS},
         {"tls": TLS, "tls13_tickets": 2},
+        {"tls": TLS, "tls_resumption": False},
         {"extra_clusters_without_backend": ("reconf-0", "reconf-1")},
     ],
 )
@@ -81,12 +82,42 @@ def test_pysozu_accepts_every_config_the_harness_writes(overrides, tmp_path):
     assert config is not None
     if "tls13_tickets" in overrides:  # pysozu-tickets2: nginx's count, not sozu's 4
         assert config.listeners[0].send_tls13_tickets == 2
+    if "tls_resumption" in overrides:  # https-handshake-full: no ticket, nothing to resume
+        assert config.listeners[0].send_tls13_tickets == 0
 
 
 def test_pysozu_sends_sozus_ticket_count_unless_told():
     assert "send_tls13_tickets" not in configs.pysozu_proxy(setup(tls=TLS))
     text = configs.pysozu_proxy(setup(tls=TLS, tls13_tickets=2))
     assert tomllib.loads(text)["listeners"][0]["send_tls13_tickets"] == 2
+
+
+def test_without_resumption_no_proxy_sends_a_ticket_or_keeps_a_session_cache():
+    """https-handshake-full: every handshake a full one, on every proxy alike."""
+    for resumption in (True, False):
+        nginx = configs.nginx_proxy(setup(tls=TLS, tls_resumption=resumption))
+        haproxy, _ = configs.haproxy_proxy(setup(tls=TLS, tls_resumption=resumption))
+        pysozu = tomllib.loads(
+            configs.pysozu_proxy(setup(tls=TLS, tls13_tickets=2, tls_resumption=resumption))
+        )
+        off = not resumption
+        assert ("ssl_session_tickets off;" in nginx) is off
+        assert ("ssl_session_cache off;" in nginx) is off
+        assert ("ssl_conf_command NumTickets 0;" in nginx) is off
+        assert ("no-tls-tickets" in haproxy) is off
+        assert ("tune.ssl.cachesize 0" in haproxy) is off
+        assert pysozu["listeners"][0]["send_tls13_tickets"] == (0 if off else 2)
+    # plain HTTP has no TLS to configure, whatever the flag says
+    assert "ssl_" not in configs.nginx_proxy(setup(tls_resumption=False))
+    assert "tune.ssl" not in configs.haproxy_proxy(setup(tls_resumption=False))[0]
+
+
+def test_https_handshake_scenarios_say_which_handshakes_they_measure():
+    resumed, full = scenarios.select(["https-handshake", "https-handshake-full"])
+    assert resumed.tls and full.tls
+    assert resumed.headers == full.headers == {"Connection": "close"}
+    assert resumed.tls_resumption and not full.tls_resumption
+    assert "full" in full.title and "resumed" in resumed.title
 
 
 def _real_looking_pem(directory: Path) -> configs.TlsFiles:

@@ -81,6 +81,30 @@ def test_counts_instructions_per_https_request_and_openssls_share(tmp_path: Path
         assert 10_000 < plain < tls and 1_000 < openssl < tls  # TLS costs, OpenSSL its share
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None
+    or shutil.which("openssl") is None
+    or shutil.which("nginx", path="/usr/sbin:/usr/bin") is None,
+    reason="needs valgrind, the openssl CLI and nginx",
+)
+def test_counts_resumed_and_full_handshakes_beside_nginx(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--compare", "handshakes", "--requests", "40",
+         "--connections", "2", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1450,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    row = r"^\| HTTPS Connection: close GET, (resumed|full)[^|]* \| ([\d,]+) \| ([\d,]+) \|"
+    rows = re.findall(row, done.stdout, re.M)
+    assert [kind for kind, _, _ in rows] == ["resumed", "full"]
+    for _, ours, theirs in rows:  # a handshake each: millions of instructions, on both sides
+        assert int(ours.replace(",", "")) > 1_000_000 and int(theirs.replace(",", "")) > 1_000_000
+
+
 def load_script() -> object:
     """bench/instructions as a module (it has no .py suffix)."""
     import importlib.machinery
@@ -137,3 +161,74 @@ def test_nginx_table_sets_each_pysozu_case_beside_nginx_with_openssl_apart() -> 
         "| 2,800,000 / 2,795,000 | 200,000 / 25,000 |"
     )
     assert all(c.nginx == ("nginx" in c.name) for c in script.CASES["nginx"])  # type: ignore[attr-defined]
+
+
+def test_handshake_cases_pair_each_pysozu_case_with_nginx_resumed_then_full() -> None:
+    cases = load_script().CASES["handshakes"]  # type: ignore[attr-defined]
+    assert [c.nginx for c in cases] == [False, True, False, True]
+    assert all(c.tls and c.close for c in cases)
+    assert [c.resume for c in cases] == [True, True, False, False]
+    assert [c.tickets for c in cases[2:]] == [0, 0]  # full: no ticket at all, either side
+
+
+def _tls_server(directory: Path, tickets: int) -> tuple[object, int]:
+    """An HTTP/1.0 server over TLS 1.3 on 127.0.0.1 in a thread (answers `GET /` with 200),
+    sending `tickets` session tickets per handshake."""
+    import http.server
+    import ssl
+    import threading
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    from harness.tls import self_signed
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI")
+    files = self_signed("openssl", directory)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.certificate, files.key)
+    context.num_tickets = tickets
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+@pytest.mark.timeout(60)
+def test_resuming_clients_resume_every_handshake_after_the_first(tmp_path: Path) -> None:
+    """--compare handshakes: each connection offers the latest session and must resume it."""
+    script = load_script()
+    server, port = _tls_server(tmp_path, tickets=2)
+    try:
+        resumption = script.Resumption()  # type: ignore[attr-defined]
+        script.get(port, 6, 2, True, True, 0, None, resumption)  # type: ignore[attr-defined]
+        assert resumption.session is not None and resumption.session.has_ticket
+        script.get(port, 10, 2, True, True, 0, None, resumption)  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(60)
+def test_resuming_clients_fail_when_the_server_resumes_nothing(tmp_path: Path) -> None:
+    """A server sending no ticket (send_tls13_tickets = 0) leaves nothing to resume: the
+    resumed case refuses to count full handshakes as resumed ones."""
+    script = load_script()
+    server, port = _tls_server(tmp_path, tickets=0)
+    try:
+        resumption = script.Resumption()  # type: ignore[attr-defined]
+        script.get(port, 4, 1, True, True, 0, None, resumption)  # type: ignore[attr-defined]
+        assert resumption.session is not None and not resumption.session.has_ticket
+        with pytest.raises(RuntimeError, match="did not resume"):
+            script.get(port, 4, 1, True, True, 0, None, resumption)  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]

@@ -145,6 +145,7 @@ class FakeHost(Host):
         self.timers = TimerWheel(now)
         self.handlers: dict[int, Handler] = {}
         self.masks: dict[int, int] = {}
+        self.handed_fd = -1  # hand_over
         self.sessions: set[Any] = set()
         self.max_connections = 1000
         self.closed: list[Any] = []
@@ -182,6 +183,10 @@ class FakeHost(Host):
 
     def register(self, fd: int, handler: Handler, mask: int) -> None:
         assert fd not in self.handlers, f"fd {fd} registered twice"
+        if fd == self.handed_fd:
+            self.handed_fd = -1
+        else:
+            assert fd not in self.masks, f"fd {fd} already in the event set"
         self.handlers[fd], self.masks[fd] = handler, mask
 
     def set_handler(self, fd: int, handler: Handler) -> None:
@@ -198,6 +203,17 @@ class FakeHost(Host):
     def forget(self, fd: int) -> None:
         self.handlers.pop(fd, None)
         self.masks.pop(fd, None)
+
+    def hand_over(self, fd: int, mask: int) -> None:
+        assert self.handed_fd == -1, "one hand-over at a time"
+        del self.handlers[fd]
+        self.masks[fd] = mask  # still in the event set
+        self.handed_fd = fd
+
+    def end_hand_over(self, fd: int) -> None:
+        if self.handed_fd == fd:
+            self.handed_fd = -1
+            del self.masks[fd]
 
     def fire(self, fd: int, events: int = select.EPOLLIN) -> None:
         """What epoll would report: call the descriptor's handler with `events` (then the

@@ -101,6 +101,17 @@ class Host:
         """Drop the handler of a socket about to be closed (its close leaves the epoll set)."""
         raise NotImplementedError
 
+    def hand_over(self, fd: int, mask: int) -> None:
+        """A connection changing hands (a TLS handshake done, its session next): `fd` stays
+        in the event set with `mask`, its handler dropped, and the next `register` of it
+        sets the new handler, changing the mask only if it differs: no epoll_ctl DEL and
+        ADD. Call `end_hand_over` once that register is done (or did not happen)."""
+        raise NotImplementedError
+
+    def end_hand_over(self, fd: int) -> None:
+        """After `hand_over`: if nothing registered `fd` again, it leaves the event set."""
+        raise NotImplementedError
+
     # -- Admission: the open connections (sessions, handshakes, PROXY-header readers) --------
     sessions: set[Any]
     max_connections: int

@@ -156,10 +156,16 @@ class TlsHandshake:
 
     def _established(self) -> None:
         loop = self.loop
-        loop.unregister(self.fd)
+        fd = self.fd
+        # the session registers the same descriptor: it stays in the epoll set meanwhile
+        # (an epoll_ctl DEL and ADD saved per connection)
+        loop.hand_over(fd, self.mask)
         loop.timers.cancel(self)
         loop.sessions.discard(self)
-        session = self.listener.open_session(loop, self.tls, self.peer)
+        try:
+            session = self.listener.open_session(loop, self.tls, self.peer)
+        finally:
+            loop.end_hand_over(fd)
         if session is None:  # refused (HTTP/1.1 on a disable_http11 listener)
             self.fd = -1
             self.tls.close()

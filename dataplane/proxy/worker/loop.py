@@ -97,6 +97,8 @@ class Loop(Host):
         self._epoll_register = self.epoll.register
         self._epoll_modify = self.epoll.modify
         self.handlers = {}
+        self.handed_fd = -1  # a descriptor between two handlers (hand_over), kept in epoll
+        self.handed_mask = 0
         self.now = time.monotonic()
         self.timers = TimerWheel(self.now)
         self.counters = Counters()
@@ -163,7 +165,12 @@ class Loop(Host):
     # -- registration -----------------------------------------------------------------------
 
     def register(self, fd: int, handler: Callable[[int], None], mask: int) -> None:
-        self._epoll_register(fd, mask)
+        if fd == self.handed_fd:  # still in the epoll set (hand_over)
+            self.handed_fd = -1
+            if mask != self.handed_mask:
+                self._epoll_modify(fd, mask)
+        else:
+            self._epoll_register(fd, mask)
         self.handlers[fd] = handler
 
     def set_handler(self, fd: int, handler: Callable[[int], None]) -> None:
@@ -183,6 +190,16 @@ class Loop(Host):
         handlers = self.handlers
         if fd in handlers:
             del handlers[fd]
+
+    def hand_over(self, fd: int, mask: int) -> None:
+        self.handlers.pop(fd, None)
+        self.handed_fd = fd
+        self.handed_mask = mask
+
+    def end_hand_over(self, fd: int) -> None:
+        if self.handed_fd == fd:  # not taken over: out of the epoll set, as unregister does
+            self.handed_fd = -1
+            self.epoll.unregister(fd)
 
     # -- the loop ---------------------------------------------------------------------------
 
