@@ -39,7 +39,6 @@ BufferPair = tuple[Buffer, memoryview]
 # What a connection holds while it has no buffer: `len()` 0, `find()` finds nothing.
 NO_BUFFER: Final[Buffer] = bytearray()
 NO_VIEW: Final[memoryview] = memoryview(NO_BUFFER)
-NO_PAIR: Final[BufferPair] = (NO_BUFFER, NO_VIEW)  # a free list's empty slot
 
 
 class Holder(Protocol):
@@ -55,7 +54,7 @@ def new_buffer(size: int) -> BufferPair:
 
 class FreeList:
     """Free buffers of one size, a stack: the first `count` of `pairs` (the slots above hold
-    NO_PAIR), and the fewest that were free at once since the last trim. The list only
+    None), and the fewest that were free at once since the last trim. The list only
     shrinks in `trim`: popping and appending made CPython's list shrink under half its room
     and grow again, a realloc each way, at every `Connection: close` request."""
 
@@ -63,7 +62,7 @@ class FreeList:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.pairs: list[BufferPair] = []
+        self.pairs: list[BufferPair | None] = []
         self.count = 0
         self.lowest = 0
 
@@ -77,7 +76,8 @@ class FreeList:
         count -= 1
         pairs = self.pairs
         pair = pairs[count]
-        pairs[count] = NO_PAIR  # no reference left to a lent buffer
+        assert pair is not None
+        pairs[count] = None  # no reference left to a lent buffer
         self.count = count
         if count < self.lowest:
             self.lowest = count

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mmap
 
-from dataplane.proxy.buffers import NO_BUFFER, NO_PAIR, BufferPool, FreeList
+from dataplane.proxy.buffers import NO_BUFFER, BufferPool, FreeList
 
 
 class Idle:
@@ -174,7 +174,7 @@ def test_a_free_list_is_a_stack_that_keeps_its_room_until_a_trim() -> None:
     taken = [free.take() for _ in range(3)]
     assert [pair[0] for pair in taken] == [third[0], second[0], first[0]]  # warmest first
     assert len(free) == 0 and len(free.pairs) == 3
-    assert all(pair is NO_PAIR for pair in free.pairs)  # nothing lent is held here
+    assert all(pair is None for pair in free.pairs)  # nothing lent is held here
     for buffer, view in reversed(taken):
         free.put(buffer, view)
     assert len(free.pairs) == 3 and free.take()[0] is third[0]
