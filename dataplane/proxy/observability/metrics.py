@@ -49,7 +49,7 @@ BOUNDS_MICROSECONDS: Final[tuple[int, ...]] = tuple(round(b * 1_000_000) for b i
 # (bisect's argument parsing is most of its cost); the last bound stops every walk.
 _WALK_BOUNDS: tuple[float, ...] = (*BOUNDS_SECONDS, math.inf)
 # index = status // 100 (status 0 = no response was sent; callers pass 0 <= status <= 999)
-STATUS_CLASSES: Final = (
+STATUS_CLASSES: Final[tuple[str, ...]] = (
     "none",
     "1xx",
     "2xx",
