@@ -14,15 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from compiled_selection import REPO as SELECTION_REPO
+from compiled_selection import compiled_paths, unit_tests_of_compiled_modules
 
 REPO = Path(__file__).resolve().parents[2]
 COMPILED = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pysozu"]["compile"]
 MODULES = [path.removesuffix(".py").replace("/", ".") for path in COMPILED]
-# The tests of the compiled modules, run again against the compiled build: every unit test,
-# and integration tests of HTTP/1.1 (and over TLS), the access logs and the metrics (about
-# 5 minutes here; `scripts/test-compiled tests/integration/...` runs the others as well).
+# The unit test files that import a compiled module, directly or through other modules
+# (tests/support/compiled_selection.py reads the imports): the others import nothing that is
+# compiled, and would run the same Python code again.
+UNIT_TESTS = unit_tests_of_compiled_modules()
+# The tests of the compiled modules, run again against the compiled build: those unit test
+# files, and integration tests of HTTP/1.1 (and over TLS), the access logs and the metrics
+# (about 2 minutes here; `scripts/test-compiled tests/...` runs any others as well).
 SAME_TESTS = [
-    "tests/unit",
+    *(str(path.relative_to(REPO)) for path in UNIT_TESTS),
     "tests/integration/test_http_protocol.py",
     "tests/integration/test_http_headers.py",
     "tests/integration/test_https_sni.py",
@@ -34,6 +40,24 @@ SAME_TESTS = [
 ]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def test_the_unit_tests_run_compiled_cover_every_compiled_module() -> None:
+    """The selection is not empty, reaches each module of the compile list, and leaves out
+    only files that reach none (so a new compiled module's tests are picked up by their
+    imports). Its known cases: a test importing a compiled module directly, one reaching
+    one through the command side (state.py validates rules with the compiled rules.py),
+    and one of main's code alone."""
+    assert SELECTION_REPO == REPO
+    assert compiled_paths() == COMPILED
+    assert UNIT_TESTS, "no unit test file reaches a compiled module"
+    reached = set().union(*UNIT_TESTS.values())
+    assert reached == set(COMPILED), f"no unit test reaches {sorted(set(COMPILED) - reached)}"
+    unit = REPO / "tests" / "unit"
+    assert "dataplane/proxy/routing/router.py" in UNIT_TESTS[unit / "test_router.py"]
+    assert "dataplane/proxy/routing/rules.py" in UNIT_TESTS[unit / "test_state_properties.py"]
+    assert unit / "test_main_tasks.py" not in UNIT_TESTS
+    assert all(path.is_file() for path in UNIT_TESTS)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +97,10 @@ def test_python_finds_the_compiled_modules(compiled_site: Path) -> None:
 
 
 def test_the_modules_tests_pass_compiled(compiled_site: Path) -> None:
-    """The unit tests, and integration tests whose pysozu processes (started in temporary
-    directories) import the same build. Skipped: only the unit tests that call a compiled
-    method with a stand-in `self` (tests/unit/test_access_log_worker.py says so)."""
+    """The unit tests of the compiled modules, and integration tests whose pysozu processes
+    (started in temporary directories) import the same build. Skipped: only the unit tests
+    that call a compiled method with a stand-in `self` (tests/unit/test_access_log_worker.py
+    says so)."""
     result = subprocess.run(
         [sys.executable, "-P", "-m", "pytest", "-p", "no:cacheprovider", "-q", *SAME_TESTS],
         env=compiled_env(compiled_site),
