@@ -199,3 +199,30 @@ def test_closed_h2_connections_and_failed_handshakes_leave_the_count(
     assert _client_connections(instance) == 0
     assert instance.cli("shutdown").returncode == 0
     assert instance.process.wait(20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_an_h2_connection_closed_before_its_preface_leaves_and_lets_the_proxy_stop(
+    pysozu: Any, echo: EchoBackend, tmp_path: Path
+) -> None:
+    """A client that negotiates h2 by ALPN and closes without sending the preface (TLS
+    close_notify, then FIN): its connection leaves the count at once, and a stop finishes."""
+    pki = Pki(tmp_path)
+    port = pysozu.free_port()
+    instance = pysozu.start(tls_config(port, echo.port, pki.issue("example.com")), workers=1)
+    for offers in (["h2"], ["h2", "http/1.1"]):
+        context = pki.client_context()
+        context.set_alpn_protocols(offers)
+        with (
+            socket.create_connection(("127.0.0.1", port), 5) as raw,
+            context.wrap_socket(raw, server_hostname="example.com") as tls,
+        ):
+            assert tls.selected_alpn_protocol() == "h2"
+    deadline = time.monotonic() + 5
+    while _client_connections(instance) != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _client_connections(instance) == 0
+    started = time.monotonic()
+    instance.process.terminate()
+    assert instance.process.wait(20) == 0
+    assert time.monotonic() - started < 5

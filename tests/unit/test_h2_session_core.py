@@ -66,6 +66,7 @@ def setup(backends: int = 1) -> tuple[FakeHost, H2Session, Client]:
     sock = FakeSocket(FRONT_FD)
     session = H2Session(host, host.proxy.listeners[LISTENER], sock, PEER)  # type: ignore[arg-type]
     host.sessions.add(session)
+    session.start()
     client = Client(host, sock)
     client.push()
     client.events()  # our SETTINGS
@@ -177,6 +178,7 @@ def test_a_frontends_max_body_size_counts_the_body_only() -> None:
     host.proxy.apply(Request.of(add_http_frontend=limited))
     sock = FakeSocket(FRONT_FD)
     session = H2Session(host, host.proxy.listeners[LISTENER], sock, PEER)  # type: ignore[arg-type]
+    session.start()
     client = Client(host, sock)
     client.push()
     client.events()
@@ -293,3 +295,29 @@ def test_a_large_response_read_at_once_goes_to_the_client_in_one_write() -> None
     assert got == body
     assert [e.stream_id for e in events if isinstance(e, h2.events.StreamEnded)] == [stream]
     assert not session.streams and len(host.pool) == 1
+
+
+class DecryptedEof(FakeSocket):
+    """A TLS stream whose client went away with the handshake's last bytes: `pending` says
+    the session must read at once, and the read finds the end."""
+
+    def pending(self) -> int:
+        return 0
+
+
+def test_a_client_gone_before_its_preface_is_counted_out_at_start() -> None:
+    """A session counted among the worker's, then started, closes at once when its client
+    already left, and tells the host so (whose `session_closed` takes it out of `sessions`
+    and gives its listener figures back): a session that closed before it was counted stayed
+    counted, and held a soft stop forever."""
+    host = FakeHost()
+    host.route(HttpListenerConfig(address=LISTENER, h2c=True), 1)
+    sock = DecryptedEof(FRONT_FD)
+    sock.eof = True
+    session = H2Session(host, host.proxy.listeners[LISTENER], sock, PEER)  # type: ignore[arg-type]
+    host.sessions.add(session)
+    assert FRONT_FD not in host.handlers  # nothing done before `start`
+    session.start()
+    assert session.closed and sock.closed
+    assert session not in host.sessions and host.closed == [session]
+    assert FRONT_FD not in host.handlers

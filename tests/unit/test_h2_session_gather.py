@@ -35,6 +35,7 @@ def exchange(gather: bool, room: int | None) -> tuple[bytes, bytes, H2Session]:
     session = H2Session(host, host.proxy.listeners[LISTENER], sock, PEER)  # type: ignore[arg-type]
     session.gather = gather
     host.sessions.add(session)
+    session.start()
     client = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, header_encoding=None)
     )

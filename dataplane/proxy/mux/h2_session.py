@@ -96,10 +96,11 @@ class H2Session:
         sock: Transport,
         peer: Peer | None,
         sni_binding: SniCheck | None = None,
-        received: bytes = b"",
         context: ConnectionContext | None = None,
     ) -> None:
-        """`peer` (None: `context` is given, the connection was accepted as HTTP/1.1)."""
+        """`peer` (None: `context` is given, the connection was accepted as HTTP/1.1). No I/O
+        here: the owner counts the session among the worker's (`figures`, `sessions`), then
+        calls `start`, which may read, answer and even close it at once."""
         self.loop = loop
         self.listener = listener
         self.sock = sock
@@ -125,12 +126,26 @@ class H2Session:
         self.idle_since = loop.now
         self.deadline = 0.0
         self.timer_slot = NOT_FILED
+
+    def start(self, received: bytes = b"") -> None:
+        """Register the socket, take `received` (bytes read before the connection was known
+        to speak HTTP/2: h2c), send the server's preface, and read what TLS has decrypted
+        already. A client gone by then (EOF with the handshake's last bytes) closes the
+        session here, counted out as any other (a session started before it was counted
+        once stayed counted, and held a soft stop forever)."""
+        loop = self.loop
         loop.register(self.fd, self.on_front, EPOLLIN)
-        if received:  # bytes read before the connection was known to speak HTTP/2 (h2c)
+        if received:
             self._dispatch(self.front.receive(received, loop.now))
+        if self.closed:
+            return
         self.flush()
-        if getattr(sock, "pending", None) is not None:
+        if self.closed:
+            return
+        if getattr(self.sock, "pending", None) is not None:
             self.on_front(EPOLLIN)  # TLS: the client's first bytes may be decrypted already
+            if self.closed:
+                return
         self._arm()
 
     # -- reading ---------------------------------------------------------------------------

@@ -303,11 +303,10 @@ class HttpSession(RequestSide):
         loop.buffers.holders.discard(self)
         self._release_back()
         loop.sessions.discard(self)
-        session = H2Session(
-            loop, self.listener, self.sock, None, received=received, context=self.context
-        )
+        session = H2Session(loop, self.listener, self.sock, None, context=self.context)
         session.figures = self.figures
         loop.sessions.add(session)
+        session.start(received)
 
     def close(self) -> None:
         if self.phase == CLOSED:

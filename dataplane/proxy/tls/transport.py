@@ -18,6 +18,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from dataplane.proxy.mux.backend_tls import close_notify
+from dataplane.proxy.mux.h2_session import H2Session
 from dataplane.proxy.timers import NOT_FILED
 from dataplane.proxy.tls.stream import JOIN_LIMIT, SslObject, TlsStream
 
@@ -173,6 +174,8 @@ class TlsHandshake:
             return
         session.figures = self.figures
         loop.sessions.add(session)
+        if isinstance(session, H2Session):
+            session.start()  # may read, answer or close it: counted first
 
     def on_timeout(self, now: float) -> None:
         self.listener.handshake_timeouts += 1
