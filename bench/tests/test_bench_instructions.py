@@ -12,18 +12,23 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent.parent / "instructions"
 
 
+def run_script(results: Path, timeout: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """bench/instructions with `args`, its results in `results`."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--results-dir", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(
     shutil.which("valgrind") is None, reason="needs valgrind (scripts/test installs it)"
 )
 def test_counts_instructions_per_request_in_each_case(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--requests", "200", "--results-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=850,
-    )
+    done = run_script(tmp_path, 850, "--requests", "200")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = re.findall(r"^\| (access logs and metrics [^|]+) \| ([\d,]+) \|", done.stdout, re.M)
     figures = {name: int(value.replace(",", "")) for name, value in rows}
@@ -43,13 +48,7 @@ def test_counts_instructions_per_request_in_each_case(tmp_path: Path) -> None:
     reason="needs valgrind and h2load (scripts/test installs valgrind; nghttp2-client)",
 )
 def test_counts_instructions_per_http2_request(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--compare", "h2", "--requests", "200",
-         "--connections", "1", "--results-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=550,
-    )  # fmt: skip
+    done = run_script(tmp_path, 550, "--compare", "h2", "--requests", "200", "--connections", "1")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (row,) = re.findall(r"^\| HTTP/2 GET \(h2c\), pure Python \| ([\d,]+) \|", done.stdout, re.M)
     assert int(row.replace(",", "")) > 10_000
@@ -62,13 +61,7 @@ def test_counts_instructions_per_http2_request(tmp_path: Path) -> None:
     reason="needs valgrind and the openssl CLI (scripts/test installs valgrind)",
 )
 def test_counts_instructions_per_https_request_and_openssls_share(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--compare", "https", "--requests", "200",
-         "--results-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=1150,
-    )  # fmt: skip
+    done = run_script(tmp_path, 1150, "--compare", "https", "--requests", "200")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = re.findall(
         r"^\| ((?:HTTPS )?keep-alive GET, [^|]+) \| ([\d,]+) \|(.*)$", done.stdout, re.M
@@ -90,13 +83,9 @@ def test_counts_instructions_per_https_request_and_openssls_share(tmp_path: Path
     reason="needs valgrind, the openssl CLI and nginx",
 )
 def test_counts_resumed_and_full_handshakes_beside_nginx(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--compare", "handshakes", "--requests", "40",
-         "--connections", "2", "--results-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=1450,
-    )  # fmt: skip
+    done = run_script(
+        tmp_path, 1450, "--compare", "handshakes", "--requests", "40", "--connections", "2"
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     row = r"^\| HTTPS Connection: close GET, (resumed|full)[^|]* \| ([\d,]+) \| ([\d,]+) \|"
     rows = re.findall(row, done.stdout, re.M)

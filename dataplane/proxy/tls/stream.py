@@ -110,17 +110,10 @@ class TlsStream:
 
     def sendmsg(self, parts: list[bytes | memoryview]) -> int:
         if len(parts) == 1:
-            data = parts[0]
-        else:
-            if total_length(parts) > JOIN_LIMIT:
-                return self._send_each(parts)
-            data = b"".join(parts)
-        if not len(data):
-            return 0
-        try:
-            return self._obj.write(data)
-        except _WANT:
-            raise BlockingIOError from None
+            return self.send(parts[0])
+        if total_length(parts) > JOIN_LIMIT:
+            return self._send_each(parts)
+        return self.send(b"".join(parts))
 
     def _send_each(self, parts: list[bytes | memoryview]) -> int:
         """Large pieces one write each (no copy), as far as OpenSSL takes them."""
