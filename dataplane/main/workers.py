@@ -314,6 +314,17 @@ class WorkerPool:
             return
         self._watch(worker)
 
+    def _read_last_answers(self, worker: Worker) -> None:
+        """The frames an exited worker left in its channel (non-blocking: what is there)."""
+        try:
+            messages = worker.channel.receive()
+        except ChannelError:
+            return  # nothing left to read (EOF with no whole frame, or a broken channel)
+        for message in messages:
+            if not worker.alive:
+                return
+            self._on_message(worker, message)
+
     def _on_message(self, worker: Worker, message: WorkerResponse | FrameError) -> None:
         if isinstance(message, FrameError):
             log.warning("worker %d sent a bad frame: %s", worker.id, message.reason)
@@ -369,9 +380,12 @@ class WorkerPool:
     # -- death and rebirth ------------------------------------------------------------------
 
     def reap(self) -> None:
-        """SIGCHLD: find the workers that exited."""
+        """SIGCHLD: find the workers that exited. What a worker answered before it exited
+        is read first: SIGCHLD can come before its channel is read (a stop's OK, sent just
+        before the exit, was taken for a worker that died, and main exited with status 1)."""
         for worker in list(self.workers.values()):
             if worker.process.poll() is not None and worker.alive:
+                self._read_last_answers(worker)
                 self._lose(worker, f"exited with status {worker.process.returncode}")
             elif not worker.alive and worker.process.returncode is not None:
                 del self.workers[worker.id]

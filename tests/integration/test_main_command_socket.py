@@ -156,7 +156,7 @@ def test_signals_stop_main_cleanly(pysozu: Any, signum: int) -> None:
     proxy = pysozu.start(minimal_config(pysozu))
     worker_pids = [info.pid for info in proxy.workers()]  # type: ignore[attr-defined]
     proxy.process.send_signal(signum)
-    assert proxy.process.wait(timeout=20) == 0
+    assert proxy.process.wait(timeout=20) == 0, proxy.log()[-4000:]
     assert not os.path.exists(proxy.socket_path)
     for pid in worker_pids:
         with pytest.raises(ProcessLookupError):
