@@ -13,6 +13,7 @@ from test_http_session_core import GET, LISTENER, OK, connect_backend, forwarded
 from dataplane.command.address import SocketAddress
 from dataplane.command.messages import (
     Request,
+    RequestHttpFrontend,
     UpdateHttpListenerConfig,
 )
 from dataplane.proxy import listener as listener_module
@@ -312,3 +313,33 @@ def test_peer_counts_prune_their_zeros_once_the_table_has_grown() -> None:
     assert peers.count("192.0.2.1", "app") == 1 and peers.count("10.2.0.1", "app") == 0
     peers.acquire("10.2.0.1", "app")  # a pruned address counts again from zero
     assert peers.count("10.2.0.1", "app") == 1 and len(peers) == 2
+
+
+def test_a_head_remembers_its_route_until_a_frontend_comes_or_goes() -> None:
+    """The parsed head carries its routing decision (no lookup for a head seen before), and a
+    frontend removed or added makes the next request with that very head routed again."""
+    host, _session, client = setup()
+    listener = host.proxy.listeners[LISTENER]
+    client.incoming += GET
+    host.fire(client.fd, IN)
+    back = connect_backend(host)
+    assert back.take().startswith(b"GET /path?q=1 HTTP/1.1")
+    back.incoming += OK
+    host.fire(back.fd, IN)
+    assert client.take().startswith(b"HTTP/1.1 200 OK")
+    request = listener.recent_request
+    assert request is not None and request.decided_by is listener.routes_version
+    front = RequestHttpFrontend(address=LISTENER, hostname="example.com", cluster_id="app")
+    host.proxy.apply(Request.of(remove_http_frontend=front))
+    assert request.decided_by is not listener.routes_version
+    client.incoming += GET  # the same bytes: the same parsed head, its decision now stale
+    host.fire(client.fd, IN)
+    assert client.take().startswith(b"HTTP/1.1 404 ")
+    host.proxy.apply(Request.of(add_http_frontend=front))
+    other = FakeSocket(70)  # (the 404 ended that connection) a new one sends the same head
+    again = HttpSession(host, listener, other, ("203.0.113.7", 7000))
+    host.sessions.add(again)
+    other.incoming += GET
+    host.fire(other.fd, IN)
+    assert again.request is request and request.decided_by is listener.routes_version
+    assert connect_backend(host).take().startswith(b"GET /path?q=1 HTTP/1.1")
