@@ -165,17 +165,17 @@ class TlsHandshake:
         loop.sessions.discard(self)
         try:
             session = self.listener.open_session(loop, self.tls, self.peer)
+            if session is not None:
+                session.figures = self.figures
+                loop.sessions.add(session)
+                if isinstance(session, H2Session):
+                    session.start()  # registers (inside the hand-over), may read or close
         finally:
             loop.end_hand_over(fd)
         if session is None:  # refused (HTTP/1.1 on a disable_http11 listener)
             self.fd = -1
             self.tls.close()
             loop.session_closed(self)
-            return
-        session.figures = self.figures
-        loop.sessions.add(session)
-        if isinstance(session, H2Session):
-            session.start()  # may read, answer or close it: counted first
 
     def on_timeout(self, now: float) -> None:
         self.listener.handshake_timeouts += 1
