@@ -160,7 +160,8 @@ class ConnectionContext:
         self.id_header = b"\r\n" + id_header.encode("ascii") + b": "
         self.id_name = id_header.lower().encode("ascii")  # as an HTTP/2 field name
         self._lines_tail = self.real_ip + self.x_port + self.x_proto
-        # `absent_all` around the port: what every connection from this address shares
+        # The forwarding lines of a request that carries none of its own, around the port:
+        # what every connection from this address shares (forward_request joins the port in)
         self.absent_head = self.xff_line + b"\r\nForwarded: " + self._element_head
         self.absent_tail = self._element_tail + self._lines_tail
         self._set_port(peer[1])
@@ -173,12 +174,6 @@ class ConnectionContext:
         self._port = port
         self._client_address = ""
         self.port_bytes = str(port).encode("ascii")
-
-    @property
-    def absent_all(self) -> bytes:
-        """The forwarding lines of a request that carries none of its own (`forward_request`
-        joins the three parts itself)."""
-        return self.absent_head + self.port_bytes + self.absent_tail
 
     @property
     def client_address(self) -> str:
